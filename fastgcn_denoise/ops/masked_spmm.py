@@ -1,0 +1,206 @@
+"""Masked, renormalised propagation on the bipartite graph (DESIGN.md, "the core kernel").
+
+    w_e = z_e * omega_e,  d_u = sum_{e in u} w_e (+1),  r = d^-1/2 (0 where d = 0),
+    A_ui = r_u w_ui r_i,  y_user = A x_item,  y_item = A^T x_user  (+ r^2 x with self-loops).
+
+The mask z is generated inside the backend from the logits and a Philox stream keyed by
+(seed, offset + edge id); the uniforms are never stored. Convention for per-layer logits of
+shape [K, E]: layer k uses ``offset + k * E`` (see ``layer_offset``).
+
+Gradients flow to ``x_user``, ``x_item``, ``edge_weight`` (all modes) and ``logits`` (``expect``
+mode; the binary modes get their logit gradients from the ARM estimator, not from autograd).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import reference
+from ._backend import get_backend
+from .reference import MODE_ID, MODES
+
+_SINGLE_MODES = MODES
+_DUAL_MODES = (MODE_ID["arm_pos"], MODE_ID["arm_neg"])
+
+
+def layer_offset(offset: int, layer: int, num_edges: int) -> int:
+    """Philox counter base of layer ``layer`` when one step draws a [K, E] block of uniforms."""
+    return int(offset) + int(layer) * int(num_edges)
+
+
+def _validate_values() -> bool:
+    # Value checks (NaN, negative weights) need a host sync on GPU: always on for CPU tensors,
+    # opt-in with FASTGCN_VALIDATE=1 on GPU.
+    return os.environ.get("FASTGCN_VALIDATE", "0") == "1"
+
+
+def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize):
+    if mode not in MODE_ID:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    for name, x, n, what in (("x_user", x_user, graph.num_users, "num_users"),
+                             ("x_item", x_item, graph.num_items, "num_items")):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D tensor [n, d], got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.shape[0] != n:
+            raise ValueError(f"{name} has {x.shape[0]} rows but the graph has {what} = {n}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {x.dtype}")
+        if x.device != graph.device:
+            raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; "
+                             "use graph.to(device)")
+    if x_user.shape[1] != x_item.shape[1]:
+        raise ValueError(f"x_user has d = {x_user.shape[1]} but x_item has d = {x_item.shape[1]}")
+    if x_user.dtype != x_item.dtype:
+        raise ValueError(f"x_user is {x_user.dtype} but x_item is {x_item.dtype}")
+    if mode != "ones" and logits is None:
+        raise ValueError(f"mode {mode!r} needs logits (one per edge)")
+    check_values = x_user.device.type == "cpu" or _validate_values()
+    for name, t in (("logits", logits), ("edge_weight", edge_weight)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor) or t.shape != (graph.num_edges,):
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}")
+        if t.device != graph.device:
+            raise ValueError(f"{name} is on {t.device} but the graph is on {graph.device}")
+        if check_values:
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                raise ValueError(f"{name} has non-finite values (first at edge {int(bad.nonzero()[0])})")
+    if renormalize and edge_weight is not None and check_values and (edge_weight < 0).any():
+        first = int((edge_weight < 0).nonzero()[0])
+        raise ValueError(f"edge_weight must be >= 0 with renormalize=True (negative at edge {first})")
+
+
+class _MaskedSpmm(torch.autograd.Function):
+    """Propagation for M masks drawn from one set of uniforms; outputs [M, U, d], [M, I, d]."""
+
+    @staticmethod
+    def forward(ctx, backend, graph, modes, seed, offset, self_loop, renormalize,
+                x_user, x_item, logits, edge_weight):
+        dtype, device = x_user.dtype, x_user.device
+        w = backend.edge_weights(logits, edge_weight, modes, seed, offset, graph.num_edges, dtype, device)
+        r_u, r_i = backend.degree_rsqrt(graph, w, self_loop) if renormalize else (None, None)
+        y_u = backend.spmm(graph.rowptr_u, graph.col_item, None, w, r_u, r_i, x_item,
+                           x_user if self_loop else None)
+        y_i = backend.spmm(graph.rowptr_i, graph.col_user, graph.perm, w, r_i, r_u, x_user,
+                           x_item if self_loop else None)
+        ctx.backend, ctx.graph, ctx.modes = backend, graph, modes
+        ctx.seed, ctx.offset, ctx.self_loop = seed, offset, self_loop
+        ctx.save_for_backward(w, r_u, r_i, x_user, x_item, logits, edge_weight)
+        return y_u, y_i
+
+    @staticmethod
+    def backward(ctx, gy_u, gy_i):
+        be, g = ctx.backend, ctx.graph
+        w, r_u, r_i, x_user, x_item, logits, edge_weight = ctx.saved_tensors
+        need_xu, need_xi, need_phi, need_w = (ctx.needs_input_grad[7], ctx.needs_input_grad[8],
+                                              ctx.needs_input_grad[9], ctx.needs_input_grad[10])
+        gy_u = gy_u.contiguous()
+        gy_i = gy_i.contiguous()
+        gx_u = gx_i = g_phi = g_w = None
+        # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product of gy_user.
+        for m in range(w.shape[0]):
+            wm = w[m:m + 1]
+            rum = None if r_u is None else r_u[m:m + 1]
+            rim = None if r_i is None else r_i[m:m + 1]
+            if need_xu:
+                t = be.spmm(g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i[m],
+                            gy_u[m] if ctx.self_loop else None)[0]
+                gx_u = t if gx_u is None else gx_u + t
+            if need_xi:
+                t = be.spmm(g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u[m],
+                            gy_i[m] if ctx.self_loop else None)[0]
+                gx_i = t if gx_i is None else gx_i + t
+        if need_phi or need_w:
+            gws = [be.edge_grad(g, w[m], None if r_u is None else r_u[m], None if r_i is None else r_i[m],
+                                x_user, x_item, gy_u[m], gy_i[m], ctx.self_loop) for m in range(w.shape[0])]
+            # z (mask without omega) is regenerated rather than stored: omega may be zero.
+            z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
+                                w.dtype, w.device)
+            if need_w:
+                g_w = sum(gw * z[m] for m, gw in enumerate(gws))
+            expect = [gw for m, gw in enumerate(gws) if ctx.modes[m] == MODE_ID["expect"]]
+            if need_phi and expect:
+                # Only `expect` (z = sigmoid(phi)) is differentiable in phi; see module docstring.
+                p = torch.sigmoid(logits)
+                omega = 1 if edge_weight is None else edge_weight
+                g_phi = sum(expect) * omega * p * (1 - p)
+        return None, None, None, None, None, None, None, gx_u, gx_i, g_phi, g_w
+
+
+def _run(graph, x_user, x_item, logits, modes, seed, offset, edge_weight, self_loop, renormalize,
+         backend):
+    be = get_backend(x_user.device, backend)
+    dtype = x_user.dtype
+    if logits is not None and logits.dtype != dtype:
+        logits = logits.to(dtype)
+    if edge_weight is not None and edge_weight.dtype != dtype:
+        edge_weight = edge_weight.to(dtype)
+    return _MaskedSpmm.apply(be, graph, modes, int(seed), int(offset), bool(self_loop),
+                             bool(renormalize), x_user.contiguous(), x_item.contiguous(),
+                             None if logits is None else logits.contiguous(),
+                             None if edge_weight is None else edge_weight.contiguous())
+
+
+def masked_spmm(graph, x_user, x_item, logits=None, mode="ones", seed=0, offset=0,
+                edge_weight=None, self_loop=False, renormalize=True, backend=None):
+    """One masked, renormalised propagation in both directions.
+
+    Args:
+        graph: ``BipartiteGraph`` on the tensors' device.
+        x_user [U, d], x_item [I, d]: float32 or float64 embeddings.
+        logits [E]: mask logits phi (edge-id order); required unless ``mode="ones"``.
+        mode: one of ``ones, arm_pos, arm_neg, bernoulli, expect, hard``.
+        seed, offset: Philox key and counter base; edge e uses counter ``offset + e``.
+        edge_weight [E]: optional learnable weight omega (>= 0 when renormalising).
+        self_loop: add the identity to A before normalising (degree + 1).
+        renormalize: False gives y = (A ⊙ w) x with no degree normalisation.
+        backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
+
+    Returns:
+        (y_user [U, d], y_item [I, d]) in x's dtype.
+    """
+    _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
+    y_u, y_i = _run(graph, x_user, x_item, logits, (MODE_ID[mode],), seed, offset, edge_weight,
+                    self_loop, renormalize, backend)
+    return y_u[0], y_i[0]
+
+
+def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weight=None,
+                     self_loop=False, renormalize=True, backend=None):
+    """The two antithetic ARM propagations (``arm_pos`` and ``arm_neg``, same uniforms) in one pass.
+
+    Returns ((y_user_pos, y_item_pos), (y_user_neg, y_item_neg)), each as ``masked_spmm``'s.
+    Gathered embedding rows are shared between the two halves.
+    """
+    _check_inputs(graph, x_user, x_item, logits, edge_weight, "arm_pos", renormalize)
+    y_u, y_i = _run(graph, x_user, x_item, logits, _DUAL_MODES, seed, offset, edge_weight,
+                    self_loop, renormalize, backend)
+    return (y_u[0], y_i[0]), (y_u[1], y_i[1])
+
+
+def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None):
+    """The mask z the propagation would use: [E] for logits [E], [K, E] for per-layer logits.
+
+    Row k of [K, E] logits uses counters ``offset + k * E + e`` (``layer_offset``).
+    """
+    if mode not in MODE_ID:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if logits.shape[-1] != graph.num_edges or logits.dim() not in (1, 2):
+        raise ValueError(f"logits must have shape [num_edges] or [K, num_edges] with num_edges = "
+                         f"{graph.num_edges}, got {tuple(logits.shape)}")
+    be = get_backend(logits.device, backend)
+    rows = logits.reshape(-1, graph.num_edges)
+    dtype = logits.dtype if logits.is_floating_point() else torch.float32
+    z = torch.stack([
+        be.edge_weights(rows[k].contiguous(), None, (MODE_ID[mode],), int(seed),
+                        layer_offset(offset, k, graph.num_edges), graph.num_edges, dtype,
+                        logits.device)[0]
+        for k in range(rows.shape[0])])
+    return z.reshape(logits.shape)
+
+
+__all__ = ["masked_spmm", "masked_spmm_dual", "sample_mask", "layer_offset", "reference"]
