@@ -32,7 +32,7 @@ def _as_int_array(values, name: str) -> np.ndarray:
         if arr.dtype.kind == "f":
             frac = np.nonzero(arr != np.floor(arr))[0]
             if frac.size:
-                bad = f" (first non-integer value {arr[frac[0]]!r} at position {int(frac[0])})"
+                bad = f" (first non-integer value {float(arr[frac[0]])} at position {int(frac[0])})"
         raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}{bad}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} holds ids too large for int64")

@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine:
+#   make demo   set up .venv, install the package, train LightGCN on the built-in data set
+#   make test   set up .venv, install the package (non-editable) with test extras, run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PIP     = $(VENV)/bin/pip
+BIN     = $(VENV)/bin
+DEMO_OUT ?= runs/demo
+SOURCES := $(shell find csrc kernels fastgcn_denoise -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' \)) setup.py pyproject.toml
+
+.PHONY: demo test bench info clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel ninja
+	# The CPU build of torch (a plain `torch` requirement would pull a multi-GB CUDA build), and
+	# triton, which the CPU wheel does not depend on.
+	$(PIP) install -q torch==2.13.0 triton
+
+# Non-editable install: the tests run against the installed package, not the source tree.
+$(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
+	MAX_JOBS=2 $(PIP) install -q --no-build-isolation --force-reinstall --no-deps .
+	$(PIP) install -q --no-build-isolation ".[test,plot]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/fastgcn-denoise info
+	$(BIN)/fastgcn-denoise train --model lightgcn --out $(DEMO_OUT)
+
+test: $(VENV)/.installed
+	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 ../$(BIN)/pytest -q -p no:cacheprovider .
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+info: $(VENV)/.installed
+	$(BIN)/fastgcn-denoise info
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs

@@ -1,0 +1,263 @@
+// CPU (OpenMP) kernels of the masked, renormalised propagation. Semantics: ops/reference.py.
+// Every loop is row-parallel over one of the two CSRs: no atomics, deterministic results.
+// Each kernel is a template over the float type; the ATen wrappers at the end dispatch on dtype.
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "philox.h"
+
+namespace fgd {
+namespace cpu {
+namespace {
+
+constexpr int kRowChunk = 64;  // rows per dynamic OpenMP chunk (degrees are long-tailed)
+constexpr int kPrefetch = 4;   // gathered rows fetched ahead: the products are gather-latency bound
+
+template <typename T>
+inline T rsqrt_or_zero(T d) { return d > T(0) ? T(1) / std::sqrt(d) : T(0); }
+
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t d) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < d; ++k) s += a[k] * b[k];
+  return s;
+}
+
+template <typename T>
+const T* ptr_or_null(const c10::optional<torch::Tensor>& t) {
+  return t ? t->data_ptr<T>() : nullptr;
+}
+
+// Uniforms for `count` (<= kLanes) consecutive counters. Written lane-parallel (16 independent
+// Philox states) so the compiler vectorises the 32x32->64 multiplies; same bits as philox_uniform.
+constexpr int kLanes = 16;
+inline void philox_uniform_lanes(uint64_t seed, uint64_t first, int count, float* u) {
+  uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const uint64_t c = first + static_cast<uint64_t>(l);
+    c0[l] = static_cast<uint32_t>(c);
+    c1[l] = static_cast<uint32_t>(c >> 32);
+    c2[l] = c3[l] = 0;
+  }
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      const uint64_t pb = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
+      const uint64_t pa = static_cast<uint64_t>(0xD2511F53u) * c0[l];
+      c0[l] = static_cast<uint32_t>(pb >> 32) ^ c1[l] ^ k0;
+      c1[l] = static_cast<uint32_t>(pb);
+      c2[l] = static_cast<uint32_t>(pa >> 32) ^ c3[l] ^ k1;
+      c3[l] = static_cast<uint32_t>(pa);
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  for (int l = 0; l < count; ++l) {
+    const int32_t x = static_cast<int32_t>(c0[l]);
+    u[l] = static_cast<float>(x < 0 ? ~x : x) * 4.6566127342e-10f;
+  }
+}
+
+// w[m, e] = z_m(p_e, q_e, u_e) * omega_e; p = sigmoid(phi), q = sigmoid(-phi) (may be null when
+// no mode needs them).
+template <typename T>
+void edge_weights_kernel(const T* p, const T* q, const T* omega, const std::vector<int64_t>& modes,
+                         uint64_t seed, uint64_t offset, int64_t num_edges, T* out) {
+  const int64_t m_count = static_cast<int64_t>(modes.size());
+  bool need_u = false;
+  for (auto m : modes) need_u |= mode_needs_uniform(static_cast<int>(m));
+  const int64_t blocks = (num_edges + kLanes - 1) / kLanes;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t e0 = b * kLanes;
+    const int count = static_cast<int>(std::min<int64_t>(kLanes, num_edges - e0));
+    float u[kLanes] = {0};
+    if (need_u) philox_uniform_lanes(seed, offset + static_cast<uint64_t>(e0), count, u);
+    for (int64_t m = 0; m < m_count; ++m) {
+      const int mode = static_cast<int>(modes[m]);
+      T* o = out + m * num_edges + e0;
+      for (int l = 0; l < count; ++l) {
+        const int64_t e = e0 + l;
+        o[l] = mask_from_probs<T>(mode, p ? p[e] : T(1), q ? q[e] : T(0), u[l]) *
+               (omega ? omega[e] : T(1));
+      }
+    }
+  }
+}
+
+// r[r] = (sum of w over CSR row r, through eid when given, + self-loop)^-1/2, 0 for empty degree.
+template <typename T>
+void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, const T* w, T one,
+                         int64_t num_rows, T* r) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t row = 0; row < num_rows; ++row) {
+    T s = one;
+    for (int64_t j = rowptr[row]; j < rowptr[row + 1]; ++j) s += w[eid ? eid[j] : j];
+    r[row] = rsqrt_or_zero(s);
+  }
+}
+
+// y[m, r] = r_row[m, r] * sum_j w[m, eid_j] r_col[m, col_j] x[col_j] (+ r_row^2 x_self[r]).
+// M is a template parameter so the dual (M = 2) loads each gathered x row once for both outputs.
+template <typename T, int M>
+void spmm_kernel(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
+                 const T* r_row, const T* r_col, const T* x, const T* x_self, T* y, int64_t num_rows,
+                 int64_t num_cols, int64_t num_edges, int64_t d) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    T* y0 = y + r * d;
+    T* y1 = y + ((M - 1) * num_rows + r) * d;  // == y0 when M == 1
+    std::fill(y0, y0 + d, T(0));
+    if (M == 2) std::fill(y1, y1 + d, T(0));
+    const int64_t end = rowptr[r + 1];
+    for (int64_t j = rowptr[r]; j < end; ++j) {
+      if (j + kPrefetch < end) {
+        const T* ahead = x + col[j + kPrefetch] * d;
+        for (int64_t k = 0; k < d; k += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(ahead + k);
+      }
+      const int64_t c = col[j];
+      const int64_t e = eid ? eid[j] : j;
+      const T* xc = x + c * d;
+      const T c0 = w[e] * (r_col ? r_col[c] : T(1));
+      if (M == 1) {
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) y0[k] += c0 * xc[k];
+      } else {
+        const T c1 = w[num_edges + e] * (r_col ? r_col[num_cols + c] : T(1));
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) {
+          const T v = xc[k];
+          y0[k] += c0 * v;
+          y1[k] += c1 * v;
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      T* ym = m == 0 ? y0 : y1;
+      const T rr = r_row ? r_row[m * num_rows + r] : T(1);
+      if (x_self) {
+        const T* xs = x_self + r * d;
+        const T ss = rr * rr;
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) ym[k] = rr * ym[k] + ss * xs[k];
+      } else if (r_row) {
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) ym[k] *= rr;
+      }
+    }
+  }
+}
+
+// dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i with G_e = <gy_u, x_i> + <gy_i, x_u>,
+// s_u = sum_{e in u} G_e A_e (+ 2 r_u^2 <gy_u, x_u> with self-loops), t_i likewise.
+template <typename T>
+void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, const int64_t* cu,
+                      const int64_t* eid, const T* w, const T* ru, const T* ri, const T* xu,
+                      const T* xi, const T* gu, const T* gi, bool self_loop, int64_t nu, int64_t ni,
+                      int64_t d, T* g) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t u = 0; u < nu; ++u)
+    for (int64_t e = pu[u]; e < pu[u + 1]; ++e) {
+      const int64_t i = ci[e];
+      g[e] = dot(gu + u * d, xi + i * d, d) + dot(gi + i * d, xu + u * d, d);
+    }
+  if (ru == nullptr) return;  // no renormalisation: dL/dw = G
+  // Half the degree term of each node, 1/2 r^2 s, computed once per node.
+  std::vector<T> hs_u(nu), ht_i(ni);
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t u = 0; u < nu; ++u) {
+    T s = self_loop ? 2 * ru[u] * ru[u] * dot(gu + u * d, xu + u * d, d) : T(0);
+    for (int64_t e = pu[u]; e < pu[u + 1]; ++e) s += g[e] * ru[u] * w[e] * ri[ci[e]];
+    hs_u[u] = T(0.5) * ru[u] * ru[u] * s;
+  }
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t i = 0; i < ni; ++i) {
+    T t = self_loop ? 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d) : T(0);
+    for (int64_t j = pi[i]; j < pi[i + 1]; ++j) t += g[eid[j]] * ru[cu[j]] * w[eid[j]] * ri[i];
+    ht_i[i] = T(0.5) * ri[i] * ri[i] * t;
+  }
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t u = 0; u < nu; ++u)
+    for (int64_t e = pu[u]; e < pu[u + 1]; ++e)
+      g[e] = ru[u] * ri[ci[e]] * g[e] - hs_u[u] - ht_i[ci[e]];
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------- ATen entry points
+torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::optional<torch::Tensor>& q,
+                           const c10::optional<torch::Tensor>& edge_weight,
+                           const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
+                           int64_t num_edges, at::ScalarType dtype) {
+  auto w = torch::empty({static_cast<int64_t>(modes.size()), num_edges}, torch::dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "edge_weights_cpu", [&] {
+    edge_weights_kernel<scalar_t>(ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q),
+                                  ptr_or_null<scalar_t>(edge_weight),
+                                  modes, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
+                                  num_edges, w.data_ptr<scalar_t>());
+  });
+  return w;
+}
+
+std::vector<torch::Tensor> degree_rsqrt(const torch::Tensor& rowptr_u, const torch::Tensor& rowptr_i,
+                                        const torch::Tensor& perm, const torch::Tensor& w,
+                                        bool self_loop) {
+  const int64_t m_count = w.size(0), num_edges = w.size(1);
+  const int64_t nu = rowptr_u.numel() - 1, ni = rowptr_i.numel() - 1;
+  auto r_u = torch::empty({m_count, nu}, w.options());
+  auto r_i = torch::empty({m_count, ni}, w.options());
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "degree_rsqrt_cpu", [&] {
+    const scalar_t one = self_loop ? scalar_t(1) : scalar_t(0);
+    for (int64_t m = 0; m < m_count; ++m) {
+      const scalar_t* wm = w.data_ptr<scalar_t>() + m * num_edges;
+      degree_rsqrt_kernel<scalar_t>(rowptr_u.data_ptr<int64_t>(), nullptr, wm, one, nu,
+                                    r_u.data_ptr<scalar_t>() + m * nu);
+      degree_rsqrt_kernel<scalar_t>(rowptr_i.data_ptr<int64_t>(), perm.data_ptr<int64_t>(), wm, one,
+                                    ni, r_i.data_ptr<scalar_t>() + m * ni);
+    }
+  });
+  return {r_u, r_i};
+}
+
+torch::Tensor spmm(const torch::Tensor& rowptr, const torch::Tensor& col,
+                   const c10::optional<torch::Tensor>& eid, const torch::Tensor& w,
+                   const c10::optional<torch::Tensor>& r_row, const c10::optional<torch::Tensor>& r_col,
+                   const torch::Tensor& x, const c10::optional<torch::Tensor>& x_self) {
+  const int64_t m_count = w.size(0), num_edges = w.size(1);
+  const int64_t num_rows = rowptr.numel() - 1, num_cols = x.size(0), d = x.size(1);
+  TORCH_CHECK(m_count == 1 || m_count == 2, "spmm: w must have 1 or 2 rows (modes), got ", m_count);
+  auto y = torch::empty({m_count, num_rows, d}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_cpu", [&] {
+    auto kernel = m_count == 1 ? spmm_kernel<scalar_t, 1> : spmm_kernel<scalar_t, 2>;
+    kernel(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), ptr_or_null<int64_t>(eid),
+           w.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(r_row), ptr_or_null<scalar_t>(r_col),
+           x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(x_self), y.data_ptr<scalar_t>(), num_rows,
+           num_cols, num_edges, d);
+  });
+  return y;
+}
+
+torch::Tensor edge_grad(const torch::Tensor& rowptr_u, const torch::Tensor& col_item,
+                        const torch::Tensor& rowptr_i, const torch::Tensor& col_user,
+                        const torch::Tensor& perm, const torch::Tensor& w,
+                        const c10::optional<torch::Tensor>& r_u, const c10::optional<torch::Tensor>& r_i,
+                        const torch::Tensor& x_u, const torch::Tensor& x_i, const torch::Tensor& gy_u,
+                        const torch::Tensor& gy_i, bool self_loop) {
+  auto g = torch::empty_like(w);
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "edge_grad_cpu", [&] {
+    edge_grad_kernel<scalar_t>(
+        rowptr_u.data_ptr<int64_t>(), col_item.data_ptr<int64_t>(), rowptr_i.data_ptr<int64_t>(),
+        col_user.data_ptr<int64_t>(), perm.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+        ptr_or_null<scalar_t>(r_u), ptr_or_null<scalar_t>(r_i), x_u.data_ptr<scalar_t>(),
+        x_i.data_ptr<scalar_t>(), gy_u.data_ptr<scalar_t>(), gy_i.data_ptr<scalar_t>(), self_loop,
+        rowptr_u.numel() - 1, rowptr_i.numel() - 1, x_u.size(1), g.data_ptr<scalar_t>());
+  });
+  return g;
+}
+
+}  // namespace cpu
+}  // namespace fgd

@@ -1,0 +1,44 @@
+"""The compiled backends (``cpu`` and ``cuda``): thin wrappers over ``fastgcn_denoise._C``.
+
+Same primitives and signatures as ``ops/reference.py``; ``_C`` dispatches on the tensors' device.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from .reference import MODE_ID
+
+
+def _i64(v: int) -> int:
+    """Seeds and counters are 64-bit unsigned; pybind takes them as int64 (same bits)."""
+    v = int(v) & 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_NEEDS_P = {MODE_ID[m] for m in ("arm_neg", "bernoulli", "expect", "hard")}
+
+
+def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device):
+    # The sigmoids come from torch (vectorised, and the reference's own function, so binary masks
+    # and expect/hard values match the reference bit for bit); the kernel adds the Philox draw.
+    p = q = None
+    if logits is not None:
+        logits = logits.to(dtype)
+        p = torch.sigmoid(logits) if _NEEDS_P.intersection(modes) else None
+        q = torch.sigmoid(-logits) if MODE_ID["arm_pos"] in modes else None
+    return _C.edge_weights(p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges, dtype)
+
+
+def degree_rsqrt(graph, w, self_loop):
+    r_u, r_i = _C.degree_rsqrt(graph.rowptr_u, graph.rowptr_i, graph.perm, w, self_loop)
+    return r_u, r_i
+
+
+def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
+    return _C.spmm(rowptr, col, eid, w, r_row, r_col, x, x_self)
+
+
+def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
+    return _C.edge_grad(graph.rowptr_u, graph.col_item, graph.rowptr_i, graph.col_user, graph.perm,
+                        w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop)

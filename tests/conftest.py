@@ -1,0 +1,48 @@
+"""Shared test fixtures.
+
+Without a GPU, the Triton kernels are tested on CPU tensors under the Triton interpreter, which
+must be switched on before any kernel module is imported.
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fastgcn_denoise  # noqa: E402
+from fastgcn_denoise import BipartiteGraph  # noqa: E402
+from fastgcn_denoise.ops import BACKENDS, availability  # noqa: E402
+
+if os.environ.get("FASTGCN_REQUIRE_INSTALLED") == "1":
+    # `make test` checks the installed package: importing the source tree would hide packaging bugs.
+    _src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert not os.path.abspath(fastgcn_denoise.__file__).startswith(_src + os.sep), (
+        f"tests import fastgcn_denoise from the source tree ({fastgcn_denoise.__file__}), "
+        "not the installed package")
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def backend_params():
+    """One pytest param per backend; those that cannot run here are skipped with the reason."""
+    avail = availability(DEVICE)
+    return [pytest.param(name, marks=pytest.mark.skipif(avail[name] is not None,
+                                                          reason=f"{name}: {avail[name]}"))
+            for name in BACKENDS]
+
+
+def random_graph(num_users, num_items, density, seed=0, isolated=True) -> BipartiteGraph:
+    """A random graph; with ``isolated`` the last user and last item have no edges (empty rows)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((num_users, num_items)) < density
+    if isolated and num_users > 1 and num_items > 1:
+        mask[-1, :] = False
+        mask[:, -1] = False
+    if not mask.any():
+        mask[0, 0] = True
+    users, items = np.nonzero(mask)
+    return BipartiteGraph(users, items, num_users, num_items).to(DEVICE)
