@@ -4,6 +4,8 @@ Environment switches:
   FASTGCN_NO_EXT=1   pure-Python install (no compiled extension; `reference`/`triton` backends only)
   FORCE_CUDA=1       build the CUDA kernels even when no GPU is visible (needs nvcc + CUDA torch)
   TORCH_CUDA_ARCH_LIST  respected by torch.utils.cpp_extension
+  FASTGCN_CPU_ARCH   -march for the CPU kernels (default "native": the SpMM and Philox loops
+                     vectorise with the host's AVX2/AVX-512; set "x86-64" for a portable build)
 """
 import glob
 import os
@@ -21,6 +23,9 @@ def _ext_modules():
 
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     extra_cxx = ["-O3", "-fopenmp", "-std=c++17"]
+    arch = os.environ.get("FASTGCN_CPU_ARCH", "native")
+    if arch:
+        extra_cxx.append(f"-march={arch}")
     define_macros = []
     want_cuda = os.environ.get("FORCE_CUDA", "0") == "1" or torch.cuda.is_available()
     has_cuda_torch = torch.version.cuda is not None
