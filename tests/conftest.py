@@ -20,7 +20,8 @@ from fastgcn_denoise.ops import BACKENDS, availability  # noqa: E402
 if os.environ.get("FASTGCN_REQUIRE_INSTALLED") == "1":
     # `make test` checks the installed package: importing the source tree would hide packaging bugs.
     _src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    assert not os.path.abspath(fastgcn_denoise.__file__).startswith(_src + os.sep), (
+    _pkg = os.path.join(_src, "fastgcn_denoise") + os.sep
+    assert not os.path.abspath(fastgcn_denoise.__file__).startswith(_pkg), (
         f"tests import fastgcn_denoise from the source tree ({fastgcn_denoise.__file__}), "
         "not the installed package")
 
