@@ -49,15 +49,13 @@ def availability(device: str | torch.device = "cpu") -> dict[str, str | None]:
     else:
         out["cpu"] = "the cpu backend runs on CPU tensors only"
     try:
-        importlib.import_module("triton")
-        if device.type == "cuda":
-            out["triton"] = None
-        elif _triton_interpret():
+        importlib.import_module(_MODULES["triton"])
+        if device.type == "cuda" or _triton_interpret():
             out["triton"] = None
         else:
             out["triton"] = "triton needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)"
     except ImportError as exc:
-        out["triton"] = f"triton not importable ({exc})"
+        out["triton"] = f"triton kernels not importable ({exc})"
     if ext is None:
         out["cuda"] = why
     elif not ext.has_cuda():
