@@ -1,0 +1,411 @@
+"""Readers and writers for interaction data: LightGCN text, user/item pair tables, ``.npz``.
+
+``load_dataset`` picks the reader from the source; every reader sets ``meta["format"]`` so that
+``write_interactions`` can export a (denoised) interaction list in the input's own format and ids.
+
+``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
+``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
+``valid_{users,items}``, ``noise`` (bool, per train pair), ``user_ids``/``item_ids`` (original
+ids, int64 or unicode), and ``meta`` (a JSON string).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import InteractionData
+from .split import holdout_mask
+
+_SPLITS = ("train", "valid", "test")
+_CHUNK_BYTES = 64 << 20  # LightGCN files are parsed in newline-aligned chunks of this size
+_MAX_DIGITS = 18  # longest id that surely fits int64
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[[9, 10, 11, 12, 13, 32]] = True  # \t \n \v \f \r and space
+_NPZ_FORMAT = "fastgcn_denoise.InteractionData/1"
+
+
+# ---------------------------------------------------------------------- LightGCN text
+def _token_error(buf: bytes, pos: int, path: Path, line: int, problem: str | None = None):
+    """Raise a ValueError naming the file, line and the token that covers byte ``pos``."""
+    lo = pos
+    while lo > 0 and not _SPACE[buf[lo - 1]]:
+        lo -= 1
+    hi = pos
+    while hi < len(buf) and not _SPACE[buf[hi]]:
+        hi += 1
+    token = buf[lo:hi].decode("utf-8", errors="replace")
+    if problem is None:
+        if token.startswith("-") and token[1:].isdigit():
+            problem = "negative id"
+        else:
+            try:
+                float(token)
+                problem = "non-integer (float) id"
+            except ValueError:
+                problem = "non-integer token"
+    raise ValueError(f"{path}, line {line}: {problem} {token!r}; expected non-negative integer "
+                     "ids (`user item item ...`)")
+
+
+def _parse_lightgcn_chunk(buf: bytes, path: Path, first_line: int):
+    """Parse whole lines of LightGCN text without per-token Python.
+
+    Returns (line_users [lines with a token], users [pairs], items [pairs]), all int64.
+    """
+    a = np.frombuffer(buf, dtype=np.uint8)
+    is_digit = (a - np.uint8(48)) < 10  # uint8 wraps around, so only '0'..'9' land below 10
+    bad = ~(is_digit | _SPACE[a])
+    newlines = np.flatnonzero(a == 10)
+    if bad.any():
+        pos = int(np.argmax(bad))
+        _token_error(buf, pos, path, first_line + int(np.searchsorted(newlines, pos)))
+    step = np.diff(is_digit.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts = np.flatnonzero(step == 1)
+    lengths = np.flatnonzero(step == -1) - starts
+    if starts.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    longest = int(lengths.max())
+    if longest > _MAX_DIGITS:
+        pos = int(starts[np.argmax(lengths)])
+        _token_error(buf, pos, path, first_line + int(np.searchsorted(newlines, pos)),
+                     "id too large")
+    # Horner's rule, one digit position per pass over all tokens.
+    values = np.zeros(starts.shape[0], dtype=np.int64)
+    for j in range(longest):
+        more = lengths > j
+        values = np.where(more, values * 10 + (a[np.minimum(starts + j, a.size - 1)] - 48), values)
+    line_of = np.searchsorted(newlines, starts)
+    first = np.ones(starts.shape[0], dtype=bool)
+    first[1:] = line_of[1:] != line_of[:-1]
+    line_users = values[first]
+    group = np.cumsum(first) - 1
+    return line_users, line_users[group[~first]], values[~first]
+
+
+def _read_lightgcn_file(path: Path):
+    """(line_users, users, items) of one LightGCN file, parsed chunk by chunk."""
+    buf = path.read_bytes()
+    parts, lo, line = [], 0, 1
+    while lo < len(buf):
+        hi = len(buf)
+        if hi - lo > _CHUNK_BYTES:
+            hi = buf.rfind(b"\n", lo, lo + _CHUNK_BYTES) + 1
+        if hi <= lo:  # one line longer than a chunk: take it whole
+            hi = buf.find(b"\n", lo + _CHUNK_BYTES) + 1 or len(buf)
+        chunk = buf[lo:hi]
+        parts.append(_parse_lightgcn_chunk(chunk, path, line))
+        line += chunk.count(b"\n")
+        lo = hi
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def load_lightgcn(directory: str | os.PathLike) -> InteractionData:
+    """Read a LightGCN-format directory: ``train.txt``, ``test.txt`` and optional ``valid.txt``.
+
+    One line per user, ``user item item ...``, whitespace separated, 0-based ids; a user with no
+    items is allowed, blank lines are skipped. ``num_users`` / ``num_items`` are the largest id
+    over all splits plus one. Malformed input raises ValueError naming the file and line.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: not a directory (expected train.txt and test.txt in it)")
+    splits, max_user, max_item = {}, -1, -1
+    for split in _SPLITS:
+        path = directory / f"{split}.txt"
+        if not path.is_file():
+            if split == "valid":
+                continue
+            raise ValueError(f"{directory}: missing {split}.txt (LightGCN format needs train.txt "
+                             "and test.txt)")
+        line_users, users, items = _read_lightgcn_file(path)
+        if line_users.size:
+            max_user = max(max_user, int(line_users.max()))
+        if items.size:
+            max_item = max(max_item, int(items.max()))
+        splits[split] = (users, items)
+    if splits["train"][0].size == 0:
+        raise ValueError(f"{directory / 'train.txt'}: no interactions")
+    return InteractionData(
+        name=directory.resolve().name, num_users=max_user + 1, num_items=max_item + 1,
+        train=splits["train"], test=splits["test"], valid=splits.get("valid"),
+        meta={"format": "lightgcn", "source": str(directory)})
+
+
+# ---------------------------------------------------------------------- user/item pairs
+_USER_NAMES = {"user", "users", "user_id", "userid", "uid", "u", "customer_id", "reviewerid"}
+_ITEM_NAMES = {"item", "items", "item_id", "itemid", "iid", "i", "movie_id", "movieid",
+               "business_id", "product_id", "asin", "track_id", "artist_id", "poi_id"}
+_NULLS = {"nan", "null", "none"}
+
+
+def _guess_sep(path: Path) -> str | None:
+    """',' for .csv, tab for .tsv, else sniffed from the first non-blank line (None: whitespace)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return ","
+    if suffix == ".tsv":
+        return "\t"
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return "\t" if "\t" in line else "," if "," in line else None
+    return None
+
+
+def _rows(path: Path, sep: str | None):
+    """Yield (line number, fields) for the non-blank rows of a delimited or whitespace file."""
+    with open(path, newline="", encoding="utf-8") as f:
+        if sep is None:
+            for number, line in enumerate(f, 1):
+                fields = line.split()
+                if fields:
+                    yield number, fields
+            return
+        reader = csv.reader(f, delimiter=sep)
+        for fields in reader:
+            if any(x.strip() for x in fields):
+                yield reader.line_num, fields
+
+
+def _is_int(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit()
+
+
+def _has_header(rows: list, header: bool | None) -> bool:
+    """Whether the first row is a header: as given, else if it names the user and item columns
+    or is non-numeric above a numeric row."""
+    if header is not None or not rows:
+        return bool(header)
+    first = [x.strip().lower() for x in rows[0][1][:2]]
+    if len(first) < 2:
+        return False
+    if first[0] in _USER_NAMES and first[1] in _ITEM_NAMES:
+        return True
+    second = rows[1][1][:2] if len(rows) > 1 else []
+    return (not any(map(_is_int, first)) and len(second) == 2 and all(map(_is_int, second)))
+
+
+def _read_pairs_file(path: Path, sep: str | None, header: bool | None):
+    """(users, items) as lists of id strings; validates every row."""
+    rows = list(_rows(path, sep))
+    users, items = [], []
+    for number, fields in rows[1:] if _has_header(rows, header) else rows:
+        _append_row(path, number, fields, users, items)
+    return users, items
+
+
+def _append_row(path: Path, number: int, fields: list, users: list, items: list):
+    if len(fields) < 2:
+        raise ValueError(f"{path}, line {number}: expected at least 2 columns (user, item), "
+                         f"got {len(fields)}: {fields!r}")
+    for kind, value, out in (("user", fields[0], users), ("item", fields[1], items)):
+        value = value.strip()
+        if not value:
+            raise ValueError(f"{path}, line {number}: empty {kind} id")
+        if value.lower() in _NULLS:
+            raise ValueError(f"{path}, line {number}: {kind} id is {value!r} (missing value)")
+        out.append(value)
+
+
+def _remap(tokens: list) -> tuple[np.ndarray, np.ndarray]:
+    """(contiguous ids int64, original ids): integer ids sort numerically, others as strings."""
+    arr = np.array(tokens, dtype=str)
+    if all(map(_is_int, tokens)):
+        try:
+            as_int = arr.astype(np.int64)
+        except OverflowError:  # ids beyond int64 stay strings
+            as_int = None
+        # Only canonical spellings, so that "007" and "7" stay distinct ids.
+        if as_int is not None and np.array_equal(as_int.astype(str), arr):
+            arr = as_int
+    originals, contiguous = np.unique(arr, return_inverse=True)
+    return contiguous.astype(np.int64).ravel(), originals
+
+
+def _pair_files(path: Path) -> dict:
+    """{split: file} for a pairs directory (train and test required, valid optional)."""
+    found = {}
+    for split in _SPLITS:
+        for ext in (".csv", ".tsv"):
+            if (path / f"{split}{ext}").is_file():
+                found[split] = path / f"{split}{ext}"
+                break
+    if "train" not in found or "test" not in found:
+        raise ValueError(f"{path}: expected train.csv and test.csv (or .tsv) in the directory")
+    return found
+
+
+def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | None = None,
+               test_fraction: float = 0.2, seed: int = 0) -> InteractionData:
+    """Read ``user<sep>item`` rows (extra columns ignored) with arbitrary ids.
+
+    ``path`` is one file, split per user into train/test with ``test_fraction`` (seeded, see
+    ``holdout_mask``), or a directory with ``train.csv`` + ``test.csv`` (+ ``valid.csv``; or
+    ``.tsv``). ``sep`` None: from the extension, else sniffed (tab, comma, else whitespace).
+    ``header`` None: the first row is a header if it names the columns (``user,item``,
+    ``user_id,item_id`` ...) or is non-numeric above a numeric row. Ids are remapped to
+    contiguous ids (``user_ids``/``item_ids`` hold the originals); repeated pairs are dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or directory")
+    files = _pair_files(path) if path.is_dir() else {"all": path}
+    seps, tokens = {}, {}
+    for split, file in files.items():
+        seps[split] = sep if sep is not None else _guess_sep(file)
+        tokens[split] = _read_pairs_file(file, seps[split], header)
+        if not tokens[split][0] and split in ("all", "train"):
+            raise ValueError(f"{file}: no interactions")
+    sizes = np.cumsum([0] + [len(t[0]) for t in tokens.values()])
+    users, user_ids = _remap([x for t in tokens.values() for x in t[0]])
+    items, item_ids = _remap([x for t in tokens.values() for x in t[1]])
+    num_users, num_items = user_ids.shape[0], item_ids.shape[0]
+    splits, dropped = {}, 0
+    for j, split in enumerate(tokens):
+        u, i = users[sizes[j]:sizes[j + 1]], items[sizes[j]:sizes[j + 1]]
+        _, first = np.unique(u * num_items + i, return_index=True)
+        keep = np.sort(first)  # first occurrences, in file order
+        dropped += u.shape[0] - keep.shape[0]
+        splits[split] = (u[keep], i[keep])
+    if "all" in splits:
+        u, i = splits.pop("all")
+        out = holdout_mask(u, test_fraction, np.random.default_rng(seed))
+        splits = {"train": (u[~out], i[~out]), "test": (u[out], i[out])}
+    first_sep = next(iter(seps.values()))
+    return InteractionData(
+        name=path.stem if path.is_file() else path.resolve().name,
+        num_users=num_users, num_items=num_items, train=splits["train"], test=splits["test"],
+        valid=splits.get("valid"), user_ids=user_ids, item_ids=item_ids,
+        meta={"format": "csv" if first_sep == "," else "tsv", "source": str(path),
+              "duplicates_dropped": dropped,
+              **({"test_split": {"fraction": float(test_fraction), "seed": int(seed)}}
+                 if path.is_file() else {})})
+
+
+# ---------------------------------------------------------------------- writing
+def _as_ids(values, name: str, bound: int) -> np.ndarray:
+    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(f"{name} must be a 1-D array of integer ids, got {arr.dtype} {arr.shape}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = np.flatnonzero((arr < 0) | (arr >= bound))
+    if bad.size:
+        raise ValueError(f"{name}[{int(bad[0])}] = {int(arr[bad[0]])} is outside [0, {bound})")
+    return arr
+
+
+def write_interactions(data: InteractionData, users, items, path: str | os.PathLike,
+                       fmt: str | None = None) -> None:
+    """Write (user, item) pairs, given in contiguous ids, in the source's own format and ids.
+
+    ``fmt``: "lightgcn" (one line per user, users ascending, items in the given order), "csv" or
+    "tsv" (header ``user,item``, one pair per row); None takes ``data.meta["format"]``, or when
+    that is unset, "lightgcn" for data without id maps and "csv" for data with them.
+    """
+    if fmt is None:
+        fmt = data.meta.get("format") or (
+            "lightgcn" if data.user_ids is None and data.item_ids is None else "csv")
+    if fmt not in ("lightgcn", "csv", "tsv"):
+        raise ValueError(f"unknown output format {fmt!r}: expected 'lightgcn', 'csv' or 'tsv'")
+    users = _as_ids(users, "users", data.num_users)
+    items = _as_ids(items, "items", data.num_items)
+    if users.shape != items.shape:
+        raise ValueError(f"users has {users.shape[0]} entries but items has {items.shape[0]}")
+    out_users = users if data.user_ids is None else data.user_ids[users]
+    out_items = items if data.item_ids is None else data.item_ids[items]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        if fmt != "lightgcn":
+            writer = csv.writer(f, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            writer.writerow(["user", "item"])
+            writer.writerows(zip(out_users.tolist(), out_items.tolist()))
+            return
+        for name, ids in (("user", out_users), ("item", out_items)):
+            if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0):
+                raise ValueError(f"LightGCN format needs non-negative integer {name} ids; this "
+                                 f"data set's are {ids.dtype}: write csv or tsv instead")
+        order = np.argsort(users, kind="stable")
+        _, start = np.unique(users[order], return_index=True)
+        for u, row in zip(out_users[order][start].tolist(), np.split(out_items[order], start[1:])):
+            f.write(f"{u} {' '.join(map(str, row.tolist()))}\n")
+
+
+def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
+    """Write ``data`` to a compressed ``.npz`` (layout in the module docstring)."""
+    arrays = {"format": np.array(_NPZ_FORMAT), "name": np.array(data.name),
+              "num_users": np.int64(data.num_users), "num_items": np.int64(data.num_items),
+              "meta": np.array(json.dumps(data.meta, default=str))}
+    for split in _SPLITS:
+        pairs = getattr(data, split)
+        if pairs is not None:
+            arrays[f"{split}_users"] = np.asarray(pairs[0], dtype=np.int64)
+            arrays[f"{split}_items"] = np.asarray(pairs[1], dtype=np.int64)
+    if data.noise is not None:
+        arrays["noise"] = np.asarray(data.noise, dtype=bool)
+    for key in ("user_ids", "item_ids"):
+        ids = getattr(data, key)
+        if ids is not None:
+            ids = np.asarray(ids)
+            arrays[key] = ids if ids.dtype.kind in "iuU" else ids.astype(str)
+    np.savez_compressed(path, **arrays)
+
+
+def load_npz(path: str | os.PathLike) -> InteractionData:
+    """Read a file written by ``save_npz``."""
+    with np.load(path, allow_pickle=False) as f:
+        if "format" not in f.files or str(f["format"]) != _NPZ_FORMAT:
+            raise ValueError(f"{path}: not an InteractionData file (format tag {_NPZ_FORMAT!r} "
+                             "missing; write it with save_npz)")
+
+        def pairs(split):
+            if f"{split}_users" not in f.files:
+                return None
+            return f[f"{split}_users"], f[f"{split}_items"]
+
+        return InteractionData(
+            name=str(f["name"]), num_users=int(f["num_users"]), num_items=int(f["num_items"]),
+            train=pairs("train"), test=pairs("test"), valid=pairs("valid"),
+            noise=f["noise"] if "noise" in f.files else None,
+            user_ids=f["user_ids"] if "user_ids" in f.files else None,
+            item_ids=f["item_ids"] if "item_ids" in f.files else None,
+            meta=json.loads(str(f["meta"])))
+
+
+# ---------------------------------------------------------------------- dispatch
+def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0,
+                 **synthetic_kwargs) -> InteractionData:
+    """Load a data set from ``source``.
+
+    - None or "synthetic": ``make_synthetic(seed=seed, **synthetic_kwargs)``;
+    - a directory with ``train.txt`` + ``test.txt``: ``load_lightgcn``;
+    - a directory with ``train.csv``/``test.csv`` (or .tsv), or a .csv/.tsv/.txt file:
+      ``load_pairs(source, seed=seed, **kwargs)`` (kwargs: sep, header, test_fraction);
+    - a ``.npz`` file: ``load_npz``.
+    """
+    if source is None or str(source) == "synthetic":
+        from .synthetic import make_synthetic
+        return make_synthetic(seed=seed, **synthetic_kwargs)
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"data source {str(source)!r}: no such file or directory (or use "
+                         "'synthetic')")
+    if path.is_dir() and (path / "train.txt").is_file():
+        loader = load_lightgcn
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        loader = load_npz
+    elif path.is_dir() or path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return load_pairs(path, seed=seed, **synthetic_kwargs)
+    else:
+        raise ValueError(f"data source {str(source)!r}: unrecognised (expected a LightGCN "
+                         "directory, a .csv/.tsv/.txt pairs file or directory, or a .npz file)")
+    if synthetic_kwargs:
+        raise ValueError(f"options {sorted(synthetic_kwargs)} do not apply to {str(source)!r}")
+    return loader(path)
