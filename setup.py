@@ -22,7 +22,7 @@ def _ext_modules():
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
-    extra_cxx = ["-O3", "-fopenmp", "-std=c++17"]
+    extra_cxx = ["-O3", "-fopenmp"]
     arch = os.environ.get("FASTGCN_CPU_ARCH", "native")
     if arch:
         extra_cxx.append(f"-march={arch}")
@@ -36,7 +36,7 @@ def _ext_modules():
             sources + sorted(glob.glob("csrc/cuda/*.cu")),
             include_dirs=[os.path.join(HERE, "csrc")],
             define_macros=define_macros,
-            extra_compile_args={"cxx": extra_cxx, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_compile_args={"cxx": extra_cxx, "nvcc": ["-O3"]},
             extra_link_args=["-fopenmp"],
         )
     else:

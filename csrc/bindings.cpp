@@ -1,29 +1,35 @@
-// The one binding file of fastgcn_denoise._C: declares each op's device implementations and
-// dispatches on the tensors' device.
+// The one binding file of fastgcn_denoise._C: declares each op's per-device implementations
+// (csrc/cpu/*.cpp, csrc/cuda/*.cu) and dispatches on the tensors' device.
 #include <torch/extension.h>
 
 #include <vector>
 
-namespace fgd {
-namespace cpu {
-torch::Tensor edge_weights(const c10::optional<torch::Tensor>&, const c10::optional<torch::Tensor>&,
-                           const c10::optional<torch::Tensor>&,
-                           const std::vector<int64_t>&, int64_t, int64_t, int64_t, at::ScalarType);
-std::vector<torch::Tensor> degree_rsqrt(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                                        const torch::Tensor&, bool);
-torch::Tensor spmm(const torch::Tensor&, const torch::Tensor&, const c10::optional<torch::Tensor>&,
-                   const torch::Tensor&, const c10::optional<torch::Tensor>&,
-                   const c10::optional<torch::Tensor>&, const torch::Tensor&,
-                   const c10::optional<torch::Tensor>&);
-torch::Tensor edge_grad(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                        const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                        const c10::optional<torch::Tensor>&, const c10::optional<torch::Tensor>&,
-                        const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                        const torch::Tensor&, bool);
-}  // namespace cpu
-}  // namespace fgd
+using OptTensor = c10::optional<torch::Tensor>;
+using torch::Tensor;
 
-static bool has_cuda() {
+// The same declarations for both devices (edge_weights takes the device to allocate on).
+#define FGD_DECLARE_MASKED_SPMM(NS)                                                       \
+  namespace fgd {                                                                                   \
+  namespace NS {                                                                                    \
+  Tensor edge_weights(const OptTensor&, const OptTensor&, const OptTensor&, const std::vector<int64_t>&, \
+                      int64_t, int64_t, int64_t, at::ScalarType, const torch::Device&);             \
+  std::vector<Tensor> degree_rsqrt(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool); \
+  Tensor spmm(const Tensor&, const Tensor&, const OptTensor&, const Tensor&, const OptTensor&,        \
+              const OptTensor&, const Tensor&, const OptTensor&);                                    \
+  Tensor edge_grad(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,         \
+                   const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,   \
+                   const Tensor&, const Tensor&, bool);                                              \
+  }                                                                                                 \
+  }
+
+FGD_DECLARE_MASKED_SPMM(cpu)
+#ifdef WITH_CUDA
+FGD_DECLARE_MASKED_SPMM(cuda)
+#endif
+
+namespace {
+
+bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
 #else
@@ -31,11 +37,62 @@ static bool has_cuda() {
 #endif
 }
 
+void check_contiguous(std::initializer_list<const Tensor*> ts, std::initializer_list<const OptTensor*> opts) {
+  for (auto t : ts) TORCH_CHECK(t->is_contiguous(), "fastgcn_denoise._C expects contiguous tensors");
+  for (auto t : opts) TORCH_CHECK(!*t || (*t)->is_contiguous(), "fastgcn_denoise._C expects contiguous tensors");
+}
+
+// Runs the CUDA implementation for CUDA tensors (when compiled in), else the CPU one.
+#ifdef WITH_CUDA
+#define FGD_DISPATCH(device, cpu_call, cuda_call) ((device).is_cuda() ? (cuda_call) : (cpu_call))
+#else
+#define FGD_DISPATCH(device, cpu_call, cuda_call)                                   \
+  ([&] {                                                                            \
+    TORCH_CHECK(!(device).is_cuda(), "fastgcn_denoise._C was built without CUDA"); \
+    return cpu_call;                                                                \
+  }())
+#endif
+
+Tensor edge_weights(const OptTensor& p, const OptTensor& q, const OptTensor& omega,
+                    const std::vector<int64_t>& modes, int64_t seed, int64_t offset, int64_t num_edges,
+                    at::ScalarType dtype, const torch::Device& device) {
+  check_contiguous({}, {&p, &q, &omega});
+  return FGD_DISPATCH(device, fgd::cpu::edge_weights(p, q, omega, modes, seed, offset, num_edges, dtype, device),
+                      fgd::cuda::edge_weights(p, q, omega, modes, seed, offset, num_edges, dtype, device));
+}
+
+std::vector<Tensor> degree_rsqrt(const Tensor& rowptr_u, const Tensor& rowptr_i, const Tensor& perm,
+                                 const Tensor& w, bool self_loop) {
+  check_contiguous({&rowptr_u, &rowptr_i, &perm, &w}, {});
+  return FGD_DISPATCH(w.device(), fgd::cpu::degree_rsqrt(rowptr_u, rowptr_i, perm, w, self_loop),
+                      fgd::cuda::degree_rsqrt(rowptr_u, rowptr_i, perm, w, self_loop));
+}
+
+Tensor spmm(const Tensor& rowptr, const Tensor& col, const OptTensor& eid, const Tensor& w,
+            const OptTensor& r_row, const OptTensor& r_col, const Tensor& x, const OptTensor& x_self) {
+  check_contiguous({&rowptr, &col, &w, &x}, {&eid, &r_row, &r_col, &x_self});
+  return FGD_DISPATCH(x.device(), fgd::cpu::spmm(rowptr, col, eid, w, r_row, r_col, x, x_self),
+                      fgd::cuda::spmm(rowptr, col, eid, w, r_row, r_col, x, x_self));
+}
+
+Tensor edge_grad(const Tensor& rowptr_u, const Tensor& col_item, const Tensor& rowptr_i, const Tensor& col_user,
+                 const Tensor& perm, const Tensor& w, const OptTensor& r_u, const OptTensor& r_i,
+                 const Tensor& x_u, const Tensor& x_i, const Tensor& gy_u, const Tensor& gy_i, bool self_loop) {
+  check_contiguous({&rowptr_u, &col_item, &rowptr_i, &col_user, &perm, &w, &x_u, &x_i, &gy_u, &gy_i}, {&r_u, &r_i});
+  return FGD_DISPATCH(
+      w.device(),
+      fgd::cpu::edge_grad(rowptr_u, col_item, rowptr_i, col_user, perm, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop),
+      fgd::cuda::edge_grad(rowptr_u, col_item, rowptr_i, col_user, perm, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop));
+}
+
+}  // namespace
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastgcn_denoise compiled kernels (CPU/OpenMP; CUDA when built with it)";
   m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
-  m.def("edge_weights", &fgd::cpu::edge_weights, "w [M, E] = mask(mode; p = sigmoid(phi), q = sigmoid(-phi), Philox u) * omega");
-  m.def("degree_rsqrt", &fgd::cpu::degree_rsqrt, "(r_u [M, U], r_i [M, I])");
-  m.def("spmm", &fgd::cpu::spmm, "y [M, R, d] masked CSR product");
-  m.def("edge_grad", &fgd::cpu::edge_grad, "dL/dw [E]");
+  m.def("edge_weights", &edge_weights,
+        "w [M, E] = mask(mode; p = sigmoid(phi), q = sigmoid(-phi), Philox u) * omega");
+  m.def("degree_rsqrt", &degree_rsqrt, "(r_u [M, U], r_i [M, I]) of the weighted degrees");
+  m.def("spmm", &spmm, "y [M, R, d]: row-parallel CSR product with per-edge weights and renormalisation");
+  m.def("edge_grad", &edge_grad, "dL/dw [E] through the degree renormalisation");
 }

@@ -192,7 +192,8 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
 torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::optional<torch::Tensor>& q,
                            const c10::optional<torch::Tensor>& edge_weight,
                            const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
-                           int64_t num_edges, at::ScalarType dtype) {
+                           int64_t num_edges, at::ScalarType dtype, const torch::Device& device) {
+  TORCH_CHECK(device.is_cpu(), "cpu::edge_weights called for ", device);
   auto w = torch::empty({static_cast<int64_t>(modes.size()), num_edges}, torch::dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES(dtype, "edge_weights_cpu", [&] {
     edge_weights_kernel<scalar_t>(ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q),

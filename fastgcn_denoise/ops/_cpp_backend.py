@@ -27,7 +27,8 @@ def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, dev
         logits = logits.to(dtype)
         p = torch.sigmoid(logits) if _NEEDS_P.intersection(modes) else None
         q = torch.sigmoid(-logits) if MODE_ID["arm_pos"] in modes else None
-    return _C.edge_weights(p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges, dtype)
+    return _C.edge_weights(p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges, dtype,
+                           torch.device(device))
 
 
 def degree_rsqrt(graph, w, self_loop):
