@@ -27,6 +27,14 @@ FGD_DECLARE_MASKED_SPMM(cpu)
 FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
+// SGCN ops, CPU only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, csrc/cpu/sddmm.cpp.
+namespace fgd {
+namespace cpu {
+Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
+Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+}  // namespace cpu
+}  // namespace fgd
+
 namespace {
 
 bool has_cuda() {
@@ -95,4 +103,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("degree_rsqrt", &degree_rsqrt, "(r_u [M, U], r_i [M, I]) of the weighted degrees");
   m.def("spmm", &spmm, "y [M, R, d]: row-parallel CSR product with per-edge weights and renormalisation");
   m.def("edge_grad", &edge_grad, "dL/dw [E] through the degree renormalisation");
+  m.def("arm_grad", &fgd::cpu::arm_grad,
+        "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
+  m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
 }

@@ -1,0 +1,48 @@
+// CPU (OpenMP) SDDMM on a CSR pattern: out[j] = <a[row(j)], b[col[j]]> for every stored position j.
+// Semantics: ops/sddmm.py (reference). Row-parallel: each row's dot products are written by one
+// thread, no atomics; with CSR(R) positions are edge ids.
+#include <torch/extension.h>
+
+namespace fgd {
+namespace cpu {
+namespace {
+
+constexpr int kRowChunk = 64;  // rows per dynamic chunk: degrees are long-tailed
+
+template <typename T>
+void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T* b, int64_t rows,
+                  int64_t k, T* out) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* ar = a + r * k;
+    for (int64_t j = rowptr[r]; j < rowptr[r + 1]; ++j) {
+      const T* bc = b + col[j] * k;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t t = 0; t < k; ++t) s += ar[t] * bc[t];
+      out[j] = s;
+    }
+  }
+}
+
+}  // namespace
+
+torch::Tensor sddmm(const torch::Tensor& rowptr, const torch::Tensor& col, const torch::Tensor& a,
+                    const torch::Tensor& b) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "sddmm (cpu): CPU tensors only");
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1),
+              "sddmm (cpu): a [R, k] and b [C, k] must share k");
+  TORCH_CHECK(a.size(0) == rowptr.numel() - 1, "sddmm (cpu): a must have one row per CSR row");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "sddmm (cpu): a and b must share a dtype");
+  auto rp = rowptr.contiguous(), cl = col.contiguous();
+  auto ac = a.contiguous(), bc = b.contiguous();
+  auto out = torch::empty({cl.numel()}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sddmm", [&] {
+    sddmm_kernel<scalar_t>(rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(), ac.data_ptr<scalar_t>(),
+                           bc.data_ptr<scalar_t>(), ac.size(0), ac.size(1), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+}  // namespace cpu
+}  // namespace fgd
