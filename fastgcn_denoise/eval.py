@@ -1,0 +1,170 @@
+"""Full-ranking evaluation: Recall@K and NDCG@K over all items, seen items masked out.
+
+For each user with at least one target item: score every item, set the items of the ``exclude``
+graphs (training, and validation when evaluating test) to -inf, take the top max(K) items and count
+target hits. Recall@K = hits@K / |T_u|; NDCG@K = DCG@K / IDCG@K with binary relevance,
+DCG = sum over hit ranks r (0-based) of 1 / log2(r + 2), IDCG = the same for min(K, |T_u|) hits.
+Both are averaged over the evaluated users (the LightGCN code's convention).
+
+Ranking order is total and the same on every device: higher score first, ties broken by the
+lower item id. Scores are compared in float32 (float64 scores are rounded first). A masked item is
+never a hit, even when fewer than K items remain and the top-K list runs into the -inf scores.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .graph import BipartiteGraph
+
+DEFAULT_KS = (20, 50, 100)
+
+
+def _sort_keys(values: torch.Tensor, items: torch.Tensor, num_items: int) -> torch.Tensor:
+    """int64 keys whose descending order is (value desc, item id asc), distinct per item.
+
+    The float32 bit pattern, read as int32 with the non-sign bits of negatives flipped, is
+    monotonic in the value; it fills the high word and (I - 1 - item) the low word.
+    """
+    values = values.to(torch.float32) + 0.0  # -0.0 + 0.0 = +0.0: one key for zero
+    bits = values.view(torch.int32)
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    return (bits << 32) | (num_items - 1 - items)
+
+
+def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """int64 [B, min(k, I)]: each row's top items, best first, ties to the lower item id.
+
+    NaN ranks as -inf. ``topk`` on the floats finds each row's k-th value; only the items at or
+    above it (k per row unless there are ties) get exact sort keys, so the exact order costs one
+    extra comparison pass over the scores.
+    """
+    num_rows, num_items = scores.shape
+    k = min(int(k), num_items)
+    best = scores.topk(k, dim=1).values
+    if torch.isnan(best).any():  # topk ranks NaN first; rank it with -inf instead
+        scores = scores.nan_to_num(nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
+        best = scores.topk(k, dim=1).values
+    kth = best[:, -1:]
+    rows, items = torch.nonzero(scores >= kth, as_tuple=True)
+    keys = _sort_keys(scores[rows, items], items, num_items)
+    # Sort the candidates by key (descending), then stably by row: rows ascending, keys descending.
+    order = torch.argsort(keys, descending=True, stable=True)
+    order = order[torch.argsort(rows[order], stable=True)]
+    counts = torch.bincount(rows, minlength=num_rows)
+    first = torch.cumsum(counts, 0) - counts
+    # Every row has >= k candidates: its k best are all >= its k-th value.
+    take = first.unsqueeze(1) + torch.arange(k, device=scores.device)
+    return items[order][take]
+
+
+def _rows_of(graph: BipartiteGraph, users: torch.Tensor):
+    """(row position in ``users`` [n], item [n]) for all edges of the given users."""
+    start, end = graph.rowptr_u[users], graph.rowptr_u[users + 1]
+    counts = end - start
+    rows = torch.repeat_interleave(torch.arange(users.shape[0], device=users.device), counts)
+    # Position of each edge in CSR(R): its row's start plus its rank within the row.
+    first = torch.cumsum(counts, 0) - counts
+    pos = start[rows] + torch.arange(rows.shape[0], device=users.device) - first[rows]
+    return rows, graph.col_item[pos]
+
+
+def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: BipartiteGraph,
+                 exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
+                 batch_users: int = 512) -> dict:
+    """Recall@K / NDCG@K of the ranking given by ``score_fn`` against ``target``.
+
+    Args:
+        score_fn: users int64 [B] -> float scores [B, I] (on ``target.device``).
+        target: the held-out interactions (valid or test) as a graph.
+        exclude: graphs whose items are masked out per user (training, ...).
+        ks: cut-offs; the first is the headline one.
+        batch_users: users scored at once (memory ~ 20 bytes x batch_users x I).
+
+    Returns:
+        {"recall@K": float, "ndcg@K": float for each K (in ``ks`` order), "users": n evaluated}.
+    """
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) <= 0:
+        raise ValueError(f"ks must be positive cut-offs, got {ks}")
+    if batch_users <= 0:
+        raise ValueError(f"batch_users must be positive, got {batch_users}")
+    device, num_items = target.device, target.num_items
+    for g in exclude:
+        if (g.num_users, g.num_items) != (target.num_users, num_items) or g.device != device:
+            raise ValueError(f"exclude graph {g} does not match the target graph {target}")
+    kmax = min(max(ks), num_items)
+    # Discounts 1/log2(r + 2) and their prefix sums (the IDCG of n hits is cum[n - 1]).
+    disc = 1.0 / torch.log2(torch.arange(kmax, device=device, dtype=torch.float64) + 2)
+    cum = torch.cumsum(disc, 0)
+    users_all = torch.nonzero(target.deg_u > 0).flatten()
+    sums = {f"{m}@{k}": torch.zeros((), dtype=torch.float64, device=device)
+            for k in ks for m in ("recall", "ndcg")}
+    for b0 in range(0, users_all.shape[0], batch_users):
+        users = users_all[b0:b0 + batch_users]
+        scores = score_fn(users)
+        if scores.shape != (users.shape[0], num_items):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected "
+                             f"{(users.shape[0], num_items)}")
+        scores = scores.to(torch.float32, copy=True)
+        for g in exclude:
+            rows, items = _rows_of(g, users)
+            scores[rows, items] = float("-inf")
+        top = top_items(scores, kmax)
+        is_target = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+        rows, items = _rows_of(target, users)
+        is_target[rows, items] = True
+        hits = (is_target.gather(1, top) & torch.isfinite(scores.gather(1, top))).to(torch.float64)
+        n_target = target.deg_u[users].to(torch.float64)
+        dcg = torch.cumsum(hits * disc, 1)
+        n_hits = torch.cumsum(hits, 1)
+        for k in ks:
+            kk = min(k, kmax)
+            sums[f"recall@{k}"] += (n_hits[:, kk - 1] / n_target).sum()
+            ideal = cum[torch.clamp(n_target.long(), max=kk) - 1]
+            sums[f"ndcg@{k}"] += (dcg[:, kk - 1] / ideal).sum()
+    n = users_all.shape[0]
+    out = {key: (float(v) / n if n else 0.0) for key, v in sums.items()}
+    out["users"] = int(n)
+    return out
+
+
+@torch.no_grad()
+def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
+                        exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
+                        batch_users: int = 512) -> dict:
+    """``rank_metrics`` for dot-product scores ``user_emb [U, d] @ item_emb [I, d]^T``."""
+    item_t = item_emb.t().contiguous()
+    return rank_metrics(lambda users: user_emb[users] @ item_t, target, exclude, ks, batch_users)
+
+
+@torch.no_grad()
+def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
+                   exclude: Sequence[BipartiteGraph], ks: Sequence[int] = DEFAULT_KS,
+                   batch_users: int = 512) -> dict:
+    """Evaluate ``model`` (switched to eval mode for the call) propagating on ``graph``."""
+    was_training = model.training
+    model.eval()
+    try:
+        user_emb, item_emb = model(graph)
+    finally:
+        model.train(was_training)
+    return evaluate_embeddings(user_emb, item_emb, target, exclude, ks, batch_users)
+
+
+def most_popular(graph: BipartiteGraph) -> torch.Tensor:
+    """float32 [I]: item popularity (training degree), the same score for every user."""
+    return graph.deg_i.to(torch.float32)
+
+
+def evaluate_most_popular(train: BipartiteGraph, target: BipartiteGraph,
+                          exclude: Sequence[BipartiteGraph] | None = None,
+                          ks: Sequence[int] = DEFAULT_KS, batch_users: int = 512) -> dict:
+    """``rank_metrics`` of the most-popular baseline (popularity counted on ``train``).
+
+    ``exclude`` defaults to ``[train]``.
+    """
+    pop = most_popular(train)
+    return rank_metrics(lambda users: pop.expand(users.shape[0], -1), target,
+                        [train] if exclude is None else exclude, ks, batch_users)

@@ -1,0 +1,95 @@
+"""The command line: help, info, train/evaluate on a tiny data set, one-line user errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastgcn_denoise import __version__
+from fastgcn_denoise.cli import COMMANDS, main
+from fastgcn_denoise.data import make_synthetic, save_npz
+
+
+def run_main(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_explains_every_flag_with_defaults(capsys, command):
+    argv = ["--help"] if command is None else [command, "--help"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fastgcn-denoise" in out
+    if command == "train":
+        for flag in ("--model", "--data", "--epochs", "--device", "--out", "--dim", "--layers",
+                     "--lr", "--decay", "--batch-size", "--seed", "--eval-every", "--patience",
+                     "--resume", "--backend", "--noise"):
+            assert flag in out, flag
+        assert "(default: lightgcn)" in out and "(default: 0.001)" in out
+        assert "(default: synthetic)" in out
+    if command == "evaluate":
+        assert "--checkpoint" in out and "(default: test)" in out
+
+
+def test_info_lists_backends_with_reasons(capsys):
+    code, out, _ = run_main(capsys, "info")
+    assert code == 0
+    assert f"fastgcn-denoise {__version__}" in out and "torch" in out
+    assert "backends for cpu tensors:" in out
+    assert "reference  available" in out
+    # Every backend line says available, or why not.
+    lines = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(lines) >= 4 and all("available" in line for line in lines)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["train", "--lr", "abc"], "argument --lr: expected a number, got 'abc'"),
+    (["train", "--noise", "-1"], "argument --noise: expected a number in [0, 10], got -1"),
+    (["train", "--model", "mf"], "argument --model: invalid choice: 'mf'"),
+    (["train", "--data", "/nonexistent/dir", "--out", "{tmp}/o"], "/nonexistent/dir"),
+    (["train", "--resume", "--out", "{tmp}/none"], "no such file"),
+    (["evaluate", "--checkpoint", "{tmp}/missing.pt"], "missing.pt': no such file"),
+    (["evaluate"], "the following arguments are required: --checkpoint"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "choose a command"),
+])
+def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
+    code, _, err = run_main(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("fastgcn-denoise: error: "), err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_then_evaluate(capsys, tmp_path):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
+    out = tmp_path / "run"
+    code, stdout, _ = run_main(capsys, "train", "--data", str(data), "--out", str(out),
+                               "--epochs", "2", "--eval-every", "1", "--dim", "8", "--layers", "1",
+                               "--batch-size", "64", "--ks", "5,10", "--quiet")
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "Recall@5" in stdout and "most popular" in stdout
+    assert f"{metrics['test']['recall@5']:10.4f}" in stdout
+    # --resume takes the saved settings; only --epochs changes.
+    code, stdout, _ = run_main(capsys, "train", "--out", str(out), "--resume", "--epochs", "3",
+                               "--quiet")
+    assert code == 0 and "of 3" in stdout
+    code, stdout, _ = run_main(capsys, "evaluate", "--checkpoint", str(out / "checkpoint.pt"),
+                               "--split", "valid", "--json")
+    assert code == 0
+    res = json.loads(stdout)
+    assert res["split"] == "valid" and set(res["metrics"]) >= {"recall@5", "ndcg@10"}
+
+
+def test_python_dash_m_entry_point():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "fastgcn_denoise", "--version"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"fastgcn-denoise {__version__}"
