@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(BIN)/fastgcn-denoise train --model lightgcn --out $(DEMO_OUT)
 
 test: $(VENV)/.installed
-	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 ../$(BIN)/pytest -q -p no:cacheprovider .
+	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE ../$(BIN)/pytest -q -p no:cacheprovider .
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -40,6 +40,7 @@ def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     above it (k per row unless there are ties) get exact sort keys, so the exact order costs one
     extra comparison pass over the scores.
     """
+    scores = scores.to(torch.float32)  # compare in the precision the keys have
     num_rows, num_items = scores.shape
     k = min(int(k), num_items)
     best = scores.topk(k, dim=1).values

@@ -82,7 +82,9 @@ def mask_from_uniforms(mode: int, logits: torch.Tensor | None, u: torch.Tensor) 
 # --------------------------------------------------------------------------- backend primitives
 def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device):
     """w [M, E] = z_m(phi, u) * omega for each mode id in ``modes`` (uniforms shared)."""
-    u = edge_uniforms(seed, offset, num_edges, device)
+    # Only the sampling modes need uniforms; `ones`/`expect`/`hard` skip the Philox pass.
+    sampled = any(MODES[m] in ("arm_pos", "arm_neg", "bernoulli") for m in modes)
+    u = edge_uniforms(seed, offset, num_edges, device) if sampled else torch.zeros(num_edges, device=device)
     rows = []
     for mode in modes:
         z = mask_from_uniforms(mode, None if logits is None else logits.to(dtype), u).to(dtype)
