@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstdint>
 
+#if !defined(__CUDACC__) && defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #if defined(__CUDACC__)
 #define FGD_HD __host__ __device__ __forceinline__
 #else
@@ -46,6 +50,67 @@ FGD_HD float philox_uniform(uint64_t seed, uint64_t counter) {
   x = x < 0 ? ~x : x;
   return static_cast<float>(x) * 4.6566127342e-10f;
 }
+
+// Host only: the uniforms of the kPhiloxBlock consecutive counters first, first + 1, ... (same bits
+// as philox_uniform). With AVX2 the blocks run 8 lanes per vector: compilers do not vectorise the
+// 32x32->64-bit products of the scalar loop well (measured 3x slower on Zen).
+#if !defined(__CUDACC__)
+constexpr int kPhiloxBlock = 16;
+
+#if defined(__AVX2__)
+// (hi, lo) 32-bit words of a * c in 8 lanes: vpmuludq multiplies the even lanes, so the odd
+// lanes go through a 64-bit shift and the halves are blended back.
+inline void mulhilo_x8(__m256i a, __m256i c, __m256i* hi, __m256i* lo) {
+  const __m256i even = _mm256_mul_epu32(c, a);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), a);
+  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
+  constexpr int kVecs = kPhiloxBlock / 8;
+  __m256i c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    alignas(32) uint32_t lo[8], hi[8];
+    for (int l = 0; l < 8; ++l) {
+      const uint64_t c = first + static_cast<uint64_t>(8 * v + l);
+      lo[l] = static_cast<uint32_t>(c);
+      hi[l] = static_cast<uint32_t>(c >> 32);
+    }
+    c0[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
+    c1[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+    c2[v] = c3[v] = _mm256_setzero_si256();
+  }
+  const __m256i ma = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i mb = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
+    for (int v = 0; v < kVecs; ++v) {
+      __m256i hi_b, lo_b, hi_a, lo_a;
+      mulhilo_x8(mb, c2[v], &hi_b, &lo_b);
+      mulhilo_x8(ma, c0[v], &hi_a, &lo_a);
+      c0[v] = _mm256_xor_si256(_mm256_xor_si256(hi_b, c1[v]), key0);
+      c1[v] = lo_b;
+      c2[v] = _mm256_xor_si256(_mm256_xor_si256(hi_a, c3[v]), key1);
+      c3[v] = lo_a;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  for (int v = 0; v < kVecs; ++v) {
+    // x < 0 -> ~x is x ^ (x >> 31) (arithmetic shift); then float32(x) * scale, as tl.rand.
+    const __m256i x = _mm256_xor_si256(c0[v], _mm256_srai_epi32(c0[v], 31));
+    _mm256_storeu_ps(u + 8 * v, _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(4.6566127342e-10f)));
+  }
+}
+#else
+inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
+  for (int l = 0; l < kPhiloxBlock; ++l) u[l] = philox_uniform(seed, first + static_cast<uint64_t>(l));
+}
+#endif
+#endif  // !__CUDACC__
 
 FGD_HD bool mode_needs_uniform(int mode) {
   return mode == ARM_POS || mode == ARM_NEG || mode == BERNOULLI;

@@ -31,37 +31,6 @@ const T* ptr_or_null(const c10::optional<torch::Tensor>& t) {
   return t ? t->data_ptr<T>() : nullptr;
 }
 
-// Uniforms for `count` (<= kLanes) consecutive counters. Written lane-parallel (16 independent
-// Philox states) so the compiler vectorises the 32x32->64 multiplies; same bits as philox_uniform.
-constexpr int kLanes = 16;
-inline void philox_uniform_lanes(uint64_t seed, uint64_t first, int count, float* u) {
-  uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    const uint64_t c = first + static_cast<uint64_t>(l);
-    c0[l] = static_cast<uint32_t>(c);
-    c1[l] = static_cast<uint32_t>(c >> 32);
-    c2[l] = c3[l] = 0;
-  }
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      const uint64_t pb = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
-      const uint64_t pa = static_cast<uint64_t>(0xD2511F53u) * c0[l];
-      c0[l] = static_cast<uint32_t>(pb >> 32) ^ c1[l] ^ k0;
-      c1[l] = static_cast<uint32_t>(pb);
-      c2[l] = static_cast<uint32_t>(pa >> 32) ^ c3[l] ^ k1;
-      c3[l] = static_cast<uint32_t>(pa);
-    }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  for (int l = 0; l < count; ++l) {
-    const int32_t x = static_cast<int32_t>(c0[l]);
-    u[l] = static_cast<float>(x < 0 ? ~x : x) * 4.6566127342e-10f;
-  }
-}
-
 // w[m, e] = z_m(p_e, q_e, u_e) * omega_e; p = sigmoid(phi), q = sigmoid(-phi) (may be null when
 // no mode needs them).
 template <typename T>
@@ -70,13 +39,13 @@ void edge_weights_kernel(const T* p, const T* q, const T* omega, const std::vect
   const int64_t m_count = static_cast<int64_t>(modes.size());
   bool need_u = false;
   for (auto m : modes) need_u |= mode_needs_uniform(static_cast<int>(m));
-  const int64_t blocks = (num_edges + kLanes - 1) / kLanes;
+  const int64_t blocks = (num_edges + kPhiloxBlock - 1) / kPhiloxBlock;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t e0 = b * kLanes;
-    const int count = static_cast<int>(std::min<int64_t>(kLanes, num_edges - e0));
-    float u[kLanes] = {0};
-    if (need_u) philox_uniform_lanes(seed, offset + static_cast<uint64_t>(e0), count, u);
+    const int64_t e0 = b * kPhiloxBlock;
+    const int count = static_cast<int>(std::min<int64_t>(kPhiloxBlock, num_edges - e0));
+    float u[kPhiloxBlock] = {0};
+    if (need_u) philox_uniform_block(seed, offset + static_cast<uint64_t>(e0), u);
     for (int64_t m = 0; m < m_count; ++m) {
       const int mode = static_cast<int>(modes[m]);
       T* o = out + m * num_edges + e0;
@@ -101,52 +70,65 @@ void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, const T* w, 
   }
 }
 
+// Columns per pass over a row's edges: M x kCols accumulators fill 8 of the 16 AVX2 registers,
+// so they stay in registers across the row instead of a load-add-store of y per edge.
+template <typename T, int M>
+constexpr int64_t kCols = 256 / sizeof(T) / M;
+
+// acc[m][k] += sum_j w[m, eid_j] r_col[m, col_j] x[col_j, k0 + k] over the edges of one row, for
+// k < n (n == kCols when kFull: a compile-time trip count, so acc is register-allocated).
+template <typename T, int M, bool kFull>
+inline void accumulate_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_col,
+                           const T* x, int64_t begin, int64_t end, int64_t num_cols,
+                           int64_t num_edges, int64_t d, int64_t k0, int64_t n,
+                           T (&acc)[M][kCols<T, M>]) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t len = kFull ? kCols<T, M> : n;
+  for (int64_t j = begin; j < end; ++j) {
+    if (j + kPrefetch < end) {  // the gathers are the latency: fetch kPrefetch edges ahead
+      const T* ahead = x + col[j + kPrefetch] * d + k0;
+      for (int64_t k = 0; k < len; k += kLine) __builtin_prefetch(ahead + k);
+      if (eid)  // item side: w is read through the permutation, a random access too
+        for (int m = 0; m < M; ++m) __builtin_prefetch(w + m * num_edges + eid[j + kPrefetch]);
+    }
+    const int64_t c = col[j];
+    const int64_t e = eid ? eid[j] : j;
+    T coef[M];
+    for (int m = 0; m < M; ++m) coef[m] = w[m * num_edges + e] * (r_col ? r_col[m * num_cols + c] : T(1));
+    const T* xc = x + c * d + k0;
+#pragma omp simd
+    for (int64_t k = 0; k < len; ++k) {
+      const T v = xc[k];  // loaded once for all M outputs (the dual ARM pass)
+      for (int m = 0; m < M; ++m) acc[m][k] += coef[m] * v;
+    }
+  }
+}
+
 // y[m, r] = r_row[m, r] * sum_j w[m, eid_j] r_col[m, col_j] x[col_j] (+ r_row^2 x_self[r]).
-// M is a template parameter so the dual (M = 2) loads each gathered x row once for both outputs.
 template <typename T, int M>
 void spmm_kernel(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
                  const T* r_row, const T* r_col, const T* x, const T* x_self, T* y, int64_t num_rows,
                  int64_t num_cols, int64_t num_edges, int64_t d) {
+  constexpr int64_t kC = kCols<T, M>;
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < num_rows; ++r) {
-    T* y0 = y + r * d;
-    T* y1 = y + ((M - 1) * num_rows + r) * d;  // == y0 when M == 1
-    std::fill(y0, y0 + d, T(0));
-    if (M == 2) std::fill(y1, y1 + d, T(0));
-    const int64_t end = rowptr[r + 1];
-    for (int64_t j = rowptr[r]; j < end; ++j) {
-      if (j + kPrefetch < end) {
-        const T* ahead = x + col[j + kPrefetch] * d;
-        for (int64_t k = 0; k < d; k += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(ahead + k);
-      }
-      const int64_t c = col[j];
-      const int64_t e = eid ? eid[j] : j;
-      const T* xc = x + c * d;
-      const T c0 = w[e] * (r_col ? r_col[c] : T(1));
-      if (M == 1) {
-#pragma omp simd
-        for (int64_t k = 0; k < d; ++k) y0[k] += c0 * xc[k];
-      } else {
-        const T c1 = w[num_edges + e] * (r_col ? r_col[num_cols + c] : T(1));
-#pragma omp simd
-        for (int64_t k = 0; k < d; ++k) {
-          const T v = xc[k];
-          y0[k] += c0 * v;
-          y1[k] += c1 * v;
-        }
-      }
-    }
-    for (int m = 0; m < M; ++m) {
-      T* ym = m == 0 ? y0 : y1;
-      const T rr = r_row ? r_row[m * num_rows + r] : T(1);
-      if (x_self) {
-        const T* xs = x_self + r * d;
+    const int64_t begin = rowptr[r], end = rowptr[r + 1];
+    for (int64_t k0 = 0; k0 < d; k0 += kC) {
+      const int64_t n = std::min(kC, d - k0);
+      T acc[M][kC] = {};
+      if (n == kC)
+        accumulate_row<T, M, true>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d, k0, n, acc);
+      else
+        accumulate_row<T, M, false>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d, k0, n, acc);
+      for (int m = 0; m < M; ++m) {
+        const T rr = r_row ? r_row[m * num_rows + r] : T(1);
         const T ss = rr * rr;
-#pragma omp simd
-        for (int64_t k = 0; k < d; ++k) ym[k] = rr * ym[k] + ss * xs[k];
-      } else if (r_row) {
-#pragma omp simd
-        for (int64_t k = 0; k < d; ++k) ym[k] *= rr;
+        const T* xs = x_self ? x_self + r * d + k0 : nullptr;
+        T* ym = y + (m * num_rows + r) * d + k0;
+        if (xs)
+          for (int64_t k = 0; k < n; ++k) ym[k] = rr * acc[m][k] + ss * xs[k];
+        else
+          for (int64_t k = 0; k < n; ++k) ym[k] = rr * acc[m][k];
       }
     }
   }

@@ -33,15 +33,21 @@ const T* ptr_or_null(const c10::optional<torch::Tensor>& t) {
   return t ? t->data_ptr<T>() : nullptr;
 }
 
+// Mode ids passed by value (kernel argument): no per-call host-to-device copy.
+constexpr int kMaxModes = 8;
+struct ModeList {
+  int id[kMaxModes];
+  int count;
+};
+
 template <typename T>
-__global__ void edge_weights_kernel(const T* p, const T* q, const T* omega, const int* modes,
-                                    int m_count, bool need_u, uint64_t seed, uint64_t offset,
-                                    int64_t num_edges, T* out) {
+__global__ void edge_weights_kernel(const T* p, const T* q, const T* omega, ModeList modes, bool need_u,
+                                    uint64_t seed, uint64_t offset, int64_t num_edges, T* out) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= num_edges) return;
   const float u = need_u ? philox_uniform(seed, offset + static_cast<uint64_t>(e)) : 0.f;
   const T pe = p ? p[e] : T(1), qe = q ? q[e] : T(0), om = omega ? omega[e] : T(1);
-  for (int m = 0; m < m_count; ++m) out[m * num_edges + e] = mask_from_probs<T>(modes[m], pe, qe, u) * om;
+  for (int m = 0; m < modes.count; ++m) out[m * num_edges + e] = mask_from_probs<T>(modes.id[m], pe, qe, u) * om;
 }
 
 template <typename T>
@@ -56,31 +62,59 @@ __global__ void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, c
   if (lane == 0) r[row] = s > T(0) ? rsqrt(s) : T(0);
 }
 
+// Columns per lane in one pass over a row's edges: a pass covers kWarp * kColsPerLane = 128
+// columns, so for d <= 128 each edge's index and coefficient are read once.
+constexpr int kColsPerLane = 4;
+
 // y[m, r] = r_row[m, r] sum_j w[m, eid_j] r_col[m, col_j] x[col_j] (+ r_row^2 x_self[r]).
-// Each lane owns columns lane, lane + 32, ...; the dual (M = 2) reads each x element once.
+// Lane l owns columns k0 + l + 32 q (coalesced gathers of x rows). The lanes load 32 edges'
+// columns and coefficients at once and broadcast them with shuffles; the dual (M = 2) reads each
+// x element once for both outputs.
 template <typename T, int M>
 __global__ void spmm_kernel(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
                             const T* r_row, const T* r_col, const T* x, const T* x_self, T* y,
                             int64_t num_rows, int64_t num_cols, int64_t num_edges, int64_t d) {
   const int64_t r = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (r >= num_rows) return;
+  if (r >= num_rows) return;  // whole warps exit together: the shuffles below stay full-warp
   const int64_t begin = rowptr[r], end = rowptr[r + 1];
-  for (int64_t k0 = 0; k0 < d; k0 += kWarp) {
-    const int64_t k = k0 + lane;
-    T acc[M] = {};
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t c = col[j];
-      const int64_t e = eid ? eid[j] : j;
-      const T v = k < d ? x[c * d + k] : T(0);
+  for (int64_t k0 = 0; k0 < d; k0 += kWarp * kColsPerLane) {
+    T acc[M][kColsPerLane] = {};
+    for (int64_t jb = begin; jb < end; jb += kWarp) {
+      const int64_t j = jb + lane;
+      long long c_lane = 0;
+      T coef_lane[M] = {};
+      if (j < end) {
+        c_lane = col[j];
+        const int64_t e = eid ? eid[j] : j;
 #pragma unroll
-      for (int m = 0; m < M; ++m) acc[m] += w[m * num_edges + e] * (r_col ? r_col[m * num_cols + c] : T(1)) * v;
+        for (int m = 0; m < M; ++m) coef_lane[m] = w[m * num_edges + e] * (r_col ? r_col[m * num_cols + c_lane] : T(1));
+      }
+      const int count = static_cast<int>(min(static_cast<int64_t>(kWarp), end - jb));
+      for (int t = 0; t < count; ++t) {
+        const long long c = __shfl_sync(0xffffffffu, c_lane, t);
+        T coef[M];
+#pragma unroll
+        for (int m = 0; m < M; ++m) coef[m] = __shfl_sync(0xffffffffu, coef_lane[m], t);
+        const T* xc = x + c * d + k0 + lane;
+#pragma unroll
+        for (int q = 0; q < kColsPerLane; ++q) {
+          if (k0 + lane + q * kWarp < d) {
+            const T v = xc[q * kWarp];
+#pragma unroll
+            for (int m = 0; m < M; ++m) acc[m][q] += coef[m] * v;
+          }
+        }
+      }
     }
-    if (k < d) {
+#pragma unroll
+    for (int q = 0; q < kColsPerLane; ++q) {
+      const int64_t k = k0 + lane + q * kWarp;
+      if (k >= d) continue;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         const T rr = r_row ? r_row[m * num_rows + r] : T(1);
-        T out = rr * acc[m];
+        T out = rr * acc[m][q];
         if (x_self) out += rr * rr * x_self[r * d + k];
         y[(m * num_rows + r) * d + k] = out;
       }
@@ -150,10 +184,15 @@ torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::opt
                            int64_t num_edges, at::ScalarType dtype, const torch::Device& device) {
   const c10::cuda::CUDAGuard guard(device);
   auto w = torch::empty({static_cast<int64_t>(modes.size()), num_edges}, torch::dtype(dtype).device(device));
-  std::vector<int> mode_ids(modes.begin(), modes.end());
+  TORCH_CHECK(modes.size() <= static_cast<size_t>(kMaxModes), "edge_weights: at most ", kMaxModes,
+              " modes per call, got ", modes.size());
+  ModeList mode_list{};
+  mode_list.count = static_cast<int>(modes.size());
   bool need_u = false;
-  for (int m : mode_ids) need_u |= mode_needs_uniform(m);
-  auto modes_dev = torch::tensor(mode_ids, torch::dtype(torch::kInt32)).to(device, /*non_blocking=*/true);
+  for (int m = 0; m < mode_list.count; ++m) {
+    mode_list.id[m] = static_cast<int>(modes[m]);
+    need_u |= mode_needs_uniform(mode_list.id[m]);
+  }
   if (num_edges == 0) return w;
   const int threads = 256;
   const auto blocks = static_cast<unsigned>((num_edges + threads - 1) / threads);
@@ -161,7 +200,7 @@ torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::opt
   AT_DISPATCH_FLOATING_TYPES(dtype, "edge_weights_cuda", [&] {
     edge_weights_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
         ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q), ptr_or_null<scalar_t>(edge_weight),
-        modes_dev.data_ptr<int>(), static_cast<int>(mode_ids.size()), need_u, static_cast<uint64_t>(seed),
+        mode_list, need_u, static_cast<uint64_t>(seed),
         static_cast<uint64_t>(offset), num_edges, w.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
