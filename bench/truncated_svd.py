@@ -30,23 +30,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fastgcn_denoise import BipartiteGraph  # noqa: E402
 from fastgcn_denoise.ops import resolve_name  # noqa: E402
 from fastgcn_denoise.ops.truncated_svd import truncated_svd  # noqa: E402
 
-from .common import SHARED_DATA, environment, write_json  # noqa: E402
-
-
-def load_gowalla(path) -> BipartiteGraph:
-    """LightGCN format: one line per user, ``user item item ...``."""
-    users, items = [], []
-    with open(path) as f:
-        for line in f:
-            ids = np.array(line.split(), dtype=np.int64)
-            if ids.size > 1:
-                users.append(np.full(ids.size - 1, ids[0]))
-                items.append(ids[1:])
-    return BipartiteGraph(np.concatenate(users), np.concatenate(items))
+from .common import environment, gowalla_train, write_json  # noqa: E402
 
 
 def timed(fn, repeat=1):
@@ -75,7 +62,9 @@ def main():
     import scipy.sparse as sp
     import scipy.sparse.linalg as sla
 
-    g = load_gowalla(SHARED_DATA / "gowalla" / "train.txt")
+    g = gowalla_train("cpu")
+    if g is None:
+        return 1
     k = args.k
     users = g.edge_users().numpy()
     noise = np.random.default_rng(0).standard_normal(g.num_edges)

@@ -38,7 +38,22 @@ def bpr_loss(user_emb, item_emb, ego_user, ego_item, users, pos, neg, decay: flo
     return bpr + reg, bpr, reg
 
 
-class LightGCN(nn.Module):
+class GraphRecommender(nn.Module):
+    """Base of the GCN recommenders: ``layer_outputs`` (per layer, so SGCN can drive the layers),
+    ``readout``, and the BPR loss on the ego embeddings ``user_emb`` / ``item_emb``."""
+
+    def forward(self, graph, mask_spec=None):
+        """(user_emb [U, D], item_emb [I, D]); ``mask_spec``: None or K dicts of masked_spmm kwargs
+        (``logits``, ``mode``, ``seed``, ``offset``, ``edge_weight``), one per layer."""
+        return self.readout(self.layer_outputs(graph, mask_spec))
+
+    def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
+        """(total, bpr, reg) for a batch of BPR triples; see ``bpr_loss``."""
+        user_emb, item_emb = self(graph, mask_spec)
+        return bpr_loss(user_emb, item_emb, self.user_emb, self.item_emb, users, pos, neg, decay)
+
+
+class LightGCN(GraphRecommender):
     """LightGCN with ``num_layers`` propagation layers over ``dim``-dimensional embeddings.
 
     Init: normal(0, ``init_std`` = 0.1), as the authors' official PyTorch code does (the paper's
@@ -92,16 +107,6 @@ class LightGCN(nn.Module):
         users = torch.stack([u for u, _ in layers]).mean(0)
         items = torch.stack([i for _, i in layers]).mean(0)
         return users, items
-
-    def forward(self, graph, mask_spec=None):
-        """(user_emb [U, d], item_emb [I, d]); ``mask_spec``: None or K dicts of masked_spmm kwargs
-        (``logits``, ``mode``, ``seed``, ``offset``, ``edge_weight``), one per layer."""
-        return self.readout(self.layer_outputs(graph, mask_spec))
-
-    def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
-        """(total, bpr, reg) for a batch of BPR triples; see ``bpr_loss``."""
-        user_emb, item_emb = self(graph, mask_spec)
-        return bpr_loss(user_emb, item_emb, self.user_emb, self.item_emb, users, pos, neg, decay)
 
     def hparams(self) -> dict:
         """Constructor arguments (saved in checkpoints to rebuild the model)."""

@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import masked_spmm
-from .lightgcn import bpr_loss
+from .lightgcn import GraphRecommender
 
 
-class NGCF(nn.Module):
+class NGCF(GraphRecommender):
+    # forward/loss from GraphRecommender; the readout width is D = dim + sum(layer_dims).
     """NGCF with ``len(layer_dims)`` layers; layer l maps ``dims[l] -> layer_dims[l]``.
 
     The readout (used for scoring) has ``dim + sum(layer_dims)`` columns.
@@ -109,15 +110,6 @@ class NGCF(nn.Module):
         users = torch.cat([u0] + [F.normalize(u, dim=1) for u, _ in rest], dim=1)
         items = torch.cat([i0] + [F.normalize(i, dim=1) for _, i in rest], dim=1)
         return users, items
-
-    def forward(self, graph, mask_spec=None):
-        """(user_emb [U, D], item_emb [I, D]) with D = dim + sum(layer_dims)."""
-        return self.readout(self.layer_outputs(graph, mask_spec))
-
-    def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
-        """(total, bpr, reg) for a batch of BPR triples; see ``bpr_loss``."""
-        user_emb, item_emb = self(graph, mask_spec)
-        return bpr_loss(user_emb, item_emb, self.user_emb, self.item_emb, users, pos, neg, decay)
 
     def hparams(self) -> dict:
         """Constructor arguments (saved in checkpoints to rebuild the model)."""
