@@ -29,7 +29,9 @@ FGD_HD uint32_t philox_word0(uint64_t seed, uint64_t counter) {
   uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
   uint32_t c2 = 0, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#if defined(__CUDACC__)  // host compilers warn on the CUDA pragma
 #pragma unroll
+#endif
   for (int r = 0; r < 10; ++r) {
     uint32_t hi_b, hi_a;
     const uint32_t lo_b = mulhilo(0xCD9E8D57u, c2, &hi_b);

@@ -70,8 +70,8 @@ void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, const T* w, 
   }
 }
 
-// Columns per pass over a row's edges: M x kCols accumulators fill 8 of the 16 AVX2 registers,
-// so they stay in registers across the row instead of a load-add-store of y per edge.
+// Columns per pass over a row's edges: the M x kCols accumulators are 256 bytes (8 of the 16 AVX2
+// registers), so they stay in registers across the row instead of a load-add-store of y per edge.
 template <typename T, int M>
 constexpr int64_t kCols = 256 / sizeof(T) / M;
 

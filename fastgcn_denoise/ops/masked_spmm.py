@@ -65,10 +65,11 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
             raise ValueError(f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}")
         if t.device != graph.device:
             raise ValueError(f"{name} is on {t.device} but the graph is on {graph.device}")
-        if check_values:
-            bad = ~torch.isfinite(t)
-            if bad.any():
-                raise ValueError(f"{name} has non-finite values (first at edge {int(bad.nonzero()[0])})")
+        # min/max are NaN or inf exactly when some value is: one cheap reduction on the hot path,
+        # the search for the first bad edge only on failure.
+        if check_values and not torch.isfinite(torch.stack(torch.aminmax(t))).all():
+            first = int((~torch.isfinite(t)).nonzero()[0])
+            raise ValueError(f"{name} has non-finite values (first at edge {first})")
     if renormalize and edge_weight is not None and check_values and (edge_weight < 0).any():
         first = int((edge_weight < 0).nonzero()[0])
         raise ValueError(f"edge_weight must be >= 0 with renormalize=True (negative at edge {first})")
