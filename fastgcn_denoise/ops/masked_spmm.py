@@ -118,10 +118,10 @@ class _MaskedSpmm(torch.autograd.Function):
         if need_phi or need_w:
             gws = [be.edge_grad(g, w[m], None if r_u is None else r_u[m], None if r_i is None else r_i[m],
                                 x_user, x_item, gy_u[m], gy_i[m], ctx.self_loop) for m in range(w.shape[0])]
-            # z (mask without omega) is regenerated rather than stored: omega may be zero.
-            z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
-                                w.dtype, w.device)
             if need_w:
+                # z (mask without omega) is regenerated rather than stored: omega may be zero.
+                z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
+                                    w.dtype, w.device)
                 g_w = sum(gw * z[m] for m, gw in enumerate(gws))
             expect = [gw for m, gw in enumerate(gws) if ctx.modes[m] == MODE_ID["expect"]]
             if need_phi and expect:
