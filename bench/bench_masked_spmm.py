@@ -1,54 +1,73 @@
 """Masked renormalised propagation (one layer, both directions) against its peers, side by side.
 
-Peers, on the same graph and inputs in the same run:
-  composition  what a user writes in plain PyTorch: torch.rand mask, index_add_ degrees, build the
-               two normalised CSR blocks, two torch.sparse.mm;
+For each mode group (``ones``; ``bernoulli``, standing for the sampled binary modes; ``expect``
+and ``hard``, differentiable in the logits), forward and forward + backward (gradients w.r.t. both
+embedding tables, and the logits where the mode is differentiable), ours on every fused backend
+against, on the same graph and inputs:
+  composition  what a user writes in plain PyTorch: the mask (torch.rand for bernoulli), index_add_
+               degrees, the two normalised CSR blocks, two torch.sparse.mm (the primary peer);
   bare         two torch.sparse.mm on a pre-normalised CSR (the floor without masking);
-  scipy        the same two products with scipy.sparse CSR (forward only);
-  cupy         cuSPARSE through cupyx.scipy.sparse (GPU, when cupy is installed).
-Each for the forward and for forward + backward (gradients w.r.t. both embedding tables).
+  scipy        the same two products with scipy.sparse CSR (CPU, forward only);
+  cupy         cuSPARSE through cupyx.scipy.sparse csr_matrix @ dense (CUDA with cupy, forward
+               only).
+And the dual ARM pass (``masked_spmm_dual``: arm_pos and arm_neg from one set of uniforms) against
+two single passes on the same backend.
 
-Bytes model of one fused layer, stated so GB/s can be compared with the copy ceiling: every edge
-reads its column index (8 B), its weight (4 B), the other side's r (4 B) and one gathered row
-(4d B, no reuse assumed), each row reads rowptr (8 B) and writes its output row (4d B), the item
-side also reads perm (8 B per edge), and the mask pass reads phi and writes w (8 B per edge).
+Bytes model of one fused layer with ``n`` outputs (1, or 2 for the dual pass), stated so GB/s can
+be compared with the copy ceiling: every edge reads its column index (8 B), n weights (4 B) and n
+of the other side's r (4 B) and one gathered row (4d B, no reuse assumed), each row reads rowptr
+(8 B) and writes n output rows (4d B), the item side also reads perm (8 B per edge), and the mask
+pass reads phi (4 B) and writes n weights per edge. Forward only; backward has no stated model.
 
-Run: python -m bench.bench_masked_spmm [--device cpu|cuda] [--dims 64] [--out bench/results]
+Run: python -m bench.bench_masked_spmm [--device cpu|cuda] [--graphs gowalla] [--dims 64]
 """
 from __future__ import annotations
 
-import argparse
+import warnings
 
 import torch
 
 from fastgcn_denoise import ops
 
-from .common import (add_ratios, case, environment, gowalla_train, measure, plot, print_table,
-                     write_json)
+from .common import Bench, cupy_or_reason, fused_backends, time_benches
+
+# torch's notes on building CSR tensors (beta support, invariant checks off): not findings.
+warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
+
+MODES = ("ones", "bernoulli", "expect", "hard")
+DIFFERENTIABLE = ("expect", "hard")
+DIRECTIONS = ("fwd", "fwd+bwd")
 
 
-def layer_bytes(graph, d: int, itemsize: int = 4) -> int:
+def layer_bytes(graph, d: int, outputs: int = 1, itemsize: int = 4) -> int:
     e, rows = graph.num_edges, graph.num_users + graph.num_items
-    per_edge = 2 * (8 + itemsize + itemsize + d * itemsize) + 8 + 2 * itemsize
-    return e * per_edge + rows * (8 + d * itemsize)
+    per_edge = 2 * (8 + 2 * outputs * itemsize + d * itemsize) + 8 + (1 + outputs) * itemsize
+    return e * per_edge + rows * (8 + outputs * d * itemsize)
 
 
-def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
-    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), device, repeat=9)
-    return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
+def mask_values(mode: str, phi: torch.Tensor) -> torch.Tensor:
+    """The mask z in plain PyTorch (bernoulli draws from torch.rand, not Philox)."""
+    if mode == "ones":
+        return torch.ones_like(phi)
+    sig = torch.sigmoid(phi)
+    if mode == "bernoulli":
+        return (torch.rand_like(phi) < sig).to(phi.dtype)
+    return sig if mode == "expect" else sig * (sig > 0.5)
 
 
-def _normalised_blocks(graph, z):
+def _inv_sqrt(deg):
+    """deg^-1/2, 0 where deg = 0 (and a zero, not NaN, gradient there)."""
+    pos = deg > 0
+    safe = torch.where(pos, deg, torch.ones_like(deg))
+    return torch.where(pos, safe.rsqrt(), torch.zeros_like(deg))
+
+
+def normalised_blocks(graph, z):
     """(A [U, I], A^T [I, U]) as torch CSR tensors with D^-1/2 (R ⊙ z) D^-1/2 values."""
     users, items = graph.edges()
-    du = torch.zeros(graph.num_users, device=z.device).index_add_(0, users, z)
-    di = torch.zeros(graph.num_items, device=z.device).index_add_(0, items, z)
-    ru = torch.where(du > 0, du.rsqrt(), torch.zeros_like(du))
-    ri = torch.where(di > 0, di.rsqrt(), torch.zeros_like(di))
-    vals = ru[users] * z * ri[items]
+    du = torch.zeros(graph.num_users, device=z.device, dtype=z.dtype).index_add(0, users, z)
+    di = torch.zeros(graph.num_items, device=z.device, dtype=z.dtype).index_add(0, items, z)
+    vals = _inv_sqrt(du)[users] * z * _inv_sqrt(di)[items]
     a = torch.sparse_csr_tensor(graph.rowptr_u, graph.col_item, vals,
                                 (graph.num_users, graph.num_items))
     at = torch.sparse_csr_tensor(graph.rowptr_i, graph.col_user, vals[graph.perm],
@@ -56,104 +75,120 @@ def _normalised_blocks(graph, z):
     return a, at
 
 
-def run(device="cpu", dims=(64,), repeat=7, graph=None) -> list[dict]:
+def _flat(out):
+    return [t for o in out for t in (_flat(o) if isinstance(o, tuple) else [o])]
+
+
+def _step(fn, leaves, backward: bool):
+    """One call of ``fn(*leaves)``; with ``backward`` also the gradients of the outputs' sum."""
+    def once():
+        out = fn(*leaves)
+        if backward:
+            sum(t.sum() for t in _flat(out)).backward()
+            for t in leaves:
+                t.grad = None
+    return once
+
+
+def _host_peers(a0, at0, x_u, x_i, device):
+    """(name, fn or None, skip reason) for the scipy and cupy forward peers."""
+    to_scipy = None
+    if torch.device(device).type == "cpu":
+        import scipy.sparse as sp
+        a_sp = sp.csr_matrix((a0.values().numpy(), a0.col_indices().numpy(),
+                              a0.crow_indices().numpy()), shape=a0.shape)
+        at_sp = a_sp.T.tocsr()
+        xu_np, xi_np = x_u.numpy(), x_i.numpy()
+        to_scipy = lambda: (a_sp @ xi_np, at_sp @ xu_np)  # noqa: E731
+    peers = [("scipy csr", to_scipy, None if to_scipy else "scipy runs on the host CPU only")]
+    cupy, why = cupy_or_reason(device)
+    if cupy is None:
+        return peers + [("cupy csr", None, why)]
+    import cupyx.scipy.sparse as csp
+
+    def to_cupy(m):
+        return csp.csr_matrix((cupy.from_dlpack(m.values().detach()),
+                               cupy.from_dlpack(m.col_indices().int()),
+                               cupy.from_dlpack(m.crow_indices().int())), shape=m.shape)
+    a_cp, at_cp = to_cupy(a0), to_cupy(at0)
+    xu_cp, xi_cp = cupy.from_dlpack(x_u), cupy.from_dlpack(x_i)
+    return peers + [("cupy csr", lambda: (a_cp @ xi_cp, at_cp @ xu_cp), None)]
+
+
+def _mode_benches(graph, mode, direction, tag, xu, xi, phi, backends, others) -> list[Bench]:
+    """The composition for ``mode`` and ours on every backend, compared with it (and ``others``)."""
+    backward = direction == "fwd+bwd"
+    p = phi.clone().requires_grad_(backward and mode in DIFFERENTIABLE)
+    leaves = [xu, xi] + ([p] if p.requires_grad else [])
+    group, composition = f"{mode} {direction} {tag}", f"composition[{mode}] {direction} {tag}"
+
+    def plain(u, i, *_):
+        a, at = normalised_blocks(graph, mask_values(mode, p))
+        return torch.sparse.mm(a, i), torch.sparse.mm(at, u)
+    out = [Bench(composition, group, _step(plain, leaves, backward))]
+    for b in backends:
+        def fused(u, i, *_, b=b):
+            return ops.masked_spmm(graph, u, i, None if mode == "ones" else p, mode=mode, seed=1,
+                                   backend=b)
+        out.append(Bench(f"fused[{b}][{mode}] {direction} {tag}", group,
+                         _step(fused, leaves, backward), peer=composition,
+                         other_peers=tuple(others),
+                         bytes_moved=None if backward else layer_bytes(graph, xu.shape[1])))
+    return out
+
+
+def _dual_benches(graph, direction, tag, xu, xi, phi, backends) -> list[Bench]:
+    """The dual ARM pass against two single passes, on every backend."""
+    backward, group, out = direction == "fwd+bwd", f"dual {direction} {tag}", []
+    for b in backends:
+        two = f"two single ARM passes[{b}] {direction} {tag}"
+        out.append(Bench(two, group, _step(lambda u, i, b=b: (
+            ops.masked_spmm(graph, u, i, phi, "arm_pos", 1, backend=b),
+            ops.masked_spmm(graph, u, i, phi, "arm_neg", 1, backend=b)), [xu, xi], backward)))
+        out.append(Bench(f"dual ARM pass[{b}] {direction} {tag}", group, _step(
+            lambda u, i, b=b: ops.masked_spmm_dual(graph, u, i, phi, seed=1, backend=b),
+            [xu, xi], backward), peer=two,
+            bytes_moved=None if backward else layer_bytes(graph, xu.shape[1], outputs=2)))
+    return out
+
+
+def benches(device, graph, dims, quick: bool) -> list[Bench]:
     device = torch.device(device)
-    graph = graph if graph is not None else gowalla_train(device)
-    if graph is None:
-        return []
-    backends = [b for b, why in ops.availability(device).items() if why is None and b != "reference"]
-    cases = []
+    backends = fused_backends(device)
+    out = []
     for d in dims:
+        tag = f"d={d}"
         gen = torch.Generator(device=device).manual_seed(0)
         x_u = torch.randn(graph.num_users, d, device=device, generator=gen)
         x_i = torch.randn(graph.num_items, d, device=device, generator=gen)
         phi = torch.randn(graph.num_edges, device=device, generator=gen)
-        sig = torch.sigmoid(phi)
-
-        def composition(xu, xi):
-            z = (torch.rand(graph.num_edges, device=device) < sig).float()
-            a, at = _normalised_blocks(graph, z)
-            return torch.sparse.mm(a, xi), torch.sparse.mm(at, xu)
-
-        a0, at0 = _normalised_blocks(graph, torch.ones(graph.num_edges, device=device))
-
-        def bare(xu, xi):
-            return torch.sparse.mm(a0, xi), torch.sparse.mm(at0, xu)
-
-        def fused(name):
-            return lambda xu, xi: ops.masked_spmm(graph, xu, xi, phi, mode="bernoulli", seed=1,
-                                                  backend=name)
-
-        peers = {"composition": composition, "bare torch.sparse.mm": bare}
-        if device.type == "cpu":
-            import scipy.sparse as sp
-            a_sp = sp.csr_matrix((a0.values().numpy(), a0.col_indices().numpy(),
-                                  a0.crow_indices().numpy()), shape=a0.shape)
-            at_sp = a_sp.T.tocsr()
-            xu_np, xi_np = x_u.numpy(), x_i.numpy()
-            scipy_fwd = lambda: (a_sp @ xi_np, at_sp @ xu_np)  # noqa: E731
-        else:
-            scipy_fwd = None
-        nbytes = layer_bytes(graph, d)
-        tag = f"d={d}"
-        for direction in ("fwd", "fwd+bwd"):
-            xu = x_u.clone().requires_grad_(direction != "fwd")
-            xi = x_i.clone().requires_grad_(direction != "fwd")
-
-            def timed(fn):
-                def once():
-                    yu, yi = fn(xu, xi)
-                    if direction != "fwd":
-                        (yu.sum() + yi.sum()).backward()
-                        xu.grad = xi.grad = None
-                return measure(once, device, repeat=repeat)
-
-            for name, fn in peers.items():
-                cases.append(case(f"{name} {direction} {tag}", timed(fn)))
-            if scipy_fwd is not None and direction == "fwd":
-                cases.append(case(f"scipy csr {direction} {tag}", measure(scipy_fwd, device, repeat=repeat)))
-            bare_ms = cases[-1 - (scipy_fwd is not None and direction == "fwd")]["median_ms"]
-            for b in backends:
-                t = timed(fused(b))
-                cases.append(case(f"fused[{b}] {direction} {tag}", t, peer=f"composition {direction} {tag}",
-                                  bytes_moved=nbytes if direction == "fwd" else None,
-                                  time_vs_bare=t["median_ms"] / bare_ms))
-        # Dual ARM pass (arm_pos + arm_neg from one set of uniforms) vs two single passes.
-        for b in backends:
-            dual = measure(lambda: ops.masked_spmm_dual(graph, x_u, x_i, phi, seed=1, backend=b), device,
-                           repeat=repeat)
-            two = measure(lambda: (ops.masked_spmm(graph, x_u, x_i, phi, "arm_pos", 1, backend=b),
-                                   ops.masked_spmm(graph, x_u, x_i, phi, "arm_neg", 1, backend=b)),
-                          device, repeat=repeat)
-            cases.append(case(f"two single ARM passes[{b}] fwd {tag}", two))
-            cases.append(case(f"dual ARM pass[{b}] fwd {tag}", dual, peer=f"two single ARM passes[{b}] fwd {tag}"))
-    return add_ratios(cases)
+        a0, at0 = normalised_blocks(graph, torch.ones(graph.num_edges, device=device))
+        host = _host_peers(a0, at0, x_u, x_i, device)
+        for direction in DIRECTIONS:
+            backward = direction == "fwd+bwd"
+            xu = x_u.clone().requires_grad_(backward)
+            xi = x_i.clone().requires_grad_(backward)
+            bare = f"bare torch.sparse.mm {direction} {tag}"
+            bare_fn = lambda u, i: (torch.sparse.mm(a0, i), torch.sparse.mm(at0, u))  # noqa: E731
+            out.append(Bench(bare, f"ones {direction} {tag}", _step(bare_fn, [xu, xi], backward)))
+            others = [bare]
+            if not backward:  # the scipy and cupy peers: forward only
+                out += [Bench(f"{name} fwd {tag}", f"ones fwd {tag}", fn, skipped=why)
+                        for name, fn, why in host]
+                others += [f"{name} fwd {tag}" for name, _, _ in host]
+            for mode in MODES:
+                out += _mode_benches(graph, mode, direction, tag, xu, xi, phi, backends, others)
+            out += _dual_benches(graph, direction, tag, xu, xi, phi, backends)
+    return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dims", type=int, nargs="+", default=[64])
-    parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (CPU)")
-    parser.add_argument("--out", default=None, help="results folder (default bench/results)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cases = run(args.device, args.dims, args.repeat)
-    if not cases:
-        return 1
-    env = environment(args.device)
-    env["copy_bandwidth_gbps"] = copy_bandwidth(args.device)
-    for c in cases:
-        if "gbps" in c:
-            c["fraction_of_copy_bandwidth"] = c["gbps"] / env["copy_bandwidth_gbps"]
-    name = f"masked_spmm_{torch.device(args.device).type}"
-    path = write_json(name, {**env, "graph": "gowalla train", "cases": cases}, args.out)
-    plot(cases, path.with_suffix(".png"), f"masked propagation, Gowalla, {env['device']}")
-    print_table(cases, f"{name}: {env['device']}, copy {env['copy_bandwidth_gbps']:.1f} GB/s")
-    print(f"wrote {path}")
-    return 0
+def run(device, graph, dims, quick: bool) -> list[dict]:
+    return time_benches(benches(device, graph, dims, quick), device, quick)
+
+
+def main(argv=None) -> int:
+    from .__main__ import main as suite
+    return suite(argv, ops=["masked_spmm"])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Shared benchmark plumbing: timing, the machine's description, results JSON, plots.
+"""Shared benchmark plumbing: timing, cases, the machine's description, graphs, JSON, plots.
 
-Every benchmark times a case and its peer(s) side by side in one run; a case is a dict with
-``name``, ``peer`` (the name it is compared against, or None), timing statistics in ms and,
-where a bytes model is stated, ``bytes`` and ``gbps``.
+Every benchmark module lists ``Bench`` items (ours and their peers, built on the same inputs) and
+times them side by side with ``time_benches``. A timed case is a dict with ``name``, ``group``,
+``peer`` (the case it is compared against, None for a peer itself), ``median_ms``/``min_ms``/
+``max_ms``, ``speedup_vs_peer`` (peer median / our median) and, where the module states a bytes
+model, ``bytes`` and ``gbps``. A case that cannot run here has ``skipped`` (the reason) instead of
+timings: a missing peer is reported, never dropped.
 """
 from __future__ import annotations
 
@@ -13,13 +16,22 @@ import platform
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
+
+from fastgcn_denoise import BipartiteGraph, ops
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SHARED_DATA = Path(os.environ.get("FASTGCN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Graphs up to this many interactions come from the package's generator; larger ones from
+# ``power_law_graph`` (make_synthetic needs about a second per million interactions).
+GENERATOR_MAX_INTERACTIONS = 5_000_000
 
 
 def sync(device) -> None:
@@ -43,23 +55,98 @@ def measure(fn, device="cpu", repeat: int = 7, warmup: int = 2, min_time_s: floa
             "repeats": len(times)}
 
 
-def case(name: str, timing: dict, peer: str | None = None, bytes_moved: int | None = None,
-         **extra) -> dict:
-    out = {"name": name, "peer": peer, **timing, **extra}
-    if bytes_moved is not None:
-        out["bytes"] = int(bytes_moved)
-        out["gbps"] = bytes_moved / (timing["median_ms"] * 1e-3) / 1e9
-    return out
+@dataclass
+class Bench:
+    """One callable to time. With a ``peer`` it is one of ours, compared against that case (and
+    ``other_peers``, each getting a ratio too); ``skipped`` says why it cannot run here."""
+    name: str
+    group: str  # what is compared: the cases of a group run the same computation
+    fn: Callable[[], object] | None = None
+    peer: str | None = None
+    other_peers: tuple[str, ...] = ()
+    bytes_moved: int | None = None
+    slow: bool = False  # seconds per call: fewer repeats
+    skipped: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def repeats(self, quick: bool) -> tuple[int, int]:
+        """(timed calls, warm-up calls)."""
+        if self.slow:
+            return (2, 1) if quick else (3, 1)
+        return (3, 1) if quick else (7, 2)
+
+
+def time_benches(benches: list[Bench], device, quick: bool) -> list[dict]:
+    """Time every bench in order; a backend that turns out to be unavailable becomes a skip."""
+    cases = []
+    for b in benches:
+        c = {"name": b.name, "group": b.group, "peer": b.peer, **b.info}
+        if b.other_peers:
+            c["other_peers"] = list(b.other_peers)
+        skipped = b.skipped
+        if skipped is None:
+            repeat, warmup = b.repeats(quick)
+            try:
+                c.update(measure(b.fn, device, repeat, warmup))
+            except ops.BackendUnavailable as exc:
+                skipped = str(exc)
+        if skipped is not None:
+            c["skipped"] = skipped
+        elif b.bytes_moved is not None:
+            c["bytes"] = int(b.bytes_moved)
+            c["gbps"] = b.bytes_moved / (c["median_ms"] * 1e-3) / 1e9
+        cases.append(c)
+    return add_ratios(cases)
 
 
 def add_ratios(cases: list[dict]) -> list[dict]:
-    """``speedup_vs_peer`` = peer median / case median, for every case naming a peer in the list."""
-    by_name = {c["name"]: c for c in cases}
+    """``speedup_vs_peer`` = peer median / case median; ``speedup_vs`` {peer: ratio} over the
+    peer and ``other_peers`` that were timed."""
+    timed = {c["name"]: c for c in cases if "median_ms" in c}
     for c in cases:
-        peer = by_name.get(c.get("peer") or "")
-        if peer is not None:
-            c["speedup_vs_peer"] = peer["median_ms"] / c["median_ms"]
+        if "median_ms" not in c or c.get("peer") is None:
+            continue
+        ratios = {p: timed[p]["median_ms"] / c["median_ms"]
+                  for p in (c["peer"], *c.get("other_peers", ())) if p in timed}
+        if c["peer"] in ratios:
+            c["speedup_vs_peer"] = ratios[c["peer"]]
+        if c.get("other_peers"):
+            c["speedup_vs"] = ratios
     return cases
+
+
+def fused_backends(device) -> list[str]:
+    """Our backends that run on ``device`` (not ``reference``, the ground truth, and not triton on
+    CPU tensors, which is the interpreter: a test aid, not something to time)."""
+    device = torch.device(device)
+    avail = ops.availability(device)
+    names = [b for b, why in avail.items()
+             if why is None and b != "reference" and not (b == "triton" and device.type == "cpu")]
+    if not names:
+        raise ops.BackendUnavailable("no fused backend runs here: " + "; ".join(
+            f"{b}: {why}" for b, why in avail.items() if b != "reference"))
+    return names
+
+
+def cupy_or_reason(device):
+    """(cupy module, None) when cupy peers can run on ``device``, else (None, the reason)."""
+    if torch.device(device).type != "cuda":
+        return None, "cupy peers run on CUDA devices only"
+    try:
+        import cupy
+        import cupyx.scipy.sparse  # noqa: F401
+        import cupyx.scipy.sparse.linalg  # noqa: F401
+    except ImportError as exc:
+        return None, f"cupy not importable ({exc})"
+    return cupy, None
+
+
+def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
+    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = measure(lambda: dst.copy_(src), device, repeat=9)
+    return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
 
 
 def _cpu_model() -> str:
@@ -94,7 +181,6 @@ def environment(device="cpu") -> dict:
         except ImportError:
             pass
     import fastgcn_denoise
-    from fastgcn_denoise import ops
     return {
         "device": describe_device(device),
         "device_type": torch.device(device).type,
@@ -102,8 +188,62 @@ def environment(device="cpu") -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "fastgcn_denoise": fastgcn_denoise.__version__,
         "versions": versions,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "backends": ops.availability(device),
     }
+
+
+def power_law_graph(num_users: int, num_items: int, num_interactions: int, seed: int = 0):
+    """Random bipartite graph: lognormal user activity, Zipf(0.9) item popularity (shuffled ids).
+
+    Duplicate draws are merged, so it has somewhat fewer than ``num_interactions`` edges.
+    """
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 1.0, num_users)
+    counts = np.maximum(1, np.rint(activity * (num_interactions / activity.sum()))).astype(np.int64)
+    users = np.repeat(np.arange(num_users, dtype=np.int64), counts)
+    cdf = np.cumsum(1.0 / np.arange(1, num_items + 1) ** 0.9)
+    ranks = np.searchsorted(cdf, rng.random(users.shape[0]) * cdf[-1], side="right")
+    items = rng.permutation(num_items)[np.minimum(ranks, num_items - 1)]
+    return BipartiteGraph(users, items, num_users, num_items)
+
+
+def synthetic_graph(num_interactions: int, seed: int = 0):
+    """(graph, how it was made) with about ``num_interactions`` training interactions.
+
+    Gowalla's shape: ~29 training interactions per user, 1.4 items per user. Up to
+    ``GENERATOR_MAX_INTERACTIONS`` the train split of ``make_synthetic`` (30 preferences per user,
+    80% train, 20% planted noise), above it ``power_law_graph``.
+    """
+    users = max(40, round(num_interactions / 29))
+    items = max(60, round(1.4 * users))
+    if num_interactions <= GENERATOR_MAX_INTERACTIONS:
+        from fastgcn_denoise.data import make_synthetic
+        data = make_synthetic(num_users=users, num_items=items, seed=seed)
+        return data.train_graph(), f"make_synthetic(num_users={users}, num_items={items}) train"
+    return (power_law_graph(users, items, num_interactions, seed),
+            f"power_law_graph({users}, {items}, {num_interactions})")
+
+
+def build_graph(spec: str, device) -> tuple[BipartiteGraph | None, dict]:
+    """(graph on ``device``, its description) for ``gowalla`` or ``synth-<interactions>`` (e.g.
+    ``synth-1e6``); the graph is None, with a ``skipped`` reason, when the data is not there."""
+    t0 = time.perf_counter()
+    if spec == "gowalla":
+        path = SHARED_DATA / "gowalla"
+        if not (path / "train.txt").exists():
+            return None, {"name": spec, "skipped": f"{path}/train.txt not found "
+                                                   "(set FASTGCN_SHARED_DATA)"}
+        from fastgcn_denoise.data import load_lightgcn
+        graph, source = load_lightgcn(path).train_graph(), f"{path}/train.txt"
+    elif spec.startswith("synth-"):
+        graph, source = synthetic_graph(int(float(spec[len("synth-"):])))
+    else:
+        raise ValueError(f"unknown graph {spec!r}: use gowalla or synth-<interactions> (synth-1e6)")
+    graph = graph.to(device)
+    return graph, {"name": spec, "source": source, "users": graph.num_users,
+                   "items": graph.num_items, "interactions": graph.num_edges,
+                   "build_s": round(time.perf_counter() - t0, 2)}
 
 
 def write_json(name: str, payload: dict, out_dir: Path | None = None) -> Path:
@@ -114,18 +254,16 @@ def write_json(name: str, payload: dict, out_dir: Path | None = None) -> Path:
     return path
 
 
-def print_table(cases: list[dict], title: str = "") -> None:
-    if title:
-        print(f"\n== {title}")
-    print(f"{'case':48s} {'median ms':>10s} {'min ms':>9s} {'vs peer':>8s} {'GB/s':>7s}")
-    for c in cases:
-        ratio = f"{c['speedup_vs_peer']:.2f}x" if "speedup_vs_peer" in c else ""
-        gbps = f"{c['gbps']:.1f}" if "gbps" in c else ""
-        print(f"{c['name']:48s} {c['median_ms']:10.2f} {c['min_ms']:9.2f} {ratio:>8s} {gbps:>7s}")
+def short_peer(peer: str, name: str) -> str:
+    """``peer`` without the words it shares at the end with ``name`` (" fwd d=64" and the like)."""
+    a, b = peer.split(), name.split()
+    while len(a) > 1 and b and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    return " ".join(a)
 
 
 def plot(cases: list[dict], path: Path, title: str) -> Path | None:
-    """Horizontal bar chart of median times (log scale); None when matplotlib is missing."""
+    """Bar chart of our cases' speedups over their peers (log scale); None without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -133,25 +271,19 @@ def plot(cases: list[dict], path: Path, title: str) -> Path | None:
     except ImportError:
         print("matplotlib not installed: no plot")
         return None
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(cases) + 1.5))
-    names = [c["name"] for c in cases][::-1]
-    values = [c["median_ms"] for c in cases][::-1]
-    colors = ["tab:blue" if c.get("peer") else "tab:gray" for c in cases][::-1]
-    ax.barh(names, values, color=colors)
+    ours = [c for c in cases if "speedup_vs_peer" in c][::-1]
+    if not ours:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 0.26 * len(ours) + 1.5))
+    labels = [f"{c['graph']} | {c['name']} vs {short_peer(c['peer'], c['name'])}" for c in ours]
+    values = [c["speedup_vs_peer"] for c in ours]
+    ax.barh(labels, values, color=["tab:blue" if v >= 1 else "tab:red" for v in values])
+    ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("median time (ms, log scale); blue = ours, grey = peers")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("speedup over the peer (peer median / ours, log scale)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def gowalla_train(device="cpu"):
-    """The Gowalla training graph from ../shared/data, or None with a reason printed."""
-    path = SHARED_DATA / "gowalla" / "train.txt"
-    if not path.exists():
-        print(f"skipping Gowalla: {path} not found (set FASTGCN_SHARED_DATA)")
-        return None
-    from fastgcn_denoise.data import load_lightgcn
-    return load_lightgcn(path.parent).train_graph().to(device)

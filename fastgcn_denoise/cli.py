@@ -1,4 +1,4 @@
-"""The ``fastgcn-denoise`` command line: ``info``, ``train``, ``evaluate``.
+"""The ``fastgcn-denoise`` command line: ``info``, ``train``, ``evaluate``, ``denoise``.
 
 Subcommands live in ``COMMANDS`` (name -> (help, add_arguments, run)), so later ones (``denoise``,
 ``bench``) plug in with one entry. User errors (bad flag values, missing data, unavailable backend)
@@ -149,6 +149,24 @@ def _train_flags():
          "NGCF message dropout"),
         ("--node-dropout", "node_dropout", {"type": _number(0, 1, False, True)},
          "NGCF node (edge) dropout"),
+        ("--beta", "beta", {"type": _number(0, math.inf, False, True)},
+         "SGCN: L0 sparsity coefficient (beta * sum of the keep probabilities)"),
+        ("--gamma", "gamma", {"type": _number(0, math.inf, False, True)},
+         "SGCN: low-rank coefficient (gamma * truncated nuclear norm per layer; 0: no SVD)"),
+        ("--svd-rank", "svd_rank", {"type": _positive_int, "metavar": "N"},
+         "SGCN: singular values in the truncated nuclear norm"),
+        ("--svd-every", "svd_every", {"type": _positive_int, "metavar": "STEPS"},
+         "SGCN: recompute the SVD every STEPS steps (its gradient is reused in between)"),
+        ("--svd-iters", "svd_iters", {"type": _nonneg_int, "metavar": "DEPTH"},
+         "SGCN: maximum block-Krylov depth of each (warm-started) SVD"),
+        ("--estimator", "estimator", {"choices": ["arm", "disarm"]},
+         "SGCN: mask gradient estimator (arm: the paper's; disarm: lower variance)"),
+        ("--nuclear-backward", "nuclear_backward", {"choices": ["exact", "power_iteration"]},
+         "SGCN: nuclear-norm gradient (exact U V^T, or the paper's power iteration)"),
+        ("--init-keep", "init_keep", {"type": _number(0, 1, True, True), "metavar": "P"},
+         "SGCN: initial keep probability of every interaction"),
+        ("--mask-lr", "mask_lr", {"type": _number(0, math.inf, True, True)},
+         "SGCN: Adam learning rate of the mask logits (default: --lr)"),
         ("--ks", "ks", {"type": _ks, "metavar": "K,K,..."},
          "ranking cut-offs; the first selects the model"),
         ("--eval-batch", "eval_batch", {"type": _positive_int, "metavar": "USERS"},
@@ -156,10 +174,11 @@ def _train_flags():
     ]
 
 
-def _add_train(p):
+def _add_train(p, **shown_defaults):
+    """The training flags; ``shown_defaults`` overrides the defaults the help shows."""
     defaults = _train_defaults()
     for flag, name, kwargs, text in _train_flags():
-        default = getattr(defaults, name)
+        default = shown_defaults.get(name, getattr(defaults, name))
         if name == "data" and default is None:
             default = "synthetic"
         if name == "ks":
@@ -187,10 +206,11 @@ def _metrics_table(result: dict, k: int) -> str:
     return "\n".join(lines)
 
 
-def _run_train(args) -> int:
+def _train_config(args, **defaults):
+    """The TrainConfig of the flags given (with --resume: the checkpoint's, overridden by them)."""
     from pathlib import Path
 
-    from .train import TrainConfig, config_from_checkpoint, load_checkpoint, train
+    from .train import TrainConfig, config_from_checkpoint, load_checkpoint
 
     given = {name: getattr(args, name) for _, name, _, _ in _train_flags() if hasattr(args, name)}
     resume = getattr(args, "resume", False)
@@ -199,9 +219,14 @@ def _run_train(args) -> int:
         given["data"] = None
     if resume:
         out = Path(given.get("out", TrainConfig.out))
-        config = config_from_checkpoint(load_checkpoint(out / "checkpoint.pt"), **given)
-    else:
-        config = TrainConfig(**given)
+        return config_from_checkpoint(load_checkpoint(out / "checkpoint.pt"), **given)
+    return TrainConfig(**{**defaults, **given})
+
+
+def _run_train(args) -> int:
+    from .train import train
+
+    config = _train_config(args)
     result = train(config)
     k = config.ks[0]
     t = result["timing"]
@@ -249,12 +274,70 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- denoise
+_DENOISE_DEFAULT_OUT = "runs/denoise"
+
+
+def _add_denoise(p):
+    _add_train(p, model="s-lightgcn", out=_DENOISE_DEFAULT_OUT)
+    p.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="export from this SGCN checkpoint.pt instead of training one (the "
+                        "training flags are then ignored, except --data and --device)")
+    p.add_argument("--threshold", type=_number(0, 1, True, True), default=0.5, metavar="P",
+                   help="an interaction is judged noise when its keep probability is <= P in "
+                        "every layer, i.e. the hard masks drop it everywhere (default: 0.5)")
+    p.add_argument("--weights", choices=["best", "last"], default="best",
+                   help="the validation-selected weights or the last epoch's (default: best)")
+    p.add_argument("--format", choices=["lightgcn", "csv", "tsv"], default=None,
+                   help="format of cleaned.* and dropped.* (default: the input's)")
+    p.epilog = ("Without --checkpoint, trains --model into --out first. Writes to --out (with "
+                "--checkpoint: default CHECKPOINT_DIR/denoise): keep_probabilities.csv (each "
+                "training interaction's keep probability per layer, in the input's ids), "
+                "cleaned.* (the training interactions minus the dropped ones, in the input's "
+                "format), dropped.*, and denoise.json (counts; ROC AUC against the planted noise "
+                "when it is known).")
+
+
+def _run_denoise(args) -> int:
+    from pathlib import Path
+
+    from .denoise import denoise_checkpoint
+    from .train import train
+
+    data = getattr(args, "data", None)
+    data = None if data == "synthetic" else data
+    if args.checkpoint is None:
+        config = _train_config(args, model="s-lightgcn", out=_DENOISE_DEFAULT_OUT)
+        if not config.model.startswith("s-"):
+            raise UsageError(f"--model {config.model} has no masks to export: use s-lightgcn "
+                             "or s-ngcf")
+        result = train(config)
+        print(f"{result['model']}: best validation epoch {result['best_epoch']}, test "
+              f"recall@{config.ks[0]} {result['test'][f'recall@{config.ks[0]}']:.4f}")
+        checkpoint, out, data = Path(config.out) / "checkpoint.pt", config.out, None
+    else:
+        checkpoint = args.checkpoint
+        out = getattr(args, "out", str(Path(checkpoint).parent / "denoise"))
+    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold, weights=args.weights,
+                                 fmt=args.format, data=data, device=getattr(args, "device", None))
+    print(f"{summary['dropped']} of {summary['scored']} training interactions judged noise "
+          f"({summary['rule']}); written to {out}/")
+    noise = summary.get("planted_noise")
+    if noise:
+        print(f"against the {noise['count']} known noisy interactions: ROC AUC "
+              f"{noise['roc_auc']:.3f}, dropped precision {noise['dropped_precision']:.3f}, "
+              f"recall {noise['dropped_recall']:.3f}")
+    return 0
+
+
 COMMANDS = {
     "info": ("versions and, per device, which backends can run (and why not)",
              _add_info, _run_info),
     "train": ("train a recommender with BPR, select on validation, report test metrics",
               _add_train, _run_train),
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
+    "denoise": ("train (or load) an SGCN model and export which interactions it judged noise",
+                _add_denoise, _run_denoise),
 }
 
 

@@ -27,7 +27,7 @@ from .data import InteractionData, inject_noise, load_dataset, sample_bpr, valid
 from .graph import BipartiteGraph
 from .eval import DEFAULT_KS, evaluate_model, evaluate_most_popular
 from .models import MODELS, build_model
-from .ops import get_backend, resolve_name
+from .ops import BACKWARDS, ESTIMATORS, get_backend, resolve_name
 
 CHECKPOINT_FORMAT = "fastgcn_denoise.checkpoint/1"
 # Fields that define the data and the model: a resumed run must keep them.
@@ -59,6 +59,15 @@ class TrainConfig:
     valid_fraction: float = 0.1      # validation share taken from train when the data has none
     mess_dropout: float = 0.1        # NGCF message dropout
     node_dropout: float = 0.0        # NGCF node (edge) dropout
+    beta: float = 0.001              # SGCN: L0 coefficient (beta * sum of keep probabilities)
+    gamma: float = 0.001             # SGCN: nuclear-norm coefficient (0: no SVD)
+    svd_rank: int = 128              # SGCN: singular values in the truncated nuclear norm
+    svd_every: int = 10              # SGCN: recompute the SVD every N steps (warm-started)
+    svd_iters: int = 4               # SGCN: maximum Krylov depth of each SVD
+    estimator: str = "arm"           # SGCN: mask gradient estimator, arm or disarm
+    nuclear_backward: str = "exact"  # SGCN: exact or power_iteration
+    init_keep: float = 0.9           # SGCN: initial keep probability of every interaction
+    mask_lr: float | None = None     # SGCN: Adam learning rate of the mask logits (None: lr)
     ks: tuple = DEFAULT_KS           # cut-offs; the first selects the model
     eval_batch: int = 512            # users scored at once in evaluation
     progress: bool | None = None     # tqdm bars on stderr (None: when stderr is a terminal)
@@ -73,8 +82,21 @@ class TrainConfig:
         for name in ("dim", "batch_size", "epochs", "eval_every", "patience", "eval_batch"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
                  "must be a positive integer")
-        need(isinstance(self.layers, int) and self.layers >= (1 if self.model == "ngcf" else 0),
-             "layers", "must be an integer >= 0 (>= 1 for ngcf)")
+        need(isinstance(self.layers, int) and self.layers >= (0 if self.model == "lightgcn" else 1),
+             "layers", "must be an integer >= 0 (>= 1 for ngcf and the SGCN models)")
+        need(math.isfinite(self.beta) and self.beta >= 0, "beta", "must be >= 0")
+        need(math.isfinite(self.gamma) and self.gamma >= 0, "gamma", "must be >= 0")
+        for name in ("svd_rank", "svd_every"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
+                 "must be a positive integer")
+        need(isinstance(self.svd_iters, int) and self.svd_iters >= 0, "svd_iters",
+             "must be an integer >= 0")
+        need(self.estimator in ESTIMATORS, "estimator", f"choose one of {', '.join(ESTIMATORS)}")
+        need(self.nuclear_backward in BACKWARDS, "nuclear_backward",
+             f"choose one of {', '.join(BACKWARDS)}")
+        need(0 < self.init_keep < 1, "init_keep", "must be in (0, 1)")
+        need(self.mask_lr is None or (math.isfinite(self.mask_lr) and self.mask_lr > 0),
+             "mask_lr", "must be a positive number")
         need(math.isfinite(self.lr) and self.lr > 0, "lr", "must be a positive number")
         need(math.isfinite(self.decay) and self.decay >= 0, "decay", "must be >= 0")
         need(0 <= self.noise <= 10, "noise", "must be a ratio in [0, 10]")
@@ -124,14 +146,30 @@ def prepare_data(config: TrainConfig) -> Prepared:
     return Prepared(data, train, valid.to(device), test.to(device), info)
 
 
-def _model_kwargs(config: TrainConfig, num_users: int, num_items: int) -> dict:
-    kwargs = {"num_users": num_users, "num_items": num_items, "dim": config.dim}
-    if config.model == "ngcf":
+def _model_kwargs(config: TrainConfig, prep: Prepared) -> dict:
+    kwargs = {"num_users": prep.data.num_users, "num_items": prep.data.num_items, "dim": config.dim}
+    if config.model.endswith("ngcf"):
         kwargs.update(layer_dims=(config.dim,) * config.layers, mess_dropout=config.mess_dropout,
                       node_dropout=config.node_dropout)
     else:
         kwargs["num_layers"] = config.layers
+    if config.model.startswith("s-"):
+        kwargs.update(num_edges=prep.train.num_edges, beta=config.beta, gamma=config.gamma,
+                      svd_rank=config.svd_rank, svd_every=config.svd_every,
+                      svd_iters=config.svd_iters,
+                      estimator=config.estimator, nuclear_backward=config.nuclear_backward,
+                      init_keep=config.init_keep)
     return kwargs
+
+
+def _param_groups(model, config: TrainConfig) -> list[dict]:
+    """Adam groups: the weights at ``lr``; SGCN's mask logits at ``mask_lr`` (default ``lr``)."""
+    logits = getattr(model, "logits", None)
+    rest = [p for p in model.parameters() if p is not logits]
+    groups = [{"params": rest, "lr": config.lr}]
+    if logits is not None:
+        groups.append({"params": [logits], "lr": config.mask_lr or config.lr})
+    return groups
 
 
 def _seed_everything(seed: int) -> None:
@@ -258,11 +296,10 @@ def train(config: TrainConfig) -> dict:
     prep = prepare_data(config)
     t_data = time.perf_counter() - t_start
     out.mkdir(parents=True, exist_ok=True)
-    model = build_model(config.model, **_model_kwargs(config, prep.data.num_users,
-                                                      prep.data.num_items))
+    model = build_model(config.model, **_model_kwargs(config, prep))
     model.backend = config.backend
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, config))
     sampler = torch.Generator().manual_seed(config.seed)  # CPU: same samples on every device
 
     state = {"epoch": 0, "best": None, "evals_since_best": 0, "train_seconds": 0.0,
@@ -271,8 +308,8 @@ def train(config: TrainConfig) -> dict:
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:  # a resumed run may change the learning rate
-            group["lr"] = config.lr
+        for group, new in zip(optimizer.param_groups, _param_groups(model, config)):
+            group["lr"] = new["lr"]  # a resumed run may change the learning rates
         sampler.set_state(ckpt["rng"]["sampler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
@@ -321,7 +358,8 @@ def train(config: TrainConfig) -> dict:
             if best is None or metrics[headline] > best["metrics"][headline]:
                 state["best"] = {"epoch": epoch, "metrics": metrics}
                 state["evals_since_best"] = 0
-                best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_model = {k: v.detach().cpu().clone() if torch.is_tensor(v) else v
+                              for k, v in model.state_dict().items()}  # (SGCN: extra state)
             else:
                 state["evals_since_best"] += 1
             say(f"epoch {epoch:4d}  loss {loss:.4f}  valid {headline} {metrics[headline]:.4f}  "

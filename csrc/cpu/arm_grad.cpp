@@ -13,18 +13,30 @@ namespace {
 
 // ARM: df (u - 1/2). DisARM: df/2 (b1 - b2) max(p, q), b1 = 1[u > q], b2 = 1[u < p], with
 // p = sigmoid(phi), q = sigmoid(-phi) from torch (the values the cpu propagation's masks use).
+// Uniforms come kPhiloxBlock at a time from the vectorised generator (the scalar one per element
+// made this kernel ~4x slower than reading stored uniforms).
 template <typename T>
 void arm_grad_kernel(const T* p, const T* q, uint64_t seed, uint64_t offset, double df,
                      int64_t n, T* out) {
   const T d = static_cast<T>(df), half_d = static_cast<T>(df * 0.5);
+  const int64_t blocks = (n + kPhiloxBlock - 1) / kPhiloxBlock;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T u = static_cast<T>(philox_uniform(seed, offset + static_cast<uint64_t>(i)));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i0 = b * kPhiloxBlock;
+    const int count = static_cast<int>(std::min<int64_t>(kPhiloxBlock, n - i0));
+    float u[kPhiloxBlock];
+    philox_uniform_block(seed, offset + static_cast<uint64_t>(i0), u);
+    T* o = out + i0;
     if (p == nullptr) {
-      out[i] = d * (u - T(0.5));
+      for (int l = 0; l < count; ++l) o[l] = d * (static_cast<T>(u[l]) - T(0.5));
     } else {
-      const T sign = (u > q[i] ? T(1) : T(0)) - (u < p[i] ? T(1) : T(0));
-      out[i] = half_d * sign * std::max(p[i], q[i]);
+      const T* pb = p + i0;
+      const T* qb = q + i0;
+      for (int l = 0; l < count; ++l) {
+        const T ul = static_cast<T>(u[l]);
+        const T sign = (ul > qb[l] ? T(1) : T(0)) - (ul < pb[l] ? T(1) : T(0));
+        o[l] = half_d * sign * std::max(pb[l], qb[l]);
+      }
     }
   }
 }

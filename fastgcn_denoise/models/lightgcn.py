@@ -40,7 +40,17 @@ def bpr_loss(user_emb, item_emb, ego_user, ego_item, users, pos, neg, decay: flo
 
 class GraphRecommender(nn.Module):
     """Base of the GCN recommenders: ``layer_outputs`` (per layer, so SGCN can drive the layers),
-    ``readout``, and the BPR loss on the ego embeddings ``user_emb`` / ``item_emb``."""
+    ``readout``, and the BPR loss on the ego embeddings ``user_emb`` / ``item_emb``.
+
+    A layer is ``propagate`` = ``masked_spmm`` (the graph part, where masks apply) followed by
+    the model's ``transform(layer, x_user, x_item, side_user, side_item)`` (the dense part).
+    """
+
+    def propagate(self, graph, x_user, x_item, layer: int, mask_spec=None):
+        """One layer on both sides: the masked normalised product, then ``transform``."""
+        spec = mask_spec[layer] if mask_spec is not None else {}
+        side_user, side_item = masked_spmm(graph, x_user, x_item, backend=self.backend, **spec)
+        return self.transform(layer, x_user, x_item, side_user, side_item)
 
     def forward(self, graph, mask_spec=None):
         """(user_emb [U, D], item_emb [I, D]); ``mask_spec``: None or K dicts of masked_spmm kwargs
@@ -88,10 +98,10 @@ class LightGCN(GraphRecommender):
             raise ValueError(f"mask_spec has {len(mask_spec)} entries; the model has "
                              f"{self.num_layers} layers (one dict of masked_spmm kwargs per layer)")
 
-    def propagate(self, graph, x_user, x_item, layer: int, mask_spec=None):
-        """One layer: (D^-1/2 A D^-1/2) applied to both sides, masked by ``mask_spec[layer]``."""
-        spec = mask_spec[layer] if mask_spec is not None else {}
-        return masked_spmm(graph, x_user, x_item, backend=self.backend, **spec)
+    @staticmethod
+    def transform(layer, x_user, x_item, side_user, side_item):
+        """LightGCN has no transform: a layer's output is the normalised product itself."""
+        return side_user, side_item
 
     def layer_outputs(self, graph, mask_spec=None):
         """[(E_user^(k) [U, d], E_item^(k) [I, d]) for k = 0..K]."""

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import masked_spmm
 from .lightgcn import GraphRecommender
 
 
@@ -78,12 +77,10 @@ class NGCF(GraphRecommender):
         spec = {"logits": logits, "mode": "bernoulli", "seed": seed, "offset": 0}
         return [spec] * self.num_layers
 
-    def propagate(self, graph, x_user, x_item, layer: int, mask_spec=None):
-        """One NGCF layer on both sides; returns the (dropped-out, unnormalised) outputs."""
-        spec = mask_spec[layer] if mask_spec is not None else {}
-        side_u, side_i = masked_spmm(graph, x_user, x_item, backend=self.backend, **spec)
+    def transform(self, layer, x_user, x_item, side_user, side_item):
+        """NGCF's dense part of a layer; returns the (dropped-out, unnormalised) outputs."""
         outs = []
-        for x, side in ((x_user, side_u), (x_item, side_i)):
+        for x, side in ((x_user, side_user), (x_item, side_item)):
             h = F.leaky_relu(self.w1[layer](side + x) + self.w2[layer](side * x), 0.2)
             outs.append(F.dropout(h, self.mess_dropout, self.training))
         return tuple(outs)

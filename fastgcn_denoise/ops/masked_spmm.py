@@ -76,7 +76,7 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
 
 
 class _MaskedSpmm(torch.autograd.Function):
-    """Propagation for M masks drawn from one set of uniforms; outputs [M, U, d], [M, I, d]."""
+    """Propagation for M masks drawn from one set of uniforms; outputs M [U, d] then M [I, d]."""
 
     @staticmethod
     def forward(ctx, backend, graph, modes, seed, offset, self_loop, renormalize,
@@ -91,44 +91,55 @@ class _MaskedSpmm(torch.autograd.Function):
         ctx.backend, ctx.graph, ctx.modes = backend, graph, modes
         ctx.seed, ctx.offset, ctx.self_loop = seed, offset, self_loop
         ctx.save_for_backward(w, r_u, r_i, x_user, x_item, logits, edge_weight)
-        return y_u, y_i
+        # One output per mask and side, so a mask whose outputs are unused downstream (the ARM
+        # half evaluated without grad) gets None gradients and costs nothing in backward.
+        ctx.set_materialize_grads(False)
+        return (*y_u.unbind(0), *y_i.unbind(0))
 
     @staticmethod
-    def backward(ctx, gy_u, gy_i):
+    def backward(ctx, *grads):
         be, g = ctx.backend, ctx.graph
         w, r_u, r_i, x_user, x_item, logits, edge_weight = ctx.saved_tensors
         need_xu, need_xi, need_phi, need_w = (ctx.needs_input_grad[7], ctx.needs_input_grad[8],
                                               ctx.needs_input_grad[9], ctx.needs_input_grad[10])
-        gy_u = gy_u.contiguous()
-        gy_i = gy_i.contiguous()
+        num_masks = w.shape[0]
+        expect = [m for m in range(num_masks) if ctx.modes[m] == MODE_ID["expect"]]
+        need_phi = need_phi and bool(expect)  # the binary modes get no autograd logit gradient
         gx_u = gx_i = g_phi = g_w = None
-        # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product of gy_user.
-        for m in range(w.shape[0]):
+        gws = {}
+        for m in range(num_masks):
+            gy_u, gy_i = grads[m], grads[num_masks + m]
+            if gy_u is None and gy_i is None:
+                continue
+            gy_u = torch.zeros_like(x_user) if gy_u is None else gy_u.contiguous()
+            gy_i = torch.zeros_like(x_item) if gy_i is None else gy_i.contiguous()
             wm = w[m:m + 1]
             rum = None if r_u is None else r_u[m:m + 1]
             rim = None if r_i is None else r_i[m:m + 1]
+            # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product.
             if need_xu:
-                t = be.spmm(g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i[m],
-                            gy_u[m] if ctx.self_loop else None)[0]
+                t = be.spmm(g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i,
+                            gy_u if ctx.self_loop else None)[0]
                 gx_u = t if gx_u is None else gx_u + t
             if need_xi:
-                t = be.spmm(g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u[m],
-                            gy_i[m] if ctx.self_loop else None)[0]
+                t = be.spmm(g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u,
+                            gy_i if ctx.self_loop else None)[0]
                 gx_i = t if gx_i is None else gx_i + t
-        if need_phi or need_w:
-            gws = [be.edge_grad(g, w[m], None if r_u is None else r_u[m], None if r_i is None else r_i[m],
-                                x_user, x_item, gy_u[m], gy_i[m], ctx.self_loop) for m in range(w.shape[0])]
-            if need_w:
-                # z (mask without omega) is regenerated rather than stored: omega may be zero.
-                z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
-                                    w.dtype, w.device)
-                g_w = sum(gw * z[m] for m, gw in enumerate(gws))
-            expect = [gw for m, gw in enumerate(gws) if ctx.modes[m] == MODE_ID["expect"]]
-            if need_phi and expect:
-                # Only `expect` (z = sigmoid(phi)) is differentiable in phi; see module docstring.
-                p = torch.sigmoid(logits)
-                omega = 1 if edge_weight is None else edge_weight
-                g_phi = sum(expect) * omega * p * (1 - p)
+            if need_w or (need_phi and m in expect):
+                gws[m] = be.edge_grad(g, w[m], None if r_u is None else r_u[m],
+                                      None if r_i is None else r_i[m], x_user, x_item, gy_u, gy_i,
+                                      ctx.self_loop)
+        if need_w and gws:
+            # z (mask without omega) is regenerated rather than stored: omega may be zero.
+            z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
+                                w.dtype, w.device)
+            g_w = sum(gw * z[m] for m, gw in gws.items())
+        grads_expect = [gws[m] for m in expect if m in gws]
+        if need_phi and grads_expect:
+            # Only `expect` (z = sigmoid(phi)) is differentiable in phi; see module docstring.
+            p = torch.sigmoid(logits)
+            omega = 1 if edge_weight is None else edge_weight
+            g_phi = sum(grads_expect) * omega * p * (1 - p)
         return None, None, None, None, None, None, None, gx_u, gx_i, g_phi, g_w
 
 
@@ -165,9 +176,8 @@ def masked_spmm(graph, x_user, x_item, logits=None, mode="ones", seed=0, offset=
         (y_user [U, d], y_item [I, d]) in x's dtype.
     """
     _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
-    y_u, y_i = _run(graph, x_user, x_item, logits, (MODE_ID[mode],), seed, offset, edge_weight,
-                    self_loop, renormalize, backend)
-    return y_u[0], y_i[0]
+    return _run(graph, x_user, x_item, logits, (MODE_ID[mode],), seed, offset, edge_weight,
+                self_loop, renormalize, backend)
 
 
 def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weight=None,
@@ -178,9 +188,9 @@ def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weigh
     Gathered embedding rows are shared between the two halves.
     """
     _check_inputs(graph, x_user, x_item, logits, edge_weight, "arm_pos", renormalize)
-    y_u, y_i = _run(graph, x_user, x_item, logits, _DUAL_MODES, seed, offset, edge_weight,
-                    self_loop, renormalize, backend)
-    return (y_u[0], y_i[0]), (y_u[1], y_i[1])
+    pos_u, neg_u, pos_i, neg_i = _run(graph, x_user, x_item, logits, _DUAL_MODES, seed, offset,
+                                      edge_weight, self_loop, renormalize, backend)
+    return (pos_u, pos_i), (neg_u, neg_i)
 
 
 def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None):

@@ -1,0 +1,153 @@
+"""Export what an SGCN model judged to be noise: per-interaction keep probabilities and a cleaned list.
+
+Rule (documented in ``--help`` too): SGCN infers with ``hard`` masks, which drop an interaction
+from layer k when its keep probability σ(Φ_ke) ≤ ½. An interaction is **judged noise** when it is
+dropped from *every* layer (keep probability ≤ ``threshold`` in all K layers): the trained model
+then never propagates through it. Interactions held out for validation were never masked, so
+they are not judged and stay in the cleaned list.
+
+Files written to ``out``:
+    keep_probabilities.csv   user, item (the input's ids), keep_layer1..K, keep_mean, dropped
+                             (0/1) and, when the noise is known, planted_noise (0/1); one row per
+                             training interaction the model saw, in edge-id order
+    cleaned.<ext>            the training interactions minus the dropped ones, in the input's
+                             format and ids (LightGCN ``train.txt`` layout, or csv/tsv pairs)
+    dropped.<ext>            the dropped interactions, same format
+    denoise.json             counts, the rule, and (when the noise is known, as on the built-in
+                             data or with ``--noise``) ROC AUC of 1 - keep_mean against it and
+                             the precision/recall of the dropped set
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .data import write_interactions
+from .models import build_model
+from .train import config_from_checkpoint, load_checkpoint, prepare_data
+
+_EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv"}
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count one half).
+
+    The Mann-Whitney form: the probability that a random positive outscores a random negative.
+    NaN when one class is absent.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # Average ranks over runs of equal scores.
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _original_ids(data, users: np.ndarray, items: np.ndarray):
+    return (users if data.user_ids is None else data.user_ids[users],
+            items if data.item_ids is None else data.item_ids[items])
+
+
+def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
+                       fmt: str | None = None, data: str | None = None,
+                       device: str | None = None) -> dict:
+    """Write the export described in the module docstring for an SGCN checkpoint; returns the
+    summary (also written as ``out/denoise.json``).
+
+    ``data`` replaces the saved data source (the same data set elsewhere); ``fmt`` the output
+    format (default: the input's); ``weights`` "best" (validation-selected) or "last".
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if weights not in ("best", "last"):
+        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
+    if fmt is not None and fmt not in _EXTENSIONS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(_EXTENSIONS)}")
+    ckpt = load_checkpoint(path)
+    if not ckpt["model_name"].startswith("s-"):
+        raise ValueError(f"checkpoint {str(path)!r} holds a {ckpt['model_name']!r} model, which "
+                         "has no masks: train s-lightgcn or s-ngcf to denoise")
+    overrides = {"resume": False, "progress": False}
+    if data is not None:
+        overrides["data"] = data
+    if device is not None:
+        overrides["device"] = device
+    config = config_from_checkpoint(ckpt, **overrides).validate()
+    prep = prepare_data(config)
+    model = build_model(ckpt["model_name"], **ckpt["hparams"])
+    if model.num_edges != prep.train.num_edges:
+        raise ValueError(f"data {prep.info['name']!r} gives {prep.train.num_edges} training "
+                         f"interactions but the checkpoint's masks cover {model.num_edges}: "
+                         "not the data (or the --noise/--seed/--valid-fraction) it was trained on")
+    state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
+        else ckpt["model"]
+    model.load_state_dict(state)
+
+    keep = model.keep_probabilities().double().numpy()          # [K, E]
+    dropped = (keep <= threshold).all(axis=0)                   # [E]
+    keep_mean = keep.mean(axis=0)
+    users, items = (t.cpu().numpy() for t in prep.train.edges())
+    noise = prep.data.noise_per_edge(prep.train)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_ = prep.data
+    fmt = fmt or data_.meta.get("format") or (
+        "lightgcn" if data_.user_ids is None and data_.item_ids is None else "csv")
+    ext = _EXTENSIONS[fmt]
+    out_users, out_items = _original_ids(data_, users, items)
+    with open(out / "keep_probabilities.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        header = ["user", "item"] + [f"keep_layer{k + 1}" for k in range(keep.shape[0])] + \
+            ["keep_mean", "dropped"] + ([] if noise is None else ["planted_noise"])
+        writer.writerow(header)
+        cols = [out_users.tolist(), out_items.tolist()] + \
+            [np.round(row, 6).tolist() for row in keep] + \
+            [np.round(keep_mean, 6).tolist(), dropped.astype(int).tolist()] + \
+            ([] if noise is None else [noise.astype(int).tolist()])
+        writer.writerows(zip(*cols))
+
+    # The cleaned list: every training interaction of the input minus the dropped ones. When the
+    # validation split was taken from train, its (unjudged) interactions belong to the input's
+    # training list and are kept; a source's own valid split is not part of it.
+    held_out = "validation_split" in data_.meta
+    all_u, all_i = data_.train
+    if held_out:
+        all_u = np.concatenate([all_u, data_.valid[0]])
+        all_i = np.concatenate([all_i, data_.valid[1]])
+    drop_keys = users[dropped] * data_.num_items + items[dropped]
+    keep_rows = ~np.isin(all_u * data_.num_items + all_i, drop_keys)
+    write_interactions(data_, all_u[keep_rows], all_i[keep_rows], out / f"cleaned.{ext}", fmt)
+    write_interactions(data_, users[dropped], items[dropped], out / f"dropped.{ext}", fmt)
+
+    summary = {
+        "checkpoint": str(path), "weights": weights, "model": ckpt["model_name"],
+        "data": prep.info["name"], "rule": f"dropped = keep probability <= {threshold} in all "
+                                           f"{keep.shape[0]} layers",
+        "threshold": threshold, "scored": int(len(users)), "dropped": int(dropped.sum()),
+        "held_out_for_validation": int(len(data_.valid[0])) if held_out else 0,
+        "cleaned": int(keep_rows.sum()), "format": fmt,
+        "keep_mean": {"mean": float(keep_mean.mean()), "min": float(keep_mean.min()),
+                      "max": float(keep_mean.max())},
+    }
+    if noise is not None:
+        hits = int((dropped & noise).sum())
+        summary["planted_noise"] = {
+            "count": int(noise.sum()),
+            "roc_auc": roc_auc(1.0 - keep_mean, noise),
+            "roc_auc_per_layer": [roc_auc(1.0 - row, noise) for row in keep],
+            "dropped_precision": hits / max(int(dropped.sum()), 1),
+            "dropped_recall": hits / max(int(noise.sum()), 1),
+        }
+    (out / "denoise.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

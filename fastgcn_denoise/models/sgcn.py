@@ -1,0 +1,242 @@
+"""SGCN (Chen et al., SIGIR'21): stochastic binary masks on a GCN recommender's graph.
+
+Each layer k of the backbone (LightGCN or NGCF) propagates on A ⊙ Z^(k), Z^(k)_e ~ Bern(σ(Φ_ke)),
+with one logit per interaction and layer (Φ [K, E], tied across the two directions, so A^(k)
+stays symmetric) and the degrees recomputed on the masked graph. The objective (paper Eq. 13)
+
+    E_Z[L_BPR(Z, Θ)] + β Σ_k Σ_e σ(Φ_ke) + γ Σ_k Σ_{j≤n} s_j(R ⊙ σ(Φ_k))
+
+is minimised with, per step:
+  * one Philox stream of uniforms U [K, E] (seed drawn from torch's RNG, counter k*E + e), the
+    two antithetic passes ``arm_pos`` (Z = 1[U > σ(-Φ)]) and ``arm_neg`` (Z = 1[U < σ(Φ)]); at
+    layer 1 both come from one ``masked_spmm_dual`` call (shared index reads and gathers);
+  * embedding gradients by autograd through the ``arm_pos`` pass (Z is an exact Bernoulli sample,
+    so this is an unbiased stochastic gradient of E_Z[L_BPR]); the ``arm_neg`` pass runs without
+    autograd and only supplies f_neg. Both passes see the same dropout draws (NGCF): torch's RNG
+    is rewound between them, so f_pos - f_neg reflects the masks only;
+  * mask gradients by ARM (paper Eq. 11) or DisARM from ``ops.arm_grad`` (the uniforms are
+    regenerated, never stored), with f = the batch BPR loss (the L2 term is the same in both
+    passes and cancels);
+  * β Σσ(Φ) by autograd (the paper's L0 relaxation, summed, not averaged, as in Eq. 10);
+  * the nuclear norm on the user x item matrix R ⊙ σ(Φ_k) (A's singular values are R's twice)
+    from ``ops.nuclear_norm`` (block-Krylov truncated SVD, warm-started from the last subspace).
+    It is recomputed every ``svd_every`` steps; in between its gradient d/dw (U_n V_nᵀ on the
+    pattern) is reused, chained through the current σ'(Φ). With ``svd_every = 1`` this is the
+    exact per-step penalty; larger values amortise the SVD (our choice; the paper is silent).
+
+Inference (``eval()``): ``hard`` masks, σ(Φ)·1[σ(Φ) > ½] (the paper's "clip ≤ 0.5 to zero").
+The ARM gradient enters autograd as a zero-valued linear term ``<g, Φ> - <g, Φ>.detach()``, so an
+ordinary ``loss.backward(); optimizer.step()`` loop trains the masks and the embeddings together.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops import arm_grad, layer_offset, masked_spmm_dual, nuclear_norm, NuclearNormState
+from ..ops.arm_grad import ESTIMATORS
+from ..ops.nuclear_norm import BACKWARDS
+from .lightgcn import LightGCN, bpr_loss
+from .ngcf import NGCF
+
+_ARM_BACKENDS = ("reference", "cpu", "triton")  # arm_grad's kernels; other backends dispatch
+
+
+class SGCN(nn.Module):
+    """A backbone (``backbone_cls``) whose every layer propagates on a learned stochastic mask.
+
+    Args:
+        num_edges: E, the training graph's interactions; the model only runs on that graph.
+        beta: L0 (sparsity) coefficient β.
+        gamma: nuclear-norm (low-rank) coefficient γ; 0 disables the SVD.
+        svd_rank: n, singular values in the truncated nuclear norm (capped at min(U, I)).
+        svd_every: recompute the SVD every this many training steps (see module docstring).
+        svd_iters: maximum Krylov depth of each SVD (``truncated_svd``'s n_iter); the warm start
+            from the previous subspace makes a shallow one enough (the penalty only needs the
+            leading subspace, not 1e-3 accuracy on the n-th value).
+        estimator: ``"arm"`` (the paper's) or ``"disarm"`` (lower variance, same cost).
+        nuclear_backward: ``"exact"`` (U_n V_nᵀ) or ``"power_iteration"`` (the paper's).
+        init_keep: initial keep probability σ(Φ) of every interaction.
+        **backbone: the backbone's constructor arguments (num_users, num_items, dim, ...).
+    """
+
+    backbone_cls = None  # set by the concrete classes below
+
+    def __init__(self, num_users: int, num_items: int, num_edges: int, beta: float = 0.001,
+                 gamma: float = 0.001, svd_rank: int = 128, svd_every: int = 10, svd_iters: int = 4,
+                 estimator: str = "arm", nuclear_backward: str = "exact", init_keep: float = 0.9,
+                 **backbone):
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if nuclear_backward not in BACKWARDS:
+            raise ValueError(f"unknown nuclear_backward {nuclear_backward!r}; choose one of "
+                             f"{', '.join(BACKWARDS)}")
+        for name, value in (("beta", beta), ("gamma", gamma)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"SGCN {name} must be a finite number >= 0, got {value}")
+        if not 0.0 < init_keep < 1.0:
+            raise ValueError(f"SGCN init_keep must be in (0, 1), got {init_keep}")
+        if min(int(num_edges), int(svd_rank), int(svd_every), int(svd_iters) + 1) <= 0:
+            raise ValueError(f"SGCN needs num_edges, svd_rank, svd_every > 0 and svd_iters >= 0, "
+                             f"got {num_edges}, {svd_rank}, {svd_every}, {svd_iters}")
+        self.net = self.backbone_cls(num_users, num_items, **backbone)
+        if self.net.num_layers < 1:
+            raise ValueError("SGCN needs at least one propagation layer to mask")
+        self.num_users, self.num_items = self.net.num_users, self.net.num_items
+        self.num_layers, self.num_edges = self.net.num_layers, int(num_edges)
+        self.beta, self.gamma = float(beta), float(gamma)
+        self.svd_rank = min(int(svd_rank), self.num_users, self.num_items)
+        self.svd_every, self.svd_iters, self.estimator = int(svd_every), int(svd_iters), estimator
+        self.nuclear_backward, self.init_keep = nuclear_backward, float(init_keep)
+        self._backbone_hparams = dict(backbone)
+        self.logits = nn.Parameter(torch.full((self.num_layers, self.num_edges),
+                                              math.log(init_keep / (1.0 - init_keep))))
+        self.steps = 0                      # training steps taken (in the state dict)
+        self._svd_states = [NuclearNormState() for _ in range(self.num_layers)]
+        self._nuclear = None                # (value, d/dw [K, E]) from the last SVD step
+
+    # The backbone's parameters are the ego embeddings the BPR regulariser reads.
+    @property
+    def user_emb(self):
+        return self.net.user_emb
+
+    @property
+    def item_emb(self):
+        return self.net.item_emb
+
+    @property
+    def backend(self):
+        return self.net.backend
+
+    @backend.setter
+    def backend(self, name):
+        self.net.backend = name
+
+    def get_extra_state(self):
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state):
+        self.steps = int(state["steps"])
+        self._nuclear = None  # recomputed at the next step
+
+    def _check_graph(self, graph):
+        if graph.num_edges != self.num_edges:
+            raise ValueError(f"SGCN learned one mask logit per interaction of a graph with "
+                             f"{self.num_edges} edges; this graph has {graph.num_edges} (run it "
+                             "on the training graph it was built for)")
+
+    def mask_spec(self, mode: str, seed: int = 0, offset: int = 0) -> list[dict]:
+        """Per-layer ``masked_spmm`` kwargs for ``mode`` (logits detached: ARM drives their grads).
+
+        Layer k draws from counters ``offset + k * E + e`` (``layer_offset``)."""
+        phi = self.logits.detach()
+        return [{"logits": phi[k], "mode": mode, "seed": seed,
+                 "offset": layer_offset(offset, k, self.num_edges)}
+                for k in range(self.num_layers)]
+
+    def keep_probabilities(self) -> torch.Tensor:
+        """σ(Φ) [K, E] (edge-id order), detached: each interaction's keep probability per layer."""
+        return torch.sigmoid(self.logits.detach())
+
+    def forward(self, graph, mask_spec=None):
+        """(user_emb, item_emb) on the masked graph: ``hard`` masks in eval mode, one Bernoulli
+        sample in training mode, or the given ``mask_spec``."""
+        self._check_graph(graph)
+        if mask_spec is None:
+            if self.training:
+                mask_spec = self.mask_spec("bernoulli", self._draw_seed())
+            else:
+                mask_spec = self.mask_spec("hard")
+        return self.net(graph, mask_spec)
+
+    @staticmethod
+    def _draw_seed() -> int:
+        # From torch's RNG, so torch.manual_seed makes a run reproducible.
+        return int(torch.randint(0, 2**62, (1,)).item())
+
+    def _pass(self, graph, side_user, side_item, specs):
+        """Readout of a pass whose layer-1 normalised products are given (the dual's output)."""
+        net = self.net
+        x_user, x_item = net.user_emb, net.item_emb
+        layers = [(x_user, x_item), net.transform(0, x_user, x_item, side_user, side_item)]
+        for k in range(1, self.num_layers):
+            layers.append(net.propagate(graph, *layers[-1], k, specs))
+        return net.readout(layers)
+
+    def _nuclear_term(self, graph, keep):
+        """γ Σ_k ||R ⊙ keep_k||_n (value of the last SVD step, gradient through current keep)."""
+        if self.gamma == 0.0:
+            return keep.new_zeros(())
+        if self._nuclear is None or self.steps % self.svd_every == 0:
+            values, grads = [], []
+            with torch.enable_grad():
+                for k in range(self.num_layers):
+                    w = keep[k].detach().requires_grad_()
+                    value = nuclear_norm(graph, w, self.svd_rank, self._svd_states[k],
+                                         backward=self.nuclear_backward, n_iter=self.svd_iters)
+                    values.append(value.detach())
+                    grads.append(torch.autograd.grad(value, w)[0])
+            self._nuclear = (torch.stack(values).sum(), torch.stack(grads))
+        value, grad = self._nuclear
+        linear = (grad * keep).sum()
+        return self.gamma * (value + linear - linear.detach())
+
+    def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
+        """(total, bpr, reg) of one SGCN training step (module docstring).
+
+        ``total``'s gradient w.r.t. the embeddings is the BPR + L2 gradient of the ``arm_pos``
+        pass; w.r.t. the logits it is the ARM/DisARM estimate + β σ'(Φ) + the nuclear term's.
+        In eval mode, or with an explicit ``mask_spec``, it is the backbone's loss on those masks.
+        """
+        net = self.net
+        if mask_spec is not None or not self.training:
+            user_emb, item_emb = self(graph, mask_spec)
+            return bpr_loss(user_emb, item_emb, net.user_emb, net.item_emb, users, pos, neg, decay)
+        self._check_graph(graph)
+        seed = self._draw_seed()
+        pos_specs = self.mask_spec("arm_pos", seed)
+        neg_specs = self.mask_spec("arm_neg", seed)
+        (pos_u, pos_i), (neg_u, neg_i) = masked_spmm_dual(
+            graph, net.user_emb, net.item_emb, pos_specs[0]["logits"], seed, 0, backend=net.backend)
+        cuda = [graph.device] if graph.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the neg pass replays the same dropout draws
+            user_emb, item_emb = self._pass(graph, pos_u, pos_i, pos_specs)
+            total, bpr_pos, reg = bpr_loss(user_emb, item_emb, net.user_emb, net.item_emb,
+                                           users, pos, neg, decay)
+        with torch.no_grad():
+            user_neg, item_neg = self._pass(graph, neg_u, neg_i, neg_specs)
+            _, bpr_neg, _ = bpr_loss(user_neg, item_neg, net.user_emb, net.item_emb,
+                                     users, pos, neg, 0.0)
+        arm_backend = net.backend if net.backend in _ARM_BACKENDS else None
+        g = arm_grad(self.logits.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
+                     backend=arm_backend)
+        keep = torch.sigmoid(self.logits)
+        linear = (g * self.logits).sum()
+        total = (total + (linear - linear.detach()) + self.beta * keep.sum()
+                 + self._nuclear_term(graph, keep))
+        self.steps += 1
+        return total, bpr_pos, reg
+
+    def hparams(self) -> dict:
+        """Constructor arguments (saved in checkpoints to rebuild the model)."""
+        return {"num_users": self.num_users, "num_items": self.num_items,
+                "num_edges": self.num_edges, "beta": self.beta, "gamma": self.gamma,
+                "svd_rank": self.svd_rank, "svd_every": self.svd_every, "svd_iters": self.svd_iters,
+                "estimator": self.estimator, "nuclear_backward": self.nuclear_backward,
+                "init_keep": self.init_keep, **self._backbone_hparams}
+
+
+class SLightGCN(SGCN):
+    """S-LightGCN: SGCN masks on LightGCN (backbone kwargs: dim, num_layers, init_std)."""
+
+    backbone_cls = LightGCN
+
+
+class SNGCF(SGCN):
+    """S-NGCF: SGCN masks on NGCF (backbone kwargs: dim, layer_dims, mess_dropout, node_dropout;
+    the learned masks replace node dropout in training)."""
+
+    backbone_cls = NGCF

@@ -1,0 +1,118 @@
+"""The denoise export: ROC AUC, the drop rule, files in the input's format and ids, CLI."""
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastgcn_denoise.cli import main
+from fastgcn_denoise.data import load_pairs, make_synthetic, save_npz
+from fastgcn_denoise.denoise import denoise_checkpoint, roc_auc
+from fastgcn_denoise.train import TrainConfig, load_checkpoint, train
+
+
+def brute_auc(scores, labels):
+    pos = [s for s, l in zip(scores, labels) if l]
+    neg = [s for s, l in zip(scores, labels) if not l]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_roc_auc_matches_pair_counting(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, 40).astype(float)  # many ties
+    labels = rng.random(40) < 0.3
+    assert roc_auc(scores, labels) == pytest.approx(brute_auc(scores, labels), abs=1e-12)
+    assert roc_auc(np.arange(6.0), [0, 0, 0, 1, 1, 1]) == 1.0
+    assert np.isnan(roc_auc([1.0, 2.0], [0, 0]))
+
+
+def _train_tiny(tmp_path, data, **kw):
+    config = TrainConfig(model="s-lightgcn", data=str(data), out=str(tmp_path / "run"), epochs=2,
+                         eval_every=1, dim=8, layers=2, batch_size=64, ks=(5,), svd_rank=4,
+                         progress=False, verbose=False, **kw)
+    train(config)
+    return tmp_path / "run" / "checkpoint.pt"
+
+
+def test_export_rule_and_files(tmp_path):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=8, seed=3), data)
+    ckpt_path = _train_tiny(tmp_path, data)
+    # Set known keep probabilities in the best weights: the rule must follow them.
+    ckpt = load_checkpoint(ckpt_path)
+    logits = ckpt["best_model"]["logits"]
+    gen = torch.Generator().manual_seed(0)
+    logits.copy_(torch.randn(logits.shape, generator=gen, dtype=logits.dtype) * 2)
+    torch.save(ckpt, ckpt_path)
+    out = tmp_path / "export"
+    summary = denoise_checkpoint(ckpt_path, out, threshold=0.5)
+    keep = torch.sigmoid(logits).numpy()
+    want_dropped = (keep <= 0.5).all(0)
+    with open(out / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == logits.shape[1] == summary["scored"]
+    assert [int(r["dropped"]) for r in rows] == want_dropped.astype(int).tolist()
+    np.testing.assert_allclose([float(r["keep_layer2"]) for r in rows], keep[1], atol=1e-6)
+    assert summary["dropped"] == int(want_dropped.sum()) > 0
+    dropped = {(r["user"], r["item"]) for r in rows if r["dropped"] == "1"}
+    # The built-in data is written in the LightGCN format: one line per user.
+    lines = (out / "cleaned.txt").read_text().split("\n")
+    cleaned = {(ln.split()[0], it) for ln in lines if ln for it in ln.split()[1:]}
+    assert not cleaned & dropped
+    assert len(cleaned) == summary["cleaned"] == \
+        summary["scored"] + summary["held_out_for_validation"] - summary["dropped"]
+    noise = summary["planted_noise"]
+    labels = [r["planted_noise"] == "1" for r in rows]
+    assert noise["count"] == sum(labels) > 0
+    assert noise["roc_auc"] == pytest.approx(
+        roc_auc(1 - np.array([float(r["keep_mean"]) for r in rows]), labels), abs=1e-5)
+    assert json.loads((out / "denoise.json").read_text())["dropped"] == summary["dropped"]
+
+
+def test_export_keeps_the_input_ids(tmp_path):
+    path = tmp_path / "pairs.csv"
+    rng = np.random.default_rng(1)
+    pairs = {(f"u{u}", f"item-{i}") for u, i in zip(rng.integers(0, 30, 400), rng.integers(0, 25, 400))}
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in sorted(pairs)))
+    ckpt = _train_tiny(tmp_path, path)
+    summary = denoise_checkpoint(ckpt, tmp_path / "export", threshold=0.95)  # drop most
+    assert summary["format"] == "csv" and summary["dropped"] > 0
+    cleaned = load_pairs(tmp_path / "export" / "cleaned.csv")
+    dropped = load_pairs(tmp_path / "export" / "dropped.csv")
+    ids = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}  # noqa: E731
+    assert ids(cleaned) | ids(dropped) <= pairs
+    assert not ids(cleaned) & ids(dropped)
+
+
+def test_denoise_refuses_a_model_without_masks(tmp_path, capsys):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=40, num_items=30, dim=4, avg_degree=6, seed=4), data)
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "lg"), "--epochs", "1",
+                 "--dim", "4", "--layers", "1", "--quiet"])
+    assert code == 0
+    capsys.readouterr()
+    code = main(["denoise", "--checkpoint", str(tmp_path / "lg" / "checkpoint.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no masks" in err and err.count("\n") == 1
+    code = main(["denoise", "--model", "lightgcn", "--data", str(data)])
+    assert code == 2 and "no masks to export" in capsys.readouterr().err
+
+
+def test_denoise_cli_trains_then_exports(tmp_path, capsys):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
+    out = tmp_path / "dn"
+    code = main(["denoise", "--data", str(data), "--out", str(out), "--epochs", "2",
+                 "--eval-every", "1", "--dim", "8", "--layers", "2", "--batch-size", "64",
+                 "--svd-rank", "4", "--estimator", "disarm", "--ks", "5", "--quiet"])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert "judged noise" in stdout and "ROC AUC" in stdout
+    for name in ("keep_probabilities.csv", "cleaned.txt", "dropped.txt", "denoise.json",
+                 "checkpoint.pt", "metrics.json"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "metrics.json").read_text())["config"]["estimator"] == "disarm"
