@@ -9,14 +9,31 @@ Both are averaged over the evaluated users (the LightGCN code's convention).
 Ranking order is total and the same on every device: higher score first, ties broken by the
 lower item id. Scores are compared in float32 (float64 scores are rounded first). A masked item is
 never a hit, even when fewer than K items remain and the top-K list runs into the -inf scores.
+
+Two implementations of the ranking step, with identical results for identical scores:
+
+* torch (the reference, and the CPU path): ``score_fn`` materialises the [B, I] scores of a batch,
+  the excluded items are set to -inf and ``top_items`` ranks them.
+* fused (``kernels/topk.py``, Triton): for dot-product scores (``evaluate_embeddings`` /
+  ``evaluate_model``), one kernel computes the scores tile by tile, masks the excluded items from
+  a merged CSR of the ``exclude`` graphs and keeps a per-user top-k, so the [B, I] score matrix is
+  never written; hits are looked up in the target's sorted CSR. It is used on CUDA tensors when
+  the triton backend is available, or when forced with ``backend="triton"`` / FASTGCN_BACKEND=triton
+  (CPU tensors then need TRITON_INTERPRET=1); ``backend="reference"`` (or any other backend name)
+  keeps the torch path. Cut-offs above ``kernels.topk.MAX_K`` use the torch path. The kernel's
+  dot products (float32 accumulation, IEEE, never TF32) may round differently from the matmul of
+  the torch path, so scores that tie to within an ulp can swap; the order for given scores is the
+  same.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import torch
 
 from .graph import BipartiteGraph
+from .ops._backend import BACKENDS, BackendUnavailable, availability
 
 DEFAULT_KS = (20, 50, 100)
 
@@ -71,31 +88,29 @@ def _rows_of(graph: BipartiteGraph, users: torch.Tensor):
     return rows, graph.col_item[pos]
 
 
-def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: BipartiteGraph,
-                 exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                 batch_users: int = 512) -> dict:
-    """Recall@K / NDCG@K of the ranking given by ``score_fn`` against ``target``.
-
-    Args:
-        score_fn: users int64 [B] -> float scores [B, I] (on ``target.device``).
-        target: the held-out interactions (valid or test) as a graph.
-        exclude: graphs whose items are masked out per user (training, ...).
-        ks: cut-offs; the first is the headline one.
-        batch_users: users scored at once (memory ~ 20 bytes x batch_users x I).
-
-    Returns:
-        {"recall@K": float, "ndcg@K": float for each K (in ``ks`` order), "users": n evaluated}.
-    """
+def _check_args(target: BipartiteGraph, exclude: Sequence[BipartiteGraph], ks: Sequence[int],
+                batch_users: int) -> list[int]:
     ks = [int(k) for k in ks]
     if not ks or min(ks) <= 0:
         raise ValueError(f"ks must be positive cut-offs, got {ks}")
     if batch_users <= 0:
         raise ValueError(f"batch_users must be positive, got {batch_users}")
-    device, num_items = target.device, target.num_items
     for g in exclude:
-        if (g.num_users, g.num_items) != (target.num_users, num_items) or g.device != device:
+        if (g.num_users, g.num_items) != (target.num_users, target.num_items) or \
+                g.device != target.device:
             raise ValueError(f"exclude graph {g} does not match the target graph {target}")
-    kmax = min(max(ks), num_items)
+    return ks
+
+
+def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target: BipartiteGraph,
+                ks: list[int], batch_users: int) -> dict:
+    """Average Recall@K / NDCG@K over the users with targets.
+
+    ``batch_hits(users [B], kmax)`` -> bool [B, kmax]: whether each user's r-th ranked item is a
+    (non-masked, finite-score) target.
+    """
+    device = target.device
+    kmax = min(max(ks), target.num_items)
     # Discounts 1/log2(r + 2) and their prefix sums (the IDCG of n hits is cum[n - 1]).
     disc = 1.0 / torch.log2(torch.arange(kmax, device=device, dtype=torch.float64) + 2)
     cum = torch.cumsum(disc, 0)
@@ -104,19 +119,7 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
             for k in ks for m in ("recall", "ndcg")}
     for b0 in range(0, users_all.shape[0], batch_users):
         users = users_all[b0:b0 + batch_users]
-        scores = score_fn(users)
-        if scores.shape != (users.shape[0], num_items):
-            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected "
-                             f"{(users.shape[0], num_items)}")
-        scores = scores.to(torch.float32, copy=True)
-        for g in exclude:
-            rows, items = _rows_of(g, users)
-            scores[rows, items] = float("-inf")
-        top = top_items(scores, kmax)
-        is_target = torch.zeros(scores.shape, dtype=torch.bool, device=device)
-        rows, items = _rows_of(target, users)
-        is_target[rows, items] = True
-        hits = (is_target.gather(1, top) & torch.isfinite(scores.gather(1, top))).to(torch.float64)
+        hits = batch_hits(users, kmax).to(torch.float64)
         n_target = target.deg_u[users].to(torch.float64)
         dcg = torch.cumsum(hits * disc, 1)
         n_hits = torch.cumsum(hits, 1)
@@ -131,11 +134,121 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
     return out
 
 
+def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: BipartiteGraph,
+                 exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
+                 batch_users: int = 512) -> dict:
+    """Recall@K / NDCG@K of the ranking given by ``score_fn`` against ``target`` (torch path).
+
+    Args:
+        score_fn: users int64 [B] -> float scores [B, I] (on ``target.device``).
+        target: the held-out interactions (valid or test) as a graph.
+        exclude: graphs whose items are masked out per user (training, ...).
+        ks: cut-offs; the first is the headline one.
+        batch_users: users scored at once (memory ~ 20 bytes x batch_users x I).
+
+    Returns:
+        {"recall@K": float, "ndcg@K": float for each K (in ``ks`` order), "users": n evaluated}.
+    """
+    ks = _check_args(target, exclude, ks, batch_users)
+    device, num_items = target.device, target.num_items
+
+    def batch_hits(users: torch.Tensor, kmax: int) -> torch.Tensor:
+        scores = score_fn(users)
+        if scores.shape != (users.shape[0], num_items):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected "
+                             f"{(users.shape[0], num_items)}")
+        scores = scores.to(torch.float32, copy=True)
+        for g in exclude:
+            rows, items = _rows_of(g, users)
+            scores[rows, items] = float("-inf")
+        top = top_items(scores, kmax)
+        is_target = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+        rows, items = _rows_of(target, users)
+        is_target[rows, items] = True
+        return is_target.gather(1, top) & torch.isfinite(scores.gather(1, top))
+
+    return _accumulate(batch_hits, target, ks, batch_users)
+
+
+def _pair_keys(graph: BipartiteGraph) -> torch.Tensor:
+    """int64 [E]: user * I + item of every edge, ascending (CSR order)."""
+    return graph.edge_users() * graph.num_items + graph.col_item
+
+
+def exclusion_csr(exclude: Sequence[BipartiteGraph], num_users: int, num_items: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(rowptr [U+1], col, longest row): one CSR of the union of the ``exclude`` graphs.
+
+    Rows are items ascending and deduplicated (a graph's own CSR(R) when there is one graph).
+    """
+    if len(exclude) == 1:
+        rowptr, col = exclude[0].rowptr_u, exclude[0].col_item
+    elif not exclude:
+        rowptr = torch.zeros(num_users + 1, dtype=torch.int64, device=device)
+        col = torch.zeros(0, dtype=torch.int64, device=device)
+    else:
+        keys = torch.unique(torch.cat([_pair_keys(g) for g in exclude]))  # sorted
+        rows, col = keys // num_items, keys % num_items
+        rowptr = torch.zeros(num_users + 1, dtype=torch.int64, device=device)
+        rowptr[1:] = torch.cumsum(torch.bincount(rows, minlength=num_users), 0)
+    max_row = int((rowptr[1:] - rowptr[:-1]).max()) if num_users else 0
+    return rowptr, col, max_row
+
+
+def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
+                        exclude: Sequence[BipartiteGraph], ks: Sequence[int],
+                        batch_users: int) -> dict:
+    """``rank_metrics`` of dot-product scores through the fused Triton top-k (kernels/topk.py)."""
+    from .kernels.topk import masked_topk
+
+    ks = _check_args(target, exclude, ks, batch_users)
+    device, num_items = target.device, target.num_items
+    if user_emb.device != device or item_emb.device != device:
+        raise ValueError(f"embeddings on {user_emb.device}/{item_emb.device}, graphs on {device}")
+    if item_emb.shape[0] != num_items or user_emb.shape[0] < target.num_users:
+        raise ValueError(f"embeddings {tuple(user_emb.shape)} / {tuple(item_emb.shape)} do not "
+                         f"match the target graph {target}")
+    rowptr, col, max_row = exclusion_csr(exclude, target.num_users, num_items, device)
+    target_keys = _pair_keys(target)
+
+    def batch_hits(users: torch.Tensor, kmax: int) -> torch.Tensor:
+        top, values = masked_topk(user_emb, item_emb, users, rowptr, col, kmax, max_row=max_row)
+        query = users.unsqueeze(1) * num_items + top
+        pos = torch.searchsorted(target_keys, query).clamp_(max=target_keys.shape[0] - 1)
+        return (target_keys[pos] == query) & torch.isfinite(values)
+
+    return _accumulate(batch_hits, target, ks, batch_users)
+
+
+def _use_fused(device: torch.device, backend: str | None, kmax: int, dtype: torch.dtype) -> bool:
+    """Whether evaluation takes the fused Triton top-k (see the module docstring)."""
+    name = backend or os.environ.get("FASTGCN_BACKEND") or None
+    if name is not None and name not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if (name is not None and name != "triton") or (name is None and device.type != "cuda"):
+        return False
+    why = availability(device)["triton"]
+    if why is not None:
+        if name == "triton":
+            raise BackendUnavailable(f"backend 'triton' is not available on {device}: {why}")
+        return False
+    from .kernels.topk import MAX_K
+    return kmax <= MAX_K and dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                       torch.float64)
+
+
 @torch.no_grad()
 def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
                         exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                        batch_users: int = 512) -> dict:
-    """``rank_metrics`` for dot-product scores ``user_emb [U, d] @ item_emb [I, d]^T``."""
+                        batch_users: int = 512, *, backend: str | None = None) -> dict:
+    """``rank_metrics`` for dot-product scores ``user_emb [U, d] @ item_emb [I, d]^T``.
+
+    ``backend``: "triton" forces the fused top-k, another backend name the torch path; None
+    follows FASTGCN_BACKEND, else fused on CUDA when triton is available (module docstring).
+    """
+    kmax = min(max(int(k) for k in ks), target.num_items) if len(ks) else 0
+    if kmax > 0 and _use_fused(user_emb.device, backend, kmax, user_emb.dtype):
+        return _fused_rank_metrics(user_emb, item_emb, target, exclude, ks, batch_users)
     item_t = item_emb.t().contiguous()
     return rank_metrics(lambda users: user_emb[users] @ item_t, target, exclude, ks, batch_users)
 
@@ -143,15 +256,19 @@ def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
 @torch.no_grad()
 def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
                    exclude: Sequence[BipartiteGraph], ks: Sequence[int] = DEFAULT_KS,
-                   batch_users: int = 512) -> dict:
-    """Evaluate ``model`` (switched to eval mode for the call) propagating on ``graph``."""
+                   batch_users: int = 512, *, backend: str | None = None) -> dict:
+    """Evaluate ``model`` (switched to eval mode for the call) propagating on ``graph``.
+
+    ``backend`` selects the top-k implementation (``evaluate_embeddings``).
+    """
     was_training = model.training
     model.eval()
     try:
         user_emb, item_emb = model(graph)
     finally:
         model.train(was_training)
-    return evaluate_embeddings(user_emb, item_emb, target, exclude, ks, batch_users)
+    return evaluate_embeddings(user_emb, item_emb, target, exclude, ks, batch_users,
+                               backend=backend)
 
 
 def most_popular(graph: BipartiteGraph) -> torch.Tensor:

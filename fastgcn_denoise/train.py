@@ -62,8 +62,8 @@ class TrainConfig:
     beta: float = 0.001              # SGCN: L0 coefficient (beta * sum of keep probabilities)
     gamma: float = 0.001             # SGCN: nuclear-norm coefficient (0: no SVD)
     svd_rank: int = 128              # SGCN: singular values in the truncated nuclear norm
-    svd_every: int = 10              # SGCN: recompute the SVD every N steps (warm-started)
-    svd_iters: int = 4               # SGCN: maximum Krylov depth of each SVD
+    svd_every: int = 100             # SGCN: recompute the SVD every N steps (warm-started)
+    svd_iters: int = 2               # SGCN: maximum Krylov depth of each SVD
     estimator: str = "arm"           # SGCN: mask gradient estimator, arm or disarm
     nuclear_backward: str = "exact"  # SGCN: exact or power_iteration
     init_keep: float = 0.9           # SGCN: initial keep probability of every interaction

@@ -110,3 +110,129 @@ def test_bad_arguments():
         rank_metrics(lambda u: torch.zeros(len(u), 2), g, (), (1,))
     with pytest.raises(ValueError, match="does not match"):
         rank_metrics(lambda u: torch.zeros(len(u), 3), g, [BipartiteGraph([0], [0], 2, 4)], (1,))
+
+
+# --------------------------------------------------------------------------- fused top-k (Triton)
+def _exclusion(num_users, num_items, seed):
+    """Random exclusion mask: user 0 keeps 3 items (k > unmasked items), user 1 has none."""
+    m = np.random.default_rng(seed).random((num_users, num_items)) < 0.4
+    m[0, :] = True
+    m[0, [4, 17, 30]] = False
+    m[1, :] = False
+    return m
+
+
+def _torch_topk(user, item, users, mask, k):
+    """The reference: dense scores, -inf on the mask, ``top_items``; NaN reported as -inf."""
+    scores = (user[users] @ item.T).to(torch.float32)
+    scores[mask[users]] = float("-inf")
+    top = top_items(scores, k)
+    return top, scores.gather(1, top).nan_to_num(nan=float("-inf"), posinf=float("inf"),
+                                                 neginf=float("-inf"))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0
+@pytest.mark.parametrize("data,d,k", [
+    *[("ties", d, k) for d in (5, 16) for k in (1, 5, 20)],
+    ("ties", 5, 50),      # k > I
+    ("gauss", 5, 5), ("gauss", 16, 20),
+])
+def test_fused_topk_matches_torch(data, d, k):
+    from fastgcn_denoise.kernels.topk import masked_topk
+    num_users, num_items = 7, 37
+    gen = torch.Generator().manual_seed(d * 100 + k)
+    if data == "ties":  # few distinct, exactly representable scores: many ties, no rounding
+        user = torch.randint(-2, 3, (num_users, d), generator=gen).float() / 2
+        item = torch.randint(-2, 3, (num_items, d), generator=gen).float() / 4
+        user[2, 0] = float("nan")  # a NaN row: everything ranks as -inf, by item id
+        user[3, 1] = float("inf")  # +inf, -inf and NaN scores
+    else:
+        user = torch.randn(num_users, d, generator=gen)
+        item = torch.randn(num_items, d, generator=gen)
+    mask = _exclusion(num_users, num_items, seed=k)
+    g = BipartiteGraph(*np.nonzero(mask), num_users, num_items)
+    users = torch.tensor([3, 0, 1, 6, 2, 5, 4, 0])  # unordered, one user twice
+    user, item, users, mask = user.to(DEVICE), item.to(DEVICE), users.to(DEVICE), \
+        torch.from_numpy(mask).to(DEVICE)
+    g = g.to(DEVICE)
+    expected_items, expected_values = _torch_topk(user, item, users, mask, k)
+    assert expected_items.shape == (8, min(k, num_items))
+    # Default tiling (one tile here), and several tiles and item splits merged in torch.
+    for splits, block_items in ((None, None), (2, 16)):
+        items, values = masked_topk(user, item, users, g.rowptr_u, g.col_item, k, splits=splits,
+                                    block_items=block_items)
+        assert items.tolist() == expected_items.tolist(), (splits, block_items)
+        if data == "ties":
+            assert torch.equal(values, expected_values)
+        else:  # the kernel's dot products may round differently from the matmul
+            torch.testing.assert_close(values, expected_values, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_topk_without_exclusions_and_float64():
+    from fastgcn_denoise.kernels.topk import masked_topk
+    gen = torch.Generator().manual_seed(5)
+    user = (torch.randint(-3, 4, (7, 5), generator=gen).double() / 8).to(DEVICE)
+    item = (torch.randint(-3, 4, (37, 5), generator=gen).double() / 8).to(DEVICE)
+    users = torch.arange(7, device=DEVICE)
+    empty = torch.zeros(8, dtype=torch.int64, device=DEVICE)
+    items, values = masked_topk(user, item, users, empty, empty[:0], 5)
+    expected = top_items(user @ item.T, 5)
+    assert items.tolist() == expected.tolist()
+    assert torch.equal(values, (user @ item.T).float().gather(1, expected))
+
+
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_fused_evaluate_matches_torch_path(with_valid, monkeypatch):
+    from fastgcn_denoise.kernels import topk as topk_kernels
+    num_users, num_items = 30, 25
+    train, target, g_train, g_test = random_split(num_users, num_items, seed=4)
+    excluded = [set(s) for s in train]
+    exclude = [g_train]
+    if with_valid:  # a second exclusion graph, overlapping train in one pair
+        valid_pairs = [(u, (3 * u + 1) % num_items) for u in range(1, num_users, 2)]
+        valid_pairs.append((2, next(iter(train[2]))))
+        g_valid = BipartiteGraph(*zip(*valid_pairs), num_users, num_items).to(DEVICE)
+        exclude.append(g_valid)
+        for u, i in valid_pairs:
+            excluded[u].add(i)
+        target = [t - e for t, e in zip(target, excluded)]
+        keep = [(u, i) for u in range(num_users) for i in target[u]]
+        g_test = BipartiteGraph(*zip(*keep), num_users, num_items).to(DEVICE)
+    gen = torch.Generator().manual_seed(0)
+    user = torch.randint(-2, 3, (num_users, 4), generator=gen).float()  # ties included
+    item = torch.randint(-2, 3, (num_items, 4), generator=gen).float()
+    ks = (5, 10, 30)  # 30 > I: the lists run into the masked items
+    expected, _ = simple_metrics((user @ item.T).numpy(), excluded, target, ks)
+    user, item = user.to(DEVICE), item.to(DEVICE)
+    torch_path = evaluate_embeddings(user, item, g_test, exclude, ks, batch_users=16,
+                                     backend="reference")
+    calls = []
+    real = topk_kernels.masked_topk
+    monkeypatch.setattr(topk_kernels, "masked_topk",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    fused = evaluate_embeddings(user, item, g_test, exclude, ks, batch_users=16, backend="triton")
+    assert calls  # the fused path ran
+    assert fused == torch_path
+    for key, value in expected.items():
+        assert fused[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_fused_path_selection(monkeypatch):
+    import fastgcn_denoise.eval as ev
+    from fastgcn_denoise.kernels.topk import MAX_K
+    from fastgcn_denoise.ops import BackendUnavailable
+    cpu, f32 = torch.device("cpu"), torch.float32
+    monkeypatch.delenv("FASTGCN_BACKEND", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not ev._use_fused(cpu, None, 20, f32)          # CPU: torch path unless forced
+    assert ev._use_fused(cpu, "triton", 20, f32)
+    assert not ev._use_fused(cpu, "triton", MAX_K + 1, f32)  # k too large: torch path
+    assert not ev._use_fused(cpu, "reference", 20, f32)
+    monkeypatch.setenv("FASTGCN_BACKEND", "triton")
+    assert ev._use_fused(cpu, None, 20, f32)
+    assert not ev._use_fused(cpu, "reference", 20, f32)   # the argument wins
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        ev._use_fused(cpu, "bogus", 20, f32)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(BackendUnavailable, match="not available"):
+        ev._use_fused(cpu, "triton", 20, f32)

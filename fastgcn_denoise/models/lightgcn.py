@@ -15,6 +15,13 @@ from torch import nn
 from ..ops import masked_spmm
 
 
+def _bpr_terms(u, p, n, ego_sq, decay: float):
+    """(total, bpr, reg) from the triples' final rows u, p, n [B, D] and their ego squared norm."""
+    bpr = F.softplus((u * n).sum(-1) - (u * p).sum(-1)).mean()
+    reg = decay * ego_sq / (2 * u.shape[0])
+    return bpr + reg, bpr, reg
+
+
 def bpr_loss(user_emb, item_emb, ego_user, ego_item, users, pos, neg, decay: float):
     """BPR loss with L2 on the batch's ego (layer-0) embeddings, as the LightGCN/NGCF official code.
 
@@ -29,13 +36,8 @@ def bpr_loss(user_emb, item_emb, ego_user, ego_item, users, pos, neg, decay: flo
         (= -mean log sigmoid(s_pos - s_neg));
         reg = decay * (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / (2 B); total = bpr + reg.
     """
-    u = user_emb[users]
-    s_pos = (u * item_emb[pos]).sum(-1)
-    s_neg = (u * item_emb[neg]).sum(-1)
-    bpr = F.softplus(s_neg - s_pos).mean()
     sq = ego_user[users].pow(2).sum() + ego_item[pos].pow(2).sum() + ego_item[neg].pow(2).sum()
-    reg = decay * sq / (2 * users.shape[0])
-    return bpr + reg, bpr, reg
+    return _bpr_terms(user_emb[users], item_emb[pos], item_emb[neg], sq, decay)
 
 
 class GraphRecommender(nn.Module):
@@ -59,8 +61,19 @@ class GraphRecommender(nn.Module):
 
     def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
         """(total, bpr, reg) for a batch of BPR triples; see ``bpr_loss``."""
-        user_emb, item_emb = self(graph, mask_spec)
-        return bpr_loss(user_emb, item_emb, self.user_emb, self.item_emb, users, pos, neg, decay)
+        return self.batch_loss(self.layer_outputs(graph, mask_spec), users, pos, neg, decay)
+
+    def batch_loss(self, layers, users, pos, neg, decay: float):
+        """``bpr_loss`` from ``layer_outputs``, reading out only the batch's rows.
+
+        The readouts are row-wise, so gathering the triples' rows first gives the same values
+        while the full [U + I, D] readout (and its backward) is never formed: a few thousand
+        rows per step instead of every node (it was a fifth of a Gowalla step's time).
+        """
+        items = torch.cat([pos, neg])
+        u, it = self.readout([(x_u[users], x_i[items]) for x_u, x_i in layers])
+        ego_sq = layers[0][0][users].pow(2).sum() + layers[0][1][items].pow(2).sum()
+        return _bpr_terms(u, it[:pos.shape[0]], it[pos.shape[0]:], ego_sq, decay)
 
 
 class LightGCN(GraphRecommender):

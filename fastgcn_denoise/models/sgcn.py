@@ -38,7 +38,7 @@ from torch import nn
 from ..ops import arm_grad, layer_offset, masked_spmm_dual, nuclear_norm, NuclearNormState
 from ..ops.arm_grad import ESTIMATORS
 from ..ops.nuclear_norm import BACKWARDS
-from .lightgcn import LightGCN, bpr_loss
+from .lightgcn import LightGCN
 from .ngcf import NGCF
 
 _ARM_BACKENDS = ("reference", "cpu", "triton")  # arm_grad's kernels; other backends dispatch
@@ -65,7 +65,7 @@ class SGCN(nn.Module):
     backbone_cls = None  # set by the concrete classes below
 
     def __init__(self, num_users: int, num_items: int, num_edges: int, beta: float = 0.001,
-                 gamma: float = 0.001, svd_rank: int = 128, svd_every: int = 10, svd_iters: int = 4,
+                 gamma: float = 0.001, svd_rank: int = 128, svd_every: int = 100, svd_iters: int = 2,
                  estimator: str = "arm", nuclear_backward: str = "exact", init_keep: float = 0.9,
                  **backbone):
         super().__init__()
@@ -158,13 +158,13 @@ class SGCN(nn.Module):
         return int(torch.randint(0, 2**62, (1,)).item())
 
     def _pass(self, graph, side_user, side_item, specs):
-        """Readout of a pass whose layer-1 normalised products are given (the dual's output)."""
+        """Layer outputs of a pass whose layer-1 normalised products are given (the dual's)."""
         net = self.net
         x_user, x_item = net.user_emb, net.item_emb
         layers = [(x_user, x_item), net.transform(0, x_user, x_item, side_user, side_item)]
         for k in range(1, self.num_layers):
             layers.append(net.propagate(graph, *layers[-1], k, specs))
-        return net.readout(layers)
+        return layers
 
     def _nuclear_term(self, graph, keep):
         """γ Σ_k ||R ⊙ keep_k||_n (value of the last SVD step, gradient through current keep)."""
@@ -193,8 +193,9 @@ class SGCN(nn.Module):
         """
         net = self.net
         if mask_spec is not None or not self.training:
-            user_emb, item_emb = self(graph, mask_spec)
-            return bpr_loss(user_emb, item_emb, net.user_emb, net.item_emb, users, pos, neg, decay)
+            self._check_graph(graph)
+            return net.loss(graph, users, pos, neg, decay,
+                            self.mask_spec("hard") if mask_spec is None else mask_spec)
         self._check_graph(graph)
         seed = self._draw_seed()
         pos_specs = self.mask_spec("arm_pos", seed)
@@ -203,13 +204,11 @@ class SGCN(nn.Module):
             graph, net.user_emb, net.item_emb, pos_specs[0]["logits"], seed, 0, backend=net.backend)
         cuda = [graph.device] if graph.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the neg pass replays the same dropout draws
-            user_emb, item_emb = self._pass(graph, pos_u, pos_i, pos_specs)
-            total, bpr_pos, reg = bpr_loss(user_emb, item_emb, net.user_emb, net.item_emb,
-                                           users, pos, neg, decay)
+            total, bpr_pos, reg = net.batch_loss(self._pass(graph, pos_u, pos_i, pos_specs),
+                                                 users, pos, neg, decay)
         with torch.no_grad():
-            user_neg, item_neg = self._pass(graph, neg_u, neg_i, neg_specs)
-            _, bpr_neg, _ = bpr_loss(user_neg, item_neg, net.user_emb, net.item_emb,
-                                     users, pos, neg, 0.0)
+            _, bpr_neg, _ = net.batch_loss(self._pass(graph, neg_u, neg_i, neg_specs),
+                                           users, pos, neg, 0.0)
         arm_backend = net.backend if net.backend in _ARM_BACKENDS else None
         g = arm_grad(self.logits.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
                      backend=arm_backend)
