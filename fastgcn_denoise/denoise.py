@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import write_interactions
-from .models import build_model
-from .train import config_from_checkpoint, load_checkpoint, prepare_data
+from .train import restore_run
 
 _EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv"}
 
@@ -69,32 +68,15 @@ def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if weights not in ("best", "last"):
-        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
     if fmt is not None and fmt not in _EXTENSIONS:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(_EXTENSIONS)}")
-    ckpt = load_checkpoint(path)
+    ckpt, _, prep, model = restore_run(path, data, device, weights)
     if not ckpt["model_name"].startswith("s-"):
-        raise ValueError(f"checkpoint {str(path)!r} holds a {ckpt['model_name']!r} model, which "
-                         "has no masks: train s-lightgcn or s-ngcf to denoise")
-    overrides = {"resume": False, "progress": False}
-    if data is not None:
-        overrides["data"] = data
-    if device is not None:
-        overrides["device"] = device
-    config = config_from_checkpoint(ckpt, **overrides).validate()
-    prep = prepare_data(config)
-    model = build_model(ckpt["model_name"], **ckpt["hparams"])
-    if model.num_edges != prep.train.num_edges:
-        raise ValueError(f"data {prep.info['name']!r} gives {prep.train.num_edges} training "
-                         f"interactions but the checkpoint's masks cover {model.num_edges}: "
-                         "not the data (or the --noise/--seed/--valid-fraction) it was trained on")
-    state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
-        else ckpt["model"]
-    model.load_state_dict(state)
+        raise ValueError(f"checkpoint {str(path)!r} holds a {ckpt['model_name']!r} model, "
+                         "which has no masks: train s-lightgcn or s-ngcf to denoise")
 
-    keep = model.keep_probabilities().double().numpy()          # [K, E]
-    dropped = (keep <= threshold).all(axis=0)                   # [E]
+    keep = model.keep_probabilities().double().cpu().numpy()   # [K, E]
+    dropped = (keep <= threshold).all(axis=0)                  # [E]
     keep_mean = keep.mean(axis=0)
     users, items = (t.cpu().numpy() for t in prep.train.edges())
     noise = prep.data.noise_per_edge(prep.train)

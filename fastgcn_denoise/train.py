@@ -406,16 +406,14 @@ def train(config: TrainConfig) -> dict:
     return result
 
 
-@torch.no_grad()
-def evaluate_checkpoint(path, data: str | None = None, split: str = "test",
-                        device: str | None = None, ks=None, weights: str = "best") -> dict:
-    """Metrics of a checkpoint's model on ``split`` ("test" or "valid"), rebuilding the run's data.
+def restore_run(path, data: str | None = None, device: str | None = None,
+                weights: str = "best"):
+    """Rebuild a checkpoint's run: (checkpoint, config, prepared data, model with its weights).
 
-    ``data`` replaces the saved data source (same data set elsewhere); ``weights`` is "best"
-    (the validation-selected epoch) or "last".
+    ``data`` replaces the saved data source (the same data set elsewhere), ``device`` the saved
+    device; ``weights`` is "best" (the validation-selected epoch) or "last". The data is
+    rebuilt with the run's seed, noise and validation split, and must match the model.
     """
-    if split not in ("test", "valid"):
-        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     if weights not in ("best", "last"):
         raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
     ckpt = load_checkpoint(path)
@@ -425,7 +423,6 @@ def evaluate_checkpoint(path, data: str | None = None, split: str = "test",
     if device is not None:
         overrides["device"] = device
     config = config_from_checkpoint(ckpt, **overrides).validate()
-    ks = tuple(config.ks if ks is None else ks)
     _seed_everything(config.seed)
     prep = prepare_data(config)
     hp = ckpt["hparams"]
@@ -433,12 +430,28 @@ def evaluate_checkpoint(path, data: str | None = None, split: str = "test",
         raise ValueError(f"data {prep.info['name']!r} has {prep.data.num_users} users x "
                          f"{prep.data.num_items} items but the checkpoint's model has "
                          f"{hp['num_users']} x {hp['num_items']}")
+    if hp.get("num_edges", prep.train.num_edges) != prep.train.num_edges:
+        raise ValueError(f"data {prep.info['name']!r} gives {prep.train.num_edges} training "
+                         f"interactions but the checkpoint's masks cover {hp['num_edges']}: not "
+                         "the data (or the --noise/--seed/--valid-fraction) it was trained on")
     model = build_model(ckpt["model_name"], **hp)
     state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
         else ckpt["model"]
     model.load_state_dict(state)
     model.backend = config.backend
     model.to(torch.device(config.device))
+    return ckpt, config, prep, model
+
+
+@torch.no_grad()
+def evaluate_checkpoint(path, data: str | None = None, split: str = "test",
+                        device: str | None = None, ks=None, weights: str = "best") -> dict:
+    """Metrics of a checkpoint's model on ``split`` ("test" or "valid"), rebuilding the run's data
+    (``restore_run``)."""
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    ckpt, config, prep, model = restore_run(path, data, device, weights)
+    ks = tuple(config.ks if ks is None else ks)
     target = prep.test if split == "test" else prep.valid
     exclude = [prep.train, prep.valid] if split == "test" else [prep.train]
     return {"split": split, "weights": weights,

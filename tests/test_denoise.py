@@ -116,3 +116,13 @@ def test_denoise_cli_trains_then_exports(tmp_path, capsys):
                  "checkpoint.pt", "metrics.json"):
         assert (out / name).exists(), name
     assert json.loads((out / "metrics.json").read_text())["config"]["estimator"] == "disarm"
+
+
+def test_export_refuses_other_data(tmp_path):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=8, seed=3), data)
+    ckpt = _train_tiny(tmp_path, data)
+    other = tmp_path / "other.npz"  # same users x items, other interactions
+    save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=6, seed=9), other)
+    with pytest.raises(ValueError, match="masks cover"):
+        denoise_checkpoint(ckpt, tmp_path / "export", data=str(other))
