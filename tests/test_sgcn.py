@@ -7,7 +7,7 @@ import torch
 
 from conftest import DEVICE, random_graph
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.models import LightGCN, NGCF, SLightGCN, SNGCF, build_model, bpr_loss
+from fastgcn_denoise.models import SLightGCN, SNGCF, build_model
 from fastgcn_denoise.ops import arm_grad, nuclear_norm, sample_mask
 
 SATURATED = 40.0  # float32/64 sigmoid(40) == 1 exactly: every mask mode keeps every edge
