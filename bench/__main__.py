@@ -25,7 +25,8 @@ from fastgcn_denoise import ops as fops
 
 from . import (bench_arm_grad, bench_eval, bench_masked_spmm, bench_sgcn_step,
                bench_truncated_svd)
-from .common import ROOT, build_graph, copy_bandwidth, environment, plot, short_peer, write_json
+from .common import (ROOT, build_graph, copy_bandwidth, environment, plot, short_peer,
+                     time_benches, write_json)
 
 OPS = {"masked_spmm": bench_masked_spmm, "arm_grad": bench_arm_grad,
        "truncated_svd": bench_truncated_svd, "eval": bench_eval, "sgcn_step": bench_sgcn_step}
@@ -55,7 +56,10 @@ def parse_args(argv, ops):
 def run_op(op: str, device, graph, dims, quick: bool) -> tuple[list[dict], bool]:
     """(cases, failed): a backend that cannot run is a skip, any other exception an error."""
     try:
-        return OPS[op].run(device, graph, dims, quick), False
+        module = OPS[op]
+        if hasattr(module, "run"):  # a module that derives cases from its timings
+            return module.run(device, graph, dims, quick), False
+        return time_benches(module.benches(device, graph, dims, quick), device, quick), False
     except fops.BackendUnavailable as exc:
         return [{"name": op, "peer": None, "skipped": str(exc)}], False
     except Exception as exc:  # noqa: BLE001 - recorded, and the exit status says so

@@ -20,7 +20,7 @@ import torch
 
 from fastgcn_denoise import ops
 
-from .common import Bench, fused_backends, time_benches
+from .common import Bench, fused_backends
 
 LAYERS = 3
 F_POS, F_NEG = 0.7, 0.2
@@ -55,10 +55,6 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
                                                                    backend=b),
                              peer=peer, bytes_moved=8 * n, info={"resident_bytes": 0}))
     return out
-
-
-def run(device, graph, dims, quick: bool) -> list[dict]:
-    return time_benches(benches(device, graph, dims, quick), device, quick)
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,7 @@ import torch
 from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.eval import evaluate_embeddings, top_items
 
-from .common import Bench, time_benches
+from .common import Bench
 
 KS = (20, 50, 100)
 TARGET_ITEMS = 10
@@ -81,10 +81,6 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
                                                                     batch),
                          peer=peer, bytes_moved=nbytes, info=info))
     return out
-
-
-def run(device, graph, dims, quick: bool) -> list[dict]:
-    return time_benches(benches(device, graph, dims, quick), device, quick)
 
 
 def main(argv=None) -> int:

@@ -29,7 +29,7 @@ import torch
 
 from fastgcn_denoise import ops
 
-from .common import Bench, cupy_or_reason, fused_backends, time_benches
+from .common import Bench, cupy_or_reason, fused_backends
 
 # torch's notes on building CSR tensors (beta support, invariant checks off): not findings.
 warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
@@ -180,10 +180,6 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
                 out += _mode_benches(graph, mode, direction, tag, xu, xi, phi, backends, others)
             out += _dual_benches(graph, direction, tag, xu, xi, phi, backends)
     return out
-
-
-def run(device, graph, dims, quick: bool) -> list[dict]:
-    return time_benches(benches(device, graph, dims, quick), device, quick)
 
 
 def main(argv=None) -> int:

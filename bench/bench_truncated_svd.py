@@ -28,7 +28,7 @@ import torch
 
 from fastgcn_denoise import ops
 
-from .common import Bench, cupy_or_reason, fused_backends, sync, time_benches
+from .common import Bench, cupy_or_reason, fused_backends, sync
 
 SCIPY_REFERENCE_MAX_INTERACTIONS = 2_000_000
 LOWRANK_NITERS = (1, 2, 4, 8, 16, 32)
@@ -155,10 +155,6 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
                              peer=cold, slow=True, info={"rel_error": err_warm, "reference": how}))
         out += peers + [lowrank]
     return out
-
-
-def run(device, graph, dims, quick: bool) -> list[dict]:
-    return time_benches(benches(device, graph, dims, quick), device, quick)
 
 
 def main(argv=None) -> int:

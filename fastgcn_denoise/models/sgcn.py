@@ -202,11 +202,10 @@ class SGCN(nn.Module):
         In eval mode, or with an explicit ``mask_spec``, it is the backbone's loss on those masks.
         """
         net = self.net
+        self._check_graph(graph)
         if mask_spec is not None or not self.training:
-            self._check_graph(graph)
             return net.loss(graph, users, pos, neg, decay,
                             self.mask_spec("hard") if mask_spec is None else mask_spec)
-        self._check_graph(graph)
         seed = self._draw_seed()
         pos_specs = self.mask_spec("arm_pos", seed)
         neg_specs = self.mask_spec("arm_neg", seed)
