@@ -1,6 +1,6 @@
 """One training step of S-LightGCN against one of LightGCN, on the same backend, graph and batch.
 
-A step is loss + backward + Adam update with batch 2048, 3 layers, d as given. Cases:
+A step is loss + backward + Adam update (train.build_optimizer) with batch 2048, 3 layers, d as given. Cases:
   LightGCN step                 the peer;
   S-LightGCN step               both ARM passes (the dual kernel at layer 1, the ``arm_neg`` pass
                                 without autograd), the ARM logit gradient, the L0 term, and the
@@ -21,7 +21,7 @@ import torch
 from fastgcn_denoise.data import sample_bpr
 from fastgcn_denoise.models import build_model
 from fastgcn_denoise.ops import NuclearNormState, nuclear_norm
-from fastgcn_denoise.train import TrainConfig
+from fastgcn_denoise.train import TrainConfig, build_optimizer
 
 from .common import Bench, add_ratios, time_benches
 
@@ -33,7 +33,7 @@ def stepper(model, graph):
     """A callable running STEPS training steps on fixed BPR batches."""
     gen = torch.Generator().manual_seed(0)
     users, pos, neg = sample_bpr(graph, BATCH * STEPS, gen)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = build_optimizer(model, DEFAULTS)  # the optimiser training uses
 
     def run():
         for s in range(STEPS):

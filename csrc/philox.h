@@ -54,10 +54,11 @@ FGD_HD float philox_uniform(uint64_t seed, uint64_t counter) {
 }
 
 // Host only: the uniforms of the kPhiloxBlock consecutive counters first, first + 1, ... (same bits
-// as philox_uniform). With AVX2 the blocks run 8 lanes per vector: compilers do not vectorise the
-// 32x32->64-bit products of the scalar loop well (measured 3x slower on Zen).
+// as philox_uniform). With AVX2 a block runs as 4 vectors of 8 lanes: the 10 rounds are a chain of
+// dependent multiplies, and 4 independent chains hide their latency (12% faster than 2 on Zen).
+// Compilers do not vectorise the scalar loop's 32x32->64-bit products well (3x slower on Zen).
 #if !defined(__CUDACC__)
-constexpr int kPhiloxBlock = 16;
+constexpr int kPhiloxBlock = 32;
 
 #if defined(__AVX2__)
 // (hi, lo) 32-bit words of a * c in 8 lanes: vpmuludq multiplies the even lanes, so the odd
@@ -72,15 +73,24 @@ inline void mulhilo_x8(__m256i a, __m256i c, __m256i* hi, __m256i* lo) {
 inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
   constexpr int kVecs = kPhiloxBlock / 8;
   __m256i c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
+  const uint32_t first_lo = static_cast<uint32_t>(first), first_hi = static_cast<uint32_t>(first >> 32);
+  // The counter's high word is the same in all lanes unless the low word wraps inside the block.
+  const bool wraps = first_lo > 0xFFFFFFFFu - (kPhiloxBlock - 1);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int v = 0; v < kVecs; ++v) {
-    alignas(32) uint32_t lo[8], hi[8];
-    for (int l = 0; l < 8; ++l) {
-      const uint64_t c = first + static_cast<uint64_t>(8 * v + l);
-      lo[l] = static_cast<uint32_t>(c);
-      hi[l] = static_cast<uint32_t>(c >> 32);
+    if (!wraps) {
+      c0[v] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first_lo + 8 * v)), lane);
+      c1[v] = _mm256_set1_epi32(static_cast<int>(first_hi));
+    } else {
+      alignas(32) uint32_t lo[8], hi[8];
+      for (int l = 0; l < 8; ++l) {
+        const uint64_t c = first + static_cast<uint64_t>(8 * v + l);
+        lo[l] = static_cast<uint32_t>(c);
+        hi[l] = static_cast<uint32_t>(c >> 32);
+      }
+      c0[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
+      c1[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
     }
-    c0[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-    c1[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
     c2[v] = c3[v] = _mm256_setzero_si256();
   }
   const __m256i ma = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));

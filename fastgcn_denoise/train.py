@@ -172,6 +172,16 @@ def _param_groups(model, config: TrainConfig) -> list[dict]:
     return groups
 
 
+def build_optimizer(model, config: TrainConfig) -> torch.optim.Adam:
+    """The training optimiser: Adam over ``_param_groups``, ``fused=True``.
+
+    Fused is one kernel over all parameters instead of a chain of element-wise ops, with the same
+    update rule; on the project's 2-core CPU a step over S-LightGCN's 6.9M Gowalla parameters
+    takes 5 ms instead of 26-31 ms (the foreach and for-loop implementations).
+    """
+    return torch.optim.Adam(_param_groups(model, config), fused=True)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -299,7 +309,7 @@ def train(config: TrainConfig) -> dict:
     model = build_model(config.model, **_model_kwargs(config, prep))
     model.backend = config.backend
     model.to(device)
-    optimizer = torch.optim.Adam(_param_groups(model, config))
+    optimizer = build_optimizer(model, config)
     sampler = torch.Generator().manual_seed(config.seed)  # CPU: same samples on every device
 
     state = {"epoch": 0, "best": None, "evals_since_best": 0, "train_seconds": 0.0,

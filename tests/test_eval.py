@@ -92,6 +92,22 @@ def test_top_items_order_is_total():
     assert top_items(nan, 3).tolist() == [[1, 3, 0]]  # NaN ranks as -inf
 
 
+@pytest.mark.parametrize("levels", [3, 50, None])  # heavy ties across the cut ... none (floats)
+@pytest.mark.parametrize("k", [1, 5, 16, 17])
+def test_top_items_matches_brute_force(levels, k):
+    gen = torch.Generator().manual_seed(k)
+    scores = torch.rand(40, 17, generator=gen)
+    if levels is not None:
+        scores = torch.floor(scores * levels) - levels // 2  # integers: many equal values
+    special = torch.rand(40, 17, generator=gen)
+    scores[special < 0.05] = float("nan")
+    scores[(special >= 0.05) & (special < 0.1)] = -float("inf")
+    scores[(special >= 0.1) & (special < 0.15)] = -0.0
+    clean = torch.where(scores.isnan(), -float("inf"), scores)
+    expected = [sorted(range(17), key=lambda i: (-float(row[i]), i))[:k] for row in clean]
+    assert top_items(scores.to(DEVICE), k).tolist() == expected
+
+
 def test_perfect_and_empty_rankings():
     g = BipartiteGraph([0, 0, 1], [1, 2, 0], 3, 4).to(DEVICE)
     scores = torch.zeros(3, 4, device=DEVICE)

@@ -68,7 +68,8 @@ def test_forward_modes(backend, mode, self_loop, renormalize):
 
 
 @pytest.mark.parametrize("backend", BACKEND)
-@pytest.mark.parametrize("d", [1, 7, 64, 129])
+# d covers each column block of the cpu kernel (16/32/64 floats, 8/16/32 doubles), full and partial.
+@pytest.mark.parametrize("d", [1, 7, 16, 32, 33, 64, 129])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
 def test_forward_shapes_dtypes(backend, d, dtype, graph):
@@ -95,9 +96,10 @@ def test_isolated_nodes_give_zero_not_nan(backend):
 
 
 @pytest.mark.parametrize("backend", BACKEND)
-def test_dual_equals_two_single_passes(backend):
+@pytest.mark.parametrize("d", [9, 32, 64, 129])
+def test_dual_equals_two_single_passes(backend, d):
     g = random_graph(*GRAPHS["odd"], seed=3)
-    x_u, x_i, phi, omega = make_inputs(g, 9, torch.float32)
+    x_u, x_i, phi, omega = make_inputs(g, d, torch.float32)
     (pu, pi), (nu, ni) = ops.masked_spmm_dual(g, x_u, x_i, phi, seed=4, offset=100, edge_weight=omega,
                                               backend=backend)
     for mode, (a, b) in (("arm_pos", (pu, pi)), ("arm_neg", (nu, ni))):

@@ -17,7 +17,7 @@ is minimised with, per step:
   * mask gradients by ARM (paper Eq. 11) or DisARM from ``ops.arm_grad`` (the uniforms are
     regenerated, never stored), with f = the batch BPR loss (the L2 term is the same in both
     passes and cancels);
-  * β Σσ(Φ) by autograd (the paper's L0 relaxation, summed, not averaged, as in Eq. 10);
+  * β Σσ(Φ) (the paper's L0 relaxation, summed, not averaged, as in Eq. 10), gradient β σ'(Φ);
   * the nuclear norm on the user x item matrix R ⊙ σ(Φ_k) (A's singular values are R's twice)
     from ``ops.nuclear_norm`` (block-Krylov truncated SVD, warm-started from the last subspace).
     It is recomputed every ``svd_every`` steps; in between its gradient d/dw (U_n V_nᵀ on the
@@ -35,8 +35,9 @@ Measured caveats (bench/results/arm_signal_synthetic.json, robustness_synthetic.
     dominant (consistent) subspace. So γ > 0 lowers the keep probability of clean
     interactions more than that of random ones (AUC 0.47 at γ = 0.001 and 0.42 at γ = 0.01,
     against 0.50 at γ = 0; 10% injected noise).
-The ARM gradient enters autograd as a zero-valued linear term ``<g, Φ> - <g, Φ>.detach()``, so an
-ordinary ``loss.backward(); optimizer.step()`` loop trains the masks and the embeddings together.
+The logit gradient (ARM estimate + σ'(Φ) (β + γ dN/dkeep), in closed form) enters autograd as a
+zero-valued linear term ``<G, Φ> - <G, Φ>.detach()``, so an ordinary ``loss.backward();
+optimizer.step()`` loop trains the masks and the embeddings together.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class SGCN(nn.Module):
                                               math.log(init_keep / (1.0 - init_keep))))
         self.steps = 0                      # training steps taken (in the state dict)
         self._svd_states = [NuclearNormState() for _ in range(self.num_layers)]
-        self._nuclear = None                # (value, d/dw [K, E]) from the last SVD step
+        self._nuclear_cache = None          # (value, d/dw [K, E]) from the last SVD step
 
     # The backbone's parameters are the ego embeddings the BPR regulariser reads.
     @property
@@ -130,7 +131,7 @@ class SGCN(nn.Module):
 
     def set_extra_state(self, state):
         self.steps = int(state["steps"])
-        self._nuclear = None  # recomputed at the next step
+        self._nuclear_cache = None  # recomputed at the next step
 
     def _check_graph(self, graph):
         if graph.num_edges != self.num_edges:
@@ -176,11 +177,12 @@ class SGCN(nn.Module):
             layers.append(net.propagate(graph, *layers[-1], k, specs))
         return layers
 
-    def _nuclear_term(self, graph, keep):
-        """γ Σ_k ||R ⊙ keep_k||_n (value of the last SVD step, gradient through current keep)."""
+    def _nuclear(self, graph, keep):
+        """(Σ_k ||R ⊙ keep_k||_n, its gradient d/dkeep [K, E]) from the last SVD step, refreshed
+        every ``svd_every`` steps; None when γ = 0."""
         if self.gamma == 0.0:
-            return keep.new_zeros(())
-        if self._nuclear is None or self.steps % self.svd_every == 0:
+            return None
+        if self._nuclear_cache is None or self.steps % self.svd_every == 0:
             values, grads = [], []
             with torch.enable_grad():
                 for k in range(self.num_layers):
@@ -189,10 +191,8 @@ class SGCN(nn.Module):
                                          backward=self.nuclear_backward, n_iter=self.svd_iters)
                     values.append(value.detach())
                     grads.append(torch.autograd.grad(value, w)[0])
-            self._nuclear = (torch.stack(values).sum(), torch.stack(grads))
-        value, grad = self._nuclear
-        linear = (grad * keep).sum()
-        return self.gamma * (value + linear - linear.detach())
+            self._nuclear_cache = (torch.stack(values).sum(), torch.stack(grads))
+        return self._nuclear_cache
 
     def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
         """(total, bpr, reg) of one SGCN training step (module docstring).
@@ -219,12 +219,22 @@ class SGCN(nn.Module):
             _, bpr_neg, _ = net.batch_loss(self._pass(graph, neg_u, neg_i, neg_specs),
                                            users, pos, neg, 0.0)
         arm_backend = net.backend if net.backend in _ARM_BACKENDS else None
-        g = arm_grad(self.logits.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
-                     backend=arm_backend)
-        keep = torch.sigmoid(self.logits)
-        linear = (g * self.logits).sum()
-        total = (total + (linear - linear.detach()) + self.beta * keep.sum()
-                 + self._nuclear_term(graph, keep))
+        phi = self.logits
+        grad = arm_grad(phi.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
+                        backend=arm_backend)
+        with torch.no_grad():
+            # The penalties' logit gradient in closed form, σ'(Φ) (β + γ dN/dkeep), added to the
+            # ARM estimate: one pass over the K x E logits instead of an autograd graph of them.
+            keep = torch.sigmoid(phi)
+            penalty = self.beta * keep.sum()
+            coef = self.beta
+            nuclear = self._nuclear(graph, keep)
+            if nuclear is not None:
+                penalty = penalty + self.gamma * nuclear[0]
+                coef = nuclear[1] * self.gamma + self.beta
+            grad += keep * (1 - keep) * coef
+        linear = torch.dot(grad.reshape(-1), phi.reshape(-1))  # d/dΦ = grad, value cancelled
+        total = total + penalty + (linear - linear.detach())
         self.steps += 1
         return total, bpr_pos, reg
 

@@ -109,11 +109,12 @@ def arm_grad(logits: torch.Tensor, seed: int, offset: int, f_pos, f_neg, estimat
         raise ValueError(f"logits must be a tensor of shape [E] or [K, E], got {shape}")
     if logits.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"logits must be float32 or float64, got {logits.dtype}")
-    if logits.device.type == "cpu":
-        bad = ~torch.isfinite(logits)
-        if bad.any():
-            raise ValueError(f"logits has non-finite values (first at flat index "
-                             f"{int(bad.reshape(-1).nonzero()[0])})")
+    # min/max are NaN or inf exactly when some value is: one reduction instead of an isfinite
+    # pass over all K x E logits every step; the search for the first bad one only on failure.
+    if logits.device.type == "cpu" and logits.numel() and not torch.isfinite(
+            torch.stack(torch.aminmax(logits))).all():
+        raise ValueError(f"logits has non-finite values (first at flat index "
+                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
     df = _loss_difference(f_pos, f_neg, logits.device)
     name = resolve_name(logits.device, backend)
     if name not in _IMPLS:

@@ -60,19 +60,24 @@ class _Operator:
 def _qr(y, generator):
     """(q, replaced): orthonormal columns spanning y's; ``replaced`` if dependent columns were swapped.
 
-    Cholesky QR (Gram matrix, b x b Cholesky, triangular solve: all BLAS-3, far cheaper than a
-    Householder QR of a tall block) on unit-norm columns. When the block is too ill-conditioned for
-    it (Cholesky fails or its diagonal spans more than ~1/(8 sqrt(eps))), Householder QR instead,
-    and columns that are numerically dependent (the Krylov space became invariant, e.g. a
-    rank-deficient R) are replaced by random vectors so the basis keeps full rank.
+    Cholesky QR on unit-norm columns, all BLAS-3: with D = diag(y^T y)^1/2 and the Cholesky factor
+    L L^T = D^-1 y^T y D^-1 (float64, b x b), q = y (D^-1 L^-T), one GEMM with a small matrix.
+    (Applying the b x b inverse as a GEMM is ~3x faster here than a triangular solve on the tall
+    block, and the condition test below keeps L well conditioned.) When the block is too
+    ill-conditioned for it (Cholesky fails or its diagonal spans more than ~1/(8 sqrt(eps))),
+    Householder QR instead, and columns that are numerically dependent (the Krylov space became
+    invariant, e.g. a rank-deficient R) are replaced by random vectors so the basis keeps full rank.
     """
     eps = torch.finfo(y.dtype).eps
-    y = y / y.norm(dim=0).clamp_min(torch.finfo(y.dtype).tiny)
-    chol, info = torch.linalg.cholesky_ex((y.mT @ y).double())
+    gram = (y.mT @ y).double()
+    scale = gram.diagonal().clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
+    chol, info = torch.linalg.cholesky_ex(gram * scale[:, None] * scale[None, :])
     diag = chol.diagonal()
     if int(info) == 0 and bool(diag.min() > 8 * eps ** 0.5 * diag.max()):
-        return torch.linalg.solve_triangular(chol.to(y.dtype), y.mT, upper=False).mT, False
-    q, r = torch.linalg.qr(y)
+        eye = torch.eye(chol.shape[0], dtype=chol.dtype, device=chol.device)
+        inv_lt = torch.linalg.solve_triangular(chol, eye, upper=False).mT
+        return y @ (scale[:, None] * inv_lt).to(y.dtype), False
+    q, r = torch.linalg.qr(y / y.norm(dim=0).clamp_min(torch.finfo(y.dtype).tiny))
     lost = r.diagonal().abs() <= eps ** 0.5
     if lost.any():
         q[:, lost] = torch.randn(q.shape[0], int(lost.sum()), dtype=q.dtype, device=q.device,
@@ -171,12 +176,14 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
     n, c = (graph.num_items, graph.num_users) if transpose else (graph.num_users, graph.num_items)
     b = min(k + oversample, n)
 
-    x0 = torch.randn(c, b, dtype=dtype, device=device, generator=generator)
+    x0 = torch.empty(c, b, dtype=dtype, device=device)
+    j = 0
     if init is not None:
         # Warm start from item-side vectors: in column space when A = R_w, else mapped there by A^T.
         j = min(init.shape[1], b)
         start = init[:, :j].detach().to(dtype)
         x0[:, :j] = op.t(start) if transpose else start
+    x0[:, j:] = torch.randn(c, b - j, dtype=dtype, device=device, generator=generator)
     # The basis never exceeds n columns: the last block is cut short, and a full basis is exact.
     m_max = min(n, b * (n_iter + 1))
     basis = torch.empty(n, m_max, dtype=dtype, device=device)
@@ -207,9 +214,32 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
     # would put an error of sqrt(eps) s_1 on small values) and gives orthonormal V directly.
     _, evecs = torch.linalg.eigh(h[:m, :m])
     u_k = q @ evecs.flip(1)[:, :k].to(dtype)
-    v, s, z = torch.linalg.svd(op.t(u_k), full_matrices=False)
-    u = u_k @ z.mT
+    v, s, z = _thin_svd(op.t(u_k))
+    u = u_k @ z
     return (v, s, u) if transpose else (u, s, v)
+
+
+# Largest relative error on the smallest value that _thin_svd accepts from its Gram route.
+_GRAM_REL_ERROR = 1e-5
+
+
+def _thin_svd(b):
+    """(v [c, k], s [k] descending, z [k, k]) with b = v diag(s) z^T, for a tall block b [c, k].
+
+    Through the k x k Gram matrix: z, s^2 = eigh(b^T b) (float64), v = b z / s, two GEMMs instead
+    of LAPACK's Householder bidiagonalisation of the tall block (3-4x slower here). Squaring puts
+    an error of ~eps (s_1 / s_j)^2 on s_j (relative), so when that exceeds ``_GRAM_REL_ERROR`` on
+    the smallest value (s_1 / s_k above ~9 in float32; Gowalla's top 128 span 4.5) it falls back to
+    ``torch.linalg.svd``.
+    """
+    evals, z = torch.linalg.eigh((b.mT @ b).double())
+    evals, z = evals.flip(0), z.flip(1)
+    eps = torch.finfo(b.dtype).eps
+    if bool(evals[-1] > 0) and bool(eps * evals[0] <= _GRAM_REL_ERROR * evals[-1]):
+        s = evals.sqrt()
+        return b @ (z / s).to(b.dtype), s.to(b.dtype), z.to(b.dtype)
+    v, s, zt = torch.linalg.svd(b, full_matrices=False)
+    return v, s, zt.mT
 
 
 __all__ = ["truncated_svd"]
