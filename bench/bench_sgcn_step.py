@@ -12,6 +12,9 @@ A step is loss + backward + Adam update (train.build_optimizer) with batch 2048,
                                 number the target is about: at most 1.6x LightGCN's step
                                 (``speedup_vs_peer`` >= 0.625).
 
+The cases are timed in turns, one call of each per round (``time_benches(interleave=True)``), so
+the ratio compares steps run under the same machine state.
+
 Run: python -m bench.bench_sgcn_step [--device cpu|cuda] [--graphs gowalla]
 """
 from __future__ import annotations
@@ -72,13 +75,11 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         peer = f"LightGCN step {tag}"
         info = {"steps_per_call": STEPS, "batch": BATCH, "layers": LAYERS}
         step_cases = time_benches([
-            Bench(peer, tag, stepper(build_model("lightgcn", **base).to(device), graph), slow=True,
-                  info=info),
-            Bench(f"S-LightGCN step {tag}", tag, stepper(sgcn, graph), peer=peer, slow=True,
-                  info=info),
+            Bench(peer, tag, stepper(build_model("lightgcn", **base).to(device), graph), info=info),
+            Bench(f"S-LightGCN step {tag}", tag, stepper(sgcn, graph), peer=peer, info=info),
             Bench(f"nuclear-norm refresh {tag}", tag, refresher(sgcn, graph), slow=True,
                   info={"svd_rank": sgcn.svd_rank, "svd_iters": sgcn.svd_iters}),
-        ], device, quick)
+        ], device, quick, interleave=True)
         for c in step_cases[:2]:  # per step, not per call
             for key in ("median_ms", "min_ms", "max_ms"):
                 c[key] /= STEPS

@@ -39,6 +39,19 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def _timed_call(fn, device) -> float:
+    """Wall time of one ``fn()`` in ms, the device synchronised after it."""
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _stats(times: list[float]) -> dict:
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+            "repeats": len(times)}
+
+
 def measure(fn, device="cpu", repeat: int = 7, warmup: int = 2, min_time_s: float = 0.0) -> dict:
     """Median/min/max wall time of ``fn()`` in ms, synchronising the device around each call."""
     for _ in range(warmup):
@@ -47,12 +60,8 @@ def measure(fn, device="cpu", repeat: int = 7, warmup: int = 2, min_time_s: floa
     times = []
     start = time.perf_counter()
     while len(times) < repeat or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-            "repeats": len(times)}
+        times.append(_timed_call(fn, device))
+    return _stats(times)
 
 
 @dataclass
@@ -76,9 +85,15 @@ class Bench:
         return (3, 1) if quick else (7, 2)
 
 
-def time_benches(benches: list[Bench], device, quick: bool) -> list[dict]:
-    """Time every bench in order; a backend that turns out to be unavailable becomes a skip."""
-    cases = []
+def time_benches(benches: list[Bench], device, quick: bool, interleave: bool = False) -> list[dict]:
+    """Time every bench; a backend that turns out to be unavailable becomes a skip.
+
+    By default each bench's calls run in a row. With ``interleave`` the benches take turns, one
+    call each per round, so a case and its peer see the same machine state (on a shared CPU the
+    speed drifts by tens of percent over a minute; a ratio of two runs made a minute apart
+    measures that drift too).
+    """
+    cases, runnable = [], {}
     for b in benches:
         c = {"name": b.name, "group": b.group, "peer": b.peer, **b.info}
         if b.other_peers:
@@ -87,15 +102,28 @@ def time_benches(benches: list[Bench], device, quick: bool) -> list[dict]:
         if skipped is None:
             repeat, warmup = b.repeats(quick)
             try:
-                c.update(measure(b.fn, device, repeat, warmup))
+                if interleave:
+                    for _ in range(warmup):
+                        b.fn()
+                    sync(device)
+                    runnable[len(cases)] = (b, repeat, [])
+                else:
+                    c.update(measure(b.fn, device, repeat, warmup))
             except ops.BackendUnavailable as exc:
                 skipped = str(exc)
         if skipped is not None:
             c["skipped"] = skipped
-        elif b.bytes_moved is not None:
+        cases.append(c)
+    for round_ in range(max((r for _, r, _ in runnable.values()), default=0)):
+        for b, repeat, times in runnable.values():
+            if round_ < repeat:
+                times.append(_timed_call(b.fn, device))
+    for i, (_, _, times) in runnable.items():
+        cases[i].update(_stats(times))
+    for b, c in zip(benches, cases):
+        if "median_ms" in c and b.bytes_moved is not None:
             c["bytes"] = int(b.bytes_moved)
             c["gbps"] = b.bytes_moved / (c["median_ms"] * 1e-3) / 1e9
-        cases.append(c)
     return add_ratios(cases)
 
 

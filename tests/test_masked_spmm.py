@@ -1,5 +1,4 @@
 """ops.masked_spmm on every backend present, against a dense float64 computation."""
-import os
 
 import pytest
 import torch
