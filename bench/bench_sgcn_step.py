@@ -1,6 +1,7 @@
 """One training step of S-LightGCN against one of LightGCN, on the same backend, graph and batch.
 
-A step is loss + backward + Adam update (train.build_optimizer) with batch 2048, 3 layers, d as given. Cases:
+A step is loss + backward + Adam update (``train.build_optimizer``) with batch 2048, 3 layers, d as
+given. Cases:
   LightGCN step                 the peer;
   S-LightGCN step               both ARM passes (the dual kernel at layer 1, the ``arm_neg`` pass
                                 without autograd), the ARM logit gradient, the L0 term, and the

@@ -88,6 +88,7 @@ def test_top_items_order_is_total():
     scores = torch.tensor([[0.0, -0.0, 1.0, 1.0, -float("inf"), -1.0, 2.0]], device=DEVICE)
     assert top_items(scores, 10).tolist() == [[6, 2, 3, 0, 1, 5, 4]]
     assert top_items(scores, 2).tolist() == [[6, 2]]
+    assert top_items(scores, 0).shape == (1, 0)
     nan = torch.tensor([[float("nan"), 1.0, float("nan"), 0.5]], device=DEVICE)
     assert top_items(nan, 3).tolist() == [[1, 3, 0]]  # NaN ranks as -inf
 

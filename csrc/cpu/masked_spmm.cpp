@@ -37,7 +37,8 @@ const T* ptr_or_null(const c10::optional<torch::Tensor>& t) {
 template <int kMode, typename T>
 inline void mask_block(const T* p, const T* q, const T* omega, const float* u, int count, T* o) {
   for (int l = 0; l < count; ++l)
-    o[l] = mask_from_probs<T>(kMode, p ? p[l] : T(1), q ? q[l] : T(0), u[l]) * (omega ? omega[l] : T(1));
+    o[l] = mask_from_probs<T>(kMode, p ? p[l] : T(1), q ? q[l] : T(0), u[l]) *
+           (omega ? omega[l] : T(1));
 }
 
 template <typename T>
@@ -133,9 +134,11 @@ void spmm_kernel(const int64_t* rowptr, const int64_t* col, const int64_t* eid, 
       const int64_t n = std::min(kC, d - k0);
       T acc[M][kC] = {};
       if (n == kC)
-        accumulate_row<T, M, KC, true>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d, k0, n, acc);
+        accumulate_row<T, M, KC, true>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d,
+                                       k0, n, acc);
       else
-        accumulate_row<T, M, KC, false>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d, k0, n, acc);
+        accumulate_row<T, M, KC, false>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d,
+                                        k0, n, acc);
       for (int m = 0; m < M; ++m) {
         const T rr = r_row ? r_row[m * num_rows + r] : T(1);
         const T ss = rr * rr;
