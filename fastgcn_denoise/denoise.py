@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import write_interactions
+from .data.loaders import default_format, original_ids, write_interactions
 from .train import restore_run
 
 _EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv"}
@@ -50,11 +50,6 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     avg = start + (counts + 1) / 2.0
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _original_ids(data, users: np.ndarray, items: np.ndarray):
-    return (users if data.user_ids is None else data.user_ids[users],
-            items if data.item_ids is None else data.item_ids[items])
 
 
 def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
@@ -84,10 +79,9 @@ def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_ = prep.data
-    fmt = fmt or data_.meta.get("format") or (
-        "lightgcn" if data_.user_ids is None and data_.item_ids is None else "csv")
+    fmt = fmt or default_format(data_)
     ext = _EXTENSIONS[fmt]
-    out_users, out_items = _original_ids(data_, users, items)
+    out_users, out_items = original_ids(data_, users, items)
     with open(out / "keep_probabilities.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         header = ["user", "item"] + [f"keep_layer{k + 1}" for k in range(keep.shape[0])] + \

@@ -172,7 +172,8 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
         {"recall@K": float, "ndcg@K": float for each K (in ``ks`` order), "users": n evaluated}.
     """
     ks = _check_args(target, exclude, ks, batch_users)
-    device, num_items = target.device, target.num_items
+    num_items = target.num_items
+    target_keys = _pair_keys(target)
 
     def batch_hits(users: torch.Tensor, kmax: int) -> torch.Tensor:
         scores = score_fn(users)
@@ -184,10 +185,8 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
             rows, items = _rows_of(g, users)
             scores[rows, items] = float("-inf")
         top = top_items(scores, kmax)
-        is_target = torch.zeros(scores.shape, dtype=torch.bool, device=device)
-        rows, items = _rows_of(target, users)
-        is_target[rows, items] = True
-        return is_target.gather(1, top) & torch.isfinite(scores.gather(1, top))
+        finite = torch.isfinite(scores.gather(1, top))
+        return _is_target(target_keys, users, top, num_items) & finite
 
     return _accumulate(batch_hits, target, ks, batch_users)
 
@@ -195,6 +194,15 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
 def _pair_keys(graph: BipartiteGraph) -> torch.Tensor:
     """int64 [E]: user * I + item of every edge, ascending (CSR order)."""
     return graph.edge_users() * graph.num_items + graph.col_item
+
+
+def _is_target(target_keys: torch.Tensor, users: torch.Tensor, top: torch.Tensor,
+               num_items: int) -> torch.Tensor:
+    """bool [B, k]: whether item ``top[b, r]`` is a target of ``users[b]`` (binary search of the
+    target's sorted pair keys; only called for users with targets, so there is at least one)."""
+    query = users.unsqueeze(1) * num_items + top
+    pos = torch.searchsorted(target_keys, query).clamp_(max=target_keys.shape[0] - 1)
+    return target_keys[pos] == query
 
 
 def exclusion_csr(exclude: Sequence[BipartiteGraph], num_users: int, num_items: int,
@@ -235,9 +243,7 @@ def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
 
     def batch_hits(users: torch.Tensor, kmax: int) -> torch.Tensor:
         top, values = masked_topk(user_emb, item_emb, users, rowptr, col, kmax, max_row=max_row)
-        query = users.unsqueeze(1) * num_items + top
-        pos = torch.searchsorted(target_keys, query).clamp_(max=target_keys.shape[0] - 1)
-        return (target_keys[pos] == query) & torch.isfinite(values)
+        return _is_target(target_keys, users, top, num_items) & torch.isfinite(values)
 
     return _accumulate(batch_hits, target, ks, batch_users)
 

@@ -303,6 +303,19 @@ def _as_ids(values, name: str, bound: int) -> np.ndarray:
     return arr
 
 
+def default_format(data: InteractionData) -> str:
+    """The format ``data`` is written back in: its source's (``meta["format"]``), else "lightgcn"
+    for data without id maps and "csv" for data with them."""
+    return data.meta.get("format") or (
+        "lightgcn" if data.user_ids is None and data.item_ids is None else "csv")
+
+
+def original_ids(data: InteractionData, users: np.ndarray, items: np.ndarray):
+    """(users, items) given in contiguous ids, mapped back to the source's own ids."""
+    return (users if data.user_ids is None else data.user_ids[users],
+            items if data.item_ids is None else data.item_ids[items])
+
+
 def write_interactions(data: InteractionData, users, items, path: str | os.PathLike,
                        fmt: str | None = None) -> None:
     """Write (user, item) pairs, given in contiguous ids, in the source's own format and ids.
@@ -311,17 +324,14 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
     "tsv" (header ``user,item``, one pair per row); None takes ``data.meta["format"]``, or when
     that is unset, "lightgcn" for data without id maps and "csv" for data with them.
     """
-    if fmt is None:
-        fmt = data.meta.get("format") or (
-            "lightgcn" if data.user_ids is None and data.item_ids is None else "csv")
+    fmt = default_format(data) if fmt is None else fmt
     if fmt not in ("lightgcn", "csv", "tsv"):
         raise ValueError(f"unknown output format {fmt!r}: expected 'lightgcn', 'csv' or 'tsv'")
     users = _as_ids(users, "users", data.num_users)
     items = _as_ids(items, "items", data.num_items)
     if users.shape != items.shape:
         raise ValueError(f"users has {users.shape[0]} entries but items has {items.shape[0]}")
-    out_users = users if data.user_ids is None else data.user_ids[users]
-    out_items = items if data.item_ids is None else data.item_ids[items]
+    out_users, out_items = original_ids(data, users, items)
     with open(path, "w", newline="", encoding="utf-8") as f:
         if fmt != "lightgcn":
             writer = csv.writer(f, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
