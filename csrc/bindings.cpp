@@ -27,11 +27,13 @@ FGD_DECLARE_MASKED_SPMM(cpu)
 FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
-// SGCN ops, CPU only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, csrc/cpu/sddmm.cpp.
+// Ops with CPU kernels only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, sddmm.cpp,
+// gates.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -106,4 +108,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("arm_grad", &fgd::cpu::arm_grad,
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
+  m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
 }

@@ -2,6 +2,7 @@
 from . import reference
 from ._backend import BACKENDS, BackendUnavailable, availability, get_backend, resolve_name
 from .arm_grad import ESTIMATORS, arm_grad
+from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
 from .sddmm import sddmm
@@ -10,5 +11,5 @@ from .truncated_svd import truncated_svd
 __all__ = [
     "BACKENDS", "BackendUnavailable", "availability", "get_backend", "resolve_name",
     "layer_offset", "masked_spmm", "masked_spmm_dual", "sample_mask", "reference",
-    "ESTIMATORS", "arm_grad", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
+    "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
 ]

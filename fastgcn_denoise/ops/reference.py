@@ -144,3 +144,52 @@ def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
         s_u += 2 * r_u * r_u * (gy_u * x_u).sum(-1)
         t_i += 2 * r_i * r_i * (gy_i * x_i).sum(-1)
     return r_u[users] * r_i[items] * g - 0.5 * (r_u * r_u * s_u)[users] - 0.5 * (r_i * r_i * t_i)[items]
+
+
+# --------------------------------------------------------------------------- relaxed gates
+# One definition of the relaxed Bernoulli gates (ops/gates.py documents them); csrc/gates.h and
+# kernels/gates.py implement the same formulas for the compiled and Triton kernels.
+GATE_KINDS = ("concrete", "concrete_st", "hard_concrete", "hard_concrete_mean")
+GATE_ID = {k: i for i, k in enumerate(GATE_KINDS)}
+# Uniforms are clamped to [U_EPS, 1 - U_EPS] before the logistic transform, so the noise
+# log u - log(1 - u) stays finite (|noise| <= 16.1); tl.rand can return exactly 0.
+GATE_U_EPS = 1e-7
+
+
+def gate_from_uniforms(kind: int, logits: torch.Tensor, u: torch.Tensor, temperature: float,
+                       gamma: float, zeta: float, need_grad: bool = True):
+    """(z, dz/dphi or None) of gate ``kind`` (a GATE_ID) for logits phi and uniforms u (same shape).
+
+    Computed in logits' dtype; u (float32) is cast to it.
+    """
+    name = GATE_KINDS[kind]
+    dtype = logits.dtype
+    if name == "hard_concrete_mean":
+        p = torch.sigmoid(logits)
+        stretched = p * (zeta - gamma) + gamma
+        z = stretched.clamp(0.0, 1.0)
+        inside = (stretched > 0) & (stretched < 1)
+        dz = torch.where(inside, (zeta - gamma) * p * (1 - p), torch.zeros_like(p)) if need_grad else None
+        return z, dz
+    uc = u.to(dtype).clamp(GATE_U_EPS, 1.0 - GATE_U_EPS)
+    noise = torch.log(uc) - torch.log1p(-uc)
+    s = torch.sigmoid((logits + noise) / temperature)
+    ds = s * (1 - s) / temperature if need_grad else None
+    if name == "concrete":
+        return s, ds
+    if name == "concrete_st":
+        # The hard sample 1[phi + noise > 0] is 1[u > sigmoid(-phi)]: arm_pos's own comparison, so
+        # it is an exact Bernoulli(sigmoid(phi)) draw, identical to the arm_pos mask of that u.
+        return (u.to(dtype) > torch.sigmoid(-logits)).to(dtype), ds
+    stretched = s * (zeta - gamma) + gamma  # hard_concrete
+    z = stretched.clamp(0.0, 1.0)
+    if need_grad:
+        ds = torch.where((stretched > 0) & (stretched < 1), (zeta - gamma) * ds, torch.zeros_like(ds))
+    return z, ds
+
+
+def gate(logits, kind, seed, offset, temperature, gamma, zeta, need_grad):
+    """Backend primitive of ``ops.gate``: (z, dz/dphi | None) with u = philox(seed, offset + n)."""
+    counters = torch.arange(logits.numel(), dtype=torch.int64, device=logits.device) + int(offset)
+    u = philox_uniform(seed, counters).reshape(logits.shape)
+    return gate_from_uniforms(kind, logits, u, temperature, gamma, zeta, need_grad)
