@@ -7,9 +7,11 @@ from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mas
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
 from .sddmm import sddmm
 from .truncated_svd import truncated_svd
+from .weighted_spmm import CSRPattern, directed_spmm, weighted_spmm
 
 __all__ = [
     "BACKENDS", "BackendUnavailable", "availability", "get_backend", "resolve_name",
     "layer_offset", "masked_spmm", "masked_spmm_dual", "sample_mask", "reference",
     "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
+    "CSRPattern", "weighted_spmm", "directed_spmm",
 ]

@@ -1,0 +1,199 @@
+"""Sparse products with one weight per stored entry and no degree normalisation.
+
+    weighted_spmm(pattern, weight, x):  y[r] = sum_{e in row r} w_e x[col_e]            (any CSR)
+    directed_spmm(graph, x_user, x_item, w_to_user, w_to_item):
+        y_user[u] = sum_{e = (u, i)} w_to_user[e] x_item[i]
+        y_item[i] = sum_{e = (u, i)} w_to_item[e] x_user[u]
+
+``directed_spmm`` is the bipartite propagation with a separate weight per direction (GRCN's
+attention weights alpha_{i->u} and alpha_{u->i}, LightGNN's per-directed-entry weights);
+``masked_spmm(..., renormalize=False, edge_weight=w)`` is its case w_to_user = w_to_item = w.
+``weighted_spmm`` is the same product on any sparse pattern with its transpose (``CSRPattern``),
+e.g. a homogeneous (U + I)-node graph with user-user and item-item entries.
+
+Gradients: dL/dx = A^T gy (the transpose's row-parallel product) and dL/dw_e = <gy[row_e],
+x[col_e]> (an SDDMM on the pattern). Both run on the backend primitives of ``masked_spmm``
+(``spmm``) and ``sddmm``: every backend, row-parallel, no atomics, deterministic. The cuda backend
+has no SDDMM kernel: with it forced, the weight gradient runs on triton (the GPU default).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._backend import get_backend, resolve_name
+from .sddmm import sddmm_kernel
+
+
+@dataclass(frozen=True)
+class CSRPattern:
+    """A sparse pattern [num_rows x num_cols] and its transpose, for products in both directions.
+
+    Entry ``e`` is position ``e`` of CSR(A): ``rowptr`` [R + 1], ``col`` [nnz]; weights are in this
+    order. CSR(A^T): ``t_rowptr`` [C + 1], ``t_col`` [nnz] (row ids), ``t_perm`` [nnz] (entry id of
+    each position). All int64 on one device. Build with ``from_coo`` / ``from_csr``.
+    """
+
+    rowptr: torch.Tensor
+    col: torch.Tensor
+    t_rowptr: torch.Tensor
+    t_col: torch.Tensor
+    t_perm: torch.Tensor
+    num_rows: int
+    num_cols: int
+
+    @classmethod
+    def from_csr(cls, rowptr, col, num_cols: int) -> "CSRPattern":
+        """From CSR arrays (columns need not be sorted within a row); builds the transpose."""
+        rowptr = np.asarray(rowptr, dtype=np.int64)
+        col = np.asarray(col, dtype=np.int64)
+        num_rows = rowptr.shape[0] - 1
+        if num_rows < 0 or rowptr[0] != 0 or rowptr[-1] != col.shape[0] or (np.diff(rowptr) < 0).any():
+            raise ValueError(f"invalid CSR: rowptr must start at 0, be non-decreasing and end at "
+                             f"nnz = {col.shape[0]}")
+        if col.size and (col.min() < 0 or col.max() >= num_cols):
+            bad = int(np.flatnonzero((col < 0) | (col >= num_cols))[0])
+            raise ValueError(f"col[{bad}] = {int(col[bad])} is outside [0, {num_cols})")
+        rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(rowptr))
+        perm = np.argsort(col, kind="stable")  # rows ascending within a column
+        t_rowptr = np.zeros(num_cols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(col, minlength=num_cols), out=t_rowptr[1:])
+        as_t = torch.from_numpy
+        return cls(as_t(rowptr), as_t(col), as_t(t_rowptr), as_t(np.ascontiguousarray(rows[perm])),
+                   as_t(perm), int(num_rows), int(num_cols))
+
+    @classmethod
+    def from_coo(cls, rows, cols, num_rows: int, num_cols: int) -> tuple["CSRPattern", torch.Tensor]:
+        """(pattern, order) from entry lists; entry e of the pattern is input entry ``order[e]``
+        (row-major, columns ascending). Duplicate (row, col) entries are refused."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape}, {cols.shape}")
+        for name, ids, bound in (("rows", rows, num_rows), ("cols", cols, num_cols)):
+            if ids.size and (ids.min() < 0 or ids.max() >= bound):
+                bad = int(np.flatnonzero((ids < 0) | (ids >= bound))[0])
+                raise ValueError(f"{name}[{bad}] = {int(ids[bad])} is outside [0, {bound})")
+        order = np.lexsort((cols, rows))
+        keys = rows[order] * num_cols + cols[order]
+        if keys.size > 1 and (np.diff(keys) == 0).any():
+            dup = int(order[1:][np.diff(keys) == 0][0])
+            raise ValueError(f"duplicate entry ({int(rows[dup])}, {int(cols[dup])})")
+        rowptr = np.zeros(num_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=num_rows), out=rowptr[1:])
+        return cls.from_csr(rowptr, cols[order], num_cols), torch.from_numpy(order)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
+    def to(self, device) -> "CSRPattern":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return CSRPattern(*(t.to(device) for t in (self.rowptr, self.col, self.t_rowptr, self.t_col,
+                                                   self.t_perm)), self.num_rows, self.num_cols)
+
+
+class _WeightedSpmm(torch.autograd.Function):
+    """y = A x for A given as (forward CSR, transpose CSR); each is (rowptr, col, eid | None)."""
+
+    @staticmethod
+    def forward(ctx, fwd, bwd, backend, weight, x):
+        be = get_backend(x.device, backend)
+        rowptr, col, eid = fwd
+        y = be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
+        ctx.fwd, ctx.bwd, ctx.backend = fwd, bwd, backend
+        ctx.save_for_backward(weight, x)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        weight, x = ctx.saved_tensors
+        gy = gy.contiguous()
+        gw = gx = None
+        if ctx.needs_input_grad[4]:
+            t_rowptr, t_col, t_eid = ctx.bwd
+            gx = get_backend(x.device, ctx.backend).spmm(t_rowptr, t_col, t_eid, weight.unsqueeze(0),
+                                                         None, None, gy, None)[0]
+        if ctx.needs_input_grad[3]:
+            backend = None if resolve_name(x.device, ctx.backend) == "cuda" else ctx.backend
+            sddmm = sddmm_kernel(x.device, backend)
+            # dL/dw_e = <gy[row_e], x[col_e]>, computed on whichever CSR has positions = entry ids.
+            if ctx.fwd[2] is None:
+                gw = sddmm(ctx.fwd[0], ctx.fwd[1], gy, x)
+            else:
+                gw = sddmm(ctx.bwd[0], ctx.bwd[1], x, gy)
+        return None, None, None, gw, gx
+
+
+def _check_embeddings(name, x, rows, what, device):
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != rows:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must have shape [{what} = {rows}, d], got {shape}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
+    if x.device != device:
+        raise ValueError(f"{name} is on {x.device} but the pattern is on {device}")
+
+
+def _check_weight(name, w, nnz, dtype, device):
+    if not isinstance(w, torch.Tensor) or w.shape != (nnz,):
+        shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise ValueError(f"{name} must have shape [{nnz}] (one weight per entry), got {shape}")
+    if w.dtype != dtype:
+        raise ValueError(f"{name} is {w.dtype} but the embeddings are {dtype}")
+    if w.device != device:
+        raise ValueError(f"{name} is on {w.device} but the pattern is on {device}")
+    # One reduction on the hot path; the search for the first bad entry only on failure.
+    if w.device.type == "cpu" and nnz and not torch.isfinite(torch.stack(torch.aminmax(w.detach()))).all():
+        raise ValueError(f"{name} has non-finite values (first at entry "
+                         f"{int((~torch.isfinite(w.detach())).nonzero()[0])})")
+
+
+def weighted_spmm(pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor,
+                  backend: str | None = None) -> torch.Tensor:
+    """y [num_rows, d] = A x with A_{row_e, col_e} = weight[e].
+
+    Args:
+        pattern: ``CSRPattern`` on x's device. weight [nnz]: entry weights (any sign).
+        x [num_cols, d]: float32/float64, the dtype of ``weight``.
+        backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
+    """
+    _check_embeddings("x", x, pattern.num_cols, "num_cols", pattern.device)
+    _check_weight("weight", weight, pattern.nnz, x.dtype, pattern.device)
+    return _WeightedSpmm.apply((pattern.rowptr, pattern.col, None),
+                               (pattern.t_rowptr, pattern.t_col, pattern.t_perm), backend,
+                               weight.contiguous(), x.contiguous())
+
+
+def directed_spmm(graph, x_user: torch.Tensor, x_item: torch.Tensor, w_to_user: torch.Tensor,
+                  w_to_item: torch.Tensor, backend: str | None = None):
+    """(y_user [U, d], y_item [I, d]): the bipartite product with one weight per edge and direction.
+
+    Args:
+        graph: ``BipartiteGraph``. x_user [U, d], x_item [I, d]: float32/float64.
+        w_to_user [E]: weight of the message item -> user on edge e (edge-id order).
+        w_to_item [E]: weight of the message user -> item on edge e.
+    """
+    _check_embeddings("x_user", x_user, graph.num_users, "num_users", graph.device)
+    _check_embeddings("x_item", x_item, graph.num_items, "num_items", graph.device)
+    if x_user.dtype != x_item.dtype or x_user.shape[1] != x_item.shape[1]:
+        raise ValueError(f"x_user ({x_user.dtype}, d = {x_user.shape[1]}) and x_item "
+                         f"({x_item.dtype}, d = {x_item.shape[1]}) must share dtype and d")
+    _check_weight("w_to_user", w_to_user, graph.num_edges, x_user.dtype, graph.device)
+    _check_weight("w_to_item", w_to_item, graph.num_edges, x_user.dtype, graph.device)
+    by_user = (graph.rowptr_u, graph.col_item, None)
+    by_item = (graph.rowptr_i, graph.col_user, graph.perm)
+    y_user = _WeightedSpmm.apply(by_user, by_item, backend, w_to_user.contiguous(), x_item.contiguous())
+    y_item = _WeightedSpmm.apply(by_item, by_user, backend, w_to_item.contiguous(), x_user.contiguous())
+    return y_user, y_item
+
+
+__all__ = ["CSRPattern", "weighted_spmm", "directed_spmm"]
