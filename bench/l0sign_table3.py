@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fastgcn_denoise import classification as task
-from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig
+from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig, interaction_table
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
 
@@ -76,8 +76,27 @@ def run_one(data_name: str, model_name: str, seed: int, args, prepared) -> dict:
               "baseline_test": task.baseline(prepared, "test"), "info": prepared.info,
               "seconds_per_epoch": train_seconds / len(history),
               "threads": torch.get_num_threads()}
+    if config.edge_prediction:
+        result["interactions"] = export_interactions(model, prepared, out / "interactions.csv")
     metrics_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def export_interactions(model, prepared, path: Path) -> dict:
+    """The test graphs' feature pairs with their keep rates (``interaction_table``) as CSV;
+    returns summary counts: pairs, kept, distinct pairs, and the self pairs' keep rate."""
+    table = interaction_table(model, prepared.splits["test"])
+    with open(path, "w") as f:
+        f.write("feature_a,feature_b,count,keep_rate,mean_gate\n")
+        for row in zip(table["feature_a"], table["feature_b"], table["count"], table["keep_rate"],
+                       table["mean_gate"]):
+            f.write(f"{row[0]},{row[1]},{row[2]},{row[3]:.4f},{row[4]:.4f}\n")
+    self_pair = table["feature_a"] == table["feature_b"]
+    counts = table["count"]
+    rate = lambda m: float((table["keep_rate"][m] * counts[m]).sum() / max(counts[m].sum(), 1))  # noqa: E731
+    return {"pairs": table["pairs"], "kept": table["kept"], "distinct_pairs": int(counts.size),
+            "self_pair_keep_rate": rate(self_pair), "cross_pair_keep_rate": rate(~self_pair),
+            "csv": str(path)}
 
 
 def summarise(results: list[dict]) -> dict:

@@ -88,8 +88,9 @@ def direct_loop(ptr, nodes, t, kind, directed, seed=SEED, offset=OFFSET):
         l2s.append(l2)
         kept.append(n_kept)
     as_t = lambda v: torch.tensor(v, dtype=torch.float64, device=DEVICE)  # noqa: E731
-    return torch.stack(pooled).to(dtype), as_t(l0s).to(dtype), as_t(l2s).to(dtype), \
-        torch.tensor(kept, device=DEVICE)
+    pooled = torch.stack(pooled) if pooled else u_tab.new_zeros(0, u_tab.shape[1])
+    return pooled.to(dtype), as_t(l0s).to(dtype), as_t(l2s).to(dtype), \
+        torch.tensor(kept, dtype=torch.int64, device=DEVICE)
 
 
 SIZES = [3, 0, 1, 5, 2, 4]  # an empty graph and a single node among them

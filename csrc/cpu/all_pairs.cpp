@@ -79,6 +79,24 @@ inline void dense_relu(const T* x, int64_t n_in, const T* wt, const T* bias, int
   for (int64_t n = 0; n < n_out; ++n) act[n] = pre[n] > T(0) ? pre[n] : T(0);
 }
 
+// Backward of the first layer of an MLP on the product x = row_i * row_j: accumulates dW^T [n_in,
+// n_out] += x dpre^T into gwt, then d row_i += (W^T dpre) * row_j and d row_j += (W^T dpre) * row_i.
+template <typename T>
+inline void product_layer_backward(const T* x, int64_t n_in, const T* wt, const T* dpre, int64_t n_out,
+                                   T* gwt, const T* row_i, const T* row_j, T* g_i, T* g_j) {
+  for (int64_t t = 0; t < n_in; ++t) {
+    const T* w = wt + t * n_out;
+    T* gw = gwt + t * n_out;
+    T dx = T(0);
+    for (int64_t n = 0; n < n_out; ++n) {
+      dx += w[n] * dpre[n];
+      gw[n] += x[t] * dpre[n];
+    }
+    g_i[t] += dx * row_j[t];
+    g_j[t] += dx * row_i[t];
+  }
+}
+
 // One pair's forward values; the buffers live in the thread's scratch.
 template <typename T>
 struct Pair {
@@ -201,7 +219,7 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair
     std::vector<T>& acc = partial[omp_get_thread_num()];
     acc.assign(size, T(0));
     Pair<T> p(m);
-    std::vector<T> gz(d), dhpre(H), da(d), dre(Hg), dae(b);
+    std::vector<T> gz(d), dhpre(H), dre(Hg);
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < num_graphs; ++g) {
       const int64_t base = ptr[g], k = ptr[g + 1] - base;
@@ -242,22 +260,8 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair
             }
             for (int64_t c = 0; c < d; ++c) acc[o_b2 + c] += gz[c];
             for (int64_t h = 0; h < H; ++h) acc[o_b1 + h] += dhpre[h];
-            for (int64_t t = 0; t < d; ++t) {
-              const T* row = m.w1t.data() + t * H;
-              T* grow = acc.data() + t * H;
-              T sum = T(0);
-              for (int64_t h = 0; h < H; ++h) {
-                sum += row[h] * dhpre[h];
-                grow[h] += p.a[t] * dhpre[h];
-              }
-              da[t] = sum;
-            }
-            const T* ui = m.node_emb + fi * d;
-            const T* uj = m.node_emb + fj * d;
-            for (int64_t t = 0; t < d; ++t) {
-              du[i * d + t] += da[t] * uj[t];
-              du[j * d + t] += da[t] * ui[t];
-            }
+            product_layer_backward(p.a.data(), d, m.w1t.data(), dhpre.data(), H, acc.data(),
+                                   m.node_emb + fi * d, m.node_emb + fj * d, du + i * d, du + j * d);
           }
           if (!m.gated) continue;
           // gate backward: ds/dlogit and the L0 term, then the gate MLP and the edge rows.
@@ -269,29 +273,15 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair
             dre[h] = p.epre[h] > T(0) ? gl * m.gw2[h] : T(0);
             acc[o_gb1 + h] += dre[h];
           }
-          for (int64_t t = 0; t < b; ++t) {
-            const T* row = m.gw1t.data() + t * Hg;
-            T* grow = acc.data() + o_gw1 + t * Hg;
-            T sum = T(0);
-            for (int64_t h = 0; h < Hg; ++h) {
-              sum += row[h] * dre[h];
-              grow[h] += p.ae[t] * dre[h];
-            }
-            dae[t] = sum;
-          }
-          const T* ei = m.edge_emb + fi * b;
-          const T* ej = m.edge_emb + fj * b;
-          for (int64_t t = 0; t < b; ++t) {
-            de[i * b + t] += dae[t] * ej[t];
-            de[j * b + t] += dae[t] * ei[t];
-          }
+          product_layer_backward(p.ae.data(), b, m.gw1t.data(), dre.data(), Hg, acc.data() + o_gw1,
+                                 m.edge_emb + fi * b, m.edge_emb + fj * b, de + i * b, de + j * b);
         }
       }
     }
   }
   g_weights.assign(size, T(0));
-  for (const auto& acc : partial)
-    for (int64_t n = 0; n < size; ++n) g_weights[n] += acc[n];
+  for (const auto& acc : partial)  // a thread the runtime did not start has no buffer
+    for (size_t n = 0; n < acc.size(); ++n) g_weights[n] += acc[n];
 }
 
 void check_inputs(const Tensor& ptr, const Tensor& nodes, const Tensor& pair_ptr,
