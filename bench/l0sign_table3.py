@@ -174,12 +174,20 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/l0sign", help="run folders")
     ap.add_argument("--out", default=str(RESULTS), help="summary folder")
     ap.add_argument("--name", default="l0sign_table3", help="summary file name (no suffix)")
+    ap.add_argument("--summary-only", action="store_true",
+                    help="summarise the runs that finished (metrics.json present); train none")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = []
     for data_name in args.data:
         path = SHARED_DATA / "l0sign" / f"{data_name}.data"
         for seed in args.seeds:
+            if args.summary_only:
+                for model_name in args.models:
+                    done = Path(args.work) / f"{data_name}-{model_name}-s{seed}" / "metrics.json"
+                    if done.exists():
+                        results.append(json.loads(done.read_text()))
+                continue
             prepared = task.prepare(SimpleNamespace(data=str(path), seed=seed))
             for model_name in args.models:
                 results.append(run_one(data_name, model_name, seed, args, prepared))
