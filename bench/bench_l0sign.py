@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastgcn_denoise import classification as task
+from fastgcn_denoise.tasks import classification as task
 from fastgcn_denoise.data.feature_graphs import load_feature_graphs
 from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig
 from fastgcn_denoise.ops.all_pairs import l0_shift, upper_pairs
@@ -78,7 +78,7 @@ def pyg_model(model: L0SIGN):
             if src.config.edge_prediction:
                 self.edge_emb, self.g1, self.g2 = src.edge_emb, src.g1, src.g2
             c = src.config
-            self.shift = l0_shift("hard_concrete", c.temperature, c.gamma, c.zeta)
+            self.shift = l0_shift("hard_concrete", c.gate_temperature, c.gate_gamma, c.gate_zeta)
 
         def forward(self, data):
             c = self.config
@@ -90,10 +90,10 @@ def pyg_model(model: L0SIGN):
                 logit = self.g2(torch.relu(self.g1(e[p0] * e[p1]))).squeeze(-1)
                 if self.training:
                     noise = torch.rand_like(logit).clamp(1e-7, 1 - 1e-7)
-                    s = torch.sigmoid((logit + noise.log() - (-noise).log1p()) / c.temperature)
+                    s = torch.sigmoid((logit + noise.log() - (-noise).log1p()) / c.gate_temperature)
                 else:
                     s = torch.sigmoid(logit)
-                s = (s * (c.zeta - c.gamma) + c.gamma).clamp(0, 1)
+                s = (s * (c.gate_zeta - c.gate_gamma) + c.gate_gamma).clamp(0, 1)
                 l0 = zeros.index_add(0, pair_graph, torch.sigmoid(logit + self.shift))
                 keep = s > 0
                 p0, p1, s, pair_graph = p0[keep], p1[keep], s[keep], pair_graph[keep]
@@ -203,10 +203,10 @@ def epoch_seconds(graphs, model_name: str, peer: bool) -> float:
     """Seconds of one training epoch over the split's training graphs (ours, or the peer)."""
     prepared = task.ClassificationData(graphs, graphs.split(0), {})
     model = L0SIGN(graphs.num_features, L0SignConfig(edge_prediction=model_name == "l0-sign"))
-    config = SimpleNamespace(device="cpu")
+    config = SimpleNamespace(device="cpu", batch_size=1024)
     gen = torch.Generator().manual_seed(0)
     if not peer:
-        optimizer = model.build_optimizer()
+        optimizer = model.make_optimizer(0.05)
         t0 = time.perf_counter()
         task.train_epoch(model, optimizer, prepared, config, 1, gen)
         return time.perf_counter() - t0

@@ -24,8 +24,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from fastgcn_denoise import classification as task
-from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig, interaction_table
+from fastgcn_denoise.tasks import classification as task
+from fastgcn_denoise.models.l0sign import TRAIN_DEFAULTS, L0SIGN, L0SignConfig, interaction_table
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
 
@@ -44,8 +44,9 @@ def run_one(data_name: str, model_name: str, seed: int, args, prepared) -> dict:
                           l2_weight=args.l2_weight, loss=args.loss, directed=args.directed)
     torch.manual_seed(seed)
     model = L0SIGN(prepared.num_features, config, seed=seed)
-    optimizer = model.build_optimizer()
-    run_config = SimpleNamespace(device="cpu", eval_batch=4096, seed=seed, data=None)
+    optimizer = model.make_optimizer(TRAIN_DEFAULTS["lr"])
+    run_config = SimpleNamespace(device="cpu", eval_batch=4096, seed=seed, data=None,
+                                 batch_size=TRAIN_DEFAULTS["batch_size"])
     gen = torch.Generator().manual_seed(seed)
     best, best_state, since_best, history = None, None, 0, []
     train_seconds = 0.0
@@ -70,7 +71,7 @@ def run_one(data_name: str, model_name: str, seed: int, args, prepared) -> dict:
             if since_best >= args.patience:
                 break
     model.load_state_dict(best_state)
-    result = {"data": data_name, "model": model_name, "seed": seed, "config": vars(config),
+    result = {"data": data_name, "model": model_name, "seed": seed, "config": dict(vars(config), **TRAIN_DEFAULTS),
               "best_epoch": best["epoch"], "epochs_run": len(history), "valid": best["valid"],
               "test": task.evaluate(model, prepared, "test", run_config),
               "baseline_test": task.baseline(prepared, "test"), "info": prepared.info,

@@ -25,66 +25,60 @@ section 4):
   weight shifted by +0.2 (every pair starts open). Node embeddings N(0, ``init_std``). No
   dropout in the edge predictor (the code has 0.5; the paper none).
 - Adagrad, lr 0.05, lr decay 1e-5, batch 1024 (the official code; the paper names none).
+  A gate that sits at 0 has no gradient (the clamp), as in the paper's hard concrete.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import ops
+from ..config import check, option
 from ..data.feature_graphs import FeatureGraphBatch, FeatureGraphs
 from ..ops.all_pairs import AllPairsResult, pair_gates, upper_pairs
+from .registry import register_model
 
 LOSSES = ("bce", "mse")
 
 
-def _opt(default, help_text):
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclass
 class L0SignConfig:
-    """Hyper-parameters of L0-SIGN / SIGN (defaults: the paper's, else the official code's)."""
+    """Hyper-parameters of L0-SIGN / SIGN (defaults: the paper's, else the official code's).
 
-    dim: int = _opt(8, "node embedding size d (interaction modelling)")
-    edge_dim: int = _opt(8, "edge-prediction embedding size b")
-    hidden: int = _opt(32, "hidden width of h and of the edge predictor")
-    edge_prediction: bool = _opt(True, "L0 edge prediction (False: SIGN, every pair kept)")
-    l0_weight: float = _opt(1e-3, "lambda1: weight of the L0 term (expected kept pairs per graph)")
-    l2_weight: float = _opt(1e-3, "lambda2: weight of the L2 term on h's outputs per graph")
-    directed: bool = _opt(False, "aggregate pair (i<=j) only at j (official code) instead of both")
-    loss: str = _opt("bce", "prediction loss: bce (logistic) or mse (official code)")
-    init_std: float = _opt(1.0, "std of the node embeddings' normal init (official: 1)")
-    temperature: float = _opt(2.0 / 3.0, "hard-concrete temperature beta")
-    gamma: float = _opt(-0.1, "hard-concrete stretch: lower end gamma < 0")
-    zeta: float = _opt(1.1, "hard-concrete stretch: upper end zeta > 1")
-    optimizer: str = _opt("adagrad", "adagrad (paper's code) or adam")
-    lr: float = _opt(0.05, "learning rate")
-    lr_decay: float = _opt(1e-5, "Adagrad learning-rate decay")
-    batch_size: int = _opt(1024, "graphs per step")
+    The learning rate and the batch size are the loop's (``--lr``, ``--batch-size``); the paper's
+    code uses 0.05 and 1024 graphs (``TRAIN_DEFAULTS``).
+    """
+
+    dim: int = option(8, "node embedding size d (interaction modelling)", min=1)
+    edge_dim: int = option(8, "edge-prediction embedding size b", min=1)
+    hidden: int = option(32, "hidden width of h and of the edge predictor", min=1)
+    edge_prediction: bool = option(True, "L0 edge prediction (off: SIGN, every pair kept)")
+    l0_weight: float = option(1e-3, "lambda1: weight of the L0 term (expected kept pairs per "
+                              "graph)", min=0)
+    l2_weight: float = option(1e-3, "lambda2: weight of the L2 term on h's outputs per graph",
+                              min=0)
+    directed: bool = option(False, "aggregate pair (i<=j) only at j (official code), not at both")
+    loss: str = option("bce", "prediction loss: bce (logistic) or mse (official code)",
+                       choices=LOSSES)
+    init_std: float = option(1.0, "std of the node embeddings' normal init (official: 1)", min=0,
+                             min_open=True)
+    gate_temperature: float = option(2.0 / 3.0, "hard-concrete temperature beta", min=0, min_open=True)
+    gate_gamma: float = option(-0.1, "hard-concrete stretch: lower end (< 0)", max=0, max_open=True)
+    gate_zeta: float = option(1.1, "hard-concrete stretch: upper end (> 1)", min=1, min_open=True)
+    optimizer: str = option("adagrad", "adagrad (the paper's code) or adam",
+                            choices=("adagrad", "adam"))
+    lr_decay: float = option(1e-5, "Adagrad learning-rate decay", min=0)
 
     def validate(self) -> "L0SignConfig":
-        def need(ok, name, what):
-            if not ok:
-                raise ValueError(f"l0-sign config: {name} = {getattr(self, name)!r}: {what}")
-        for name in ("dim", "edge_dim", "hidden", "batch_size"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
-                 "must be a positive integer")
-        for name in ("l0_weight", "l2_weight", "lr_decay"):
-            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
-                 "must be >= 0")
-        for name in ("init_std", "lr", "temperature"):
-            need(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name,
-                 "must be > 0")
-        need(self.gamma < 0, "gamma", "must be < 0")
-        need(self.zeta > 1, "zeta", "must be > 1")
-        need(self.loss in LOSSES, "loss", f"choose one of {', '.join(LOSSES)}")
-        need(self.optimizer in ("adagrad", "adam"), "optimizer", "choose adagrad or adam")
-        return self
+        return check(self, "l0-sign config")
+
+
+# What the paper's code trains with: pass as --lr 0.05 --batch-size 1024 (the loop's options).
+TRAIN_DEFAULTS = {"lr": 0.05, "batch_size": 1024}
 
 
 class L0SIGN(nn.Module):
@@ -141,8 +135,8 @@ class L0SIGN(nn.Module):
         out = ops.all_pairs_interaction(
             batch.ptr, batch.nodes, self.node_emb,
             (self.h1.weight, self.h1.bias, self.h2.weight, self.h2.bias), kind=kind,
-            seed=self.seed, offset=offset, temperature=c.temperature, gamma=c.gamma,
-            zeta=c.zeta, directed=c.directed, backend=self.backend, **gate)
+            seed=self.seed, offset=offset, temperature=c.gate_temperature, gamma=c.gate_gamma,
+            zeta=c.gate_zeta, directed=c.directed, backend=self.backend, **gate)
         if self.training and c.edge_prediction:
             k = batch.ptr.diff()
             self.draws += (k * (k + 1) // 2).sum()
@@ -174,11 +168,11 @@ class L0SIGN(nn.Module):
         return {"loss": total, "pred": pred.detach(), "l0": l0.detach(), "l2": l2.detach(),
                 "kept": out.kept.sum() / pairs}
 
-    def build_optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        if c.optimizer == "adagrad":
-            return torch.optim.Adagrad(self.parameters(), lr=c.lr, lr_decay=c.lr_decay)
-        return torch.optim.Adam(self.parameters(), lr=c.lr)
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The model's own optimiser (the trainer's hook): Adagrad as the paper's code, or Adam."""
+        if self.config.optimizer == "adagrad":
+            return torch.optim.Adagrad(self.parameters(), lr=lr, lr_decay=self.config.lr_decay)
+        return torch.optim.Adam(self.parameters(), lr=lr)
 
     @torch.no_grad()
     def pair_gates(self, batch: FeatureGraphBatch):
@@ -193,8 +187,8 @@ class L0SIGN(nn.Module):
         c = self.config
         return pair_gates(batch.ptr, batch.nodes, self.edge_emb,
                           (self.g1.weight, self.g1.bias, self.g2.weight, self.g2.bias),
-                          "hard_concrete_mean", temperature=c.temperature, gamma=c.gamma,
-                          zeta=c.zeta)
+                          "hard_concrete_mean", temperature=c.gate_temperature, gamma=c.gate_gamma,
+                          zeta=c.gate_zeta)
 
 
 def interaction_table(model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 4096,
@@ -231,4 +225,11 @@ def interaction_table(model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 40
             "pairs": int(key.shape[0]), "kept": int(kept_arr.sum())}
 
 
-__all__ = ["L0SIGN", "L0SignConfig", "interaction_table"]
+@register_model("l0-sign", config=L0SignConfig, task="classification",
+                summary="L0-SIGN (Su et al., AAAI'21): feature-graph classification with "
+                        "hard-concrete edge prediction (--no-edge-prediction: SIGN)")
+def build_l0sign(cfg: L0SignConfig, ctx) -> L0SIGN:
+    return L0SIGN(ctx.num_features, cfg, seed=ctx.seed)
+
+
+__all__ = ["L0SIGN", "L0SignConfig", "TRAIN_DEFAULTS", "interaction_table"]

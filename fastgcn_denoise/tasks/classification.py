@@ -9,8 +9,9 @@ The pieces the shared training loop calls (the same shape as the ranking task's)
     HEADLINE = 'auc'                               the validation metric that selects the model
     baseline(prepared, split) -> dict              naive Bayes over the features (the baseline row)
 
-``config`` needs ``data`` (a ``label node node ...`` file), ``seed``, ``device`` and
-``eval_batch``; the model brings its own batch size (``model.config.batch_size``).
+``config`` needs ``data`` (a ``label node node ...`` file), ``seed``, ``device``,
+``batch_size`` (graphs per step) and ``eval_batch`` (graphs per evaluation batch): the trainer's
+``TrainConfig``. ``ClassificationTask`` is the object the trainer calls (``tasks.TASKS``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data.feature_graphs import FeatureGraphs, load_feature_graphs
+from ..data.feature_graphs import FeatureGraphs, load_feature_graphs
 
 HEADLINE = "auc"
 SPLITS = ("train", "valid", "test")
@@ -34,10 +35,16 @@ class ClassificationData:
     graphs: FeatureGraphs
     splits: dict
     info: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     @property
     def num_features(self) -> int:
         return self.graphs.num_features
+
+    @property
+    def valid(self) -> FeatureGraphs:
+        """The validation graphs (the trainer checks that a validation split exists)."""
+        return self.splits["valid"]
 
 
 def prepare(config) -> ClassificationData:
@@ -67,7 +74,7 @@ def train_epoch(model, optimizer, prepared: ClassificationData, config, epoch: i
     model.train()
     train = prepared.splits["train"]
     order = torch.randperm(train.num_graphs, generator=generator).numpy()
-    batch_size = model.config.batch_size
+    batch_size = config.batch_size
     sums: dict[str, torch.Tensor] = {}
     steps = math.ceil(train.num_graphs / batch_size)
     batches = train.batches(batch_size, order, device=config.device)
@@ -146,8 +153,55 @@ def baseline(prepared: ClassificationData, split: str, smoothing: float = 1.0) -
     graph_of = np.repeat(np.arange(graphs.num_graphs), graphs.sizes())
     logit = math.log(max(n1, 1.0) / max(n0, 1.0)) + np.bincount(
         graph_of, weights=llr[graphs.nodes], minlength=graphs.num_graphs)
-    return classification_metrics(graphs.labels, 1.0 / (1.0 + np.exp(-logit)))
+    # No pairs are formed: "kept" is nan (the key the model's metrics share).
+    return {**classification_metrics(graphs.labels, 1.0 / (1.0 + np.exp(-logit))),
+            "kept": float("nan")}
 
 
-__all__ = ["ClassificationData", "HEADLINE", "baseline", "classification_metrics", "evaluate",
+@dataclass
+class ClassificationContext:
+    """What a classification model's builder receives."""
+
+    num_features: int
+    device: torch.device
+    seed: int
+
+
+class ClassificationTask:
+    """The trainer's view of this module (the methods ``tasks/ranking.py`` lists)."""
+
+    name = "classification"
+
+    @staticmethod
+    def headline(config) -> str:
+        return HEADLINE
+
+    prepare = staticmethod(prepare)
+    train_epoch = staticmethod(train_epoch)
+    evaluate = staticmethod(evaluate)
+
+    @staticmethod
+    def describe(info: dict) -> str:
+        return (f"{info['graphs']} graphs over {info['features']} features "
+                f"({info['nodes_per_graph']:.2f} nodes per graph); {info['train']} train / "
+                f"{info['valid']} valid / {info['test']} test")
+
+    @staticmethod
+    def context(prep: ClassificationData, config) -> ClassificationContext:
+        return ClassificationContext(prep.num_features, torch.device(config.device), config.seed)
+
+    @staticmethod
+    def baselines(prep: ClassificationData, config) -> dict:
+        return {"naive_bayes": {split: baseline(prep, split) for split in ("valid", "test")}}
+
+    @staticmethod
+    def table(result: dict) -> str:
+        rows = [(result["model"], result["test"]),
+                ("naive Bayes", result["baselines"]["naive_bayes"]["test"])]
+        lines = [f"{'test':24s} {'AUC':>8s} {'ACC':>8s}"]
+        lines += [f"{name:24s} {m['auc']:8.4f} {m['acc']:8.4f}" for name, m in rows]
+        return "\n".join(lines)
+
+
+__all__ = ["ClassificationContext", "ClassificationData", "ClassificationTask", "HEADLINE", "baseline", "classification_metrics", "evaluate",
            "prepare", "roc_auc", "scores", "train_epoch"]
