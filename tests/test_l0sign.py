@@ -124,3 +124,25 @@ def test_config_errors():
         L0SignConfig(dim=0).validate()
     with pytest.raises(ValueError, match="gate_zeta"):
         L0SignConfig(gate_zeta=0.9).validate()
+
+
+def test_train_and_evaluate_through_the_registry(tmp_path):
+    # `fastgcn-denoise train --model l0-sign --data FILE` and `evaluate`, as the CLI runs them.
+    from fastgcn_denoise.train import evaluate_checkpoint, make_config, train
+    graphs = planted(400, k=3, seed=5)
+    path = tmp_path / "planted.data"
+    rows = graphs.nodes.reshape(-1, 3)
+    path.write_text("".join(f"{y:.1f} " + " ".join(map(str, r)) + "\n"
+                            for y, r in zip(graphs.labels, rows)))
+    out = tmp_path / "run"
+    result = train(make_config("l0-sign", data=str(path), out=str(out), epochs=2, eval_every=1,
+                               lr=0.05, batch_size=64, progress=False, verbose=False))
+    assert result["data"]["graphs"] == 400 and set(result["test"]) >= {"auc", "acc", "kept"}
+    assert set(result["baselines"]["naive_bayes"]) == {"valid", "test"}
+    assert (out / "checkpoint.pt").exists() and (out / "log.jsonl").exists()
+    again = evaluate_checkpoint(out / "checkpoint.pt", split="test")
+    assert again["metrics"]["auc"] == pytest.approx(result["test"]["auc"])
+    sign = train(make_config("l0-sign", edge_prediction=False, data=str(path),
+                             out=str(tmp_path / "sign"), epochs=1, eval_every=1, progress=False,
+                             verbose=False))
+    assert sign["test"]["kept"] == 1.0
