@@ -40,13 +40,14 @@ def _row_dot(a_ptr, b_ptr, row, col, valid, k, ACC: tl.constexpr, BLOCK_NZ: tl.c
 
 @triton.jit
 def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr, v_ptr, y_ptr,
-                    alpha_ptr, inv_tau, dk, dv, HAS_EID: tl.constexpr, HAS_COS: tl.constexpr,
+                    alpha_ptr, inv_tau_ptr, dk, dv, HAS_EID: tl.constexpr, HAS_COS: tl.constexpr,
                     ACC: tl.constexpr, BLOCK_NZ: tl.constexpr, BLOCK_K: tl.constexpr,
                     BLOCK_D: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     dt = tl.program_id(1).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
     end = tl.load(rowptr_ptr + row + 1)
+    inv_tau = tl.load(inv_tau_ptr).to(ACC)  # a tensor: a float argument would be rounded to fp32
     # Sweep 1: the logits (stored as cosines, edge order) and the row maximum.
     m = tl.full([BLOCK_NZ], float("-inf"), ACC)
     for j0 in range(start, end, BLOCK_NZ):
@@ -75,8 +76,9 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
         else:
             e = pos
         c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
-        total += tl.where(valid, tl.exp(c * inv_tau - row_max), 0.0)
-    inv_total = 1.0 / tl.sum(total, axis=0)
+        total += tl.exp(tl.where(valid, c * inv_tau - row_max, float("-inf")))
+    # A non-empty row's sum is >= 1 (its maximum contributes exp(0)); an empty row's 0 stays finite.
+    inv_total = 1.0 / tl.maximum(tl.sum(total, axis=0), 1.0)
     # Sweep 3: the weights and the aggregation of this program's value tile.
     d = dt * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     dm = d < dv
@@ -90,7 +92,7 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
             e = pos
         col = tl.load(col_ptr + pos, mask=valid, other=0)
         c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
-        a = tl.where(valid, tl.exp(c * inv_tau - row_max) * inv_total, 0.0)
+        a = tl.exp(tl.where(valid, c * inv_tau - row_max, float("-inf"))) * inv_total
         if dt == 0:
             tl.store(alpha_ptr + e, a.to(alpha_ptr.dtype.element_ty), mask=valid)
         v = tl.load(v_ptr + col[:, None] * dv + d[None, :], mask=valid[:, None] & dm[None, :],
@@ -152,8 +154,9 @@ def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
     block_nz, block_d = _blocks(dv, _TILE)
     _, block_k = _dot_blocks(dk)
     grid = (rows, triton.cdiv(dv, block_d))
+    inv_tau_t = torch.full((1,), float(inv_tau), dtype=v_col.dtype, device=v_col.device)
     _forward_kernel[grid](rowptr, col, col if eid is None else eid, cos_e, k_row, k_col, v_col, y,
-                          alpha, float(inv_tau), dk, dv, HAS_EID=eid is not None,
+                          alpha, inv_tau_t, dk, dv, HAS_EID=eid is not None,
                           HAS_COS=cos is not None, ACC=acc, BLOCK_NZ=block_nz, BLOCK_K=block_k,
                           BLOCK_D=block_d)
     return y, alpha, cos_e

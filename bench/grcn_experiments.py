@@ -1,0 +1,194 @@
+"""GRCN against LightGCN (issue 15): on TikTok, and on the built-in data with injected noise.
+
+    python -m bench.grcn_experiments tiktok [--epochs 60] [--set lr=0.001 ...] [--grcn-set routing=3 ...]
+    python -m bench.grcn_experiments noise [--ratios 0.1 0.2] [--epochs 60]
+
+Both models train with the toolkit's loop (BPR, Adam, evaluation on validation every
+``--eval-every`` epochs, early stopping on validation Recall@20, test once with the selected
+weights). ``noise`` adds ``ratio x |train_u|`` random unobserved items per user to the built-in
+data's training set (which already holds its planted popularity noise) and scores GRCN's keep
+scores (the degree-scaled refined weights, mean of the two directions) against every known noisy
+interaction: ROC AUC. Writes ``<out>/grcn_<experiment>.json`` (each run's summary, its learning
+curve, the AUCs, the environment) and ``grcn_<experiment>.png`` (validation curves).
+
+Until GRCN is registered in the model registry, this script adds it to the training loop's model
+table itself and wraps its loss in the loop's (total, bpr, reg) form.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastgcn_denoise import models
+from fastgcn_denoise import train as trainer
+from fastgcn_denoise.data.features import resolve_features
+from fastgcn_denoise.denoise import roc_auc
+from fastgcn_denoise.models.grcn import GRCN
+
+from .common import RESULTS, environment, write_json
+from .robustness import _setting
+
+TIKTOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiktok"
+
+
+class _LoopGRCN(GRCN):
+    """GRCN with the current training loop's loss signature."""
+
+    def loss(self, graph, users, pos, neg, decay):
+        self.decay = decay
+        terms = GRCN.loss(self, graph, (users, pos, neg))
+        return terms["loss"], terms["bpr"], terms["reg"]
+
+
+def _install(grcn_kwargs: dict) -> None:
+    """Register ``grcn`` in the loop's model table; make the loop's data carry item features."""
+    load = trainer.load_dataset
+    if not getattr(load, "_with_features", False):
+        def load_with_features(source, seed=0, **kw):
+            data = load(source, seed=seed, **kw)
+            return resolve_features(data, (), source) if source not in (None, "synthetic") else data
+        load_with_features._with_features = True
+        trainer.load_dataset = load_with_features
+    holder = {}
+
+    def build(num_users, num_items, dim, num_layers, **_):
+        return _LoopGRCN(num_users, num_items, holder["features"], dim=dim, layers=num_layers,
+                         **grcn_kwargs)
+
+    prepare = trainer.prepare_data
+
+    def prepare_with_features(config):
+        prep = prepare(config)
+        holder["features"] = prep.data.features
+        return prep
+    if not getattr(prepare, "_with_features", False):
+        prepare_with_features._with_features = True
+        trainer.prepare_data = prepare_with_features
+    models.MODELS["grcn"] = build
+
+
+def _curve(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
+    return [{"epoch": r["epoch"], "loss": r["loss"], "seconds": r["seconds"],
+             **({"valid": r["valid"]} if "valid" in r else {})} for r in rows]
+
+
+def _keep_auc(out: Path, config) -> dict:
+    """ROC AUC of the selected GRCN's keep scores against the known noise of its training graph."""
+    ckpt = trainer.load_checkpoint(out / "checkpoint.pt")
+    prep = trainer.prepare_data(config)
+    model = models.MODELS["grcn"](**{k: ckpt["hparams"][k] for k in ("num_users", "num_items", "dim")},
+                                  num_layers=ckpt["hparams"]["layers"])
+    model.load_state_dict(ckpt["best_model"])
+    model.eval()
+    scores = model.keep_scores(prep.train).double().cpu().numpy()
+    noise = prep.data.noise_per_edge(prep.train)
+    return {"noisy_edges": int(noise.sum()), "edges": int(noise.shape[0]),
+            "roc_auc": roc_auc(scores.mean(0), ~noise),
+            "roc_auc_to_user": roc_auc(scores[0], ~noise),
+            "roc_auc_to_item": roc_auc(scores[1], ~noise)}
+
+
+def run_one(model: str, data, out: Path, epochs: int, settings: dict, noise: float = 0.0,
+            score_noise: bool = False) -> dict:
+    layers = settings.pop("layers", 2 if model == "grcn" else 3)
+    config = trainer.TrainConfig(model=model, data=data, out=str(out), epochs=epochs, noise=noise,
+                                 layers=layers, progress=False, **settings)
+    result = trainer.train(config)
+    row = {"model": model, "noise": noise, "best_epoch": result["best_epoch"],
+           "epochs_run": result["epochs_run"], "valid": result["valid"], "test": result["test"],
+           "most_popular_test": result["most_popular"]["test"],
+           "seconds_per_epoch": result["timing"]["seconds_per_epoch"],
+           "train_seconds": result["timing"]["train_seconds"], "curve": _curve(out),
+           "config": result["config"]}
+    if score_noise:
+        row["keep_scores"] = _keep_auc(out, config)
+    print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "config")}), flush=True)
+    return row
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in rows:
+        pts = [(c["epoch"], c["valid"]["recall@20"]) for c in r["curve"] if "valid" in c]
+        label = f"{r['model']}" + (f" noise {r['noise']:g}" if r["noise"] else "")
+        ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("valid recall@20")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.grcn_experiments",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("experiment", choices=["tiktok", "noise"])
+    ap.add_argument("--data", default=None, help="data (default: ../shared/data/tiktok, or the "
+                                                 "built-in data for noise)")
+    ap.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.2])
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--models", nargs="+", default=["lightgcn", "grcn"])
+    ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
+                    metavar="FIELD=VALUE", help="a TrainConfig field for every run (repeatable)")
+    ap.add_argument("--grcn-set", dest="grcn", action="append", default=[], metavar="NAME=VALUE",
+                    help="a GRCN constructor argument, e.g. routing=3 weight_mode=mean")
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument("--runs", default="runs/grcn", help="training output folders")
+    ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grcn_kwargs = {}
+    for text in args.grcn:
+        name, _, value = text.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        grcn_kwargs[name] = {"True": True, "False": False}.get(value, value)
+    _install(grcn_kwargs)
+    runs = Path(args.runs)
+    rows = []
+    if args.experiment == "tiktok":
+        data = args.data or str(TIKTOK)
+        for model in args.models:
+            rows.append(run_one(model, data, runs / f"tiktok-{model}", args.epochs,
+                                dict(args.settings)))
+    else:
+        for ratio in args.ratios:
+            for model in args.models:
+                rows.append(run_one(model, args.data, runs / f"noise{ratio:g}-{model}", args.epochs,
+                                    dict(args.settings), noise=ratio,
+                                    score_noise=model == "grcn"))
+    name = f"grcn_{args.experiment}"
+    payload = {"environment": environment("cpu"), "threads": torch.get_num_threads(),
+               "machine_shared": True, "experiment": args.experiment, "epochs": args.epochs,
+               "settings": dict(args.settings), "grcn": grcn_kwargs, "runs": rows}
+    path = write_json(name, payload, args.out)
+    _plot(rows, path.with_suffix(".png"), f"{name}: validation recall@20")
+    for r in rows:
+        extra = f"  keep AUC {r['keep_scores']['roc_auc']:.3f}" if "keep_scores" in r else ""
+        print(f"{r['model']:9s} noise {r['noise']:.2f}  best epoch {r['best_epoch']:3d}  test "
+              f"R@20 {r['test']['recall@20']:.4f}  N@20 {r['test']['ndcg@20']:.4f}{extra}")
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
