@@ -1,18 +1,17 @@
 """GRCN against LightGCN (issue 15): on TikTok, and on the built-in data with injected noise.
 
-    python -m bench.grcn_experiments tiktok [--epochs 60] [--set lr=0.001 ...] [--grcn-set routing=3 ...]
+    python -m bench.grcn_experiments tiktok [--epochs 60] [--set lr=0.001 --set grcn_routing=3 ...]
     python -m bench.grcn_experiments noise [--ratios 0.1 0.2] [--epochs 60]
 
 Both models train with the toolkit's loop (BPR, Adam, evaluation on validation every
-``--eval-every`` epochs, early stopping on validation Recall@20, test once with the selected
-weights). ``noise`` adds ``ratio x |train_u|`` random unobserved items per user to the built-in
+``eval_every`` epochs, early stopping on validation Recall@20, test once with the selected
+weights); each model gets its own defaults (LightGCN 3 layers, GRCN 2) unless ``--set`` says
+otherwise. ``noise`` adds ``ratio x |train_u|`` random unobserved items per user to the built-in
 data's training set (which already holds its planted popularity noise) and scores GRCN's keep
 scores (the degree-scaled refined weights, mean of the two directions) against every known noisy
 interaction: ROC AUC. Writes ``<out>/grcn_<experiment>.json`` (each run's summary, its learning
-curve, the AUCs, the environment) and ``grcn_<experiment>.png`` (validation curves).
-
-Until GRCN is registered in the model registry, this script adds it to the training loop's model
-table itself and wraps its loss in the loop's (total, bpr, reg) form.
+curve, the AUCs, the environment, the thread count) and ``grcn_<experiment>.png`` (validation
+curves).
 """
 from __future__ import annotations
 
@@ -20,55 +19,31 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from fastgcn_denoise import models
-from fastgcn_denoise import train as trainer
-from fastgcn_denoise.data.features import resolve_features
+from fastgcn_denoise import config as cfgmod
 from fastgcn_denoise.denoise import roc_auc
-from fastgcn_denoise.models.grcn import GRCN
+from fastgcn_denoise.models import model_entry
+from fastgcn_denoise.train import TrainConfig, make_config, restore_run, train
 
 from .common import RESULTS, environment, write_json
-from .robustness import _setting
 
 TIKTOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiktok"
+MODELS = ("lightgcn", "grcn")
 
 
-class _LoopGRCN(GRCN):
-    """GRCN with the current training loop's loss signature."""
-
-    def loss(self, graph, users, pos, neg, decay):
-        self.decay = decay
-        terms = GRCN.loss(self, graph, (users, pos, neg))
-        return terms["loss"], terms["bpr"], terms["reg"]
+def _options(model: str | None = None) -> dict:
+    classes = [TrainConfig] + [model_entry(m).config for m in ([model] if model else MODELS)]
+    return {f.name: f.metadata for cls in classes for f in cfgmod.fields(cls)}
 
 
-def _install(grcn_kwargs: dict) -> None:
-    """Register ``grcn`` in the loop's model table; make the loop's data carry item features."""
-    load = trainer.load_dataset
-    if not getattr(load, "_with_features", False):
-        def load_with_features(source, seed=0, **kw):
-            data = load(source, seed=seed, **kw)
-            return resolve_features(data, (), source) if source not in (None, "synthetic") else data
-        load_with_features._with_features = True
-        trainer.load_dataset = load_with_features
-    holder = {}
-
-    def build(num_users, num_items, dim, num_layers, **_):
-        return _LoopGRCN(num_users, num_items, holder["features"], dim=dim, layers=num_layers,
-                         **grcn_kwargs)
-
-    prepare = trainer.prepare_data
-
-    def prepare_with_features(config):
-        prep = prepare(config)
-        holder["features"] = prep.data.features
-        return prep
-    if not getattr(prepare, "_with_features", False):
-        prepare_with_features._with_features = True
-        trainer.prepare_data = prepare_with_features
-    models.MODELS["grcn"] = build
+def _setting(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    options = _options()
+    if name not in options or not value:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with an option of the training "
+                                         f"loop or of {', '.join(MODELS)}, got {text!r}")
+    return name, cfgmod.parse_text(value, options[name])
 
 
 def _curve(out: Path) -> list[dict]:
@@ -77,13 +52,9 @@ def _curve(out: Path) -> list[dict]:
              **({"valid": r["valid"]} if "valid" in r else {})} for r in rows]
 
 
-def _keep_auc(out: Path, config) -> dict:
+def _keep_auc(out: Path) -> dict:
     """ROC AUC of the selected GRCN's keep scores against the known noise of its training graph."""
-    ckpt = trainer.load_checkpoint(out / "checkpoint.pt")
-    prep = trainer.prepare_data(config)
-    model = models.MODELS["grcn"](**{k: ckpt["hparams"][k] for k in ("num_users", "num_items", "dim")},
-                                  num_layers=ckpt["hparams"]["layers"])
-    model.load_state_dict(ckpt["best_model"])
+    _, _, prep, model = restore_run(out / "checkpoint.pt")
     model.eval()
     scores = model.keep_scores(prep.train).double().cpu().numpy()
     noise = prep.data.noise_per_edge(prep.train)
@@ -95,19 +66,20 @@ def _keep_auc(out: Path, config) -> dict:
 
 def run_one(model: str, data, out: Path, epochs: int, settings: dict, noise: float = 0.0,
             score_noise: bool = False) -> dict:
-    layers = settings.pop("layers", 2 if model == "grcn" else 3)
-    config = trainer.TrainConfig(model=model, data=data, out=str(out), epochs=epochs, noise=noise,
-                                 layers=layers, progress=False, **settings)
-    result = trainer.train(config)
+    own = _options(model)  # a setting of one model only (grcn_*) skips the other
+    config = make_config(model=model, data=data, out=str(out), epochs=epochs, noise=noise,
+                         progress=False, **{k: v for k, v in settings.items() if k in own})
+    result = train(config)
     row = {"model": model, "noise": noise, "best_epoch": result["best_epoch"],
            "epochs_run": result["epochs_run"], "valid": result["valid"], "test": result["test"],
-           "most_popular_test": result["most_popular"]["test"],
+           "baselines": result["baselines"],
            "seconds_per_epoch": result["timing"]["seconds_per_epoch"],
            "train_seconds": result["timing"]["train_seconds"], "curve": _curve(out),
            "config": result["config"]}
     if score_noise:
-        row["keep_scores"] = _keep_auc(out, config)
-    print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "config")}), flush=True)
+        row["keep_scores"] = _keep_auc(out)
+    print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "config", "baselines")}),
+          flush=True)
     return row
 
 
@@ -141,28 +113,16 @@ def main(argv=None) -> int:
                                                  "built-in data for noise)")
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.2])
     ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--models", nargs="+", default=["lightgcn", "grcn"])
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
-                    metavar="FIELD=VALUE", help="a TrainConfig field for every run (repeatable)")
-    ap.add_argument("--grcn-set", dest="grcn", action="append", default=[], metavar="NAME=VALUE",
-                    help="a GRCN constructor argument, e.g. routing=3 weight_mode=mean")
+                    metavar="FIELD=VALUE", help="an option of the loop or of a model, for every "
+                                                "run that has it (repeatable)")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
     ap.add_argument("--runs", default="runs/grcn", help="training output folders")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    grcn_kwargs = {}
-    for text in args.grcn:
-        name, _, value = text.partition("=")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        grcn_kwargs[name] = {"True": True, "False": False}.get(value, value)
-    _install(grcn_kwargs)
     runs = Path(args.runs)
     rows = []
     if args.experiment == "tiktok":
@@ -179,7 +139,7 @@ def main(argv=None) -> int:
     name = f"grcn_{args.experiment}"
     payload = {"environment": environment("cpu"), "threads": torch.get_num_threads(),
                "machine_shared": True, "experiment": args.experiment, "epochs": args.epochs,
-               "settings": dict(args.settings), "grcn": grcn_kwargs, "runs": rows}
+               "settings": dict(args.settings), "runs": rows}
     path = write_json(name, payload, args.out)
     _plot(rows, path.with_suffix(".png"), f"{name}: validation recall@20")
     for r in rows:

@@ -122,3 +122,34 @@ def test_errors(small):
         GRCN(data.num_users, data.num_items, data.features, weight_mode="sum")
     with pytest.raises(ValueError, match=r"expected \[num_items = 61, width\]"):
         GRCN(data.num_users, data.num_items + 1, data.features)
+
+
+def test_train_select_and_denoise_export(tmp_path):
+    """``grcn`` through the registry: features found beside train.txt (the item count taken from
+    their rows), trained and selected on validation, restored, and its keep scores exported."""
+    from fastgcn_denoise.data import write_interactions
+    from fastgcn_denoise.denoise import denoise_checkpoint
+    from fastgcn_denoise.train import make_config, train
+
+    data = make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=8, seed=3)
+    folder = tmp_path / "lg"
+    folder.mkdir()
+    write_interactions(data, *data.train, folder / "train.txt")
+    write_interactions(data, *data.test, folder / "test.txt")
+    extra = {n: np.concatenate([f, f[:3]]) for n, f in data.features.items()}  # 3 cold items
+    for name, f in extra.items():
+        np.save(folder / f"{name}_feat.npy", f)
+    config = make_config("grcn", data=str(folder), out=str(tmp_path / "run"), epochs=2,
+                         eval_every=1, dim=8, grcn_content_dim=8, progress=False, verbose=False)
+    result = train(config)
+    assert result["data"]["items"] == 43 and result["best_epoch"] in (1, 2)
+    summary = denoise_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "dn")
+    assert summary["scored"] == result["data"]["train"]
+    header = (tmp_path / "dn" / "keep_probabilities.csv").read_text().splitlines()[0]
+    assert header.startswith("user,item,keep_layer1,keep_layer2,keep_mean")
+    from fastgcn_denoise.data import save_npz
+    save_npz(make_synthetic(num_users=30, num_items=20, dim=4, avg_degree=6, features=()),
+             tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="needs item content features"):
+        train(make_config("grcn", data=str(tmp_path / "plain.npz"), out=str(tmp_path / "r2"),
+                          epochs=1, progress=False, verbose=False))

@@ -37,11 +37,15 @@ content says the edge is off-profile); higher = keep.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..ops import cosine_attention, directed_spmm
+from .registry import register_model
 
 WEIGHT_MODES = ("confid", "mean", "max")
 PRUNING = ("hard", "soft")
@@ -147,7 +151,11 @@ class GRCN(nn.Module):
             w_u, w_i = F.relu(w_u), F.relu(w_i)
         return reps, w_u, w_i
 
-    # ------------------------------------------------------------------ GraphRecommender API
+    # ------------------------------------------------------------------ the ranking-model API
+    def add_plugin(self, plugin):
+        raise ValueError("GRCN takes no plug-ins: it refines its own graph (its propagation is "
+                         "not masked_spmm, so the plug-in seams do not apply)")
+
     def _check_graph(self, graph):
         if graph.num_users != self.num_users or graph.num_items != self.num_items:
             raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
@@ -202,12 +210,49 @@ class GRCN(nn.Module):
         return torch.stack([w_u * graph.deg_u[users].to(w_u.dtype),
                             w_i * graph.deg_i[items].to(w_i.dtype)])
 
-    def hparams(self) -> dict:
-        return {"num_users": self.num_users, "num_items": self.num_items,
-                "dim": self.user_emb.shape[1], "content_dim": self.preference[self.modalities[0]].shape[1],
-                "layers": self.num_layers, "routing": self.routing, "routing_mode": self.routing_mode,
-                "weight_mode": self.weight_mode, "pruning": self.pruning, "fusion": self.fusion,
-                "normalize": self.normalize, "temperature": self.temperature, "decay": self.decay}
+
+@dataclass
+class GRCNConfig:
+    dim: int = option(64, "ID embedding size", min=1)
+    layers: int = option(2, "propagations of the ID embeddings on the refined graph (official: 2)",
+                         min=0)
+    decay: float = option(1e-4, "L2 coefficient on the batch's ID embeddings and user "
+                                "preferences", min=0)
+    grcn_content_dim: int = option(64, "size of each modality's user preference and item content "
+                                       "representation", min=1)
+    grcn_routing: int = option(3, "routing iterations moving each user preference towards the "
+                                  "content of the user's items (official: 3)", min=0)
+    grcn_routing_mode: str = option("paper", "paper: routing updates the preferences; official: "
+                                             "the official code's loop, which leaves them as they "
+                                             "are", choices=ROUTING_MODES)
+    grcn_weight_mode: str = option("confid", "edge weight from the modalities' affinities: confid "
+                                             "(max of affinity x learned source confidence), mean "
+                                             "or max", choices=WEIGHT_MODES)
+    grcn_pruning: str = option("hard", "hard: negative edge weights become 0; soft: kept",
+                               choices=PRUNING)
+    grcn_fusion: str = option("concat", "prediction from the ID and content representations: "
+                                        "concat, mean or id (ID only)", choices=FUSIONS)
+    grcn_normalize: bool = option(True, "L2-normalise the ID embeddings, preferences and content "
+                                        "(official default)")
+    grcn_temperature: float = option(1.0, "softmax temperature of the cosine affinities", min=0,
+                                     min_open=True)
+
+    def check_rules(self):
+        if self.grcn_fusion == "mean" and self.grcn_content_dim != self.dim:
+            raise ValueError(f"model grcn: grcn_fusion = 'mean' adds the ID and content "
+                             f"representations, so grcn_content_dim ({self.grcn_content_dim}) "
+                             f"must equal dim ({self.dim})")
 
 
-__all__ = ["GRCN", "WEIGHT_MODES", "PRUNING", "FUSIONS", "ROUTING_MODES"]
+@register_model("grcn", config=GRCNConfig,
+                summary="GRCN (Wei et al., ACM MM'20): the graph refined from item content "
+                        "(needs --features or *_feat.npy beside train.txt)")
+def build_grcn(cfg: GRCNConfig, ctx) -> GRCN:
+    return GRCN(ctx.num_users, ctx.num_items, ctx.data.features or {}, dim=cfg.dim,
+                content_dim=cfg.grcn_content_dim, layers=cfg.layers, routing=cfg.grcn_routing,
+                routing_mode=cfg.grcn_routing_mode, weight_mode=cfg.grcn_weight_mode,
+                pruning=cfg.grcn_pruning, fusion=cfg.grcn_fusion, normalize=cfg.grcn_normalize,
+                temperature=cfg.grcn_temperature, decay=cfg.decay)
+
+
+__all__ = ["GRCN", "GRCNConfig", "WEIGHT_MODES", "PRUNING", "FUSIONS", "ROUTING_MODES"]
