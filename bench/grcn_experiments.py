@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-from fastgcn_denoise import config as cfgmod
 from fastgcn_denoise.denoise import roc_auc
-from fastgcn_denoise.models import model_entry
-from fastgcn_denoise.train import TrainConfig, make_config, restore_run, train
+from fastgcn_denoise.train import make_config, restore_run, train
 
+from . import robustness
 from .common import RESULTS, environment, write_json
 
 TIKTOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiktok"
@@ -33,17 +32,11 @@ MODELS = ("lightgcn", "grcn")
 
 
 def _options(model: str | None = None) -> dict:
-    classes = [TrainConfig] + [model_entry(m).config for m in ([model] if model else MODELS)]
-    return {f.name: f.metadata for cls in classes for f in cfgmod.fields(cls)}
+    return robustness._options(model, MODELS)
 
 
 def _setting(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    options = _options()
-    if name not in options or not value:
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with an option of the training "
-                                         f"loop or of {', '.join(MODELS)}, got {text!r}")
-    return name, cfgmod.parse_text(value, options[name])
+    return robustness._setting(text, MODELS)
 
 
 def _curve(out: Path) -> list[dict]:
@@ -124,24 +117,27 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    rows = []
-    if args.experiment == "tiktok":
-        data = args.data or str(TIKTOK)
-        for model in args.models:
-            rows.append(run_one(model, data, runs / f"tiktok-{model}", args.epochs,
-                                dict(args.settings)))
-    else:
-        for ratio in args.ratios:
-            for model in args.models:
-                rows.append(run_one(model, args.data, runs / f"noise{ratio:g}-{model}", args.epochs,
-                                    dict(args.settings), noise=ratio,
-                                    score_noise=model == "grcn"))
     name = f"grcn_{args.experiment}"
-    payload = {"environment": environment("cpu"), "threads": torch.get_num_threads(),
-               "machine_shared": True, "experiment": args.experiment, "epochs": args.epochs,
-               "settings": dict(args.settings), "runs": rows}
-    path = write_json(name, payload, args.out)
-    _plot(rows, path.with_suffix(".png"), f"{name}: validation recall@20")
+    rows = []
+
+    def save():  # after every run, so an interrupted experiment keeps what it measured
+        payload = {"environment": environment("cpu"), "threads": torch.get_num_threads(),
+                   "machine_shared": True, "experiment": args.experiment, "epochs": args.epochs,
+                   "settings": dict(args.settings), "runs": rows}
+        path = write_json(name, payload, args.out)
+        _plot(rows, path.with_suffix(".png"), f"{name}: validation recall@20")
+        return path
+
+    if args.experiment == "tiktok":
+        jobs = [(model, args.data or str(TIKTOK), runs / f"tiktok-{model}", 0.0)
+                for model in args.models]
+    else:
+        jobs = [(model, args.data, runs / f"noise{ratio:g}-{model}", ratio)
+                for ratio in args.ratios for model in args.models]
+    for model, data, out, ratio in jobs:
+        rows.append(run_one(model, data, out, args.epochs, dict(args.settings), noise=ratio,
+                            score_noise=args.experiment == "noise" and model == "grcn"))
+        path = save()
     for r in rows:
         extra = f"  keep AUC {r['keep_scores']['roc_auc']:.3f}" if "keep_scores" in r else ""
         print(f"{r['model']:9s} noise {r['noise']:.2f}  best epoch {r['best_epoch']:3d}  test "

@@ -19,23 +19,21 @@ import triton
 import triton.language as tl
 
 from fastgcn_denoise.kernels.masked_spmm import _acc_dtype, _blocks, _check_device
+from fastgcn_denoise.kernels.sddmm import dot_blocks, row_dot as _row_dot
 
-_TILE = 1024  # gathered elements per loop step of one program: BLOCK_NZ * BLOCK_D
+_TILE = 1024  # gathered elements per loop step of one program: BLOCK_NZ * BLOCK_D (forward)
 
 
 @triton.jit
-def _row_dot(a_ptr, b_ptr, row, col, valid, k, ACC: tl.constexpr, BLOCK_NZ: tl.constexpr,
-             BLOCK_K: tl.constexpr):
-    """[BLOCK_NZ]: <a[row], b[col_j]> for a chunk of a row's nonzeros, tiled over k."""
-    acc = tl.zeros([BLOCK_NZ], ACC)
-    for t0 in range(0, k, BLOCK_K):
-        t = t0 + tl.arange(0, BLOCK_K).to(tl.int64)
-        tm = t < k
-        a = tl.load(a_ptr + row * k + t, mask=tm, other=0.0).to(ACC)
-        b = tl.load(b_ptr + col[:, None] * k + t[None, :], mask=valid[:, None] & tm[None, :],
-                    other=0.0).to(ACC)
-        acc += tl.sum(b * a[None, :], axis=1)
-    return acc
+def _chunk(j0, end, eid_ptr, HAS_EID: tl.constexpr, BLOCK_NZ: tl.constexpr):
+    """(positions, in-row mask, edge ids) of the chunk of CSR positions starting at j0."""
+    pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
+    valid = pos < end
+    if HAS_EID:
+        e = tl.load(eid_ptr + pos, mask=valid, other=0)
+    else:
+        e = pos
+    return pos, valid, e
 
 
 @triton.jit
@@ -51,12 +49,7 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
     # Sweep 1: the logits (stored as cosines, edge order) and the row maximum.
     m = tl.full([BLOCK_NZ], float("-inf"), ACC)
     for j0 in range(start, end, BLOCK_NZ):
-        pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
-        valid = pos < end
-        if HAS_EID:
-            e = tl.load(eid_ptr + pos, mask=valid, other=0)
-        else:
-            e = pos
+        pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         if HAS_COS:
             c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
         else:
@@ -69,12 +62,7 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
     # Sweep 2: the softmax denominator.
     total = tl.zeros([BLOCK_NZ], ACC)
     for j0 in range(start, end, BLOCK_NZ):
-        pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
-        valid = pos < end
-        if HAS_EID:
-            e = tl.load(eid_ptr + pos, mask=valid, other=0)
-        else:
-            e = pos
+        pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
         total += tl.exp(tl.where(valid, c * inv_tau - row_max, float("-inf")))
     # A non-empty row's sum is >= 1 (its maximum contributes exp(0)); an empty row's 0 stays finite.
@@ -84,12 +72,7 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
     dm = d < dv
     acc = tl.zeros([BLOCK_D], ACC)
     for j0 in range(start, end, BLOCK_NZ):
-        pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
-        valid = pos < end
-        if HAS_EID:
-            e = tl.load(eid_ptr + pos, mask=valid, other=0)
-        else:
-            e = pos
+        pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         col = tl.load(col_ptr + pos, mask=valid, other=0)
         c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
         a = tl.exp(tl.where(valid, c * inv_tau - row_max, float("-inf"))) * inv_total
@@ -110,12 +93,7 @@ def _backward_kernel(rowptr_ptr, col_ptr, eid_ptr, alpha_ptr, g_alpha_ptr, gy_pt
     end = tl.load(rowptr_ptr + row + 1)
     total = tl.zeros([BLOCK_NZ], ACC)
     for j0 in range(start, end, BLOCK_NZ):
-        pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
-        valid = pos < end
-        if HAS_EID:
-            e = tl.load(eid_ptr + pos, mask=valid, other=0)
-        else:
-            e = pos
+        pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         col = tl.load(col_ptr + pos, mask=valid, other=0)
         d = _row_dot(gy_ptr, v_ptr, row, col, valid, dv, ACC, BLOCK_NZ, BLOCK_K)
         d += tl.load(g_alpha_ptr + e, mask=valid, other=0.0).to(ACC)
@@ -125,20 +103,10 @@ def _backward_kernel(rowptr_ptr, col_ptr, eid_ptr, alpha_ptr, g_alpha_ptr, gy_pt
     row_total = tl.sum(total, axis=0)
     tl.debug_barrier()
     for j0 in range(start, end, BLOCK_NZ):
-        pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
-        valid = pos < end
-        if HAS_EID:
-            e = tl.load(eid_ptr + pos, mask=valid, other=0)
-        else:
-            e = pos
+        pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         d = tl.load(gs_ptr + e, mask=valid, other=0.0).to(ACC)
         a = tl.load(alpha_ptr + e, mask=valid, other=0.0).to(ACC)
         tl.store(gs_ptr + e, (a * (d - row_total)).to(gs_ptr.dtype.element_ty), mask=valid)
-
-
-def _dot_blocks(k: int) -> tuple[int, int]:
-    block_k = min(triton.next_power_of_2(max(k, 1)), 128)
-    return max(16, min(64, _TILE // block_k)), block_k
 
 
 def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
@@ -152,7 +120,7 @@ def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
     if rows == 0:
         return y, alpha, cos_e
     block_nz, block_d = _blocks(dv, _TILE)
-    _, block_k = _dot_blocks(dk)
+    _, block_k = dot_blocks(dk)
     grid = (rows, triton.cdiv(dv, block_d))
     inv_tau_t = torch.full((1,), float(inv_tau), dtype=v_col.dtype, device=v_col.device)
     _forward_kernel[grid](rowptr, col, col if eid is None else eid, cos_e, k_row, k_col, v_col, y,
@@ -170,7 +138,7 @@ def attention_backward(rowptr, col, eid, alpha, g_alpha, gy, v_col):
     gs = torch.empty(nnz, dtype=gy.dtype, device=gy.device)
     if rows == 0 or nnz == 0:
         return gs
-    block_nz, block_k = _dot_blocks(dv)
+    block_nz, block_k = dot_blocks(dv)
     _backward_kernel[(rows,)](rowptr, col, col if eid is None else eid, alpha, g_alpha, gy, v_col,
                               gs, dv, HAS_EID=eid is not None, ACC=acc, BLOCK_NZ=block_nz,
                               BLOCK_K=block_k)
