@@ -56,7 +56,7 @@ def _inputs(graph, d, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
     shapes = [(graph.num_users, d), (graph.num_items, d), (graph.num_users, d), (graph.num_items, d)]
     leaves = [torch.randn(s, generator=gen).to(device).requires_grad_() for s in shapes]
-    weights = [torch.randn(s, generator=gen).to(device) for s in shapes[2:][::-1]]
+    weights = [torch.randn(s, generator=gen).to(device) for s in shapes[:2]]  # for y_user, y_item
     return leaves, weights
 
 
