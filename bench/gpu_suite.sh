@@ -11,7 +11,8 @@
 # JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
 # step's exit status and seconds, 124 = timed out); nvidia-smi.txt; cosine_attention_cuda.json.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
+# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7"),
+# L0SIGN_TIMEOUT (60: L0-SIGN steps, the triton all-pairs kernel against PyG on CUDA).
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -44,4 +45,7 @@ step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
 step cosine_attention "${GRCN_BENCH_TIMEOUT:-90}" "$out/cosine_attention.log" \
     "$py" -u -m bench.bench_cosine_attention --device cuda --threads 1 --graphs tiktok synth-1e6 \
     --dims 64 128 --out "$out"
+# L0-SIGN: writes bench_l0sign_cuda.json (needs torch_geometric for the peer; skipped otherwise).
+step l0sign "${L0SIGN_TIMEOUT:-60}" "$out/l0sign.log" \
+    "$py" -u -m bench.bench_l0sign --device cuda --threads 1 --out "$out"
 exit $status
