@@ -8,10 +8,11 @@
 #   bash bench/gpu_suite.sh OUTDIR
 #
 # Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
-# JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
+# JSON is rewritten after every op, so a run cut short keeps what it measured); masks.log and
+# masks/bench_masked_spmm_cuda.json (masked_spmm alone at d = 64); steps.txt (each
 # step's exit status and seconds, 124 = timed out); nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
+# BENCH_TIMEOUT (180), MASKS_TIMEOUT (60), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -40,4 +41,9 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+# Issue 11's cost figures on their own (kept if the whole suite is cut short): masked_spmm's modes,
+# the relaxed gates with and without a 2048-edge holdout, on Gowalla and synth-1e6 at d = 64.
+step masks "${MASKS_TIMEOUT:-60}" "$out/masks.log" \
+    "$py" -u -m bench --device cuda --ops masked_spmm --graphs gowalla synth-1e6 --dims 64 \
+    --out "$out/masks"
 exit $status

@@ -18,7 +18,8 @@ namespace fgd {
 
 // Mask modes (fastgcn_denoise/ops/reference.py MODES). Mode GATE_MODE0 + k draws the relaxed gate
 // of kind k (csrc/gates.h): the kernels that include gates.h evaluate those.
-enum Mode : int { ONES = 0, ARM_POS = 1, ARM_NEG = 2, BERNOULLI = 3, EXPECT = 4, HARD = 5, GATE_MODE0 = 6 };
+enum Mode : int { ONES = 0, ARM_POS = 1, ARM_NEG = 2, BERNOULLI = 3, EXPECT = 4, HARD = 5 };
+constexpr int GATE_MODE0 = 6;
 
 FGD_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   const uint64_t p = static_cast<uint64_t>(a) * b;

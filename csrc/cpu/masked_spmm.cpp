@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/vector_math.h"  // before gates.h: its exp/log calls vectorise
 #include "gates.h"
 #include "philox.h"
 
@@ -53,17 +54,27 @@ struct GateParams {
 };
 
 // The same for gate kind kKind (mode GATE_MODE0 + kKind) from the logits phi: gate_eval's value and
-// derivative. concrete_st's binary value is arm_pos's comparison with torch's q, as gate_eval
-// defines it, so its decisions are bit-identical to the reference's (and to arm_pos).
+// derivative in one simd loop (cpu/vector_math.h). The loop always runs all kPhiloxBlock lanes (a
+// tail block zero-padded): vector libm rounds differently from scalar libm in the last bit, and an
+// edge must get the same value wherever its block starts (sample_mask's [K, E] rows, each layer's
+// propagation, the backward's regeneration). concrete_st's binary value is arm_pos's comparison
+// with torch's q, as gate_eval defines it, so its decisions are bit-identical to the reference's.
 template <int kKind, typename T>
 inline void gate_block(const T* phi, const T* q, const T* omega, const float* u, int count,
                        GateParams<T> g, T* o, T* dw) {
+  T ph[kPhiloxBlock] = {}, qb[kPhiloxBlock] = {}, z[kPhiloxBlock], dz[kPhiloxBlock];
+  std::copy(phi, phi + count, ph);
+  if (kKind == CONCRETE_ST) std::copy(q, q + count, qb);
+#pragma omp simd
+  for (int l = 0; l < kPhiloxBlock; ++l) {
+    const GateValue<T> v = gate_eval<T>(kKind, ph[l], u[l], g.tau, g.gamma, g.zeta);
+    z[l] = kKind == CONCRETE_ST ? mask_from_probs<T>(ARM_POS, T(1), qb[l], u[l]) : v.z;
+    dz[l] = v.dz;
+  }
   for (int l = 0; l < count; ++l) {
-    const GateValue<T> v = gate_eval<T>(kKind, phi[l], u[l], g.tau, g.gamma, g.zeta);
-    const T z = kKind == CONCRETE_ST ? mask_from_probs<T>(ARM_POS, T(1), q[l], u[l]) : v.z;
     const T om = omega ? omega[l] : T(1);
-    o[l] = z * om;
-    if (dw) dw[l] = v.dz * om;
+    o[l] = z[l] * om;
+    if (dw) dw[l] = dz[l] * om;
   }
 }
 
