@@ -28,6 +28,7 @@ Run: python -m bench.bench_masked_spmm [--device cpu|cuda] [--graphs gowalla] [-
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -234,8 +235,11 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
 
 
 def run(device, graph, dims, quick: bool) -> list[dict]:
-    """The cases of ``benches`` timed in turns: a ratio sees one machine state."""
-    return time_benches(benches(device, graph, dims, quick), device, quick, interleave=True)
+    """The cases of ``benches`` timed in turns: a ratio sees one machine state. Each case records
+    the threads and the machine's load average when the op started (a shared CPU)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cases = time_benches(benches(device, graph, dims, quick), device, quick, interleave=True)
+    return [{**c, "threads": torch.get_num_threads(), "load_avg_1min": load} for c in cases]
 
 
 def main(argv=None) -> int:
