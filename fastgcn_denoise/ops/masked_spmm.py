@@ -7,8 +7,25 @@ The mask z is generated inside the backend from the logits and a Philox stream k
 (seed, offset + edge id); the uniforms are never stored. Convention for per-layer logits of
 shape [K, E]: layer k uses ``offset + k * E`` (see ``layer_offset``).
 
-Gradients flow to ``x_user``, ``x_item``, ``edge_weight`` (all modes) and ``logits`` (``expect``
-mode; the binary modes get their logit gradients from the ARM estimator, not from autograd).
+Modes: the binary masks ``arm_pos``, ``arm_neg``, ``bernoulli``; ``ones``; ``expect`` (sigmoid)
+and ``hard`` (SGCN inference); and the relaxed gates of ``ops.gate`` (``concrete``,
+``concrete_st``, ``hard_concrete``, ``hard_concrete_mean``, with ``temperature``, ``gamma``,
+``zeta``), drawn from the same stream as ``ops.gate(logits, kind, seed, offset)``.
+
+Gradients flow to ``x_user``, ``x_item``, ``edge_weight`` (all modes) and ``logits`` in the modes
+differentiable in phi (``expect`` and the gates): dL/dphi_e = dL/dw_e * omega_e * dz_e/dphi_e, with
+dz/dphi regenerated from the same uniforms in backward (``concrete_st``: the relaxed derivative,
+straight-through). The binary modes get their logit gradients from the ARM estimator, not from
+autograd; ``hard`` (inference) gets none.
+
+Target-edge holdout: ``holdout`` (int64 edge ids, repeats allowed) gives those edges weight 0 in
+this propagation (degrees renormalised on the rest), by zeroing their entries of the w buffer the
+backend builds; the graph is not copied. A held-out edge's logit and weight get zero gradient.
+
+Dtypes: float32 and float64 run as they are. float16 and bfloat16 embeddings are accepted on
+every backend with one rule: masks, weights and degrees in float32, every sum accumulated in
+float32, outputs and gradients in the embeddings' dtype (the triton kernels read half inputs
+directly; the other backends compute on a float32 copy).
 """
 from __future__ import annotations
 
@@ -18,15 +35,23 @@ import torch
 
 from . import reference
 from ._backend import get_backend
-from .reference import MODE_ID, MODES
+from .gates import HARD_CONCRETE_DEFAULTS, _check_params
+from .reference import DIFFERENTIABLE_MODES, GATE_KINDS, MODE_ID, MODES
 
-_SINGLE_MODES = MODES
 _DUAL_MODES = (MODE_ID["arm_pos"], MODE_ID["arm_neg"])
+_DIFFERENTIABLE = frozenset(MODE_ID[m] for m in DIFFERENTIABLE_MODES)
+_HALF = (torch.float16, torch.bfloat16)
+_FLOATS = _HALF + (torch.float32, torch.float64)
 
 
 def layer_offset(offset: int, layer: int, num_edges: int) -> int:
     """Philox counter base of layer ``layer`` when one step draws a [K, E] block of uniforms."""
     return int(offset) + int(layer) * int(num_edges)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype masks, weights and degrees are computed in for embeddings of ``dtype``."""
+    return torch.float32 if dtype in _HALF else dtype
 
 
 def _validate_values() -> bool:
@@ -35,7 +60,31 @@ def _validate_values() -> bool:
     return os.environ.get("FASTGCN_VALIDATE", "0") == "1"
 
 
-def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize):
+def _check_finite(name: str, t: torch.Tensor, where: str = "edge") -> None:
+    # min/max are NaN or inf exactly when some value is: one cheap reduction on the hot path, the
+    # search for the first bad value only on failure.
+    if t.numel() and not torch.isfinite(torch.stack(torch.aminmax(t.detach().reshape(-1)))).all():
+        first = int((~torch.isfinite(t.detach().reshape(-1))).nonzero()[0])
+        raise ValueError(f"{name} has non-finite values (first at {where} {first})")
+
+
+def _check_holdout(graph, holdout, check_values: bool) -> None:
+    if not isinstance(holdout, torch.Tensor) or holdout.dim() != 1 or holdout.dtype not in (
+            torch.int64, torch.int32):
+        what = (f"a {holdout.dim()}-D {holdout.dtype} tensor" if isinstance(holdout, torch.Tensor)
+                else type(holdout).__name__)
+        raise ValueError(f"holdout must be a 1-D int64 tensor of edge ids, got {what}")
+    if holdout.device != graph.device:
+        raise ValueError(f"holdout is on {holdout.device} but the graph is on {graph.device}")
+    if check_values and holdout.numel():
+        bad = (holdout < 0) | (holdout >= graph.num_edges)
+        if bad.any():
+            first = int(bad.nonzero()[0])
+            raise ValueError(f"holdout[{first}] = {int(holdout[first])} is not an edge id "
+                             f"(0 <= id < num_edges = {graph.num_edges})")
+
+
+def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize, holdout):
     if mode not in MODE_ID:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     for name, x, n, what in (("x_user", x_user, graph.num_users, "num_users"),
@@ -45,8 +94,8 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         if x.shape[0] != n:
             raise ValueError(f"{name} has {x.shape[0]} rows but the graph has {what} = {n}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be floating point, got {x.dtype}")
+        if x.dtype not in _FLOATS:
+            raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
         if x.device != graph.device:
             raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; "
                              "use graph.to(device)")
@@ -63,34 +112,41 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
         if not isinstance(t, torch.Tensor) or t.shape != (graph.num_edges,):
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
         if t.device != graph.device:
             raise ValueError(f"{name} is on {t.device} but the graph is on {graph.device}")
-        # min/max are NaN or inf exactly when some value is: one cheap reduction on the hot path,
-        # the search for the first bad edge only on failure.
-        if check_values and not torch.isfinite(torch.stack(torch.aminmax(t))).all():
-            first = int((~torch.isfinite(t)).nonzero()[0])
-            raise ValueError(f"{name} has non-finite values (first at edge {first})")
+        if check_values:
+            _check_finite(name, t)
     if renormalize and edge_weight is not None and check_values and (edge_weight < 0).any():
         first = int((edge_weight < 0).nonzero()[0])
         raise ValueError(f"edge_weight must be >= 0 with renormalize=True (negative at edge {first})")
+    if holdout is not None:
+        _check_holdout(graph, holdout, check_values)
 
 
 class _MaskedSpmm(torch.autograd.Function):
-    """Propagation for M masks drawn from one set of uniforms; outputs M [U, d] then M [I, d]."""
+    """Propagation for M masks drawn from one set of uniforms; outputs M [U, d] then M [I, d].
+
+    ``dtype``: the masks' and degrees' dtype (``compute_dtype`` of the embeddings'); ``gate``:
+    (temperature, gamma, zeta); ``holdout``: int64 edge ids with weight 0, or None.
+    """
 
     @staticmethod
-    def forward(ctx, backend, graph, modes, seed, offset, self_loop, renormalize,
-                x_user, x_item, logits, edge_weight):
-        dtype, device = x_user.dtype, x_user.device
-        w = backend.edge_weights(logits, edge_weight, modes, seed, offset, graph.num_edges, dtype, device)
+    def forward(ctx, backend, graph, modes, seed, offset, gate, self_loop, renormalize, dtype,
+                holdout, x_user, x_item, logits, edge_weight):
+        w = backend.edge_weights(logits, edge_weight, modes, seed, offset, graph.num_edges, dtype,
+                                 x_user.device, gate)
+        if holdout is not None:
+            w.index_fill_(1, holdout, 0)  # the buffer is the backend's own: no graph copy
         r_u, r_i = backend.degree_rsqrt(graph, w, self_loop) if renormalize else (None, None)
         y_u = backend.spmm(graph.rowptr_u, graph.col_item, None, w, r_u, r_i, x_item,
                            x_user if self_loop else None)
         y_i = backend.spmm(graph.rowptr_i, graph.col_user, graph.perm, w, r_i, r_u, x_user,
                            x_item if self_loop else None)
-        ctx.backend, ctx.graph, ctx.modes = backend, graph, modes
+        ctx.backend, ctx.graph, ctx.modes, ctx.gate = backend, graph, modes, gate
         ctx.seed, ctx.offset, ctx.self_loop = seed, offset, self_loop
-        ctx.save_for_backward(w, r_u, r_i, x_user, x_item, logits, edge_weight)
+        ctx.save_for_backward(w, r_u, r_i, x_user, x_item, logits, edge_weight, holdout)
         # One output per mask and side, so a mask whose outputs are unused downstream (the ARM
         # half evaluated without grad) gets None gradients and costs nothing in backward.
         ctx.set_materialize_grads(False)
@@ -99,12 +155,11 @@ class _MaskedSpmm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         be, g = ctx.backend, ctx.graph
-        w, r_u, r_i, x_user, x_item, logits, edge_weight = ctx.saved_tensors
-        need_xu, need_xi, need_phi, need_w = (ctx.needs_input_grad[7], ctx.needs_input_grad[8],
-                                              ctx.needs_input_grad[9], ctx.needs_input_grad[10])
+        w, r_u, r_i, x_user, x_item, logits, edge_weight, holdout = ctx.saved_tensors
+        need_xu, need_xi, need_phi, need_w = ctx.needs_input_grad[10:14]
         num_masks = w.shape[0]
-        expect = [m for m in range(num_masks) if ctx.modes[m] == MODE_ID["expect"]]
-        need_phi = need_phi and bool(expect)  # the binary modes get no autograd logit gradient
+        differentiable = [m for m in range(num_masks) if ctx.modes[m] in _DIFFERENTIABLE]
+        need_phi = need_phi and bool(differentiable)  # the binary modes: no autograd logit gradient
         gx_u = gx_i = g_phi = g_w = None
         gws = {}
         for m in range(num_masks):
@@ -125,93 +180,128 @@ class _MaskedSpmm(torch.autograd.Function):
                 t = be.spmm(g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u,
                             gy_i if ctx.self_loop else None)[0]
                 gx_i = t if gx_i is None else gx_i + t
-            if need_w or (need_phi and m in expect):
-                gws[m] = be.edge_grad(g, w[m], None if r_u is None else r_u[m],
-                                      None if r_i is None else r_i[m], x_user, x_item, gy_u, gy_i,
-                                      ctx.self_loop)
-        if need_w and gws:
-            # z (mask without omega) is regenerated rather than stored: omega may be zero.
-            z = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
-                                w.dtype, w.device)
-            g_w = sum(gw * z[m] for m, gw in gws.items())
-        grads_expect = [gws[m] for m in expect if m in gws]
-        if need_phi and grads_expect:
-            # Only `expect` (z = sigmoid(phi)) is differentiable in phi; see module docstring.
-            p = torch.sigmoid(logits)
-            omega = 1 if edge_weight is None else edge_weight
-            g_phi = sum(grads_expect) * omega * p * (1 - p)
-        return None, None, None, None, None, None, None, gx_u, gx_i, g_phi, g_w
+            if need_w or (need_phi and m in differentiable):
+                gw = be.edge_grad(g, w[m], None if r_u is None else r_u[m],
+                                  None if r_i is None else r_i[m], x_user, x_item, gy_u, gy_i,
+                                  ctx.self_loop)
+                if holdout is not None:  # w = 0 there whatever z and omega: no gradient to them
+                    gw.index_fill_(0, holdout, 0)
+                gws[m] = gw
+        phi_terms = need_phi and any(m in gws for m in differentiable)
+        if gws and (need_w or phi_terms):
+            # z (mask without omega) and dz/dphi are regenerated from the same uniforms rather
+            # than stored (omega may be zero; the uniforms are never stored).
+            out = be.edge_weights(logits, None, ctx.modes, ctx.seed, ctx.offset, g.num_edges,
+                                  w.dtype, w.device, ctx.gate, need_grad=phi_terms)
+            z, dz = out if phi_terms else (out, None)
+            if need_w:
+                g_w = sum(gw * z[m] for m, gw in gws.items())
+            if phi_terms:
+                g_phi = sum(gws[m] * dz[m] for m in differentiable if m in gws)
+                if edge_weight is not None:
+                    g_phi = g_phi * edge_weight
+        return (None,) * 10 + (gx_u, gx_i, g_phi, g_w)
 
 
 def _run(graph, x_user, x_item, logits, modes, seed, offset, edge_weight, self_loop, renormalize,
-         backend):
+         backend, gate, holdout):
     be = get_backend(x_user.device, backend)
-    dtype = x_user.dtype
+    out_dtype = x_user.dtype
+    dtype = compute_dtype(out_dtype)
+    if dtype != out_dtype and not getattr(be, "READS_HALF", False):
+        # Backends without half kernels compute on float32 copies (autograd casts the gradients).
+        x_user, x_item = x_user.to(dtype), x_item.to(dtype)
     if logits is not None and logits.dtype != dtype:
         logits = logits.to(dtype)
     if edge_weight is not None and edge_weight.dtype != dtype:
         edge_weight = edge_weight.to(dtype)
-    return _MaskedSpmm.apply(be, graph, modes, int(seed), int(offset), bool(self_loop),
-                             bool(renormalize), x_user.contiguous(), x_item.contiguous(),
-                             None if logits is None else logits.contiguous(),
-                             None if edge_weight is None else edge_weight.contiguous())
+    if holdout is not None:
+        holdout = holdout.to(torch.int64) if holdout.numel() else None
+    out = _MaskedSpmm.apply(be, graph, modes, int(seed), int(offset),
+                            tuple(float(v) for v in gate), bool(self_loop), bool(renormalize),
+                            dtype, holdout, x_user.contiguous(), x_item.contiguous(),
+                            None if logits is None else logits.contiguous(),
+                            None if edge_weight is None else edge_weight.contiguous())
+    return tuple(y.to(out_dtype) for y in out)
 
 
 def masked_spmm(graph, x_user, x_item, logits=None, mode="ones", seed=0, offset=0,
-                edge_weight=None, self_loop=False, renormalize=True, backend=None):
+                edge_weight=None, self_loop=False, renormalize=True, backend=None, *,
+                temperature=2.0 / 3.0, gamma=-0.1, zeta=1.1, holdout=None):
     """One masked, renormalised propagation in both directions.
 
     Args:
         graph: ``BipartiteGraph`` on the tensors' device.
-        x_user [U, d], x_item [I, d]: float32 or float64 embeddings.
+        x_user [U, d], x_item [I, d]: float32 or float64 embeddings (float16/bfloat16: module
+            docstring).
         logits [E]: mask logits phi (edge-id order); required unless ``mode="ones"``.
-        mode: one of ``ones, arm_pos, arm_neg, bernoulli, expect, hard``.
+        mode: one of ``ones, arm_pos, arm_neg, bernoulli, expect, hard, concrete, concrete_st,
+            hard_concrete, hard_concrete_mean`` (module docstring).
         seed, offset: Philox key and counter base; edge e uses counter ``offset + e``.
         edge_weight [E]: optional learnable weight omega (>= 0 when renormalising).
         self_loop: add the identity to A before normalising (degree + 1).
         renormalize: False gives y = (A ⊙ w) x with no degree normalisation.
         backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
+        temperature, gamma, zeta: the gate modes' temperature (hard concrete's beta) and stretch
+            interval (``ops.gate``); ignored by the other modes.
+        holdout: optional int64 edge ids (repeats allowed) held out of this propagation: weight
+            0, degrees from the remaining edges, zero gradient to their logits and weights.
 
     Returns:
         (y_user [U, d], y_item [I, d]) in x's dtype.
     """
-    _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize)
+    _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize, holdout)
+    if mode in GATE_KINDS:
+        _check_params(mode, temperature, gamma, zeta)
     return _run(graph, x_user, x_item, logits, (MODE_ID[mode],), seed, offset, edge_weight,
-                self_loop, renormalize, backend)
+                self_loop, renormalize, backend, (temperature, gamma, zeta), holdout)
 
 
 def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weight=None,
-                     self_loop=False, renormalize=True, backend=None):
+                     self_loop=False, renormalize=True, backend=None, *, holdout=None):
     """The two antithetic ARM propagations (``arm_pos`` and ``arm_neg``, same uniforms) in one pass.
 
     Returns ((y_user_pos, y_item_pos), (y_user_neg, y_item_neg)), each as ``masked_spmm``'s.
-    Gathered embedding rows are shared between the two halves.
+    Gathered embedding rows are shared between the two halves. ``holdout`` as ``masked_spmm``'s,
+    in both halves.
     """
-    _check_inputs(graph, x_user, x_item, logits, edge_weight, "arm_pos", renormalize)
+    _check_inputs(graph, x_user, x_item, logits, edge_weight, "arm_pos", renormalize, holdout)
     pos_u, neg_u, pos_i, neg_i = _run(graph, x_user, x_item, logits, _DUAL_MODES, seed, offset,
-                                      edge_weight, self_loop, renormalize, backend)
+                                      edge_weight, self_loop, renormalize, backend,
+                                      tuple(HARD_CONCRETE_DEFAULTS.values()), holdout)
     return (pos_u, pos_i), (neg_u, neg_i)
 
 
-def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None):
+def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None, *,
+                temperature=2.0 / 3.0, gamma=-0.1, zeta=1.1):
     """The mask z the propagation would use: [E] for logits [E], [K, E] for per-layer logits.
 
-    Row k of [K, E] logits uses counters ``offset + k * E + e`` (``layer_offset``).
+    Row k of [K, E] logits uses counters ``offset + k * E + e`` (``layer_offset``), i.e. the
+    flat index: the gate modes equal ``ops.gate(logits, mode, seed, offset, ...)``. In logits'
+    dtype (computed in float32 for float16/bfloat16).
     """
     if mode not in MODE_ID:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if logits.shape[-1] != graph.num_edges or logits.dim() not in (1, 2):
+    if mode in GATE_KINDS:
+        _check_params(mode, temperature, gamma, zeta)
+    if not isinstance(logits, torch.Tensor) or logits.dim() not in (1, 2) or \
+            logits.shape[-1] != graph.num_edges:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"logits must have shape [num_edges] or [K, num_edges] with num_edges = "
-                         f"{graph.num_edges}, got {tuple(logits.shape)}")
+                         f"{graph.num_edges}, got {shape}")
+    if logits.device != graph.device:
+        raise ValueError(f"logits is on {logits.device} but the graph is on {graph.device}")
+    if logits.is_floating_point() and (logits.device.type == "cpu" or _validate_values()):
+        _check_finite("logits", logits, "flat index")
     be = get_backend(logits.device, backend)
-    rows = logits.reshape(-1, graph.num_edges)
-    dtype = logits.dtype if logits.is_floating_point() else torch.float32
-    z = torch.stack([
-        be.edge_weights(rows[k].contiguous(), None, (MODE_ID[mode],), int(seed),
-                        layer_offset(offset, k, graph.num_edges), graph.num_edges, dtype,
-                        logits.device)[0]
-        for k in range(rows.shape[0])])
-    return z.reshape(logits.shape)
+    out_dtype = logits.dtype if logits.is_floating_point() else torch.float32
+    dtype = compute_dtype(out_dtype)
+    # Counter offset + k E + e is offset + the flat index: one draw over the flattened logits.
+    z = be.edge_weights(logits.detach().reshape(-1).to(dtype).contiguous(), None, (MODE_ID[mode],),
+                        int(seed), int(offset), logits.numel(), dtype, logits.device,
+                        (float(temperature), float(gamma), float(zeta)))[0]
+    return z.reshape(logits.shape).to(out_dtype)
 
 
-__all__ = ["masked_spmm", "masked_spmm_dual", "sample_mask", "layer_offset", "reference"]
+__all__ = ["masked_spmm", "masked_spmm_dual", "sample_mask", "layer_offset", "compute_dtype",
+           "reference"]
