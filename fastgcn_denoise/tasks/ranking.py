@@ -73,7 +73,7 @@ class RankingTask:
         Noise goes in before the split: validation is drawn from the observed (noisy) training
         pairs, as it would be on real data where the noise is unknown. Test stays clean.
         """
-        data = load_dataset(config.data, seed=config.seed)
+        data = load_dataset(config.data, seed=config.seed, unseen=config.unseen)
         if config.features:
             # Item content is read by data/features.py (GRCN), which has not landed yet.
             raise ValueError("--features: item content matrices are not supported by this build "
