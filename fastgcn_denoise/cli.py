@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 
-from . import __version__, config
+from . import __version__, _runtime, config
 
 PROG = "fastgcn-denoise"
 
@@ -431,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    _runtime.configure()  # OpenMP's environment, before torch loads (see _runtime)
     from .ops import BackendUnavailable
 
     try:
