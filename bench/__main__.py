@@ -10,7 +10,9 @@ and where it was imported from), the measured copy bandwidth per thread count, t
 every case (threads, median/min/max ms, ratio to its peer, GB/s and fraction of the copy
 bandwidth where a bytes model is stated, or the reason it was skipped); a PNG of the speedups
 next to it. Prints the side-by-side markdown table; ``--readme`` also writes it between the bench
-markers of README.md. ``--threads 1 2`` runs every case at each thread count.
+markers of README.md. ``--threads 1 2`` runs every case at each thread count. The cases of an op
+are timed in turns (one call of each per round), so a ratio is not a measure of the drift of a
+shared machine between two cases.
 
 It measures the installed package (``bench/__init__.py`` puts the repository root behind
 site-packages). It refuses to start (exit 2) when the backend it measures on the device (cpu:
@@ -74,7 +76,9 @@ def run_op(op: str, device, graph, dims, quick: bool) -> tuple[list[dict], str |
         if hasattr(module, "run"):  # a module that derives cases from its timings
             cases = module.run(device, graph, dims, quick)
         else:
-            cases = time_benches(module.benches(device, graph, dims, quick), device, quick)
+            # In turns: a case and its peers see the same machine state (a shared machine drifts).
+            cases = time_benches(module.benches(device, graph, dims, quick), device, quick,
+                                 interleave=True)
     except Exception as exc:  # noqa: BLE001 - recorded, and the exit status says so
         if not isinstance(exc, fops.BackendUnavailable):
             traceback.print_exc()
