@@ -2,6 +2,7 @@
 from . import reference
 from ._backend import BACKENDS, BackendUnavailable, availability, get_backend, resolve_name
 from .arm_grad import ESTIMATORS, arm_grad
+from .cosine_attention import cosine_attention
 from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
@@ -13,5 +14,5 @@ __all__ = [
     "BACKENDS", "BackendUnavailable", "availability", "get_backend", "resolve_name",
     "layer_offset", "masked_spmm", "masked_spmm_dual", "sample_mask", "reference",
     "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
-    "CSRPattern", "weighted_spmm", "directed_spmm",
+    "CSRPattern", "weighted_spmm", "directed_spmm", "cosine_attention",
 ]
