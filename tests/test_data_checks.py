@@ -94,7 +94,9 @@ def test_test_pairs_already_in_train_are_dropped_with_a_warning(tmp_path):
 
 # ------------------------------------------------------------------ 3. items never seen in train
 def test_test_items_beyond_the_train_range_are_dropped_and_leave_the_item_space(tmp_path):
-    clean = make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1)
+    # Without item content: with features, their rows are the item ids and the space stays.
+    clean = dataclasses.replace(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8,
+                                               seed=1), features=None)
     clean = check_splits(clean)
     # The same data with 30 extra test pairs on 15 items that never occur in train, whose ids
     # lie beyond the training item range: they grew the item space with untrained rows.
