@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 
-from . import __version__, config
+from . import __version__, _runtime, config
 
 PROG = "fastgcn-denoise"
 
@@ -98,7 +99,8 @@ def _add_info(p):
 def _run_info(args) -> int:
     import torch
 
-    from .ops import BACKENDS, availability
+    from .ops import BACKENDS, BackendUnavailable, availability, resolve_name
+    from .ops._backend import ENV_VAR, requested_backend
 
     print(f"fastgcn-denoise {__version__}")
     print(f"python {platform.python_version()}, torch {torch.__version__}", end="")
@@ -113,12 +115,20 @@ def _run_info(args) -> int:
         print(f"cuda: {torch.cuda.get_device_name(0)} (torch CUDA {torch.version.cuda})")
     else:
         print("cuda: not available (torch.cuda.is_available() is False)")
+    forced = os.environ.get(ENV_VAR)
+    print(f"{ENV_VAR}: " + (f"{forced!r} (every op is forced onto it)" if forced
+                            else "not set (each op picks the best backend for its tensors)"))
     for device in devices:
         avail = availability(device)
         print(f"backends for {device} tensors:")
         for name in BACKENDS:
             why = avail[name]
             print(f"  {name:10s} {'available' if why is None else 'unavailable: ' + why}")
+        try:
+            print(f"ops on {device} tensors run on: {resolve_name(torch.device(device))}")
+        except BackendUnavailable as exc:
+            print(f"ops on {device} tensors fail: {exc}")
+    requested_backend()  # a value that is no backend at all: the error line, exit status 2
     return 0
 
 
@@ -421,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    _runtime.configure()  # OpenMP's environment, before torch loads (see _runtime)
     from .ops import BackendUnavailable
 
     try:

@@ -32,6 +32,7 @@ import torch
 
 from . import config as cfgmod
 from .config import option
+from .data.checks import UNSEEN
 from .eval import DEFAULT_KS
 from .models import model_entry, plugin_entry
 from .ops import BACKENDS, get_backend, resolve_name
@@ -80,6 +81,10 @@ class TrainConfig:
                                          "for validation when the data has none (0: no "
                                          "validation; then --select last)", min=0, max=1,
                                    max_open=True)
+    unseen: str = option("drop", "valid/test interactions whose user or item has no training "
+                                 "interaction: drop them (not evaluated), keep them (evaluated "
+                                 "untrained, as some papers' code does) or refuse the data",
+                         choices=UNSEEN)
     ks: tuple = option(DEFAULT_KS, "ranking cut-offs; the first selects the model", min=1,
                        metavar="K,K,...", resumable=True)
     eval_batch: int = option(512, "users scored at once in evaluation", min=1, metavar="USERS",

@@ -1,6 +1,7 @@
 """The in-memory form of a recommendation data set: id spaces, splits, planted/injected noise."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -8,6 +9,10 @@ import numpy as np
 from ..graph import BipartiteGraph
 
 Pairs = tuple  # (users int64 [n], items int64 [n]) numpy arrays
+
+# Fields holding one value per training pair (same order as ``train``): subsetting train
+# subsets them too (``InteractionData.take_train``).
+PER_TRAIN_PAIR = ("noise",)
 
 
 @dataclass
@@ -20,6 +25,11 @@ class InteractionData:
     arbitrary ids, so exports can be written back in the input's own ids.
     ``features`` maps a modality name to its item content matrix (float32 [num_items, width], row
     i = item i; see ``data/features.py``), or is None when the data set has no content.
+
+    ``meta["warnings"]`` lists, as sentences, what the loaders and splits repaired or found
+    suspicious (duplicates dropped, held-out pairs that could not be evaluated, ...; see
+    ``data/checks.py``); ``meta["checks"]`` has the counts behind them. The trainer prints the
+    warnings and writes them to metrics.json.
     """
 
     name: str
@@ -33,6 +43,18 @@ class InteractionData:
     item_ids: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     features: dict | None = None
+
+    def take_train(self, keep: np.ndarray) -> InteractionData:
+        """A copy whose ``train`` (and every per-training-pair field) is ``train[keep]``.
+
+        ``keep``: bool [n_train] or int64 indices. ``meta`` is copied (not shared).
+        """
+        changes = {"train": (self.train[0][keep], self.train[1][keep]), "meta": dict(self.meta)}
+        for name in PER_TRAIN_PAIR:
+            values = getattr(self, name)
+            if values is not None:
+                changes[name] = np.asarray(values)[keep]
+        return dataclasses.replace(self, **changes)
 
     def train_graph(self) -> BipartiteGraph:
         return BipartiteGraph(self.train[0], self.train[1], self.num_users, self.num_items)

@@ -74,7 +74,7 @@ class RankingTask:
         Noise goes in before the split: validation is drawn from the observed (noisy) training
         pairs, as it would be on real data where the noise is unknown. Test stays clean.
         """
-        data = load_dataset(config.data, seed=config.seed)
+        data = load_dataset(config.data, seed=config.seed, unseen=config.unseen)
         # Item content (GRCN): the --features matrices, else *_feat.npy beside train.txt; the
         # item count grows to the feature rows when items without interactions have content.
         data = resolve_features(data, config.features, config.data)
