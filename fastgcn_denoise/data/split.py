@@ -64,4 +64,6 @@ def validation_split(data: InteractionData, fraction: float = 0.1,
         meta["valid_noise"] = int(noise[out].sum())
     return dataclasses.replace(
         data, train=(users[keep], items[keep]), valid=(users[out], items[out]),
-        noise=None if noise is None else noise[keep], meta=meta)
+        noise=None if noise is None else noise[keep],
+        noise_type=None if data.noise_type is None else np.asarray(data.noise_type)[keep],
+        meta=meta)
