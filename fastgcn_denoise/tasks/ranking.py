@@ -71,15 +71,20 @@ class RankingTask:
         """Load, inject noise (into train), split validation off train, build graphs.
 
         Noise goes in before the split: validation is drawn from the observed (noisy) training
-        pairs, as it would be on real data where the noise is unknown. Test stays clean.
+        pairs, as it would be on real data where the noise is unknown. Test stays clean. The
+        built-in data's validation is clean by default (``--validation``).
         """
-        data = load_dataset(config.data, seed=config.seed)
+        # The built-in generator draws a clean validation split itself (like test) unless the
+        # realistic noisy one is asked for; validation_split keeps a split the data has.
+        generator = {} if config.data is not None else {
+            "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0}
+        data = load_dataset(config.data, seed=config.seed, **generator)
         if config.features:
             # Item content is read by data/features.py (GRCN), which has not landed yet.
             raise ValueError("--features: item content matrices are not supported by this build "
                              "yet (no model here reads them)")
         if config.noise > 0:
-            data = inject_noise(data, config.noise, seed=config.seed)
+            data = inject_noise(data, config.noise, seed=config.seed, kind=config.noise_kind)
         if config.valid_fraction > 0:
             data = validation_split(data, config.valid_fraction, seed=config.seed)
         device = torch.device(config.device)
