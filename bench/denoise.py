@@ -108,7 +108,7 @@ DENOISERS = {d.name: d for d in [
     Denoiser("sgcn", "S-LightGCN as the paper: ARM masks, beta = gamma = 1e-3",
              model="s-lightgcn"),
     Denoiser("mask-free", "gumbel straight-through, free per-edge logits, holdout, keep 0.85",
-             plugins=("mask",), options={"mask_head": "free", "mask_lr": 0.05}),
+             plugins=("mask",), options={"mask_head": "free", "mask_head_lr": 0.05}),
     Denoiser("mask-score", "gumbel straight-through, score head a_k z(<f_u,f_i>) + b_k, "
              "holdout, keep 0.85", plugins=("mask",), options={"mask_head": "score"}),
     Denoiser("mask-linear", "gumbel straight-through, score + log-degree head, holdout, keep 0.85",

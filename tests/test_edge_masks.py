@@ -181,7 +181,7 @@ def test_mask_and_holdout_plugins_in_the_trainer(tmp_path):
     common = dict(data=str(tmp_path / "d.npz"), epochs=3, eval_every=1, lr=1e-2, progress=False,
                   verbose=False)
     cfg = make_config("lightgcn", plugins=["mask"], out=str(tmp_path / "m"), mask_warmup=1.0,
-                      mask_head="linear", target_keep=0.8, mask_lr=0.05, **common)
+                      mask_head="linear", target_keep=0.8, mask_head_lr=0.05, **common)
     result = train(cfg)
     assert result["test"]["recall@20"] > 0
     _, _, prep, model = restore_run(tmp_path / "m" / "checkpoint.pt")

@@ -225,8 +225,10 @@ class MaskConfig:
                                      "must mean something first)", min=0, metavar="EPOCHS")
     mask_init_keep: float = option(0.9, "mask: initial keep probability (without a target)",
                                    min=0, max=1, min_open=True, max_open=True, metavar="P")
-    mask_lr: float = option(1e-2, "mask: Adam learning rate of the mask head", min=0,
-                            min_open=True, resumable=True)
+    mask_head_lr: float = option(1e-2, "mask: Adam learning rate of the mask head", min=0,
+                                 min_open=True, resumable=True)
+    mask_targets: bool = option(False, "mask: also weight each positive's BPR term by its keep "
+                                       "probability (detached), so likely noise is not learned")
 
 
 class Holdout(Plugin):
@@ -249,7 +251,7 @@ class EdgeMask(Plugin):
     def __init__(self, model, num_edges: int, estimator: str = "gumbel", head: str = "score",
                  holdout: bool = True, temperature: float = 0.5, target_keep: float | None = 0.85,
                  l0: float = 0.0, warmup_epochs: float = 2.0, init_keep: float = 0.9,
-                 lr: float = 1e-2):
+                 lr: float = 1e-2, targets: bool = False):
         super().__init__()
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r}; choose one of "
@@ -265,6 +267,7 @@ class EdgeMask(Plugin):
         self.control = KeepControl(target_keep, l0)
         self.head = MaskHead(head, self.num_layers, self.num_edges, init_keep)
         self.warmup_examples, self.lr = warmup_epochs * self.num_edges, float(lr)
+        self.targets = bool(targets)
         self.examples = 0           # training examples seen (in the extra state)
         self._model = weakref.ref(model)  # not a submodule: the backbone owns this plug-in
         self._embeddings = None     # (f_user, f_item) detached, from the last training step
@@ -343,16 +346,29 @@ class EdgeMask(Plugin):
         return {"edge_weight": z * hold["edge_weight"] if hold else z}
 
     def extra_loss(self, model, graph, layers, batch):
-        """Remember the final embeddings (the heads' next input); the L0 term when on."""
+        """Remember the final embeddings (the heads' next input); the L0 term and the positives'
+        reweighting when on."""
         seed, logits, _ = self._step
         if self.training:
             self.examples += int(batch.users.shape[0])
             if self.head.amortised:
                 with torch.no_grad():
                     self._embeddings = tuple(x.detach() for x in model.readout(layers))
-        if logits is None or self.control.l0 == 0:
-            return {}
-        return {"l0": self.control.l0 * self.keep_prob(logits).mean()}
+        terms = {}
+        if logits is None:
+            return terms
+        if self.control.l0 > 0:
+            terms["l0"] = self.control.l0 * self.keep_prob(logits).mean()
+        if self.targets and self.training:
+            # mean_b keep_b * bpr_b = the backbone's mean bpr_b + this correction
+            ids = edge_ids(graph, batch.users, batch.pos)
+            keep = self.keep_prob(logits.detach()[:, ids]).mean(0)
+            items = torch.cat([batch.pos, batch.neg])
+            u, it = model.readout([(x_u[batch.users], x_i[items]) for x_u, x_i in layers])
+            n = batch.pos.shape[0]
+            bpr = torch.nn.functional.softplus((u * it[n:]).sum(-1) - (u * it[:n]).sum(-1))
+            terms["targets"] = ((keep - 1) * bpr).mean()
+        return terms
 
 
 @register_plugin("holdout", config=HoldoutConfig,
@@ -368,4 +384,4 @@ def build_holdout(cfg: HoldoutConfig, model, ctx) -> Holdout:
 def build_mask(cfg: MaskConfig, model, ctx) -> EdgeMask:
     return EdgeMask(model, ctx.train.num_edges, cfg.mask_estimator, cfg.mask_head,
                     cfg.mask_holdout, cfg.mask_temperature, cfg.target_keep, cfg.mask_l0,
-                    cfg.mask_warmup, cfg.mask_init_keep, cfg.mask_lr)
+                    cfg.mask_warmup, cfg.mask_init_keep, cfg.mask_head_lr, cfg.mask_targets)
