@@ -107,21 +107,23 @@ DENOISERS = {d.name: d for d in [
     Denoiser("holdout", "LightGCN with target-edge holdout only", plugins=("holdout",)),
     Denoiser("sgcn", "S-LightGCN as the paper: ARM masks, beta = gamma = 1e-3",
              model="s-lightgcn"),
-    Denoiser("mask-free", "gumbel straight-through, free per-edge logits, holdout, keep 0.85",
-             plugins=("mask",), options={"mask_head": "free", "mask_head_lr": 0.05}),
-    Denoiser("mask-score", "gumbel straight-through, score head a_k z(<f_u,f_i>) + b_k, "
-             "holdout, keep 0.85", plugins=("mask",), options={"mask_head": "score"}),
-    Denoiser("mask-linear", "gumbel straight-through, score + log-degree head, holdout, keep 0.85",
-             plugins=("mask",), options={"mask_head": "linear"}),
-    Denoiser("mask-targets", "mask-score, and each positive's BPR term weighted by its keep "
-             "probability", plugins=("mask",), options={"mask_targets": True}),
-    Denoiser("mask-hc", "hard concrete, score head, holdout, keep 0.85", plugins=("mask",),
+    Denoiser("mask", "--mask defaults: gumbel straight-through, score head a_k z_u(<f_u,f_i>) + "
+             "b_k, holdout, keep 0.85, positives weighted by their keep probability",
+             plugins=("mask",)),
+    Denoiser("mask-score", "--mask with the positives unweighted (mask_targets off)",
+             plugins=("mask",), options={"mask_targets": False}),
+    Denoiser("mask-free", "--mask with free per-edge logits", plugins=("mask",),
+             options={"mask_head": "free", "mask_head_lr": 0.05}),
+    Denoiser("mask-linear", "--mask with the score + log-degree head", plugins=("mask",),
+             options={"mask_head": "linear"}),
+    Denoiser("mask-hc", "--mask with hard concrete gates", plugins=("mask",),
              options={"mask_estimator": "hard_concrete", "mask_temperature": 2 / 3}),
+    Denoiser("mask-noholdout", "--mask without the target-edge holdout", plugins=("mask",),
+             options={"mask_holdout": False}),
     Denoiser("item-knn", "leave-user-out item-kNN similarity (no training)",
              scorer=item_knn_scores),
 ]}
-DEFAULT_DENOISERS = ("lightgcn", "oracle", "holdout", "sgcn", "mask-free", "mask-score",
-                     "mask-linear", "item-knn")
+DEFAULT_DENOISERS = ("lightgcn", "oracle", "holdout", "sgcn", "mask", "mask-free", "item-knn")
 
 
 # ---------------------------------------------------------------------- data settings
@@ -262,24 +264,16 @@ def run_one(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
     types = data.noise_types_per_edge(graph)
     t0 = time.perf_counter()
     if denoiser.scorer is not None:
-        record.update(score_report(_mean_keep(denoiser.scorer(graph)), types, setting.kind, None))
+        scores = denoiser.scorer(graph)
+        record.update(score_report(_mean_keep(scores), types, setting.kind, None))
+        if args.retrain is not None:
+            record["retrain"] = _retrain(data, graph, record_keep(scores), types, setting, args,
+                                         folder)
         record["seconds"] = time.perf_counter() - t0
         return record
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "data.npz"
-    save_npz(_without_noise(data) if denoiser.oracle else data, path)
-    options = dict(epochs=args.epochs, lr=args.lr, eval_every=args.eval_every,
-                   patience=args.patience, seed=setting.seed, out=str(folder / "run"),
-                   progress=False, verbose=False, valid_fraction=0.1)
-    options.update(denoiser.options)
-    options.update({k: v for k, v in args.settings.items() if k in _fields_of(denoiser)})
-    config = make_config(denoiser.model, plugins=denoiser.plugins, data=str(path), **options)
-    result = train(config)
-    record.update({"test": {k: result["test"][k] for k in ("recall@20", "ndcg@20")},
-                   "selected_epoch": result["selection"]["epoch"],
-                   "epochs_run": result["epochs_run"],
-                   "seconds_per_epoch": result["timing"]["seconds_per_epoch"]})
-    _, _, prep, model = restore_run(folder / "run" / "checkpoint.pt")
+    record.update(_train(denoiser, _without_noise(data) if denoiser.oracle else data, setting,
+                         args, folder / "run"))
+    _, _, prep, model = restore_run(folder / "run" / "checkpoint.pt", device=args.device)
     model.eval()
     with torch.no_grad():
         f_user, f_item = model(prep.train)
@@ -289,25 +283,141 @@ def run_one(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
     record["score_auc"] = score_report(_mean_keep(own), prep_types, setting.kind, None).get("auc")
     if keep is not None:
         record.update(score_report(_mean_keep(keep), prep_types, setting.kind, args.threshold))
+        if args.retrain is not None:
+            record["retrain"] = _retrain(prep.data, prep.train, record_keep(keep), prep_types,
+                                         setting, args, folder)
     record["seconds"] = time.perf_counter() - t0
     return record
 
 
-def generator_record(setting: Setting, data: InteractionData) -> dict:
-    """The likelihood-ratio ceiling of the setting (built-in data only)."""
+def retrain_cached(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
+                   folder: Path) -> dict:
+    """``_retrain`` for a finished run: its keep scores recomputed (scorer) or restored."""
+    if denoiser.scorer is not None:
+        graph = data.train_graph()
+        return _retrain(data, graph, record_keep(denoiser.scorer(graph)),
+                        data.noise_types_per_edge(graph), setting, args, folder)
+    _, _, prep, model = restore_run(folder / "run" / "checkpoint.pt", device=args.device)
+    model.eval()
+    with torch.no_grad():
+        keep = model.keep_scores(prep.train)
+    return _retrain(prep.data, prep.train, record_keep(keep),
+                    prep.data.noise_types_per_edge(prep.train), setting, args, folder)
+
+
+def record_keep(scores) -> np.ndarray:
+    """The mean keep score per edge [E] (float64) of [E] or [K, E] scores."""
+    return _mean_keep(scores).mean(0)
+
+
+def _train(denoiser: Denoiser, data: InteractionData, setting: Setting, args, out: Path) -> dict:
+    """Train ``denoiser`` on ``data`` (written as ``out``.npz) with the benchmark's budget."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f"{out.name}.npz"
+    save_npz(data, path)
+    options = dict(epochs=args.epochs, lr=args.lr, eval_every=args.eval_every,
+                   patience=args.patience, seed=setting.seed, out=str(out), progress=False,
+                   verbose=False, valid_fraction=0.1, device=args.device)
+    options.update(denoiser.options)
+    options.update({k: v for k, v in args.settings.items() if k in _fields_of(denoiser)})
+    config = make_config(denoiser.model, plugins=denoiser.plugins, data=str(path), **options)
+    result = train(config)
+    return {"test": {k: result["test"][k] for k in ("recall@20", "ndcg@20")},
+            "selected_epoch": result["selection"]["epoch"], "epochs_run": result["epochs_run"],
+            "seconds_per_epoch": result["timing"]["seconds_per_epoch"]}
+
+
+def _retrain(data: InteractionData, graph, keep: np.ndarray, types, setting: Setting, args,
+             folder: Path) -> dict:
+    """LightGCN trained on ``data`` minus the ``args.retrain`` share of its training pairs with
+    the lowest keep scores (the two-stage use of a denoiser: ``denoise``, then train on
+    cleaned.*): its test metrics and the removed set's precision."""
+    users, items = (t.cpu().numpy() for t in graph.edges())
+    drop = np.argsort(keep, kind="stable")[:round(args.retrain * keep.shape[0])]
+    gone = np.isin(data.train[0] * data.num_items + data.train[1],
+                   users[drop] * data.num_items + items[drop])
+    cleaned = dataclasses.replace(
+        data, train=(data.train[0][~gone], data.train[1][~gone]),
+        noise=None if data.noise is None else np.asarray(data.noise)[~gone],
+        noise_type=None if data.noise_type is None else np.asarray(data.noise_type)[~gone])
+    out = _train(DENOISERS["lightgcn"], cleaned, setting, args, folder / "retrain")
+    out["removed"] = int(gone.sum())
+    if types is not None:
+        out["removed_precision"] = float((types[drop] > 0).mean()) if drop.size else None
+    return out
+
+
+def _topic_mixture(theta: np.ndarray, weights: np.ndarray, users, items) -> np.ndarray:
+    p_ik = weights / weights.sum(axis=0, keepdims=True)
+    return np.einsum("nk,nk->n", theta[users], p_ik[items])
+
+
+def known_items_odds(model: GeneratorModel, users, items, types, user_concentration: float,
+                     iterations: int = 30) -> dict:
+    """Noise odds per type with the items' latent variables known exactly but each user's topic
+    mixture estimated from its own training pairs, leaving the scored pair out.
+
+    The user mixtures come from EM on the mixture (1 - ρ) Σ_k θ_uk P(i | k) + Σ_t ρ_t P_t(i | u)
+    with the true noise shares ρ_t and a Dirichlet(user_concentration) prior (posterior-mean
+    update); a pair is then scored by P_t(i | u) / Σ_k θ^(-e)_uk P(i | k) with its own
+    responsibility removed from θ. This is the best a detector that must learn the users' taste
+    from their (noisy) interactions can hope for even with perfect item knowledge: the reachable
+    bound, below the generator's ceiling.
+    """
+    weights = {"preference": model.pop[:, None] * model.q,
+               "near_topic": model.pop[:, None] * model.q ** model.near_topic_temperature}
+    shares = {name: float((types == code).mean()) for name, code in NOISE_CODE.items()
+              if (types == code).any()}
+    clean_share = 1.0 - sum(shares.values())
+    theta = np.full_like(model.theta, 1.0 / model.theta.shape[1])
+
+    def components(th):
+        noise = sum(rho * (_topic_mixture(th, weights["near_topic"], users, items)
+                           if name == "near_topic" else model.noise(name, users, items))
+                    for name, rho in shares.items())
+        return _topic_mixture(th, weights["preference"], users, items), noise
+
+    p_ik = weights["preference"] / weights["preference"].sum(axis=0, keepdims=True)
+    for _ in range(iterations):
+        pref, noise = components(theta)
+        pk = theta[users] * p_ik[items]                                    # [E, K]
+        resp = pk * (clean_share / (clean_share * pref + noise))[:, None]  # P(topic k, clean | e)
+        counts = np.zeros_like(theta)
+        np.add.at(counts, users, resp)
+        theta = (counts + user_concentration) / (counts + user_concentration).sum(1, keepdims=True)
+    own = counts[users] - resp
+    theta_loo = (own + user_concentration) / (own + user_concentration).sum(1, keepdims=True)
+    pref = np.einsum("nk,nk->n", theta_loo, p_ik[items])
+    out = {}
+    for name in shares:
+        noise = (np.einsum("nk,nk->n", theta_loo, (weights["near_topic"] / weights["near_topic"]
+                                                     .sum(axis=0, keepdims=True))[items])
+                 if name == "near_topic" else model.noise(name, users, items))
+        out[name] = noise / np.maximum(pref, 1e-300)
+    return out
+
+
+def generator_records(setting: Setting, data: InteractionData) -> list[dict]:
+    """The generator's two bounds for the setting (built-in data only), as rows ``generator``
+    (the likelihood-ratio ceiling: the true preferences known) and ``known items`` (the
+    reachable bound of ``known_items_odds``: the users' taste estimated from their
+    interactions)."""
     graph = data.train_graph()
     types = data.noise_types_per_edge(graph)
     users, items = (t.numpy() for t in graph.edges())
     model = GeneratorModel.of(data)
-    record = {"denoiser": "generator", "kind": setting.kind, "ratio": setting.ratio,
-              "seed": setting.seed, "auc": {}}
+    estimated = known_items_odds(model, users, items, types,
+                                 data.meta["generator"]["user_concentration"])
+    rows = [{"denoiser": name, "kind": setting.kind, "ratio": setting.ratio,
+             "seed": setting.seed, "auc": {}} for name in ("generator", "known items")]
     for name, code in NOISE_CODE.items():
         mine = types == code
         if mine.any():
             sel = (types == 0) | mine
-            record["auc"][name] = roc_auc(model.noise_odds(name, users[sel], items[sel]),
-                                          mine[sel])
-    return record
+            rows[0]["auc"][name] = roc_auc(model.noise_odds(name, users[sel], items[sel]),
+                                           mine[sel])
+            rows[1]["auc"][name] = roc_auc(estimated[name][sel], mine[sel])
+    return rows
 
 
 # ---------------------------------------------------------------------- aggregation and output
@@ -338,7 +448,11 @@ def aggregate(records: list[dict]) -> list[dict]:
                "dropped": _stat([r.get("dropped") for r in rs]),
                "precision_at_noise_rate": _stat([r.get("precision_at_noise_rate") for r in rs]),
                "dropped_precision": _stat([r.get("dropped_precision") for r in rs]),
-               "dropped_recall": _stat([r.get("dropped_recall") for r in rs])}
+               "dropped_recall": _stat([r.get("dropped_recall") for r in rs]),
+               "retrain_recall@20": _stat([r.get("retrain", {}).get("test", {}).get("recall@20")
+                                           for r in rs]),
+               "retrain_removed_precision": _stat([r.get("retrain", {}).get("removed_precision")
+                                                   for r in rs])}
         rows.append(row)
     return rows
 
@@ -353,14 +467,15 @@ def _fmt(stat, digits=4) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| noise | ratio | denoiser | Recall@20 | NDCG@20 | keep-score AUC | own-score AUC "
-             "| P@noise rate | dropped | precision | recall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| P@noise rate | dropped | precision | recall | retrained Recall@20 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append("| " + " | ".join([
             r["kind"], f"{r['ratio']:g}", r["denoiser"], _fmt(r["recall@20"]), _fmt(r["ndcg@20"]),
             _fmt(r["auc"], 3), _fmt(r["score_auc"], 3), _fmt(r["precision_at_noise_rate"], 2),
             _fmt(r["dropped"], 0),
-            _fmt(r["dropped_precision"], 2), _fmt(r["dropped_recall"], 2)]) + " |")
+            _fmt(r["dropped_precision"], 2), _fmt(r["dropped_recall"], 2),
+            _fmt(r["retrain_recall@20"])]) + " |")
     return "\n".join(lines)
 
 
@@ -393,7 +508,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path | None:
                 xs = [r["ratio"] for r in pts]
                 ax.errorbar(xs, [r[metric]["mean"] for r in pts],
                             yerr=[r[metric]["std"] for r in pts], marker="o", capsize=3,
-                            label=name, linestyle="--" if name in ("generator", "oracle") else "-")
+                            label=name, linestyle="--" if name in ("generator", "known items",
+                                                                   "oracle") else "-")
             ax.set_xlabel("noise ratio (noisy pairs per clean training pair)")
             ax.set_ylabel("test Recall@20" if metric == "recall@20" else "ROC AUC of the keep "
                                                                           "scores")
@@ -427,6 +543,9 @@ def parse_args(argv):
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--patience", type=int, default=4)
+    ap.add_argument("--retrain", type=float, default=None, metavar="F",
+                    help="also train LightGCN on the training pairs minus the share F with the "
+                         "lowest keep scores (two-stage denoising), per denoiser with scores")
     ap.add_argument("--threshold", type=float, default=0.5,
                     help="an edge is dropped when its keep score is <= this in every layer")
     ap.add_argument("--validation", choices=("clean", "noisy"), default="clean",
@@ -442,6 +561,7 @@ def parse_args(argv):
                     metavar="OPTION=VALUE", help="a model or plug-in option for every denoiser "
                                                  "that has it (repeatable), e.g. target_keep=0.8")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--device", default="cpu", help="device to train on: cpu, cuda or cuda:N")
     ap.add_argument("--quick", action="store_true",
                     help="a tiny generated data set, 2 epochs, one seed (tests, CI)")
     ap.add_argument("--runs", default=None, help="run folders (default runs/denoise_bench/<data>)")
@@ -481,7 +601,7 @@ def main(argv=None) -> int:
     data_name = "synthetic" if synthetic else Path(args.data).name
     source = SHARED_DATA / "gowalla" if args.data == "gowalla" else args.data
     name = f"denoise_{data_name}" + ("_injected" if args.inject else "") + \
-        ("_quick" if args.quick else "")
+        ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
     runs = Path(args.runs or f"runs/denoise_bench/{name}")
     sizes = QUICK_SIZES if args.quick else {}
     records = []
@@ -493,7 +613,7 @@ def main(argv=None) -> int:
         data = (synthetic_data(setting, args.validation, sizes, args.inject) if synthetic
                 else real_data(source, setting, args.users, args.min_item))
         if synthetic and setting.ratio > 0:
-            records.append(generator_record(setting, data))
+            records += generator_records(setting, data)
         for dn in args.denoisers:
             done += 1
             denoiser, run_setting, run_data = DENOISERS[dn], setting, data
@@ -508,6 +628,11 @@ def main(argv=None) -> int:
             cache = folder / "record.json"
             if cache.exists() and not args.fresh:
                 record = json.loads(cache.read_text())
+                if args.retrain is not None and "retrain" not in record and \
+                        ("auc" in record or "keep_mean" in record):
+                    record["retrain"] = retrain_cached(denoiser, run_setting, run_data, args,
+                                                       folder)
+                    cache.write_text(json.dumps(record, indent=1))
             else:
                 record = run_one(denoiser, run_setting, run_data, args, folder)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -523,7 +648,7 @@ def main(argv=None) -> int:
     text = table(rows)
     print(text)
     out_dir = Path(args.out or RESULTS)
-    payload = {"environment": environment("cpu"), "shared_machine": True,
+    payload = {"environment": environment(args.device), "shared_machine": True,
                "threads": torch.get_num_threads(), "data": data_name,
                "args": {k: v for k, v in vars(args).items()},
                "denoisers": {n: DENOISERS[n].summary for n in args.denoisers},

@@ -8,10 +8,14 @@
 #   bash bench/gpu_suite.sh OUTDIR
 #
 # Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
-# JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
-# step's exit status and seconds, 124 = timed out); nvidia-smi.txt.
+# JSON is rewritten after every op, so a run cut short keeps what it measured; it includes the
+# mask_step cases: the pathwise mask + holdout step against LightGCN's); denoise.log and
+# denoise_synthetic_injected_cuda.json (the noise benchmark on one setting: LightGCN and the
+# default mask on the built-in data with 20% uniform noise injected); steps.txt (each step's
+# exit status and seconds, 124 = timed out); nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
+# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7"),
+# DENOISE_TIMEOUT (60).
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -40,4 +44,7 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+step denoise "${DENOISE_TIMEOUT:-60}" "$out/denoise.log" \
+    "$py" -u -m bench.denoise --device cuda --inject --types uniform --ratios 0.2 --seeds 0 \
+    --denoisers lightgcn mask --runs "$out/denoise_runs" --out "$out"
 exit $status

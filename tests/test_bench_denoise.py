@@ -73,22 +73,24 @@ def test_subsample():
 
 
 def test_quick_run(tmp_path, capsys):
-    argv = ["--quick", "--types", "uniform", "--denoisers", "lightgcn", "oracle", "mask-score",
+    argv = ["--quick", "--types", "uniform", "--denoisers", "lightgcn", "oracle", "mask",
             "item-knn", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
             "--threads", "1", "--set", "mask_warmup=1"]
     assert bench.main(argv) == 0
     payload = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     rows = {r["denoiser"]: r for r in payload["rows"]}
-    assert set(rows) == {"generator", "lightgcn", "oracle", "mask-score", "item-knn"}
+    assert set(rows) == {"generator", "known items", "lightgcn", "oracle", "mask",
+                         "item-knn"}
     assert rows["generator"]["auc"]["mean"] > 0.8  # the likelihood-ratio ceiling
+    assert 0.6 < rows["known items"]["auc"]["mean"] < rows["generator"]["auc"]["mean"]
     assert rows["item-knn"]["auc"]["mean"] > 0.6 and rows["item-knn"]["recall@20"] is None
     assert rows["lightgcn"]["auc"] is None and rows["lightgcn"]["score_auc"]["mean"] > 0.5
-    for name in ("lightgcn", "oracle", "mask-score"):
+    for name in ("lightgcn", "oracle", "mask"):
         assert 0 < rows[name]["recall@20"]["mean"] < 1
-    mask = next(r for r in payload["runs"] if r["denoiser"] == "mask-score")
+    mask = next(r for r in payload["runs"] if r["denoiser"] == "mask")
     assert 0.0 <= mask["auc"]["uniform"] <= 1.0 and abs(mask["keep_mean"] - 0.85) < 1e-3
     assert (tmp_path / "out" / "denoise_synthetic_quick.png").exists()
-    assert "| uniform | 0.2 | mask-score |" in payload["table"]
+    assert "| uniform | 0.2 | mask |" in payload["table"]
     # a second run reuses the finished runs' records
     capsys.readouterr()
     assert bench.main(argv) == 0

@@ -134,7 +134,15 @@ def test_mask_forward_is_the_gated_holdout_propagation(estimator):
     plain = LightGCN(14, 11, dim=4, num_layers=2)
     plain.load_state_dict({k: v for k, v in model.state_dict().items()
                            if not k.startswith("plugins")})
-    torch.testing.assert_close(terms["loss"], plain.loss(g, batch, spec)["loss"])
+    want = plain.loss(g, batch, spec)
+    torch.testing.assert_close(terms["bpr"], want["bpr"])
+    # mask_targets: each positive's BPR term weighted by its (detached) mean keep probability
+    keep = mask.keep_prob(logits.detach()[:, picked]).mean(0)
+    fu, fi = plain.readout(plain.layer_outputs(g, batch, spec))
+    per = torch.nn.functional.softplus((fu[batch.users] * fi[batch.neg]).sum(1)
+                                       - (fu[batch.users] * fi[batch.pos]).sum(1))
+    torch.testing.assert_close(terms["loss"], (keep * per).mean() + want["reg"])
+    assert terms["targets"] < 0
     terms["loss"].backward()
     assert mask.head.weight.grad is not None and mask.head.weight.grad.abs().sum() > 0
     # evaluation: deterministic gates (gumbel: the Bernoulli's mode; hard concrete: its mean)

@@ -242,7 +242,7 @@ class MaskConfig:
                                    min=0, max=1, min_open=True, max_open=True, metavar="P")
     mask_head_lr: float = option(1e-2, "mask: Adam learning rate of the mask head", min=0,
                                  min_open=True, resumable=True)
-    mask_targets: bool = option(False, "mask: also weight each positive's BPR term by its keep "
+    mask_targets: bool = option(True, "mask: also weight each positive's BPR term by its keep "
                                        "probability (detached), so likely noise is not learned")
 
 
@@ -266,7 +266,7 @@ class EdgeMask(Plugin):
     def __init__(self, model, num_edges: int, estimator: str = "gumbel", head: str = "score",
                  holdout: bool = True, temperature: float = 0.5, target_keep: float | None = 0.85,
                  l0: float = 0.0, warmup_epochs: float = 2.0, init_keep: float = 0.9,
-                 lr: float = 1e-2, targets: bool = False):
+                 lr: float = 1e-2, targets: bool = True):
         super().__init__()
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r}; choose one of "
