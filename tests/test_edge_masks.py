@@ -68,7 +68,7 @@ def test_keep_control_meets_the_target_and_learns_no_common_shift():
                                torch.full((3,), 0.8, dtype=torch.float64))
     # the mean keep is pinned: its gradient in the raw logits vanishes
     (grad,) = torch.autograd.grad(torch.sigmoid(shifted).mean(), phi)
-    assert grad.abs().max() < 1e-9
+    assert grad.abs().max() < 1e-7
     # a common shift of the raw logits changes nothing
     torch.testing.assert_close(KeepControl(0.8).shift(phi.detach() + 3.0), shifted.detach())
     # a loss on some edges still moves them relative to the others
@@ -124,7 +124,7 @@ def test_mask_forward_is_the_gated_holdout_propagation(estimator):
     batch, picked = batch_of(g, 5)
     torch.manual_seed(7)
     terms = model.loss(g, batch)
-    seed, logits, _ = mask._step
+    seed, logits, _, _ = mask._step
     kind = "concrete_st" if estimator == "gumbel" else "hard_concrete"
     stretch = {} if estimator == "gumbel" else {"gamma": -0.1, "zeta": 1.1}
     hold = torch.ones(g.num_edges)

@@ -90,7 +90,7 @@ class GraphRecommender(nn.Module):
         """Optimiser groups: the model's own parameters at ``lr``, then the groups of each
         plug-in that has ``param_groups(lr)`` (e.g. a mask head's learning rate); the other
         plug-ins' parameters train at ``lr``."""
-        own = [p for p in self.parameters()]
+        own = list(self.parameters())
         groups = []
         for plugin in self.plugins:
             if hasattr(plugin, "param_groups"):

@@ -71,11 +71,13 @@ def edge_ids(graph, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return ids
 
 
-def holdout_kwargs(graph, batch, dtype=torch.float32) -> dict:
-    """``masked_spmm`` kwargs that give the batch's positive edges weight 0 ({} without a batch)."""
+def holdout_kwargs(graph, batch, dtype=torch.float32, ids=None) -> dict:
+    """``masked_spmm`` kwargs that give the batch's positive edges weight 0 ({} without a batch);
+    ``ids``: their edge ids when already known."""
     if batch is None:
         return {}
-    ids = edge_ids(graph, batch.users, batch.pos)
+    if ids is None:
+        ids = edge_ids(graph, batch.users, batch.pos)
     if _FUSED:
         return {"holdout": ids}
     w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
@@ -107,12 +109,18 @@ def _degree_features(graph) -> torch.Tensor:
 def _standardise_per_user(graph, x: torch.Tensor) -> torch.Tensor:
     """x [E] standardised within each user's interactions (a user with one has 0)."""
     x = x.detach()
-    users = graph.edge_users()
-    n = graph.deg_u.to(x.dtype).clamp_min(1)
-    mean = torch.zeros(graph.num_users, dtype=x.dtype, device=x.device).index_add_(0, users, x) / n
-    centred = x - mean[users]
-    var = torch.zeros_like(mean).index_add_(0, users, centred * centred) / n
-    return centred / var.sqrt().clamp_min(1e-6)[users]
+    deg, rowptr = graph.deg_u, graph.rowptr_u
+
+    def per_edge(values):  # a user's value on each of its edges (edges are user-major)
+        return torch.repeat_interleave(values, deg, output_size=x.shape[0])
+
+    def user_sums(values):  # segment sums over CSR(R) rows, from one float64 prefix sum
+        c = torch.cat([values.new_zeros(1, dtype=torch.float64), values.double().cumsum(0)])
+        return (c[rowptr[1:]] - c[rowptr[:-1]]).to(x.dtype)
+
+    n = deg.to(x.dtype).clamp_min(1)
+    centred = x - per_edge(user_sums(x) / n)
+    return centred / per_edge((user_sums(centred * centred) / n).sqrt().clamp_min(1e-6))
 
 
 def edge_features(graph, f_user: torch.Tensor, f_item: torch.Tensor, head: str) -> torch.Tensor:
@@ -195,19 +203,20 @@ class KeepControl:
             return logits
         target = self.target_keep
         with torch.no_grad():
+            # warm-started from the last step's shift: usually one or two Newton steps
             x = logits.detach() - offset
             b = self._shift if self._shift is not None and self._shift.shape[0] == x.shape[0] \
                 else torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
             b = b.to(x.dtype)
-            for _ in range(50):
+            for _ in range(30):
                 p = torch.sigmoid(x + b)
                 residual = p.mean(1, keepdim=True) - target
-                if float(residual.abs().max()) < 1e-6:
+                if float(residual.abs().max()) < 1e-5:
                     break
                 slope = (p * (1 - p)).mean(1, keepdim=True).clamp_min(1e-6)
                 b = b - (residual / slope).clamp(-5.0, 5.0)  # damped: the mean is sigmoid-shaped
             self._shift = b
-        shifted = logits + b
+        shifted = logits + b.to(logits.dtype)
         if not shifted.requires_grad:
             return shifted
         p = torch.sigmoid(shifted - offset)
@@ -343,9 +352,13 @@ class EdgeMask(Plugin):
         if layer == 0:  # one draw of logits, seed and holdout per forward pass
             logits = self.logits(graph) if self.active else None
             seed = int(torch.randint(0, 2**62, (1,)).item()) if self.training else 0
-            hold = holdout_kwargs(graph, batch) if self.training and self.holdout else {}
-            self._step = (seed, logits, hold)
-        seed, logits, hold = self._step
+            ids = None  # the batch's positive edges: held out, and reweighted in extra_loss
+            if self.training and batch is not None and (self.holdout or self.targets):
+                ids = edge_ids(graph, batch.users, batch.pos)
+            hold = holdout_kwargs(graph, batch, ids=ids) if ids is not None and self.holdout \
+                else {}
+            self._step = (seed, logits, hold, ids)
+        seed, logits, hold, _ = self._step
         if logits is None:
             return hold
         phi = logits[layer]
@@ -363,25 +376,27 @@ class EdgeMask(Plugin):
     def extra_loss(self, model, graph, layers, batch):
         """Remember the final embeddings (the heads' next input); the L0 term and the positives'
         reweighting when on."""
-        seed, logits, _ = self._step
+        _, logits, _, ids = self._step
+        reweight = self.targets and self.training and logits is not None
+        full = None  # the final embeddings of every node: the heads' input, the reweighted BPR
         if self.training:
             self.examples += int(batch.users.shape[0])
+            if self.head.amortised or reweight:
+                full = model.readout(layers)
             if self.head.amortised:
-                with torch.no_grad():
-                    self._embeddings = tuple(x.detach() for x in model.readout(layers))
+                self._embeddings = tuple(x.detach() for x in full)
         terms = {}
         if logits is None:
             return terms
         if self.control.l0 > 0:
             terms["l0"] = self.control.l0 * self.keep_prob(logits).mean()
-        if self.targets and self.training:
+        if reweight:
             # mean_b keep_b * bpr_b = the backbone's mean bpr_b + this correction
-            ids = edge_ids(graph, batch.users, batch.pos)
             keep = self.keep_prob(logits.detach()[:, ids]).mean(0)
-            items = torch.cat([batch.pos, batch.neg])
-            u, it = model.readout([(x_u[batch.users], x_i[items]) for x_u, x_i in layers])
-            n = batch.pos.shape[0]
-            bpr = torch.nn.functional.softplus((u * it[n:]).sum(-1) - (u * it[:n]).sum(-1))
+            f_user, f_item = full
+            u = f_user[batch.users]
+            bpr = torch.nn.functional.softplus((u * f_item[batch.neg]).sum(-1)
+                                               - (u * f_item[batch.pos]).sum(-1))
             terms["targets"] = ((keep - 1) * bpr).mean()
         return terms
 
