@@ -1,6 +1,7 @@
 """The microbenchmark suite: every op against its peer, side by side, with achieved bandwidth.
 
-    python -m bench [--device cpu|cuda] [--ops masked_spmm arm_grad truncated_svd eval sgcn_step]
+    python -m bench [--device cpu|cuda] [--ops masked_spmm arm_grad truncated_svd eval sgcn_step
+                    mask_step]
                     [--graphs gowalla synth-1e5 synth-1e6 synth-5e7] [--dims 32 64 128]
                     [--threads 1 2] [--quick] [--out bench/results] [--readme]
 
@@ -33,14 +34,14 @@ import torch
 
 from fastgcn_denoise import ops as fops
 
-from . import (bench_arm_grad, bench_cosine_attention, bench_eval, bench_masked_spmm,
-               bench_sgcn_step, bench_truncated_svd)
+from . import (bench_arm_grad, bench_cosine_attention, bench_eval, bench_mask_step,
+               bench_masked_spmm, bench_sgcn_step, bench_truncated_svd)
 from .common import (RESULTS, ROOT, build_graph, copy_bandwidth, describe_device, environment,
                      plot, short_peer, subject_missing, time_benches, write_json)
 
 OPS = {"masked_spmm": bench_masked_spmm, "arm_grad": bench_arm_grad,
        "truncated_svd": bench_truncated_svd, "eval": bench_eval, "sgcn_step": bench_sgcn_step,
-       "cosine_attention": bench_cosine_attention}
+       "cosine_attention": bench_cosine_attention, "mask_step": bench_mask_step}
 GRAPHS = {"cpu": ["synth-1e5", "gowalla", "synth-1e6"],  # small first: a run cut short keeps them
           "cuda": ["synth-1e5", "gowalla", "synth-1e6", "synth-5e7"]}
 DIMS = [32, 64, 128]

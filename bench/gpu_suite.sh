@@ -10,10 +10,13 @@
 # Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
 # JSON is rewritten after every op, so a run cut short keeps what it measured); masks.log and
 # masks/bench_masked_spmm_cuda.json (masked_spmm alone at d = 64); cosine_attention_cuda.json;
-# bench_l0sign_cuda.json; steps.txt (each step's exit status and seconds, 124 = timed out);
+# bench_l0sign_cuda.json; denoise.log and denoise_synthetic_injected_cuda.json (the noise
+# benchmark on one setting: LightGCN and the default mask, built-in data + 20% uniform noise);
+# steps.txt (each step's exit status and seconds, 124 = timed out);
 # nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
 # BENCH_TIMEOUT (180), MASKS_TIMEOUT (60), GRCN_BENCH_TIMEOUT (90), L0SIGN_TIMEOUT (60),
+# DENOISE_TIMEOUT (60),
 # BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
 set -uo pipefail
 
@@ -55,4 +58,7 @@ step cosine_attention "${GRCN_BENCH_TIMEOUT:-90}" "$out/cosine_attention.log" \
 # L0-SIGN: writes bench_l0sign_cuda.json (needs torch_geometric for the peer; skipped otherwise).
 step l0sign "${L0SIGN_TIMEOUT:-60}" "$out/l0sign.log" \
     "$py" -u -m bench.bench_l0sign --device cuda --threads 1 --out "$out"
+step denoise "${DENOISE_TIMEOUT:-60}" "$out/denoise.log" \
+    "$py" -u -m bench.denoise --device cuda --inject --types uniform --ratios 0.2 --seeds 0 \
+    --denoisers lightgcn mask --runs "$out/denoise_runs" --out "$out"
 exit $status

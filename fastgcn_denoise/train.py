@@ -33,6 +33,7 @@ import torch
 from . import config as cfgmod
 from .config import option
 from .data.checks import UNSEEN
+from .data.noise import INJECTED_KINDS
 from .eval import DEFAULT_KS
 from .models import model_entry, plugin_entry
 from .ops import BACKENDS, get_backend, resolve_name
@@ -77,6 +78,13 @@ class TrainConfig:
                                 "device)", kind=str, choices=BACKENDS, resumable=True)
     noise: float = option(0.0, "inject RATIO x |train_u| random false-positive interactions per "
                                "user into train", min=0, max=10, metavar="RATIO")
+    noise_kind: str = option("uniform", "kind of the injected noise: uniform over each user's "
+                                        "absent items, or popularity (in proportion to the "
+                                        "items' training degree)", choices=INJECTED_KINDS)
+    validation: str = option("clean", "built-in data: validation drawn from the generator's true "
+                                      "preferences like test (clean), or from the observed "
+                                      "training pairs, noise included (noisy, as on real data)",
+                             choices=("clean", "noisy"))
     valid_fraction: float = option(0.1, "share of each user's training interactions held out "
                                          "for validation when the data has none (0: no "
                                          "validation; then --select last)", min=0, max=1,

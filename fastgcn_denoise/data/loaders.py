@@ -5,8 +5,9 @@
 
 ``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
 ``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
-``valid_{users,items}``, ``noise`` (bool, per train pair), ``user_ids``/``item_ids`` (original
-ids, int64 or unicode), ``meta`` (a JSON string) and ``feature__<name>`` (float32 item features).
+``valid_{users,items}``, ``noise`` (bool, per train pair), ``noise_type`` (int8, per train
+pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
+``feature__<name>`` (float32 item features).
 """
 from __future__ import annotations
 
@@ -385,6 +386,8 @@ def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
             arrays[f"{split}_items"] = np.asarray(pairs[1], dtype=np.int64)
     if data.noise is not None:
         arrays["noise"] = np.asarray(data.noise, dtype=bool)
+    if data.noise_type is not None:
+        arrays["noise_type"] = np.asarray(data.noise_type, dtype=np.int8)
     for key in ("user_ids", "item_ids"):
         ids = getattr(data, key)
         if ids is not None:
@@ -411,6 +414,7 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
             name=str(f["name"]), num_users=int(f["num_users"]), num_items=int(f["num_items"]),
             train=pairs("train"), test=pairs("test"), valid=pairs("valid"),
             noise=f["noise"] if "noise" in f.files else None,
+            noise_type=f["noise_type"] if "noise_type" in f.files else None,
             user_ids=f["user_ids"] if "user_ids" in f.files else None,
             item_ids=f["item_ids"] if "item_ids" in f.files else None,
             meta=json.loads(str(f["meta"])),

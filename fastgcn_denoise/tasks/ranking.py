@@ -72,14 +72,19 @@ class RankingTask:
         """Load, inject noise (into train), split validation off train, build graphs.
 
         Noise goes in before the split: validation is drawn from the observed (noisy) training
-        pairs, as it would be on real data where the noise is unknown. Test stays clean.
+        pairs, as it would be on real data where the noise is unknown. Test stays clean. The
+        built-in data's validation is clean by default (``--validation``).
         """
-        data = load_dataset(config.data, seed=config.seed, unseen=config.unseen)
+        # The built-in generator draws a clean validation split itself (like test) unless the
+        # realistic noisy one is asked for; validation_split keeps a split the data has.
+        generator = {} if config.data is not None else {
+            "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0}
+        data = load_dataset(config.data, seed=config.seed, unseen=config.unseen, **generator)
         # Item content (GRCN): the --features matrices, else *_feat.npy beside train.txt; the
         # item count grows to the feature rows when items without interactions have content.
         data = resolve_features(data, config.features, config.data)
         if config.noise > 0:
-            data = inject_noise(data, config.noise, seed=config.seed)
+            data = inject_noise(data, config.noise, seed=config.seed, kind=config.noise_kind)
         if config.valid_fraction > 0:
             data = validation_split(data, config.valid_fraction, seed=config.seed)
         device = torch.device(config.device)
