@@ -567,6 +567,9 @@ def parse_args(argv):
     ap.add_argument("--runs", default=None, help="run folders (default runs/denoise_bench/<data>)")
     ap.add_argument("--fresh", action="store_true", help="redo runs that have a record")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
+    ap.add_argument("--tag", default=None,
+                    help="appended to the results' name (denoise_<data>[_u<users>]_<tag>), to "
+                         "say the setting, e.g. popularity")
     args = ap.parse_args(argv)
     synthetic = args.data == "synthetic"
     planted = synthetic and not args.inject
@@ -600,7 +603,8 @@ def main(argv=None) -> int:
     synthetic = args.data == "synthetic"
     data_name = "synthetic" if synthetic else Path(args.data).name
     source = SHARED_DATA / "gowalla" if args.data == "gowalla" else args.data
-    name = f"denoise_{data_name}" + ("_injected" if args.inject else "") + \
+    name = f"denoise_{data_name}" + ("" if synthetic else f"_u{args.users}") + \
+        ("_injected" if args.inject else "") + (f"_{args.tag}" if args.tag else "") + \
         ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
     runs = Path(args.runs or f"runs/denoise_bench/{name}")
     sizes = QUICK_SIZES if args.quick else {}
