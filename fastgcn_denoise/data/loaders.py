@@ -398,8 +398,12 @@ def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0,
     - a directory with ``train.txt`` + ``test.txt``: ``load_lightgcn``;
     - a directory with ``train.csv``/``test.csv`` (or .tsv), or a .csv/.tsv/.txt file:
       ``load_pairs(source, seed=seed, **kwargs)`` (kwargs: sep, header, test_fraction);
-    - a ``.npz`` file: ``load_npz``.
+    - a ``.npz`` file: ``load_npz``;
+    - a RecBole dataset folder or ``.inter`` file (or ``min_rating`` given): ``recbole.load_recbole``.
     """
+    from .recbole import is_recbole, load_recbole  # here: recbole reuses this module's helpers
+    if "min_rating" in synthetic_kwargs or (source is not None and is_recbole(source)):
+        return load_recbole(source, seed=seed, **synthetic_kwargs)
     if source is None or str(source) == "synthetic":
         from .synthetic import make_synthetic
         return make_synthetic(seed=seed, **synthetic_kwargs)

@@ -73,7 +73,8 @@ class RankingTask:
         Noise goes in before the split: validation is drawn from the observed (noisy) training
         pairs, as it would be on real data where the noise is unknown. Test stays clean.
         """
-        data = load_dataset(config.data, seed=config.seed)
+        data = load_dataset(config.data, seed=config.seed, **(
+            {} if config.min_rating is None else {"min_rating": config.min_rating}))
         if config.features:
             # Item content is read by data/features.py (GRCN), which has not landed yet.
             raise ValueError("--features: item content matrices are not supported by this build "
