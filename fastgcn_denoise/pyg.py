@@ -10,7 +10,9 @@ the same call, ``conv(x, edge_index, edge_weight=None)``, recognises that graph 
 ``BipartiteGraph`` and the column mapping, ``graph.parse_edge_index``), caches it, and runs the
 fused op on ``x[:U]`` and ``x[U:]``. Keyword-only extras: mask ``logits`` with a ``mode`` (and
 ``seed``/``offset``), and ``interaction_weight`` (one weight per interaction, tied across the
-two directions).
+two directions). Without them (the plain LightGCN layer) the normalised adjacency is a constant of
+the graph: it is built once with the layout and the layer is one ``ops.weighted_spmm`` over the
+(U + I)-row CSR (``_plain_operator``).
 
 Cache key: the ``edge_index`` tensor object itself (a strong reference is kept, so its memory
 cannot be freed and reused by another tensor at the same address) together with its version
@@ -29,10 +31,20 @@ import torch
 from torch import nn
 
 from .graph import EdgeIndexLayout, parse_edge_index
-from .ops import masked_spmm
+from .ops import CSRPattern, masked_spmm, weighted_spmm
 
 CACHE_SIZE = 4
-_LAYOUTS: "OrderedDict[tuple, tuple]" = OrderedDict()  # key -> (edge_index, layout)
+
+
+class _Entry:
+    """A cached edge_index: the tensor (held, see the module docstring), its layout, and the
+    plain operators built from it ({(dtype, normalize): (pattern, weight)})."""
+
+    def __init__(self, edge_index, layout):
+        self.edge_index, self.layout, self.plain = edge_index, layout, {}
+
+
+_LAYOUTS: "OrderedDict[tuple, _Entry]" = OrderedDict()
 
 
 def clear_cache() -> None:
@@ -44,27 +56,61 @@ def _layout_to(layout: EdgeIndexLayout, device: torch.device) -> EdgeIndexLayout
     return EdgeIndexLayout(*(t if t is None else t.to(device) for t in layout))
 
 
-def edge_index_layout(edge_index: torch.Tensor, num_nodes: int, num_users: int | None = None,
-                      device=None) -> EdgeIndexLayout:
-    """The cached ``parse_edge_index`` of ``edge_index`` (module docstring), on ``device``."""
+def _entry(edge_index: torch.Tensor, num_nodes: int, num_users: int | None, device) -> _Entry:
     device = torch.device(device if device is not None else edge_index.device)
     key = (id(edge_index), edge_index._version, int(num_nodes), num_users, device)
     hit = _LAYOUTS.get(key)
-    if hit is not None and hit[0] is edge_index:
+    if hit is not None and hit.edge_index is edge_index:
         _LAYOUTS.move_to_end(key)
-        return hit[1]
-    for old_key, (old, layout) in list(_LAYOUTS.items()):
-        if (old_key[2:] == key[2:] and old.shape == edge_index.shape
-                and old.dtype == edge_index.dtype and old.device == edge_index.device
-                and torch.equal(old, edge_index)):
+        return hit
+    for old_key, old in list(_LAYOUTS.items()):
+        if (old_key[2:] == key[2:] and old.edge_index.shape == edge_index.shape
+                and old.edge_index.dtype == edge_index.dtype
+                and old.edge_index.device == edge_index.device
+                and torch.equal(old.edge_index, edge_index)):
             del _LAYOUTS[old_key]
+            entry = old
+            entry.edge_index = edge_index
             break
     else:
-        layout = _layout_to(parse_edge_index(edge_index, num_users, num_nodes), device)
-    _LAYOUTS[key] = (edge_index, layout)
+        entry = _Entry(edge_index, _layout_to(parse_edge_index(edge_index, num_users, num_nodes),
+                                              device))
+    _LAYOUTS[key] = entry
     while len(_LAYOUTS) > CACHE_SIZE:
         _LAYOUTS.popitem(last=False)
-    return layout
+    return entry
+
+
+def edge_index_layout(edge_index: torch.Tensor, num_nodes: int, num_users: int | None = None,
+                      device=None) -> EdgeIndexLayout:
+    """The cached ``parse_edge_index`` of ``edge_index`` (module docstring), on ``device``."""
+    return _entry(edge_index, num_nodes, num_users, device).layout
+
+
+def _plain_operator(entry: _Entry, dtype: torch.dtype, normalize: bool):
+    """(pattern, weight) of the unmasked, unweighted layer as one homogeneous [N, N] product.
+
+    Without masks or weights the normalised adjacency depends on the graph alone, so its values
+    r_u r_i are computed once and the layer is a single ``ops.weighted_spmm`` over the (U + I)-row
+    CSR: no degree passes, no per-call mask buffer, one output (no concatenation), and the
+    backward is the same product on the transpose (the gradient of x in one piece).
+    """
+    key = (dtype, normalize)
+    if key not in entry.plain:
+        g = entry.layout.graph
+        device, e, u = g.device, g.num_edges, g.num_users
+        rowptr = torch.cat([g.rowptr_u, g.rowptr_i[1:] + e]).cpu()
+        col = torch.cat([g.col_item + u, g.col_user]).cpu()
+        pattern = CSRPattern.from_csr(rowptr, col, u + g.num_items).to(device)
+        if normalize:
+            r = torch.cat([g.deg_u, g.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
+            rows = torch.repeat_interleave(torch.arange(u + g.num_items, device=device),
+                                           rowptr.diff().to(device), output_size=2 * e)
+            weight = (r[rows] * r[col.to(device)]).to(dtype)
+        else:
+            weight = torch.ones(2 * e, dtype=dtype, device=device)
+        entry.plain[key] = (pattern, weight)
+    return entry.plain[key]
 
 
 def _per_interaction(name: str, t: torch.Tensor, layout: EdgeIndexLayout) -> torch.Tensor:
@@ -107,14 +153,17 @@ class LGConv(nn.Module):
         self.num_users = num_users
         self.backend = backend
 
-    def layout(self, edge_index: torch.Tensor, num_nodes: int, device=None) -> EdgeIndexLayout:
-        """The (cached) bipartite graph and column mapping this layer uses for ``edge_index``."""
-        layout = edge_index_layout(edge_index, num_nodes, self.num_users, device)
-        if layout.item_to_user is None:
+    def _entry(self, edge_index: torch.Tensor, num_nodes: int, device=None) -> _Entry:
+        entry = _entry(edge_index, num_nodes, self.num_users, device)
+        if entry.layout.item_to_user is None:
             raise ValueError("edge_index holds only user -> item edges; LGConv propagates in both "
                              "directions: add the reverse copies (torch_geometric.utils."
                              "to_undirected)")
-        return layout
+        return entry
+
+    def layout(self, edge_index: torch.Tensor, num_nodes: int, device=None) -> EdgeIndexLayout:
+        """The (cached) bipartite graph and column mapping this layer uses for ``edge_index``."""
+        return self._entry(edge_index, num_nodes, device).layout
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight=None, *,
                 logits=None, mode: str = "ones", seed: int = 0, offset: int = 0,
@@ -122,8 +171,12 @@ class LGConv(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be a [num_nodes, d] tensor, got {shape}")
-        layout = self.layout(edge_index, x.shape[0], x.device)
-        graph = layout.graph
+        entry = self._entry(edge_index, x.shape[0], x.device)
+        layout, graph = entry.layout, entry.layout.graph
+        if (mode == "ones" and logits is None and edge_weight is None and interaction_weight is None
+                and x.dtype in (torch.float32, torch.float64)):
+            pattern, weight = _plain_operator(entry, x.dtype, self.normalize)
+            return weighted_spmm(pattern, weight, x, backend=self.backend)
         weight = None
         if edge_weight is not None and interaction_weight is not None:
             raise ValueError("pass edge_weight (per edge_index column) or interaction_weight "

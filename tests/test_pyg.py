@@ -108,6 +108,10 @@ def test_lgconv_edge_weight_and_masks(backend):
     order = ei[0] < graph.num_users
     w_cols = ew.detach()[order]
     torch.testing.assert_close(conv(x, ei, interaction_weight=w_cols), y.detach())
+    # The masked path with unit weights equals the plain path (one cached weighted product).
+    ones = torch.ones(e, dtype=torch.float64, device=DEVICE)
+    torch.testing.assert_close(conv(x, ei, interaction_weight=ones), conv(x, ei),
+                               rtol=1e-12, atol=1e-14)
     phi = rand((e,), 7).requires_grad_()
     y_expect = conv(x, ei, logits=phi, mode="expect")
     ref = ops.masked_spmm(graph, x[:graph.num_users], x[graph.num_users:],
