@@ -93,20 +93,24 @@ def _plain_operator(entry: _Entry, dtype: torch.dtype, normalize: bool):
     Without masks or weights the normalised adjacency depends on the graph alone, so its values
     r_u r_i are computed once and the layer is a single ``ops.weighted_spmm`` over the (U + I)-row
     CSR: no degree passes, no per-call mask buffer, one output (no concatenation), and the
-    backward is the same product on the transpose (the gradient of x in one piece).
+    backward is the same product again (A is symmetric; the gradient of x in one piece).
     """
     key = (dtype, normalize)
     if key not in entry.plain:
         g = entry.layout.graph
         device, e, u = g.device, g.num_edges, g.num_users
-        rowptr = torch.cat([g.rowptr_u, g.rowptr_i[1:] + e]).cpu()
-        col = torch.cat([g.col_item + u, g.col_user]).cpu()
-        pattern = CSRPattern.from_csr(rowptr, col, u + g.num_items).to(device)
+        rowptr = torch.cat([g.rowptr_u, g.rowptr_i[1:] + e])
+        col = torch.cat([g.col_item + u, g.col_user])
+        # A is symmetric with symmetric values: its transpose is itself, entry for entry, so
+        # the backward product runs on the same CSR (t_perm None: positions are entry ids) and
+        # reads the weights in order instead of through a permutation.
+        n = u + g.num_items
+        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
         if normalize:
             r = torch.cat([g.deg_u, g.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
-            rows = torch.repeat_interleave(torch.arange(u + g.num_items, device=device),
-                                           rowptr.diff().to(device), output_size=2 * e)
-            weight = (r[rows] * r[col.to(device)]).to(dtype)
+            rows = torch.repeat_interleave(torch.arange(n, device=device), rowptr.diff(),
+                                           output_size=2 * e)
+            weight = (r[rows] * r[col]).to(dtype)
         else:
             weight = torch.ones(2 * e, dtype=dtype, device=device)
         entry.plain[key] = (pattern, weight)
