@@ -98,7 +98,15 @@ def _masked_spmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: to
     be = get_backend(x_user.device, backend)
     w = be.edge_weights(logits, edge_weight, tuple(modes), library.uint64(seed),
                         library.uint64(offset), graph.num_edges, x_user.dtype, x_user.device)
-    r_u, r_i = be.degree_rsqrt(graph, w, self_loop) if renormalize else (None, None)
+    if not renormalize:
+        r_u = r_i = None
+    elif modes == [MODE_ID["ones"]] and edge_weight is None:
+        # Unit weights: the degrees are the graph's, r from rowptr in O(U + I) instead of a pass
+        # over the E weights (the item side through perm): a sixth of the Gowalla forward.
+        r_u, r_i = (_unit_rsqrt(graph.deg_u, self_loop, x_user.dtype)[None],
+                    _unit_rsqrt(graph.deg_i, self_loop, x_user.dtype)[None])
+    else:
+        r_u, r_i = be.degree_rsqrt(graph, w, self_loop)
     y_u = be.spmm(rowptr_u, col_item, None, w, r_u, r_i, x_item, x_user if self_loop else None)
     y_i = be.spmm(rowptr_i, col_user, perm, w, r_i, r_u, x_user, x_item if self_loop else None)
     # Returns may not alias each other: mask 0 keeps the kernel's buffer, later masks are copied
@@ -106,6 +114,12 @@ def _masked_spmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: to
     ys = [y[0] if m == 0 else y[m].clone() for y in (y_u, y_i) for m in range(y.shape[0])]
     return [*ys, w, library.empty(w) if r_u is None else r_u,
             library.empty(w) if r_i is None else r_i]
+
+
+def _unit_rsqrt(deg: torch.Tensor, self_loop: bool, dtype: torch.dtype) -> torch.Tensor:
+    """(deg + self_loop)^-1/2 with 0 for degree 0, the ``degree_rsqrt`` of unit weights."""
+    d = deg.to(dtype) + (1 if self_loop else 0)
+    return torch.where(d > 0, d.clamp_min(1).rsqrt(), torch.zeros_like(d))
 
 
 def _masked_spmm_fake(rowptr_u, col_item, rowptr_i, col_user, perm, x_user, x_item, logits,
