@@ -121,3 +121,12 @@ def test_masked_ops_compile_without_graph_breaks():
     for t, w in zip((xu, xi, phi), want):
         torch.testing.assert_close(t.grad, w)
     assert state.v is not None and state.v.shape == (6, 2)
+
+
+def test_warm_started_nuclear_norm_backward_twice():
+    """Each call's backward stands alone: the state's warm start does not chain the graphs."""
+    state = ops.NuclearNormState()
+    for seed in (13, 14):
+        w = rand(E, seed=seed).abs().requires_grad_()
+        ops.nuclear_norm(GRAPH, w, 2, state).backward()
+        assert w.grad is not None and not state.v.requires_grad

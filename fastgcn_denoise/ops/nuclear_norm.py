@@ -175,11 +175,11 @@ def nuclear_norm(graph, edge_weight: torch.Tensor, k: int, state: NuclearNormSta
                          f"has {graph.num_items} items on {graph.device}: one state per matrix")
     if not isinstance(pi_iters, int) or pi_iters < 1:
         raise ValueError(f"pi_iters must be a positive int, got {pi_iters!r}")
-    init = None if state is None else state.v
+    init = None if state is None or state.v is None else state.v.detach()
     value, u, s, v = _forward(*library.graph_args(graph), edge_weight, k, init, n_iter, tol,
                               oversample, backward, pi_iters, backend)
-    if state is not None:
-        state.v, state.s = v, s
+    if state is not None:  # detached: the next call's warm start must not link the two graphs
+        state.v, state.s = v.detach(), s.detach()
     return value
 
 
