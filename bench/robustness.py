@@ -30,19 +30,19 @@ from .common import RESULTS, environment, write_json
 MODELS = ("lightgcn", "s-lightgcn")
 
 
-def _options(model: str | None = None) -> dict:
-    """{name: metadata} of the loop's options and the models' (one model, or all of MODELS)."""
-    classes = [TrainConfig] + [model_entry(m).config for m in ([model] if model else MODELS)]
+def _options(model: str | None = None, models=MODELS) -> dict:
+    """{name: metadata} of the loop's options and the models' (one model, or all of ``models``)."""
+    classes = [TrainConfig] + [model_entry(m).config for m in ([model] if model else models)]
     return {f.name: f.metadata for cls in classes for f in cfgmod.fields(cls)}
 
 
-def _setting(text: str) -> tuple[str, object]:
+def _setting(text: str, models=MODELS) -> tuple[str, object]:
     """``name=value`` for an option of the loop or of the models, parsed as the option's type."""
     name, _, value = text.partition("=")
-    options = _options()
+    options = _options(models=models)
     if name not in options or not value:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with an option of the training "
-                                         f"loop or of {', '.join(MODELS)}, got {text!r}")
+                                         f"loop or of {', '.join(models)}, got {text!r}")
     return name, cfgmod.parse_text(value, options[name])
 
 

@@ -5,9 +5,10 @@ object with the methods listed there, and the trainer (``train.py``) only talks 
 """
 from __future__ import annotations
 
+from .classification import ClassificationTask
 from .ranking import RankingContext, RankingData, RankingTask
 
-TASKS = {"ranking": RankingTask()}
+TASKS = {"ranking": RankingTask(), "classification": ClassificationTask()}
 
 
 def get_task(name: str):

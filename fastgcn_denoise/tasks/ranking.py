@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data import InteractionData, inject_noise, load_dataset, sample_bpr, validation_split
+from ..data import (InteractionData, inject_noise, load_dataset, resolve_features, sample_bpr,
+                    validation_split)
 from ..eval import evaluate_model, evaluate_most_popular
 from ..graph import BipartiteGraph
 from ..models.base import Batch
@@ -75,10 +76,9 @@ class RankingTask:
         """
         data = load_dataset(config.data, seed=config.seed, **(
             {} if config.min_rating is None else {"min_rating": config.min_rating}))
-        if config.features:
-            # Item content is read by data/features.py (GRCN), which has not landed yet.
-            raise ValueError("--features: item content matrices are not supported by this build "
-                             "yet (no model here reads them)")
+        # Item content (GRCN): the --features matrices, else *_feat.npy beside train.txt; the
+        # item count grows to the feature rows when items without interactions have content.
+        data = resolve_features(data, config.features, config.data)
         if config.noise > 0:
             data = inject_noise(data, config.noise, seed=config.seed)
         if config.valid_fraction > 0:
