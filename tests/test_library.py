@@ -48,6 +48,15 @@ def samples(backend):
         "nuclear_norm": [[*g, omega, 2, None, 4, 1e-3, 2, "exact", 3, backend]],
         "nuclear_norm_backward": [[g[0], g[1], u, v, torch.tensor(1.5, dtype=torch.float64),
                                    backend]],
+        "cosine_attention": [[*g, 1.0, xu, xi, rand(6, 2, grad=True, seed=15),
+                              rand(5, 2, grad=True, seed=16), backend],
+                             [*g, 2.0, xu, xi, None, rand(5, 2, grad=True, seed=17), backend]],
+        "cosine_attention_backward": [[*g, 1.0, xu.detach(), xi.detach(), rand(6, 2, seed=18),
+                                       rand(5, 2, seed=19), rand(E, seed=20).abs(),
+                                       rand(E, seed=21).abs(),
+                                       [rand(6, 2, seed=22), rand(5, 2, seed=23),
+                                        rand(E, seed=24), rand(E, seed=25)],
+                                       [True, True, True, True], backend]],
     }
 
 
