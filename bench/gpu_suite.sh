@@ -8,11 +8,13 @@
 #   bash bench/gpu_suite.sh OUTDIR
 #
 # Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
-# JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
-# step's exit status and seconds, 124 = timed out); nvidia-smi.txt; cosine_attention_cuda.json.
+# JSON is rewritten after every op, so a run cut short keeps what it measured); masks.log and
+# masks/bench_masked_spmm_cuda.json (masked_spmm alone at d = 64); cosine_attention_cuda.json;
+# bench_l0sign_cuda.json; steps.txt (each step's exit status and seconds, 124 = timed out);
+# nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7"),
-# L0SIGN_TIMEOUT (60: L0-SIGN steps, the triton all-pairs kernel against PyG on CUDA).
+# BENCH_TIMEOUT (180), MASKS_TIMEOUT (60), GRCN_BENCH_TIMEOUT (90), L0SIGN_TIMEOUT (60),
+# BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -41,6 +43,11 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+# Issue 11's cost figures on their own (kept if the whole suite is cut short): masked_spmm's modes,
+# the relaxed gates with and without a 2048-edge holdout, on Gowalla and synth-1e6 at d = 64.
+step masks "${MASKS_TIMEOUT:-60}" "$out/masks.log" \
+    "$py" -u -m bench --device cuda --ops masked_spmm --graphs gowalla synth-1e6 --dims 64 \
+    --out "$out/masks"
 # GRCN's fused attention (issue 15): triton against the composition (and PyG when it imports).
 step cosine_attention "${GRCN_BENCH_TIMEOUT:-90}" "$out/cosine_attention.log" \
     "$py" -u -m bench.bench_cosine_attention --device cuda --threads 1 --graphs tiktok synth-1e6 \

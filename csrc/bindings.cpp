@@ -11,8 +11,9 @@ using torch::Tensor;
 #define FGD_DECLARE_MASKED_SPMM(NS)                                                       \
   namespace fgd {                                                                                   \
   namespace NS {                                                                                    \
-  Tensor edge_weights(const OptTensor&, const OptTensor&, const OptTensor&, const std::vector<int64_t>&, \
-                      int64_t, int64_t, int64_t, at::ScalarType, const torch::Device&);             \
+  std::vector<Tensor> edge_weights(const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, \
+                                   const std::vector<int64_t>&, int64_t, int64_t, int64_t, at::ScalarType, \
+                                   const torch::Device&, double, double, double, bool);               \
   std::vector<Tensor> degree_rsqrt(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool); \
   Tensor spmm(const Tensor&, const Tensor&, const OptTensor&, const Tensor&, const OptTensor&,        \
               const OptTensor&, const Tensor&, const OptTensor&);                                    \
@@ -72,12 +73,17 @@ void check_contiguous(std::initializer_list<const Tensor*> ts, std::initializer_
   }())
 #endif
 
-Tensor edge_weights(const OptTensor& p, const OptTensor& q, const OptTensor& omega,
-                    const std::vector<int64_t>& modes, int64_t seed, int64_t offset, int64_t num_edges,
-                    at::ScalarType dtype, const torch::Device& device) {
-  check_contiguous({}, {&p, &q, &omega});
-  return FGD_DISPATCH(device, fgd::cpu::edge_weights(p, q, omega, modes, seed, offset, num_edges, dtype, device),
-                      fgd::cuda::edge_weights(p, q, omega, modes, seed, offset, num_edges, dtype, device));
+std::vector<Tensor> edge_weights(const OptTensor& phi, const OptTensor& p, const OptTensor& q,
+                                 const OptTensor& omega, const std::vector<int64_t>& modes, int64_t seed,
+                                 int64_t offset, int64_t num_edges, at::ScalarType dtype,
+                                 const torch::Device& device, double tau, double gamma, double zeta,
+                                 bool need_grad) {
+  check_contiguous({}, {&phi, &p, &q, &omega});
+  return FGD_DISPATCH(device,
+                      fgd::cpu::edge_weights(phi, p, q, omega, modes, seed, offset, num_edges, dtype, device,
+                                             tau, gamma, zeta, need_grad),
+                      fgd::cuda::edge_weights(phi, p, q, omega, modes, seed, offset, num_edges, dtype, device,
+                                              tau, gamma, zeta, need_grad));
 }
 
 std::vector<Tensor> degree_rsqrt(const Tensor& rowptr_u, const Tensor& rowptr_i, const Tensor& perm,
@@ -110,7 +116,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastgcn_denoise compiled kernels (CPU/OpenMP; CUDA when built with it)";
   m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
   m.def("edge_weights", &edge_weights,
-        "w [M, E] = mask(mode; p = sigmoid(phi), q = sigmoid(-phi), Philox u) * omega");
+        "[w [M, E] = mask(mode; phi, p = sigmoid(phi), q = sigmoid(-phi), Philox u) * omega, "
+        "and with need_grad dw/dphi [M, E]]");
   m.def("degree_rsqrt", &degree_rsqrt, "(r_u [M, U], r_i [M, I]) of the weighted degrees");
   m.def("spmm", &spmm, "y [M, R, d]: row-parallel CSR product with per-edge weights and renormalisation");
   m.def("edge_grad", &edge_grad, "dL/dw [E] through the degree renormalisation");

@@ -16,7 +16,10 @@
 
 namespace fgd {
 
+// Mask modes (fastgcn_denoise/ops/reference.py MODES). Mode GATE_MODE0 + k draws the relaxed gate
+// of kind k (csrc/gates.h): the kernels that include gates.h evaluate those.
 enum Mode : int { ONES = 0, ARM_POS = 1, ARM_NEG = 2, BERNOULLI = 3, EXPECT = 4, HARD = 5 };
+constexpr int GATE_MODE0 = 6;
 
 FGD_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   const uint64_t p = static_cast<uint64_t>(a) * b;
@@ -124,6 +127,7 @@ inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
 #endif
 #endif  // !__CUDACC__
 
+// Of the non-gate modes (gates.h: gate_needs_uniform for the gate kinds).
 FGD_HD bool mode_needs_uniform(int mode) {
   return mode == ARM_POS || mode == ARM_NEG || mode == BERNOULLI;
 }

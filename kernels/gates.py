@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgcn_denoise.kernels.masked_spmm import _acc_dtype, _check_device, _i64, _sigmoid
+from fastgcn_denoise.kernels._common import _acc_dtype, _check_device, _i64, _sigmoid
 from fastgcn_denoise.ops.reference import GATE_ID, GATE_U_EPS
 
 _BLOCK = 1024

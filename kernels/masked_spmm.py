@@ -18,15 +18,19 @@ the grid, one program per row).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from fastgcn_denoise.ops.reference import MODE_ID, MODES
+# The helpers every Triton kernel module shares (kernels/_common.py); other kernel modules import
+# some of them from here too.
+from fastgcn_denoise.kernels._common import _acc_dtype, _check_device, _i64, _sigmoid
+from fastgcn_denoise.kernels.gates import gate_eval
+from fastgcn_denoise.ops.reference import GATE_MODE0, MODE_ID, MODES
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# The wrappers in ops/ may hand these kernels float16/bfloat16 embeddings with float32 weights.
+READS_HALF = True
+
 # Gathered elements per loop step of one program (4 warps): BLOCK_NZ * BLOCK_D. Sized from sm_90
 # ptxas register counts (fp32, d = 64): spmm ~60 registers (~95 for the dual pass), edge_grad
 # (two gathered tiles) ~65, no spills; twice these tiles need 125-255 registers and spill.
@@ -38,22 +42,7 @@ _BLOCK_E = 1024     # edges per program in the element-wise edge_weights kernel
 # Mode ids as compile-time constants for the kernels (the reference's numbering).
 _ONES, _ARM_POS, _ARM_NEG, _BERNOULLI, _EXPECT = (
     tl.constexpr(MODE_ID[m]) for m in ("ones", "arm_pos", "arm_neg", "bernoulli", "expect"))
-
-
-def _acc_dtype(dtype: torch.dtype):
-    """The kernels' accumulation (and mask) dtype for tensors of ``dtype``."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"triton backend: unsupported dtype {dtype} "
-                         "(float16, bfloat16, float32 or float64)")
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _check_device(*tensors):
-    for t in tensors:
-        interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
-        if t is not None and t.device.type != "cuda" and not interpret:
-            raise ValueError(f"triton backend: tensor on {t.device}; it needs CUDA tensors "
-                             "(or TRITON_INTERPRET=1 for CPU tensors)")
+_GATE_MODE0 = tl.constexpr(GATE_MODE0)
 
 
 def _blocks(d: int, tile: int) -> tuple[int, int]:
@@ -62,24 +51,17 @@ def _blocks(d: int, tile: int) -> tuple[int, int]:
     return max(8, min(64, tile // block_d)), block_d
 
 
-def _i64(v: int) -> int:
-    """A 64-bit seed/counter as the signed int64 with the same bits (Triton's argument types)."""
-    v = int(v) & 0xFFFFFFFFFFFFFFFF
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
 # --------------------------------------------------------------------------- edge_weights
 @triton.jit
-def _sigmoid(phi):
-    # Evaluated in float64 and rounded once: the float32 result is then within torch.sigmoid's own
-    # rounding error of the reference (a float32 1 / (1 + exp(-x)) can be a further ulp off).
-    return tl.sigmoid(phi.to(tl.float64)).to(phi.dtype)
+def _mask_value(MODE: tl.constexpr, phi, u, tau, gamma, zeta):
+    """(z, dz/dphi) for one mode id (reference.mask_and_derivative), in phi's dtype.
 
-
-@triton.jit
-def _mask_value(MODE: tl.constexpr, phi, u):
-    """z for one mode id (reference.mask_from_uniforms), in phi's dtype."""
-    if MODE == _ONES:
+    The gate modes (GATE_MODE0 + kind) are gate_eval's; dz is 0 outside expect and the gates.
+    """
+    dz = tl.zeros(u.shape, phi.dtype)
+    if MODE >= _GATE_MODE0:
+        z, dz = gate_eval(MODE - _GATE_MODE0, phi, u, tau, gamma, zeta)
+    elif MODE == _ONES:
         z = tl.full(u.shape, 1.0, phi.dtype)
     elif MODE == _ARM_POS:  # 1[u > sigmoid(-phi)]
         z = (u.to(phi.dtype) > _sigmoid(-phi)).to(phi.dtype)
@@ -87,18 +69,20 @@ def _mask_value(MODE: tl.constexpr, phi, u):
         z = (u.to(phi.dtype) < _sigmoid(phi)).to(phi.dtype)
     elif MODE == _EXPECT:
         z = _sigmoid(phi)
+        dz = z * (1.0 - z)
     else:  # hard: sigmoid(phi), clipped to 0 at or below 1/2
         p = _sigmoid(phi)
         z = tl.where(p > 0.5, p, 0.0)
-    return z
+    return z, dz
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _edge_weights_kernel(logits_ptr, omega_ptr, w_ptr, seed, offset, num_edges,
-                         M: tl.constexpr, MODE0: tl.constexpr, MODE1: tl.constexpr,
-                         HAS_LOGITS: tl.constexpr, HAS_OMEGA: tl.constexpr, COMPUTE: tl.constexpr,
-                         BLOCK_E: tl.constexpr):
-    """w[m, e] = z(MODE_m, phi_e, u_e) * omega_e for M = 1 or 2 modes sharing the uniforms.
+def _edge_weights_kernel(logits_ptr, omega_ptr, w_ptr, dw_ptr, seed, offset, num_edges, tau, gamma,
+                         zeta, M: tl.constexpr, MODE0: tl.constexpr, MODE1: tl.constexpr,
+                         HAS_LOGITS: tl.constexpr, HAS_OMEGA: tl.constexpr,
+                         NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_E: tl.constexpr):
+    """w[m, e] = z(MODE_m, phi_e, u_e) * omega_e for M = 1 or 2 modes sharing the uniforms; with
+    NEED_GRAD also dw[m, e] = omega_e dz/dphi.
 
     seed/offset are not specialised: they change every step and must not trigger recompiles.
     """
@@ -115,13 +99,22 @@ def _edge_weights_kernel(logits_ptr, omega_ptr, w_ptr, seed, offset, num_edges,
     else:
         omega = tl.full([BLOCK_E], 1.0, COMPUTE)
     out_ty = w_ptr.dtype.element_ty
-    tl.store(w_ptr + e, (_mask_value(MODE0, phi, u) * omega).to(out_ty), mask=valid)
+    z, dz = _mask_value(MODE0, phi, u, tau, gamma, zeta)
+    tl.store(w_ptr + e, (z * omega).to(out_ty), mask=valid)
+    if NEED_GRAD:
+        tl.store(dw_ptr + e, (dz * omega).to(out_ty), mask=valid)
     if M == 2:
-        tl.store(w_ptr + num_edges + e, (_mask_value(MODE1, phi, u) * omega).to(out_ty), mask=valid)
+        z, dz = _mask_value(MODE1, phi, u, tau, gamma, zeta)
+        tl.store(w_ptr + num_edges + e, (z * omega).to(out_ty), mask=valid)
+        if NEED_GRAD:
+            tl.store(dw_ptr + num_edges + e, (dz * omega).to(out_ty), mask=valid)
 
 
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device):
-    """w [M, E] (``dtype``) = z_m(phi, u) * omega for each mode id in ``modes`` (1 or 2 of them)."""
+def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
+                 need_grad=False):
+    """w [M, E] (``dtype``) = z_m(phi, u) * omega for each mode id in ``modes`` (1 or 2 of them);
+    with ``need_grad`` the pair (w, dw/dphi). ``gate``: (temperature, gamma, zeta) of the gate
+    modes."""
     modes = tuple(int(m) for m in modes)
     if len(modes) not in (1, 2):
         raise ValueError(f"triton edge_weights: 1 or 2 modes, got {len(modes)}")
@@ -133,19 +126,20 @@ def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, dev
     # float32 for half types.
     compute = _acc_dtype(dtype)
     w = torch.empty(len(modes), num_edges, dtype=dtype, device=device)
+    dw = torch.empty_like(w) if need_grad else None
     logits = None if logits is None else logits.to(device, dtype).contiguous()
     edge_weight = None if edge_weight is None else edge_weight.to(device, dtype).contiguous()
     _check_device(w)
-    if num_edges == 0:
-        return w
-    grid = (triton.cdiv(num_edges, _BLOCK_E),)
-    _edge_weights_kernel[grid](
-        w if logits is None else logits, w if edge_weight is None else edge_weight, w,
-        _i64(seed), _i64(offset), num_edges,
-        M=len(modes), MODE0=modes[0], MODE1=modes[-1],
-        HAS_LOGITS=logits is not None, HAS_OMEGA=edge_weight is not None, COMPUTE=compute,
-        BLOCK_E=_BLOCK_E)
-    return w
+    if num_edges:
+        tau, gamma, zeta = gate or (1.0, 0.0, 0.0)  # ignored without a gate mode
+        _edge_weights_kernel[(triton.cdiv(num_edges, _BLOCK_E),)](
+            w if logits is None else logits, w if edge_weight is None else edge_weight, w,
+            w if dw is None else dw, _i64(seed), _i64(offset), num_edges,
+            float(tau), float(gamma), float(zeta),
+            M=len(modes), MODE0=modes[0], MODE1=modes[-1], HAS_LOGITS=logits is not None,
+            HAS_OMEGA=edge_weight is not None, NEED_GRAD=bool(need_grad), COMPUTE=compute,
+            BLOCK_E=_BLOCK_E)
+    return (w, dw) if need_grad else w
 
 
 # --------------------------------------------------------------------------- degree_rsqrt

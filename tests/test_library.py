@@ -3,7 +3,7 @@ LightGCN / S-LightGCN-style step compiled by torch.compile with no graph break."
 import pytest
 import torch
 
-from fastgcn_denoise import ops
+from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.models import Batch, LightGCN
 from fastgcn_denoise.ops import _library as library
 from fastgcn_denoise.ops.reference import MODE_ID
@@ -13,6 +13,7 @@ from conftest import DEVICE, backend_params, random_graph
 BACKEND = backend_params()
 GRAPH = random_graph(6, 5, 0.5, seed=1)
 E = GRAPH.num_edges
+EMPTY = BipartiteGraph.from_csr([0] * 7, [], 2).to(DEVICE)  # 6 users, 2 items, no edges
 
 
 def rand(*shape, grad=False, seed=0):
@@ -25,16 +26,43 @@ def samples(backend):
     g = library.graph_args(GRAPH)
     xu, xi = rand(6, 3, grad=True, seed=1), rand(5, 3, grad=True, seed=2)
     phi, omega = rand(E, grad=True, seed=3), rand(E, seed=4).abs().requires_grad_()
-    w_for = lambda m: [*g, xu, xi, phi, omega, [MODE_ID[x] for x in m], 3, 7, False, True, backend]
+    held = torch.tensor([2, 0, 2], device=DEVICE)
+    gate = [0.5, -0.2, 1.2]
+
+    def w_for(modes, holdout=None):
+        return [*g, xu, xi, phi, omega, holdout, [MODE_ID[m] for m in modes], 3, 7, gate, False, True,
+                backend]
+    # bfloat16 embeddings (masks, logits and degrees in float32) on one gate mode.
+    x16 = [t.detach().to(torch.bfloat16).requires_grad_() for t in (xu, xi)]
+    phi32 = phi.detach().float().requires_grad_()
     u, s, v = ops.truncated_svd(GRAPH, 2, omega.detach(), dtype=torch.float64)
     return {
-        "masked_spmm": [w_for(["expect"]), w_for(["arm_pos", "arm_neg"]),
-                        [*g, xu, xi, None, None, [MODE_ID["ones"]], 0, 0, True, False, backend]],
-        "masked_spmm_backward": [[*g, omega.detach()[None], rand(1, 6, seed=5), rand(1, 5, seed=6),
-                                  xu.detach(), xi.detach(), phi.detach(), None,
-                                  [rand(6, 3, seed=7), None], [MODE_ID["expect"]], 0, 0, False,
-                                  [True, True, True, True], backend]],
-        "sample_mask": [[phi.detach(), MODE_ID["bernoulli"], 1, 2, backend]],
+        # Every mode (two per call where the op allows): expect and the gates get a logit
+        # gradient, the binary ones none; holdout; ones on the degree fast path and off it.
+        "masked_spmm": [w_for(["expect", "hard"], held), w_for(["arm_pos", "arm_neg"]),
+                        w_for(["concrete", "concrete_st"]), w_for(["bernoulli"], held),
+                        w_for(["hard_concrete", "hard_concrete_mean"], held),
+                        [*g, xu, xi, None, None, None, [MODE_ID["ones"]], 0, 0, gate, True, False,
+                         backend],
+                        [*g, xu, xi, None, None, held, [MODE_ID["ones"]], 0, 0, gate, False,
+                         True, backend],
+                        [*g, *x16, phi32, None, None, [MODE_ID["concrete"]], 1, 0, gate, False,
+                         True, backend],
+                        # No edges: the logits' gradient is a real [0] tensor.
+                        [*library.graph_args(EMPTY), xu, rand(2, 3, grad=True, seed=27),
+                         rand(0, grad=True), None, None, [MODE_ID["concrete"]], 1, 0, gate, True,
+                         True, backend]],
+        "masked_spmm_backward": [
+            [*g, omega.detach()[None], rand(1, 6, seed=5), rand(1, 5, seed=6), xu.detach(),
+             xi.detach(), phi.detach(), None, None, [rand(6, 3, seed=7), None],
+             [MODE_ID["expect"]], 0, 0, gate, False, True, [True, True, True, True], backend],
+            [*g, omega.detach()[None], rand(1, 6, seed=5), rand(1, 5, seed=6), xu.detach(),
+             xi.detach(), phi.detach(), omega.detach(), held,
+             [rand(6, 3, seed=7), rand(5, 3, seed=26)], [MODE_ID["hard_concrete"]], 2, 1, gate,
+             True, True, [True, False, True, True], backend]],
+        "sample_mask": [[phi.detach(), MODE_ID["bernoulli"], 1, 2, gate, backend],
+                        [phi.detach().reshape(1, E).expand(2, E).contiguous(),
+                         MODE_ID["hard_concrete"], 1, 2, gate, backend]],
         "sddmm": [[*g, xu, xi, backend]],
         "sddmm_backward": [[*g, xu.detach(), xi.detach(), rand(E, seed=8), True, True, backend]],
         "gate": [[phi, 2, 5, 0, 2 / 3, -0.1, 1.1, True, backend]],
@@ -102,7 +130,8 @@ def test_lightgcn_compiles_without_graph_breaks():
 
 
 def test_masked_ops_compile_without_graph_breaks():
-    """The SGCN pieces: the dual ARM pass, the ARM gradient, a gate and the nuclear norm."""
+    """The SGCN pieces: the dual ARM pass, the ARM gradient, a gate and the nuclear norm; a
+    relaxed-gate propagation with a target-edge holdout."""
     graph = random_graph(7, 6, 0.5, seed=3)
     xu, xi = rand(7, 3, grad=True, seed=10), rand(6, 3, grad=True, seed=11)
     phi = rand(graph.num_edges, grad=True, seed=12)
@@ -114,7 +143,9 @@ def test_masked_ops_compile_without_graph_breaks():
         g = ops.arm_grad(phi, 4, 0, f_pos, f_neg, "disarm")
         z = ops.gate(phi, "hard_concrete", seed=1)
         nn = ops.nuclear_norm(graph, torch.sigmoid(phi), 2, state)
-        return f_pos + (g * phi).sum() + z.sum() + nn
+        hu, hi = ops.masked_spmm(graph, xu, xi, phi, "hard_concrete", seed=5, temperature=0.5,
+                                 holdout=torch.tensor([1, 3], device=DEVICE))
+        return f_pos + (g * phi).sum() + z.sum() + nn + hu.square().sum() + hi.sum()
 
     explained = torch._dynamo.explain(step)(xu, xi, phi)
     assert explained.graph_break_count == 0, explained.break_reasons

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/vector_math.h"  // before gates.h: its exp/log calls vectorise
+#include "gates.h"
 #include "philox.h"
 
 namespace fgd {
@@ -32,21 +34,59 @@ const T* ptr_or_null(const c10::optional<torch::Tensor>& t) {
 }
 
 // w[m, e] = z_m(p_e, q_e, u_e) * omega_e; p = sigmoid(phi), q = sigmoid(-phi) (may be null when
-// no mode needs them). One block of kPhiloxBlock edges per call, the mode a template argument, so
-// the loop has no per-edge switch and vectorises.
+// no mode needs them). With dw, also dw/dphi = omega dz/dphi (expect: p (1 - p); 0 for the other
+// modes here). One block of kPhiloxBlock edges per call, the mode a template argument, so the loop
+// has no per-edge switch and vectorises.
 template <int kMode, typename T>
-inline void mask_block(const T* p, const T* q, const T* omega, const float* u, int count, T* o) {
+inline void mask_block(const T* p, const T* q, const T* omega, const float* u, int count, T* o,
+                       T* dw) {
   for (int l = 0; l < count; ++l)
     o[l] = mask_from_probs<T>(kMode, p ? p[l] : T(1), q ? q[l] : T(0), u[l]) *
            (omega ? omega[l] : T(1));
+  if (dw)
+    for (int l = 0; l < count; ++l)
+      dw[l] = kMode == EXPECT ? p[l] * (T(1) - p[l]) * (omega ? omega[l] : T(1)) : T(0);
 }
 
 template <typename T>
-void edge_weights_kernel(const T* p, const T* q, const T* omega, const std::vector<int64_t>& modes,
-                         uint64_t seed, uint64_t offset, int64_t num_edges, T* out) {
+struct GateParams {
+  T tau, gamma, zeta;
+};
+
+// The same for gate kind kKind (mode GATE_MODE0 + kKind) from the logits phi: gate_eval's value and
+// derivative in one simd loop (cpu/vector_math.h). The loop always runs all kPhiloxBlock lanes (a
+// tail block zero-padded): vector libm rounds differently from scalar libm in the last bit, and an
+// edge must get the same value wherever its block starts (sample_mask's [K, E] rows, each layer's
+// propagation, the backward's regeneration). concrete_st's binary value is arm_pos's comparison
+// with torch's q, as gate_eval defines it, so its decisions are bit-identical to the reference's.
+template <int kKind, typename T>
+inline void gate_block(const T* phi, const T* q, const T* omega, const float* u, int count,
+                       GateParams<T> g, T* o, T* dw) {
+  T ph[kPhiloxBlock] = {}, qb[kPhiloxBlock] = {}, z[kPhiloxBlock], dz[kPhiloxBlock];
+  std::copy(phi, phi + count, ph);
+  if (kKind == CONCRETE_ST) std::copy(q, q + count, qb);
+#pragma omp simd
+  for (int l = 0; l < kPhiloxBlock; ++l) {
+    const GateValue<T> v = gate_eval<T>(kKind, ph[l], u[l], g.tau, g.gamma, g.zeta);
+    z[l] = kKind == CONCRETE_ST ? mask_from_probs<T>(ARM_POS, T(1), qb[l], u[l]) : v.z;
+    dz[l] = v.dz;
+  }
+  for (int l = 0; l < count; ++l) {
+    const T om = omega ? omega[l] : T(1);
+    o[l] = z[l] * om;
+    if (dw) dw[l] = dz[l] * om;
+  }
+}
+
+template <typename T>
+void edge_weights_kernel(const T* phi, const T* p, const T* q, const T* omega,
+                         const std::vector<int64_t>& modes, uint64_t seed, uint64_t offset,
+                         int64_t num_edges, GateParams<T> gate, T* out, T* dout) {
   const int64_t m_count = static_cast<int64_t>(modes.size());
   bool need_u = false;
-  for (auto m : modes) need_u |= mode_needs_uniform(static_cast<int>(m));
+  for (auto m : modes)
+    need_u |= m >= GATE_MODE0 ? gate_needs_uniform(static_cast<int>(m - GATE_MODE0))
+                              : mode_needs_uniform(static_cast<int>(m));
   const int64_t blocks = (num_edges + kPhiloxBlock - 1) / kPhiloxBlock;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
@@ -54,18 +94,26 @@ void edge_weights_kernel(const T* p, const T* q, const T* omega, const std::vect
     const int count = static_cast<int>(std::min<int64_t>(kPhiloxBlock, num_edges - e0));
     float u[kPhiloxBlock] = {0};
     if (need_u) philox_uniform_block(seed, offset + static_cast<uint64_t>(e0), u);
+    const T* fb = phi ? phi + e0 : nullptr;
     const T* pb = p ? p + e0 : nullptr;
     const T* qb = q ? q + e0 : nullptr;
     const T* ob = omega ? omega + e0 : nullptr;
     for (int64_t m = 0; m < m_count; ++m) {
       T* o = out + m * num_edges + e0;
+      T* d = dout ? dout + m * num_edges + e0 : nullptr;
       switch (static_cast<int>(modes[m])) {
-        case ARM_POS: mask_block<ARM_POS>(pb, qb, ob, u, count, o); break;
-        case ARM_NEG: mask_block<ARM_NEG>(pb, qb, ob, u, count, o); break;
-        case BERNOULLI: mask_block<BERNOULLI>(pb, qb, ob, u, count, o); break;
-        case EXPECT: mask_block<EXPECT>(pb, qb, ob, u, count, o); break;
-        case HARD: mask_block<HARD>(pb, qb, ob, u, count, o); break;
-        default: mask_block<ONES>(pb, qb, ob, u, count, o);
+        case ARM_POS: mask_block<ARM_POS>(pb, qb, ob, u, count, o, d); break;
+        case ARM_NEG: mask_block<ARM_NEG>(pb, qb, ob, u, count, o, d); break;
+        case BERNOULLI: mask_block<BERNOULLI>(pb, qb, ob, u, count, o, d); break;
+        case EXPECT: mask_block<EXPECT>(pb, qb, ob, u, count, o, d); break;
+        case HARD: mask_block<HARD>(pb, qb, ob, u, count, o, d); break;
+        case GATE_MODE0 + CONCRETE: gate_block<CONCRETE>(fb, qb, ob, u, count, gate, o, d); break;
+        case GATE_MODE0 + CONCRETE_ST: gate_block<CONCRETE_ST>(fb, qb, ob, u, count, gate, o, d); break;
+        case GATE_MODE0 + HARD_CONCRETE: gate_block<HARD_CONCRETE>(fb, qb, ob, u, count, gate, o, d); break;
+        case GATE_MODE0 + HARD_CONCRETE_MEAN:
+          gate_block<HARD_CONCRETE_MEAN>(fb, qb, ob, u, count, gate, o, d);
+          break;
+        default: mask_block<ONES>(pb, qb, ob, u, count, o, d);
       }
     }
   }
@@ -190,19 +238,31 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
 }  // namespace
 
 // ------------------------------------------------------------------------- ATen entry points
-torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::optional<torch::Tensor>& q,
-                           const c10::optional<torch::Tensor>& edge_weight,
-                           const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
-                           int64_t num_edges, at::ScalarType dtype, const torch::Device& device) {
+std::vector<torch::Tensor> edge_weights(const c10::optional<torch::Tensor>& phi,
+                                        const c10::optional<torch::Tensor>& p,
+                                        const c10::optional<torch::Tensor>& q,
+                                        const c10::optional<torch::Tensor>& edge_weight,
+                                        const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
+                                        int64_t num_edges, at::ScalarType dtype,
+                                        const torch::Device& device, double tau, double gamma,
+                                        double zeta, bool need_grad) {
   TORCH_CHECK(device.is_cpu(), "cpu::edge_weights called for ", device);
-  auto w = torch::empty({static_cast<int64_t>(modes.size()), num_edges}, torch::dtype(dtype));
+  for (auto m : modes)
+    TORCH_CHECK(m >= 0 && m <= GATE_MODE0 + HARD_CONCRETE_MEAN, "edge_weights (cpu): unknown mode ", m);
+  const auto shape = std::vector<int64_t>{static_cast<int64_t>(modes.size()), num_edges};
+  auto w = torch::empty(shape, torch::dtype(dtype));
+  auto dw = need_grad ? torch::empty(shape, torch::dtype(dtype)) : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(dtype, "edge_weights_cpu", [&] {
-    edge_weights_kernel<scalar_t>(ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q),
-                                  ptr_or_null<scalar_t>(edge_weight),
+    const GateParams<scalar_t> gate{static_cast<scalar_t>(tau), static_cast<scalar_t>(gamma),
+                                    static_cast<scalar_t>(zeta)};
+    edge_weights_kernel<scalar_t>(ptr_or_null<scalar_t>(phi), ptr_or_null<scalar_t>(p),
+                                  ptr_or_null<scalar_t>(q), ptr_or_null<scalar_t>(edge_weight),
                                   modes, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
-                                  num_edges, w.data_ptr<scalar_t>());
+                                  num_edges, gate, w.data_ptr<scalar_t>(),
+                                  need_grad ? dw.data_ptr<scalar_t>() : nullptr);
   });
-  return w;
+  if (need_grad) return {w, dw};
+  return {w};
 }
 
 std::vector<torch::Tensor> degree_rsqrt(const torch::Tensor& rowptr_u, const torch::Tensor& rowptr_i,

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "gates.h"
 #include "philox.h"
 
 namespace fgd {
@@ -40,14 +41,31 @@ struct ModeList {
   int count;
 };
 
+// w[m, e] = z_m * omega_e and, with dout, dw/dphi = omega dz_m/dphi (expect and the gate modes;
+// 0 for the others). The gate modes (GATE_MODE0 + kind) evaluate gates.h's gate_eval on phi;
+// concrete_st's binary value is arm_pos's comparison with torch's q (as the CPU kernel).
 template <typename T>
-__global__ void edge_weights_kernel(const T* p, const T* q, const T* omega, ModeList modes, bool need_u,
-                                    uint64_t seed, uint64_t offset, int64_t num_edges, T* out) {
+__global__ void edge_weights_kernel(const T* phi, const T* p, const T* q, const T* omega, ModeList modes,
+                                    bool need_u, uint64_t seed, uint64_t offset, int64_t num_edges, T tau,
+                                    T gamma, T zeta, T* out, T* dout) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= num_edges) return;
   const float u = need_u ? philox_uniform(seed, offset + static_cast<uint64_t>(e)) : 0.f;
   const T pe = p ? p[e] : T(1), qe = q ? q[e] : T(0), om = omega ? omega[e] : T(1);
-  for (int m = 0; m < modes.count; ++m) out[m * num_edges + e] = mask_from_probs<T>(modes.id[m], pe, qe, u) * om;
+  for (int m = 0; m < modes.count; ++m) {
+    const int mode = modes.id[m];
+    T z, dz = T(0);
+    if (mode >= GATE_MODE0) {
+      const GateValue<T> g = gate_eval<T>(mode - GATE_MODE0, phi[e], u, tau, gamma, zeta);
+      z = mode == GATE_MODE0 + CONCRETE_ST ? mask_from_probs<T>(ARM_POS, pe, qe, u) : g.z;
+      dz = g.dz;
+    } else {
+      z = mask_from_probs<T>(mode, pe, qe, u);
+      if (mode == EXPECT) dz = pe * (T(1) - pe);
+    }
+    out[m * num_edges + e] = z * om;
+    if (dout) dout[m * num_edges + e] = dz * om;
+  }
 }
 
 template <typename T>
@@ -178,33 +196,43 @@ __global__ void edge_grad_finish_kernel(const int64_t* pu, const int64_t* ci, co
 
 }  // namespace
 
-torch::Tensor edge_weights(const c10::optional<torch::Tensor>& p, const c10::optional<torch::Tensor>& q,
-                           const c10::optional<torch::Tensor>& edge_weight,
-                           const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
-                           int64_t num_edges, at::ScalarType dtype, const torch::Device& device) {
+std::vector<torch::Tensor> edge_weights(const c10::optional<torch::Tensor>& phi,
+                                        const c10::optional<torch::Tensor>& p,
+                                        const c10::optional<torch::Tensor>& q,
+                                        const c10::optional<torch::Tensor>& edge_weight,
+                                        const std::vector<int64_t>& modes, int64_t seed, int64_t offset,
+                                        int64_t num_edges, at::ScalarType dtype, const torch::Device& device,
+                                        double tau, double gamma, double zeta, bool need_grad) {
   const c10::cuda::CUDAGuard guard(device);
-  auto w = torch::empty({static_cast<int64_t>(modes.size()), num_edges}, torch::dtype(dtype).device(device));
+  const auto options = torch::dtype(dtype).device(device);
+  const auto shape = std::vector<int64_t>{static_cast<int64_t>(modes.size()), num_edges};
+  auto w = torch::empty(shape, options);
+  auto dw = need_grad ? torch::empty(shape, options) : torch::Tensor();
   TORCH_CHECK(modes.size() <= static_cast<size_t>(kMaxModes), "edge_weights: at most ", kMaxModes,
               " modes per call, got ", modes.size());
   ModeList mode_list{};
   mode_list.count = static_cast<int>(modes.size());
   bool need_u = false;
   for (int m = 0; m < mode_list.count; ++m) {
-    mode_list.id[m] = static_cast<int>(modes[m]);
-    need_u |= mode_needs_uniform(mode_list.id[m]);
+    const int mode = static_cast<int>(modes[m]);
+    TORCH_CHECK(mode >= 0 && mode <= GATE_MODE0 + HARD_CONCRETE_MEAN, "edge_weights (cuda): unknown mode ", mode);
+    mode_list.id[m] = mode;
+    need_u |= mode >= GATE_MODE0 ? gate_needs_uniform(mode - GATE_MODE0) : mode_needs_uniform(mode);
   }
-  if (num_edges == 0) return w;
+  if (num_edges == 0) return need_grad ? std::vector<torch::Tensor>{w, dw} : std::vector<torch::Tensor>{w};
   const int threads = 256;
   const auto blocks = static_cast<unsigned>((num_edges + threads - 1) / threads);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(dtype, "edge_weights_cuda", [&] {
     edge_weights_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
-        ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q), ptr_or_null<scalar_t>(edge_weight),
-        mode_list, need_u, static_cast<uint64_t>(seed),
-        static_cast<uint64_t>(offset), num_edges, w.data_ptr<scalar_t>());
+        ptr_or_null<scalar_t>(phi), ptr_or_null<scalar_t>(p), ptr_or_null<scalar_t>(q),
+        ptr_or_null<scalar_t>(edge_weight), mode_list, need_u, static_cast<uint64_t>(seed),
+        static_cast<uint64_t>(offset), num_edges, static_cast<scalar_t>(tau), static_cast<scalar_t>(gamma),
+        static_cast<scalar_t>(zeta), w.data_ptr<scalar_t>(), need_grad ? dw.data_ptr<scalar_t>() : nullptr);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return w;
+  if (need_grad) return {w, dw};
+  return {w};
 }
 
 std::vector<torch::Tensor> degree_rsqrt(const torch::Tensor& rowptr_u, const torch::Tensor& rowptr_i,

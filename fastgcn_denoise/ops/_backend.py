@@ -3,7 +3,8 @@
 A backend is a module-like object exposing the primitives of ``ops/reference.py``:
 
   edge_weights(logits [E] | None, edge_weight [E] | None, modes: tuple[int], seed, offset,
-               num_edges, dtype, device) -> w [M, E]
+               num_edges, dtype, device, gate=None, need_grad=False) -> w [M, E]
+               (gate: (temperature, gamma, zeta) of the gate modes; need_grad: (w, dw/dphi))
   degree_rsqrt(graph, w [M, E], self_loop) -> (r_u [M, U], r_i [M, I])
   spmm(rowptr, col, eid | None, w [M, E], r_row [M, R] | None, r_col [M, C] | None,
        x [C, d], x_self [R, d] | None) -> y [M, R, d]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .reference import MODE_ID
+from .reference import GATE_KINDS, MODE_ID
 
 
 def _i64(v: int) -> int:
@@ -17,18 +17,26 @@ def _i64(v: int) -> int:
 
 
 _NEEDS_P = {MODE_ID[m] for m in ("arm_neg", "bernoulli", "expect", "hard")}
+_NEEDS_Q = {MODE_ID[m] for m in ("arm_pos", "concrete_st")}
+_NEEDS_PHI = {MODE_ID[k] for k in GATE_KINDS}
+# (temperature, gamma, zeta) when no gate mode is drawn (the kernel ignores them).
+_NO_GATE = (1.0, 0.0, 0.0)
 
 
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device):
+def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
+                 need_grad=False):
     # The sigmoids come from torch (vectorised, and the reference's own function, so binary masks
-    # and expect/hard values match the reference bit for bit); the kernel adds the Philox draw.
-    p = q = None
+    # and expect/hard values match the reference bit for bit); the kernel adds the Philox draw and
+    # the gates (csrc/gates.h, from phi).
+    phi = p = q = None
     if logits is not None:
         logits = logits.to(dtype)
         p = torch.sigmoid(logits) if _NEEDS_P.intersection(modes) else None
-        q = torch.sigmoid(-logits) if MODE_ID["arm_pos"] in modes else None
-    return _C.edge_weights(p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges, dtype,
-                           torch.device(device))
+        q = torch.sigmoid(-logits) if _NEEDS_Q.intersection(modes) else None
+        phi = logits.contiguous() if _NEEDS_PHI.intersection(modes) else None
+    out = _C.edge_weights(phi, p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges,
+                          dtype, torch.device(device), *(gate or _NO_GATE), bool(need_grad))
+    return (out[0], out[1]) if need_grad else out[0]
 
 
 def degree_rsqrt(graph, w, self_loop):

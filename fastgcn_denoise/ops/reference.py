@@ -11,8 +11,24 @@ from __future__ import annotations
 
 import torch
 
-MODES = ("ones", "arm_pos", "arm_neg", "bernoulli", "expect", "hard")
+# One definition of the relaxed Bernoulli gates (ops/gates.py documents them); csrc/gates.h and
+# kernels/gates.py implement the same formulas for the compiled and Triton kernels.
+GATE_KINDS = ("concrete", "concrete_st", "hard_concrete", "hard_concrete_mean")
+GATE_ID = {k: i for i, k in enumerate(GATE_KINDS)}
+# Uniforms are clamped to [U_EPS, 1 - U_EPS] before the logistic transform, so the noise
+# log u - log(1 - u) stays finite (|noise| <= 16.1); tl.rand can return exactly 0.
+GATE_U_EPS = 1e-7
+
+# Propagation mask modes: the binary/probability masks, then the gate kinds (mode GATE_MODE0 + k
+# draws gate kind k). The compiled and Triton kernels use the same numbering.
+MASK_MODES = ("ones", "arm_pos", "arm_neg", "bernoulli", "expect", "hard")
+MODES = MASK_MODES + GATE_KINDS
 MODE_ID = {m: i for i, m in enumerate(MODES)}
+GATE_MODE0 = len(MASK_MODES)
+# Modes whose mask is differentiable in the logits (autograd gives them a logit gradient);
+# concrete_st's is the straight-through (relaxed) derivative.
+DIFFERENTIABLE_MODES = ("expect",) + GATE_KINDS
+_SAMPLED = ("arm_pos", "arm_neg", "bernoulli", "concrete", "concrete_st", "hard_concrete")
 
 _M32 = 0xFFFFFFFF
 _ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
@@ -64,32 +80,63 @@ def edge_uniforms(seed: int, offset: int, num_edges: int, device=None) -> torch.
     return philox_uniform(seed, counters)
 
 
-def mask_from_uniforms(mode: int, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
-    """z for one mode given logits phi [E] and uniforms u [E] (result in logits' dtype)."""
+def mode_needs_uniform(mode: int) -> bool:
+    """Whether mode id ``mode`` draws a uniform per edge (the others are deterministic in phi)."""
+    return MODES[mode] in _SAMPLED
+
+
+def mask_and_derivative(mode: int, logits: torch.Tensor | None, u: torch.Tensor, gate=None,
+                        need_grad: bool = True):
+    """(z, dz/dphi or None) for mode id ``mode``, logits phi [E] and uniforms u [E].
+
+    In logits' dtype. ``gate`` = (temperature, gamma, zeta), needed by the gate modes (the kinds of
+    ops.gates, mode GATE_MODE0 + kind, through ``gate_from_uniforms``). The derivative is 0
+    for the modes outside DIFFERENTIABLE_MODES (binary samples; ``hard``, SGCN's inference mask).
+    """
     name = MODES[mode]
+    if mode >= GATE_MODE0:
+        return gate_from_uniforms(mode - GATE_MODE0, logits, u, *gate, need_grad=need_grad)
     if name == "ones":
-        return torch.ones_like(u)
-    p = torch.sigmoid(logits)
-    if name == "arm_pos":
-        return (u.to(p.dtype) > torch.sigmoid(-logits)).to(p.dtype)
-    if name in ("arm_neg", "bernoulli"):
-        return (u.to(p.dtype) < p).to(p.dtype)
-    if name == "expect":
-        return p
-    return torch.where(p > 0.5, p, torch.zeros_like(p))  # hard
+        z = torch.ones_like(u)
+    else:
+        p = torch.sigmoid(logits)
+        if name == "arm_pos":
+            z = (u.to(p.dtype) > torch.sigmoid(-logits)).to(p.dtype)
+        elif name in ("arm_neg", "bernoulli"):
+            z = (u.to(p.dtype) < p).to(p.dtype)
+        elif name == "expect":
+            return p, (p * (1 - p) if need_grad else None)
+        else:  # hard
+            z = torch.where(p > 0.5, p, torch.zeros_like(p))
+    return z, (torch.zeros_like(z) if need_grad else None)
+
+
+def mask_from_uniforms(mode: int, logits: torch.Tensor | None, u: torch.Tensor,
+                       gate=None) -> torch.Tensor:
+    """z for one mode given logits phi [E] and uniforms u [E] (result in logits' dtype)."""
+    return mask_and_derivative(mode, logits, u, gate, need_grad=False)[0]
 
 
 # --------------------------------------------------------------------------- backend primitives
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device):
-    """w [M, E] = z_m(phi, u) * omega for each mode id in ``modes`` (uniforms shared)."""
-    # Only the sampling modes need uniforms; `ones`/`expect`/`hard` skip the Philox pass.
-    sampled = any(MODES[m] in ("arm_pos", "arm_neg", "bernoulli") for m in modes)
+def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
+                 need_grad=False):
+    """w [M, E] = z_m(phi, u) * omega for each mode id in ``modes`` (uniforms shared).
+
+    ``gate``: (temperature, gamma, zeta), needed by the gate modes. With ``need_grad`` the pair
+    (w, dw/dphi [M, E]), dw/dphi = omega * dz_m/dphi (0 for the non-differentiable modes).
+    """
+    # Only the sampling modes need uniforms; `ones`/`expect`/`hard`/`hard_concrete_mean` skip
+    # the Philox pass.
+    sampled = any(mode_needs_uniform(m) for m in modes)
     u = edge_uniforms(seed, offset, num_edges, device) if sampled else torch.zeros(num_edges, device=device)
-    rows = []
+    phi = None if logits is None else logits.to(dtype)
+    rows, grads = [], []
     for mode in modes:
-        z = mask_from_uniforms(mode, None if logits is None else logits.to(dtype), u).to(dtype)
-        rows.append(z if edge_weight is None else z * edge_weight.to(dtype))
-    return torch.stack(rows)
+        z, dz = mask_and_derivative(mode, phi, u, gate, need_grad)
+        rows.append(z.to(dtype) if edge_weight is None else z.to(dtype) * edge_weight.to(dtype))
+        if need_grad:
+            grads.append(dz.to(dtype) if edge_weight is None else dz.to(dtype) * edge_weight.to(dtype))
+    return (torch.stack(rows), torch.stack(grads)) if need_grad else torch.stack(rows)
 
 
 def degree_rsqrt(graph, w, self_loop):
@@ -147,15 +194,6 @@ def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
 
 
 # --------------------------------------------------------------------------- relaxed gates
-# One definition of the relaxed Bernoulli gates (ops/gates.py documents them); csrc/gates.h and
-# kernels/gates.py implement the same formulas for the compiled and Triton kernels.
-GATE_KINDS = ("concrete", "concrete_st", "hard_concrete", "hard_concrete_mean")
-GATE_ID = {k: i for i, k in enumerate(GATE_KINDS)}
-# Uniforms are clamped to [U_EPS, 1 - U_EPS] before the logistic transform, so the noise
-# log u - log(1 - u) stays finite (|noise| <= 16.1); tl.rand can return exactly 0.
-GATE_U_EPS = 1e-7
-
-
 def gate_from_uniforms(kind: int, logits: torch.Tensor, u: torch.Tensor, temperature: float,
                        gamma: float, zeta: float, need_grad: bool = True):
     """(z, dz/dphi or None) of gate ``kind`` (a GATE_ID) for logits phi and uniforms u (same shape).
