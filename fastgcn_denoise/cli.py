@@ -354,7 +354,7 @@ def _add_denoise(p):
                         "every layer, i.e. the hard masks drop it everywhere (default: 0.5)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="the validation-selected weights or the last epoch's (default: best)")
-    p.add_argument("--format", choices=["lightgcn", "csv", "tsv"], default=None,
+    p.add_argument("--format", choices=["lightgcn", "csv", "tsv", "recbole"], default=None,
                    help="format of cleaned.* and dropped.* (default: the input's)")
     p.epilog = ("Without --checkpoint, trains --model into --out first. Writes to --out (with "
                 "--checkpoint: default CHECKPOINT_DIR/denoise): keep_probabilities.csv (each "

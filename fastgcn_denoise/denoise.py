@@ -11,7 +11,8 @@ Files written to ``out``:
                              (0/1) and, when the noise is known, planted_noise (0/1); one row per
                              training interaction the model saw, in edge-id order
     cleaned.<ext>            the training interactions minus the dropped ones, in the input's
-                             format and ids (LightGCN ``train.txt`` layout, or csv/tsv pairs)
+                             format and ids (LightGCN ``train.txt`` layout, csv/tsv pairs, or
+                             a RecBole ``.inter`` file)
     dropped.<ext>            the dropped interactions, same format
     denoise.json             counts, the rule, and (when the noise is known, as on the built-in
                              data or with ``--noise``) ROC AUC of 1 - keep_mean against it and
@@ -28,7 +29,7 @@ import numpy as np
 from .data.loaders import default_format, original_ids, write_interactions
 from .train import restore_run
 
-_EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv"}
+_EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv", "recbole": "inter"}
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

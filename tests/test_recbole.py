@@ -9,6 +9,7 @@ from conftest import DEVICE
 from fastgcn_denoise.data import load_dataset
 from fastgcn_denoise.data.loaders import write_interactions
 from fastgcn_denoise.data.recbole import is_recbole, load_recbole, write_inter
+from fastgcn_denoise.denoise import denoise_checkpoint
 from fastgcn_denoise.train import evaluate_checkpoint, make_config, train
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -65,8 +66,10 @@ def test_split_files_and_writing_back(tmp_path):
     again = load_recbole(out, test_fraction=0.0, user_field="uid", item_field="sku")
     assert set(zip(again.user_ids[again.train[0]], again.item_ids[again.train[1]])) == \
         {("a", "x"), ("b", "x"), ("b", "y"), ("c", "z")}
-    # The loaders' writer exports in the tokens too (meta format "tsv").
-    write_interactions(data, *data.test, tmp_path / "test.tsv")
+    # The loaders' writer: RecBole data is written back as .inter by default, tsv on request.
+    write_interactions(data, *data.test, tmp_path / "test.inter")
+    assert (tmp_path / "test.inter").read_text() == "uid:token\tsku:token\nc\tx\n"
+    write_interactions(data, *data.test, tmp_path / "test.tsv", "tsv")
     assert (tmp_path / "test.tsv").read_text() == "user\titem\nc\tx\n"
 
 
@@ -119,3 +122,25 @@ def test_train_one_epoch_and_evaluate(tmp_path):
     assert 0 <= metrics["test"]["recall@5"] <= 1 and metrics["test"]["users"] > 0
     again = evaluate_checkpoint(out / "checkpoint.pt")  # rebuilds the data with min_rating
     assert again["metrics"] == pytest.approx(result["test"])
+
+
+def test_denoise_exports_recbole_inter_files(tmp_path):
+    """``denoise`` on RecBole data writes cleaned/dropped as typed .inter files in the tokens."""
+    folder, _ = make_folder(tmp_path / "data", users=30, items=25, per_user=8, seed=2)
+    data = load_recbole(folder)
+    out = tmp_path / "run"
+    train(make_config(model="s-lightgcn", data=str(folder), out=str(out), dim=4, layers=2,
+                      batch_size=64, epochs=1, eval_every=1, ks=(5,), svd_rank=2,
+                      device=str(DEVICE), progress=False, verbose=False))
+    summary = denoise_checkpoint(out / "checkpoint.pt", tmp_path / "export", threshold=0.95)
+    assert summary["format"] == "recbole" and summary["dropped"] > 0
+    pairs = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}  # noqa: E731
+    got = {}
+    for part in ("cleaned", "dropped"):
+        path = tmp_path / "export" / f"{part}.inter"
+        assert path.read_text().startswith("user_id:token\titem_id:token\n")
+        got[part] = pairs(load_recbole(path, test_fraction=0.0))
+    # Every training interaction once, in RecBole's tokens, split by the drop rule.
+    assert not got["cleaned"] & got["dropped"]
+    assert got["cleaned"] | got["dropped"] == pairs(data)
+    assert len(got["dropped"]) == summary["dropped"]

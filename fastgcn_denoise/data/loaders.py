@@ -317,17 +317,27 @@ def original_ids(data: InteractionData, users: np.ndarray, items: np.ndarray):
             items if data.item_ids is None else data.item_ids[items])
 
 
+WRITE_FORMATS = ("lightgcn", "csv", "tsv", "recbole")
+
+
 def write_interactions(data: InteractionData, users, items, path: str | os.PathLike,
                        fmt: str | None = None) -> None:
     """Write (user, item) pairs, given in contiguous ids, in the source's own format and ids.
 
     ``fmt``: "lightgcn" (one line per user, users ascending, items in the given order), "csv" or
-    "tsv" (header ``user,item``, one pair per row); None takes ``data.meta["format"]``, or when
-    that is unset, "lightgcn" for data without id maps and "csv" for data with them.
+    "tsv" (header ``user,item``, one pair per row), "recbole" (a typed ``.inter`` file,
+    ``recbole.write_inter``); None takes ``data.meta["format"]``, or when that is unset,
+    "lightgcn" for data without id maps and "csv" for data with them.
     """
     fmt = default_format(data) if fmt is None else fmt
-    if fmt not in ("lightgcn", "csv", "tsv"):
-        raise ValueError(f"unknown output format {fmt!r}: expected 'lightgcn', 'csv' or 'tsv'")
+    if fmt not in WRITE_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}: expected one of "
+                         f"{', '.join(map(repr, WRITE_FORMATS))}")
+    if fmt == "recbole":
+        from .recbole import write_inter
+
+        write_inter(data, users, items, path)
+        return
     users = _as_ids(users, "users", data.num_users)
     items = _as_ids(items, "items", data.num_items)
     if users.shape != items.shape:

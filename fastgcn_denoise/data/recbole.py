@@ -14,7 +14,8 @@ per line, under a typed header ``field:type`` with type ``token``, ``token_seq``
 and test with ``test_fraction`` (seeded, ``split.holdout_mask``; RecBole's default random order,
 timestamps not used). Tokens are remapped to contiguous ids, repeated (user, item) pairs kept once;
 ``user_ids`` / ``item_ids`` keep the tokens, so exports are written in RecBole's ids
-(``meta["format"]`` is "tsv"; ``write_inter`` writes a typed ``.inter`` file).
+(``meta["format"]`` is "recbole": ``loaders.write_interactions`` and ``denoise`` write a typed
+``.inter`` file with ``write_inter``).
 """
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
         first = np.sort(np.unique(key, return_index=True)[1])  # first occurrences, file order
         dropped += int(hi - lo) - first.shape[0]
         splits[split] = (users[lo:hi][first], items[lo:hi][first])
-    meta = {"format": "tsv", "source": str(path), "reader": "recbole", "files":
+    meta = {"format": "recbole", "source": str(path), "reader": "recbole", "files":
             {s: f.name for s, f in files.items()}, "duplicates_dropped": dropped,
             "fields": {"user": user_field, "item": item_field}}
     if min_rating is not None:
