@@ -12,7 +12,9 @@ from fastgcn_denoise.train import evaluate_checkpoint, load_checkpoint, make_con
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1), path)
+    # No generator-drawn validation: the trainer splits it off train (--valid-fraction).
+    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1,
+                            clean_validation=0.0), path)
     return str(path)
 
 
