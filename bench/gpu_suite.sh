@@ -7,11 +7,13 @@
 #
 #   bash bench/gpu_suite.sh OUTDIR
 #
-# Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
-# JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
+# Writes into OUTDIR: install.log, tests.log, bench.log, dgr_bench.log; bench_cuda.json and
+# bench_lec_dgr_step_cuda.json with their PNGs (each JSON is rewritten after every op, so a run
+# cut short keeps what it measured); steps.txt (each
 # step's exit status and seconds, 124 = timed out); nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
+# BENCH_TIMEOUT (180), DGR_BENCH_TIMEOUT (60), BENCH_ARGS (more `python -m bench` flags, e.g.
+# "--graphs synth-5e7").
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -40,4 +42,9 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+# DGR (issue 12): LEC neighbour lists (cuSPARSE product + Triton segmented top-k) and the step
+# costs of GMP / DGR / SimGCL / XSimGCL on Gowalla -> bench_lec_dgr_step_cuda.json. The paper's
+# Gowalla training protocol is a separate call: bash bench/dgr_gowalla_gpu.sh OUTDIR.
+step dgr_bench "${DGR_BENCH_TIMEOUT:-60}" "$out/dgr_bench.log" \
+    "$py" -u -m bench --device cuda --ops lec dgr_step --graphs gowalla --dims 64 --out "$out"
 exit $status

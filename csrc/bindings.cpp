@@ -28,12 +28,15 @@ FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
 // Ops with CPU kernels only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, sddmm.cpp,
-// gates.cpp.
+// gates.cpp, segment_topk.cpp, cooccurrence.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
+std::vector<Tensor> segment_topk(const Tensor&, const Tensor&, int64_t, bool);
+std::vector<Tensor> cooccurrence(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
+                                 int64_t, int64_t, bool);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -109,4 +112,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
+  m.def("segment_topk", &fgd::cpu::segment_topk,
+        "[pos, val] of each CSR row's k largest/smallest values (CPU tensors)");
+  m.def("cooccurrence", &fgd::cpu::cooccurrence,
+        "[rowptr, col, count]: rows [begin, end) of R^T R (CPU tensors)");
 }

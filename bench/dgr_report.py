@@ -1,0 +1,87 @@
+"""Collect DGR quality runs (``bench.dgr_quality`` output folders) into one JSON and a PNG.
+
+    python -m bench.dgr_report runs/q/* --out bench/results/dgr_yelp_cpu
+
+Writes ``<out>.json``: per run the model, whether DGR was on, its DGR/backbone settings, best
+epoch, valid and test Recall/NDCG@20, row-diff and MAD of the selected model, epochs and seconds
+per epoch, and the relative test Recall@20 change against the run named as its baseline (the
+same backbone without DGR, and LightGCN); ``<out>.png``: valid Recall@20 and row-diff per
+evaluation for every run (the learning curves).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def load(folder: Path) -> dict | None:
+    path = folder / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    return {"run": folder.name, "model": m["model"], "dgr": m["dgr"],
+            "dgr_config": m["dgr_config"], "backbone_kwargs": m["backbone_kwargs"],
+            "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
+            "valid_recall@20": m["valid"]["recall@20"], "valid_ndcg@20": m["valid"]["ndcg@20"],
+            "test_recall@20": m["test"]["recall@20"], "test_ndcg@20": m["test"]["ndcg@20"],
+            "row_diff": m["smoothness"]["row_diff"], "mad": m["smoothness"]["mad"],
+            "seconds_per_epoch": m["timing"]["seconds_per_epoch"],
+            "train_minutes": m["timing"]["train_seconds"] / 60,
+            "threads": m["timing"]["threads"], "curve": m["curve"],
+            "machine": m["environment"]["device"], "commit": m["environment"]["commit"]}
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for r in runs:
+        xs = [c["epoch"] for c in r["curve"]]
+        style = "-" if r["dgr"] else "--"
+        axes[0].plot(xs, [c["valid_recall@20"] for c in r["curve"]], style, label=r["run"])
+        axes[1].plot(xs, [c["row_diff"] for c in r["curve"]], style, label=r["run"])
+    axes[0].set_ylabel("valid Recall@20")
+    axes[1].set_ylabel("row-diff of the final embeddings")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.dgr_report", description=__doc__.split("\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True, help="path without suffix")
+    ap.add_argument("--note", default="", help="the conditions, stored with the table")
+    args = ap.parse_args(argv)
+    runs = [r for r in (load(f) for f in args.folders) if r is not None]
+    if not runs:
+        raise SystemExit("no finished runs (metrics.json) in the given folders")
+    by_name = {r["run"]: r for r in runs}
+    lightgcn = next((r for r in runs if r["model"] == "lightgcn" and not r["dgr"]), None)
+    for r in runs:
+        base = next((b for b in runs if b["model"] == r["model"] and not b["dgr"]), None)
+        for name, ref in (("vs_backbone", base if r["dgr"] else None), ("vs_lightgcn", lightgcn)):
+            if ref is not None and ref is not r:
+                r[f"test_recall_change_{name}"] = r["test_recall@20"] / ref["test_recall@20"] - 1
+                r[f"valid_recall_change_{name}"] = r["valid_recall@20"] / ref["valid_recall@20"] - 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"note": args.note, "runs": list(by_name.values())}, indent=2) + "\n")
+    plot(runs, args.out.with_suffix(".png"))
+    print(f"{'run':28s} {'best':>5s} {'valid R@20':>10s} {'test R@20':>10s} {'test N@20':>10s} "
+          f"{'row-diff':>8s} {'s/epoch':>7s}")
+    for r in runs:
+        print(f"{r['run']:28s} {r['best_epoch']:5d} {r['valid_recall@20']:10.4f} "
+              f"{r['test_recall@20']:10.4f} {r['test_ndcg@20']:10.4f} {r['row_diff']:8.3f} "
+              f"{r['seconds_per_epoch']:7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
