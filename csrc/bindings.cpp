@@ -36,7 +36,7 @@ Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
 std::vector<Tensor> segment_topk(const Tensor&, const Tensor&, int64_t, bool);
 std::vector<Tensor> cooccurrence(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
-                                 int64_t, int64_t, bool);
+                                 int64_t, int64_t, bool, const OptTensor&);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -115,5 +115,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("segment_topk", &fgd::cpu::segment_topk,
         "[pos, val] of each CSR row's k largest/smallest values (CPU tensors)");
   m.def("cooccurrence", &fgd::cpu::cooccurrence,
-        "[rowptr, col, count]: rows [begin, end) of R^T R (CPU tensors)");
+        "[rowptr, col, value]: rows [begin, end) of R^T R, optionally scaled (CPU tensors)");
 }

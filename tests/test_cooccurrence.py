@@ -33,13 +33,21 @@ def to_dense(rowptr, col, count, num_rows, num_cols):
 @pytest.mark.parametrize("backend", BACKEND)
 @pytest.mark.parametrize("diagonal", [True, False])
 @pytest.mark.parametrize("rows", [(0, None), (2, 9), (5, 5), (10, 13)])
-def test_cooccurrence_rows_match_dense(backend, diagonal, rows):
-    graph = random_graph(17, 13, 0.3, seed=3)  # the last item has no users
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("shape", [(60, 13, 0.4), (50, 400, 0.02)])
+def test_cooccurrence_rows_match_dense(backend, diagonal, rows, scaled, shape):
+    # The cpu kernel orders a row's columns by a bitmap scan (rows dense for the item count, the
+    # first shape) or by a sort (sparse rows, the second).
+    graph = random_graph(*shape, seed=3)  # the last item has no users
     g = dense_g(graph)
     if not diagonal:
         g.fill_diagonal_(0)
+    scale = None
+    if scaled:
+        scale = torch.rand(graph.num_items, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        g = (g.float() * scale[:, None] * scale[None, :]).double()  # the same float32 products
     begin, end = rows[0], graph.num_items if rows[1] is None else rows[1]
-    rowptr, col, count = ops.item_cooccurrence(graph, begin, end, diagonal, backend=backend)
+    rowptr, col, count = ops.item_cooccurrence(graph, begin, end, diagonal, scale, backend=backend)
     assert rowptr.shape == (end - begin + 1,) and count.dtype == torch.float32
     assert torch.equal(to_dense(rowptr, col, count, end - begin, graph.num_items), g[begin:end])
     assert (count > 0).all()  # zeros are not stored
@@ -109,5 +117,7 @@ def test_bad_arguments():
         ops.item_cooccurrence(graph, 3, 2)
     with pytest.raises(ValueError, match="k_marginal must be >= 0"):
         ops.lec_neighbors(graph, 2, -1)
+    with pytest.raises(ValueError, match=r"scale must be a tensor \[num_items = 4\]"):
+        ops.item_cooccurrence(graph, scale=torch.ones(3))
     with pytest.raises(ValueError, match="block_work must be positive"):
         ops.lec_neighbors(graph, block_work=0)

@@ -1,10 +1,13 @@
 // CPU (OpenMP) segmented top-k: per CSR row, the positions and values of its k largest (or
 // smallest) entries, best first, ties to the lower position; pads are position -1, value 0.
 // Semantics: ops/segment_topk.py (reference). Row-parallel: each output row is written by one
-// thread; the order is total (value, then position), so the result is deterministic.
+// thread. One pass per row keeps the k best so far, sorted, in the output row itself: an entry
+// that beats the current k-th is inserted by shifting the worse ones down. Entries come in
+// position order and only a strictly better value moves past another, so ties keep the lower
+// position. O(length) comparisons for typical rows, O(length * k) at worst (a row sorted the
+// wrong way); meant for small k (neighbour lists).
 #include <torch/extension.h>
 
-#include <algorithm>
 #include <vector>
 
 namespace fgd {
@@ -14,35 +17,37 @@ namespace {
 constexpr int kRowChunk = 16;  // rows per dynamic chunk: row lengths are long-tailed
 
 template <typename T, bool kLargest>
+inline bool better(T a, T b) { return kLargest ? a > b : a < b; }
+
+template <typename T, bool kLargest>
 void segment_topk_kernel(const int64_t* rowptr, const T* values, int64_t rows, int64_t k,
                          int64_t* out_pos, T* out_val) {
-#pragma omp parallel
-  {
-    std::vector<int64_t> buf;  // this thread's candidate positions of one row
-#pragma omp for schedule(dynamic, kRowChunk)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t begin = rowptr[r], len = rowptr[r + 1] - begin;
-      const int64_t take = std::min(k, len);
-      // a before b: better value, then lower position (a strict total order on positions).
-      auto better = [values](int64_t a, int64_t b) {
-        const T va = values[a], vb = values[b];
-        if (va != vb) return kLargest ? va > vb : va < vb;
-        return a < b;
-      };
-      buf.resize(static_cast<size_t>(len));
-      for (int64_t j = 0; j < len; ++j) buf[j] = begin + j;
-      if (take < len) std::nth_element(buf.begin(), buf.begin() + take, buf.end(), better);
-      std::sort(buf.begin(), buf.begin() + take, better);
-      int64_t* pos = out_pos + r * k;
-      T* val = out_val + r * k;
-      for (int64_t t = 0; t < take; ++t) {
-        pos[t] = buf[t];
-        val[t] = values[buf[t]];
+  if (k == 0) return;
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t* pos = out_pos + r * k;
+    T* val = out_val + r * k;
+    int64_t kept = 0;
+    for (int64_t j = rowptr[r]; j < rowptr[r + 1]; ++j) {
+      const T v = values[j];
+      int64_t t;
+      if (kept < k) {
+        t = kept++;
+      } else if (better<T, kLargest>(v, val[k - 1])) {
+        t = k - 1;  // the current k-th drops out
+      } else {
+        continue;
       }
-      for (int64_t t = take; t < k; ++t) {
-        pos[t] = -1;
-        val[t] = T(0);
+      for (; t > 0 && better<T, kLargest>(v, val[t - 1]); --t) {
+        pos[t] = pos[t - 1];
+        val[t] = val[t - 1];
       }
+      pos[t] = j;
+      val[t] = v;
+    }
+    for (int64_t t = kept; t < k; ++t) {
+      pos[t] = -1;
+      val[t] = T(0);
     }
   }
 }

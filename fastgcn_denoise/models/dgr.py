@@ -95,6 +95,32 @@ class DGRConfig:
         return self
 
 
+def _rank_one_correction(x_user, x_item, r_user, r_item, beta, coef):
+    """(β x − c r (rᵀx)) on the stacked rows [x_user; x_item]: one reduction s = rᵀx [d] over
+    both sides, then one fused scale-and-add (``torch.addr``) per side."""
+    s = torch.mv(x_user.T, r_user) + torch.mv(x_item.T, r_item)
+    return (torch.addr(x_user, r_user, s, beta=beta, alpha=-coef),
+            torch.addr(x_item, r_item, s, beta=beta, alpha=-coef))
+
+
+class _RankOneCorrection(torch.autograd.Function):
+    """GMP's y = (β I − c r rᵀ) x. The operator is symmetric, so the backward is the same two
+    passes on the gradient (autograd through mv and addr would take four: a scaled copy, a
+    reduction, an outer product and the sum of the two contributions)."""
+
+    @staticmethod
+    def forward(ctx, x_user, x_item, r_user, r_item, beta, coef):
+        ctx.save_for_backward(r_user, r_item)
+        ctx.beta, ctx.coef = beta, coef
+        return _rank_one_correction(x_user, x_item, r_user, r_item, beta, coef)
+
+    @staticmethod
+    def backward(ctx, g_user, g_item):  # unused outputs arrive as zeros (materialised grads)
+        r_user, r_item = ctx.saved_tensors
+        gx_u, gx_i = _rank_one_correction(g_user, g_item, r_user, r_item, ctx.beta, ctx.coef)
+        return gx_u, gx_i, None, None, None, None
+
+
 class DGR(nn.Module):
     """The DGR plug-in for one training graph (module docstring). Holds no parameters; its
     buffers (the smoothing vector, the LEC lists) follow the model's device.
@@ -149,9 +175,7 @@ class DGR(nn.Module):
         self._check_graph(graph)
         r_u = self.sqrt_d[:self.num_users].to(x_user.dtype)
         r_i = self.sqrt_d[self.num_users:].to(x_item.dtype)
-        s = torch.mv(x_user.T, r_u) + torch.mv(x_item.T, r_i)  # √d̂ᵀ Ê over all nodes, [d]
-        return (torch.addr(x_user, r_u, s, beta=1 + alpha, alpha=-alpha / self.z),
-                torch.addr(x_item, r_i, s, beta=1 + alpha, alpha=-alpha / self.z))
+        return _RankOneCorrection.apply(x_user, x_item, r_u, r_i, 1 + alpha, alpha / self.z)
 
     def extra_loss(self, model, graph, layers, batch) -> dict:
         """{"lec": λ1 L_pos − λ2 L_neg} on the readout rows of the batch's users and of its
@@ -159,8 +183,10 @@ class DGR(nn.Module):
         if not self.lec:
             return {}
         items = self.lec_items[batch.pos]                       # [B, K1 + K2]
-        e_u, e_j = model.readout_rows(layers, batch.users, items.reshape(-1))
-        scores = torch.bmm(e_j.view(*items.shape, -1), e_u.unsqueeze(-1)).squeeze(-1)
+        # Read out each distinct neighbour once (popular items recur across the batch).
+        distinct, where = torch.unique(items, return_inverse=True)
+        e_u, e_j = model.readout_rows(layers, batch.users, distinct)
+        scores = torch.bmm(e_j[where], e_u.unsqueeze(-1)).squeeze(-1)
         weights = self.lec_omega[batch.pos].to(scores.dtype) * self.lec_lambda.to(scores.dtype)
         return {"lec": -(weights * F.logsigmoid(scores)).sum()}
 

@@ -41,7 +41,7 @@ from .segment_topk import segment_topk
 DEFAULT_BLOCK_WORK = 1 << 22  # accumulations per block (bounds the block's G to ~50 MB)
 
 
-def _torch_sparse(graph, begin, end, diagonal):
+def _torch_sparse(graph, begin, end, diagonal, scale):
     """The product with torch's sparse matmul (CPU: the reference; CUDA: cuSPARSE)."""
     rp_i, cu = graph.rowptr_i, graph.col_user
     lo, hi = int(rp_i[begin]), int(rp_i[end])
@@ -65,34 +65,42 @@ def _torch_sparse(graph, begin, end, diagonal):
     if not diagonal:
         keep &= col != rows + begin
     rows, col, count = rows[keep], col[keep], count[keep]
+    if scale is not None:  # the same float32 products, in the same order, as the cpu kernel
+        count = count * scale[rows + begin] * scale[col]
     rowptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
     rowptr[1:] = torch.bincount(rows, minlength=n).cumsum(0)
     return rowptr, col, count
 
 
-def _cpu(graph, begin, end, diagonal):
+def _cpu(graph, begin, end, diagonal, scale):
     from .. import _C
     if not hasattr(_C, "cooccurrence"):
         raise BackendUnavailable("fastgcn_denoise._C has no cooccurrence (built before it was "
                                  "added); rebuild the extension (pip install -e .)")
-    rowptr, col, count = _C.cooccurrence(graph.rowptr_i, graph.col_user, graph.rowptr_u,
-                                         graph.col_item, graph.num_items, begin, end, diagonal)
-    return rowptr, col, count
+    rowptr, col, value = _C.cooccurrence(graph.rowptr_i, graph.col_user, graph.rowptr_u,
+                                         graph.col_item, graph.num_items, begin, end, diagonal,
+                                         scale)
+    return rowptr, col, value
 
 
 _IMPLS = {"reference": _torch_sparse, "cpu": _cpu, "triton": _torch_sparse, "cuda": _torch_sparse}
 
 
 def item_cooccurrence(graph, begin: int = 0, end: int | None = None, diagonal: bool = True,
-                      backend: str | None = None):
-    """(rowptr int64 [n + 1], col int64 [nnz], count float32 [nnz]): rows ``begin .. end - 1``
+                      scale: torch.Tensor | None = None, backend: str | None = None):
+    """(rowptr int64 [n + 1], col int64 [nnz], value float32 [nnz]): rows ``begin .. end - 1``
     of G = RᵀR (n = end - begin), columns ascending, zeros not stored; ``diagonal=False`` leaves
-    out G_ii. Counts are exact up to 2^24 users per pair (float32)."""
+    out G_ii. value = G_ij (exact up to 2^24 users per pair), or (G_ij · scale_i) · scale_j in
+    float32 with ``scale`` [I] (e.g. 1 / √(D + 1): DGR's ω)."""
     end = graph.num_items if end is None else int(end)
     begin = int(begin)
     if not 0 <= begin <= end <= graph.num_items:
         raise ValueError(f"item rows [{begin}, {end}) are not inside [0, {graph.num_items})")
-    return _IMPLS[resolve_name(graph.device, backend)](graph, begin, end, bool(diagonal))
+    if scale is not None:
+        if not isinstance(scale, torch.Tensor) or scale.shape != (graph.num_items,):
+            raise ValueError(f"scale must be a tensor [num_items = {graph.num_items}]")
+        scale = scale.to(device=graph.device, dtype=torch.float32).contiguous()
+    return _IMPLS[resolve_name(graph.device, backend)](graph, begin, end, bool(diagonal), scale)
 
 
 def cooccurrence_mass(graph) -> torch.Tensor:
@@ -170,13 +178,10 @@ def lec_neighbors(graph, k_similar: int = 10, k_marginal: int = 10,
     blocks = _blocks(mass, int(block_work))
     for begin, end in tqdm(blocks, desc="LEC neighbours", unit="block", disable=not progress,
                            file=sys.stderr, leave=False):
-        rowptr, col, count = item_cooccurrence(graph, begin, end, diagonal, backend)
+        rowptr, col, omega = item_cooccurrence(graph, begin, end, diagonal, scale, backend)
         if col.numel() == 0:  # no co-occurrences in the block: its rows stay padding
             continue
         lengths = rowptr.diff()
-        rows = torch.repeat_interleave(torch.arange(begin, end, device=device), lengths,
-                                       output_size=col.shape[0])
-        omega = count * scale[rows] * scale[col]
         for k, largest, items, weights in ((k1, True, out.similar, out.similar_weight),
                                            (k2, False, out.marginal, out.marginal_weight)):
             pos, val = segment_topk(rowptr, omega, k, largest, backend)
