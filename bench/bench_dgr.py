@@ -20,12 +20,9 @@ from __future__ import annotations
 import torch
 
 from fastgcn_denoise.data import sample_bpr
-from fastgcn_denoise.models._plugged import Batch, PluggedLightGCN
-from fastgcn_denoise.models.dgr import DGR, DGRConfig
-from fastgcn_denoise.models.simgcl import SimGCL
-from fastgcn_denoise.models.xsimgcl import XSimGCL
+from fastgcn_denoise.models import DGR, Batch, DGRConfig, LightGCN, SimGCL, XSimGCL
 from fastgcn_denoise.ops import masked_spmm
-from fastgcn_denoise.train import TrainConfig, build_optimizer
+from fastgcn_denoise.train import make_config, build_optimizer
 
 from .common import Bench, add_ratios, time_benches
 
@@ -38,7 +35,7 @@ def stepper(model, graph):
     """A callable running STEPS training steps on fixed BPR batches."""
     gen = torch.Generator().manual_seed(0)
     users, pos, neg = sample_bpr(graph, BATCH * STEPS, gen)
-    optimizer = build_optimizer(model, TrainConfig())
+    optimizer = build_optimizer(model, make_config())  # the optimiser training uses
 
     def run():
         for s in range(STEPS):
@@ -83,18 +80,20 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
 
         def model(cls, config=None):
             torch.manual_seed(0)
-            plugins = [] if config is None else [DGR(config, graph, LAYERS)]
-            return cls(**size, plugins=plugins).to(device)
+            m = cls(**size)
+            if config is not None:
+                m.add_plugin(DGR(config, graph, LAYERS).attach(m))
+            return m.to(device)
 
         peer = f"LightGCN step {tag}"
         info = {"steps_per_call": STEPS, "batch": BATCH, "layers": LAYERS, "gmp_alpha": ALPHA}
         dgr_full = DGRConfig(dgr_alpha=ALPHA)
         no_loops = DGRConfig(dgr_alpha=ALPHA, dgr_lec=False, dgr_self_loops=False)
         steps = [
-            (peer, model(PluggedLightGCN), None),
-            (f"LightGCN+GMP step {tag}", model(PluggedLightGCN, gmp), peer),
-            (f"LightGCN+GMP step, no loops {tag}", model(PluggedLightGCN, no_loops), peer),
-            (f"LightGCN+DGR step {tag}", model(PluggedLightGCN, dgr_full), peer),
+            (peer, model(LightGCN), None),
+            (f"LightGCN+GMP step {tag}", model(LightGCN, gmp), peer),
+            (f"LightGCN+GMP step, no loops {tag}", model(LightGCN, no_loops), peer),
+            (f"LightGCN+DGR step {tag}", model(LightGCN, dgr_full), peer),
             (f"SimGCL step {tag}", model(SimGCL), peer),
             (f"SimGCL+DGR step {tag}", model(SimGCL, dgr_full), peer),
             (f"XSimGCL step {tag}", model(XSimGCL), peer),

@@ -1,4 +1,4 @@
-"""Collect DGR quality runs (``bench.dgr_quality`` output folders) into one JSON and a PNG.
+"""Collect DGR quality runs (``fastgcn-denoise train`` output folders) into one JSON and a PNG.
 
     python -m bench.dgr_report runs/q/* --out bench/results/dgr_yelp_cpu
 
@@ -14,22 +14,32 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import environment
+
 
 def load(folder: Path) -> dict | None:
+    """One run's summary from its metrics.json and log.jsonl (None if it has not finished)."""
     path = folder / "metrics.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())
-    return {"run": folder.name, "model": m["model"], "dgr": m["dgr"],
-            "dgr_config": m["dgr_config"], "backbone_kwargs": m["backbone_kwargs"],
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line]
+    curve = [{"epoch": r["epoch"], "valid_recall@20": r["valid"]["recall@20"],
+              "row_diff": r["valid"].get("row_diff"), "loss": r["loss"]}
+             for r in log if "valid" in r]
+    cfg = m["config"]
+    return {"run": folder.name, "model": m["model"], "dgr": "dgr" in cfg["plugins"],
+            "model_config": cfg["model_config"], "dgr_config": cfg["plugins"].get("dgr"),
+            "schedule": {k: cfg[k] for k in ("lr", "batch_size", "epochs", "eval_every",
+                                             "patience", "seed")},
             "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
+            "stopped_early": m["stopped_early"],
             "valid_recall@20": m["valid"]["recall@20"], "valid_ndcg@20": m["valid"]["ndcg@20"],
             "test_recall@20": m["test"]["recall@20"], "test_ndcg@20": m["test"]["ndcg@20"],
-            "row_diff": m["smoothness"]["row_diff"], "mad": m["smoothness"]["mad"],
+            "row_diff": m["test"].get("row_diff"), "mad": m["test"].get("mad"),
             "seconds_per_epoch": m["timing"]["seconds_per_epoch"],
             "train_minutes": m["timing"]["train_seconds"] / 60,
-            "threads": m["timing"]["threads"], "curve": m["curve"],
-            "machine": m["environment"]["device"], "commit": m["environment"]["commit"]}
+            "eval_minutes": m["timing"]["eval_seconds"] / 60, "curve": curve}
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -72,7 +82,8 @@ def main(argv=None) -> int:
                 r[f"valid_recall_change_{name}"] = r["valid_recall@20"] / ref["valid_recall@20"] - 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"note": args.note, "runs": list(by_name.values())}, indent=2) + "\n")
+        {"note": args.note, "environment": environment("cpu"), "runs": list(by_name.values())},
+        indent=2) + "\n")
     plot(runs, args.out.with_suffix(".png"))
     print(f"{'run':28s} {'best':>5s} {'valid R@20':>10s} {'test R@20':>10s} {'test N@20':>10s} "
           f"{'row-diff':>8s} {'s/epoch':>7s}")

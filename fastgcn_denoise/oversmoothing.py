@@ -67,10 +67,11 @@ def mad(emb: torch.Tensor) -> float:
 
 def smoothness_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor,
                        sample: int = DEFAULT_SAMPLE, seed: int = 0) -> dict:
-    """{"row_diff", "row_diff_se", "row_diff_rows", "mad"} of the users' and items' final
-    embeddings stacked ([U + I, d])."""
+    """{"row_diff", "row_diff_se", "mad"} of the users' and items' final embeddings stacked
+    ([U + I, d]); row_diff_se is 0 when row_diff is exact (U + I <= ``sample``)."""
     emb = torch.cat([user_emb, item_emb])
-    return {**row_diff(emb, sample, seed), "mad": mad(emb)}
+    rd = row_diff(emb, sample, seed)
+    return {"row_diff": rd["row_diff"], "row_diff_se": rd["row_diff_se"], "mad": mad(emb)}
 
 
 __all__ = ["row_diff", "mad", "smoothness_metrics", "DEFAULT_SAMPLE"]

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from conftest import DEVICE, random_graph
 from fastgcn_denoise import ops
-from fastgcn_denoise.models._plugged import Batch, PluggedLightGCN
+from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.models.dgr import DGR, DGRConfig
 from fastgcn_denoise.models.lightgcn import LightGCN
 from fastgcn_denoise.models.simgcl import SimGCL
@@ -46,6 +46,12 @@ def dgr(graph, layers=3, **config):
     return DGR(DGRConfig(**config), graph, layers)
 
 
+def plugged(model, *plugins):
+    for p in plugins:
+        model.add_plugin(p.attach(model))
+    return model
+
+
 @pytest.mark.parametrize("self_loops,z,z_factor", [(True, "degree_sum", 1),
                                                    (False, "degree_sum", 1),
                                                    (False, "twice_degree_sum", 2)])
@@ -54,7 +60,7 @@ def test_gmp_forward_matches_dense(self_loops, z, z_factor):
     alphas = (0.3, 1.1, -0.2)
     torch.manual_seed(0)
     plugin = dgr(graph, dgr_alpha=alphas, dgr_self_loops=self_loops, dgr_z=z, dgr_lec=False)
-    model = PluggedLightGCN(12, 9, dim=5, num_layers=3, plugins=[plugin]).double().to(DEVICE)
+    model = plugged(LightGCN(12, 9, dim=5, num_layers=3), plugin).double().to(DEVICE)
     want = torch.stack(dense_gmp_layers(model, graph, alphas, self_loops, z_factor)).mean(0)
     torch.testing.assert_close(torch.cat(model(graph)), want, rtol=1e-12, atol=1e-12)
 
@@ -62,7 +68,7 @@ def test_gmp_forward_matches_dense(self_loops, z, z_factor):
 def test_gmp_scales_what_is_orthogonal_to_the_smoothing_direction():
     # Paper constants: E = (1 + α)(Ê − m) + m, m the projection onto √d̂; so √d̂ᵀ E = √d̂ᵀ Ê.
     graph = random_graph(10, 8, 0.4, seed=3)
-    plugin = dgr(graph, layers=1, dgr_alpha=0.7, dgr_lec=False).to(DEVICE)
+    plugin = dgr(graph, layers=1, dgr_alpha=(0.7,), dgr_lec=False).to(DEVICE)
     torch.manual_seed(1)
     x_u = torch.randn(10, 4, dtype=torch.float64, device=DEVICE)
     x_i = torch.randn(8, 4, dtype=torch.float64, device=DEVICE)
@@ -76,7 +82,7 @@ def test_gmp_scales_what_is_orthogonal_to_the_smoothing_direction():
 
 def test_gmp_gradcheck():
     graph = random_graph(6, 5, 0.5, seed=4)
-    plugin = dgr(graph, layers=1, dgr_alpha=0.4, dgr_lec=False).to(DEVICE)
+    plugin = dgr(graph, layers=1, dgr_alpha=(0.4,), dgr_lec=False).to(DEVICE)
     x_u = torch.randn(6, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
     x_i = torch.randn(5, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: plugin.after_layer(0, graph, a, b), (x_u, x_i))
@@ -87,9 +93,9 @@ def test_zero_alpha_and_no_gmp_leave_lightgcn_unchanged():
     torch.manual_seed(0)
     plain = LightGCN(9, 11, dim=4, num_layers=3).double().to(DEVICE)
     want = plain(graph)
-    for config in ({"dgr_gmp": False}, {"dgr_alpha": 0.0, "dgr_self_loops": False}):
-        model = PluggedLightGCN(9, 11, dim=4, num_layers=3,
-                                plugins=[dgr(graph, dgr_lec=False, **config)]).double().to(DEVICE)
+    for config in ({"dgr_gmp": False}, {"dgr_alpha": (0.0,), "dgr_self_loops": False}):
+        model = plugged(LightGCN(9, 11, dim=4, num_layers=3),
+                        dgr(graph, dgr_lec=False, **config)).double().to(DEVICE)
         model.load_state_dict(plain.state_dict())
         for got, exp in zip(model(graph), want):
             torch.testing.assert_close(got, exp, rtol=1e-14, atol=1e-14)
@@ -115,16 +121,16 @@ def test_lec_and_gmp_on_every_backbone(backbone):
     config = dict(dgr_alpha=(0.2, 0.5), lec_similar=3, lec_marginal=2, lec_min_cooccurrence=4,
                   lec_pos_weight=0.3, lec_neg_weight=0.05)
     plugin = dgr(graph, layers=2, **config)
-    cls = {"lightgcn": PluggedLightGCN, "simgcl": SimGCL, "xsimgcl": XSimGCL}[backbone]
+    cls = {"lightgcn": LightGCN, "simgcl": SimGCL, "xsimgcl": XSimGCL}[backbone]
     torch.manual_seed(0)
-    model = cls(30, 14, dim=4, num_layers=2, plugins=[plugin]).double().to(DEVICE)
+    model = plugged(cls(30, 14, dim=4, num_layers=2), plugin).double().to(DEVICE)
     users, pos = graph.edges()
     batch = Batch(users[:16], pos[:16], (pos[:16] + 3) % 14)
     torch.manual_seed(3)
     terms = model.loss(graph, batch)
     # The LEC term reads out the layers the recommendation loss uses (XSimGCL: the perturbed ones).
     torch.manual_seed(3)
-    layers = model.layer_outputs(graph, batch, perturbed=model.perturbed_loss)
+    layers = model.layer_outputs(graph, batch)
     final = torch.cat(model.readout(layers))
     neighbours = ops.lec_neighbors(graph, 3, 2, 4)
     want = dense_lec(final, graph, batch, neighbours, 0.3, 0.05)
@@ -146,11 +152,37 @@ def test_config_errors_and_keep_scores():
         dgr(graph, dgr_alpha=(0.1, 0.2))
     with pytest.raises(ValueError, match="dgr_z = 'half'"):
         dgr(graph, dgr_z="half")
-    with pytest.raises(ValueError, match="lec_neg_weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="lec_neg_weight = -1.0: must be >= 0"):
         dgr(graph, lec_neg_weight=-1.0)
-    model = PluggedLightGCN(8, 6, dim=3, num_layers=3, plugins=[dgr(graph)]).to(DEVICE)
+    model = plugged(LightGCN(8, 6, dim=3, num_layers=3), dgr(graph)).to(DEVICE)
     scores = model.keep_scores(graph)
     assert scores.shape == (graph.num_edges,) and ((scores > 0) & (scores < 1)).all()
     other = random_graph(9, 6, 0.4, seed=8)
     with pytest.raises(ValueError, match="DGR was built for a 8 x 6 graph"):
         model.plugins[0].after_layer(0, other, torch.zeros(9, 3), torch.zeros(6, 3))
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "simgcl", "xsimgcl"])
+def test_train_any_backbone_with_dgr_from_the_command_line(tmp_path, capsys, model):
+    import json
+
+    from fastgcn_denoise.cli import main
+    from fastgcn_denoise.data import make_synthetic, save_npz
+
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1), data)
+    out = tmp_path / "run"
+    code = main(["train", "--model", model, "--dgr", "--data", str(data), "--out", str(out),
+                 "--dim", "8", "--layers", "2", "--dgr-alpha", "0.1,0.5", "--lec-similar", "3",
+                 "--lec-marginal", "2", "--epochs", "2", "--eval-every", "1", "--batch-size", "64",
+                 "--ks", "5,10", "--device", str(DEVICE)])
+    assert code == 0, capsys.readouterr().err
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    terms = {"loss", "bpr", "reg", "lec"} | ({"cl"} if model != "lightgcn" else set())
+    assert terms <= set(log[0]), log[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["plugins"]["dgr"]["dgr_alpha"] == [0.1, 0.5]
+    assert metrics["test"]["row_diff"] > 0 and "mad" in log[-1]["valid"]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--dgr-alpha" in capsys.readouterr().out

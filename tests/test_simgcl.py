@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICE, random_graph
-from fastgcn_denoise.models._plugged import Batch
+from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows
 from fastgcn_denoise.models.xsimgcl import XSimGCL
 
@@ -131,7 +131,7 @@ def test_no_contrast_without_weight_and_bad_settings():
     assert set(model.loss(graph, batch_of(graph))) == {"bpr", "reg", "loss"}
     with pytest.raises(ValueError, match="num_layers >= 1"):
         SimGCL(6, 5, num_layers=0)
-    with pytest.raises(ValueError, match="cl_temperature = 0.0 is out of range"):
+    with pytest.raises(ValueError, match="cl_temperature > 0"):
         SimGCL(6, 5, cl_temperature=0.0)
     with pytest.raises(ValueError, match=r"cl_layer must be in \[1, num_layers = 2\]"):
         XSimGCL(6, 5, num_layers=2, cl_layer=3)

@@ -1,6 +1,6 @@
 """DGR (Ding et al., IJCAI'24): desmoothing for any GCN recommender, as a plug-in.
 
-Two parts, each through one seam of the backbone (``_plugged.PluggedLightGCN``'s seams):
+Two parts, each through the seams every backbone has (``models.base``):
 
 GMP, global desmoothing message passing (``after_layer``, plus ``layer_kwargs`` for the graph):
     Ê = Ã E^(l-1)   (the backbone's propagation)
@@ -36,63 +36,53 @@ official LightGCN values; its SimGCL hard-codes 5e-4 / 5e-8, its XSimGCL 1e-1 / 
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..ops import lec_neighbors
+from ..config import check, option
+from ..ops import lec_neighbors, sddmm
+from .base import Plugin
+from .registry import register_plugin
 
 Z_MODES = ("degree_sum", "twice_degree_sum")
 
 
 @dataclass
 class DGRConfig:
-    """DGR's hyper-parameters (``--dgr-*`` / ``--lec-*`` flags)."""
+    """DGR's hyper-parameters (``--dgr-*`` / ``--lec-*`` flags with ``--dgr``)."""
 
-    dgr_alpha: tuple = field(default=(0.1, 1.1, 0.0), metadata={
-        "help": "GMP alpha per layer (one value: every layer)"})
-    dgr_gmp: bool = field(default=True, metadata={"help": "global desmoothing message passing"})
-    dgr_self_loops: bool = field(default=True, metadata={
-        "help": "GMP propagates with self-loops (paper; the official code has none)"})
-    dgr_z: str = field(default="degree_sum", metadata={
-        "help": "GMP normaliser Z: degree_sum (paper, sum of d) or twice_degree_sum (code)"})
-    dgr_lec: bool = field(default=True, metadata={"help": "local embedding correction loss"})
-    lec_similar: int = field(default=10, metadata={"help": "K1 similar items per item"})
-    lec_marginal: int = field(default=10, metadata={"help": "K2 marginal items per item"})
-    lec_min_cooccurrence: int | None = field(default=None, metadata={
-        "help": "items with fewer co-occurring items get no marginal ones (default 3*K2)"})
-    lec_diagonal: bool = field(default=False, metadata={
-        "help": "an item may be its own LEC neighbour (official code; paper: other items only)"})
-    lec_pos_weight: float = field(default=1e-2, metadata={"help": "lambda1 of L_pos"})
-    lec_neg_weight: float = field(default=5e-6, metadata={"help": "lambda2 of L_neg"})
+    dgr_alpha: tuple = option((0.1, 1.1, 0.0), "GMP alpha per layer, comma-separated (one value: "
+                              "every layer)", item=float, metavar="A,A,...")
+    dgr_gmp: bool = option(True, "global desmoothing message passing (GMP)")
+    dgr_self_loops: bool = option(True, "GMP propagates with self-loops (the paper; the official "
+                                        "code has none)")
+    dgr_z: str = option("degree_sum", "GMP normaliser Z: degree_sum (the paper: sum of the "
+                                      "degrees) or twice_degree_sum (the official code)",
+                        choices=Z_MODES)
+    dgr_lec: bool = option(True, "local embedding correction loss (LEC)")
+    lec_similar: int = option(10, "K1: similar items per item (largest omega)", min=0)
+    lec_marginal: int = option(10, "K2: marginal items per item (smallest omega)", min=0)
+    lec_min_cooccurrence: int = option(None, "items with fewer co-occurring items get no "
+                                             "marginal ones (default 3*K2, the official rule)",
+                                       kind=int, min=0)
+    lec_diagonal: bool = option(False, "an item may be its own LEC neighbour (the official "
+                                       "code; the paper: other items only)")
+    lec_pos_weight: float = option(1e-2, "lambda1, weight of the similar-neighbour term", min=0)
+    lec_neg_weight: float = option(5e-6, "lambda2, weight of the marginal-neighbour term "
+                                         "(subtracted)", min=0)
 
     def alphas(self, num_layers: int) -> tuple[float, ...]:
         """One α per layer; ValueError if ``dgr_alpha`` has neither 1 nor ``num_layers`` values."""
-        alpha = tuple(float(a) for a in (self.dgr_alpha if isinstance(self.dgr_alpha, (tuple, list))
-                                         else (self.dgr_alpha,)))
+        alpha = tuple(float(a) for a in self.dgr_alpha)
         if len(alpha) == 1:
             alpha = alpha * num_layers
         if len(alpha) != num_layers:
             raise ValueError(f"dgr_alpha has {len(alpha)} values but the backbone has "
                              f"{num_layers} layers (give one value or one per layer)")
-        if not all(math.isfinite(a) for a in alpha):
-            raise ValueError(f"dgr_alpha must be finite, got {alpha}")
         return alpha
-
-    def validate(self) -> "DGRConfig":
-        if self.dgr_z not in Z_MODES:
-            raise ValueError(f"dgr_z = {self.dgr_z!r}: choose one of {', '.join(Z_MODES)}")
-        for name in ("lec_similar", "lec_marginal"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lec_pos_weight", "lec_neg_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        return self
 
 
 def _rank_one_correction(x_user, x_item, r_user, r_item, beta, coef):
@@ -121,7 +111,7 @@ class _RankOneCorrection(torch.autograd.Function):
         return gx_u, gx_i, None, None, None, None
 
 
-class DGR(nn.Module):
+class DGR(Plugin):
     """The DGR plug-in for one training graph (module docstring). Holds no parameters; its
     buffers (the smoothing vector, the LEC lists) follow the model's device.
 
@@ -129,11 +119,12 @@ class DGR(nn.Module):
         config: ``DGRConfig``.
         graph: the training ``BipartiteGraph`` (LEC lists and degrees come from it).
         num_layers: the backbone's number of propagation layers (for the per-layer α).
+        backend: force a backend for the LEC lists' product and selection.
     """
 
     def __init__(self, config: DGRConfig, graph, num_layers: int, backend: str | None = None):
         super().__init__()
-        self.config = config.validate()
+        self.config = check(config, "plug-in dgr")
         self.alpha = config.alphas(num_layers) if config.dgr_gmp else (0.0,) * num_layers
         self.num_users, self.num_items = graph.num_users, graph.num_items
         d_hat = torch.cat([graph.deg_u, graph.deg_i]).double()
@@ -185,10 +176,36 @@ class DGR(nn.Module):
         items = self.lec_items[batch.pos]                       # [B, K1 + K2]
         # Read out each distinct neighbour once (popular items recur across the batch).
         distinct, where = torch.unique(items, return_inverse=True)
-        e_u, e_j = model.readout_rows(layers, batch.users, distinct)
+        e_u, e_j = model.readout([(x_u[batch.users], x_i[distinct]) for x_u, x_i in layers])
         scores = torch.bmm(e_j[where], e_u.unsqueeze(-1)).squeeze(-1)
         weights = self.lec_omega[batch.pos].to(scores.dtype) * self.lec_lambda.to(scores.dtype)
         return {"lec": -(weights * F.logsigmoid(scores)).sum()}
+
+    def attach(self, model) -> "DGR":
+        """Remember (weakly: no module cycle) the backbone, for ``keep_scores``."""
+        self._model = weakref.ref(model)
+        return self
+
+    @torch.no_grad()
+    def keep_scores(self, graph):
+        """[E] σ(<e_u, e_i>) of each training interaction from the backbone's final embeddings:
+        DGR learns no edge scores, so the noise benchmark judges the trained model's own belief
+        in each interaction (higher = keep). None before ``attach``."""
+        model = self._model() if getattr(self, "_model", None) is not None else None
+        if model is None:
+            return None
+        was_training = model.training
+        model.eval()
+        try:
+            return torch.sigmoid(sddmm(graph, *model(graph)))
+        finally:
+            model.train(was_training)
+
+
+@register_plugin("dgr", config=DGRConfig, summary="DGR (Ding et al., IJCAI'24): desmoothing "
+                 "message passing (GMP) and local embedding correction (LEC) on any backbone")
+def build_dgr(cfg: DGRConfig, model, ctx) -> DGR:
+    return DGR(cfg, ctx.train, model.num_layers).attach(model)
 
 
 __all__ = ["DGR", "DGRConfig", "Z_MODES"]

@@ -10,7 +10,8 @@ embedding's signs and of fixed L2 norm ε per row (``perturb_rows``):
 v1, v2 are the readouts of two independently perturbed passes; the InfoNCE terms run over the
 batch's distinct users and distinct positive items, with cosine similarity / τ (``info_nce``).
 So a step is three propagation passes (one clean, two perturbed), as in the official code;
-evaluation uses the clean pass.
+evaluation uses the clean pass. The noise comes after the plug-ins' ``after_layer`` (DGR's GMP
+desmooths the propagated embeddings, then the layer is perturbed).
 
 Defaults: the authors' settings for Yelp2018 (their SELFRec library's configuration; DGR's own
 SimGCL.conf has the same): L = 3, λ = 0.5, ε = 0.1, τ = 0.2; d = 64, Adam 1e-3, batch 2048.
@@ -23,12 +24,14 @@ clean evaluation and take α from the DGR plug-in's configuration.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ._plugged import PluggedLightGCN
+from ..config import option
+from .lightgcn import LightGCN
+from .registry import register_model
 
 
 def perturb_rows(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -43,36 +46,55 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
-class SimGCL(PluggedLightGCN):
-    """SimGCL; ``cl_weight`` λ, ``cl_temperature`` τ, ``noise_eps`` ε (module docstring)."""
+class PerturbedLightGCN(LightGCN):
+    """What SimGCL and XSimGCL share: LightGCN's propagation with optionally perturbed layers,
+    the readout without E^(0), and the weighted InfoNCE between two views.
+
+    ``perturb_training``: whether a training step's pass (``batch`` given) is perturbed
+    (XSimGCL: its one pass is; SimGCL: its recommendation pass is clean).
+    """
+
+    perturb_training = False
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 3,
                  cl_weight: float = 0.5, cl_temperature: float = 0.2, noise_eps: float = 0.1,
-                 **kwargs):
-        super().__init__(num_users, num_items, dim=dim, num_layers=num_layers, **kwargs)
+                 decay: float = 1e-4, backend: str | None = None):
+        super().__init__(num_users, num_items, dim=dim, num_layers=num_layers, decay=decay,
+                         backend=backend)
+        name = type(self).__name__
         if self.num_layers < 1:
-            raise ValueError(f"{type(self).__name__} needs num_layers >= 1 (its readout leaves out "
-                             f"E^(0)), got {num_layers}")
-        for name, value, ok in (("cl_weight", cl_weight, cl_weight >= 0),
-                                ("cl_temperature", cl_temperature, cl_temperature > 0),
-                                ("noise_eps", noise_eps, noise_eps >= 0)):
-            if not (math.isfinite(value) and ok):
-                raise ValueError(f"{type(self).__name__} {name} = {value} is out of range "
-                                 "(cl_weight >= 0, cl_temperature > 0, noise_eps >= 0)")
+            raise ValueError(f"{name} needs num_layers >= 1 (its readout leaves out E^(0)), got "
+                             f"{num_layers}")
+        if not (cl_weight >= 0 and cl_temperature > 0 and noise_eps >= 0):
+            raise ValueError(f"{name} needs cl_weight >= 0, cl_temperature > 0, noise_eps >= 0; "
+                             f"got {cl_weight}, {cl_temperature}, {noise_eps}")
         self.cl_weight, self.cl_temperature = float(cl_weight), float(cl_temperature)
         self.noise_eps = float(noise_eps)
         torch.nn.init.xavier_uniform_(self.user_emb)
         torch.nn.init.xavier_uniform_(self.item_emb)
 
-    def perturb(self, layer, x_user, x_item):
-        return perturb_rows(x_user, self.noise_eps), perturb_rows(x_item, self.noise_eps)
+    def layer_outputs(self, graph, batch=None, mask_spec=None, perturbed: bool | None = None):
+        """[(E_user^(k), E_item^(k)) for k = 0..L]; each propagated layer perturbed when
+        ``perturbed`` (default: a training step of a model with ``perturb_training``)."""
+        if perturbed is None:
+            perturbed = self.perturb_training and batch is not None
+        self._check_graph(graph, mask_spec)
+        outs = [(self.user_emb, self.item_emb)]
+        for k in range(self.num_layers):
+            x_user, x_item = self.propagate(graph, *outs[-1], k, batch, mask_spec)
+            if perturbed:
+                x_user, x_item = perturb_rows(x_user, self.noise_eps), perturb_rows(x_item, self.noise_eps)
+            outs.append((x_user, x_item))
+        return outs
 
     @staticmethod
     def readout(layers):
         """Mean over layers 1..L (E^(0) is not part of SimGCL's readout)."""
-        users = torch.stack([u for u, _ in layers[1:]]).mean(0)
-        items = torch.stack([i for _, i in layers[1:]]).mean(0)
-        return users, items
+        return LightGCN.readout(layers[1:])
+
+    def readout_rows(self, layers, users, items):
+        """``readout`` of the rows ``users`` [n] and ``items`` [m] only (the readout is row-wise)."""
+        return self.readout([(x_u[users], x_i[items]) for x_u, x_i in layers])
 
     def contrast(self, view_a, view_b) -> torch.Tensor:
         """λ (InfoNCE over users + InfoNCE over items) between two views, each a pair (user rows
@@ -80,15 +102,36 @@ class SimGCL(PluggedLightGCN):
         return self.cl_weight * (info_nce(view_a[0], view_b[0], self.cl_temperature)
                                  + info_nce(view_a[1], view_b[1], self.cl_temperature))
 
-    def backbone_loss(self, graph, layers, batch) -> dict:
-        terms = super().backbone_loss(graph, layers, batch)
+
+class SimGCL(PerturbedLightGCN):
+    """SimGCL; ``cl_weight`` λ, ``cl_temperature`` τ, ``noise_eps`` ε (module docstring)."""
+
+    def loss(self, graph, batch, mask_spec=None) -> dict:
+        """The clean pass's terms (BPR, L2, plug-ins) plus "cl" from two perturbed passes."""
+        terms = super().loss(graph, batch, mask_spec)
         if self.cl_weight > 0:
             users, items = torch.unique(batch.users), torch.unique(batch.pos)
-            views = [self.readout_rows(self.layer_outputs(graph, batch, perturbed=True), users,
-                                       items) for _ in range(2)]
+            views = [self.readout_rows(self.layer_outputs(graph, batch, mask_spec, perturbed=True),
+                                       users, items) for _ in range(2)]
             terms["cl"] = self.contrast(*views)
+            terms["loss"] = terms["loss"] + terms["cl"]
         return terms
 
-    def hparams(self) -> dict:
-        return {**super().hparams(), "cl_weight": self.cl_weight,
-                "cl_temperature": self.cl_temperature, "noise_eps": self.noise_eps}
+
+@dataclass
+class SimGCLConfig:
+    dim: int = option(64, "embedding size", min=1)
+    layers: int = option(3, "propagation layers", min=1)
+    decay: float = option(1e-4, "L2 coefficient on the batch's layer-0 embeddings", min=0)
+    cl_weight: float = option(0.5, "lambda, weight of the contrastive (InfoNCE) term", min=0)
+    cl_temperature: float = option(0.2, "tau, InfoNCE temperature", min=0, min_open=True)
+    noise_eps: float = option(0.1, "epsilon, L2 norm of the noise added to each row per layer",
+                              min=0)
+
+
+@register_model("simgcl", config=SimGCLConfig,
+                summary="SimGCL (Yu et al., SIGIR'22): LightGCN + InfoNCE between noise-perturbed views")
+def build_simgcl(cfg: SimGCLConfig, ctx) -> SimGCL:
+    return SimGCL(ctx.num_users, ctx.num_items, dim=cfg.dim, num_layers=cfg.layers,
+                  cl_weight=cfg.cl_weight, cl_temperature=cfg.cl_temperature,
+                  noise_eps=cfg.noise_eps, decay=cfg.decay)
