@@ -20,20 +20,22 @@ template <typename T, bool kLargest>
 inline bool better(T a, T b) { return kLargest ? a > b : a < b; }
 
 template <typename T, bool kLargest>
-void segment_topk_kernel(const int64_t* rowptr, const T* values, int64_t rows, int64_t k,
-                         int64_t* out_pos, T* out_val) {
+void segment_topk_kernel(const int64_t* __restrict rowptr, const T* __restrict values, int64_t rows,
+                         int64_t k, int64_t* __restrict out_pos, T* __restrict out_val) {
   if (k == 0) return;
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < rows; ++r) {
     int64_t* pos = out_pos + r * k;
     T* val = out_val + r * k;
+    const int64_t begin = rowptr[r], end = rowptr[r + 1];
     int64_t kept = 0;
-    for (int64_t j = rowptr[r]; j < rowptr[r + 1]; ++j) {
+    T worst = T(0);  // val[k - 1] once the row has k entries (kept in a register)
+    for (int64_t j = begin; j < end; ++j) {
       const T v = values[j];
       int64_t t;
       if (kept < k) {
         t = kept++;
-      } else if (better<T, kLargest>(v, val[k - 1])) {
+      } else if (better<T, kLargest>(v, worst)) {
         t = k - 1;  // the current k-th drops out
       } else {
         continue;
@@ -44,6 +46,7 @@ void segment_topk_kernel(const int64_t* rowptr, const T* values, int64_t rows, i
       }
       pos[t] = j;
       val[t] = v;
+      if (kept == k) worst = val[k - 1];
     }
     for (int64_t t = kept; t < k; ++t) {
       pos[t] = -1;
