@@ -5,7 +5,10 @@
 Writes ``<out>.json``: per run the model, whether DGR was on, its DGR/backbone settings, best
 epoch, valid and test Recall/NDCG@20, row-diff and MAD of the selected model, epochs and seconds
 per epoch, and the relative test Recall@20 change against the run named as its baseline (the
-same backbone without DGR, and LightGCN); ``<out>.png``: valid Recall@20 and row-diff per
+same backbone without DGR, and LightGCN); where the runs' epoch budgets differ, also
+``equal_budget_valid``: each run's best valid Recall@20 within the largest budget every run
+reached, and its change against LightGCN's (selection on validation at equal epochs, since a
+shorter run has no test figure of the other runs at its budget); ``<out>.png``: valid Recall@20 and row-diff per
 evaluation for every run (the learning curves).
 """
 from __future__ import annotations
@@ -40,6 +43,18 @@ def load(folder: Path) -> dict | None:
             "seconds_per_epoch": m["timing"]["seconds_per_epoch"],
             "train_minutes": m["timing"]["train_seconds"] / 60,
             "eval_minutes": m["timing"]["eval_seconds"] / 60, "curve": curve}
+
+
+def equal_budget_valid(runs: list[dict], lightgcn: dict | None) -> dict:
+    """Best valid Recall@20 of every run within the largest epoch all runs were evaluated at."""
+    budget = min(max(c["epoch"] for c in r["curve"]) for r in runs)
+    best = {r["run"]: max(c["valid_recall@20"] for c in r["curve"] if c["epoch"] <= budget)
+            for r in runs}
+    out = {"epochs": budget, "valid_recall@20": best}
+    if lightgcn is not None:
+        out["change_vs_lightgcn"] = {name: v / best[lightgcn["run"]] - 1
+                                     for name, v in best.items() if name != lightgcn["run"]}
+    return out
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -80,10 +95,11 @@ def main(argv=None) -> int:
             if ref is not None and ref is not r:
                 r[f"test_recall_change_{name}"] = r["test_recall@20"] / ref["test_recall@20"] - 1
                 r[f"valid_recall_change_{name}"] = r["valid_recall@20"] / ref["valid_recall@20"] - 1
+    report = {"note": args.note, "environment": environment("cpu"), "runs": list(by_name.values())}
+    if len({r["schedule"]["epochs"] for r in runs}) > 1:
+        report["equal_budget_valid"] = equal_budget_valid(runs, lightgcn)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"note": args.note, "environment": environment("cpu"), "runs": list(by_name.values())},
-        indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     plot(runs, args.out.with_suffix(".png"))
     print(f"{'run':28s} {'best':>5s} {'valid R@20':>10s} {'test R@20':>10s} {'test N@20':>10s} "
           f"{'row-diff':>8s} {'s/epoch':>7s}")
