@@ -323,11 +323,13 @@ def _add_evaluate(p):
 
 
 def _metric_table(rows: list) -> str:
-    """Rows (name, metrics) as a table over the metrics' numeric keys (counts left out)."""
+    """Rows (name, metrics) as a table over the first row's numeric keys (counts left out; "-"
+    where a row has no such metric, e.g. a baseline's row_diff)."""
     keys = [k for k, v in rows[0][1].items() if isinstance(v, float)]
     width = max(12, *(len(k) + 2 for k in keys))
     lines = [f"{'':16s}" + "".join(f"{k:>{width}s}" for k in keys)]
-    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" for k in keys) for name, m in rows]
+    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" if k in m else f"{'-':>{width}s}"
+                                      for k in keys) for name, m in rows]
     return "\n".join(lines)
 
 

@@ -44,9 +44,13 @@ def test_train_writes_logs_metrics_and_checkpoint(tiny_data, tmp_path, model):
     assert metrics["best_epoch"] in (2, 4) and metrics["epochs_run"] == 4
     assert metrics["selection"] == {"rule": "best validation recall@5",
                                     "epoch": metrics["best_epoch"]}
+    ranking = {"recall@5", "ndcg@5", "recall@10", "ndcg@10", "users"}
     for split in ("valid", "test"):
+        # A model's evaluations also measure how smooth its embeddings are (oversmoothing.py).
+        assert set(metrics[split]) == ranking | {"row_diff", "row_diff_se", "mad"}
+        assert metrics[split]["row_diff"] > 0 and 0 < metrics[split]["mad"] <= 2
         for m in (metrics[split], metrics["baselines"]["most_popular"][split]):
-            assert set(m) == {"recall@5", "ndcg@5", "recall@10", "ndcg@10", "users"}
+            assert ranking <= set(m)
             assert 0 <= m["recall@5"] <= m["recall@10"] <= 1 and m["users"] > 0
     assert metrics["valid"] == log[metrics["best_epoch"] - 1]["valid"]
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")

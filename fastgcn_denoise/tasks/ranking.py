@@ -5,7 +5,7 @@ What the trainer (``train.py``) asks of a task, here for recommenders:
     prepare(config) -> RankingData       the data as graphs on the run's device (+ warnings)
     context(prep, config) -> RankingContext   what a model's builder gets
     train_epoch(model, optimizer, prep, config, epoch, sampler, progress) -> {term: mean}
-    evaluate(model, prep, split, config) -> metrics       split "valid" or "test"
+    evaluate(model, prep, split, config) -> metrics       split "valid" or "test" (+ row_diff, mad)
     baselines(prep, config) -> {name: {split: metrics}}   (most popular)
     headline(config) -> the metric that selects the model ("recall@20")
     describe(info) -> str                one line about the data, for the log
@@ -24,6 +24,7 @@ from ..data import (InteractionData, inject_noise, load_dataset, resolve_feature
 from ..eval import evaluate_model, evaluate_most_popular
 from ..graph import BipartiteGraph
 from ..models.base import Batch
+from ..oversmoothing import smoothness_metrics
 
 # Below this many validation users (or interactions) a Recall@K difference between epochs is
 # mostly noise (its standard error is ~0.5 / sqrt(users)): the run warns that selection is weak.
@@ -157,9 +158,19 @@ class RankingTask:
 
     @staticmethod
     def evaluate(model, prep: RankingData, split: str, config) -> dict:
+        """Recall/NDCG@K on ``split``, and how smooth the final embeddings are (row_diff, mad:
+        ``oversmoothing.smoothness_metrics``), so desmoothing is measured, not assumed."""
         target = prep.test if split == "test" else prep.valid
-        return evaluate_model(model, prep.train, target, prep.exclude(split), config.ks,
-                              config.eval_batch)
+        metrics = evaluate_model(model, prep.train, target, prep.exclude(split), config.ks,
+                                 config.eval_batch)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics.update(smoothness_metrics(*model(prep.train), seed=config.seed))
+        finally:
+            model.train(was_training)
+        return metrics
 
     @staticmethod
     def baselines(prep: RankingData, config) -> dict:
