@@ -210,3 +210,12 @@ def test_checkpoint_errors_in_the_users_words(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_checkpoint(tmp_path / "nothing.pt")
 
+
+
+def test_progress_bars_cover_epochs_and_evaluation(tiny_data, tmp_path, capsys):
+    # issue 10 item 17: with --progress, the epoch bar carries the metric so far and each
+    # evaluation shows its own bar over the user batches.
+    train(config(tiny_data, tmp_path, epochs=2, eval_every=1, progress=True))
+    err = capsys.readouterr().err
+    assert "evaluate" in err and "user" in err
+    assert "recall@5=" in err and "best=2" in err  # the headline metric (first of --ks)

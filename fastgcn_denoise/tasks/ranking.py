@@ -21,7 +21,7 @@ import torch
 
 from ..data import (InteractionData, inject_noise, load_dataset, resolve_features, sample_bpr,
                     validation_split)
-from ..eval import evaluate_model, evaluate_most_popular
+from ..eval import evaluate_embeddings, evaluate_most_popular
 from ..graph import BipartiteGraph
 from ..models.base import Batch
 from ..oversmoothing import smoothness_metrics
@@ -161,15 +161,18 @@ class RankingTask:
         """Recall/NDCG@K on ``split``, and how smooth the final embeddings are (row_diff, mad:
         ``oversmoothing.smoothness_metrics``), so desmoothing is measured, not assumed."""
         target = prep.test if split == "test" else prep.valid
-        metrics = evaluate_model(model, prep.train, target, prep.exclude(split), config.ks,
-                                 config.eval_batch)
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                metrics.update(smoothness_metrics(*model(prep.train), seed=config.seed))
+                user_emb, item_emb = model(prep.train)
         finally:
             model.train(was_training)
+        # The trainer's bars setting (None: when stderr is a terminal): a bar over user batches.
+        progress = sys.stderr.isatty() if config.progress is None else bool(config.progress)
+        metrics = evaluate_embeddings(user_emb, item_emb, target, prep.exclude(split), config.ks,
+                                      config.eval_batch, progress=progress)
+        metrics.update(smoothness_metrics(user_emb, item_emb, seed=config.seed))
         return metrics
 
     @staticmethod
