@@ -1,9 +1,35 @@
 """Microbenchmarks: every op against its peer, side by side (``python -m bench``, see __main__.py).
 
+They measure the *installed* fastgcn_denoise: ``python -m bench`` from the repository root puts
+the root first on sys.path, where the source tree (without its compiled extension, unless built
+in place) would shadow the installed package. Importing this package moves the root behind
+site-packages; with an editable install, or none, the source tree is still what is found, and the
+runner refuses to start when its compiled backend cannot run (``common.subject_missing``).
+
 Run them on a quiet machine, with OpenMP's default wait policy: it is what training runs with, and
 it keeps threads spinning briefly between the many short parallel regions of a step or an SVD.
 ``OMP_WAIT_POLICY=PASSIVE`` made the Krylov SVD on the small synthetic graph 3x slower on the
 project's 2-core CPU. On a loaded machine, though, active spinning made MKL's LAPACK calls 100x
 slower (a 1000 x 1000 eigh: 16 s instead of 0.16 s); set PASSIVE there. Each JSON records the
-policy it ran under (``omp_wait_policy``).
+policy it ran under (``omp_wait_policy``) and the load average at the start (``loadavg``).
 """
+import os
+import sys
+from pathlib import Path
+
+
+def _root_behind_site_packages() -> None:
+    root = Path(__file__).resolve().parent.parent
+
+    def is_root(entry: str) -> bool:
+        try:
+            return Path(entry or os.getcwd()).resolve() == root
+        except OSError:
+            return False
+
+    moved = [entry for entry in sys.path if is_root(entry)]
+    if moved:
+        sys.path[:] = [entry for entry in sys.path if not is_root(entry)] + moved
+
+
+_root_behind_site_packages()

@@ -187,11 +187,41 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def describe_device(device="cpu") -> str:
+def describe_device(device="cpu", threads: bool = True) -> str:
+    """The GPU's name, or the CPU model with its cores (and torch's current thread count)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if not threads:
+        return f"{_cpu_model()} ({os.cpu_count()} cores)"
     return f"{_cpu_model()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+
+
+def package_info() -> dict:
+    """The fastgcn_denoise being measured: version, where it was imported from, and whether its
+    compiled extension loads."""
+    import fastgcn_denoise
+    from fastgcn_denoise.ops._backend import _load_extension
+
+    ext, why = _load_extension()
+    return {"version": fastgcn_denoise.__version__,
+            "path": str(Path(fastgcn_denoise.__file__).resolve().parent),
+            "extension": ext is not None, **({} if ext is not None else {"extension_error": why})}
+
+
+def subject_missing(device) -> str | None:
+    """Why the benchmarks cannot measure this build on ``device`` (None: they can): the backend
+    they time there (cpu: the compiled extension; cuda: the triton kernels) cannot run."""
+    device = torch.device(device)
+    need = "cpu" if device.type == "cpu" else "triton"
+    why = ops.availability(device)[need]
+    if why is None:
+        return None
+    pkg = package_info()
+    return (f"the {need} backend, which the benchmarks measure on {device.type}, cannot run: "
+            f"{why}. fastgcn_denoise was imported from {pkg['path']}: install the package "
+            "(pip install --no-build-isolation .) or build its extension in place (python "
+            "setup.py build_ext --inplace), then run python -m bench from the repository root")
 
 
 def environment(device="cpu") -> dict:
@@ -208,15 +238,18 @@ def environment(device="cpu") -> dict:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             pass
-    import fastgcn_denoise
+    pkg = package_info()
     return {
         "device": describe_device(device),
         "device_type": torch.device(device).type,
         "commit": commit + ("-dirty" if dirty else ""),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "fastgcn_denoise": fastgcn_denoise.__version__,
+        "fastgcn_denoise": pkg["version"],
+        "package": pkg,
         "versions": versions,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # The machine's load when the run started (1, 5, 15 min): a shared machine shows here.
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "backends": ops.availability(device),
     }
 
@@ -290,8 +323,15 @@ def short_peer(peer: str, name: str) -> str:
     return " ".join(a)
 
 
-def plot(cases: list[dict], path: Path, title: str) -> Path | None:
-    """Bar chart of our cases' speedups over their peers (log scale); None without matplotlib."""
+PLOT_DPI = 110
+
+
+def speedup_figure(cases: list[dict], title: str):
+    """The figure ``plot`` saves (None without matplotlib or without a case with a ratio).
+
+    One bar per case of ours, top to bottom in the cases' order. The figure is as wide as its
+    longest label needs (measured after a draw) plus the plot area, so no label is clipped.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -302,16 +342,37 @@ def plot(cases: list[dict], path: Path, title: str) -> Path | None:
     ours = [c for c in cases if "speedup_vs_peer" in c][::-1]
     if not ours:
         return None
-    fig, ax = plt.subplots(figsize=(10, 0.26 * len(ours) + 1.5))
-    labels = [f"{c['graph']} | {c['name']} vs {short_peer(c['peer'], c['name'])}" for c in ours]
+    several = len({c.get("threads") for c in ours}) > 1
+    labels = [f"{c['graph']} | " + (f"{c['threads']} thr | " if several else "")
+              + f"{c['name']} vs {short_peer(c['peer'], c['name'])}" for c in ours]
     values = [c["speedup_vs_peer"] for c in ours]
-    ax.barh(labels, values, color=["tab:blue" if v >= 1 else "tab:red" for v in values])
+    height = 0.26 * len(ours) + 1.5
+    # Laid out at the dpi it is saved at: text measured at another dpi is hinted differently,
+    # which is how the longest labels used to run off the left edge of the saved PNG.
+    fig, ax = plt.subplots(figsize=(10, height), dpi=PLOT_DPI)
+    ax.barh(range(len(ours)), values, color=["tab:blue" if v >= 1 else "tab:red" for v in values])
+    ax.set_yticks(range(len(ours)), labels)
+    ax.set_ylim(-0.6, len(ours) - 0.4)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel("speedup over the peer (peer median / ours, log scale)")
     ax.set_title(title, fontsize=10)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    widest = max(t.get_window_extent(renderer).width for t in ax.get_yticklabels()) / fig.dpi
+    title_width = ax.title.get_window_extent(renderer).width / fig.dpi
+    fig.set_size_inches(max(widest + 6.0, title_width + 1.0), height)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot(cases: list[dict], path: Path, title: str) -> Path | None:
+    """Bar chart of our cases' speedups over their peers (log scale); None without matplotlib."""
+    fig = speedup_figure(cases, title)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=PLOT_DPI)
+    import matplotlib.pyplot as plt
     plt.close(fig)
     return path

@@ -29,7 +29,7 @@ FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
 // Ops with CPU kernels only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, sddmm.cpp,
-// gates.cpp.
+// gates.cpp, segment_topk.cpp, cooccurrence.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
@@ -44,6 +44,9 @@ std::vector<Tensor> all_pairs_forward(const Tensor&, const Tensor&, const Tensor
 std::vector<Tensor> all_pairs_backward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
                                        int64_t, int64_t, int64_t, double, double, double, double, bool,
                                        const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+std::vector<Tensor> segment_topk(const Tensor&, const Tensor&, int64_t, bool);
+std::vector<Tensor> cooccurrence(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
+                                 int64_t, int64_t, bool, const OptTensor&);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -133,4 +136,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "L0-SIGN all-pairs pass: [pooled, l0, l2, kept, counts] (CPU tensors)");
   m.def("all_pairs_backward", &fgd::cpu::all_pairs_backward,
         "gradients of the all-pairs pass: [per-position rows, per-position edge rows, 8 weights]");
+  m.def("segment_topk", &fgd::cpu::segment_topk,
+        "[pos, val] of each CSR row's k largest/smallest values (CPU tensors)");
+  m.def("cooccurrence", &fgd::cpu::cooccurrence,
+        "[rowptr, col, value]: rows [begin, end) of R^T R, optionally scaled (CPU tensors)");
 }

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 
-from . import __version__, config
+from . import __version__, _runtime, config
 
 PROG = "fastgcn-denoise"
 
@@ -98,7 +99,8 @@ def _add_info(p):
 def _run_info(args) -> int:
     import torch
 
-    from .ops import BACKENDS, availability
+    from .ops import BACKENDS, BackendUnavailable, availability, resolve_name
+    from .ops._backend import ENV_VAR, requested_backend
 
     print(f"fastgcn-denoise {__version__}")
     print(f"python {platform.python_version()}, torch {torch.__version__}", end="")
@@ -113,12 +115,20 @@ def _run_info(args) -> int:
         print(f"cuda: {torch.cuda.get_device_name(0)} (torch CUDA {torch.version.cuda})")
     else:
         print("cuda: not available (torch.cuda.is_available() is False)")
+    forced = os.environ.get(ENV_VAR)
+    print(f"{ENV_VAR}: " + (f"{forced!r} (every op is forced onto it)" if forced
+                            else "not set (each op picks the best backend for its tensors)"))
     for device in devices:
         avail = availability(device)
         print(f"backends for {device} tensors:")
         for name in BACKENDS:
             why = avail[name]
             print(f"  {name:10s} {'available' if why is None else 'unavailable: ' + why}")
+        try:
+            print(f"ops on {device} tensors run on: {resolve_name(torch.device(device))}")
+        except BackendUnavailable as exc:
+            print(f"ops on {device} tensors fail: {exc}")
+    requested_backend()  # a value that is no backend at all: the error line, exit status 2
     return 0
 
 
@@ -313,11 +323,13 @@ def _add_evaluate(p):
 
 
 def _metric_table(rows: list) -> str:
-    """Rows (name, metrics) as a table over the metrics' numeric keys (counts left out)."""
+    """Rows (name, metrics) as a table over the first row's numeric keys (counts left out; "-"
+    where a row has no such metric, e.g. a baseline's row_diff)."""
     keys = [k for k, v in rows[0][1].items() if isinstance(v, float)]
     width = max(12, *(len(k) + 2 for k in keys))
     lines = [f"{'':16s}" + "".join(f"{k:>{width}s}" for k in keys)]
-    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" for k in keys) for name, m in rows]
+    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" if k in m else f"{'-':>{width}s}"
+                                      for k in keys) for name, m in rows]
     return "\n".join(lines)
 
 
@@ -345,18 +357,26 @@ _DENOISE_DEFAULT_OUT = "runs/denoise"
 
 
 def _add_denoise(p):
-    _add_train(p, model="s-lightgcn", out=_DENOISE_DEFAULT_OUT)
+    _add_train(p, model="lightgcn", out=_DENOISE_DEFAULT_OUT)
     p.add_argument("--checkpoint", metavar="PATH", default=None,
-                   help="export from this SGCN checkpoint.pt instead of training one (the "
-                        "training flags are then ignored, except --data and --device)")
-    p.add_argument("--threshold", type=_number(0, 1, True, True), default=0.5, metavar="P",
-                   help="an interaction is judged noise when its keep probability is <= P in "
-                        "every layer, i.e. the hard masks drop it everywhere (default: 0.5)")
+                   help="export from this checkpoint.pt of a denoiser instead of training one "
+                        "(the training flags are then ignored, except --data and --device)")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--threshold", type=_number(0, 1, True, True), default=0.5, metavar="P",
+                      help="an interaction is judged noise when its keep score is <= P in every "
+                           "layer, i.e. the deterministic masks drop it everywhere (default: 0.5)")
+    rule.add_argument("--drop-fraction", type=_number(0, 1, False, True), default=None,
+                      metavar="F", help="instead: judge the fraction F of the interactions with "
+                                        "the lowest mean keep score noise (e.g. an expected "
+                                        "noise rate)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="the validation-selected weights or the last epoch's (default: best)")
     p.add_argument("--format", choices=["lightgcn", "csv", "tsv", "recbole"], default=None,
                    help="format of cleaned.* and dropped.* (default: the input's)")
-    p.epilog = ("Without --checkpoint, trains --model into --out first. Writes to --out (with "
+    p.epilog = ("Without --checkpoint, trains --model into --out first: by default LightGCN with "
+                "the mask plug-in (--mask: gumbel straight-through gates, score head, target-edge "
+                "holdout, keep level 0.85); --model s-lightgcn trains the paper's ARM masks "
+                "instead. Writes to --out (with "
                 "--checkpoint: default CHECKPOINT_DIR/denoise): keep_probabilities.csv (each "
                 "training interaction's keep probability per layer, in the input's ids), "
                 "cleaned.* (the training interactions minus the dropped ones, in the input's "
@@ -373,18 +393,24 @@ def _run_denoise(args) -> int:
     data = getattr(args, "data", None)
     data = None if data == "synthetic" else data
     if args.checkpoint is None:
-        config = _train_config(args, model="s-lightgcn", out=_DENOISE_DEFAULT_OUT)
-        if not config.model.startswith("s-"):
-            raise UsageError(f"--model {config.model} has no masks to export: use s-lightgcn "
-                             "or s-ngcf")
+        given = vars(args)
+        if "model" not in given and not any(k.startswith("plugin:") and k.count(":") == 1
+                                            for k in given):
+            given["plugin:mask"] = True  # the default denoiser: the mask plug-in
+        config = _train_config(args, model="lightgcn", out=_DENOISE_DEFAULT_OUT)
+        if not config.model.startswith("s-") and not config.plugins:
+            raise UsageError(f"--model {config.model} has no masks to export: add --mask, or "
+                             "use s-lightgcn or s-ngcf")
         result = train(config)
-        print(f"{result['model']}: selected epoch {result['best_epoch']}, test "
-              f"recall@{config.ks[0]} {result['test'][f'recall@{config.ks[0]}']:.4f}")
+        print(f"{result['model']}{''.join(' --' + n for n in config.plugins)}: selected epoch "
+              f"{result['best_epoch']}, test recall@{config.ks[0]} "
+              f"{result['test'][f'recall@{config.ks[0]}']:.4f}")
         checkpoint, out, data = Path(config.out) / "checkpoint.pt", config.out, None
     else:
         checkpoint = args.checkpoint
         out = getattr(args, "out", str(Path(checkpoint).parent / "denoise"))
-    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold, weights=args.weights,
+    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold,
+                                 drop_fraction=args.drop_fraction, weights=args.weights,
                                  fmt=args.format, data=data, device=getattr(args, "device", None))
     print(f"{summary['dropped']} of {summary['scored']} training interactions judged noise "
           f"({summary['rule']}); written to {out}/")
@@ -393,6 +419,11 @@ def _run_denoise(args) -> int:
         print(f"against the {noise['count']} known noisy interactions: ROC AUC "
               f"{noise['roc_auc']:.3f}, dropped precision {noise['dropped_precision']:.3f}, "
               f"recall {noise['dropped_recall']:.3f}")
+        for kind, row in noise["by_type"].items():
+            auc = f", ROC AUC {row['roc_auc']:.3f} against the clean ones" if "roc_auc" in row else ""
+            print(f"  {kind}: {row['dropped']} of {row['count']} dropped{auc}")
+    for w in summary["warnings"]:
+        print(f"warning: {w}")
     return 0
 
 
@@ -403,7 +434,7 @@ COMMANDS = {
               "baselines", 
               _add_train, _run_train),
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
-    "denoise": ("train (or load) an SGCN model and export which interactions it judged noise",
+    "denoise": ("train (or load) a denoiser and export which interactions it judged noise",
                 _add_denoise, _run_denoise),
 }
 
@@ -421,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    _runtime.configure()  # OpenMP's environment, before torch loads (see _runtime)
     from .ops import BackendUnavailable
 
     try:

@@ -27,13 +27,13 @@ Two implementations of the ranking step, with identical results for identical sc
 """
 from __future__ import annotations
 
-import os
+import sys
 from typing import Callable, Sequence
 
 import torch
 
 from .graph import BipartiteGraph
-from .ops._backend import BACKENDS, BackendUnavailable, availability
+from .ops._backend import BackendUnavailable, availability, requested_backend, unavailable_message
 
 DEFAULT_KS = (20, 50, 100)
 
@@ -122,11 +122,12 @@ def _check_args(target: BipartiteGraph, exclude: Sequence[BipartiteGraph], ks: S
 
 
 def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target: BipartiteGraph,
-                ks: list[int], batch_users: int) -> dict:
+                ks: list[int], batch_users: int, progress: bool = False) -> dict:
     """Average Recall@K / NDCG@K over the users with targets.
 
     ``batch_hits(users [B], kmax)`` -> bool [B, kmax]: whether each user's r-th ranked item is a
-    (non-masked, finite-score) target.
+    (non-masked, finite-score) target. ``progress``: a bar over the user batches on stderr, with
+    the first cut-off's Recall so far (one host sync per batch, only then).
     """
     device = target.device
     kmax = min(max(ks), target.num_items)
@@ -136,6 +137,11 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
     users_all = torch.nonzero(target.deg_u > 0).flatten()
     sums = {f"{m}@{k}": torch.zeros((), dtype=torch.float64, device=device)
             for k in ks for m in ("recall", "ndcg")}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=users_all.shape[0], desc="evaluate", unit="user", leave=False,
+                   file=sys.stderr)
     for b0 in range(0, users_all.shape[0], batch_users):
         users = users_all[b0:b0 + batch_users]
         hits = batch_hits(users, kmax).to(torch.float64)
@@ -147,6 +153,13 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
             sums[f"recall@{k}"] += (n_hits[:, kk - 1] / n_target).sum()
             ideal = cum[torch.clamp(n_target.long(), max=kk) - 1]
             sums[f"ndcg@{k}"] += (dcg[:, kk - 1] / ideal).sum()
+        if bar is not None:
+            bar.update(users.shape[0])
+            done = b0 + users.shape[0]
+            bar.set_postfix_str(f"recall@{ks[0]} {float(sums[f'recall@{ks[0]}']) / done:.4f}",
+                                refresh=False)
+    if bar is not None:
+        bar.close()
     n = users_all.shape[0]
     out = {key: (float(v) / n if n else 0.0) for key, v in sums.items()}
     out["users"] = int(n)
@@ -155,7 +168,8 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
 
 def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: BipartiteGraph,
                  exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                 batch_users: int = 512, *, fresh_scores: bool = False) -> dict:
+                 batch_users: int = 512, *, fresh_scores: bool = False,
+                 progress: bool = False) -> dict:
     """Recall@K / NDCG@K of the ranking given by ``score_fn`` against ``target`` (torch path).
 
     Args:
@@ -167,6 +181,7 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
         fresh_scores: ``score_fn`` returns a new float32 tensor on every call (e.g. a product),
             so the excluded items are masked in it in place; otherwise each [B, I] block is
             copied first (about a quarter of a CPU evaluation's time).
+        progress: show a bar over the user batches on stderr (desc "evaluate").
 
     Returns:
         {"recall@K": float, "ndcg@K": float for each K (in ``ks`` order), "users": n evaluated}.
@@ -188,7 +203,7 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
         finite = torch.isfinite(scores.gather(1, top))
         return _is_target(target_keys, users, top, num_items) & finite
 
-    return _accumulate(batch_hits, target, ks, batch_users)
+    return _accumulate(batch_hits, target, ks, batch_users, progress)
 
 
 def _pair_keys(graph: BipartiteGraph) -> torch.Tensor:
@@ -227,7 +242,7 @@ def exclusion_csr(exclude: Sequence[BipartiteGraph], num_users: int, num_items: 
 
 def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
                         exclude: Sequence[BipartiteGraph], ks: Sequence[int],
-                        batch_users: int) -> dict:
+                        batch_users: int, progress: bool = False) -> dict:
     """``rank_metrics`` of dot-product scores through the fused Triton top-k (kernels/topk.py)."""
     from .kernels.topk import masked_topk
 
@@ -245,20 +260,18 @@ def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
         top, values = masked_topk(user_emb, item_emb, users, rowptr, col, kmax, max_row=max_row)
         return _is_target(target_keys, users, top, num_items) & torch.isfinite(values)
 
-    return _accumulate(batch_hits, target, ks, batch_users)
+    return _accumulate(batch_hits, target, ks, batch_users, progress)
 
 
 def _use_fused(device: torch.device, backend: str | None, kmax: int, dtype: torch.dtype) -> bool:
     """Whether evaluation takes the fused Triton top-k (see the module docstring)."""
-    name = backend or os.environ.get("FASTGCN_BACKEND") or None
-    if name is not None and name not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    name, source = requested_backend(backend)
     if (name is not None and name != "triton") or (name is None and device.type != "cuda"):
         return False
     why = availability(device)["triton"]
     if why is not None:
         if name == "triton":
-            raise BackendUnavailable(f"backend 'triton' is not available on {device}: {why}")
+            raise BackendUnavailable(unavailable_message(name, source, device, why))
         return False
     from .kernels.topk import MAX_K
     return kmax <= MAX_K and dtype in (torch.float16, torch.bfloat16, torch.float32,
@@ -268,27 +281,31 @@ def _use_fused(device: torch.device, backend: str | None, kmax: int, dtype: torc
 @torch.no_grad()
 def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
                         exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                        batch_users: int = 512, *, backend: str | None = None) -> dict:
+                        batch_users: int = 512, *, backend: str | None = None,
+                        progress: bool = False) -> dict:
     """``rank_metrics`` for dot-product scores ``user_emb [U, d] @ item_emb [I, d]^T``.
 
     ``backend``: "triton" forces the fused top-k, another backend name the torch path; None
     follows FASTGCN_BACKEND, else fused on CUDA when triton is available (module docstring).
+    ``progress``: a bar over the user batches on stderr.
     """
     kmax = min(max(int(k) for k in ks), target.num_items) if len(ks) else 0
     if kmax > 0 and _use_fused(user_emb.device, backend, kmax, user_emb.dtype):
-        return _fused_rank_metrics(user_emb, item_emb, target, exclude, ks, batch_users)
+        return _fused_rank_metrics(user_emb, item_emb, target, exclude, ks, batch_users, progress)
     item_t = item_emb.t().contiguous()
     return rank_metrics(lambda users: user_emb[users] @ item_t, target, exclude, ks, batch_users,
-                        fresh_scores=True)
+                        fresh_scores=True, progress=progress)
 
 
 @torch.no_grad()
 def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
                    exclude: Sequence[BipartiteGraph], ks: Sequence[int] = DEFAULT_KS,
-                   batch_users: int = 512, *, backend: str | None = None) -> dict:
+                   batch_users: int = 512, *, backend: str | None = None,
+                   progress: bool = False) -> dict:
     """Evaluate ``model`` (switched to eval mode for the call) propagating on ``graph``.
 
-    ``backend`` selects the top-k implementation (``evaluate_embeddings``).
+    ``backend`` selects the top-k implementation and ``progress`` shows a bar
+    (``evaluate_embeddings``).
     """
     was_training = model.training
     model.eval()
@@ -297,7 +314,7 @@ def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
     finally:
         model.train(was_training)
     return evaluate_embeddings(user_emb, item_emb, target, exclude, ks, batch_users,
-                               backend=backend)
+                               backend=backend, progress=progress)
 
 
 def most_popular(graph: BipartiteGraph) -> torch.Tensor:

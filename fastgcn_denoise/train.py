@@ -32,6 +32,8 @@ import torch
 
 from . import config as cfgmod
 from .config import option
+from .data.checks import UNSEEN
+from .data.noise import INJECTED_KINDS
 from .eval import DEFAULT_KS
 from .models import model_entry, plugin_entry
 from .ops import BACKENDS, get_backend, resolve_name
@@ -80,10 +82,21 @@ class TrainConfig:
     min_rating: float = option(None, "RecBole data: keep the interactions rated at least this "
                                      "(the rating:float field)", kind=float, none_ok=True,
                                metavar="RATING")
+    noise_kind: str = option("uniform", "kind of the injected noise: uniform over each user's "
+                                        "absent items, or popularity (in proportion to the "
+                                        "items' training degree)", choices=INJECTED_KINDS)
+    validation: str = option("clean", "built-in data: validation drawn from the generator's true "
+                                      "preferences like test (clean), or from the observed "
+                                      "training pairs, noise included (noisy, as on real data)",
+                             choices=("clean", "noisy"))
     valid_fraction: float = option(0.1, "share of each user's training interactions held out "
                                          "for validation when the data has none (0: no "
                                          "validation; then --select last)", min=0, max=1,
                                    max_open=True)
+    unseen: str = option("drop", "valid/test interactions whose user or item has no training "
+                                 "interaction: drop them (not evaluated), keep them (evaluated "
+                                 "untrained, as some papers' code does) or refuse the data",
+                         choices=UNSEEN)
     ks: tuple = option(DEFAULT_KS, "ranking cut-offs; the first selects the model", min=1,
                        metavar="K,K,...", resumable=True)
     eval_batch: int = option(512, "users scored at once in evaluation", min=1, metavar="USERS",

@@ -28,12 +28,26 @@ if os.environ.get("FASTGCN_REQUIRE_INSTALLED") == "1":
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def backend_params():
-    """One pytest param per backend; those that cannot run here are skipped with the reason."""
+def backend_params(implemented=BACKENDS):
+    """One pytest param per backend that implements the op (``implemented``: names, default all);
+    those that cannot run here are skipped with the reason ``availability`` gives. A backend
+    without a kernel for the op gets no param: ``check_refused`` tests that forcing it fails."""
     avail = availability(DEVICE)
     return [pytest.param(name, marks=pytest.mark.skipif(avail[name] is not None,
                                                           reason=f"{name}: {avail[name]}"))
-            for name in BACKENDS]
+            for name in BACKENDS if name in implemented]
+
+
+def check_refused(call, backend: str, op: str):
+    """``call(backend)`` must raise BackendUnavailable with a reason: that the op has no kernel
+    for ``backend`` where the backend runs here, else why the backend cannot run here."""
+    from fastgcn_denoise.ops import BackendUnavailable
+
+    why = availability(DEVICE)[backend]
+    expected = f"{op} has no {backend!r} kernel" if why is None else why
+    with pytest.raises(BackendUnavailable) as exc:
+        call(backend)
+    assert expected in str(exc.value), (str(exc.value), expected)
 
 
 def random_graph(num_users, num_items, density, seed=0, isolated=True) -> BipartiteGraph:

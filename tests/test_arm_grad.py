@@ -9,12 +9,10 @@ from fastgcn_denoise import ops
 from fastgcn_denoise.ops import reference
 from fastgcn_denoise.ops.arm_grad import arm_grad
 
-from conftest import DEVICE, backend_params, random_graph
+from conftest import DEVICE, backend_params, check_refused, random_graph
 
 # No CUDA C++ kernel for this op: on GPUs the triton backend runs it.
-BACKEND = [p if p.values[0] != "cuda" else
-           pytest.param("cuda", marks=pytest.mark.skip(reason="arm_grad has no CUDA C++ kernel (triton covers GPUs)"))
-           for p in backend_params()]
+BACKEND = backend_params(("reference", "cpu", "triton"))
 SEED = 0x1234_5678_9ABC  # > 2^32: both Philox key words matter
 OFFSET = (1 << 33) + 5   # > 2^32: both counter words matter
 
@@ -130,3 +128,10 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         arm_grad(**args)
+
+
+def test_forcing_cuda_says_why():
+    # No CUDA C++ kernel: forcing it is refused with the reason (on a GPU: no such kernel; here:
+    # why the cuda backend cannot run), never skipped.
+    phi = torch.zeros(5, device=DEVICE)
+    check_refused(lambda b: arm_grad(phi, SEED, OFFSET, 1.0, 0.0, backend=b), "cuda", "arm_grad")

@@ -116,7 +116,7 @@ def test_pairs_string_ids_header_extra_columns(tmp_path):
     path = write(tmp_path / "log.csv", "user_id,item_id,rating\nann,x,5\nbob,y,3\nann,y,1\n"
                                        "\nann,x,4\ncid,\"z,1\",2\nbob,x,1\n")
     d = load_pairs(path, test_fraction=0.0)
-    assert d.meta["format"] == "csv" and d.meta["duplicates_dropped"] == 1
+    assert d.meta["format"] == "csv" and d.meta["checks"]["train"]["duplicates"] == 1
     assert list(d.user_ids) == ["ann", "bob", "cid"] and list(d.item_ids) == ["x", "y", "z,1"]
     assert pair_set(*d.train, d.user_ids, d.item_ids) == {
         ("ann", "x"), ("bob", "y"), ("ann", "y"), ("cid", "z,1"), ("bob", "x")}
@@ -507,6 +507,14 @@ def test_gowalla_published_counts():
 @pytest.mark.skipif(not (SHARED_DATA / "yelp_lightgnn" / "valid.txt").is_file(),
                     reason=f"Yelp (LightGNN split) not found at {SHARED_DATA / 'yelp_lightgnn'}")
 def test_yelp_lightgnn_published_counts():
-    d = load_dataset(SHARED_DATA / "yelp_lightgnn")
+    d = load_lightgcn(SHARED_DATA / "yelp_lightgnn")
     assert (d.num_users, d.num_items) == (42_712, 26_822)
     assert (d.train[0].size, d.valid[0].size, d.test[0].size) == (182_357, 13_025, 65_128)
+    # The held-out pairs of users without training interactions, and on items never in train,
+    # are dropped by default (data/checks.py); unseen="keep" keeps the published split whole.
+    checked = load_dataset(SHARED_DATA / "yelp_lightgnn")
+    assert checked.meta["checks"]["test"] == {"unseen_users": 1_389, "unseen_items": 745}
+    assert checked.meta["checks"]["valid"] == {"unseen_users": 267, "unseen_items": 156}
+    assert (checked.valid[0].size, checked.test[0].size) == (12_602, 62_994)
+    kept = load_dataset(SHARED_DATA / "yelp_lightgnn", unseen="keep")
+    assert (kept.num_items, kept.valid[0].size, kept.test[0].size) == (26_822, 13_025, 65_128)

@@ -66,10 +66,20 @@ def test_export_rule_and_files(tmp_path):
     assert len(cleaned) == summary["cleaned"] == \
         summary["scored"] + summary["held_out_for_validation"] - summary["dropped"]
     noise = summary["planted_noise"]
-    labels = [r["planted_noise"] == "1" for r in rows]
+    labels = [r["noise"] != "clean" for r in rows]
     assert noise["count"] == sum(labels) > 0
-    assert noise["roc_auc"] == pytest.approx(
-        roc_auc(1 - np.array([float(r["keep_mean"]) for r in rows]), labels), abs=1e-5)
+    keep_mean = np.array([float(r["keep_mean"]) for r in rows])
+    assert noise["roc_auc"] == pytest.approx(roc_auc(1 - keep_mean, labels), abs=1e-5)
+    # per type: the counts, the dropped ones, the AUC against the clean interactions
+    by_type = noise["by_type"]
+    assert set(by_type) == {"clean", "popularity"} == {r["noise"] for r in rows}
+    for kind, row in by_type.items():
+        mine = np.array([r["noise"] == kind for r in rows])
+        assert row["count"] == mine.sum() and row["dropped"] == (mine & want_dropped).sum()
+    clean = np.array([r["noise"] == "clean" for r in rows])
+    assert by_type["popularity"]["roc_auc"] == pytest.approx(
+        roc_auc(1 - keep_mean[~clean | clean], ~clean), abs=1e-5)
+    assert summary["warnings"] == []
     assert json.loads((out / "denoise.json").read_text())["dropped"] == summary["dropped"]
 
 
@@ -86,6 +96,25 @@ def test_export_keeps_the_input_ids(tmp_path):
     ids = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}  # noqa: E731
     assert ids(cleaned) | ids(dropped) <= pairs
     assert not ids(cleaned) & ids(dropped)
+
+
+def test_threshold_warnings(tmp_path):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=8, seed=3), data)
+    ckpt = _train_tiny(tmp_path, data)  # every keep probability near init_keep = 0.9
+    everything = denoise_checkpoint(ckpt, tmp_path / "all", threshold=0.999)
+    assert everything["dropped"] == everything["scored"]
+    assert len(everything["warnings"]) == 1 and "drops every one" in everything["warnings"][0]
+    nothing = denoise_checkpoint(ckpt, tmp_path / "none", threshold=0.01)
+    assert nothing["dropped"] == 0 and "drops no interaction" in nothing["warnings"][0]
+    # --drop-fraction: the lowest-scored share, whatever the scores' scale
+    share = denoise_checkpoint(ckpt, tmp_path / "share", drop_fraction=0.2)
+    assert share["dropped"] == round(0.2 * share["scored"]) and share["warnings"] == []
+    with open(tmp_path / "share" / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    kept = [float(r["keep_mean"]) for r in rows if r["dropped"] == "0"]
+    gone = [float(r["keep_mean"]) for r in rows if r["dropped"] == "1"]
+    assert max(gone) <= min(kept)
 
 
 def test_denoise_refuses_a_model_without_masks(tmp_path, capsys):
@@ -106,9 +135,10 @@ def test_denoise_cli_trains_then_exports(tmp_path, capsys):
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
     out = tmp_path / "dn"
-    code = main(["denoise", "--data", str(data), "--out", str(out), "--epochs", "2",
-                 "--eval-every", "1", "--dim", "8", "--layers", "2", "--batch-size", "64",
-                 "--svd-rank", "4", "--estimator", "disarm", "--ks", "5", "--quiet"])
+    code = main(["denoise", "--model", "s-lightgcn", "--data", str(data), "--out", str(out),
+                 "--epochs", "2", "--eval-every", "1", "--dim", "8", "--layers", "2",
+                 "--batch-size", "64", "--svd-rank", "4", "--estimator", "disarm", "--ks", "5",
+                 "--quiet"])
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert "judged noise" in stdout and "ROC AUC" in stdout
@@ -116,6 +146,26 @@ def test_denoise_cli_trains_then_exports(tmp_path, capsys):
                  "checkpoint.pt", "metrics.json"):
         assert (out / name).exists(), name
     assert json.loads((out / "metrics.json").read_text())["config"]["model_config"]["estimator"] == "disarm"
+
+
+def test_denoise_default_is_the_mask(tmp_path, capsys):
+    """Without --model, denoise trains LightGCN with the mask plug-in and reports per type."""
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=80, num_items=50, dim=4, avg_degree=8, seed=2,
+                            noise_mix={"popularity": 1, "uniform": 1}), data)
+    out = tmp_path / "dn"
+    code = main(["denoise", "--data", str(data), "--out", str(out), "--epochs", "3",
+                 "--eval-every", "1", "--dim", "8", "--layers", "2", "--batch-size", "64",
+                 "--mask-warmup", "1", "--target-keep", "0.3", "--ks", "5", "--quiet"])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["model"] == "lightgcn" and config["plugins"]["mask"]["target_keep"] == 0.3
+    assert "lightgcn --mask" in stdout
+    for kind in ("clean", "popularity", "uniform"):
+        assert f"  {kind}: " in stdout
+    summary = json.loads((out / "denoise.json").read_text())
+    assert summary["model"] == "lightgcn" and summary["dropped"] > 0
 
 
 def test_export_refuses_other_data(tmp_path):

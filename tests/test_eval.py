@@ -253,3 +253,15 @@ def test_fused_path_selection(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(BackendUnavailable, match="not available"):
         ev._use_fused(cpu, "triton", 20, f32)
+
+
+def test_progress_bar_over_user_batches(capsys):
+    _, _, g_train, g_test = random_split(40, 30, seed=5)
+    gen = torch.Generator().manual_seed(1)
+    user, item = torch.randn(40, 4, generator=gen).to(DEVICE), torch.randn(30, 4, generator=gen).to(DEVICE)
+    quiet = evaluate_embeddings(user, item, g_test, [g_train], (5,), batch_users=8)
+    assert capsys.readouterr().err == ""  # off by default
+    shown = evaluate_embeddings(user, item, g_test, [g_train], (5,), batch_users=8, progress=True)
+    err = capsys.readouterr().err
+    assert shown == quiet
+    assert err.startswith("\revaluate:") and f"/{quiet['users']} [" in err  # a bar over the users

@@ -6,12 +6,10 @@ from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.ops.nuclear_norm import NuclearNormState, nuclear_norm
 from fastgcn_denoise.ops.sddmm import sddmm
 
-from conftest import DEVICE, backend_params, random_graph
+from conftest import DEVICE, backend_params, check_refused, random_graph
 
 # No CUDA C++ SDDMM: on GPUs the triton backend runs it.
-BACKEND = [p if p.values[0] != "cuda" else
-           pytest.param("cuda", marks=pytest.mark.skip(reason="sddmm has no CUDA C++ kernel (triton covers GPUs)"))
-           for p in backend_params()]
+BACKEND = backend_params(("reference", "cpu", "triton"))
 
 
 def dense(g, w):
@@ -140,3 +138,10 @@ def test_sddmm_bad_input():
         sddmm(g, torch.ones(4, 2, device=DEVICE), torch.ones(3, 3, device=DEVICE))
     with pytest.raises(ValueError, match="float32 or float64"):
         sddmm(g, torch.ones(4, 2, dtype=torch.int64, device=DEVICE), torch.ones(3, 2, device=DEVICE))
+
+
+def test_forcing_cuda_says_why():
+    # No CUDA C++ SDDMM: forcing it is refused with the reason (see test_arm_grad).
+    g = random_graph(4, 3, 0.5)
+    a, b = torch.ones(4, 2, device=DEVICE), torch.ones(3, 2, device=DEVICE)
+    check_refused(lambda name: sddmm(g, a, b, backend=name), "cuda", "sddmm")

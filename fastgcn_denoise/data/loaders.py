@@ -5,8 +5,9 @@
 
 ``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
 ``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
-``valid_{users,items}``, ``noise`` (bool, per train pair), ``user_ids``/``item_ids`` (original
-ids, int64 or unicode), ``meta`` (a JSON string) and ``feature__<name>`` (float32 item features).
+``valid_{users,items}``, ``noise`` (bool, per train pair), ``noise_type`` (int8, per train
+pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
+``feature__<name>`` (float32 item features).
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
+from .checks import add_warning, check_splits, first_occurrences, record
 from .dataset import InteractionData
+from .recbole import is_recbole, load_recbole, write_inter
 from .split import holdout_mask
 
 _SPLITS = ("train", "valid", "test")
@@ -195,9 +199,27 @@ def _has_header(rows: list, header: bool | None) -> bool:
     return (not any(map(_is_int, first)) and len(second) == 2 and all(map(_is_int, second)))
 
 
+def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
+    """Raise ValueError if ``path`` is a LightGCN split file (``user item item ...`` per line):
+    read as pairs it would keep only each line's first item."""
+    folder = path.parent
+    in_folder = (path.name in {f"{s}.txt" for s in _SPLITS}
+                 and (folder / "train.txt").is_file() and (folder / "test.txt").is_file())
+    widths = {len(fields) for _, fields in rows[:10000]} if sep is None else set()
+    ragged = len(widths) > 1 and all(_is_int(x) for _, fields in rows[:100] for x in fields)
+    if not (in_folder or ragged):
+        return
+    where = (f"pass its folder instead: --data {folder}" if in_folder else
+             "a LightGCN data set is a folder holding train.txt and test.txt: pass the folder")
+    raise ValueError(f"{path}: this is a LightGCN file (one line per user, `user item item ...`"
+                     + (f", lines of {min(widths)} to {max(widths)} ids" if ragged else "")
+                     + f"), not a table of user,item pairs; {where}")
+
+
 def _read_pairs_file(path: Path, sep: str | None, header: bool | None):
     """(users, items) as lists of id strings; validates every row."""
     rows = list(_rows(path, sep))
+    _refuse_lightgcn_file(path, rows, sep)
     users, items = [], []
     for number, fields in rows[1:] if _has_header(rows, header) else rows:
         _append_row(path, number, fields, users, items)
@@ -254,7 +276,9 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
     ``.tsv``). ``sep`` None: from the extension, else sniffed (tab, comma, else whitespace).
     ``header`` None: the first row is a header if it names the columns (``user,item``,
     ``user_id,item_id`` ...) or is non-numeric above a numeric row. Ids are remapped to
-    contiguous ids (``user_ids``/``item_ids`` hold the originals); repeated pairs are dropped.
+    contiguous ids (``user_ids``/``item_ids`` hold the originals); a pair repeated within a file
+    is kept once (counted in ``meta["checks"]``, with a warning). A LightGCN file
+    (``train.txt`` of a LightGCN folder, or lines of varying length) is refused: pass its folder.
     """
     path = Path(path)
     if not path.exists():
@@ -270,26 +294,28 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
     users, user_ids = _remap([x for t in tokens.values() for x in t[0]])
     items, item_ids = _remap([x for t in tokens.values() for x in t[1]])
     num_users, num_items = user_ids.shape[0], item_ids.shape[0]
-    splits, dropped = {}, 0
-    for j, split in enumerate(tokens):
+    first_sep = next(iter(seps.values()))
+    meta = {"format": "csv" if first_sep == "," else "tsv", "source": str(path)}
+    splits = {}
+    for j, (split, file) in enumerate(files.items()):
         u, i = users[sizes[j]:sizes[j + 1]], items[sizes[j]:sizes[j + 1]]
-        _, first = np.unique(u * num_items + i, return_index=True)
-        keep = np.sort(first)  # first occurrences, in file order
-        dropped += u.shape[0] - keep.shape[0]
+        keep = first_occurrences(u, i, num_items)
+        dropped = u.shape[0] - keep.shape[0]
+        if dropped:
+            # Before the test split of a single file: a repeated pair would land on both sides.
+            record(meta, "train" if split == "all" else split, "duplicates", dropped)
+            add_warning(meta, f"{file.name}: {dropped:,} repeated user-item pair"
+                              f"{'' if dropped == 1 else 's'} dropped (each pair is kept once)")
         splits[split] = (u[keep], i[keep])
     if "all" in splits:
         u, i = splits.pop("all")
-        out = holdout_mask(u, test_fraction, np.random.default_rng(seed))
+        out = holdout_mask(u, test_fraction, np.random.default_rng(seed), i)
         splits = {"train": (u[~out], i[~out]), "test": (u[out], i[out])}
-    first_sep = next(iter(seps.values()))
+        meta["test_split"] = {"fraction": float(test_fraction), "seed": int(seed)}
     return InteractionData(
         name=path.stem if path.is_file() else path.resolve().name,
         num_users=num_users, num_items=num_items, train=splits["train"], test=splits["test"],
-        valid=splits.get("valid"), user_ids=user_ids, item_ids=item_ids,
-        meta={"format": "csv" if first_sep == "," else "tsv", "source": str(path),
-              "duplicates_dropped": dropped,
-              **({"test_split": {"fraction": float(test_fraction), "seed": int(seed)}}
-                 if path.is_file() else {})})
+        valid=splits.get("valid"), user_ids=user_ids, item_ids=item_ids, meta=meta)
 
 
 # ---------------------------------------------------------------------- writing
@@ -334,8 +360,6 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
         raise ValueError(f"unknown output format {fmt!r}: expected one of "
                          f"{', '.join(map(repr, WRITE_FORMATS))}")
     if fmt == "recbole":
-        from .recbole import write_inter
-
         write_inter(data, users, items, path)
         return
     users = _as_ids(users, "users", data.num_users)
@@ -371,6 +395,8 @@ def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
             arrays[f"{split}_items"] = np.asarray(pairs[1], dtype=np.int64)
     if data.noise is not None:
         arrays["noise"] = np.asarray(data.noise, dtype=bool)
+    if data.noise_type is not None:
+        arrays["noise_type"] = np.asarray(data.noise_type, dtype=np.int8)
     for key in ("user_ids", "item_ids"):
         ids = getattr(data, key)
         if ids is not None:
@@ -397,6 +423,7 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
             name=str(f["name"]), num_users=int(f["num_users"]), num_items=int(f["num_items"]),
             train=pairs("train"), test=pairs("test"), valid=pairs("valid"),
             noise=f["noise"] if "noise" in f.files else None,
+            noise_type=f["noise_type"] if "noise_type" in f.files else None,
             user_ids=f["user_ids"] if "user_ids" in f.files else None,
             item_ids=f["item_ids"] if "item_ids" in f.files else None,
             meta=json.loads(str(f["meta"])),
@@ -405,36 +432,60 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
 
 
 # ---------------------------------------------------------------------- dispatch
-def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0,
-                 **synthetic_kwargs) -> InteractionData:
-    """Load a data set from ``source``.
+class Reader(NamedTuple):
+    """One source format ``load_dataset`` knows."""
 
-    - None or "synthetic": ``make_synthetic(seed=seed, **synthetic_kwargs)``;
-    - a directory with ``train.txt`` + ``test.txt``: ``load_lightgcn``;
-    - a directory with ``train.csv``/``test.csv`` (or .tsv), or a .csv/.tsv/.txt file:
-      ``load_pairs(source, seed=seed, **kwargs)`` (kwargs: sep, header, test_fraction);
-    - a ``.npz`` file: ``load_npz``;
-    - a RecBole dataset folder or ``.inter`` file (or ``min_rating`` given): ``recbole.load_recbole``.
+    what: str                          # for messages: "a LightGCN directory"
+    accepts: Callable[[Path], bool]    # whether an existing path is in this format
+    read: Callable[..., InteractionData]   # read(path, seed, **options)
+    options: tuple = ()                # the keyword options ``read`` takes
+
+
+# Tried in order; a new format is one more entry (before the catch-all pairs reader).
+READERS = [
+    Reader("a LightGCN directory (train.txt, test.txt[, valid.txt])",
+           lambda p: p.is_dir() and (p / "train.txt").is_file(),
+           lambda path, seed: load_lightgcn(path)),
+    Reader("a .npz file (save_npz)", lambda p: p.is_file() and p.suffix.lower() == ".npz",
+           lambda path, seed: load_npz(path)),
+    Reader("a RecBole dataset folder or .inter file", is_recbole,
+           lambda path, seed, **kw: load_recbole(path, seed=seed, **kw),
+           ("min_rating", "test_fraction", "user_field", "item_field")),
+    Reader("a .csv/.tsv/.txt pairs file or directory",
+           lambda p: p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt"),
+           lambda path, seed, **kw: load_pairs(path, seed=seed, **kw),
+           ("sep", "header", "test_fraction")),
+]
+
+
+def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unseen: str = "drop",
+                 **options) -> InteractionData:
+    """Load a data set from ``source`` and check its splits (``checks.check_splits``).
+
+    - None or "synthetic": ``make_synthetic(seed=seed, **options)``;
+    - otherwise the first of ``READERS`` that accepts the path: a directory with ``train.txt`` +
+      ``test.txt`` (``load_lightgcn``), a ``.npz`` (``load_npz``), a directory with
+      ``train.csv``/``test.csv`` (or .tsv) or a .csv/.tsv/.txt file (``load_pairs``; options
+      sep, header, test_fraction), a RecBole dataset folder or ``.inter`` file
+      (``recbole.load_recbole``; options min_rating, test_fraction, user_field, item_field).
+
+    ``unseen``: "drop" (default), "keep" or "refuse": held-out pairs whose user or item has no
+    training interaction (see ``checks``). What the checks changed is in ``meta["warnings"]``.
     """
-    from .recbole import is_recbole, load_recbole  # here: recbole reuses this module's helpers
-    if "min_rating" in synthetic_kwargs or (source is not None and is_recbole(source)):
-        return load_recbole(source, seed=seed, **synthetic_kwargs)
     if source is None or str(source) == "synthetic":
+        if "min_rating" in options:  # load_recbole says what min_rating applies to
+            load_recbole(None, min_rating=options["min_rating"])
         from .synthetic import make_synthetic
-        return make_synthetic(seed=seed, **synthetic_kwargs)
+        return check_splits(make_synthetic(seed=seed, **options), unseen)
     path = Path(source)
     if not path.exists():
         raise ValueError(f"data source {str(source)!r}: no such file or directory (or use "
                          "'synthetic')")
-    if path.is_dir() and (path / "train.txt").is_file():
-        loader = load_lightgcn
-    elif path.is_file() and path.suffix.lower() == ".npz":
-        loader = load_npz
-    elif path.is_dir() or path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        return load_pairs(path, seed=seed, **synthetic_kwargs)
-    else:
-        raise ValueError(f"data source {str(source)!r}: unrecognised (expected a LightGCN "
-                         "directory, a .csv/.tsv/.txt pairs file or directory, or a .npz file)")
-    if synthetic_kwargs:
-        raise ValueError(f"options {sorted(synthetic_kwargs)} do not apply to {str(source)!r}")
-    return loader(path)
+    reader = next((r for r in READERS if r.accepts(path)), None)
+    if reader is None:
+        raise ValueError(f"data source {str(source)!r}: unrecognised (expected "
+                         + ", ".join(r.what for r in READERS) + ")")
+    extra = sorted(set(options) - set(reader.options))
+    if extra:
+        raise ValueError(f"options {extra} do not apply to {str(source)!r} ({reader.what})")
+    return check_splits(reader.read(path, seed, **options), unseen)

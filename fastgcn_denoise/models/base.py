@@ -86,6 +86,18 @@ class GraphRecommender(nn.Module):
     def add_plugin(self, plugin: Plugin) -> None:
         self.plugins.append(plugin)
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups: the model's own parameters at ``lr``, then the groups of each
+        plug-in that has ``param_groups(lr)`` (e.g. a mask head's learning rate); the other
+        plug-ins' parameters train at ``lr``."""
+        own = list(self.parameters())
+        groups = []
+        for plugin in self.plugins:
+            if hasattr(plugin, "param_groups"):
+                groups += plugin.param_groups(lr)
+        taken = {id(p) for g in groups for p in g["params"]}
+        return [{"params": [p for p in own if id(p) not in taken], "lr": lr}] + groups
+
     @staticmethod
     def transform(layer, x_user, x_item, side_user, side_item):
         return side_user, side_item

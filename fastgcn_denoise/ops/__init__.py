@@ -10,6 +10,8 @@ from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
 from .sddmm import sddmm
 from .truncated_svd import truncated_svd
 from .weighted_spmm import CSRPattern, directed_spmm, weighted_spmm
+from .segment_topk import segment_topk
+from .cooccurrence import LECNeighbors, item_cooccurrence, lec_neighbors
 
 __all__ = [
     "BACKENDS", "BackendUnavailable", "availability", "get_backend", "resolve_name",
@@ -17,4 +19,5 @@ __all__ = [
     "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
     "CSRPattern", "weighted_spmm", "directed_spmm", "cosine_attention",
     "AllPairsResult", "all_pairs_interaction", "pair_gates",
+    "segment_topk", "item_cooccurrence", "lec_neighbors", "LECNeighbors",
 ]

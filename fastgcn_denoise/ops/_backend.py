@@ -23,6 +23,7 @@ import os
 import torch
 
 BACKENDS = ("reference", "cpu", "triton", "cuda")
+ENV_VAR = "FASTGCN_BACKEND"
 
 
 class BackendUnavailable(RuntimeError):
@@ -76,15 +77,43 @@ _MODULES = {
 }
 
 
+def requested_backend(name: str | None = None) -> tuple[str | None, str]:
+    """(the backend asked for, where the request came from), checked against ``BACKENDS``.
+
+    ``name`` if given (source "argument"), else ``$FASTGCN_BACKEND`` if set and non-empty
+    (source "FASTGCN_BACKEND"), else (None, ""): pick the best for the device.
+
+    Raises:
+        BackendUnavailable: the name is not a backend; the message names where it came from.
+    """
+    source = "argument"
+    if not name:
+        name, source = os.environ.get(ENV_VAR) or None, ENV_VAR
+    if name is None:
+        return None, ""
+    if name not in BACKENDS:
+        where = f" in {ENV_VAR}" if source == ENV_VAR else ""
+        hint = f" (or unset {ENV_VAR} to use the best backend for the device)" if where else ""
+        raise BackendUnavailable(f"unknown backend {name!r}{where}; choose one of "
+                                 f"{', '.join(BACKENDS)}{hint}")
+    return name, source
+
+
+def unavailable_message(name: str, source: str, device, why: str) -> str:
+    """The message for a forced backend that cannot run on ``device``."""
+    if source != ENV_VAR:
+        return f"backend {name!r} is not available on {device}: {why}"
+    return (f"backend {name!r} is not available on {device} ({ENV_VAR}={name}): {why}; unset "
+            f"{ENV_VAR} to use the best available")
+
+
 def get_backend(device: torch.device, name: str | None = None):
     """The backend module for ``device``: ``name``, else FASTGCN_BACKEND, else the best present."""
-    name = name or os.environ.get("FASTGCN_BACKEND") or None
+    name, source = requested_backend(name)
     avail = availability(device)
     if name is not None:
-        if name not in BACKENDS:
-            raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
         if avail[name] is not None:
-            raise BackendUnavailable(f"backend {name!r} is not available on {device}: {avail[name]}")
+            raise BackendUnavailable(unavailable_message(name, source, device, avail[name]))
     else:
         order = ("cpu", "reference") if device.type == "cpu" else ("triton", "cuda", "reference")
         name = next(n for n in order if avail[n] is None)
