@@ -139,15 +139,18 @@ class LGConv(nn.Module):
         backend: force a ``masked_spmm`` backend (default: by device / FASTGCN_BACKEND).
 
     ``forward(x [N, d], edge_index [2, n], edge_weight [n] = None, *, logits=None, mode="ones",
-    seed=0, offset=0, interaction_weight=None) -> [N, d]``:
+    seed=0, offset=0, interaction_weight=None, holdout=None, **gate) -> [N, d]``:
 
     - ``edge_weight``: PyG's per-column weights; must be symmetric (both copies of an interaction
       equal), since the fused op ties them. The shared weight is the mean of the two copies, so
       each copy's gradient is half the shared weight's: their sum equals PyG's summed gradient.
     - ``interaction_weight`` [E] and ``logits`` [E]: one value per interaction, in the order of
       the user -> item columns of ``edge_index``; ``mode`` is ``masked_spmm``'s (``ones``,
-      ``bernoulli``, ``expect``, ...), its mask drawn from Philox counter ``offset + e`` for
-      edge id e (``parse_edge_index(...).interaction_order`` maps the two orders).
+      ``bernoulli``, ``expect``, the gates ``concrete``, ``hard_concrete``, ... with ``gate``
+      = ``temperature``, ``gamma``, ``zeta``), its mask drawn from Philox counter ``offset + e``
+      for edge id e (``parse_edge_index(...).interaction_order`` maps the two orders).
+    - ``holdout``: int64 interaction indices (same order) held out of this propagation
+      (``masked_spmm``'s target-edge holdout).
     """
 
     def __init__(self, normalize: bool = True, num_users: int | None = None,
@@ -171,14 +174,14 @@ class LGConv(nn.Module):
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight=None, *,
                 logits=None, mode: str = "ones", seed: int = 0, offset: int = 0,
-                interaction_weight=None) -> torch.Tensor:
+                interaction_weight=None, holdout=None, **gate) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be a [num_nodes, d] tensor, got {shape}")
         entry = self._entry(edge_index, x.shape[0], x.device)
         layout, graph = entry.layout, entry.layout.graph
         if (mode == "ones" and logits is None and edge_weight is None and interaction_weight is None
-                and x.dtype in (torch.float32, torch.float64)):
+                and holdout is None and x.dtype in (torch.float32, torch.float64)):
             pattern, weight = _plain_operator(entry, x.dtype, self.normalize)
             return weighted_spmm(pattern, weight, x, backend=self.backend)
         weight = None
@@ -204,10 +207,17 @@ class LGConv(nn.Module):
             weight = _per_interaction("interaction_weight", interaction_weight, layout)
         if logits is not None:
             logits = _per_interaction("logits", logits, layout)
+        if isinstance(holdout, torch.Tensor) and holdout.dtype in (torch.int32, torch.int64):
+            # Interaction indices to edge ids: interaction_order[e] is edge e's index.
+            order = layout.interaction_order.to(holdout.device)
+            edge_id = torch.empty_like(order)
+            edge_id[order] = torch.arange(order.shape[0], device=order.device)
+            holdout = edge_id[holdout]  # an index outside [0, E) fails here, as indexing does
         num_users = graph.num_users
         y_user, y_item = masked_spmm(graph, x[:num_users], x[num_users:], logits, mode=mode,
                                      seed=seed, offset=offset, edge_weight=weight,
-                                     renormalize=self.normalize, backend=self.backend)
+                                     renormalize=self.normalize, backend=self.backend,
+                                     holdout=holdout, **gate)
         return torch.cat([y_user, y_item])
 
     def extra_repr(self) -> str:

@@ -120,6 +120,16 @@ def test_lgconv_edge_weight_and_masks(backend):
     torch.testing.assert_close(y_expect.detach(), torch.cat(ref), rtol=1e-10, atol=1e-12)
     y_expect.sum().backward()
     assert phi.grad is not None and phi.grad.abs().sum() > 0
+    # A relaxed gate with its parameters and a holdout, both per interaction.
+    held = torch.tensor([0, 3, 3], device=DEVICE)
+    edge_of = torch.argsort(layout.interaction_order.to(DEVICE))  # interaction index -> edge id
+    y_gate = conv(x, ei, logits=phi.detach(), mode="hard_concrete", seed=4, temperature=0.4,
+                  zeta=1.2, holdout=held)
+    ref = ops.masked_spmm(graph, x[:graph.num_users], x[graph.num_users:],
+                          phi.detach()[layout.interaction_order.to(DEVICE)], "hard_concrete",
+                          seed=4, temperature=0.4, zeta=1.2, holdout=edge_of[held],
+                          backend="reference")
+    torch.testing.assert_close(y_gate, torch.cat(ref), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", BACKEND)
