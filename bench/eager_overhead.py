@@ -4,7 +4,8 @@
 
 Each install (A: before, B: after) runs this module's ``--worker`` in its own process, in turns
 (A B, B A, A B, ...), so both see the same machine state; the worker times masked_spmm (ones,
-bernoulli, expect; forward and forward + backward), the dual ARM pass, sddmm and gate on
+bernoulli, expect, hard_concrete with a holdout of every 10th edge; forward and forward +
+backward), the dual ARM pass, sddmm and gate on
 Gowalla (or ``--graph``) and prints medians as JSON. The report is the ratio B / A per case.
 """
 from __future__ import annotations
@@ -53,12 +54,16 @@ def worker(graph_spec: str, d: int, threads: int, repeat: int) -> dict:
         return once
 
     gxu, gxi, gphi = (t.clone().requires_grad_() for t in (xu, xi, phi))
+    held = torch.arange(0, graph.num_edges, 10)
     cases = {
         "masked_spmm ones fwd": lambda: ops.masked_spmm(graph, xu, xi),
         "masked_spmm bernoulli fwd": lambda: ops.masked_spmm(graph, xu, xi, phi, "bernoulli"),
         "masked_spmm ones fwd+bwd": fwd_bwd(lambda u, i: ops.masked_spmm(graph, u, i), [gxu, gxi]),
         "masked_spmm expect fwd+bwd": fwd_bwd(
             lambda u, i, p: ops.masked_spmm(graph, u, i, p, "expect"), [gxu, gxi, gphi]),
+        "masked_spmm hard_concrete+holdout fwd+bwd": fwd_bwd(
+            lambda u, i, p: ops.masked_spmm(graph, u, i, p, "hard_concrete", holdout=held),
+            [gxu, gxi, gphi]),
         "masked_spmm_dual fwd": lambda: ops.masked_spmm_dual(graph, xu, xi, phi),
         "sddmm fwd": lambda: ops.sddmm(graph, xu, xi),
         "gate fwd+bwd": fwd_bwd(lambda p: (ops.gate(p, "hard_concrete"),), [gphi]),
