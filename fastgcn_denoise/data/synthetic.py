@@ -243,11 +243,12 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         users, items = draw_distinct_items(want, np.zeros(0, dtype=np.int64), num_items,
                                            topic_draw(item_cdf))
         shortfall += int(want.sum()) - users.shape[0]
-        # Every item keeps a training pair (items given), so no held-out pair is unlearnable.
-        test = holdout_mask(users, test_fraction, rng, items)
+        test = holdout_mask(users, test_fraction, rng)
         # The clean validation split comes from its own stream: the test split is the same
-        # whether or not one is drawn; it too leaves every item a training pair.
+        # whether or not one is drawn.
         valid = np.zeros_like(test)
+        # (items given: no item loses its last training pair to it, which would make its
+        # validation pairs unlearnable and dropped by the data checks.)
         valid[~test] = holdout_mask(users[~test], clean_validation,
                                     np.random.default_rng([seed, 2, c]), items[~test])
         train = ~(test | valid)
