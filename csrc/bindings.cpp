@@ -27,13 +27,19 @@ FGD_DECLARE_MASKED_SPMM(cpu)
 FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
-// Ops with CPU kernels only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, sddmm.cpp,
-// gates.cpp.
+// Ops with CPU kernels only (on GPUs their triton kernels run; spgemm's GPU path is cuSPARSE
+// through torch.sparse): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp, dot_logsumexp.cpp,
+// spgemm.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
+Tensor dot_logsumexp_fwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&, int64_t);
+std::vector<Tensor> dot_logsumexp_bwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&,
+                                      int64_t, const Tensor&, const Tensor&, bool, bool);
+std::vector<Tensor> spgemm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const Tensor&, int64_t, bool);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -109,4 +115,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
+  m.def("dot_logsumexp_fwd", &fgd::cpu::dot_logsumexp_fwd,
+        "lse [B] of <q_b, k_j> / tau over all keys (or a positive set), tiled (CPU tensors)");
+  m.def("dot_logsumexp_bwd", &fgd::cpu::dot_logsumexp_bwd, "[dL/dq, dL/dk] of dot_logsumexp (CPU tensors)");
+  m.def("spgemm", &fgd::cpu::spgemm, "[rowptr, col, val] of C = A B (+ I), sorted CSR (CPU tensors)");
 }

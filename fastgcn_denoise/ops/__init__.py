@@ -2,10 +2,12 @@
 from . import reference
 from ._backend import BACKENDS, BackendUnavailable, availability, get_backend, resolve_name
 from .arm_grad import ESTIMATORS, arm_grad
+from .dot_logsumexp import dot_logsumexp
 from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
 from .sddmm import sddmm
+from .spgemm import CSRMatrix, power_sum, spgemm
 from .truncated_svd import truncated_svd
 from .weighted_spmm import CSRPattern, directed_spmm, weighted_spmm
 
@@ -14,4 +16,5 @@ __all__ = [
     "layer_offset", "masked_spmm", "masked_spmm_dual", "sample_mask", "reference",
     "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
     "CSRPattern", "weighted_spmm", "directed_spmm",
+    "dot_logsumexp", "CSRMatrix", "spgemm", "power_sum",
 ]

@@ -1,0 +1,360 @@
+"""LightGNN (Chen, Xia & Huang, WSDM'25): a pruned student distilled from LightGCN through an
+intermediate model on the high-order closure graph.
+
+One model class serves the three stages. ``PrunableLightGCN`` is the official ``LightGCN_sp``:
+free user/item tables (Xavier uniform), a fixed normalised graph over the U + I nodes with one
+learnable weight and one binary mask per stored entry, a binary mask per embedding entry, and
+
+    E_0 = [E_user; E_item] * M_emb,   E_l = (A_hat * W * M) E_{l-1},   out = E_0 + ... + E_L.
+
+- teacher:      A_hat = D~^-1/2 (A + I) D~^-1/2 (``NodeGraph.build(graph, 1)``), 8 layers, no
+                weights or masks (LightGCN as the LightGNN code trains it: self-loops inside the
+                normalisation, sum readout);
+- intermediate: A_hat = the normalised (h+1)-hop closure I + A + ... + A^(h+1) (order h + 1,
+                path counts as values, user-user and item-item entries), learnable W;
+- student:      A + I again, learnable W, masks M and M_emb pruned between runs.
+
+Decisions where the paper and the official code differ (the code produced the published
+numbers; ``../shared/research/official_code.md`` section 1 has the details):
+
+- Weights and masks live on every *directed* entry, self-loops included (code). The paper's
+  Eq. 4 ties the two directions and adds an unweighted residual; in the code the residual is the
+  self-loop entry of A_hat, weighted and prunable. "Edges kept" counts these entries.
+- No renormalisation after weighting or pruning (code and paper agree): A_hat is normalised once.
+- Importance (Eq. 8): w + beta1 sigma(e_r . e_c) + beta2 w~, with beta1 on the prediction and
+  beta2 on the intermediate weight as in the code (the paper's Eq. 8 names them the other way);
+  e and w~ are the intermediate model's final embeddings and learned weights W (Eq. 8's W^t).
+- The embedding-level KD teacher side is the sum of the teacher's layers from
+  ``ekd_from_layer`` on (code: 2; the paper's Eq. 6 uses the final embedding: 0).
+- Uniformity: log sum_j exp(e_a . e_j / tau) over all nodes for the four pairs of the code
+  (batch users vs all items / users, batch items vs all users / items), computed stably (the
+  code's exp without max subtraction, and its + 1e-5 guard, are not kept).
+- Subspace constraint: Eq. 9 as written, -log(sum_{S_a} exp / sum_all exp) on user-user and
+  item-item pairs with S_a from Eq. 10 (the code's soft-target cross-entropy over four blocks is
+  not followed); it is the fused log-sum-exp with the mask positive sets.
+- Model selection and the pruning state use validation (the code uses test).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import CSRPattern, dot_logsumexp, power_sum, weighted_spmm
+from ..ops.sddmm import sddmm_kernel
+
+
+@dataclass
+class NodeGraph:
+    """D^-1/2 C D^-1/2 of a power sum C = I + A + ... + A^order over the U + I nodes.
+
+    ``pattern`` (entry e = position e of CSR(C), users first, columns sorted), ``values`` [nnz]
+    float32 (the normalised entries), ``counts`` [nnz] float64 (C itself: path counts).
+    """
+
+    pattern: CSRPattern
+    values: torch.Tensor
+    counts: torch.Tensor
+    num_users: int
+    num_items: int
+    order: int
+
+    @classmethod
+    def build(cls, graph, order: int, backend: str | None = None) -> "NodeGraph":
+        c = power_sum(graph, order, backend=backend)
+        rows = torch.repeat_interleave(torch.arange(c.num_rows, device=c.val.device), c.rowptr.diff())
+        deg = torch.zeros(c.num_rows, dtype=torch.float64, device=c.val.device).index_add_(0, rows, c.val)
+        r = deg.pow(-0.5)  # every node has its self-loop: deg >= 1
+        values = (r[rows] * c.val * r[c.col]).to(torch.float32)
+        return cls(c.pattern(), values, c.val, graph.num_users, graph.num_items, int(order))
+
+    @property
+    def nnz(self) -> int:
+        return self.pattern.nnz
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_users + self.num_items
+
+    def entry_rows(self) -> torch.Tensor:
+        """int64 [nnz]: the row (source node of the product's output) of each entry."""
+        return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.values.device),
+                                       self.pattern.rowptr.diff(), output_size=self.nnz)
+
+    def keys(self) -> torch.Tensor:
+        """int64 [nnz] row * N + col, ascending (CSR order)."""
+        return self.entry_rows() * self.num_nodes + self.pattern.col
+
+    def positions_of(self, other: "NodeGraph") -> torch.Tensor:
+        """int64 [other.nnz]: where each entry of ``other`` sits in this graph (other ⊂ self)."""
+        mine, theirs = self.keys(), other.keys()
+        pos = torch.searchsorted(mine, theirs).clamp_(max=max(self.nnz - 1, 0))
+        if other.nnz and not torch.equal(mine[pos], theirs):
+            raise ValueError(f"the order-{other.order} graph is not contained in the "
+                             f"order-{self.order} graph")
+        return pos
+
+    def interaction_entries(self, graph) -> torch.Tensor:
+        """int64 [2, E]: entry of interaction e = (u, i) in row u (message item -> user) and in
+        row U + i (user -> item)."""
+        users, items = graph.edges()
+        n, u0 = self.num_nodes, self.num_users
+        keys = self.keys()
+        forward = torch.searchsorted(keys, users * n + u0 + items)
+        backward = torch.searchsorted(keys, (u0 + items) * n + users)
+        return torch.stack([forward, backward])
+
+    def to(self, device) -> "NodeGraph":
+        return NodeGraph(self.pattern.to(device), self.values.to(device), self.counts.to(device),
+                         self.num_users, self.num_items, self.order)
+
+
+class PrunableLightGCN(nn.Module):
+    """LightGCN over a ``NodeGraph`` with per-entry weights and masks (module docstring).
+
+    Args:
+        graph: the ``NodeGraph`` it propagates on (not a parameter; keep it to rebuild).
+        dim, num_layers: embedding width, propagation layers.
+        learn_weights: whether the per-entry weights W are trained (False: W = 1, the teacher).
+        backend: force a ``weighted_spmm`` backend.
+    """
+
+    def __init__(self, graph: NodeGraph, dim: int = 64, num_layers: int = 2,
+                 learn_weights: bool = True, backend: str | None = None):
+        super().__init__()
+        if dim <= 0 or num_layers < 0:
+            raise ValueError(f"need dim > 0 and num_layers >= 0, got {dim}, {num_layers}")
+        self.graph, self.backend = graph, backend
+        self.num_users, self.num_items = graph.num_users, graph.num_items
+        self.dim, self.num_layers = int(dim), int(num_layers)
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.num_users, dim)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.num_items, dim)))
+        self.edge_weight = nn.Parameter(torch.ones(graph.nnz), requires_grad=learn_weights)
+        self.register_buffer("edge_mask", torch.ones(graph.nnz))
+        self.register_buffer("emb_mask", torch.ones(graph.num_nodes, dim))
+
+    def to(self, *args, **kwargs):
+        out = super().to(*args, **kwargs)
+        self.graph = self.graph.to(self.user_emb.device)
+        return out
+
+    def entry_weights(self) -> torch.Tensor:
+        """[nnz]: A_hat * W * M, the values each layer multiplies by."""
+        return self.graph.values * self.edge_weight * self.edge_mask
+
+    def layer_outputs(self) -> list[torch.Tensor]:
+        """[E_0, ..., E_L], each [U + I, d] (users first)."""
+        x = torch.cat([self.user_emb, self.item_emb]) * self.emb_mask
+        w = self.entry_weights()
+        outs = [x]
+        for _ in range(self.num_layers):
+            outs.append(weighted_spmm(self.graph.pattern, w, outs[-1], backend=self.backend))
+        return outs
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:self.num_users], x[self.num_users:]
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_emb [U, d], item_emb [I, d]): the sum over layers; scores are dot products."""
+        return self.split(sum(self.layer_outputs()))
+
+    # ------------------------------------------------------------------ pruning state
+    def kept_fractions(self) -> dict:
+        """Fractions of stored entries and of embedding entries still kept."""
+        return {"edges": float(self.edge_mask.mean()), "embeddings": float(self.emb_mask.mean())}
+
+    def parameter_count(self) -> dict:
+        """What inference stores: non-zero embedding entries and graph entries (with weights)."""
+        return {"embedding_entries": int(self.emb_mask.sum()), "graph_entries": int(self.edge_mask.sum()),
+                "total": int(self.emb_mask.sum()) + int(self.edge_mask.sum())}
+
+    @torch.no_grad()
+    def compacted(self) -> "PrunableLightGCN":
+        """The same function for inference on the kept entries only: a graph of the kept entries
+        with A_hat * W * M folded into its values, masked embeddings, no masks or weights left
+        (its propagation touches only what pruning kept)."""
+        keep = self.edge_mask > 0
+        g = self.graph
+        rows = g.entry_rows()[keep]
+        rowptr = torch.zeros(g.num_nodes + 1, dtype=torch.int64, device=rows.device)
+        rowptr[1:] = torch.cumsum(torch.bincount(rows, minlength=g.num_nodes), 0)
+        pattern = CSRPattern.from_csr(rowptr.cpu().numpy(), g.pattern.col[keep].cpu().numpy(),
+                                      g.num_nodes).to(rows.device)
+        small = NodeGraph(pattern, self.entry_weights()[keep].contiguous(), g.counts[keep],
+                          g.num_users, g.num_items, g.order)
+        out = PrunableLightGCN(small, self.dim, self.num_layers, learn_weights=False,
+                               backend=self.backend).to(rows.device)
+        out.user_emb.copy_(self.user_emb * self.emb_mask[:self.num_users])
+        out.item_emb.copy_(self.item_emb * self.emb_mask[self.num_users:])
+        return out.requires_grad_(False)
+
+
+# ---------------------------------------------------------------------- distillation losses
+@dataclass
+class TeacherView:
+    """A frozen teacher's outputs, computed once per stage: its final embeddings (prediction KD,
+    pruning importance) and the embedding-level KD side (sum of layers >= ``ekd_from_layer``)."""
+
+    user: torch.Tensor
+    item: torch.Tensor
+    high_user: torch.Tensor
+    high_item: torch.Tensor
+    weights: torch.Tensor  # [nnz] the teacher's learned W (ones for a teacher without weights)
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: PrunableLightGCN, ekd_from_layer: int) -> "TeacherView":
+        layers = model.layer_outputs()
+        if not 0 <= ekd_from_layer <= model.num_layers:
+            raise ValueError(f"ekd_from_layer = {ekd_from_layer} is outside the teacher's layers "
+                             f"0..{model.num_layers}")
+        user, item = model.split(sum(layers))
+        high_user, high_item = model.split(sum(layers[ekd_from_layer:]))
+        return cls(user, item, high_user, high_item, model.edge_weight.detach().clone())
+
+
+@dataclass
+class LossWeights:
+    """The loss terms' weights and temperatures (official defaults; LightGNN Eq. 11)."""
+
+    softreg: float = 1.0      # prediction-level KD weight (lambda_1)
+    tempsoft: float = 0.03    # its temperature
+    kd_triples: int = 100_000  # random (u, i1, i2) triples per step
+    cdreg: float = 1e-2       # embedding-level KD (InfoNCE) weight (lambda_2)
+    tempcd: float = 0.1       # its temperature
+    screg: float = 1.0        # uniformity weight (lambda_3)
+    tempsc: float = 1.0       # its temperature
+    subspcreg: float = 1e-4   # subspace constraint weight (pruning runs >= 2)
+    tempsubsp: float = 1.0    # its temperature
+    reg: float = 1e-6         # weight decay on the whole embedding tables (lambda_4)
+    ereg: float = 1e-10       # weight decay on the per-entry weights
+
+
+def bpr(user, item, users, pos, neg) -> torch.Tensor:
+    """mean -log sigmoid(s(u, pos) - s(u, neg))."""
+    u = user[users]
+    return F.softplus((u * item[neg]).sum(-1) - (u * item[pos]).sum(-1)).mean()
+
+
+def prediction_kd(student, teacher, triples, tau: float) -> torch.Tensor:
+    """Eq. 5: binary cross-entropy between sigma(eps^t / tau) and sigma(eps^s / tau) with
+    eps = s(u, i1) - s(u, i2) on random triples."""
+    u, i1, i2 = triples
+    (su, si), (tu, ti) = student, teacher
+    eps_s = (su[u] * (si[i1] - si[i2])).sum(-1)
+    eps_t = (tu[u] * (ti[i1] - ti[i2])).sum(-1)
+    return F.binary_cross_entropy_with_logits(eps_s / tau, torch.sigmoid(eps_t / tau))
+
+
+def info_nce(anchor_side, key_side, anchors, tau: float, backend=None) -> torch.Tensor:
+    """Eq. 6 for one side: mean over anchors a of -log softmax_j(cos(t_a, s_j) / tau) at j = a,
+    the denominator over all N nodes of the side (fused log-sum-exp, no [B, N] matrix).
+    ``anchor_side`` (the teacher, constant) gives the queries, ``key_side`` (the student) the
+    keys, as the paper's s_{i', i} = cos(e^s_{i'}, e^t_i)."""
+    t = F.normalize(anchor_side[anchors], dim=-1)
+    s = F.normalize(key_side, dim=-1)
+    lse = dot_logsumexp(t, s, tau, backend=backend)
+    return (lse - (t * s[anchors]).sum(-1) / tau).mean()
+
+
+def lightgnn_loss(model: PrunableLightGCN, users, pos, neg, weights: LossWeights,
+                  teacher: TeacherView | None, generator: torch.Generator,
+                  subspace_slack: int | None = None) -> dict:
+    """The multi-task loss (Eq. 11) of one batch; ``{"loss": total, term: value, ...}``.
+
+    ``teacher`` None: BPR + weight decay only (the teacher's own training). ``subspace_slack``
+    (delta of Eq. 10) switches the subspace constraint on.
+    """
+    user, item = model()
+    be = model.backend
+    terms = {"bpr": bpr(user, item, users, pos, neg)}
+    reg = weights.reg * (model.user_emb.pow(2).sum() + model.item_emb.pow(2).sum())
+    if model.edge_weight.requires_grad:
+        reg = reg + weights.ereg * model.edge_weight.pow(2).sum()
+    terms["reg"] = reg
+    if teacher is not None:
+        n, dev = weights.kd_triples, users.device
+        triples = tuple(torch.randint(hi, (n,), generator=generator).to(dev)
+                        for hi in (model.num_users, model.num_items, model.num_items))
+        terms["pkd"] = weights.softreg * prediction_kd((user, item), (teacher.user, teacher.item),
+                                                       triples, weights.tempsoft)
+        ua, ia = torch.unique(users), torch.unique(pos)
+        terms["ekd"] = weights.cdreg * (info_nce(teacher.high_user, user, ua, weights.tempcd, be)
+                                        + info_nce(teacher.high_item, item, ia, weights.tempcd, be))
+        lse = {}
+        for name, q, k in (("ui", user[ua], item), ("iu", item[ia], user),
+                           ("uu", user[ua], user), ("ii", item[ia], item)):
+            lse[name] = dot_logsumexp(q, k, weights.tempsc, backend=be)
+        terms["unif"] = weights.screg * sum(v.mean() for v in lse.values())
+        if subspace_slack is not None:
+            masks = model.split(model.emb_mask)
+            sub = 0
+            for name, side, mask, anchors in (("uu", user, masks[0], ua), ("ii", item, masks[1], ia)):
+                q = side[anchors]
+                every = lse[name] if weights.tempsubsp == weights.tempsc else \
+                    dot_logsumexp(q, side, weights.tempsubsp, backend=be)
+                positive = dot_logsumexp(q, side, weights.tempsubsp, query_mask=mask[anchors],
+                                         key_mask=mask, slack=subspace_slack, backend=be)
+                sub = sub + (every - positive).mean()
+            terms["subsp"] = weights.subspcreg * sub
+    terms["loss"] = sum(terms.values())
+    return terms
+
+
+# ---------------------------------------------------------------------- pruning (Eq. 8)
+@torch.no_grad()
+def edge_importance(student: PrunableLightGCN, teacher: TeacherView, closure_positions, beta1: float,
+                    beta2: float) -> torch.Tensor:
+    """[nnz] (w + beta1 sigma(e_r . e_c) + beta2 w~) * m over the student's entries: e the
+    intermediate model's final embeddings (an SDDMM on the student pattern), w~ its learned
+    weight on the same entry (``closure_positions``: student entry -> closure entry)."""
+    e = torch.cat([teacher.user, teacher.item]).contiguous()
+    p = student.graph.pattern
+    pred = sddmm_kernel(e.device, student.backend)(p.rowptr, p.col, e, e)
+    w_tilde = teacher.weights[closure_positions]
+    return (student.edge_weight + beta1 * torch.sigmoid(pred) + beta2 * w_tilde) * student.edge_mask
+
+
+def _smallest(values: torch.Tensor, alive: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Indices of the floor(ratio * #alive) alive entries of smallest |value| (global k-th value)."""
+    idx = alive.nonzero().flatten()
+    k = int(ratio * idx.numel())
+    if k == 0:
+        return idx[:0]
+    return idx[torch.topk(values[idx].abs(), k, largest=False, sorted=False).indices]
+
+
+@torch.no_grad()
+def prune(student: PrunableLightGCN, importance: torch.Tensor, edge_ratio: float,
+          emb_ratio: float) -> dict:
+    """Drop the ``edge_ratio`` least important kept entries and the ``emb_ratio`` smallest kept
+    embedding entries (global over users and items), in place: masks updated, pruned embedding
+    entries zeroed, the surviving entries keep their trained values, and the edge weights reset
+    to the new mask (the code's default for the next run). Returns the counts dropped.
+
+    Exactly floor(ratio * kept) entries go (the code drops every entry at or below the value at
+    that index, so one more plus ties).
+    """
+    drop_edges = _smallest(importance, student.edge_mask > 0, edge_ratio)
+    student.edge_mask[drop_edges] = 0
+    student.edge_weight.copy_(student.edge_mask)
+    emb = torch.cat([student.user_emb, student.item_emb])
+    drop_emb = _smallest(emb.flatten(), student.emb_mask.flatten() > 0, emb_ratio)
+    student.emb_mask.view(-1)[drop_emb] = 0
+    u = student.num_users
+    student.user_emb.mul_(student.emb_mask[:u])
+    student.item_emb.mul_(student.emb_mask[u:])
+    return {"edges_dropped": int(drop_edges.numel()), "embeddings_dropped": int(drop_emb.numel())}
+
+
+@torch.no_grad()
+def keep_scores(student: PrunableLightGCN, importance: torch.Tensor, graph) -> torch.Tensor:
+    """[2, E] per interaction (edge-id order of ``graph``): row 0 the entry of message item -> user,
+    row 1 user -> item; |importance| where kept, 0 where pruned (higher = keep)."""
+    return importance.abs()[student.graph.interaction_entries(graph)]
+
+
+__all__ = ["NodeGraph", "PrunableLightGCN", "TeacherView", "LossWeights", "bpr", "prediction_kd",
+           "info_nce", "lightgnn_loss", "edge_importance", "prune", "keep_scores"]
