@@ -93,6 +93,7 @@ class LightGNNConfig:
     softreg: float = 1.0
     tempsoft: float = 0.03
     kd_triples: int = 100_000
+    kd_anchors: int = 0                         # cap on InfoNCE/uniformity anchors per step (0: all)
     cdreg: float = 1e-2
     tempcd: float = 0.1
     screg: float = 1.0
@@ -109,7 +110,7 @@ class LightGNNConfig:
             need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
                  "must be a positive integer")
         for name in ("teacher_layers", "inter_layers", "student_layers", "hops", "patience",
-                     "ekd_from_layer", "subspace_from_run"):
+                     "ekd_from_layer", "subspace_from_run", "kd_anchors"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
                  "must be an integer >= 0")
         for name in ("teacher_lr", "inter_lr", "student_lr", "tempsoft", "tempcd", "tempsc",
@@ -134,8 +135,9 @@ class LightGNNConfig:
     def loss_weights(self, stage: str) -> LossWeights:
         reg, ereg = {"teacher": (self.teacher_reg, 0.0), "intermediate": (self.inter_reg, self.inter_ereg),
                      "student": (self.student_reg, self.student_ereg)}[stage]
-        return LossWeights(self.softreg, self.tempsoft, self.kd_triples, self.cdreg, self.tempcd,
-                           self.screg, self.tempsc, self.subspcreg, self.tempsubsp, reg, ereg)
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LossWeights)
+                  if f.name not in ("reg", "ereg")}
+        return LossWeights(reg=reg, ereg=ereg, **shared)
 
 
 # ---------------------------------------------------------------------- data

@@ -143,3 +143,28 @@ def test_no_keys_gives_minus_inf(backend):
     q = rand((3, 4), torch.float32, 17)
     lse = ops.dot_logsumexp(q, torch.zeros(0, 4, device=DEVICE), 1.0, backend=backend)
     assert (lse == float("-inf")).all()
+
+
+@pytest.mark.skipif(ops.availability("cpu")["cpu"] is not None, reason="the cpu backend is not built")
+@pytest.mark.parametrize("masked", [False, True])
+def test_cpu_threads_agree(masked):
+    # Several OpenMP threads (worker threads start with grad mode on; inputs require grad), tiles
+    # split across them, per-thread dq partial sums: the same results as one thread.
+    q = rand((300, 24), torch.float64, 18).cpu().requires_grad_()
+    k = rand((1100, 24), torch.float64, 19).cpu().requires_grad_()
+    kw = dict(query_mask=(q > 0).detach(), key_mask=(k > 0).detach(), slack=8) if masked else {}
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            q.grad = k.grad = None
+            lse = ops.dot_logsumexp(q, k, 0.5, backend="cpu", **kw)
+            lse.sum().backward()
+            results.append((lse.detach(), q.grad.clone(), k.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][0], dense_truth(q, k, 0.5, *(
+        (kw["query_mask"], kw["key_mask"], 8) if masked else ())), rtol=1e-10, atol=1e-10)

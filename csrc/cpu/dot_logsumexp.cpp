@@ -164,6 +164,7 @@ void forward_impl(const torch::Tensor& qs, const torch::Tensor& k, const PairMas
   const int64_t blocks = (B + kRows - 1) / kRows;
 #pragma omp parallel
   {
+    const at::NoGradGuard no_grad;  // grad mode is per thread: the workers' default is on
     auto buf = torch::empty({kRows, kKeys}, qs.options());
     T* tile = buf.data_ptr<T>();
     T m[kRows], s[kRows];
@@ -206,6 +207,7 @@ void backward_impl(const torch::Tensor& qs, const torch::Tensor& k, const PairMa
   const int64_t tiles = (N + kKeys - 1) / kKeys;
 #pragma omp parallel
   {
+    const at::NoGradGuard no_grad;
     auto buf = torch::empty({kRows, kKeys}, qs.options());
     T* tile = buf.data_ptr<T>();
     auto my_gq = need_q ? gq_part[omp_get_thread_num()] : torch::Tensor();
@@ -242,9 +244,10 @@ torch::Tensor dot_logsumexp_fwd(const torch::Tensor& q, const torch::Tensor& k, 
   const PairMask pm = make_mask(q_bits, k_bits, slack, B, N);
   auto lse = torch::empty({B}, q.options());
   if (B == 0) return lse;
-  const auto qs = q * (1.0 / tau);  // the scores' scale folded into the queries once
+  const auto qs = q.detach() * (1.0 / tau);  // the scores' scale folded into the queries once
+  const auto kd = k.detach();
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "dot_logsumexp_fwd",
-                             [&] { forward_impl<scalar_t>(qs, k, pm, lse.data_ptr<scalar_t>()); });
+                             [&] { forward_impl<scalar_t>(qs, kd, pm, lse.data_ptr<scalar_t>()); });
   return lse;
 }
 
@@ -263,11 +266,12 @@ std::vector<torch::Tensor> dot_logsumexp_bwd(const torch::Tensor& q, const torch
   auto gq = torch::zeros({B, d}, q.options());
   auto gk = torch::zeros({N, d}, q.options());
   if (B == 0 || N == 0 || !(need_q || need_k)) return {gq, gk};
-  const auto qs = q * (1.0 / tau);
+  const auto qs = q.detach() * (1.0 / tau);
+  const auto kd = k.detach();
   // Per-thread dq partial sums (P k, scaled by 1 / tau at the end).
   auto gq_part = need_q ? torch::zeros({omp_get_max_threads(), B, d}, q.options()) : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "dot_logsumexp_bwd", [&] {
-    backward_impl<scalar_t>(qs, k, pm, lse.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), gk, gq_part,
+    backward_impl<scalar_t>(qs, kd, pm, lse.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), gk, gq_part,
                             need_q, need_k);
   });
   if (need_q) gq = gq_part.sum(0).mul_(1.0 / tau);

@@ -230,6 +230,9 @@ class LossWeights:
     tempsubsp: float = 1.0    # its temperature
     reg: float = 1e-6         # weight decay on the whole embedding tables (lambda_4)
     ereg: float = 1e-10       # weight decay on the per-entry weights
+    kd_anchors: int = 0       # at most this many anchors per side and step (0: every unique
+                              # batch user / positive item, as the code; a cap is a cheaper,
+                              # sampled estimate of the same mean, for CPU schedules)
 
 
 def bpr(user, item, users, pos, neg) -> torch.Tensor:
@@ -259,6 +262,12 @@ def info_nce(anchor_side, key_side, anchors, tau: float, backend=None) -> torch.
     return (lse - (t * s[anchors]).sum(-1) / tau).mean()
 
 
+def _sample(anchors: torch.Tensor, cap: int, generator: torch.Generator) -> torch.Tensor:
+    if cap <= 0 or anchors.numel() <= cap:
+        return anchors
+    return anchors[torch.randperm(anchors.numel(), generator=generator)[:cap].to(anchors.device)]
+
+
 def lightgnn_loss(model: PrunableLightGCN, users, pos, neg, weights: LossWeights,
                   teacher: TeacherView | None, generator: torch.Generator,
                   subspace_slack: int | None = None) -> dict:
@@ -280,7 +289,7 @@ def lightgnn_loss(model: PrunableLightGCN, users, pos, neg, weights: LossWeights
                         for hi in (model.num_users, model.num_items, model.num_items))
         terms["pkd"] = weights.softreg * prediction_kd((user, item), (teacher.user, teacher.item),
                                                        triples, weights.tempsoft)
-        ua, ia = torch.unique(users), torch.unique(pos)
+        ua, ia = (_sample(torch.unique(x), weights.kd_anchors, generator) for x in (users, pos))
         terms["ekd"] = weights.cdreg * (info_nce(teacher.high_user, user, ua, weights.tempcd, be)
                                         + info_nce(teacher.high_item, item, ia, weights.tempcd, be))
         lse = {}
