@@ -107,42 +107,62 @@ def work_bytes(name: str, batch: int, keys: int, dim: int, threads: int) -> int:
     return 2 * bn if name.startswith("torch.logsumexp") else 3 * bn
 
 
-def cases_for(device, batch: int, keys: int, dims, quick: bool, threads: int) -> list[dict]:
+def bench_list(device, batch: int, keys: int, dims) -> list[Bench]:
+    """The cases of the module docstring for each width in ``dims``."""
     out = []
     backends = fused_backends(device)
     for d in dims:
         q, k, g, qm, km = inputs(batch, keys, d, device)
         tag = f"B={batch} N={keys} d={d}"
-        benches = []
         for kind in ("fwd", "fwd+bwd", "masked fwd"):
             masked = kind.startswith("masked")
             peer = f"composition {kind} {tag}"
             peer_fn = PEERS["composition masked" if masked else "composition"]
             make = (lambda fn: _fwd_bwd(fn, q, k, g, qm, km)) if kind == "fwd+bwd" else \
                 (lambda fn: _fwd(fn, q, k, qm, km))
-            benches.append(Bench(peer, f"{kind} {tag}", make(peer_fn), slow=True,
-                                 info={"kind": kind}))
+            info = {"kind": kind, "batch": batch, "keys": keys, "dim": d, "tau": TAU}
+            out.append(Bench(peer, f"{kind} {tag}", make(peer_fn), slow=True, info=info))
             others = []
             if kind == "fwd":
                 for name in ("torch.logsumexp", "naive"):
                     others.append(f"{name} fwd {tag}")
-                    benches.append(Bench(others[-1], f"{kind} {tag}", make(PEERS[name]), slow=True,
-                                         info={"kind": kind}))
+                    out.append(Bench(others[-1], f"{kind} {tag}", make(PEERS[name]), slow=True,
+                                     info=info))
             for b in backends:
-                benches.append(Bench(f"ours[{b}] {kind} {tag}", f"{kind} {tag}",
-                                     make(_ours(b, masked)), peer=peer, other_peers=tuple(others),
-                                     slow=True, info={"kind": kind}))
-        for c in time_benches(benches, device, quick, interleave=True):
-            c.update({"batch": batch, "keys": keys, "dim": d, "tau": TAU,
-                      "work_bytes": work_bytes(c["name"], batch, keys, d, threads)})
-            out.append(c)
+                out.append(Bench(f"ours[{b}] {kind} {tag}", f"{kind} {tag}", make(_ours(b, masked)),
+                                 peer=peer, other_peers=tuple(others), slow=True, info=info))
     return out
 
 
+def benches(device, graph, dims, quick: bool) -> list[Bench]:
+    """pytest-benchmark hook (bench/test_bench_dot_logsumexp.py): 256 queries, N = users + items."""
+    return bench_list(device, 256, graph.num_users + graph.num_items, dims)
+
+
+def cases_for(device, batch: int, keys: int, dims, quick: bool, threads: int) -> list[dict]:
+    """``bench_list`` timed in turns, each case with its ``work_bytes``."""
+    cases = time_benches(bench_list(device, batch, keys, dims), device, quick, interleave=True)
+    for c in cases:
+        c["work_bytes"] = work_bytes(c["name"], batch, keys, c["dim"], threads)
+    return cases
+
+
+SUITE_DIM = 64
+SUITE_MAX_BYTES = 6 * 2**30  # the composition's [B, N] temporaries allowed in the suite
+
+
 def run(device, graph, dims, quick: bool) -> list[dict]:
-    """Suite entry (``python -m bench --ops dot_logsumexp``): N = users + items of the graph."""
-    return cases_for(device, 256 if quick else 4096, graph.num_users + graph.num_items, dims,
-                     quick, torch.get_num_threads())
+    """Suite entry (``python -m bench --ops dot_logsumexp``): B = 4096 (256 with --quick) queries
+    against N = users + items of the graph, at d = 64 only (the op's headline width; the suite's
+    --dims would multiply minutes-long cases); graphs whose composition needs more than
+    ``SUITE_MAX_BYTES`` of [B, N] temporaries are skipped."""
+    batch, keys = (256 if quick else 4096), graph.num_users + graph.num_items
+    need = work_bytes("composition fwd+bwd", batch, keys, SUITE_DIM, 1)
+    if need > SUITE_MAX_BYTES:
+        return [{"name": f"dot_logsumexp B={batch} N={keys}", "peer": None,
+                 "skipped": f"the composition peer needs {need / 2**30:.1f} GiB of [B, N] "
+                            f"temporaries (suite limit {SUITE_MAX_BYTES / 2**30:.0f} GiB)"}]
+    return cases_for(device, batch, keys, [SUITE_DIM], quick, torch.get_num_threads())
 
 
 _RSS_CHILD = """

@@ -11,7 +11,8 @@
 # JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
 # step's exit status and seconds, 124 = timed out); nvidia-smi.txt.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
-# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
+# BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7"),
+# LSE_TIMEOUT (120), LIGHTGNN_TIMEOUT (0: skipped), LIGHTGNN_OUT, YELP_DIR.
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -40,4 +41,16 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+# LightGNN (issue 13): the fused log-sum-exp against the composition on CUDA (B = 4096, N = 69,534,
+# d = 64), then, with LIGHTGNN_TIMEOUT > 0, the pipeline on the Yelp split with the official
+# schedule (teacher 300 epochs x 8 layers, intermediate 300 epochs x 6 layers on the 5.6M-entry
+# closure, 13 pruning runs x 600 epochs). It resumes from LIGHTGNN_OUT, so repeated calls continue
+# it; YELP_DIR is the data (LightGCN format with valid.txt).
+step lse_bench "${LSE_TIMEOUT:-120}" "$out/lse_bench.log" \
+    "$py" -u -m bench.bench_dot_logsumexp --device cuda --out "$out"
+if [ "${LIGHTGNN_TIMEOUT:-0}" -gt 0 ]; then
+    step lightgnn "$LIGHTGNN_TIMEOUT" "$out/lightgnn.log" \
+        "$py" -u -m fastgcn_denoise.lightgnn all --device cuda --no-progress \
+        --data "${YELP_DIR:-../shared/data/yelp_lightgnn}" --out "${LIGHTGNN_OUT:-$out/lightgnn}"
+fi
 exit $status
