@@ -12,8 +12,9 @@ rows (the InfoNCE case). Cases, timed in turns (``time_benches(interleave=True)`
                          kept): the composition adds the official code's mask matmul m_q @ m_k.T
                          and the threshold comparisons
 Each case records ``work_bytes``: the largest temporaries it allocates (the composition's [B, N]
-float32 matrices; ours: one tile per thread, and for backward a [B, d] partial dq per thread),
-and, with ``--rss``, the measured peak resident memory growth of one call in a fresh process.
+float32 matrices; ours: one tile per thread, and for backward a [B, d] partial dq per thread);
+``--memory-only`` measures instead the growth of the peak resident set during one call of each
+case, in a fresh process (MKL's own GEMM buffers included).
 
 Run: python -m bench.bench_dot_logsumexp [--threads 2] [--batch 4096] [--keys 69534] [--dims 64]
      (default keys: users + items of the Yelp split, 42,712 + 26,822); in the suite:
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
@@ -166,16 +166,22 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
 
 
 _RSS_CHILD = """
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {root!r})
 from bench.bench_dot_logsumexp import inputs, PEERS, _ours, _fwd, _fwd_bwd
+
+def peak():  # VmHWM: this image's resident high-water mark (ru_maxrss would carry the parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
 torch.set_num_threads({threads})
 q, k, g, qm, km = inputs({batch}, {keys}, {dim}, "cpu")
 fn = _ours("cpu", {masked}) if {ours} else PEERS[{peer!r}]
 call = _fwd_bwd(fn, q, k, g, qm, km) if {bwd} else _fwd(fn, q, k, qm, km)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak()
 call()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+print(peak() - base)
 """
 
 
@@ -199,9 +205,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keys", type=int, default=YELP_NODES)
     ap.add_argument("--dims", type=int, nargs="+", default=[64])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--rss", action="store_true",
-                    help="also measure each case's peak memory growth in a fresh process (CPU)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the peak memory growth of one call per case, each in a fresh "
+                         "process (CPU): bench_dot_logsumexp_memory_cpu_t<threads>.json")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,25 +216,41 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     env = environment(device)
     env["shared_machine"] = "2-core machine shared with other sessions; ratios timed in turns"
+    if args.memory_only:
+        return memory_report(env, args, threads)
     cases = cases_for(device, args.batch, args.keys, args.dims, args.quick, threads)
-    if args.rss and device.type == "cpu":
-        for c in cases:
-            if "skipped" in c or c["name"].split()[0] not in ("composition", "ours[cpu]"):
-                continue
-            c["peak_rss_growth_bytes"] = peak_rss_growth(c["kind"], c["name"].startswith("ours"),
-                                                         args.batch, args.keys, c["dim"], threads)
     name = f"bench_dot_logsumexp_{device.type}_t{threads}"
     path = write_json(name, {**env, "suite": "python -m bench.bench_dot_logsumexp",
                              "threads": threads, "cases": cases}, args.out)
     for c in cases:
         if "median_ms" in c:
             extra = f"  {c['speedup_vs_peer']:.2f}x vs peer" if "speedup_vs_peer" in c else ""
-            mem = f"  rss +{c['peak_rss_growth_bytes'] / 2**20:.0f} MiB" \
-                if "peak_rss_growth_bytes" in c else ""
             print(f"{c['name']:55s} {c['median_ms']:9.1f} ms  work {c['work_bytes'] / 2**20:8.1f} "
-                  f"MiB{extra}{mem}")
+                  f"MiB{extra}")
         else:
             print(f"{c['name']:55s} skipped: {c['skipped']}")
+    print(f"wrote {path}")
+    return 0
+
+
+def memory_report(env: dict, args, threads: int) -> int:
+    rows = []
+    for d in args.dims:
+        for kind in ("fwd", "fwd+bwd", "masked fwd"):
+            for ours in (False, True):
+                name = f"{'ours[cpu]' if ours else 'composition'} {kind} B={args.batch} " \
+                       f"N={args.keys} d={d}"
+                grown = peak_rss_growth(kind, ours, args.batch, args.keys, d, threads)
+                rows.append({"name": name, "kind": kind, "dim": d, "peak_rss_growth_bytes": grown,
+                             "work_bytes": work_bytes(name, args.batch, args.keys, d, threads)})
+                print(f"{name:55s} peak RSS +{grown / 2**20:8.1f} MiB  (temporaries "
+                      f"{rows[-1]['work_bytes'] / 2**20:8.1f} MiB)")
+    path = write_json(f"bench_dot_logsumexp_memory_cpu_t{threads}",
+                      {**env, "suite": "python -m bench.bench_dot_logsumexp --memory-only",
+                       "threads": threads, "batch": args.batch, "keys": args.keys,
+                       "what": "growth of the peak resident set during one call (fwd, or fwd + "
+                               "backward), in a fresh process after the inputs exist",
+                       "cases": rows}, args.out)
     print(f"wrote {path}")
     return 0
 
