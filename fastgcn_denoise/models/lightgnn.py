@@ -36,14 +36,19 @@ numbers; ``../shared/research/official_code.md`` section 1 has the details):
 """
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config as cfgmod
+from ..config import option
 from ..ops import CSRPattern, dot_logsumexp, power_sum, weighted_spmm
 from ..ops.sddmm import sddmm_kernel
+from .registry import register_model
 
 
 @dataclass
@@ -134,6 +139,11 @@ class PrunableLightGCN(nn.Module):
         self.edge_weight = nn.Parameter(torch.ones(graph.nnz), requires_grad=learn_weights)
         self.register_buffer("edge_mask", torch.ones(graph.nnz))
         self.register_buffer("emb_mask", torch.ones(graph.num_nodes, dim))
+        # Set by the registered builders (``build_*``): what ``loss`` and ``keep_scores`` use.
+        self.loss_weights = LossWeights()
+        self.teacher: TeacherView | None = None   # the frozen model distilled from
+        self.subspace_slack: int | None = None   # delta of Eq. 10 (None: no subspace term)
+        self.importance: Importance | None = None  # the student's Eq. 8 ingredients
 
     def to(self, *args, **kwargs):
         out = super().to(*args, **kwargs)
@@ -156,9 +166,43 @@ class PrunableLightGCN(nn.Module):
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:self.num_users], x[self.num_users:]
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user_emb [U, d], item_emb [I, d]): the sum over layers; scores are dot products."""
+    def forward(self, graph=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_emb [U, d], item_emb [I, d]): the sum over layers; scores are dot products.
+        ``graph`` (the trainer's training ``BipartiteGraph``) is only checked: the model
+        propagates on its own node graph, built from it."""
+        if graph is not None:
+            self._check_graph(graph)
         return self.split(sum(self.layer_outputs()))
+
+    # ------------------------------------------------------------------ the trainer's API
+    def _check_graph(self, graph):
+        if (graph.num_users, graph.num_items) != (self.num_users, self.num_items):
+            raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
+                             f"model was built for {self.num_users} x {self.num_items}")
+
+    def add_plugin(self, plugin):
+        raise ValueError("the LightGNN models take no plug-ins: they propagate on their own node "
+                         "graph (weighted_spmm), where the masked_spmm seams do not apply")
+
+    def loss(self, graph, batch) -> dict:
+        """``lightgnn_loss`` of a batch (users, pos, neg) with the builder's settings."""
+        self._check_graph(graph)
+        users, pos, neg = batch
+        return lightgnn_loss(self, users, pos, neg, self.loss_weights, self.teacher,
+                             subspace_slack=self.subspace_slack)
+
+    @torch.no_grad()
+    def keep_scores(self, graph):
+        """[2, E] (edge-id order of ``graph``) for the student, None for the other stages: the
+        entry of message item -> user (row 0) and user -> item (row 1); 0 where pruned, else
+        0.5 + tanh(|importance|) / 2 in (0.5, 1), increasing with the Eq. 8 importance the
+        pruning ranks by, so ``denoise``'s default threshold 0.5 gives exactly the pruned set."""
+        if self.importance is None:
+            return None
+        self._check_graph(graph)
+        score = edge_importance(self, self.importance).abs()
+        score = torch.where(self.edge_mask > 0, 0.5 + 0.5 * torch.tanh(score), 0.0)
+        return score[self.graph.interaction_entries(graph)]
 
     # ------------------------------------------------------------------ pruning state
     def kept_fractions(self) -> dict:
@@ -262,19 +306,20 @@ def info_nce(anchor_side, key_side, anchors, tau: float, backend=None) -> torch.
     return (lse - (t * s[anchors]).sum(-1) / tau).mean()
 
 
-def _sample(anchors: torch.Tensor, cap: int, generator: torch.Generator) -> torch.Tensor:
+def _sample(anchors: torch.Tensor, cap: int, generator: torch.Generator | None) -> torch.Tensor:
     if cap <= 0 or anchors.numel() <= cap:
         return anchors
     return anchors[torch.randperm(anchors.numel(), generator=generator)[:cap].to(anchors.device)]
 
 
 def lightgnn_loss(model: PrunableLightGCN, users, pos, neg, weights: LossWeights,
-                  teacher: TeacherView | None, generator: torch.Generator,
+                  teacher: TeacherView | None, generator: torch.Generator | None = None,
                   subspace_slack: int | None = None) -> dict:
     """The multi-task loss (Eq. 11) of one batch; ``{"loss": total, term: value, ...}``.
 
     ``teacher`` None: BPR + weight decay only (the teacher's own training). ``subspace_slack``
-    (delta of Eq. 10) switches the subspace constraint on.
+    (delta of Eq. 10) switches the subspace constraint on. The KD triples and anchor samples
+    draw from ``generator`` (default: torch's global generator, which checkpoints save).
     """
     user, item = model()
     be = model.backend
@@ -313,17 +358,28 @@ def lightgnn_loss(model: PrunableLightGCN, users, pos, neg, weights: LossWeights
 
 
 # ---------------------------------------------------------------------- pruning (Eq. 8)
+@dataclass
+class Importance:
+    """What Eq. 8 takes from the intermediate model: its view (final embeddings, learned closure
+    weights), where each student entry sits in the closure, and the two weights."""
+
+    view: TeacherView
+    closure_positions: torch.Tensor  # int64 [student nnz]
+    beta1: float = 1.0   # on sigma(e_r . e_c)
+    beta2: float = 0.05  # on the intermediate's weight w~
+
+
 @torch.no_grad()
-def edge_importance(student: PrunableLightGCN, teacher: TeacherView, closure_positions, beta1: float,
-                    beta2: float) -> torch.Tensor:
+def edge_importance(student: PrunableLightGCN, imp: Importance) -> torch.Tensor:
     """[nnz] (w + beta1 sigma(e_r . e_c) + beta2 w~) * m over the student's entries: e the
     intermediate model's final embeddings (an SDDMM on the student pattern), w~ its learned
-    weight on the same entry (``closure_positions``: student entry -> closure entry)."""
-    e = torch.cat([teacher.user, teacher.item]).contiguous()
+    weight on the same entry."""
+    e = torch.cat([imp.view.user, imp.view.item]).contiguous()
     p = student.graph.pattern
     pred = sddmm_kernel(e.device, student.backend)(p.rowptr, p.col, e, e)
-    w_tilde = teacher.weights[closure_positions]
-    return (student.edge_weight + beta1 * torch.sigmoid(pred) + beta2 * w_tilde) * student.edge_mask
+    w_tilde = imp.view.weights[imp.closure_positions]
+    return (student.edge_weight + imp.beta1 * torch.sigmoid(pred) + imp.beta2 * w_tilde) * \
+        student.edge_mask
 
 
 def _smallest(values: torch.Tensor, alive: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -358,12 +414,183 @@ def prune(student: PrunableLightGCN, importance: torch.Tensor, edge_ratio: float
     return {"edges_dropped": int(drop_edges.numel()), "embeddings_dropped": int(drop_emb.numel())}
 
 
-@torch.no_grad()
-def keep_scores(student: PrunableLightGCN, importance: torch.Tensor, graph) -> torch.Tensor:
-    """[2, E] per interaction (edge-id order of ``graph``): row 0 the entry of message item -> user,
-    row 1 user -> item; |importance| where kept, 0 where pruned (higher = keep)."""
-    return importance.abs()[student.graph.interaction_entries(graph)]
+# ---------------------------------------------------------------------- the registered stages
+# Three ranking models for ``train --model`` (the ``lightgnn`` command runs them in turn, with the
+# pruning between the student's runs). Defaults: the official code's Yelp settings.
+_GRAPHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # train graph -> {order: NodeGraph}
 
 
-__all__ = ["NodeGraph", "PrunableLightGCN", "TeacherView", "LossWeights", "bpr", "prediction_kd",
-           "info_nce", "lightgnn_loss", "edge_importance", "prune", "keep_scores"]
+def node_graph(train, order: int) -> NodeGraph:
+    """``NodeGraph.build(train, order)``, built once per training graph and order."""
+    cache = _GRAPHS.setdefault(train, {})
+    if order not in cache:
+        cache[order] = NodeGraph.build(train, order)
+    return cache[order]
+
+
+@dataclass
+class LightGNNTeacherConfig:
+    dim: int = option(64, "embedding size", min=1)
+    layers: int = option(8, "propagation layers", min=0)
+    emb_reg: float = option(1.5e-6, "weight decay on the whole embedding tables (the code's reg)",
+                            min=0)
+
+
+@dataclass
+class DistillConfig:
+    """The distillation terms of the intermediate model and the student (``LossWeights``)."""
+
+    ekd_from_layer: int = option(2, "InfoNCE teacher side: the sum of the teacher's layers from "
+                                    "this one on (code: 2; the paper's Eq. 6: 0, the final "
+                                    "embedding)", min=0)
+    softreg: float = option(1.0, "prediction-level KD weight (Eq. 5)", min=0)
+    tempsoft: float = option(0.03, "prediction-level KD temperature", min=0, min_open=True)
+    kd_triples: int = option(100_000, "random (user, item, item) triples per step for Eq. 5",
+                             min=1)
+    kd_anchors: int = option(0, "at most this many InfoNCE/uniformity anchors per side and step "
+                                "(0: every unique batch user and positive item, as the code)",
+                             min=0)
+    cdreg: float = option(1e-2, "embedding-level KD (InfoNCE, Eq. 6) weight", min=0)
+    tempcd: float = option(0.1, "InfoNCE temperature", min=0, min_open=True)
+    screg: float = option(1.0, "uniformity weight (the denominators of Eq. 9)", min=0)
+    tempsc: float = option(1.0, "uniformity temperature", min=0, min_open=True)
+
+    def loss_weights(self, emb_reg: float, weight_reg: float) -> LossWeights:
+        """The ``LossWeights`` of these options (and of a subclass's, e.g. the subspace term's)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LossWeights)
+                  if hasattr(self, f.name)}
+        return LossWeights(**shared, reg=emb_reg, ereg=weight_reg)
+
+
+@dataclass
+class LightGNNIntermediateConfig(DistillConfig):
+    teacher: str = option(None, "the lightgnn-teacher run to distil from (its directory or "
+                                "checkpoint.pt)", kind=str, metavar="RUN")
+    dim: int = option(64, "embedding size", min=1)
+    layers: int = option(6, "propagation layers (the code's scripts: 6; the supplement: 2)", min=0)
+    hops: int = option(1, "h of the closure I + A + ... + A^(h+1) the intermediate model "
+                          "propagates on", min=0)
+    emb_reg: float = option(1e-6, "weight decay on the whole embedding tables (the code's reg)",
+                            min=0)
+    weight_reg: float = option(1e-10, "weight decay on the per-entry weights (the code's ereg)",
+                               min=0)
+
+    def check_rules(self):
+        if not self.teacher:
+            raise ValueError("model lightgnn-intermediate: --teacher RUN (a lightgnn-teacher "
+                             "run) is required")
+
+
+@dataclass
+class LightGNNStudentConfig(DistillConfig):
+    intermediate: str = option(None, "the lightgnn-intermediate run to distil from (its "
+                                     "directory or checkpoint.pt)", kind=str, metavar="RUN")
+    start_from: str = option(None, "a pruned student state to start from (the previous pruning "
+                                   "run's pruned.pt; default: a fresh student)", kind=str,
+                             metavar="FILE")
+    pruning_run: int = option(1, "index of this pruning run (1 = unpruned): sets the subspace "
+                                 "constraint's slack delta (Eq. 10)", min=1)
+    dim: int = option(64, "embedding size", min=1)
+    layers: int = option(2, "propagation layers", min=0)
+    emb_reg: float = option(5e-7, "weight decay on the whole embedding tables (the code's reg)",
+                            min=0)
+    weight_reg: float = option(1e-9, "weight decay on the per-entry weights (the code's ereg)",
+                               min=0)
+    subspace_from_run: int = option(2, "the subspace constraint (Eq. 9-10) is on from this "
+                                       "pruning run", min=1)
+    subspcreg: float = option(1e-4, "subspace constraint weight", min=0)
+    tempsubsp: float = option(1.0, "subspace constraint temperature", min=0, min_open=True)
+    beta1: float = option(1.0, "pruning importance weight of sigma(e_r . e_c) (Eq. 8, the "
+                               "code's naming)", min=0)
+    beta2: float = option(0.05, "pruning importance weight of the intermediate model's edge "
+                                "weight (Eq. 8)", min=0)
+
+    def check_rules(self):
+        if not self.intermediate:
+            raise ValueError("model lightgnn-student: --intermediate RUN (a "
+                             "lightgnn-intermediate run) is required")
+
+    def slack(self) -> int | None:
+        if self.pruning_run < self.subspace_from_run:
+            return None
+        return SLACK_SCHEDULE[self.pruning_run] if self.pruning_run < len(SLACK_SCHEDULE) else 0
+
+
+# delta of Eq. 10 per pruning run (index = run; the official hyper_contr_loosen_factor)
+SLACK_SCHEDULE = (0, 0, 0, 2, 3, 4, 4, 3, 1, 0)
+_ORDER = {"lightgnn-teacher": lambda cfg: 1, "lightgnn-intermediate": lambda cfg: cfg.hops + 1,
+          "lightgnn-student": lambda cfg: 1}
+
+
+def load_stage(run, model_name: str, ctx) -> tuple[PrunableLightGCN, dict]:
+    """(the frozen model of a finished ``model_name`` run with its selected weights, on
+    ``ctx.device``; its saved model options). The run must be on the same data as ``ctx``."""
+    from ..train import load_checkpoint
+    from .registry import model_entry
+
+    ckpt = load_checkpoint(run)
+    if ckpt["model_name"] != model_name:
+        raise ValueError(f"{run}: a {ckpt['model_name']!r} run, not {model_name!r}")
+    info = ckpt["data_info"]
+    if (info["users"], info["items"], info["train"]) != (ctx.num_users, ctx.num_items,
+                                                         ctx.train.num_edges):
+        raise ValueError(f"{run} was trained on other data ({info}) than this run's "
+                         f"({ctx.num_users} users, {ctx.num_items} items, {ctx.train.num_edges} "
+                         "training interactions)")
+    if ckpt["best_model"] is None:
+        raise ValueError(f"{run}: the run has no selected weights yet (not evaluated)")
+    cfg = cfgmod.from_dict(model_entry(model_name).config, ckpt["config"]["model_config"])
+    model = PrunableLightGCN(node_graph(ctx.train, _ORDER[model_name](cfg)), cfg.dim, cfg.layers,
+                             learn_weights=model_name != "lightgnn-teacher")
+    model.load_state_dict(ckpt["best_model"])
+    return model.requires_grad_(False).to(ctx.device), ckpt["config"]["model_config"]
+
+
+@register_model("lightgnn-teacher", config=LightGNNTeacherConfig,
+                summary="LightGNN's teacher: LightGCN on D^-1/2 (A + I) D^-1/2, sum readout, "
+                        "8 layers (Chen et al., WSDM'25)")
+def build_teacher(cfg: LightGNNTeacherConfig, ctx) -> PrunableLightGCN:
+    model = PrunableLightGCN(node_graph(ctx.train, 1), cfg.dim, cfg.layers, learn_weights=False)
+    model.loss_weights = LossWeights(reg=cfg.emb_reg, ereg=0.0)
+    return model
+
+
+@register_model("lightgnn-intermediate", config=LightGNNIntermediateConfig,
+                summary="LightGNN's intermediate model: weighted LightGCN on the (h+1)-hop "
+                        "closure, distilled from a lightgnn-teacher run")
+def build_intermediate(cfg: LightGNNIntermediateConfig, ctx) -> PrunableLightGCN:
+    teacher, _ = load_stage(cfg.teacher, "lightgnn-teacher", ctx)
+    if cfg.ekd_from_layer > teacher.num_layers:
+        raise ValueError(f"ekd_from_layer = {cfg.ekd_from_layer} but the teacher has "
+                         f"{teacher.num_layers} layers")
+    model = PrunableLightGCN(node_graph(ctx.train, cfg.hops + 1), cfg.dim, cfg.layers)
+    model.loss_weights = cfg.loss_weights(cfg.emb_reg, cfg.weight_reg)
+    model.teacher = TeacherView.of(teacher, cfg.ekd_from_layer)
+    return model
+
+
+@register_model("lightgnn-student", config=LightGNNStudentConfig,
+                summary="LightGNN's student: a pruned, weighted LightGCN distilled from a "
+                        "lightgnn-intermediate run (one pruning run)")
+def build_student(cfg: LightGNNStudentConfig, ctx) -> PrunableLightGCN:
+    inter, _ = load_stage(cfg.intermediate, "lightgnn-intermediate", ctx)
+    if cfg.ekd_from_layer > inter.num_layers:
+        raise ValueError(f"ekd_from_layer = {cfg.ekd_from_layer} but the intermediate model has "
+                         f"{inter.num_layers} layers")
+    graph = node_graph(ctx.train, 1)
+    model = PrunableLightGCN(graph, cfg.dim, cfg.layers)
+    if cfg.start_from:
+        model.load_state_dict(torch.load(cfg.start_from, map_location="cpu", weights_only=True))
+    model.loss_weights = cfg.loss_weights(cfg.emb_reg, cfg.weight_reg)  # + subspcreg, tempsubsp
+    model.teacher = TeacherView.of(inter, cfg.ekd_from_layer)
+    model.subspace_slack = cfg.slack()
+    # Eq. 8 uses the intermediate model's final embeddings (its whole readout), whatever the KD side.
+    model.importance = Importance(TeacherView.of(inter, 0), inter.graph.positions_of(graph),
+                                  cfg.beta1, cfg.beta2)
+    return model
+
+
+__all__ = ["NodeGraph", "PrunableLightGCN", "TeacherView", "LossWeights", "Importance", "bpr",
+           "prediction_kd", "info_nce", "lightgnn_loss", "edge_importance", "prune", "node_graph",
+           "load_stage", "LightGNNTeacherConfig", "LightGNNIntermediateConfig",
+           "LightGNNStudentConfig", "SLACK_SCHEDULE"]
