@@ -23,14 +23,15 @@ import torch
 
 from fastgcn_denoise import ops as fops
 
-from . import (bench_arm_grad, bench_dot_logsumexp, bench_eval, bench_masked_spmm, bench_sgcn_step,
-               bench_spgemm, bench_truncated_svd)
+from . import (bench_arm_grad, bench_cosine_attention, bench_dot_logsumexp, bench_eval,
+               bench_masked_spmm, bench_sgcn_step, bench_spgemm, bench_truncated_svd)
 from .common import (ROOT, build_graph, copy_bandwidth, environment, plot, short_peer,
                      time_benches, write_json)
 
 OPS = {"masked_spmm": bench_masked_spmm, "arm_grad": bench_arm_grad,
        "truncated_svd": bench_truncated_svd, "eval": bench_eval, "sgcn_step": bench_sgcn_step,
-       "dot_logsumexp": bench_dot_logsumexp, "spgemm": bench_spgemm}
+       "cosine_attention": bench_cosine_attention, "dot_logsumexp": bench_dot_logsumexp,
+       "spgemm": bench_spgemm}
 GRAPHS = {"cpu": ["synth-1e5", "gowalla", "synth-1e6"],  # small first: a run cut short keeps them
           "cuda": ["synth-1e5", "gowalla", "synth-1e6", "synth-5e7"]}
 DIMS = [32, 64, 128]

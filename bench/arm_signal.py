@@ -21,8 +21,9 @@ import torch
 
 from fastgcn_denoise.data import sample_bpr
 from fastgcn_denoise.denoise import roc_auc
-from fastgcn_denoise.models import build_model
-from fastgcn_denoise.train import TrainConfig, load_checkpoint, prepare_data, train
+from fastgcn_denoise.models import Batch
+from fastgcn_denoise.models.sgcn import SLightGCNConfig
+from fastgcn_denoise.train import make_config, restore_run, train
 
 from .common import environment, write_json
 
@@ -38,16 +39,16 @@ def measure(net, graph, noise, keep: float, steps: int, seed: int = 1) -> dict:
     for s in range(0, e, BATCH):
         sl = slice(s, s + BATCH)
         spec = [{"logits": phi[k], "mode": "expect"} for k in range(layers)]
-        _, bpr, _ = net.loss(graph, users[sl], pos[sl], neg[sl], 0.0, spec)
+        bpr = net.loss(graph, Batch(users[sl], pos[sl], neg[sl]), spec)["bpr"]
         signal += torch.autograd.grad(bpr, phi)[0]
         batches += 1
     diffs = []
     with torch.no_grad():
         for s in range(steps):
             sl = slice(s * BATCH, (s + 1) * BATCH)
-            f = [net.loss(graph, users[sl], pos[sl], neg[sl], 0.0,
+            f = [net.loss(graph, Batch(users[sl], pos[sl], neg[sl]),
                           [{"logits": phi[k].detach(), "mode": mode, "seed": s,
-                            "offset": k * e} for k in range(layers)])[1].item()
+                            "offset": k * e} for k in range(layers)])["bpr"].item()
                  for mode in ("arm_pos", "arm_neg")]
             diffs.append(abs(f[0] - f[1]))
     signal_per_step = float(signal.abs().mean() / batches)
@@ -68,18 +69,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.arm_signal", description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=None, help="data source (default: the built-in data)")
     ap.add_argument("--epochs", type=int, default=60, help="LightGCN training epochs first")
-    ap.add_argument("--keep", type=float, default=TrainConfig.init_keep)
+    ap.add_argument("--keep", type=float, default=SLightGCNConfig.init_keep)
     ap.add_argument("--steps", type=int, default=20, help="antithetic pairs for the ARM noise")
     ap.add_argument("--runs", default="runs/arm_signal")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    config = TrainConfig(model="lightgcn", data=args.data, epochs=args.epochs, out=args.runs,
+    config = make_config(model="lightgcn", data=args.data, epochs=args.epochs, out=args.runs,
                          eval_every=max(1, args.epochs // 3), progress=False, verbose=False)
     result = train(config)
-    ckpt = load_checkpoint(f"{args.runs}/checkpoint.pt")
-    net = build_model("lightgcn", **ckpt["hparams"])
-    net.load_state_dict(ckpt["model"])
-    prep = prepare_data(config)
+    _, _, prep, net = restore_run(f"{args.runs}/checkpoint.pt", weights="last")
     stats = measure(net, prep.train, prep.data.noise_per_edge(prep.train), args.keep, args.steps)
     stats["lightgcn_test"] = result["test"]
     for key, value in stats.items():

@@ -9,7 +9,7 @@ given. Cases:
   nuclear-norm refresh          what SGCN does every ``svd_every`` steps: the warm-started
                                 truncated SVD (k = 128, depth ``svd_iters``) and its backward, for
                                 each of the 3 layers;
-  S-LightGCN step, amortised    derived: step + refresh / svd_every (the TrainConfig defaults), the
+  S-LightGCN step, amortised    derived: step + refresh / svd_every (the SGCN defaults), the
                                 number the target is about: at most 1.6x LightGCN's step
                                 (``speedup_vs_peer`` >= 0.625).
 
@@ -23,14 +23,16 @@ from __future__ import annotations
 import torch
 
 from fastgcn_denoise.data import sample_bpr
-from fastgcn_denoise.models import build_model
+from fastgcn_denoise.models import Batch, LightGCN, SLightGCN
+from fastgcn_denoise.models.sgcn import SLightGCNConfig
 from fastgcn_denoise.ops import NuclearNormState, nuclear_norm
-from fastgcn_denoise.train import TrainConfig, build_optimizer
+from fastgcn_denoise.train import build_optimizer, make_config
 
 from .common import Bench, add_ratios, time_benches
 
 BATCH, LAYERS, STEPS = 2048, 3, 4
-DEFAULTS = TrainConfig()
+DEFAULTS = make_config("s-lightgcn")      # the loop's defaults (learning rate)
+SGCN_DEFAULTS = SLightGCNConfig()          # the SGCN defaults (SVD rank, depth, refresh)
 
 
 def stepper(model, graph):
@@ -42,7 +44,7 @@ def stepper(model, graph):
     def run():
         for s in range(STEPS):
             sl = slice(s * BATCH, (s + 1) * BATCH)
-            total, _, _ = model.loss(graph, users[sl], pos[sl], neg[sl], 1e-4)
+            total = model.loss(graph, Batch(users[sl], pos[sl], neg[sl]))["loss"]
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -69,14 +71,13 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         base = {"num_users": graph.num_users, "num_items": graph.num_items, "dim": d,
                 "num_layers": LAYERS}
         # svd_every is huge here: the step reuses the nuclear gradient; the refresh is timed apart.
-        sgcn = build_model("s-lightgcn", **base, num_edges=graph.num_edges,
-                           svd_rank=DEFAULTS.svd_rank, svd_iters=DEFAULTS.svd_iters,
-                           svd_every=10**9).to(device)
+        sgcn = SLightGCN(**base, num_edges=graph.num_edges, svd_rank=SGCN_DEFAULTS.svd_rank,
+                         svd_iters=SGCN_DEFAULTS.svd_iters, svd_every=10**9).to(device)
         torch.manual_seed(0)
         peer = f"LightGCN step {tag}"
         info = {"steps_per_call": STEPS, "batch": BATCH, "layers": LAYERS}
         step_cases = time_benches([
-            Bench(peer, tag, stepper(build_model("lightgcn", **base).to(device), graph), info=info),
+            Bench(peer, tag, stepper(LightGCN(**base).to(device), graph), info=info),
             Bench(f"S-LightGCN step {tag}", tag, stepper(sgcn, graph), peer=peer, info=info),
             Bench(f"nuclear-norm refresh {tag}", tag, refresher(sgcn, graph), slow=True,
                   info={"svd_rank": sgcn.svd_rank, "svd_iters": sgcn.svd_iters}),
@@ -85,7 +86,7 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
             for key in ("median_ms", "min_ms", "max_ms"):
                 c[key] /= STEPS
         lightgcn, step, refresh = step_cases
-        every = DEFAULTS.svd_every
+        every = SGCN_DEFAULTS.svd_every
         amortised = {key: step[key] + refresh[key] / every
                      for key in ("median_ms", "min_ms", "max_ms")}
         cases += step_cases + [{"name": f"S-LightGCN step amortised {tag}", "group": tag,

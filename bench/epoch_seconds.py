@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from fastgcn_denoise.train import TrainConfig, train
+from fastgcn_denoise.train import make_config, train
 
 from .common import SHARED_DATA, environment, write_json
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     rows = []
     for spec in args.runs:
         model, _, backend = spec.partition(":")
-        config = TrainConfig(model=model, data=args.data, device=args.device,
+        config = make_config(model=model, data=args.data, device=args.device,
                              backend=backend or None, epochs=args.epochs, eval_every=args.epochs,
                              out=f"{args.work}/{model}-{backend or 'auto'}", progress=False)
         result = train(config)

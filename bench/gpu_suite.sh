@@ -9,10 +9,12 @@
 #
 # Writes into OUTDIR: install.log, tests.log, bench.log; bench_cuda.json and bench_cuda.png (the
 # JSON is rewritten after every op, so a run cut short keeps what it measured); steps.txt (each
-# step's exit status and seconds, 124 = timed out); nvidia-smi.txt.
+# step's exit status and seconds, 124 = timed out); nvidia-smi.txt; cosine_attention_cuda.json.
 # Environment: PYTHON (default python), INSTALL_TIMEOUT (default 240 s), TEST_TIMEOUT (150),
 # BENCH_TIMEOUT (180), BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7"),
-# LSE_TIMEOUT (120), LIGHTGNN_TIMEOUT (0: skipped), LIGHTGNN_OUT, YELP_DIR.
+# L0SIGN_TIMEOUT (60: L0-SIGN steps, the triton all-pairs kernel against PyG on CUDA),
+# LSE_TIMEOUT (120: LightGNN's fused log-sum-exp), LIGHTGNN_TIMEOUT (0: the LightGNN pipeline is
+# skipped), LIGHTGNN_OUT, YELP_DIR.
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR}
@@ -41,6 +43,13 @@ step tests "${TEST_TIMEOUT:-150}" "$out/tests.log" \
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 step bench "${BENCH_TIMEOUT:-180}" "$out/bench.log" \
     "$py" -u -m bench --device cuda --out "$out" ${BENCH_ARGS:-}
+# GRCN's fused attention (issue 15): triton against the composition (and PyG when it imports).
+step cosine_attention "${GRCN_BENCH_TIMEOUT:-90}" "$out/cosine_attention.log" \
+    "$py" -u -m bench.bench_cosine_attention --device cuda --threads 1 --graphs tiktok synth-1e6 \
+    --dims 64 128 --out "$out"
+# L0-SIGN: writes bench_l0sign_cuda.json (needs torch_geometric for the peer; skipped otherwise).
+step l0sign "${L0SIGN_TIMEOUT:-60}" "$out/l0sign.log" \
+    "$py" -u -m bench.bench_l0sign --device cuda --threads 1 --out "$out"
 # LightGNN (issue 13): the fused log-sum-exp against the composition on CUDA (B = 4096, N = 69,534,
 # d = 64), then, with LIGHTGNN_TIMEOUT > 0, the pipeline on the Yelp split with the official
 # schedule (teacher 300 epochs x 8 layers, intermediate 300 epochs x 6 layers on the 5.6M-entry

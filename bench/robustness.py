@@ -20,23 +20,30 @@ import dataclasses
 import json
 from pathlib import Path
 
+from fastgcn_denoise import config as cfgmod
 from fastgcn_denoise.denoise import denoise_checkpoint
-from fastgcn_denoise.train import TrainConfig, train
+from fastgcn_denoise.models import model_entry
+from fastgcn_denoise.train import TrainConfig, make_config, train
 
 from .common import RESULTS, environment, write_json
 
 MODELS = ("lightgcn", "s-lightgcn")
 
 
-def _setting(text: str) -> tuple[str, object]:
-    """``name=value`` for a TrainConfig field, the value parsed as the field's type."""
+def _options(model: str | None = None, models=MODELS) -> dict:
+    """{name: metadata} of the loop's options and the models' (one model, or all of ``models``)."""
+    classes = [TrainConfig] + [model_entry(m).config for m in ([model] if model else models)]
+    return {f.name: f.metadata for cls in classes for f in cfgmod.fields(cls)}
+
+
+def _setting(text: str, models=MODELS) -> tuple[str, object]:
+    """``name=value`` for an option of the loop or of the models, parsed as the option's type."""
     name, _, value = text.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if name not in fields or not value:
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a TrainConfig field, got {text!r}")
-    default = getattr(TrainConfig(), name)
-    kind = float if default is None else type(default)
-    return name, kind(value)
+    options = _options(models=models)
+    if name not in options or not value:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with an option of the training "
+                                         f"loop or of {', '.join(models)}, got {text!r}")
+    return name, cfgmod.parse_text(value, options[name])
 
 
 def run(data, ratios, epochs, device, settings, runs: Path) -> list[dict]:
@@ -44,8 +51,10 @@ def run(data, ratios, epochs, device, settings, runs: Path) -> list[dict]:
     for ratio in ratios:
         for model in MODELS:
             out = runs / f"{model}-noise{ratio:g}"
-            config = TrainConfig(model=model, data=data, noise=ratio, epochs=epochs, device=device,
-                                 out=str(out), progress=False, **settings)
+            own = _options(model)  # a setting of one model only (beta, gamma) skips the other
+            config = make_config(model=model, data=data, noise=ratio, epochs=epochs, device=device,
+                                 out=str(out), progress=False,
+                                 **{k: v for k, v in settings.items() if k in own})
             result = train(config)
             row = {"noise": ratio, "model": model, "best_epoch": result["best_epoch"],
                    "epochs_run": result["epochs_run"], "test": result["test"],
@@ -85,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
-                    metavar="FIELD=VALUE", help="a TrainConfig field for both models (repeatable)")
+                    metavar="FIELD=VALUE", help="an option of the loop or the models, applied where it exists (repeatable)")
     ap.add_argument("--runs", default="runs/robustness", help="training output folders")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
     args = ap.parse_args(argv)

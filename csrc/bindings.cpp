@@ -35,6 +35,15 @@ namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
+std::vector<Tensor> cosine_attention_forward(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
+                                             const Tensor&, const Tensor&, const Tensor&, double);
+Tensor cosine_attention_backward(const Tensor&, const Tensor&, const OptTensor&, const Tensor&, const OptTensor&,
+                                 const Tensor&, const Tensor&);
+std::vector<Tensor> all_pairs_forward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
+                                      int64_t, int64_t, int64_t, double, double, double, double, bool);
+std::vector<Tensor> all_pairs_backward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
+                                       int64_t, int64_t, int64_t, double, double, double, double, bool,
+                                       const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 Tensor dot_logsumexp_fwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&, int64_t);
 std::vector<Tensor> dot_logsumexp_bwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&,
                                       int64_t, const Tensor&, const Tensor&, bool, bool);
@@ -115,6 +124,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
+  m.def("cosine_attention_forward", &fgd::cpu::cosine_attention_forward,
+        "[y, alpha, cos]: cosine SDDMM, row softmax and aggregation per CSR row (CPU tensors)");
+  m.def("cosine_attention_backward", &fgd::cpu::cosine_attention_backward,
+        "gs [E]: the row softmax backward of cosine_attention (CPU tensors)");
+  m.def("all_pairs_forward", &fgd::cpu::all_pairs_forward,
+        "L0-SIGN all-pairs pass: [pooled, l0, l2, kept, counts] (CPU tensors)");
+  m.def("all_pairs_backward", &fgd::cpu::all_pairs_backward,
+        "gradients of the all-pairs pass: [per-position rows, per-position edge rows, 8 weights]");
   m.def("dot_logsumexp_fwd", &fgd::cpu::dot_logsumexp_fwd,
         "lse [B] of <q_b, k_j> / tau over all keys (or a positive set), tiled (CPU tensors)");
   m.def("dot_logsumexp_bwd", &fgd::cpu::dot_logsumexp_bwd, "[dL/dq, dL/dk] of dot_logsumexp (CPU tensors)");

@@ -12,7 +12,7 @@ import math
 import platform
 import sys
 
-from . import __version__
+from . import __version__, config
 
 PROG = "fastgcn-denoise"
 
@@ -27,26 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------------- flag value types
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def _number(low: float, high: float, low_open: bool, high_open: bool):
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
 
@@ -73,6 +53,41 @@ def _ks(text: str) -> tuple:
     if not ks or min(ks) <= 0:
         raise argparse.ArgumentTypeError(f"cut-offs must be positive, got {text!r}")
     return ks
+
+
+def _expected(meta: dict) -> str:
+    """What an option's value must be, in words (for the flag's error message)."""
+    kind, lo, hi = meta["kind"], meta["min"], meta["max"]
+    if kind is tuple:
+        return f"comma-separated {meta['item'].__name__} values"
+    if kind is int:
+        if hi is None and lo == 1:
+            return "a positive integer"
+        if hi is None and lo == 0:
+            return "an integer >= 0"
+        return "an integer" + (f" {config.describe(meta)}" if lo is not None or hi is not None else "")
+    if kind is float:
+        if lo is not None and hi is not None:
+            return (f"a number in {'(' if meta['min_open'] else '['}{lo:g}, {hi:g}"
+                    f"{')' if meta['max_open'] else ']'}")
+        return "a number" + (f" {config.describe(meta)}" if lo is not None or hi is not None else "")
+    if kind is bool:
+        return "true or false"
+    return "a value"
+
+
+def _option_type(name: str, meta: dict):
+    """argparse ``type=`` for a config option: parse the text, then check it (one line on error)."""
+    def parse(text: str):
+        try:
+            value = config.parse_text(text, meta)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        try:
+            return config.check_value(name, value, meta, "option")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {_expected(meta)}, got {text}") from None
+    return parse
 
 
 # ---------------------------------------------------------------------- info
@@ -108,132 +123,173 @@ def _run_info(args) -> int:
 
 
 # ---------------------------------------------------------------------- train
-def _train_defaults():
-    from .train import TrainConfig
-    return TrainConfig()
+# Flags come from the configs' option fields (fastgcn_denoise.config): the loop's TrainConfig, each
+# registered model's config (one flag per field name, shared by the models that have it) and each
+# plug-in's (``--NAME`` switches it on). All use SUPPRESS defaults, so that the flags actually
+# given are known: with --resume only they override the saved config, and a model option given
+# for a model that does not have it is an error.
+_SPECIAL = {"ks": _ks}  # the loop options with a parser of their own
 
 
-# (flag, config field, argparse kwargs, help). Defaults come from TrainConfig; the flags use
-# SUPPRESS so that, with --resume, only the flags actually given override the saved config.
-def _train_flags():
+def _model_options() -> dict:
+    """{field name: (metadata, {model: default})} over every registered model's config."""
     from .models import MODELS
-    return [
-        ("--model", "model", {"choices": sorted(MODELS)}, "model to train"),
-        ("--data", "data", {"metavar": "DIR|FILE"},
-         "data source: a LightGCN directory (train.txt, test.txt[, valid.txt]), a .csv/.tsv/.txt "
-         "pairs file or directory, a .npz, or 'synthetic' (built-in data with planted noise)"),
-        ("--epochs", "epochs", {"type": _positive_int, "metavar": "N"}, "maximum number of epochs"),
-        ("--device", "device", {"metavar": "cpu|cuda"}, "device to train on"),
-        ("--out", "out", {"metavar": "DIR"},
-         "output directory (log.jsonl, checkpoint.pt, metrics.json, plots)"),
-        ("--dim", "dim", {"type": _positive_int}, "embedding size"),
-        ("--layers", "layers", {"type": _nonneg_int}, "number of propagation layers"),
-        ("--lr", "lr", {"type": _number(0, math.inf, True, True)}, "Adam learning rate"),
-        ("--decay", "decay", {"type": _number(0, math.inf, False, True)},
-         "L2 coefficient on the batch's layer-0 embeddings"),
-        ("--batch-size", "batch_size", {"type": _positive_int}, "BPR triples per step"),
-        ("--seed", "seed", {"type": _nonneg_int},
-         "seed for data generation, validation split, noise, init and sampling"),
-        ("--eval-every", "eval_every", {"type": _positive_int, "metavar": "N"},
-         "evaluate on validation every N epochs (and after the last)"),
-        ("--patience", "patience", {"type": _positive_int, "metavar": "N"},
-         "early stop after N evaluations without a better validation Recall@K"),
-        ("--backend", "backend", {"choices": ["reference", "cpu", "triton", "cuda"]},
-         "force a propagation backend (default: the best available for the device)"),
-        ("--noise", "noise", {"type": _number(0, 10, False, False), "metavar": "RATIO"},
-         "inject RATIO x |train_u| random false-positive interactions per user into train"),
-        ("--valid-fraction", "valid_fraction", {"type": _number(0, 1, True, True)},
-         "share of each user's training interactions held out for validation when the data "
-         "has no validation split"),
-        ("--mess-dropout", "mess_dropout", {"type": _number(0, 1, False, True)},
-         "NGCF message dropout"),
-        ("--node-dropout", "node_dropout", {"type": _number(0, 1, False, True)},
-         "NGCF node (edge) dropout"),
-        ("--beta", "beta", {"type": _number(0, math.inf, False, True)},
-         "SGCN: L0 sparsity coefficient (beta * sum of the keep probabilities)"),
-        ("--gamma", "gamma", {"type": _number(0, math.inf, False, True)},
-         "SGCN: low-rank coefficient (gamma * truncated nuclear norm per layer; 0: no SVD)"),
-        ("--svd-rank", "svd_rank", {"type": _positive_int, "metavar": "N"},
-         "SGCN: singular values in the truncated nuclear norm"),
-        ("--svd-every", "svd_every", {"type": _positive_int, "metavar": "STEPS"},
-         "SGCN: recompute the SVD every STEPS steps (its gradient is reused in between)"),
-        ("--svd-iters", "svd_iters", {"type": _nonneg_int, "metavar": "DEPTH"},
-         "SGCN: maximum block-Krylov depth of each (warm-started) SVD"),
-        ("--estimator", "estimator", {"choices": ["arm", "disarm"]},
-         "SGCN: mask gradient estimator (arm: the paper's; disarm: lower variance)"),
-        ("--nuclear-backward", "nuclear_backward", {"choices": ["exact", "power_iteration"]},
-         "SGCN: nuclear-norm gradient (exact U V^T, or the paper's power iteration)"),
-        ("--init-keep", "init_keep", {"type": _number(0, 1, True, True), "metavar": "P"},
-         "SGCN: initial keep probability of every interaction"),
-        ("--mask-lr", "mask_lr", {"type": _number(0, math.inf, True, True)},
-         "SGCN: Adam learning rate of the mask logits (default: --lr)"),
-        ("--ks", "ks", {"type": _ks, "metavar": "K,K,..."},
-         "ranking cut-offs; the first selects the model"),
-        ("--eval-batch", "eval_batch", {"type": _positive_int, "metavar": "USERS"},
-         "users scored at once in evaluation"),
-    ]
+
+    options = {}
+    for name in sorted(MODELS):
+        for f in config.fields(MODELS[name].config):
+            meta, defaults = options.setdefault(f.name, (f.metadata, {}))
+            if meta["kind"] is not f.metadata["kind"]:
+                raise TypeError(f"option {f.name!r} has type {f.metadata['kind'].__name__} in model "
+                                f"{name!r} but {meta['kind'].__name__} elsewhere: rename one")
+            defaults[name] = f.default
+    return options
+
+
+def _plugin_options() -> dict:
+    """{plug-in: [field]} over the registered plug-ins."""
+    from .models import PLUGINS
+    return {name: config.fields(PLUGINS[name].config) for name in sorted(PLUGINS)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(default) -> str:
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return "synthetic" if default is None else str(default)
+
+
+def _add_option(group, name: str, meta: dict, dest: str, default_text: str | None):
+    kwargs = {"dest": dest, "default": argparse.SUPPRESS,
+              "metavar": meta["metavar"] or (None if meta["choices"] else name.upper())}
+    if meta["kind"] is bool:
+        kwargs = {"dest": dest, "default": argparse.SUPPRESS, "action": argparse.BooleanOptionalAction}
+    elif name in _SPECIAL:
+        kwargs["type"] = _SPECIAL[name]
+    elif meta["choices"] is not None:
+        kwargs["choices"] = meta["choices"]
+    else:
+        kwargs["type"] = _option_type(name, meta)
+    shown = "" if default_text is None else f" (default: {default_text})"
+    group.add_argument(_flag(name), help=meta["help"] + shown, **kwargs)
 
 
 def _add_train(p, **shown_defaults):
     """The training flags; ``shown_defaults`` overrides the defaults the help shows."""
-    defaults = _train_defaults()
-    for flag, name, kwargs, text in _train_flags():
-        default = shown_defaults.get(name, getattr(defaults, name))
-        if name == "data" and default is None:
-            default = "synthetic"
-        if name == "ks":
-            default = ",".join(map(str, default))
-        shown = "" if default is None else f" (default: {default})"  # None: the text says it
-        p.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=text + shown, **kwargs)
-    p.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
-                   help="continue from OUT/checkpoint.pt; the saved settings are used except "
-                        "for the flags given (default: off)")
-    bars = p.add_mutually_exclusive_group()
+    from .models import MODELS, PLUGINS
+    from .train import TrainConfig
+
+    loop = p.add_argument_group("training")
+    for f in config.fields(TrainConfig):
+        meta = dict(f.metadata)
+        if f.name == "model":
+            meta["choices"] = tuple(sorted(MODELS))
+            meta["help"] = "model to train: " + "; ".join(
+                f"{n}: {MODELS[n].summary}" for n in sorted(MODELS))
+        default = shown_defaults.get(f.name, f.default)
+        text = None if default is None and f.name not in ("data",) else _shown(default)
+        if f.name == "features" and not default:
+            text = None
+        _add_option(loop, f.name, meta, f.name, text)
+    loop.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
+                      help="continue from OUT/checkpoint.pt; the saved settings are used except "
+                           "for the flags given (default: off)")
+    bars = loop.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="show progress bars on stderr (default: only when stderr is a terminal)")
+                      help="show progress bars on stderr (default: only when stderr is a terminal; "
+                           "otherwise one line per epoch)")
     bars.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show progress bars")
-    p.add_argument("--quiet", action="store_true",
-                   help="no per-evaluation lines on stderr (default: off)")
-
-
-def _metrics_table(result: dict, k: int) -> str:
-    ours, pop = result["test"], result["most_popular"]["test"]
-    rows = [(result["model"], ours), ("most popular", pop)]
-    lines = [f"{'test (' + str(ours['users']) + ' users)':24s} {'Recall@' + str(k):>10s} "
-             f"{'NDCG@' + str(k):>10s}"]
-    lines += [f"{name:24s} {m[f'recall@{k}']:10.4f} {m[f'ndcg@{k}']:10.4f}" for name, m in rows]
-    return "\n".join(lines)
+    loop.add_argument("--quiet", action="store_true",
+                      help="no progress lines on stderr, only warnings and errors (default: off)")
+    models = p.add_argument_group(
+        "model options", "each applies to every model unless brackets list the ones it applies to")
+    default_model = shown_defaults.get("model", TrainConfig.model)
+    for name, (meta, defaults) in sorted(_model_options().items()):
+        values = set(map(_shown, defaults.values()))
+        if default_model in defaults and len(values) > 1:
+            text = f"{_shown(defaults[default_model])} for {default_model}; " + ", ".join(
+                f"{m}: {_shown(v)}" for m, v in defaults.items() if m != default_model)
+        else:
+            text = _shown(next(iter(defaults.values()))) if len(values) == 1 else ", ".join(
+                f"{m}: {_shown(v)}" for m, v in defaults.items())
+        if None in defaults.values() and len(values) == 1:
+            text = None
+        where = "" if len(defaults) == len(MODELS) else f" [{', '.join(defaults)}]"
+        _add_option(models, name, dict(meta, help=meta["help"] + where), f"model:{name}", text)
+    for plugin, fields in _plugin_options().items():
+        group = p.add_argument_group(f"plug-in {plugin}", PLUGINS[plugin].summary)
+        group.add_argument(_flag(plugin), dest=f"plugin:{plugin}", action="store_true",
+                           default=argparse.SUPPRESS,
+                           help=f"add the {plugin} plug-in to the model (default: off)")
+        for f in fields:
+            _add_option(group, f.name, f.metadata, f"plugin:{plugin}:{f.name}",
+                        None if f.default is None else _shown(f.default))
 
 
 def _train_config(args, **defaults):
     """The TrainConfig of the flags given (with --resume: the checkpoint's, overridden by them)."""
     from pathlib import Path
 
+    from .models import MODELS, PLUGINS
     from .train import TrainConfig, config_from_checkpoint, load_checkpoint
 
-    given = {name: getattr(args, name) for _, name, _, _ in _train_flags() if hasattr(args, name)}
-    resume = getattr(args, "resume", False)
-    given.update(resume=resume, progress=args.progress, verbose=not args.quiet)
-    if given.get("data") == "synthetic":
-        given["data"] = None
+    given = vars(args)
+    loop = {f.name: given[f.name] for f in config.fields(TrainConfig) if f.name in given}
+    model_opts = {k.split(":", 1)[1]: v for k, v in given.items() if k.startswith("model:")}
+    plugins = {k.split(":")[1] for k in given if k.startswith("plugin:") and k.count(":") == 1}
+    plugin_opts = {k: v for k, v in given.items() if k.startswith("plugin:") and k.count(":") == 2}
+    resume = given.get("resume", False)
+    loop.update(resume=resume, progress=args.progress, verbose=not args.quiet)
     if resume:
-        out = Path(given.get("out", TrainConfig.out))
-        return config_from_checkpoint(load_checkpoint(out / "checkpoint.pt"), **given)
-    return TrainConfig(**{**defaults, **given})
+        out = Path(loop.get("out", defaults.get("out", TrainConfig.out)))
+        ckpt = load_checkpoint(out / "checkpoint.pt")
+        if "model" in loop and loop["model"] != ckpt["config"]["model"]:
+            raise UsageError(f"--model {loop['model']} does not match the checkpoint's model "
+                             f"{ckpt['config']['model']!r} (resume continues that run)")
+        base = config_from_checkpoint(ckpt)
+        model, enabled = base.model, dict(base.plugins)
+    else:
+        model = loop.get("model", defaults.get("model", TrainConfig.model))
+        enabled = {}
+    for name in plugins:
+        enabled.setdefault(name, {})
+    have = {f.name for f in config.fields(MODELS[model].config)}
+    for name in model_opts:
+        if name not in have:
+            owners = [m for m in sorted(MODELS) if name in
+                      {f.name for f in config.fields(MODELS[m].config)}]
+            raise UsageError(f"{_flag(name)} does not apply to --model {model} (it is an option "
+                             f"of {', '.join(owners)})")
+    for key, value in plugin_opts.items():
+        _, plugin, name = key.split(":")
+        if plugin not in enabled:
+            raise UsageError(f"{_flag(name)} is an option of the {plugin} plug-in: add {_flag(plugin)}")
+        enabled[plugin][name] = value
+    if resume:
+        return config_from_checkpoint(ckpt, plugins=enabled, **loop, **model_opts)
+    loop.setdefault("model", model)
+    for key, value in defaults.items():
+        loop.setdefault(key, value)
+    return TrainConfig(model_config=model_opts, plugins=enabled, **loop)
 
 
 def _run_train(args) -> int:
+    from .tasks import get_task
     from .train import train
 
     config = _train_config(args)
     result = train(config)
-    k = config.ks[0]
     t = result["timing"]
-    print(f"{result['model']} on {result['data']['name']}: best validation epoch "
-          f"{result['best_epoch']} of {result['epochs_run']}, {t['seconds_per_epoch']:.2f} s/epoch "
-          f"on {t['device']} ({result['backend']} backend)")
-    print(_metrics_table(result, k))
+    print(f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "
+          f"epoch {result['best_epoch']} of {result['epochs_run']}, {t['seconds_per_epoch']:.2f} "
+          f"s/epoch on {t['device']} ({result['backend']} backend)")
+    print(get_task(result["task"]).table(result))
+    for w in result["warnings"]:
+        print(f"warning: {w}")
     print(f"written to {result['out']}/metrics.json")
     return 0
 
@@ -241,7 +297,7 @@ def _run_train(args) -> int:
 # ---------------------------------------------------------------------- evaluate
 def _add_evaluate(p):
     p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="checkpoint.pt written by 'train' (required)")
+                   help="checkpoint.pt written by 'train', or its run directory (required)")
     p.add_argument("--data", metavar="DIR|FILE", default=None,
                    help="data source (default: the one the checkpoint was trained on)")
     p.add_argument("--split", choices=["test", "valid"], default="test",
@@ -249,10 +305,20 @@ def _add_evaluate(p):
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="the validation-selected weights or the last epoch's (default: best)")
     p.add_argument("--device", metavar="cpu|cuda", default=None,
-                   help="device (default: the one the checkpoint was trained on)")
+                   help="device: cpu, cuda or cuda:N (default: the one the checkpoint was "
+                        "trained on)")
     p.add_argument("--ks", type=_ks, metavar="K,K,...", default=None,
                    help="ranking cut-offs (default: the training run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON (default: table)")
+
+
+def _metric_table(rows: list) -> str:
+    """Rows (name, metrics) as a table over the metrics' numeric keys (counts left out)."""
+    keys = [k for k, v in rows[0][1].items() if isinstance(v, float)]
+    width = max(12, *(len(k) + 2 for k in keys))
+    lines = [f"{'':16s}" + "".join(f"{k:>{width}s}" for k in keys)]
+    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" for k in keys) for name, m in rows]
+    return "\n".join(lines)
 
 
 def _run_evaluate(args) -> int:
@@ -264,13 +330,13 @@ def _run_evaluate(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    ks = [int(key.split("@")[1]) for key in res["metrics"] if key.startswith("recall@")]
-    print(f"{args.split} ({res['metrics']['users']} users), {args.weights} weights "
-          f"(epoch {res['epoch']})")
-    print(f"{'':16s}" + "".join(f"{'Recall@' + str(k):>12s}{'NDCG@' + str(k):>10s}" for k in ks))
-    for name, m in (("model", res["metrics"]), ("most popular", res["most_popular"])):
-        cells = "".join(f"{m[f'recall@{k}']:12.4f}{m[f'ndcg@{k}']:10.4f}" for k in ks)
-        print(f"{name:16s}{cells}")
+    count = res["metrics"].get("users", res["metrics"].get("count"))
+    print(f"{args.split}" + (f" ({count} {'users' if 'users' in res['metrics'] else 'examples'})"
+                             if count is not None else "")
+          + f", {args.weights} weights (epoch {res['epoch']})")
+    rows = [("model", res["metrics"])] + [(name.replace("_", " "), m)
+                                          for name, m in res["baselines"].items()]
+    print(_metric_table(rows))
     return 0
 
 
@@ -312,7 +378,7 @@ def _run_denoise(args) -> int:
             raise UsageError(f"--model {config.model} has no masks to export: use s-lightgcn "
                              "or s-ngcf")
         result = train(config)
-        print(f"{result['model']}: best validation epoch {result['best_epoch']}, test "
+        print(f"{result['model']}: selected epoch {result['best_epoch']}, test "
               f"recall@{config.ks[0]} {result['test'][f'recall@{config.ks[0]}']:.4f}")
         checkpoint, out, data = Path(config.out) / "checkpoint.pt", config.out, None
     else:
@@ -333,7 +399,8 @@ def _run_denoise(args) -> int:
 COMMANDS = {
     "info": ("versions and, per device, which backends can run (and why not)",
              _add_info, _run_info),
-    "train": ("train a recommender with BPR, select on validation, report test metrics",
+    "train": ("train a model, select it on validation, report its test metrics beside the "
+              "baselines", 
               _add_train, _run_train),
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
     "denoise": ("train (or load) an SGCN model and export which interactions it judged noise",

@@ -66,11 +66,11 @@ def denoise_checkpoint(path, out, threshold: float = 0.5, weights: str = "best",
     if fmt is not None and fmt not in _EXTENSIONS:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(_EXTENSIONS)}")
     ckpt, _, prep, model = restore_run(path, data, device, weights)
-    if not ckpt["model_name"].startswith("s-"):
+    scores = model.keep_scores(prep.train) if hasattr(model, "keep_scores") else None
+    if scores is None:
         raise ValueError(f"checkpoint {str(path)!r} holds a {ckpt['model_name']!r} model, "
-                         "which has no masks: train s-lightgcn or s-ngcf to denoise")
-
-    keep = model.keep_probabilities().double().cpu().numpy()   # [K, E]
+                         "which reports no keep scores: train a denoiser (s-lightgcn, s-ngcf)")
+    keep = scores.detach().double().cpu().numpy().reshape(-1, prep.train.num_edges)  # [K, E]
     dropped = (keep <= threshold).all(axis=0)                  # [E]
     keep_mean = keep.mean(axis=0)
     users, items = (t.cpu().numpy() for t in prep.train.edges())

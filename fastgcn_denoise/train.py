@@ -1,11 +1,18 @@
-"""The training loop: BPR with Adam, model selection on validation, checkpoints, logs and plots.
+"""The training loop shared by every model and task: selection on validation, checkpoints, logs, plots.
+
+A run is a ``TrainConfig``: the loop's own fields, the model's options (``model_config``, the
+fields of the model's config dataclass) and the plug-ins' (``plugins``: name -> options). The
+model's registry entry names its task (``tasks``), which supplies the data, the epoch, the
+evaluation and the baselines; this module only runs the loop.
 
 Files written under ``config.out``:
-    log.jsonl        one JSON line per epoch: epoch, loss, bpr, reg, seconds (+ valid metrics and
-                     eval_seconds on evaluated epochs)
-    checkpoint.pt    model + optimizer + RNG states + epoch + best; rewritten at every evaluation
-    metrics.json     the best validation epoch's test metrics, the most-popular baseline, timings
-    loss.png, recall.png   (when matplotlib is installed)
+    log.jsonl        one JSON line per epoch: epoch, every loss term, seconds (+ valid metrics
+                     and eval_seconds on evaluated epochs)
+    checkpoint.pt    config + model + optimizer + RNG states + epoch + the selected weights;
+                     rewritten atomically after every epoch, so an interrupted run resumes at the
+                     epoch it was in (``--resume``) and ends as the straight run would
+    metrics.json     the selected weights' test metrics, the baselines, warnings, timings
+    loss.png, <headline>.png   (when matplotlib is installed)
 """
 from __future__ import annotations
 
@@ -23,163 +30,163 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import InteractionData, inject_noise, load_dataset, sample_bpr, validation_split
-from .graph import BipartiteGraph
-from .eval import DEFAULT_KS, evaluate_model, evaluate_most_popular
-from .models import MODELS, build_model
-from .ops import BACKWARDS, ESTIMATORS, get_backend, resolve_name
+from . import config as cfgmod
+from .config import option
+from .eval import DEFAULT_KS
+from .models import model_entry, plugin_entry
+from .ops import BACKENDS, get_backend, resolve_name
+from .tasks import get_task
 
-CHECKPOINT_FORMAT = "fastgcn_denoise.checkpoint/1"
-# Fields that define the data and the model: a resumed run must keep them.
-_IDENTITY = ("model", "data", "dim", "layers", "seed", "noise", "valid_fraction", "mess_dropout",
-             "node_dropout")
+CHECKPOINT_FORMAT = "fastgcn_denoise.checkpoint/2"
+SELECT = ("best", "last")
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (saved in the checkpoint)."""
+    """Everything a training run depends on (saved in the checkpoint). Build it with
+    ``make_config`` to pass model and plug-in options by name."""
 
-    model: str = "lightgcn"          # a key of fastgcn_denoise.models.MODELS
-    data: str | None = None          # None or "synthetic": built-in synthetic data; else a path
-    out: str = "runs/train"          # output directory
-    dim: int = 64                    # embedding size
-    layers: int = 3                  # propagation layers (NGCF: layers of size dim)
-    lr: float = 1e-3                 # Adam learning rate
-    decay: float = 1e-4              # L2 on the batch's ego embeddings
-    batch_size: int = 2048           # BPR triples per step
-    epochs: int = 150                # maximum number of epochs (enough for the built-in data;
-                                     # Gowalla-sized data sets need ~1000, with early stopping)
-    eval_every: int = 5              # evaluate on validation every N epochs (and at the end)
-    patience: int = 5                # stop after N evaluations without a better valid Recall@K
-    seed: int = 0                    # seeds data generation, splits, init and sampling
-    device: str = "cpu"              # cpu or cuda[:n]
-    backend: str | None = None       # force a masked_spmm backend (None: best for the device)
-    resume: bool = False             # continue from out/checkpoint.pt
-    noise: float = 0.0               # inject this ratio of random false positives into train
-    valid_fraction: float = 0.1      # validation share taken from train when the data has none
-    mess_dropout: float = 0.1        # NGCF message dropout
-    node_dropout: float = 0.0        # NGCF node (edge) dropout
-    beta: float = 0.001              # SGCN: L0 coefficient (beta * sum of keep probabilities)
-    gamma: float = 0.001             # SGCN: nuclear-norm coefficient (0: no SVD)
-    svd_rank: int = 128              # SGCN: singular values in the truncated nuclear norm
-    svd_every: int = 100             # SGCN: recompute the SVD every N steps (warm-started)
-    svd_iters: int = 2               # SGCN: maximum Krylov depth of each SVD
-    estimator: str = "arm"           # SGCN: mask gradient estimator, arm or disarm
-    nuclear_backward: str = "exact"  # SGCN: exact or power_iteration
-    init_keep: float = 0.9           # SGCN: initial keep probability of every interaction
-    mask_lr: float | None = None     # SGCN: Adam learning rate of the mask logits (None: lr)
-    ks: tuple = DEFAULT_KS           # cut-offs; the first selects the model
-    eval_batch: int = 512            # users scored at once in evaluation
-    progress: bool | None = None     # tqdm bars on stderr (None: when stderr is a terminal)
-    verbose: bool = True             # one line per evaluation on stderr
+    model: str = option("lightgcn", "model to train (its options are listed below)")
+    data: str = option(None, "data source: a LightGCN directory (train.txt, test.txt[, valid.txt]), "
+                             "a .csv/.tsv/.txt pairs file or directory, a .npz, or 'synthetic' "
+                             "(built-in data with planted noise)", kind=str, metavar="DIR|FILE")
+    features: tuple = option((), "item content matrices NAME=path.npy, comma-separated (rows = "
+                                 "item ids); default: the *_feat.npy files beside train.txt",
+                             item=str, metavar="NAME=PATH,...")
+    out: str = option("runs/train", "output directory (log.jsonl, checkpoint.pt, metrics.json, "
+                                    "plots)", metavar="DIR", resumable=True)
+    lr: float = option(1e-3, "learning rate", min=0, min_open=True, resumable=True)
+    batch_size: int = option(2048, "training examples per step (BPR triples for ranking)", min=1,
+                             resumable=True)
+    epochs: int = option(150, "maximum number of epochs (enough for the built-in data; "
+                              "Gowalla-sized data sets need ~1000, with early stopping)", min=1,
+                         metavar="N", resumable=True)
+    eval_every: int = option(5, "evaluate on validation every N epochs (and after the last)",
+                             min=1, metavar="N", resumable=True)
+    patience: int = option(5, "early stop after N evaluations without a better validation "
+                              "metric", min=1, metavar="N", resumable=True)
+    select: str = option("best", "the weights reported on test: best (on validation) or last "
+                                 "(the last epoch; needed with --valid-fraction 0)",
+                         choices=SELECT, resumable=True)
+    seed: int = option(0, "seed for data generation, validation split, noise, init and "
+                          "sampling", min=0)
+    device: str = option("cpu", "device to train on: cpu, cuda or cuda:N", metavar="cpu|cuda",
+                         resumable=True)
+    backend: str = option(None, "force a kernel backend (default: the best available for the "
+                                "device)", kind=str, choices=BACKENDS, resumable=True)
+    noise: float = option(0.0, "inject RATIO x |train_u| random false-positive interactions per "
+                               "user into train", min=0, max=10, metavar="RATIO")
+    valid_fraction: float = option(0.1, "share of each user's training interactions held out "
+                                         "for validation when the data has none (0: no "
+                                         "validation; then --select last)", min=0, max=1,
+                                   max_open=True)
+    ks: tuple = option(DEFAULT_KS, "ranking cut-offs; the first selects the model", min=1,
+                       metavar="K,K,...", resumable=True)
+    eval_batch: int = option(512, "users scored at once in evaluation", min=1, metavar="USERS",
+                             resumable=True)
+    model_config: dict = field(default_factory=dict)  # the model's options (its config fields)
+    plugins: dict = field(default_factory=dict)       # plug-in name -> its options
+    resume: bool = False                # continue from out/checkpoint.pt
+    progress: bool | None = None        # tqdm bars on stderr (None: when stderr is a terminal)
+    verbose: bool = True                # progress lines on stderr
 
     def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad field."""
-        def need(ok, name, what):
-            if not ok:
-                raise ValueError(f"train config: {name} = {getattr(self, name)!r}: {what}")
-        need(self.model in MODELS, "model", f"choose one of {', '.join(MODELS)}")
-        for name in ("dim", "batch_size", "epochs", "eval_every", "patience", "eval_batch"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
-                 "must be a positive integer")
-        need(isinstance(self.layers, int) and self.layers >= (0 if self.model == "lightgcn" else 1),
-             "layers", "must be an integer >= 0 (>= 1 for ngcf and the SGCN models)")
-        need(math.isfinite(self.beta) and self.beta >= 0, "beta", "must be >= 0")
-        need(math.isfinite(self.gamma) and self.gamma >= 0, "gamma", "must be >= 0")
-        for name in ("svd_rank", "svd_every"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
-                 "must be a positive integer")
-        need(isinstance(self.svd_iters, int) and self.svd_iters >= 0, "svd_iters",
-             "must be an integer >= 0")
-        need(self.estimator in ESTIMATORS, "estimator", f"choose one of {', '.join(ESTIMATORS)}")
-        need(self.nuclear_backward in BACKWARDS, "nuclear_backward",
-             f"choose one of {', '.join(BACKWARDS)}")
-        need(0 < self.init_keep < 1, "init_keep", "must be in (0, 1)")
-        need(self.mask_lr is None or (math.isfinite(self.mask_lr) and self.mask_lr > 0),
-             "mask_lr", "must be a positive number")
-        need(math.isfinite(self.lr) and self.lr > 0, "lr", "must be a positive number")
-        need(math.isfinite(self.decay) and self.decay >= 0, "decay", "must be >= 0")
-        need(0 <= self.noise <= 10, "noise", "must be a ratio in [0, 10]")
-        need(0 < self.valid_fraction < 1, "valid_fraction", "must be in (0, 1)")
-        for name in ("mess_dropout", "node_dropout"):
-            need(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
-        need(len(self.ks) > 0 and all(int(k) > 0 for k in self.ks), "ks", "must be positive")
-        device = torch.device(self.device)
-        need(device.type in ("cpu", "cuda"), "device", "must be cpu or cuda")
+        """Check every field (ValueError naming the first bad one); fill the model's and the
+        plug-ins' options with their defaults; resolve the data path."""
+        cfgmod.check(self, "train config")
+        entry = model_entry(self.model)
+        self.model_config = cfgmod.to_dict(cfgmod.from_dict(entry.config, dict(self.model_config),
+                                                            f"model {self.model}"))
+        plugins = {}
+        for name, values in self.plugins.items():
+            plugin = plugin_entry(name)
+            if entry.task != "ranking":
+                raise ValueError(f"plug-in {name!r} changes ranking backbones; model "
+                                 f"{self.model!r} is a {entry.task} model")
+            plugins[name] = cfgmod.to_dict(cfgmod.from_dict(plugin.config, dict(values or {}),
+                                                            f"plug-in {name}"))
+        self.plugins = plugins
+        if self.data is not None and self.data != "synthetic":
+            self.data = str(Path(self.data).expanduser().resolve())  # stored as an absolute path
+        elif self.data == "synthetic":
+            self.data = None
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            raise ValueError(f"train config: device = {self.device!r}: choose cpu, cuda or cuda:N")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"train config: device = {self.device!r} but CUDA is not available "
                              "here (torch.cuda.is_available() is False); use --device cpu")
+        if self.valid_fraction == 0 and self.select == "best":
+            raise ValueError("train config: valid_fraction = 0 leaves no validation split to "
+                             "select on; add --select last (train for --epochs, report the last "
+                             "epoch), or give a validation fraction > 0")
         return self
 
-
-# ---------------------------------------------------------------------- data and model
-@dataclass
-class Prepared:
-    """The data of a run as graphs on the run's device."""
-
-    data: InteractionData
-    train: BipartiteGraph
-    valid: BipartiteGraph
-    test: BipartiteGraph
-    info: dict = field(default_factory=dict)
+    def model_options(self):
+        """The model's config dataclass instance."""
+        return cfgmod.from_dict(model_entry(self.model).config, dict(self.model_config),
+                                f"model {self.model}")
 
 
-def prepare_data(config: TrainConfig) -> Prepared:
-    """Load, inject noise (into train), split validation off train, build graphs.
-
-    Noise goes in before the split: validation is drawn from the observed (noisy) training
-    pairs, as it would be on real data where the noise is unknown. Test stays clean.
-    """
-    data = load_dataset(config.data, seed=config.seed)
-    if config.noise > 0:
-        data = inject_noise(data, config.noise, seed=config.seed)
-    data = validation_split(data, config.valid_fraction, seed=config.seed)
-    device = torch.device(config.device)
-    train = data.train_graph().to(device)
-    valid = data.split_graph("valid")
-    test = data.split_graph("test")
-    if valid is None or test is None:
-        raise ValueError(f"data {data.name!r}: the {'valid' if valid is None else 'test'} "
-                         "split is empty; training needs both")
-    info = {"name": data.name, "users": data.num_users, "items": data.num_items,
-            "train": train.num_edges, "valid": valid.num_edges, "test": test.num_edges}
-    return Prepared(data, train, valid.to(device), test.to(device), info)
+_LOOP_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _model_kwargs(config: TrainConfig, prep: Prepared) -> dict:
-    kwargs = {"num_users": prep.data.num_users, "num_items": prep.data.num_items, "dim": config.dim}
-    if config.model.endswith("ngcf"):
-        kwargs.update(layer_dims=(config.dim,) * config.layers, mess_dropout=config.mess_dropout,
-                      node_dropout=config.node_dropout)
-    else:
-        kwargs["num_layers"] = config.layers
-    if config.model.startswith("s-"):
-        kwargs.update(num_edges=prep.train.num_edges, beta=config.beta, gamma=config.gamma,
-                      svd_rank=config.svd_rank, svd_every=config.svd_every,
-                      svd_iters=config.svd_iters,
-                      estimator=config.estimator, nuclear_backward=config.nuclear_backward,
-                      init_keep=config.init_keep)
-    return kwargs
+def make_config(model: str = "lightgcn", plugins=(), **options) -> TrainConfig:
+    """A checked ``TrainConfig`` from flat options: each name goes to the loop, the model's
+    config or an enabled plug-in's (``plugins``: names, or {name: options}); an option that fits
+    none of them is refused by name."""
+    entry = model_entry(model)
+    plugin_opts = {name: {} for name in plugins} if not isinstance(plugins, dict) else \
+        {name: dict(v or {}) for name, v in plugins.items()}
+    owners = {f.name: plugin_opts[name] for name in plugin_opts
+              for f in cfgmod.fields(plugin_entry(name).config)}
+    model_names = {f.name for f in cfgmod.fields(entry.config)}
+    loop, model_config = {}, dict(options.pop("model_config", {}) or {})
+    for name, value in options.items():
+        if name in _LOOP_FIELDS:
+            loop[name] = value
+        elif name in model_names:
+            model_config[name] = value
+        elif name in owners:
+            owners[name][name] = value
+        else:
+            raise ValueError(f"unknown option {name!r} for model {model!r}"
+                             + (f" with plug-ins {', '.join(plugin_opts)}" if plugin_opts else ""))
+    return TrainConfig(model=model, model_config=model_config, plugins=plugin_opts,
+                       **loop).validate()
 
 
-def _param_groups(model, config: TrainConfig) -> list[dict]:
-    """Adam groups: the weights at ``lr``; SGCN's mask logits at ``mask_lr`` (default ``lr``)."""
-    logits = getattr(model, "logits", None)
-    rest = [p for p in model.parameters() if p is not logits]
-    groups = [{"params": rest, "lr": config.lr}]
-    if logits is not None:
-        groups.append({"params": [logits], "lr": config.mask_lr or config.lr})
-    return groups
+def build_run_model(config: TrainConfig, ctx):
+    """The run's model (on its device) with its plug-ins, from the registry."""
+    model = model_entry(config.model).build(config.model_options(), ctx)
+    for name, values in config.plugins.items():
+        entry = plugin_entry(name)
+        model.add_plugin(entry.build(cfgmod.from_dict(entry.config, dict(values)), model, ctx))
+    model.backend = config.backend
+    return model.to(torch.device(config.device))
 
 
-def build_optimizer(model, config: TrainConfig) -> torch.optim.Adam:
-    """The training optimiser: Adam over ``_param_groups``, ``fused=True``.
+def build_optimizer(model, config: TrainConfig):
+    """The model's own optimiser (``make_optimizer(lr)``) when it has one, else Adam over
+    ``param_groups(lr)`` (or all parameters) with ``fused=True``.
 
     Fused is one kernel over all parameters instead of a chain of element-wise ops, with the same
     update rule; on the project's 2-core CPU a step over S-LightGCN's 6.9M Gowalla parameters
     takes 5 ms instead of 26-31 ms (the foreach and for-loop implementations).
     """
-    return torch.optim.Adam(_param_groups(model, config), fused=True)
+    if hasattr(model, "make_optimizer"):
+        return model.make_optimizer(config.lr)
+    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
+        [{"params": list(model.parameters()), "lr": config.lr}]
+    return torch.optim.Adam(groups, fused=True)
+
+
+def prepare_data(config: TrainConfig):
+    """The run's data as its task prepares it (``tasks``)."""
+    return get_task(model_entry(config.model).task).prepare(config)
 
 
 def _seed_everything(seed: int) -> None:
@@ -196,24 +203,60 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by ``train`` (on CPU); ValueError if it is not one."""
+    """Read a checkpoint written by ``train`` (on CPU); ValueError saying what is wrong.
+
+    ``path`` may be the run directory (its ``checkpoint.pt`` is read).
+    """
     path = Path(path)
+    if path.is_dir():
+        if not (path / "checkpoint.pt").is_file():
+            raise ValueError(f"checkpoint {str(path)!r} is a directory without a checkpoint.pt "
+                             "(give a run's --out directory or its checkpoint.pt)")
+        path = path / "checkpoint.pt"
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r}: no such file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"checkpoint {str(path)!r}: cannot be read ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: it is truncated, corrupt or "
+                         f"not a PyTorch file ({type(exc).__name__}: {exc}); re-run the training "
+                         "or pass another checkpoint") from None
+    if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith(
+            "fastgcn_denoise.checkpoint/"):
         raise ValueError(f"checkpoint {str(path)!r}: not a fastgcn_denoise training checkpoint")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} was written by an older fastgcn_denoise "
+                         f"({ckpt['format']}; this version reads {CHECKPOINT_FORMAT}): re-train")
     return ckpt
 
 
 def config_from_checkpoint(ckpt: dict, **overrides) -> TrainConfig:
-    """The run's saved config with ``overrides`` applied."""
-    saved = dict(ckpt["config"], **overrides)
-    saved["ks"] = tuple(saved["ks"])
-    return TrainConfig(**saved)
+    """The run's saved config with ``overrides`` applied (model options by name too)."""
+    saved = dict(ckpt["config"])
+    model_config = dict(saved.pop("model_config"))
+    plugins = overrides.pop("plugins", None) or saved["plugins"]
+    del saved["plugins"]
+    model_names = {f.name for f in cfgmod.fields(model_entry(saved["model"]).config)}
+    for name in list(overrides):
+        if name in model_names:
+            model_config[name] = overrides.pop(name)
+    saved.update(overrides)
+    return TrainConfig(model_config=model_config, plugins=plugins, **saved)
+
+
+def _resume_conflicts(config: TrainConfig, saved: dict) -> list[str]:
+    """The run-defining settings (non-resumable options) that differ from the checkpoint's."""
+    changed = []
+    for f in cfgmod.fields(TrainConfig):
+        if not f.metadata["resumable"] and saved[f.name] != getattr(config, f.name):
+            changed.append(f"{f.name}={getattr(config, f.name)!r} (checkpoint: {saved[f.name]!r})")
+    meta = {f.name: f.metadata for f in cfgmod.fields(model_entry(config.model).config)}
+    for name, value in config.model_config.items():
+        if not meta[name]["resumable"] and saved["model_config"].get(name) != value:
+            changed.append(f"{name}={value!r} (checkpoint: {saved['model_config'].get(name)!r})")
+    if config.plugins != saved["plugins"]:
+        changed.append(f"plugins={config.plugins!r} (checkpoint: {saved['plugins']!r})")
+    return changed
 
 
 def _read_log(path: Path, upto_epoch: int) -> list[dict]:
@@ -224,21 +267,31 @@ def _read_log(path: Path, upto_epoch: int) -> list[dict]:
     return [r for r in records if r["epoch"] <= upto_epoch]
 
 
-def _plot(history: list[dict], out: Path, headline: str) -> None:
+def _plot(history: list[dict], out: Path, headline: str, title: str,
+          selected: int | None) -> None:
+    """loss.png and <metric>.png with a title and a marker at the selected epoch."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        warnings.warn("matplotlib is not installed: no loss/recall plots (pip install matplotlib)")
+        warnings.warn("matplotlib is not installed: no loss/metric plots (pip install matplotlib)")
         return
     evals = [r for r in history if "valid" in r]
-    for name, xs, ys, label in (
-            ("loss", [r["epoch"] for r in history], [r["loss"] for r in history], "training loss"),
-            ("recall", [r["epoch"] for r in evals], [r["valid"][headline] for r in evals],
-             f"valid {headline}")):
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.plot(xs, ys, marker="o" if name == "recall" else None)
+    series = [("loss", [r["epoch"] for r in history], [r["loss"] for r in history],
+               "training loss")]
+    if evals:
+        series.append((headline.split("@")[0], [r["epoch"] for r in evals],
+                       [r["valid"][headline] for r in evals], f"valid {headline}"))
+    for name, xs, ys, label in series:
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        ax.plot(xs, ys, marker="o" if name != "loss" else None, markersize=3)
+        if selected is not None and selected in xs:
+            y = ys[xs.index(selected)]
+            ax.plot([selected], [y], marker="*", markersize=12, color="tab:red", linestyle="none",
+                    label=f"selected: epoch {selected}")
+            ax.legend(loc="best", fontsize=8)
+        ax.set_title(f"{title}: {label}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -248,41 +301,18 @@ def _plot(history: list[dict], out: Path, headline: str) -> None:
 
 
 # ---------------------------------------------------------------------- the loop
-def _train_epoch(model, optimizer, graph, sampler, config, epoch, progress):
-    """One epoch of BPR: |train| triples in batches; returns mean (loss, bpr, reg)."""
-    from tqdm.auto import tqdm
-
-    model.train()
-    num_train = graph.num_edges
-    users, pos, neg = sample_bpr(graph, num_train, sampler)
-    sums = torch.zeros(3, dtype=torch.float64, device=graph.device)
-    steps = math.ceil(num_train / config.batch_size)
-    for step in tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=not progress,
-                     file=sys.stderr, unit="batch"):
-        sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
-        total, bpr, reg = model.loss(graph, users[sl], pos[sl], neg[sl], config.decay)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        # Summed on the device, weighted by batch size: no host sync per step.
-        terms = torch.stack([total.detach(), bpr.detach(), reg.detach()]).double()
-        sums += terms * users[sl].shape[0]
-    loss, bpr_mean, reg_mean = (sums / num_train).tolist()
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch}: the training loss is {loss}; lower --lr")
-    return loss, bpr_mean, reg_mean
-
-
 def train(config: TrainConfig) -> dict:
-    """Train, select on validation, evaluate the selected model on test; returns metrics.json."""
+    """Train, select (on validation, or the last epoch), evaluate on test; returns metrics.json."""
     from tqdm.auto import tqdm
 
     config = config.validate()
+    entry = model_entry(config.model)
+    task = get_task(entry.task)
     device = torch.device(config.device)
     get_backend(device, config.backend)  # raises BackendUnavailable early, with the reason
     out = Path(config.out)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
-    headline = f"recall@{config.ks[0]}"
+    headline = task.headline(config)
     progress = sys.stderr.isatty() if config.progress is None else config.progress
 
     def say(msg):
@@ -294,31 +324,30 @@ def train(config: TrainConfig) -> dict:
         if not ckpt_path.exists():
             raise ValueError(f"resume: no checkpoint at {ckpt_path} (train without --resume first)")
         ckpt = load_checkpoint(ckpt_path)
-        saved = ckpt["config"]
-        changed = [f"{k}={getattr(config, k)!r} (checkpoint: {saved[k]!r})"
-                   for k in _IDENTITY if saved[k] != getattr(config, k)]
+        changed = _resume_conflicts(config, ckpt["config"])
         if changed:
             raise ValueError(f"resume: the run's data/model settings differ from {ckpt_path}: "
                              + ", ".join(changed))
 
     _seed_everything(config.seed)
     t_start = time.perf_counter()
-    prep = prepare_data(config)
+    prep = task.prepare(config)
     t_data = time.perf_counter() - t_start
+    run_warnings = list(prep.warnings)
+    for w in run_warnings:
+        tqdm.write(f"warning: {w}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_model(config.model, **_model_kwargs(config, prep))
-    model.backend = config.backend
-    model.to(device)
+    model = build_run_model(config, task.context(prep, config))
     optimizer = build_optimizer(model, config)
     sampler = torch.Generator().manual_seed(config.seed)  # CPU: same samples on every device
 
-    state = {"epoch": 0, "best": None, "evals_since_best": 0, "train_seconds": 0.0,
+    state = {"epoch": 0, "best": None, "evals": 0, "evals_since_best": 0, "train_seconds": 0.0,
              "eval_seconds": 0.0}
     best_model = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group, new in zip(optimizer.param_groups, _param_groups(model, config)):
+        for group, new in zip(optimizer.param_groups, build_optimizer(model, config).param_groups):
             group["lr"] = new["lr"]  # a resumed run may change the learning rates
         sampler.set_state(ckpt["rng"]["sampler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -334,77 +363,107 @@ def train(config: TrainConfig) -> dict:
     def save_checkpoint():
         _save_atomic({
             "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(config),
-            "model_name": config.model, "hparams": model.hparams(),
+            "model_name": config.model, "task": entry.task, "data_info": prep.info,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "best_model": best_model, "state": dict(state),
             "rng": {"sampler": sampler.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }, ckpt_path)
 
-    num_train = prep.train.num_edges
-    steps = math.ceil(num_train / config.batch_size)
-    say(f"{config.model} on {prep.info['name']}: {prep.info['users']} users, "
-        f"{prep.info['items']} items, {num_train} train / {prep.info['valid']} valid / "
-        f"{prep.info['test']} test interactions; {steps} steps per epoch on {device}")
+    info = prep.info
+    say(f"{config.model} on {info['name']}: {task.describe(info)}; on {device}")
+    has_valid = prep.valid is not None
     # A resumed run that had stopped early stays stopped.
-    stopped_early = state["evals_since_best"] >= config.patience
-    for epoch in range(state["epoch"] + 1, 0 if stopped_early else config.epochs + 1):
-        t0 = time.perf_counter()
-        loss, bpr_mean, reg_mean = _train_epoch(model, optimizer, prep.train, sampler, config,
-                                                epoch, progress)
-        seconds = time.perf_counter() - t0
-        state["train_seconds"] += seconds
-        state["epoch"] = epoch
-        record = {"epoch": epoch, "loss": loss, "bpr": bpr_mean, "reg": reg_mean,
-                  "seconds": seconds}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            t1 = time.perf_counter()
-            metrics = evaluate_model(model, prep.train, prep.valid, [prep.train], config.ks,
-                                     config.eval_batch)
-            record["eval_seconds"] = time.perf_counter() - t1
-            state["eval_seconds"] += record["eval_seconds"]
-            record["valid"] = metrics
-            best = state["best"]
-            if best is None or metrics[headline] > best["metrics"][headline]:
-                state["best"] = {"epoch": epoch, "metrics": metrics}
-                state["evals_since_best"] = 0
-                best_model = {k: v.detach().cpu().clone() if torch.is_tensor(v) else v
-                              for k, v in model.state_dict().items()}  # (SGCN: extra state)
+    early_stopping = has_valid and config.select == "best"  # --select last: a fixed budget
+    stopped_early = early_stopping and state["evals_since_best"] >= config.patience
+    epochs = range(state["epoch"] + 1, 0 if stopped_early else config.epochs + 1)
+    bar = tqdm(epochs, desc=config.model, disable=not progress, file=sys.stderr, unit="epoch",
+               initial=state["epoch"], total=config.epochs)
+    epoch = state["epoch"]
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            terms = task.train_epoch(model, optimizer, prep, config, epoch, sampler, progress)
+            seconds = time.perf_counter() - t0
+            state["train_seconds"] += seconds
+            state["epoch"] = epoch
+            record = {"epoch": epoch, **terms, "seconds": seconds}
+            line = f"epoch {epoch:4d}  loss {terms['loss']:.4f}  ({seconds:.1f} s)"
+            if has_valid and (epoch % config.eval_every == 0 or epoch == config.epochs):
+                t1 = time.perf_counter()
+                metrics = task.evaluate(model, prep, "valid", config)
+                record["eval_seconds"] = time.perf_counter() - t1
+                state["eval_seconds"] += record["eval_seconds"]
+                state["evals"] += 1
+                record["valid"] = metrics
+                best = state["best"]
+                if best is None or metrics[headline] > best["metrics"][headline]:
+                    state["best"] = {"epoch": epoch, "metrics": metrics}
+                    state["evals_since_best"] = 0
+                    best_model = {k: v.detach().cpu().clone() if torch.is_tensor(v) else v
+                                  for k, v in model.state_dict().items()}
+                else:
+                    state["evals_since_best"] += 1
+                line += (f"  valid {headline} {metrics[headline]:.4f}  "
+                         f"(best epoch {state['best']['epoch']})")
+                bar.set_postfix({"loss": f"{terms['loss']:.4f}",
+                                 headline: f"{metrics[headline]:.4f}",
+                                 "best": state["best"]["epoch"]})
+                stopped_early = early_stopping and state["evals_since_best"] >= config.patience
             else:
-                state["evals_since_best"] += 1
-            say(f"epoch {epoch:4d}  loss {loss:.4f}  valid {headline} {metrics[headline]:.4f}  "
-                f"ndcg@{config.ks[0]} {metrics[f'ndcg@{config.ks[0]}']:.4f}  "
-                f"({seconds:.1f} s/epoch, best epoch {state['best']['epoch']})")
-            stopped_early = state["evals_since_best"] >= config.patience
-        history.append(record)
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if "valid" in record:  # after the log line, so a resumed log has every epoch it covers
-            save_checkpoint()
-        if stopped_early:
-            say(f"early stop: no better valid {headline} in {config.patience} evaluations")
-            break
+                bar.set_postfix({"loss": f"{terms['loss']:.4f}"})
+            if not progress:
+                say(line)
+            history.append(record)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_checkpoint()  # after the log line, so a resumed log has every epoch it covers
+            if stopped_early:
+                say(f"early stop: no better valid {headline} in {config.patience} evaluations")
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        done = state["epoch"]
+        tqdm.write(f"interrupted in epoch {done + 1}: {ckpt_path} holds epoch {done}; continue "
+                   f"with: fastgcn-denoise train --resume --out {out}", file=sys.stderr)
+        raise
+    bar.close()
 
-    if best_model is None:  # resumed a run that had already finished without evaluating
-        raise ValueError(f"{out}: no evaluated epoch to select; raise --epochs")
-    # Test once, with the weights selected on validation; the baseline sees the same masking.
+    if config.select == "best":
+        if state["best"] is None:  # a resumed run that had finished without evaluating
+            raise ValueError(f"{out}: no evaluated epoch to select; raise --epochs")
+        selected, weights = state["best"]["epoch"], best_model
+        rule = f"best validation {headline}"
+        evals = [r["valid"][headline] for r in history if "valid" in r]
+        if state["evals"] >= 3 and selected == next(r["epoch"] for r in history if "valid" in r):
+            run_warnings.append(
+                f"the selected epoch ({selected}) is the first of {state['evals']} evaluations: "
+                f"validation {headline} never improved after it"
+                + (" (it was 0 at every evaluation)" if not any(evals) else "")
+                + "; the validation split may be too small or unrelated to test, or the "
+                  "learning rate too low")
+    else:
+        selected, weights = state["epoch"], None
+        rule = "the last epoch" + ("" if has_valid else " (no validation split)")
+    for w in run_warnings[len(prep.warnings):]:
+        tqdm.write(f"warning: {w}", file=sys.stderr)
+    # Test once, with the selected weights; the baselines see the same masking.
     t2 = time.perf_counter()
-    model.load_state_dict(best_model)
-    test_metrics = evaluate_model(model, prep.train, prep.test, [prep.train, prep.valid],
-                                  config.ks, config.eval_batch)
-    popular = {
-        "valid": evaluate_most_popular(prep.train, prep.valid, [prep.train], config.ks,
-                                       config.eval_batch),
-        "test": evaluate_most_popular(prep.train, prep.test, [prep.train, prep.valid], config.ks,
-                                      config.eval_batch)}
+    if weights is not None:
+        model.load_state_dict(weights)
+    test_metrics = task.evaluate(model, prep, "test", config)
+    baselines = task.baselines(prep, config)
     t_test = time.perf_counter() - t2
     epochs_run = state["epoch"]
     result = {
-        "model": config.model, "data": prep.info, "config": dataclasses.asdict(config),
+        "model": config.model, "task": entry.task, "data": prep.info,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "backend": resolve_name(device, config.backend),
-        "best_epoch": state["best"]["epoch"], "epochs_run": epochs_run,
-        "stopped_early": stopped_early,
-        "valid": state["best"]["metrics"], "test": test_metrics, "most_popular": popular,
+        "selection": {"rule": rule, "epoch": selected},
+        "best_epoch": selected, "epochs_run": epochs_run, "stopped_early": stopped_early,
+        "valid": state["best"]["metrics"] if config.select == "best" else
+        (history[-1].get("valid") if history else None),
+        "test": test_metrics, "baselines": baselines, "warnings": run_warnings,
         "timing": {"data_seconds": t_data, "train_seconds": state["train_seconds"],
                    "seconds_per_epoch": state["train_seconds"] / max(epochs_run, 1),
                    "eval_seconds": state["eval_seconds"], "test_seconds": t_test,
@@ -412,7 +471,7 @@ def train(config: TrainConfig) -> dict:
         "out": str(out),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot(history, out, headline)
+    _plot(history, out, headline, f"{config.model} on {info['name']}", selected)
     return result
 
 
@@ -421,8 +480,8 @@ def restore_run(path, data: str | None = None, device: str | None = None,
     """Rebuild a checkpoint's run: (checkpoint, config, prepared data, model with its weights).
 
     ``data`` replaces the saved data source (the same data set elsewhere), ``device`` the saved
-    device; ``weights`` is "best" (the validation-selected epoch) or "last". The data is
-    rebuilt with the run's seed, noise and validation split, and must match the model.
+    device; ``weights`` is "best" (the selected epoch) or "last". The data is rebuilt with the
+    run's seed, noise and validation split, and must match the model.
     """
     if weights not in ("best", "last"):
         raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
@@ -433,23 +492,25 @@ def restore_run(path, data: str | None = None, device: str | None = None,
     if device is not None:
         overrides["device"] = device
     config = config_from_checkpoint(ckpt, **overrides).validate()
+    task = get_task(ckpt["task"])
     _seed_everything(config.seed)
-    prep = prepare_data(config)
-    hp = ckpt["hparams"]
-    if (hp["num_users"], hp["num_items"]) != (prep.data.num_users, prep.data.num_items):
-        raise ValueError(f"data {prep.info['name']!r} has {prep.data.num_users} users x "
-                         f"{prep.data.num_items} items but the checkpoint's model has "
-                         f"{hp['num_users']} x {hp['num_items']}")
-    if hp.get("num_edges", prep.train.num_edges) != prep.train.num_edges:
-        raise ValueError(f"data {prep.info['name']!r} gives {prep.train.num_edges} training "
-                         f"interactions but the checkpoint's masks cover {hp['num_edges']}: not "
-                         "the data (or the --noise/--seed/--valid-fraction) it was trained on")
-    model = build_model(ckpt["model_name"], **hp)
+    try:
+        prep = task.prepare(config)
+    except (ValueError, FileNotFoundError) as exc:
+        if data is not None:
+            raise
+        raise ValueError(f"{exc} (the data source saved in the checkpoint; if the data set has "
+                         "moved, pass its location with --data)") from None
+    saved = ckpt["data_info"]
+    if {k: saved[k] for k in saved if k != "name"} != {k: prep.info.get(k) for k in saved
+                                                       if k != "name"}:
+        raise ValueError(f"data {prep.info['name']!r} ({prep.info}) is not the data the "
+                         f"checkpoint was trained on ({saved}): another data set, or other "
+                         "--noise/--seed/--valid-fraction")
+    model = build_run_model(config, task.context(prep, config))
     state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
         else ckpt["model"]
     model.load_state_dict(state)
-    model.backend = config.backend
-    model.to(torch.device(config.device))
     return ckpt, config, prep, model
 
 
@@ -457,16 +518,19 @@ def restore_run(path, data: str | None = None, device: str | None = None,
 def evaluate_checkpoint(path, data: str | None = None, split: str = "test",
                         device: str | None = None, ks=None, weights: str = "best") -> dict:
     """Metrics of a checkpoint's model on ``split`` ("test" or "valid"), rebuilding the run's data
-    (``restore_run``)."""
+    (``restore_run``); the task's baselines on the same split beside them."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     ckpt, config, prep, model = restore_run(path, data, device, weights)
-    ks = tuple(config.ks if ks is None else ks)
-    target = prep.test if split == "test" else prep.valid
-    exclude = [prep.train, prep.valid] if split == "test" else [prep.train]
+    if ks is not None:
+        config.ks = tuple(ks)
+        config.validate()
+    if split == "valid" and getattr(prep, "valid", None) is None:
+        raise ValueError("this run has no validation split (--valid-fraction 0)")
+    task = get_task(ckpt["task"])
+    best = ckpt["state"]["best"]
     return {"split": split, "weights": weights,
-            "epoch": ckpt["state"]["best"]["epoch"] if weights == "best" and ckpt["state"]["best"]
-            else ckpt["state"]["epoch"],
-            "metrics": evaluate_model(model, prep.train, target, exclude, ks, config.eval_batch),
-            "most_popular": evaluate_most_popular(prep.train, target, exclude, ks,
-                                                  config.eval_batch)}
+            "epoch": best["epoch"] if weights == "best" and best else ckpt["state"]["epoch"],
+            "metrics": task.evaluate(model, prep, split, config),
+            "baselines": {name: by_split[split]
+                          for name, by_split in task.baselines(prep, config).items()}}

@@ -16,6 +16,22 @@ _TILE = 1024  # gathered elements per loop step: BLOCK_NZ * BLOCK_K
 
 
 @triton.jit
+def row_dot(a_ptr, b_ptr, row, col, valid, k, ACC: tl.constexpr, BLOCK_NZ: tl.constexpr,
+            BLOCK_K: tl.constexpr):
+    """[BLOCK_NZ]: <a[row], b[col_j]> for a chunk of a row's nonzeros (``valid`` masks the chunk),
+    tiled over k (also the per-edge dot of ``cosine_attention``'s kernels)."""
+    acc = tl.zeros([BLOCK_NZ], ACC)
+    for t0 in range(0, k, BLOCK_K):
+        t = t0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        tm = t < k
+        a = tl.load(a_ptr + row * k + t, mask=tm, other=0.0).to(ACC)
+        b = tl.load(b_ptr + col[:, None] * k + t[None, :], mask=valid[:, None] & tm[None, :],
+                    other=0.0).to(ACC)
+        acc += tl.sum(b * a[None, :], axis=1)
+    return acc
+
+
+@triton.jit
 def _sddmm_kernel(rowptr_ptr, col_ptr, a_ptr, b_ptr, out_ptr, k,
                   ACC: tl.constexpr, BLOCK_NZ: tl.constexpr, BLOCK_K: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -25,15 +41,15 @@ def _sddmm_kernel(rowptr_ptr, col_ptr, a_ptr, b_ptr, out_ptr, k,
         pos = j0 + tl.arange(0, BLOCK_NZ).to(tl.int64)
         valid = pos < end
         col = tl.load(col_ptr + pos, mask=valid, other=0)
-        acc = tl.zeros([BLOCK_NZ], ACC)
-        for t0 in range(0, k, BLOCK_K):
-            t = t0 + tl.arange(0, BLOCK_K).to(tl.int64)
-            tm = t < k
-            a = tl.load(a_ptr + row * k + t, mask=tm, other=0.0).to(ACC)
-            b = tl.load(b_ptr + col[:, None] * k + t[None, :], mask=valid[:, None] & tm[None, :],
-                        other=0.0).to(ACC)
-            acc += tl.sum(b * a[None, :], axis=1)
+        acc = row_dot(a_ptr, b_ptr, row, col, valid, k, ACC, BLOCK_NZ, BLOCK_K)
         tl.store(out_ptr + pos, acc.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+def dot_blocks(k: int) -> tuple[int, int]:
+    """(BLOCK_NZ, BLOCK_K) for per-edge dot products of width k: k tiles of the next power of two
+    (at most 128), nonzeros to fill ``_TILE`` gathered elements."""
+    block_k = min(triton.next_power_of_2(max(k, 1)), 128)
+    return max(16, min(64, _TILE // block_k)), block_k
 
 
 def sddmm(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,7 +61,6 @@ def sddmm(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Ten
     rows, k = rowptr.shape[0] - 1, a.shape[1]
     if rows == 0 or col.shape[0] == 0:
         return out
-    block_k = min(triton.next_power_of_2(max(k, 1)), 128)
-    block_nz = max(16, min(64, _TILE // block_k))
+    block_nz, block_k = dot_blocks(k)
     _sddmm_kernel[(rows,)](rowptr, col, a, b, out, k, ACC=acc, BLOCK_NZ=block_nz, BLOCK_K=block_k)
     return out

@@ -56,6 +56,11 @@ def test_info_lists_backends_with_reasons(capsys):
     (["train", "--resume", "--out", "{tmp}/none"], "no such file"),
     (["evaluate", "--checkpoint", "{tmp}/missing.pt"], "missing.pt': no such file"),
     (["evaluate"], "the following arguments are required: --checkpoint"),
+    (["train", "--model", "lightgcn", "--beta", "0.1", "--out", "{tmp}/o"],
+     "--beta does not apply to --model lightgcn (it is an option of s-lightgcn, s-ngcf)"),
+    (["train", "--device", "gpu", "--out", "{tmp}/o"], "device = 'gpu': choose cpu, cuda or cuda:N"),
+    (["train", "--valid-fraction", "0", "--out", "{tmp}/o"], "add --select last"),
+    (["evaluate", "--checkpoint", "{tmp}"], "is a directory without a checkpoint.pt"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "choose a command"),
 ])
@@ -86,6 +91,12 @@ def test_train_then_evaluate(capsys, tmp_path):
     assert code == 0
     res = json.loads(stdout)
     assert res["split"] == "valid" and set(res["metrics"]) >= {"recall@5", "ndcg@10"}
+    # The run directory works as --checkpoint; the table shows the model beside the baseline.
+    code, stdout, _ = run_main(capsys, "evaluate", "--checkpoint", str(out))
+    assert code == 0 and "most popular" in stdout and "recall@5" in stdout
+    code, _, err = run_main(capsys, "evaluate", "--checkpoint", str(out), "--device", "gpu")
+    assert code == 2 and "device = 'gpu': choose cpu, cuda or cuda:N" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_python_dash_m_entry_point():

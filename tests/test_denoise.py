@@ -10,7 +10,7 @@ import torch
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_pairs, make_synthetic, save_npz
 from fastgcn_denoise.denoise import denoise_checkpoint, roc_auc
-from fastgcn_denoise.train import TrainConfig, load_checkpoint, train
+from fastgcn_denoise.train import load_checkpoint, make_config, train
 
 
 def brute_auc(scores, labels):
@@ -31,7 +31,7 @@ def test_roc_auc_matches_pair_counting(seed):
 
 
 def _train_tiny(tmp_path, data, **kw):
-    config = TrainConfig(model="s-lightgcn", data=str(data), out=str(tmp_path / "run"), epochs=2,
+    config = make_config(model="s-lightgcn", data=str(data), out=str(tmp_path / "run"), epochs=2,
                          eval_every=1, dim=8, layers=2, batch_size=64, ks=(5,), svd_rank=4,
                          progress=False, verbose=False, **kw)
     train(config)
@@ -97,7 +97,7 @@ def test_denoise_refuses_a_model_without_masks(tmp_path, capsys):
     capsys.readouterr()
     code = main(["denoise", "--checkpoint", str(tmp_path / "lg" / "checkpoint.pt")])
     err = capsys.readouterr().err
-    assert code == 2 and "has no masks" in err and err.count("\n") == 1
+    assert code == 2 and "reports no keep scores" in err and err.count("\n") == 1
     code = main(["denoise", "--model", "lightgcn", "--data", str(data)])
     assert code == 2 and "no masks to export" in capsys.readouterr().err
 
@@ -115,7 +115,7 @@ def test_denoise_cli_trains_then_exports(tmp_path, capsys):
     for name in ("keep_probabilities.csv", "cleaned.txt", "dropped.txt", "denoise.json",
                  "checkpoint.pt", "metrics.json"):
         assert (out / name).exists(), name
-    assert json.loads((out / "metrics.json").read_text())["config"]["estimator"] == "disarm"
+    assert json.loads((out / "metrics.json").read_text())["config"]["model_config"]["estimator"] == "disarm"
 
 
 def test_export_refuses_other_data(tmp_path):
@@ -124,5 +124,5 @@ def test_export_refuses_other_data(tmp_path):
     ckpt = _train_tiny(tmp_path, data)
     other = tmp_path / "other.npz"  # same users x items, other interactions
     save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=6, seed=9), other)
-    with pytest.raises(ValueError, match="masks cover"):
+    with pytest.raises(ValueError, match="not the data the checkpoint was trained on"):
         denoise_checkpoint(ckpt, tmp_path / "export", data=str(other))

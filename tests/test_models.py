@@ -4,7 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICE, random_graph
-from fastgcn_denoise.models import LightGCN, NGCF, build_model, bpr_loss
+from fastgcn_denoise.models import Batch, LightGCN, NGCF, Plugin, bpr_loss, model_entry
+
+CLASSES = {"lightgcn": LightGCN, "ngcf": NGCF}
 
 SHAPES = [(5, 4, 0.5), (9, 13, 0.3), (1, 3, 1.0), (16, 7, 0.2)]
 
@@ -82,7 +84,7 @@ def all_ones_specs(graph, layers):
 def test_all_ones_mask_spec_equals_no_mask(name, kwargs):
     graph = random_graph(8, 11, 0.3)
     torch.manual_seed(0)
-    model = build_model(name, num_users=8, num_items=11, dim=4, **kwargs).double().to(DEVICE)
+    model = CLASSES[name](8, 11, dim=4, **kwargs).double().to(DEVICE)
     want = model(graph)
     for spec in all_ones_specs(graph, 3):
         got = model(graph, spec)
@@ -105,10 +107,12 @@ def test_mask_spec_changes_propagation():
 def test_loss_and_gradients_flow(name, kwargs):
     graph = random_graph(10, 12, 0.3)
     torch.manual_seed(0)
-    model = build_model(name, num_users=10, num_items=12, dim=6, **kwargs).to(DEVICE)
+    model = CLASSES[name](10, 12, dim=6, decay=1e-2, **kwargs).to(DEVICE)
     users, pos = graph.edges()
     neg = (pos + 1) % 12
-    total, bpr, reg = model.loss(graph, users, pos, neg, decay=1e-2)
+    terms = model.loss(graph, Batch(users, pos, neg))
+    total, bpr, reg = terms["loss"], terms["bpr"], terms["reg"]
+    assert set(terms) == {"loss", "bpr", "reg"}
     assert torch.isfinite(total) and total.item() == pytest.approx(bpr.item() + reg.item())
     total.backward()
     for pname, p in model.named_parameters():
@@ -120,7 +124,8 @@ def test_bpr_loss_values():
     user = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     item = torch.tensor([[1.0, 1.0], [0.0, -1.0], [3.0, 0.0]], dtype=torch.float64)
     users, pos, neg = torch.tensor([0, 1]), torch.tensor([2, 0]), torch.tensor([1, 1])
-    total, bpr, reg = bpr_loss(user, item, user, item, users, pos, neg, decay=0.5)
+    terms = bpr_loss(user, item, user, item, Batch(users, pos, neg), decay=0.5)
+    total, bpr, reg = terms["loss"], terms["bpr"], terms["reg"]
     s_diff = torch.tensor([3.0 - 0.0, 2.0 - (-2.0)], dtype=torch.float64)
     assert bpr.item() == pytest.approx(-torch.log(torch.sigmoid(s_diff)).mean().item())
     sq = (1 + 4) + (9 + 2) + (1 + 1)  # users, positives, negatives
@@ -146,10 +151,65 @@ def test_ngcf_node_dropout_is_seeded_and_off_in_eval():
 def test_bad_arguments():
     graph = random_graph(5, 4, 0.5)
     with pytest.raises(ValueError, match="unknown model 'mf'"):
-        build_model("mf", num_users=5, num_items=4)
+        model_entry("mf")
     with pytest.raises(ValueError, match="mask_spec has 1 entries"):
         LightGCN(5, 4, num_layers=2).to(DEVICE)(graph, [{}])
     with pytest.raises(ValueError, match="built for 6 x 4"):
         NGCF(6, 4).to(DEVICE)(graph)
     with pytest.raises(ValueError, match="mess_dropout must be in"):
         NGCF(5, 4, mess_dropout=1.0)
+
+
+class _Recorder(Plugin):
+    """A plug-in touching every seam: halves layer 1's output, weights every edge of layer 0,
+    adds a loss term and reports keep scores."""
+
+    def __init__(self, num_edges):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+        self.num_edges = num_edges
+        self.batches = []
+
+    def layer_kwargs(self, layer, graph, batch):
+        self.batches.append(batch)
+        if layer == 0:
+            return {"edge_weight": torch.full((graph.num_edges,), 2.0, dtype=torch.float64,
+                                              device=graph.device)}
+        return {}
+
+    def after_layer(self, layer, graph, x_user, x_item):
+        return (x_user * self.scale, x_item * self.scale) if layer == 1 else (x_user, x_item)
+
+    def extra_loss(self, model, graph, layers, batch):
+        return {"extra": self.scale * layers[-1][0][batch.users].sum()}
+
+    def keep_scores(self, graph):
+        return torch.linspace(0, 1, graph.num_edges, device=graph.device)
+
+
+def test_plugin_seams():
+    graph = random_graph(8, 11, 0.4)
+    torch.manual_seed(0)
+    model = LightGCN(8, 11, dim=4, num_layers=2).double().to(DEVICE)
+    plain_layers = model.layer_outputs(graph)
+    plugin = _Recorder(graph.num_edges).to(DEVICE)
+    model.add_plugin(plugin)
+    assert any(p is plugin.scale for p in model.parameters())  # trains with the model
+    layers = model.layer_outputs(graph)
+    # Layer 0 with all weights 2: renormalisation cancels a constant weight.
+    torch.testing.assert_close(layers[1][0], plain_layers[1][0])
+    # Layer 1 is halved after propagation (and so is nothing else).
+    from fastgcn_denoise.ops import masked_spmm
+    want = masked_spmm(graph, *layers[1])
+    torch.testing.assert_close(layers[2][0], 0.5 * want[0])
+    users, pos = graph.edges()
+    batch = Batch(users, pos, (pos + 1) % 11)
+    terms = model.loss(graph, batch)
+    assert set(terms) == {"loss", "bpr", "reg", "extra"}
+    assert terms["loss"].item() == pytest.approx(
+        (terms["bpr"] + terms["reg"] + terms["extra"]).item())
+    assert plugin.batches[-1] is batch  # the step's triples reach the layers
+    assert torch.equal(model.keep_scores(graph), plugin.keep_scores(graph))
+    with pytest.raises(ValueError, match="'edge_weight' is set twice"):
+        model(graph, [{"edge_weight": torch.ones(graph.num_edges, dtype=torch.float64,
+                                                 device=DEVICE)}, {}])

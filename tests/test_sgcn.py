@@ -1,4 +1,5 @@
 """S-LightGCN / S-NGCF: the paper's degenerate cases, the gradient plumbing, ARM unbiasedness."""
+import copy
 import itertools
 import math
 
@@ -7,7 +8,7 @@ import torch
 
 from conftest import DEVICE, random_graph
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.models import SLightGCN, SNGCF, build_model
+from fastgcn_denoise.models import Batch, SLightGCN, SNGCF
 from fastgcn_denoise.ops import arm_grad, nuclear_norm, sample_mask
 
 SATURATED = 40.0  # float32/64 sigmoid(40) == 1 exactly: every mask mode keeps every edge
@@ -26,18 +27,12 @@ def batch(graph, n=12, seed=0):
     users, items = (t.cpu() for t in graph.edges())
     pick = torch.randint(0, graph.num_edges, (n,), generator=gen)
     neg = torch.randint(0, graph.num_items, (n,), generator=gen)
-    return users[pick].to(DEVICE), items[pick].to(DEVICE), neg.to(DEVICE)
+    return Batch(users[pick].to(DEVICE), items[pick].to(DEVICE), neg.to(DEVICE))
 
 
 def backbone_copy(model):
     """The bare backbone with the SGCN model's weights."""
-    net = model.net
-    kw = {k: v for k, v in net.hparams().items()}
-    if "layer_dims" in kw:
-        kw["layer_dims"] = tuple(kw["layer_dims"])
-    twin = type(net)(**kw).double().to(DEVICE)
-    twin.load_state_dict(net.state_dict())
-    return twin
+    return copy.deepcopy(model.net)
 
 
 @pytest.mark.parametrize("cls", [SLightGCN, SNGCF])
@@ -56,16 +51,16 @@ def test_all_ones_masks_give_the_backbone(cls):
     # Training step: both ARM passes are the backbone itself (the same dropout draws for NGCF),
     # so f_pos = f_neg, and the embedding gradient is exactly the backbone's.
     model.train(), twin.train()
-    users, pos, neg = batch(graph)
+    b = batch(graph)
     model.beta = model.gamma = 0.0
     torch.manual_seed(5)
-    total, bpr, _ = model.loss(graph, users, pos, neg)
-    total.backward()
+    terms = model.loss(graph, b)
+    terms["loss"].backward()
     torch.manual_seed(5)
     torch.randint(0, 2**62, (1,))  # the seed draw the SGCN step made
-    want_total, want_bpr, _ = twin.loss(graph, users, pos, neg, mask_spec=[{}] * twin.num_layers)
-    want_total.backward()
-    assert torch.equal(bpr, want_bpr)
+    want = twin.loss(graph, b, mask_spec=[{}] * twin.num_layers)
+    want["loss"].backward()
+    assert torch.equal(terms["bpr"], want["bpr"])
     for (name, p), q in zip(model.net.named_parameters(), twin.parameters()):
         assert torch.equal(p.grad, q.grad), name
     assert torch.count_nonzero(model.logits.grad) == 0  # f_pos = f_neg: ARM gives exactly zero
@@ -78,20 +73,20 @@ def test_drop_edge_when_penalties_are_off():
     with torch.no_grad():
         model.logits.uniform_(-1.0, 1.0)
     model.logits.requires_grad_(False)
-    users, pos, neg = batch(graph, seed=1)
+    b = batch(graph, seed=1)
     torch.manual_seed(7)
-    total, bpr, reg = model.loss(graph, users, pos, neg)
-    total.backward()
+    terms = model.loss(graph, b)
+    terms["loss"].backward()
     torch.manual_seed(7)
     seed = int(torch.randint(0, 2**62, (1,)).item())
     z = sample_mask(graph, model.logits, "arm_pos", seed=seed).bool()[0]
     u, i = graph.edges()
     dropped = BipartiteGraph(u[z].cpu(), i[z].cpu(), graph.num_users, graph.num_items).to(DEVICE)
     twin = backbone_copy(model)
-    want_total, want_bpr, want_reg = twin.loss(dropped, users, pos, neg)
-    want_total.backward()
-    torch.testing.assert_close(bpr, want_bpr, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(total, want_total, rtol=1e-12, atol=1e-12)
+    want = twin.loss(dropped, b)
+    want["loss"].backward()
+    torch.testing.assert_close(terms["bpr"], want["bpr"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms["loss"], want["loss"], rtol=1e-12, atol=1e-12)
     for p, q in zip(model.net.parameters(), twin.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12)
 
@@ -109,14 +104,13 @@ def test_logit_gradient_is_arm_plus_penalties(estimator, svd_every):
     with torch.no_grad():
         model.logits.normal_(0.5, 1.0)
     twin = backbone_copy(model)
-    users, pos, neg = batch(graph, seed=2)
+    b = batch(graph, seed=2)
     history = []
     for step in range(3):
         history.append(model.logits.detach().clone())
         model.logits.grad = None
         torch.manual_seed(11 + step)
-        total, bpr, _ = model.loss(graph, users, pos, neg)
-        total.backward()
+        model.loss(graph, b)["loss"].backward()
         if step < 2:
             with torch.no_grad():  # move the logits, so a reused SVD gradient is visibly stale
                 model.logits.add_(0.3)
@@ -125,7 +119,7 @@ def test_logit_gradient_is_arm_plus_penalties(estimator, svd_every):
     f = {}
     for mode in ("arm_pos", "arm_neg"):
         with torch.no_grad():
-            _, f[mode], _ = twin.loss(graph, users, pos, neg, mask_spec=model.mask_spec(mode, seed))
+            f[mode] = twin.loss(graph, b, mask_spec=model.mask_spec(mode, seed))["bpr"]
     phi = history[2]
     keep = torch.sigmoid(phi)
     want = arm_grad(phi, seed, 0, f["arm_pos"], f["arm_neg"], estimator)
@@ -148,7 +142,7 @@ def test_arm_step_is_unbiased_by_enumeration():
         model.logits.copy_(phi0)
         for emb in (model.net.user_emb, model.net.item_emb):  # scores large enough to matter
             emb.mul_(20.0)
-    users, pos, neg = (torch.tensor(v, device=DEVICE) for v in ([0, 1, 0], [1, 1, 0], [0, 0, 1]))
+    b = Batch(*(torch.tensor(v, device=DEVICE) for v in ([0, 1, 0], [1, 1, 0], [0, 0, 1])))
     twin = backbone_copy(model)
 
     def expected_loss(phi):
@@ -157,7 +151,7 @@ def test_arm_step_is_unbiased_by_enumeration():
         for bits in itertools.product([0.0, 1.0], repeat=3):
             z = torch.tensor(bits, dtype=torch.float64, device=DEVICE)
             with torch.no_grad():
-                _, f, _ = twin.loss(graph, users, pos, neg, mask_spec=[{"edge_weight": z}])
+                f = twin.loss(graph, b, mask_spec=[{"edge_weight": z}])["bpr"]
             total = total + f * torch.prod(torch.where(z > 0, p, 1 - p))
         return total
 
@@ -167,8 +161,7 @@ def test_arm_step_is_unbiased_by_enumeration():
     torch.manual_seed(0)
     for _ in range(2000):
         model.logits.grad = None
-        total, _, _ = model.loss(graph, users, pos, neg)
-        (g,) = torch.autograd.grad(total, model.logits)
+        (g,) = torch.autograd.grad(model.loss(graph, b)["loss"], model.logits)
         samples.append(g)
     samples = torch.stack(samples)
     mean, sem = samples.mean(0), samples.std(0) / math.sqrt(samples.shape[0])
@@ -193,9 +186,8 @@ def test_eval_uses_hard_masks_and_keep_probabilities():
 def test_state_dict_round_trip_and_graph_check():
     graph = random_graph(8, 6, 0.5, seed=5)
     model = make(SLightGCN, graph, svd_rank=3)
-    users, pos, neg = batch(graph)
-    model.loss(graph, users, pos, neg)[0].backward()
-    clone = build_model("s-lightgcn", **model.hparams()).double().to(DEVICE)
+    model.loss(graph, batch(graph))["loss"].backward()
+    clone = make(SLightGCN, graph, svd_rank=3)
     clone.load_state_dict(model.state_dict())
     assert clone.steps == model.steps == 1
     assert torch.equal(clone.logits, model.logits)

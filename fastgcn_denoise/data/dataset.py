@@ -18,6 +18,8 @@ class InteractionData:
     noise (planted by the synthetic generator or injected by ``inject_noise``); None when unknown.
     ``user_ids`` / ``item_ids`` hold the original ids (index = contiguous id) when the source used
     arbitrary ids, so exports can be written back in the input's own ids.
+    ``features`` maps a modality name to its item content matrix (float32 [num_items, width], row
+    i = item i; see ``data/features.py``), or is None when the data set has no content.
     """
 
     name: str
@@ -30,6 +32,7 @@ class InteractionData:
     user_ids: np.ndarray | None = None
     item_ids: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    features: dict | None = None
 
     def train_graph(self) -> BipartiteGraph:
         return BipartiteGraph(self.train[0], self.train[1], self.num_users, self.num_items)

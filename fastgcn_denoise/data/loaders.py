@@ -6,7 +6,7 @@
 ``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
 ``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
 ``valid_{users,items}``, ``noise`` (bool, per train pair), ``user_ids``/``item_ids`` (original
-ids, int64 or unicode), and ``meta`` (a JSON string).
+ids, int64 or unicode), ``meta`` (a JSON string) and ``feature__<name>`` (float32 item features).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _MAX_DIGITS = 18  # longest id that surely fits int64
 _SPACE = np.zeros(256, dtype=bool)
 _SPACE[[9, 10, 11, 12, 13, 32]] = True  # \t \n \v \f \r and space
 _NPZ_FORMAT = "fastgcn_denoise.InteractionData/1"
+_FEATURE_KEY = "feature__"  # npz key prefix of the item feature matrices
 
 
 # ---------------------------------------------------------------------- LightGCN text
@@ -365,6 +366,8 @@ def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
         if ids is not None:
             ids = np.asarray(ids)
             arrays[key] = ids if ids.dtype.kind in "iuU" else ids.astype(str)
+    for name, matrix in (data.features or {}).items():
+        arrays[f"{_FEATURE_KEY}{name}"] = np.asarray(matrix, dtype=np.float32)
     np.savez_compressed(path, **arrays)
 
 
@@ -386,7 +389,9 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
             noise=f["noise"] if "noise" in f.files else None,
             user_ids=f["user_ids"] if "user_ids" in f.files else None,
             item_ids=f["item_ids"] if "item_ids" in f.files else None,
-            meta=json.loads(str(f["meta"])))
+            meta=json.loads(str(f["meta"])),
+            features={k[len(_FEATURE_KEY):]: f[k] for k in f.files
+                      if k.startswith(_FEATURE_KEY)} or None)
 
 
 # ---------------------------------------------------------------------- dispatch

@@ -11,7 +11,9 @@ Generative story (``K = dim`` latent topics):
   rank-``K`` model), split per user into train and test (``test_fraction``): test is clean;
 - planted noise: ``round(noise_ratio * |train_u|)`` extra training items drawn from global
   popularity ``∝ pop_i`` regardless of preference (clicks on whatever is popular), flagged in
-  ``noise``. They are false positives a denoiser should find: popular, but off-topic.
+  ``noise``. They are false positives a denoiser should find: popular, but off-topic;
+- item content: per modality (``features``), a noisy linear view of the topic profile ``q_i``
+  (``features.synthetic_item_features``), so content can expose the off-topic clicks.
 
 Generation is vectorised (inverse-CDF sampling with ``searchsorted``) and runs in chunks of users,
 so memory stays bounded and it scales to tens of millions of interactions.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dataset import InteractionData
+from .features import SYNTHETIC_MODALITIES, synthetic_item_features
 from .noise import per_user_count
 from .sampling import draw_distinct_items
 from .split import holdout_mask
@@ -63,7 +66,8 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
                    seed: int = 0, *, user_concentration: float = 0.1,
                    item_concentration: float = 0.05, popularity_sigma: float = 1.2,
                    activity_sigma: float = 0.6, min_degree: int = 5,
-                   name: str = "synthetic") -> InteractionData:
+                   name: str = "synthetic",
+                   features: tuple = SYNTHETIC_MODALITIES) -> InteractionData:
     """Generate the synthetic benchmark (see the module docstring for the model).
 
     Args:
@@ -75,6 +79,8 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         user_concentration, item_concentration: Dirichlet parameters; smaller = more focused.
         popularity_sigma: lognormal sigma of item popularity (long tail).
         activity_sigma: lognormal sigma of user activity. min_degree: lower clip of activity.
+        features: item content modalities, (name, width, noise level) triples: each a noisy
+            view of the item's topic profile (``features.synthetic_item_features``); () for none.
 
     Returns:
         ``InteractionData`` with ``noise`` flags, ``meta["format"] = "lightgcn"`` and the
@@ -85,7 +91,7 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
                   noise_ratio=noise_ratio, test_fraction=test_fraction, seed=seed,
                   user_concentration=user_concentration, item_concentration=item_concentration,
                   popularity_sigma=popularity_sigma, activity_sigma=activity_sigma,
-                  min_degree=min_degree)
+                  min_degree=min_degree, features=[list(m) for m in features])
     if num_users < 1 or num_items < 2 or dim < 1:
         raise ValueError(f"need num_users >= 1, num_items >= 2 and dim >= 1, got {params}")
     if not 1 <= min_degree <= avg_degree < num_items:
@@ -93,7 +99,8 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
                          f"{min_degree}, avg_degree={avg_degree}, num_items={num_items}")
     item_rng = np.random.default_rng([seed, 0])
     pop = item_rng.lognormal(0.0, popularity_sigma, num_items)
-    topic_items = _dirichlet_rows(item_rng, item_concentration, num_items, dim).T * pop  # [K, I]
+    item_topics = _dirichlet_rows(item_rng, item_concentration, num_items, dim)  # [I, K]
+    topic_items = item_topics.T * pop  # [K, I]
     item_cdf = _stacked_cdf(topic_items)
     pop_cdf = _stacked_cdf(pop[None, :])
 
@@ -132,4 +139,5 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         train=(np.concatenate([clean_u, noise_u]), np.concatenate([clean_i, noise_i])),
         test=(cat(4), cat(5)), noise=noise,
         meta={"format": "lightgcn", "generator": params, "preference_shortfall": shortfall,
-              "planted_noise": int(noise_u.shape[0])})
+              "planted_noise": int(noise_u.shape[0])},
+        features=synthetic_item_features(item_topics, features, seed) if features else None)

@@ -1,22 +1,18 @@
-"""Graph recommenders built on ``fastgcn_denoise.ops``.
+"""Models built on ``fastgcn_denoise.ops``, registered by name (``registry``).
 
-Every model has ``forward(graph, mask_spec=None) -> (user_emb, item_emb)`` (score = dot product),
-``loss(graph, users, pos, neg, decay) -> (total, bpr, reg)`` and ``hparams()`` (its constructor
-arguments, stored in checkpoints). ``s-lightgcn`` / ``s-ngcf`` (SGCN) also take ``num_edges``:
-their mask logits belong to one training graph.
+Ranking models (``GraphRecommender``s and SGCN's wrappers) have ``forward(graph) -> (user_emb,
+item_emb)`` (score = dot product) and ``loss(graph, batch) -> dict`` ({"loss": total, named
+terms...}); denoisers also ``keep_scores(graph)``. Importing a model's module registers it.
 """
-from .lightgcn import LightGCN, bpr_loss
-from .ngcf import NGCF
+from . import grcn, l0sign, lightgcn, ngcf, sgcn  # noqa: F401  (registration)
+from .base import Batch, GraphRecommender, Plugin, bpr_loss
+from .grcn import GRCN, GRCNConfig
+from .lightgcn import LightGCN, LightGCNConfig
+from .ngcf import NGCF, NGCFConfig
+from .registry import (MODELS, PLUGINS, ModelEntry, PluginEntry, model_entry, plugin_entry,
+                       register_model, register_plugin)
 from .sgcn import SGCN, SLightGCN, SNGCF
 
-MODELS = {"lightgcn": LightGCN, "ngcf": NGCF, "s-lightgcn": SLightGCN, "s-ngcf": SNGCF}
-
-
-def build_model(name: str, **hparams):
-    """Instantiate a model by name (``MODELS``) with its constructor arguments."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](**hparams)
-
-
-__all__ = ["LightGCN", "NGCF", "SGCN", "SLightGCN", "SNGCF", "MODELS", "build_model", "bpr_loss"]
+__all__ = ["Batch", "GraphRecommender", "Plugin", "bpr_loss", "GRCN", "GRCNConfig", "LightGCN", "LightGCNConfig", "NGCF",
+           "NGCFConfig", "SGCN", "SLightGCN", "SNGCF", "MODELS", "PLUGINS", "ModelEntry",
+           "PluginEntry", "model_entry", "plugin_entry", "register_model", "register_plugin"]

@@ -23,12 +23,24 @@ Choices (the paper's formula where the official code differs, stated here):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lightgcn import GraphRecommender
+from ..config import option
+from .base import GraphRecommender
+from .registry import register_model
+
+
+@dataclass
+class NGCFConfig:
+    dim: int = option(64, "embedding size (and the width of every layer)", min=1)
+    layers: int = option(3, "propagation layers", min=1)
+    decay: float = option(1e-4, "L2 coefficient on the batch's layer-0 embeddings", min=0)
+    mess_dropout: float = option(0.1, "NGCF: message dropout", min=0, max=1, max_open=True)
+    node_dropout: float = option(0.0, "NGCF: node (edge) dropout", min=0, max=1, max_open=True)
 
 
 class NGCF(GraphRecommender):
@@ -40,7 +52,7 @@ class NGCF(GraphRecommender):
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64,
                  layer_dims=(64, 64, 64), mess_dropout: float = 0.1, node_dropout: float = 0.0,
-                 backend: str | None = None):
+                 decay: float = 1e-4, backend: str | None = None):
         super().__init__()
         if num_users <= 0 or num_items <= 0:
             raise ValueError(f"NGCF needs num_users, num_items > 0, got {num_users}, {num_items}")
@@ -54,7 +66,7 @@ class NGCF(GraphRecommender):
         self.layer_dims = layer_dims
         self.num_layers = len(layer_dims)
         self.mess_dropout, self.node_dropout = float(mess_dropout), float(node_dropout)
-        self.backend = backend
+        self.decay, self.backend = float(decay), backend
         self.user_emb = nn.Parameter(torch.empty(num_users, dim))
         self.item_emb = nn.Parameter(torch.empty(num_items, dim))
         nn.init.xavier_uniform_(self.user_emb)
@@ -85,20 +97,12 @@ class NGCF(GraphRecommender):
             outs.append(F.dropout(h, self.mess_dropout, self.training))
         return tuple(outs)
 
-    def layer_outputs(self, graph, mask_spec=None):
-        """[(E_user^(l), E_item^(l)) for l = 0..L], unnormalised."""
-        if graph.num_users != self.num_users or graph.num_items != self.num_items:
-            raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
-                             f"model was built for {self.num_users} x {self.num_items}")
+    def layer_outputs(self, graph, batch=None, mask_spec=None):
+        """[(E_user^(l), E_item^(l)) for l = 0..L], unnormalised; node dropout in training unless
+        a ``mask_spec`` is given."""
         if mask_spec is None:
             mask_spec = self._node_dropout_spec(graph)
-        elif len(mask_spec) != self.num_layers:
-            raise ValueError(f"mask_spec has {len(mask_spec)} entries; the model has "
-                             f"{self.num_layers} layers (one dict of masked_spmm kwargs per layer)")
-        outs = [(self.user_emb, self.item_emb)]
-        for l in range(self.num_layers):
-            outs.append(self.propagate(graph, *outs[-1], l, mask_spec))
-        return outs
+        return super().layer_outputs(graph, batch, mask_spec)
 
     @staticmethod
     def readout(layers):
@@ -108,8 +112,9 @@ class NGCF(GraphRecommender):
         items = torch.cat([i0] + [F.normalize(i, dim=1) for _, i in rest], dim=1)
         return users, items
 
-    def hparams(self) -> dict:
-        """Constructor arguments (saved in checkpoints to rebuild the model)."""
-        return {"num_users": self.num_users, "num_items": self.num_items, "dim": self.dim,
-                "layer_dims": list(self.layer_dims), "mess_dropout": self.mess_dropout,
-                "node_dropout": self.node_dropout}
+
+@register_model("ngcf", config=NGCFConfig,
+                summary="NGCF (Wang et al., SIGIR'19): transformed propagations, concatenated")
+def build_ngcf(cfg: NGCFConfig, ctx) -> NGCF:
+    return NGCF(ctx.num_users, ctx.num_items, dim=cfg.dim, layer_dims=(cfg.dim,) * cfg.layers,
+                mess_dropout=cfg.mess_dropout, node_dropout=cfg.node_dropout, decay=cfg.decay)

@@ -42,15 +42,19 @@ optimizer.step()`` loop trains the masks and the embeddings together.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..config import option
 from ..ops import arm_grad, layer_offset, masked_spmm_dual, nuclear_norm, NuclearNormState
 from ..ops.arm_grad import ESTIMATORS
 from ..ops.nuclear_norm import BACKWARDS
-from .lightgcn import LightGCN
-from .ngcf import NGCF
+from .base import Batch
+from .lightgcn import LightGCN, LightGCNConfig
+from .ngcf import NGCF, NGCFConfig
+from .registry import register_model
 
 _ARM_BACKENDS = ("reference", "cpu", "triton")  # arm_grad's kernels; other backends dispatch
 
@@ -70,6 +74,7 @@ class SGCN(nn.Module):
         estimator: ``"arm"`` (the paper's) or ``"disarm"`` (lower variance, same cost).
         nuclear_backward: ``"exact"`` (U_n V_nᵀ) or ``"power_iteration"`` (the paper's).
         init_keep: initial keep probability σ(Φ) of every interaction.
+        mask_lr: the logits' learning rate in ``param_groups`` (None: the backbone's).
         **backbone: the backbone's constructor arguments (num_users, num_items, dim, ...).
     """
 
@@ -78,7 +83,7 @@ class SGCN(nn.Module):
     def __init__(self, num_users: int, num_items: int, num_edges: int, beta: float = 0.001,
                  gamma: float = 0.001, svd_rank: int = 128, svd_every: int = 100, svd_iters: int = 2,
                  estimator: str = "arm", nuclear_backward: str = "exact", init_keep: float = 0.9,
-                 **backbone):
+                 mask_lr: float | None = None, **backbone):
         super().__init__()
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
@@ -102,7 +107,7 @@ class SGCN(nn.Module):
         self.svd_rank = min(int(svd_rank), self.num_users, self.num_items)
         self.svd_every, self.svd_iters, self.estimator = int(svd_every), int(svd_iters), estimator
         self.nuclear_backward, self.init_keep = nuclear_backward, float(init_keep)
-        self._backbone_hparams = dict(backbone)
+        self.mask_lr = mask_lr
         self.logits = nn.Parameter(torch.full((self.num_layers, self.num_edges),
                                               math.log(init_keep / (1.0 - init_keep))))
         self.steps = 0                      # training steps taken (in the state dict)
@@ -152,6 +157,16 @@ class SGCN(nn.Module):
         """σ(Φ) [K, E] (edge-id order), detached: each interaction's keep probability per layer."""
         return torch.sigmoid(self.logits.detach())
 
+    def keep_scores(self, graph) -> torch.Tensor:
+        """The keep probabilities σ(Φ) [K, E] (the denoiser's report; see ``models.base``)."""
+        self._check_graph(graph)
+        return self.keep_probabilities()
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups: the backbone at ``lr``, the mask logits at ``mask_lr`` (default ``lr``)."""
+        rest = [p for p in self.parameters() if p is not self.logits]
+        return [{"params": rest, "lr": lr}, {"params": [self.logits], "lr": self.mask_lr or lr}]
+
     def forward(self, graph, mask_spec=None):
         """(user_emb, item_emb) on the masked graph: ``hard`` masks in eval mode, one Bernoulli
         sample in training mode, or the given ``mask_spec``."""
@@ -174,7 +189,7 @@ class SGCN(nn.Module):
         x_user, x_item = net.user_emb, net.item_emb
         layers = [(x_user, x_item), net.transform(0, x_user, x_item, side_user, side_item)]
         for k in range(1, self.num_layers):
-            layers.append(net.propagate(graph, *layers[-1], k, specs))
+            layers.append(net.propagate(graph, *layers[-1], k, None, specs))
         return layers
 
     def _nuclear(self, graph, keep):
@@ -194,18 +209,18 @@ class SGCN(nn.Module):
             self._nuclear_cache = (torch.stack(values).sum(), torch.stack(grads))
         return self._nuclear_cache
 
-    def loss(self, graph, users, pos, neg, decay: float = 1e-4, mask_spec=None):
-        """(total, bpr, reg) of one SGCN training step (module docstring).
+    def loss(self, graph, batch: Batch, mask_spec=None) -> dict:
+        """{loss, bpr, reg, penalty} of one SGCN training step (module docstring).
 
-        ``total``'s gradient w.r.t. the embeddings is the BPR + L2 gradient of the ``arm_pos``
+        ``loss``'s gradient w.r.t. the embeddings is the BPR + L2 gradient of the ``arm_pos``
         pass; w.r.t. the logits it is the ARM/DisARM estimate + β σ'(Φ) + the nuclear term's.
-        In eval mode, or with an explicit ``mask_spec``, it is the backbone's loss on those masks.
+        ``penalty`` is β Σσ(Φ) + γ Σ_k (truncated nuclear norm). In eval mode, or with an explicit
+        ``mask_spec``, it is the backbone's loss on those masks.
         """
         net = self.net
         self._check_graph(graph)
         if mask_spec is not None or not self.training:
-            return net.loss(graph, users, pos, neg, decay,
-                            self.mask_spec("hard") if mask_spec is None else mask_spec)
+            return net.loss(graph, batch, self.mask_spec("hard") if mask_spec is None else mask_spec)
         seed = self._draw_seed()
         pos_specs = self.mask_spec("arm_pos", seed)
         neg_specs = self.mask_spec("arm_neg", seed)
@@ -213,11 +228,10 @@ class SGCN(nn.Module):
             graph, net.user_emb, net.item_emb, pos_specs[0]["logits"], seed, 0, backend=net.backend)
         cuda = [graph.device] if graph.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the neg pass replays the same dropout draws
-            total, bpr_pos, reg = net.batch_loss(self._pass(graph, pos_u, pos_i, pos_specs),
-                                                 users, pos, neg, decay)
+            terms = net.batch_loss(self._pass(graph, pos_u, pos_i, pos_specs), batch, net.decay)
         with torch.no_grad():
-            _, bpr_neg, _ = net.batch_loss(self._pass(graph, neg_u, neg_i, neg_specs),
-                                           users, pos, neg, 0.0)
+            bpr_neg = net.batch_loss(self._pass(graph, neg_u, neg_i, neg_specs), batch, 0.0)["bpr"]
+        bpr_pos = terms["bpr"]
         arm_backend = net.backend if net.backend in _ARM_BACKENDS else None
         phi = self.logits
         grad = arm_grad(phi.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
@@ -234,17 +248,10 @@ class SGCN(nn.Module):
                 coef = nuclear[1] * self.gamma + self.beta
             grad += keep * (1 - keep) * coef
         linear = torch.dot(grad.reshape(-1), phi.reshape(-1))  # d/dΦ = grad, value cancelled
-        total = total + penalty + (linear - linear.detach())
+        terms["loss"] = terms["loss"] + penalty + (linear - linear.detach())
+        terms["penalty"] = penalty
         self.steps += 1
-        return total, bpr_pos, reg
-
-    def hparams(self) -> dict:
-        """Constructor arguments (saved in checkpoints to rebuild the model)."""
-        return {"num_users": self.num_users, "num_items": self.num_items,
-                "num_edges": self.num_edges, "beta": self.beta, "gamma": self.gamma,
-                "svd_rank": self.svd_rank, "svd_every": self.svd_every, "svd_iters": self.svd_iters,
-                "estimator": self.estimator, "nuclear_backward": self.nuclear_backward,
-                "init_keep": self.init_keep, **self._backbone_hparams}
+        return terms
 
 
 class SLightGCN(SGCN):
@@ -258,3 +265,54 @@ class SNGCF(SGCN):
     the learned masks replace node dropout in training)."""
 
     backbone_cls = NGCF
+
+
+@dataclass
+class _SGCNOptions:
+    beta: float = option(0.001, "SGCN: L0 coefficient (beta * sum of the keep probabilities)", min=0)
+    gamma: float = option(0.001, "SGCN: low-rank coefficient (gamma * truncated nuclear norm per "
+                                 "layer; 0: no SVD)", min=0)
+    svd_rank: int = option(128, "SGCN: singular values in the truncated nuclear norm", min=1)
+    svd_every: int = option(100, "SGCN: recompute the SVD every N steps (its gradient is reused "
+                                 "in between)", min=1, metavar="STEPS")
+    svd_iters: int = option(2, "SGCN: maximum block-Krylov depth of each (warm-started) SVD",
+                            min=0, metavar="DEPTH")
+    estimator: str = option("arm", "SGCN: mask gradient estimator (arm: the paper's; disarm: "
+                                   "lower variance)", choices=ESTIMATORS)
+    nuclear_backward: str = option("exact", "SGCN: nuclear-norm gradient (exact U V^T, or the "
+                                            "paper's power iteration)", choices=BACKWARDS)
+    init_keep: float = option(0.9, "SGCN: initial keep probability of every interaction", min=0,
+                              max=1, min_open=True, max_open=True, metavar="P")
+    mask_lr: float = option(None, "SGCN: Adam learning rate of the mask logits (default: --lr)",
+                            kind=float, min=0, min_open=True, resumable=True)
+
+
+@dataclass
+class SLightGCNConfig(LightGCNConfig, _SGCNOptions):
+    layers: int = option(3, "propagation layers", min=1)
+
+
+@dataclass
+class SNGCFConfig(NGCFConfig, _SGCNOptions):
+    pass
+
+
+def _sgcn_kwargs(cfg, ctx) -> dict:
+    return dict(num_users=ctx.num_users, num_items=ctx.num_items, num_edges=ctx.train.num_edges,
+                beta=cfg.beta, gamma=cfg.gamma, svd_rank=cfg.svd_rank, svd_every=cfg.svd_every,
+                svd_iters=cfg.svd_iters, estimator=cfg.estimator,
+                nuclear_backward=cfg.nuclear_backward, init_keep=cfg.init_keep,
+                mask_lr=cfg.mask_lr, dim=cfg.dim, decay=cfg.decay)
+
+
+@register_model("s-lightgcn", config=SLightGCNConfig,
+                summary="SGCN masks on LightGCN (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)")
+def build_slightgcn(cfg: SLightGCNConfig, ctx) -> SLightGCN:
+    return SLightGCN(num_layers=cfg.layers, init_std=cfg.init_std, **_sgcn_kwargs(cfg, ctx))
+
+
+@register_model("s-ngcf", config=SNGCFConfig,
+                summary="SGCN masks on NGCF (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)")
+def build_sngcf(cfg: SNGCFConfig, ctx) -> SNGCF:
+    return SNGCF(layer_dims=(cfg.dim,) * cfg.layers, mess_dropout=cfg.mess_dropout,
+                 node_dropout=cfg.node_dropout, **_sgcn_kwargs(cfg, ctx))

@@ -1,7 +1,9 @@
 """Public ops. Each is an autograd-aware function dispatching to a backend (see ``_backend``)."""
 from . import reference
+from .all_pairs import AllPairsResult, all_pairs_interaction, pair_gates
 from ._backend import BACKENDS, BackendUnavailable, availability, get_backend, resolve_name
 from .arm_grad import ESTIMATORS, arm_grad
+from .cosine_attention import cosine_attention
 from .dot_logsumexp import dot_logsumexp
 from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
@@ -15,6 +17,7 @@ __all__ = [
     "BACKENDS", "BackendUnavailable", "availability", "get_backend", "resolve_name",
     "layer_offset", "masked_spmm", "masked_spmm_dual", "sample_mask", "reference",
     "ESTIMATORS", "arm_grad", "gate", "l0_probability", "sddmm", "truncated_svd", "BACKWARDS", "NuclearNormState", "nuclear_norm",
-    "CSRPattern", "weighted_spmm", "directed_spmm",
+    "CSRPattern", "weighted_spmm", "directed_spmm", "cosine_attention",
+    "AllPairsResult", "all_pairs_interaction", "pair_gates",
     "dot_logsumexp", "CSRMatrix", "spgemm", "power_sum",
 ]

@@ -1,0 +1,235 @@
+"""L0-SIGN (Su, Zhang, Erfani, Xu; AAAI 2021): graph classification of feature graphs with edges
+predicted by hard-concrete gates, and SIGN, its ablation with every pair kept.
+
+A sample is a graph whose nodes are its features. For every pair of nodes (i <= j, self pairs
+included) the edge predictor f_ep (an MLP on e_i * e_j, e the features' own edge embeddings)
+gives log alpha; the hard-concrete gate s in [0, 1] is sampled in training and replaced by its
+expectation at inference. SIGN models each pair with h (an MLP on u_i * u_j), weights it by s,
+averages the kept pairs into each node, averages the nodes, and a linear readout gives the
+graph's score. All of it, per batch, is one fused op: ``ops.all_pairs_interaction``.
+
+Loss (the paper's Eq. 6): prediction loss + lambda1 * mean_n sum_ij pi_ij + lambda2 * mean_n
+sum_{ij kept} |z_ij|^2, with pi_ij = P(s_ij != 0) and z_ij = h(u_i, u_j), formed for the pairs
+the gate keeps (the paper runs h on the linked pairs).
+
+Decisions where the paper is silent or the official code differs (``research/official_code.md``
+section 4):
+- Gate: beta = 2/3, gamma = -0.1, zeta = 1.1 with natural logs as the paper (the code uses log2).
+- Edges are symmetric (e_ij = e_ji, each pair a neighbour of both ends) as the paper; the
+  official code's upper triangle aggregated only at the later node is ``directed=True``.
+- L0 term: sum over the graph's k(k+1)/2 gates (the paper's sum over pairs), mean over graphs;
+  L2 term: on z as the paper (the code puts it on the updated node embeddings).
+- Prediction loss: binary cross-entropy on one logit (``loss="mse"``: squared error of the score
+  against the 0/1 label, the official code's MSE on one-hot outputs with one column).
+- Edge predictor init as the official code: edge embeddings N(0.2, 0.01), second gate layer's
+  weight shifted by +0.2 (every pair starts open). Node embeddings N(0, ``init_std``). No
+  dropout in the edge predictor (the code has 0.5; the paper none).
+- Adagrad, lr 0.05, lr decay 1e-5, batch 1024 (the official code; the paper names none).
+  A gate that sits at 0 has no gradient (the clamp), as in the paper's hard concrete.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ops
+from ..config import check, option
+from ..data.feature_graphs import FeatureGraphBatch, FeatureGraphs
+from ..ops.all_pairs import AllPairsResult, pair_gates, upper_pairs
+from .registry import register_model
+
+LOSSES = ("bce", "mse")
+
+
+@dataclass
+class L0SignConfig:
+    """Hyper-parameters of L0-SIGN / SIGN (defaults: the paper's, else the official code's).
+
+    The learning rate and the batch size are the loop's (``--lr``, ``--batch-size``); the paper's
+    code uses 0.05 and 1024 graphs (``TRAIN_DEFAULTS``).
+    """
+
+    dim: int = option(8, "node embedding size d (interaction modelling)", min=1)
+    edge_dim: int = option(8, "edge-prediction embedding size b", min=1)
+    hidden: int = option(32, "hidden width of h and of the edge predictor", min=1)
+    edge_prediction: bool = option(True, "L0 edge prediction (off: SIGN, every pair kept)")
+    l0_weight: float = option(1e-3, "lambda1: weight of the L0 term (expected kept pairs per "
+                              "graph)", min=0)
+    l2_weight: float = option(1e-3, "lambda2: weight of the L2 term on h's outputs per graph",
+                              min=0)
+    directed: bool = option(False, "aggregate pair (i<=j) only at j (official code), not at both")
+    loss: str = option("bce", "prediction loss: bce (logistic) or mse (official code)",
+                       choices=LOSSES)
+    init_std: float = option(1.0, "std of the node embeddings' normal init (official: 1)", min=0,
+                             min_open=True)
+    gate_temperature: float = option(2.0 / 3.0, "hard-concrete temperature beta", min=0, min_open=True)
+    gate_gamma: float = option(-0.1, "hard-concrete stretch: lower end (< 0)", max=0, max_open=True)
+    gate_zeta: float = option(1.1, "hard-concrete stretch: upper end (> 1)", min=1, min_open=True)
+    optimizer: str = option("adagrad", "adagrad (the paper's code) or adam",
+                            choices=("adagrad", "adam"))
+    lr_decay: float = option(1e-5, "Adagrad learning-rate decay", min=0)
+
+    def validate(self) -> "L0SignConfig":
+        return check(self, "l0-sign config")
+
+
+# What the paper's code trains with: pass as --lr 0.05 --batch-size 1024 (the loop's options).
+TRAIN_DEFAULTS = {"lr": 0.05, "batch_size": 1024}
+
+
+class L0SIGN(nn.Module):
+    """L0-SIGN over ``num_features`` features (SIGN when ``config.edge_prediction`` is False).
+
+    ``forward(batch) -> AllPairsResult`` plus the score; the gate is sampled in training mode
+    (``hard_concrete``, a fresh Philox counter range per call) and its mean in eval mode.
+    """
+
+    def __init__(self, num_features: int, config: L0SignConfig, seed: int = 0,
+                 backend: str | None = None):
+        super().__init__()
+        self.config = config.validate()
+        self.num_features = int(num_features)
+        self.seed = int(seed)
+        self.backend = backend
+        gen = torch.Generator().manual_seed(self.seed)
+        d, b, hidden = config.dim, config.edge_dim, config.hidden
+        self.node_emb = nn.Parameter(torch.randn(num_features, d, generator=gen) * config.init_std)
+        self.h1, self.h2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+        self.readout = nn.Linear(d, 1)
+        if config.edge_prediction:
+            self.edge_emb = nn.Parameter(0.2 + 0.01 * torch.randn(num_features, b, generator=gen))
+            self.g1, self.g2 = nn.Linear(b, hidden), nn.Linear(hidden, 1)
+        with torch.no_grad():  # nn.Linear's kaiming-uniform init, from this model's generator
+            for layer in self._linears():
+                bound = 1.0 / math.sqrt(layer.in_features)
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-bound, bound, generator=gen)
+            if config.edge_prediction:
+                self.g2.weight += 0.2  # the official code: every pair starts likely kept
+        # Philox counter of the next training draw: advanced by each batch's pair count, saved in
+        # the state dict so that a resumed run continues the same stream.
+        self.register_buffer("draws", torch.zeros((), dtype=torch.int64))
+
+    def _linears(self):
+        layers = [self.h1, self.h2, self.readout]
+        return layers + ([self.g1, self.g2] if self.config.edge_prediction else [])
+
+    def hparams(self) -> dict:
+        return {"num_features": self.num_features, "seed": self.seed}
+
+    def interactions(self, batch: FeatureGraphBatch) -> AllPairsResult:
+        """The fused pair pass on ``batch`` (sampled gates in training, expected in eval)."""
+        c = self.config
+        gate = {}
+        if c.edge_prediction:
+            kind = "hard_concrete" if self.training else "hard_concrete_mean"
+            gate = dict(edge_emb=self.edge_emb, gate_weights=(self.g1.weight, self.g1.bias,
+                                                                self.g2.weight, self.g2.bias))
+        else:
+            kind = "none"
+        offset = int(self.draws)
+        out = ops.all_pairs_interaction(
+            batch.ptr, batch.nodes, self.node_emb,
+            (self.h1.weight, self.h1.bias, self.h2.weight, self.h2.bias), kind=kind,
+            seed=self.seed, offset=offset, temperature=c.gate_temperature, gamma=c.gate_gamma,
+            zeta=c.gate_zeta, directed=c.directed, backend=self.backend, **gate)
+        if self.training and c.edge_prediction:
+            k = batch.ptr.diff()
+            self.draws += (k * (k + 1) // 2).sum()
+        return out
+
+    def forward(self, batch: FeatureGraphBatch):
+        """(score [B], AllPairsResult): score = the readout of the pooled embedding."""
+        out = self.interactions(batch)
+        return self.readout(out.pooled).squeeze(-1), out
+
+    def predict(self, score: torch.Tensor) -> torch.Tensor:
+        """Scores as P(label = 1) (bce: sigmoid; mse: the regression value itself)."""
+        return torch.sigmoid(score) if self.config.loss == "bce" else score
+
+    def loss(self, batch: FeatureGraphBatch) -> dict:
+        """{'loss', 'pred', 'l0', 'l2', 'kept'}: the total, its terms (per-graph means) and the
+        fraction of pairs kept."""
+        c = self.config
+        score, out = self(batch)
+        y = batch.labels.to(score.dtype)
+        if c.loss == "bce":
+            pred = nn.functional.binary_cross_entropy_with_logits(score, y)
+        else:
+            pred = nn.functional.mse_loss(score, y)
+        l0, l2 = out.l0.mean(), out.l2.mean()
+        total = pred + c.l0_weight * l0 + c.l2_weight * l2
+        k = batch.ptr.diff()
+        pairs = (k * (k + 1) // 2).sum().clamp_min(1)
+        return {"loss": total, "pred": pred.detach(), "l0": l0.detach(), "l2": l2.detach(),
+                "kept": out.kept.sum() / pairs}
+
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The model's own optimiser (the trainer's hook): Adagrad as the paper's code, or Adam."""
+        if self.config.optimizer == "adagrad":
+            return torch.optim.Adagrad(self.parameters(), lr=lr, lr_decay=self.config.lr_decay)
+        return torch.optim.Adam(self.parameters(), lr=lr)
+
+    @torch.no_grad()
+    def pair_gates(self, batch: FeatureGraphBatch):
+        """Every pair of ``batch`` with its inference gate: (graph [P], i [P], j [P], s [P]).
+
+        Positions i <= j within the graph; s = the expected hard-concrete gate (1 for SIGN).
+        """
+        if not self.config.edge_prediction:
+            graph, i, j, _ = upper_pairs(batch.ptr)
+            return graph, i, j, torch.ones(graph.shape[0], dtype=self.node_emb.dtype,
+                                           device=graph.device)
+        c = self.config
+        return pair_gates(batch.ptr, batch.nodes, self.edge_emb,
+                          (self.g1.weight, self.g1.bias, self.g2.weight, self.g2.bias),
+                          "hard_concrete_mean", temperature=c.gate_temperature, gamma=c.gate_gamma,
+                          zeta=c.gate_zeta)
+
+
+def interaction_table(model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 4096,
+                      device=None) -> dict:
+    """Which feature pairs the model keeps over a data set (the paper's interaction analysis).
+
+    Returns numpy arrays sorted by count (then keep rate): ``feature_a`` <= ``feature_b``
+    (equal: the feature on its own), ``count`` (occurrences of the pair in the graphs),
+    ``keep_rate`` (fraction with s > 0 at inference), ``mean_gate`` (mean s); plus ``pairs``
+    and ``kept`` totals.
+    """
+    was_training = model.training
+    model.eval()
+    keys, kept, gates = [], [], []
+    for batch in graphs.batches(batch_size, device=device):
+        graph, i, j, s = model.pair_gates(batch)
+        start = batch.ptr[graph]
+        fa, fb = batch.nodes[start + i], batch.nodes[start + j]
+        lo, hi = torch.minimum(fa, fb), torch.maximum(fa, fb)
+        keys.append((lo * graphs.num_features + hi).cpu().numpy())
+        kept.append((s > 0).cpu().numpy())
+        gates.append(s.double().cpu().numpy())
+    model.train(was_training)
+    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    kept_arr = np.concatenate(kept) if kept else np.zeros(0, dtype=bool)
+    gate_arr = np.concatenate(gates) if gates else np.zeros(0)
+    uniq, inverse, count = np.unique(key, return_inverse=True, return_counts=True)
+    keep_rate = np.bincount(inverse, weights=kept_arr, minlength=uniq.shape[0]) / np.maximum(count, 1)
+    mean_gate = np.bincount(inverse, weights=gate_arr, minlength=uniq.shape[0]) / np.maximum(count, 1)
+    order = np.lexsort((-keep_rate, -count))
+    return {"feature_a": (uniq // graphs.num_features)[order],
+            "feature_b": (uniq % graphs.num_features)[order], "count": count[order],
+            "keep_rate": keep_rate[order], "mean_gate": mean_gate[order],
+            "pairs": int(key.shape[0]), "kept": int(kept_arr.sum())}
+
+
+@register_model("l0-sign", config=L0SignConfig, task="classification",
+                summary="L0-SIGN (Su et al., AAAI'21): feature-graph classification with "
+                        "hard-concrete edge prediction (--no-edge-prediction: SIGN)")
+def build_l0sign(cfg: L0SignConfig, ctx) -> L0SIGN:
+    return L0SIGN(ctx.num_features, cfg, seed=ctx.seed)
+
+
+__all__ = ["L0SIGN", "L0SignConfig", "TRAIN_DEFAULTS", "interaction_table"]

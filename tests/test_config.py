@@ -1,0 +1,84 @@
+"""Self-describing configs: option checks, the dict round trip, and make_config's routing."""
+from dataclasses import dataclass
+
+import pytest
+
+from fastgcn_denoise import config
+from fastgcn_denoise.config import option
+from fastgcn_denoise.models import MODELS
+from fastgcn_denoise.train import TrainConfig, make_config
+
+
+@dataclass
+class Example:
+    layers: int = option(3, "layers", min=0)
+    rate: float = option(0.5, "a rate", min=0, max=1, max_open=True)
+    mode: str = option("a", "mode", choices=("a", "b"))
+    ks: tuple = option((20, 50), "cut-offs", min=1)
+    names: tuple = option((), "names", item=str)
+    lr: float = option(None, "optional lr", kind=float, min=0, min_open=True)
+    flag: bool = option(False, "a switch")
+
+    def check_rules(self):
+        if self.mode == "b" and self.layers == 0:
+            raise ValueError("example: mode b needs layers > 0")
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"layers": -1}, "layers = -1: must be >= 0"),
+    ({"layers": 2.5}, "layers = 2.5: must be an integer"),
+    ({"rate": 1.0}, "rate = 1.0: must be >= 0 and < 1"),
+    ({"rate": float("nan")}, "must be finite"),
+    ({"mode": "c"}, "mode = 'c': choose one of a, b"),
+    ({"ks": (5, 0)}, "ks = 0: must be >= 1"),
+    ({"ks": ()}, "must not be empty"),
+    ({"ks": "20"}, "must be a sequence of int"),
+    ({"lr": 0.0}, "lr = 0.0: must be > 0"),
+    ({"flag": 1}, "must be true or false"),
+    ({"mode": "b", "layers": 0}, "mode b needs layers > 0"),
+    ({"depth": 3}, "unknown option(s) depth; known:"),
+])
+def test_checks_name_the_field(values, message):
+    with pytest.raises(ValueError, match=None) as exc:
+        config.from_dict(Example, values, "example")
+    assert message in str(exc.value)
+
+
+def test_normalises_and_round_trips():
+    ex = config.from_dict(Example, {"layers": 2.0, "rate": 0, "ks": [5, 10], "names": []})
+    assert ex.layers == 2 and isinstance(ex.layers, int) and ex.rate == 0.0
+    assert ex.ks == (5, 10) and ex.names == () and ex.lr is None
+    assert config.from_dict(Example, config.to_dict(ex)) == ex
+
+
+@pytest.mark.parametrize("text,field,value", [
+    ("7", "layers", 7), ("1e-3", "rate", 1e-3), ("5,10,20", "ks", (5, 10, 20)),
+    ("none", "lr", None), ("yes", "flag", True), ("", "names", ()), ("a,b", "names", ("a", "b")),
+])
+def test_parse_text(text, field, value):
+    meta = {f.name: f.metadata for f in config.fields(Example)}[field]
+    assert config.parse_text(text, meta) == value
+
+
+def test_make_config_routes_options_and_fills_defaults():
+    cfg = make_config("s-lightgcn", dim=8, lr=0.01, beta=0.1, mask_lr=0.05)
+    assert cfg.lr == 0.01 and cfg.model_config["dim"] == 8 and cfg.model_config["beta"] == 0.1
+    assert cfg.model_config["gamma"] == 0.001  # a default filled in
+    assert cfg.model_options().mask_lr == 0.05
+    with pytest.raises(ValueError, match="unknown option 'beta' for model 'lightgcn'"):
+        make_config("lightgcn", beta=0.1)
+    with pytest.raises(ValueError, match="unknown model 'mf'"):
+        make_config("mf")
+    with pytest.raises(ValueError, match="model lightgcn: dim = 0: must be >= 1"):
+        make_config("lightgcn", dim=0)
+    with pytest.raises(ValueError, match="unknown plug-in 'nope'"):
+        make_config("lightgcn", plugins=("nope",))
+
+
+def test_every_registered_model_has_a_checked_default_config():
+    for name, entry in MODELS.items():
+        assert entry.summary and entry.task in ("ranking", "classification"), name
+        cfg = config.check(entry.config(), name)
+        for f in config.fields(cfg):
+            assert f.metadata["help"], (name, f.name)
+    TrainConfig().validate()
