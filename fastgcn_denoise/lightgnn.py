@@ -23,6 +23,7 @@ left unset here takes the registered model's default (the same official values).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -228,20 +229,60 @@ def run(stage: str, cfg: LightGNNPipelineConfig, progress=None, verbose=True) ->
 
 
 # ---------------------------------------------------------------------- command line (cli.py)
+HELP = """LightGNN's pipeline (Chen, Xia & Huang, WSDM'25), one stage at a time or all three:
+
+  teacher       LightGCN on D^-1/2 (A + I) D^-1/2 (8 layers, sum readout)   -> OUT/teacher/
+  intermediate  weighted LightGCN on the (h+1)-hop closure graph, distilled
+                from the teacher (needs OUT/teacher/metrics.json)          -> OUT/intermediate/
+  student       STUDENT_RUNS pruning runs of a weighted, masked LightGCN
+                distilled from the intermediate model; after each run
+                EDGE_RATIO of the kept graph entries (Eq. 8 importance)
+                and EMB_RATIO of the kept embedding entries are pruned      -> OUT/student/run_NN/
+  all           the three in turn
+
+Each stage is a `train` run of a registered model (lightgnn-teacher, -intermediate, -student):
+selected on validation, reported on test; a folder with metrics.json is skipped, one with only
+checkpoint.pt resumes. OUT/student/metrics.json selects the best run (validation) with at most
+MAX_EDGE_KEEP of the entries and MAX_EMB_KEEP of the embedding entries kept. `evaluate` and
+`denoise --checkpoint` work on every run folder. Defaults: the official code's Yelp schedule."""
+
+
 def add_arguments(p, add_option) -> None:
     """The ``lightgnn`` command's flags: the stage, then every pipeline option (``add_option``:
     cli's flag builder)."""
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = HELP
     p.add_argument("stage", choices=STAGES, help="the stage to run (all: the three in turn)")
+    groups = {name: p.add_argument_group(name) for name in (
+        "data and training loop (every stage)", "teacher", "intermediate model",
+        "student and pruning", "distillation (intermediate model and student)")}
     for f in cfgmod.fields(LightGNNPipelineConfig):
         shown = None if f.default is None else (",".join(map(str, f.default))
                                                 if isinstance(f.default, tuple) else str(f.default))
-        add_option(p, f.name, f.metadata, f.name, shown)
+        add_option(groups[_group_of(f.name)], f.name, f.metadata, f.name, shown)
     bars = p.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_true", default=None,
                       help="progress bars on stderr (default: when stderr is a terminal)")
     bars.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show progress bars")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+_PRUNING = ("edge_ratio", "emb_ratio", "subspace_from_run", "subspcreg", "tempsubsp", "beta1",
+            "beta2", "max_edge_keep", "max_emb_keep")
+
+
+def _group_of(name: str) -> str:
+    """The --help section of a pipeline option."""
+    if name in _DISTILL:
+        return "distillation (intermediate model and student)"
+    if name.startswith("teacher_"):
+        return "teacher"
+    if name.startswith("inter_") or name == "hops":
+        return "intermediate model"
+    if name.startswith("student_") or name in _PRUNING:
+        return "student and pruning"
+    return "data and training loop (every stage)"
 
 
 def run_from_args(args) -> int:

@@ -7,9 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from fastgcn_denoise import lightgnn as pipeline
-from fastgcn_denoise.models.lightgnn import (LossWeights, NodeGraph, PrunableLightGCN, TeacherView,
-                                             edge_importance, info_nce, keep_scores,
-                                             lightgnn_loss, prediction_kd, prune)
+from fastgcn_denoise.cli import main as cli
+from fastgcn_denoise.denoise import denoise_checkpoint
+from fastgcn_denoise.models.lightgnn import (Importance, LightGNNIntermediateConfig, LossWeights,
+                                             NodeGraph, PrunableLightGCN, TeacherView,
+                                             edge_importance, info_nce, lightgnn_loss,
+                                             prediction_kd, prune)
+from fastgcn_denoise.train import make_config, train
 
 from conftest import DEVICE, random_graph
 
@@ -125,7 +129,7 @@ def test_loss_terms_and_gradients(graph):
     terms = lightgnn_loss(student, users, pos, neg, w, view, gen, subspace_slack=0)
     assert set(terms) == {"bpr", "reg", "pkd", "ekd", "unif", "subsp", "loss"}
     # All embedding masks equal (nothing pruned): every node is in every positive set.
-    assert abs(float(terms["subsp"])) < 1e-6
+    assert abs(float(terms["subsp"].detach())) < 1e-6
     terms["loss"].backward()
     for p in (student.user_emb, student.item_emb, student.edge_weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
@@ -133,7 +137,7 @@ def test_loss_terms_and_gradients(graph):
     with torch.no_grad():
         student.emb_mask.bernoulli_(0.5)
     terms = lightgnn_loss(student, users, pos, neg, w, view, gen, subspace_slack=1)
-    assert float(terms["subsp"]) > 0
+    assert float(terms["subsp"].detach()) > 0
     only_bpr = lightgnn_loss(teacher, users, pos, neg, w, None, gen)
     assert set(only_bpr) == {"bpr", "reg", "loss"}
 
@@ -149,7 +153,8 @@ def test_importance_prune_and_keep_scores(graph):
     with torch.no_grad():
         student.edge_weight.uniform_(-1, 1)
     pos = closure.positions_of(sg)
-    imp = edge_importance(student, view, pos, beta1=1.0, beta2=0.05)
+    student.importance = Importance(view, pos, beta1=1.0, beta2=0.05)
+    imp = edge_importance(student, student.importance)
     e = torch.cat([view.user, view.item])
     rows, cols = sg.entry_rows(), sg.pattern.col
     truth = student.edge_weight + torch.sigmoid((e[rows] * e[cols]).sum(-1)) + 0.05 * view.weights[pos]
@@ -167,12 +172,15 @@ def test_importance_prune_and_keep_scores(graph):
     frac = student.kept_fractions()
     assert frac["edges"] == pytest.approx(1 - int(0.25 * nnz) / nnz)
     # A second round prunes a share of the entries still kept.
-    prune(student, imp * student.edge_mask, 0.25, 0.0)
+    prune(student, edge_importance(student, student.importance), 0.25, 0.0)
     assert int((student.edge_mask == 0).sum()) == int(0.25 * nnz) + int(0.25 * int(kept.sum()))
-    ks = keep_scores(student, imp * student.edge_mask, graph)
+    # Keep scores: 0 where pruned, in (0.5, 1) where kept, per interaction and direction.
+    ks = student.keep_scores(graph)
     assert ks.shape == (2, graph.num_edges)
     ent = sg.interaction_entries(graph)
     assert torch.equal(ks == 0, student.edge_mask[ent] == 0)
+    assert ((ks[ks > 0] > 0.5) & (ks[ks > 0] < 1)).all()
+    assert PrunableLightGCN(sg).keep_scores(graph) is None  # no importance: not the student
 
 
 def write_lightgcn_dir(path, seed=0):
@@ -193,21 +201,26 @@ def write_lightgcn_dir(path, seed=0):
     return path
 
 
-def test_pipeline_end_to_end_and_resume(tmp_path):
+PIPELINE_FLAGS = ["--dim", "8", "--batch-size", "64", "--teacher-layers", "3",
+                  "--teacher-epochs", "2", "--inter-layers", "2", "--inter-epochs", "2",
+                  "--student-runs", "3", "--student-epochs", "2", "--edge-ratio", "0.2",
+                  "--emb-ratio", "0.3", "--kd-triples", "200", "--teacher-lr", "0.01",
+                  "--inter-lr", "0.01", "--student-lr", "0.01", "--max-edge-keep", "0.85",
+                  "--max-emb-keep", "0.75", "--ks", "5,10", "--no-progress", "--quiet"]
+
+
+def test_pipeline_end_to_end_resume_and_denoise(tmp_path, capsys):
     data = write_lightgcn_dir(tmp_path / "data")
     out = tmp_path / "out"
-    common = ["--data", str(data), "--out", str(out), "--dim", "8", "--batch-size", "64",
-              "--teacher-layers", "3", "--teacher-epochs", "2", "--inter-layers", "2",
-              "--inter-epochs", "2", "--student-runs", "3", "--student-epochs", "2",
-              "--edge-ratio", "0.2", "--emb-ratio", "0.3", "--kd-triples", "200",
-              "--teacher-lr", "0.01", "--inter-lr", "0.01", "--student-lr", "0.01",
-              "--max-edge-keep", "0.85", "--max-emb-keep", "0.75", "--ks", "5,10",
-              "--no-progress"]
-    assert pipeline.main(["all"] + common) == 0
+    common = ["--data", str(data), "--out", str(out)] + PIPELINE_FLAGS
+    assert cli(["lightgnn", "all"] + common) == 0
+    assert "student: 3 runs" in capsys.readouterr().out
     for stage in ("teacher", "intermediate"):
         m = json.loads((out / stage / "metrics.json").read_text())
-        assert m["best_epoch"] in (1, 2) and 0 <= m["test"]["recall@5"] <= 1
+        assert m["model"] == f"lightgnn-{stage}" and m["best_epoch"] in (1, 2)
         assert (out / stage / "log.jsonl").read_text().count("\n") == 2
+    inter = json.loads((out / "intermediate" / "metrics.json").read_text())
+    assert inter["config"]["model_config"]["teacher"] == str(out / "teacher")
     summary = json.loads((out / "student" / "metrics.json").read_text())
     kept = [r["kept"] for r in summary["runs"]]
     assert kept[0] == {"edges": 1.0, "embeddings": 1.0}
@@ -215,23 +228,62 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     sel = summary["selected"]
     assert sel is None or (sel["kept"]["edges"] <= 0.85 and sel["kept"]["embeddings"] <= 0.75)
     assert [r["subspace_slack"] for r in summary["runs"]] == [None, 0, 2]
-    assert torch.load(out / "student" / "run_03" / "keep_scores.pt").shape[0] == 2
-    # Resume: a run whose metrics were lost is redone from its checkpoint, the others are kept.
+    # Resume: a run whose metrics and pruned state were lost is finished from its checkpoint.
     run3 = out / "student" / "run_03"
     before = json.loads((run3 / "metrics.json").read_text())
-    for name in ("metrics.json", "pruned.pt"):
+    for name in ("metrics.json", "pruned.pt", "pruning.json"):
         (run3 / name).unlink()
-    assert pipeline.main(["student"] + common) == 0
+    assert cli(["lightgnn", "student"] + common) == 0
     after = json.loads((run3 / "metrics.json").read_text())
-    assert after["valid"] == before["valid"] and after["kept"] == before["kept"]
+    assert after["valid"] == before["valid"] and after["test"] == before["test"]
+    # denoise on a student run: an interaction is dropped when both its directions are pruned.
+    res = denoise_checkpoint(run3 / "checkpoint.pt", tmp_path / "dn")
+    rows = np.loadtxt(tmp_path / "dn" / "keep_probabilities.csv", delimiter=",", skiprows=1)
+    assert res["scored"] == rows.shape[0]
+    assert 0 < res["dropped"] == int((rows[:, 2:4] == 0).all(1).sum())
+
+
+def test_stages_train_as_registered_models(tmp_path):
+    data = write_lightgcn_dir(tmp_path / "data")
+    res = train(make_config("lightgnn-teacher", data=str(data), out=str(tmp_path / "t"), dim=4,
+                            layers=2, epochs=1, eval_every=1, batch_size=64, progress=False,
+                            verbose=False))
+    assert res["model"] == "lightgnn-teacher" and "recall@20" in res["test"]
+    with pytest.raises(ValueError, match="--teacher RUN"):
+        make_config("lightgnn-intermediate", data=str(data))
+    with pytest.raises(ValueError, match="a 'lightgnn-teacher' run, not 'lightgnn-intermediate'"):
+        train(make_config("lightgnn-student", data=str(data), out=str(tmp_path / "s"), dim=4,
+                          intermediate=str(tmp_path / "t"), epochs=1, progress=False,
+                          verbose=False))
 
 
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="edge_ratio = 1.5"):
-        pipeline.LightGNNConfig(edge_ratio=1.5).validate()
-    with pytest.raises(ValueError, match="ekd_from_layer"):
-        pipeline.LightGNNConfig(ekd_from_layer=9).validate()
+        pipeline.run("all", pipeline.LightGNNPipelineConfig(data="x", edge_ratio=1.5))
+    with pytest.raises(ValueError, match="--data DIR is required"):
+        pipeline.run("all", pipeline.LightGNNPipelineConfig())
     with pytest.raises(ValueError, match="the teacher stage has not finished"):
-        pipeline.run_intermediate(pipeline.LightGNNConfig(
-            data=str(write_lightgcn_dir(tmp_path / "d")), out=str(tmp_path / "o"), dim=4,
-            teacher_layers=2, inter_layers=2, ekd_from_layer=1))
+        pipeline.run("intermediate", pipeline.LightGNNPipelineConfig(
+            data=str(write_lightgcn_dir(tmp_path / "d")), out=str(tmp_path / "o")))
+    assert LightGNNIntermediateConfig(teacher="x").layers == 6
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli(["lightgnn", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("teacher ", "intermediate ", "student ", "OUT/student/run_NN/", "student and pruning",
+                 "--edge-ratio", "(default: 0.05)", "--inter-layers", "--max-emb-keep"):
+        assert text in out, text
+    data = write_lightgcn_dir(tmp_path / "d")
+    for argv, message in ((["all"], "--data DIR is required"),
+                          (["all", "--data", str(data), "--emb-ratio", "1"],
+                           "argument --emb-ratio: expected a number in [0, 1), got 1"),
+                          (["student", "--data", str(data), "--out", str(tmp_path / "o")],
+                           "the intermediate stage has not finished"),
+                          (["prune"], "invalid choice: 'prune'")):
+        assert cli(["lightgnn", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastgcn-denoise: error: ") and message in err, err
+        assert err.count("\n") == 1  # one line, no traceback

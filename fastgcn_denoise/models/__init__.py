@@ -4,7 +4,7 @@ Ranking models (``GraphRecommender``s and SGCN's wrappers) have ``forward(graph)
 item_emb)`` (score = dot product) and ``loss(graph, batch) -> dict`` ({"loss": total, named
 terms...}); denoisers also ``keep_scores(graph)``. Importing a model's module registers it.
 """
-from . import grcn, l0sign, lightgcn, ngcf, sgcn  # noqa: F401  (registration)
+from . import grcn, l0sign, lightgcn, lightgnn, ngcf, sgcn  # noqa: F401  (registration)
 from .base import Batch, GraphRecommender, Plugin, bpr_loss
 from .grcn import GRCN, GRCNConfig
 from .lightgcn import LightGCN, LightGCNConfig

@@ -180,6 +180,10 @@ class PrunableLightGCN(nn.Module):
             raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
                              f"model was built for {self.num_users} x {self.num_items}")
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """Adam's groups: the trainable parameters only (the teacher's weights W stay 1)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
     def add_plugin(self, plugin):
         raise ValueError("the LightGNN models take no plug-ins: they propagate on their own node "
                          "graph (weighted_spmm), where the masked_spmm seams do not apply")
