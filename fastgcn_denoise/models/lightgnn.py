@@ -550,6 +550,16 @@ def load_stage(run, model_name: str, ctx) -> tuple[PrunableLightGCN, dict]:
     return model.requires_grad_(False).to(ctx.device), ckpt["config"]["model_config"]
 
 
+def _distill_source(run, model_name: str, cfg: DistillConfig, ctx) -> PrunableLightGCN:
+    """The frozen model of the ``model_name`` run distilled from, checked against
+    ``cfg.ekd_from_layer``."""
+    source, _ = load_stage(run, model_name, ctx)
+    if cfg.ekd_from_layer > source.num_layers:
+        raise ValueError(f"ekd_from_layer = {cfg.ekd_from_layer} but the {model_name} run has "
+                         f"{source.num_layers} layers")
+    return source
+
+
 @register_model("lightgnn-teacher", config=LightGNNTeacherConfig,
                 summary="LightGNN's teacher: LightGCN on D^-1/2 (A + I) D^-1/2, sum readout, "
                         "8 layers (Chen et al., WSDM'25)")
@@ -563,10 +573,7 @@ def build_teacher(cfg: LightGNNTeacherConfig, ctx) -> PrunableLightGCN:
                 summary="LightGNN's intermediate model: weighted LightGCN on the (h+1)-hop "
                         "closure, distilled from a lightgnn-teacher run")
 def build_intermediate(cfg: LightGNNIntermediateConfig, ctx) -> PrunableLightGCN:
-    teacher, _ = load_stage(cfg.teacher, "lightgnn-teacher", ctx)
-    if cfg.ekd_from_layer > teacher.num_layers:
-        raise ValueError(f"ekd_from_layer = {cfg.ekd_from_layer} but the teacher has "
-                         f"{teacher.num_layers} layers")
+    teacher = _distill_source(cfg.teacher, "lightgnn-teacher", cfg, ctx)
     model = PrunableLightGCN(node_graph(ctx.train, cfg.hops + 1), cfg.dim, cfg.layers)
     model.loss_weights = cfg.loss_weights(cfg.emb_reg, cfg.weight_reg)
     model.teacher = TeacherView.of(teacher, cfg.ekd_from_layer)
@@ -577,10 +584,7 @@ def build_intermediate(cfg: LightGNNIntermediateConfig, ctx) -> PrunableLightGCN
                 summary="LightGNN's student: a pruned, weighted LightGCN distilled from a "
                         "lightgnn-intermediate run (one pruning run)")
 def build_student(cfg: LightGNNStudentConfig, ctx) -> PrunableLightGCN:
-    inter, _ = load_stage(cfg.intermediate, "lightgnn-intermediate", ctx)
-    if cfg.ekd_from_layer > inter.num_layers:
-        raise ValueError(f"ekd_from_layer = {cfg.ekd_from_layer} but the intermediate model has "
-                         f"{inter.num_layers} layers")
+    inter = _distill_source(cfg.intermediate, "lightgnn-intermediate", cfg, ctx)
     graph = node_graph(ctx.train, 1)
     model = PrunableLightGCN(graph, cfg.dim, cfg.layers)
     if cfg.start_from:
