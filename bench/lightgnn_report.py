@@ -4,7 +4,8 @@ validation and test metrics, the kept fractions, the seconds spent and the stage
 
 It reads a finished ``fastgcn-denoise lightgnn`` output folder (``OUT/teacher``,
 ``OUT/intermediate``, ``OUT/student``) and adds the run's context (commit, date, threads, the
-shared machine, the command line), which the stage folders do not record.
+shared machine, the command line), which the stage folders do not record; NAME.png beside it
+plots the validation curves.
 
 Run: python -m bench.lightgnn_report --runs runs/lightgnn_cpu --name lightgnn_yelp_cpu
          --threads teacher=2,intermediate=1,student=1 --command "bash runs/cpu_schedule.sh ..."
@@ -16,6 +17,40 @@ import json
 from pathlib import Path
 
 from .common import environment, write_json
+
+def curve(run_dir: Path, k: int) -> list[dict]:
+    """Per evaluated epoch of a run (its log.jsonl): loss and validation recall/ndcg@k."""
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line]
+    return [{"epoch": r["epoch"], "loss": r["loss"], f"recall@{k}": r["valid"][f"recall@{k}"],
+             f"ndcg@{k}": r["valid"][f"ndcg@{k}"]} for r in rows if "valid" in r]
+
+
+def plot_curves(stages: dict, k: int, path: Path) -> Path:
+    """Validation recall@k per epoch, the student's runs one after another."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in ("teacher", "intermediate"):
+        c = stages[name]["curve"]
+        ax.plot([r["epoch"] for r in c], [r[f"recall@{k}"] for r in c], "o-", label=name)
+    offset = 0
+    for r in stages["student"]["runs"]:
+        c = r["curve"]
+        ax.plot([offset + x["epoch"] for x in c], [x[f"recall@{k}"] for x in c], "s-",
+                label=f"student run {r['run']} (entries {r['kept']['edges']:.3f}, "
+                      f"emb. {r['kept']['embeddings']:.3f})")
+        offset += r["epochs_run"]
+    ax.set_xlabel("epoch (student: runs one after another)")
+    ax.set_ylabel(f"validation recall@{k}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
 
 def _stage(metrics: dict, kept: dict | None, threads: int | None) -> dict:
     timing = metrics["timing"]
@@ -50,10 +85,12 @@ def interaction_kept(run_dir: Path, data: str) -> dict:
 
 def collect(runs: Path, threads: dict) -> dict:
     stages = {}
+    student = json.loads((runs / "student" / "metrics.json").read_text())
+    k = student["pipeline"]["ks"][0]
     for name in ("teacher", "intermediate"):
         stages[name] = _stage(json.loads((runs / name / "metrics.json").read_text()), None,
                               threads.get(name))
-    student = json.loads((runs / "student" / "metrics.json").read_text())
+        stages[name]["curve"] = curve(runs / name, k)
     pruning_runs = []
     for r in student["runs"]:
         run_dir = runs / "student" / f"run_{r['run']:02d}"
@@ -64,12 +101,12 @@ def collect(runs: Path, threads: dict) -> dict:
                              "subspace_slack": r["subspace_slack"],
                              "pruned_after": {k: pruning[k] for k in
                                               ("edges_dropped", "embeddings_dropped",
-                                               "kept_after")}})
+                                               "kept_after")},
+                             "curve": curve(run_dir, k)})
     selected = student["selected"]
     stages["student"] = {"selection": student["selection"], "runs": pruning_runs,
                          "selected_run": selected["run"] if selected else None,
                          "pipeline": student["pipeline"]}
-    k = student["pipeline"]["ks"][0]
     metrics = (f"recall@{k}", f"ndcg@{k}")
     table = {name: {m: stages[name]["test"][m] for m in metrics} for name in
              ("teacher", "intermediate")}
@@ -99,6 +136,8 @@ def main(argv=None) -> int:
                "command": args.command, "note": args.note, "threads": threads,
                **collect(args.runs, threads)}
     path = write_json(args.name, payload, args.out)
+    k = payload["stages"]["student"]["pipeline"]["ks"][0]
+    plot_curves(payload["stages"], k, path.with_suffix(".png"))
     for name, row in payload["table_test"].items():
         print(f"{name:13s} " + "  ".join(f"{m} {v:.4f}" for m, v in row.items()
                                          if isinstance(v, float))
