@@ -34,15 +34,16 @@ import torch
 
 from fastgcn_denoise import ops as fops
 
-from . import (bench_arm_grad, bench_cosine_attention, bench_dgr, bench_eval, bench_lec,
-               bench_mask_step, bench_masked_spmm, bench_pyg, bench_sgcn_step,
-               bench_truncated_svd)
+from . import (bench_arm_grad, bench_cosine_attention, bench_dgr, bench_dot_logsumexp, bench_eval,
+               bench_lec, bench_mask_step, bench_masked_spmm, bench_pyg, bench_sgcn_step,
+               bench_spgemm, bench_truncated_svd)
 from .common import (RESULTS, ROOT, build_graph, copy_bandwidth, describe_device, environment,
                      plot, short_peer, subject_missing, time_benches, write_json)
 
 OPS = {"masked_spmm": bench_masked_spmm, "arm_grad": bench_arm_grad,
        "truncated_svd": bench_truncated_svd, "eval": bench_eval, "sgcn_step": bench_sgcn_step,
        "cosine_attention": bench_cosine_attention, "mask_step": bench_mask_step,
+       "dot_logsumexp": bench_dot_logsumexp, "spgemm": bench_spgemm,
        "lec": bench_lec, "dgr_step": bench_dgr, "pyg": bench_pyg}
 # A module with DEFAULT = False runs only when named in --ops (slow, model-level benchmarks).
 DEFAULT_OPS = [op for op, module in OPS.items() if getattr(module, "DEFAULT", True)]

@@ -18,10 +18,14 @@
 #   cosine_attention     cosine_attention_cuda.json (GRCN's fused attention)
 #   l0sign               bench_l0sign_cuda.json (L0-SIGN's all-pairs pass vs PyG)
 #   denoise              denoise_synthetic_injected_cuda.json (the noise benchmark, one setting)
+#   lse_bench            bench_dot_logsumexp_cuda.json (LightGNN's fused log-sum-exp)
+#   lightgnn             only with LIGHTGNN_TIMEOUT > 0 (a separate call): the LightGNN pipeline
+#                        on the Yelp split, official schedule, resumed from LIGHTGNN_OUT
 # The long training protocols are separate calls (bench/dgr_gowalla_gpu.sh, ...).
 # Environment: SUITE_BUDGET (default 570 s), PYTHON (default python), per-step limits
 # INSTALL_TIMEOUT (240), TEST_TIMEOUT (120), MASKS_TIMEOUT (45), BENCH_TIMEOUT (150),
-# DGR_BENCH_TIMEOUT (40), GRCN_BENCH_TIMEOUT (30), L0SIGN_TIMEOUT (30), DENOISE_TIMEOUT (45);
+# DGR_BENCH_TIMEOUT (40), GRCN_BENCH_TIMEOUT (30), L0SIGN_TIMEOUT (30), DENOISE_TIMEOUT (45),
+# LSE_TIMEOUT (40), LIGHTGNN_TIMEOUT (0: skipped), LIGHTGNN_OUT, YELP_DIR;
 # BENCH_ARGS (more `python -m bench` flags, e.g. "--graphs synth-5e7").
 set -uo pipefail
 
@@ -75,4 +79,16 @@ step l0sign "${L0SIGN_TIMEOUT:-30}" "$out/l0sign.log" \
 step denoise "${DENOISE_TIMEOUT:-45}" "$out/denoise.log" \
     "$py" -u -m bench.denoise --device cuda --inject --types uniform --ratios 0.2 --seeds 0 \
     --denoisers lightgcn mask --runs "$out/denoise_runs" --out "$out"
+# LightGNN (issue 13): the fused log-sum-exp against the composition on CUDA (B = 4096, N = 69,534,
+# d = 64), then, with LIGHTGNN_TIMEOUT > 0, the pipeline on the Yelp split with the official
+# schedule (teacher 300 epochs x 8 layers, intermediate 300 epochs x 6 layers on the 5.6M-entry
+# closure, 13 pruning runs x 600 epochs). It resumes from LIGHTGNN_OUT, so repeated calls continue
+# it; YELP_DIR is the data (LightGCN format with valid.txt).
+step lse_bench "${LSE_TIMEOUT:-40}" "$out/lse_bench.log" \
+    "$py" -u -m bench.bench_dot_logsumexp --device cuda --out "$out"
+if [ "${LIGHTGNN_TIMEOUT:-0}" -gt 0 ]; then
+    step lightgnn "$LIGHTGNN_TIMEOUT" "$out/lightgnn.log" \
+        "$py" -u -m fastgcn_denoise.lightgnn all --device cuda --no-progress \
+        --data "${YELP_DIR:-../shared/data/yelp_lightgnn}" --out "${LIGHTGNN_OUT:-$out/lightgnn}"
+fi
 exit $status

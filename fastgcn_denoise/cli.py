@@ -427,6 +427,17 @@ def _run_denoise(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- lightgnn
+def _add_lightgnn(p):
+    from .lightgnn import add_arguments
+    add_arguments(p, _add_option)
+
+
+def _run_lightgnn(args) -> int:
+    from .lightgnn import run_from_args
+    return run_from_args(args)
+
+
 COMMANDS = {
     "info": ("versions and, per device, which backends can run (and why not)",
              _add_info, _run_info),
@@ -436,6 +447,8 @@ COMMANDS = {
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
     "denoise": ("train (or load) a denoiser and export which interactions it judged noise",
                 _add_denoise, _run_denoise),
+    "lightgnn": ("LightGNN's pipeline: teacher, intermediate model on the closure graph, pruned "
+                 "distilled student (stage by stage, resumable)", _add_lightgnn, _run_lightgnn),
 }
 
 

@@ -4,7 +4,8 @@ Ranking models (``GraphRecommender``s and SGCN's wrappers) have ``forward(graph)
 item_emb)`` (score = dot product) and ``loss(graph, batch) -> dict`` ({"loss": total, named
 terms...}); denoisers also ``keep_scores(graph)``. Importing a model's module registers it.
 """
-from . import dgr, edge_masks, grcn, l0sign, lightgcn, ngcf, sgcn, simgcl, xsimgcl  # noqa: F401
+from . import (dgr, edge_masks, grcn, l0sign, lightgcn, lightgnn, ngcf, sgcn, simgcl,  # noqa: F401
+               xsimgcl)
 from .base import Batch, GraphRecommender, Plugin, bpr_loss
 from .grcn import GRCN, GRCNConfig
 from .lightgcn import LightGCN, LightGCNConfig
