@@ -1,7 +1,7 @@
 """The microbenchmark suite: every op against its peer, side by side, with achieved bandwidth.
 
     python -m bench [--device cpu|cuda] [--ops masked_spmm arm_grad truncated_svd eval sgcn_step
-                    mask_step]
+                    mask_step lec dgr_step]
                     [--graphs gowalla synth-1e5 synth-1e6 synth-5e7] [--dims 32 64 128]
                     [--threads 1 2] [--quick] [--out bench/results] [--readme]
 
@@ -34,14 +34,19 @@ import torch
 
 from fastgcn_denoise import ops as fops
 
-from . import (bench_arm_grad, bench_cosine_attention, bench_eval, bench_mask_step,
-               bench_masked_spmm, bench_sgcn_step, bench_truncated_svd)
+from . import (bench_arm_grad, bench_cosine_attention, bench_dgr, bench_dot_logsumexp, bench_eval,
+               bench_lec, bench_mask_step, bench_masked_spmm, bench_pyg, bench_sgcn_step,
+               bench_spgemm, bench_truncated_svd)
 from .common import (RESULTS, ROOT, build_graph, copy_bandwidth, describe_device, environment,
                      plot, short_peer, subject_missing, time_benches, write_json)
 
 OPS = {"masked_spmm": bench_masked_spmm, "arm_grad": bench_arm_grad,
        "truncated_svd": bench_truncated_svd, "eval": bench_eval, "sgcn_step": bench_sgcn_step,
-       "cosine_attention": bench_cosine_attention, "mask_step": bench_mask_step}
+       "cosine_attention": bench_cosine_attention, "mask_step": bench_mask_step,
+       "dot_logsumexp": bench_dot_logsumexp, "spgemm": bench_spgemm,
+       "lec": bench_lec, "dgr_step": bench_dgr, "pyg": bench_pyg}
+# A module with DEFAULT = False runs only when named in --ops (slow, model-level benchmarks).
+DEFAULT_OPS = [op for op, module in OPS.items() if getattr(module, "DEFAULT", True)]
 GRAPHS = {"cpu": ["synth-1e5", "gowalla", "synth-1e6"],  # small first: a run cut short keeps them
           "cuda": ["synth-1e5", "gowalla", "synth-1e6", "synth-5e7"]}
 DIMS = [32, 64, 128]
@@ -53,7 +58,7 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 def parse_args(argv, ops):
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--ops", nargs="+", choices=list(OPS), default=ops or list(OPS))
+    ap.add_argument("--ops", nargs="+", choices=list(OPS), default=ops or DEFAULT_OPS)
     ap.add_argument("--graphs", nargs="+", default=None,
                     help="gowalla and/or synth-<interactions> (default: by device; --quick: "
                          f"{' '.join(QUICK_GRAPHS)})")
@@ -186,7 +191,7 @@ def _run(args) -> int:
     print(f"{env['device']}: measuring fastgcn_denoise {env['package']['version']} from "
           f"{env['package']['path']}; copy {env['copy_bandwidth_gbps']:.1f} GB/s; "
           f"backends not here: {not_here or 'none'}")
-    name = "bench_" + ("" if args.ops == list(OPS) else "_".join(args.ops) + "_") + device.type
+    name = "bench_" + ("" if args.ops == DEFAULT_OPS else "_".join(args.ops) + "_") + device.type
     graphs, cases, failures = [], [], []
 
     def save(complete: bool):

@@ -28,8 +28,9 @@ FGD_DECLARE_MASKED_SPMM(cpu)
 FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
-// Ops with CPU kernels only (on GPUs their triton kernels run): csrc/cpu/arm_grad.cpp, sddmm.cpp,
-// gates.cpp.
+// Ops with CPU kernels only (on GPUs their triton kernels run; spgemm's GPU path is cuSPARSE
+// through torch.sparse, cooccurrence's too): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp,
+// segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
@@ -44,6 +45,14 @@ std::vector<Tensor> all_pairs_forward(const Tensor&, const Tensor&, const Tensor
 std::vector<Tensor> all_pairs_backward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
                                        int64_t, int64_t, int64_t, double, double, double, double, bool,
                                        const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+std::vector<Tensor> segment_topk(const Tensor&, const Tensor&, int64_t, bool);
+std::vector<Tensor> cooccurrence(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
+                                 int64_t, int64_t, bool, const OptTensor&);
+Tensor dot_logsumexp_fwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&, int64_t);
+std::vector<Tensor> dot_logsumexp_bwd(const Tensor&, const Tensor&, double, const OptTensor&, const OptTensor&,
+                                      int64_t, const Tensor&, const Tensor&, bool, bool);
+std::vector<Tensor> spgemm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const Tensor&, int64_t, bool);
 }  // namespace cpu
 }  // namespace fgd
 
@@ -133,4 +142,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "L0-SIGN all-pairs pass: [pooled, l0, l2, kept, counts] (CPU tensors)");
   m.def("all_pairs_backward", &fgd::cpu::all_pairs_backward,
         "gradients of the all-pairs pass: [per-position rows, per-position edge rows, 8 weights]");
+  m.def("segment_topk", &fgd::cpu::segment_topk,
+        "[pos, val] of each CSR row's k largest/smallest values (CPU tensors)");
+  m.def("cooccurrence", &fgd::cpu::cooccurrence,
+        "[rowptr, col, value]: rows [begin, end) of R^T R, optionally scaled (CPU tensors)");
+  m.def("dot_logsumexp_fwd", &fgd::cpu::dot_logsumexp_fwd,
+        "lse [B] of <q_b, k_j> / tau over all keys (or a positive set), tiled (CPU tensors)");
+  m.def("dot_logsumexp_bwd", &fgd::cpu::dot_logsumexp_bwd, "[dL/dq, dL/dk] of dot_logsumexp (CPU tensors)");
+  m.def("spgemm", &fgd::cpu::spgemm, "[rowptr, col, val] of C = A B (+ I), sorted CSR (CPU tensors)");
 }

@@ -323,11 +323,13 @@ def _add_evaluate(p):
 
 
 def _metric_table(rows: list) -> str:
-    """Rows (name, metrics) as a table over the metrics' numeric keys (counts left out)."""
+    """Rows (name, metrics) as a table over the first row's numeric keys (counts left out; "-"
+    where a row has no such metric, e.g. a baseline's row_diff)."""
     keys = [k for k, v in rows[0][1].items() if isinstance(v, float)]
     width = max(12, *(len(k) + 2 for k in keys))
     lines = [f"{'':16s}" + "".join(f"{k:>{width}s}" for k in keys)]
-    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" for k in keys) for name, m in rows]
+    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" if k in m else f"{'-':>{width}s}"
+                                      for k in keys) for name, m in rows]
     return "\n".join(lines)
 
 
@@ -369,7 +371,7 @@ def _add_denoise(p):
                                         "noise rate)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="the validation-selected weights or the last epoch's (default: best)")
-    p.add_argument("--format", choices=["lightgcn", "csv", "tsv"], default=None,
+    p.add_argument("--format", choices=["lightgcn", "csv", "tsv", "recbole"], default=None,
                    help="format of cleaned.* and dropped.* (default: the input's)")
     p.epilog = ("Without --checkpoint, trains --model into --out first: by default LightGCN with "
                 "the mask plug-in (--mask: gumbel straight-through gates, score head, target-edge "
@@ -425,6 +427,17 @@ def _run_denoise(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- lightgnn
+def _add_lightgnn(p):
+    from .lightgnn import add_arguments
+    add_arguments(p, _add_option)
+
+
+def _run_lightgnn(args) -> int:
+    from .lightgnn import run_from_args
+    return run_from_args(args)
+
+
 COMMANDS = {
     "info": ("versions and, per device, which backends can run (and why not)",
              _add_info, _run_info),
@@ -434,6 +447,8 @@ COMMANDS = {
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
     "denoise": ("train (or load) a denoiser and export which interactions it judged noise",
                 _add_denoise, _run_denoise),
+    "lightgnn": ("LightGNN's pipeline: teacher, intermediate model on the closure graph, pruned "
+                 "distilled student (stage by stage, resumable)", _add_lightgnn, _run_lightgnn),
 }
 
 

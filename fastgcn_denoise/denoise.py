@@ -12,7 +12,8 @@ Files written to ``out``:
                              (0/1) and, when the noise is known, noise (its type, or "clean");
                              one row per training interaction the model saw, in edge-id order
     cleaned.<ext>            the training interactions minus the dropped ones, in the input's
-                             format and ids (LightGCN ``train.txt`` layout, or csv/tsv pairs)
+                             format and ids (LightGCN ``train.txt`` layout, csv/tsv pairs, or
+                             a RecBole ``.inter`` file)
     dropped.<ext>            the dropped interactions, same format
     denoise.json             counts, the rule, warnings, and (when the noise is known, as on the
                              built-in data or with ``--noise``) ROC AUC of 1 - keep_mean against
@@ -31,7 +32,7 @@ from .data.loaders import default_format, original_ids, write_interactions
 from .data.noise import NOISE_CODE, NOISE_TYPES
 from .train import restore_run
 
-_EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv"}
+_EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv", "recbole": "inter"}
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

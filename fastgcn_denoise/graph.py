@@ -8,6 +8,7 @@ ids, so that both propagation directions (and each one's backward) are row-paral
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -115,6 +116,42 @@ class BipartiteGraph:
         g._build(users, items, rowptr_u.shape[0] - 1, num_items)
         return g
 
+    # ------------------------------------------------------------------ PyTorch Geometric layouts
+    @classmethod
+    def from_edge_index(cls, edge_index, num_users: int | None = None,
+                        num_nodes: int | None = None) -> "BipartiteGraph":
+        """From a PyG ``edge_index`` [2, n] on the homogeneous (U + I)-node graph: users are nodes
+        ``[0, U)``, items ``[U, U + I)``, every interaction stored in both directions (as PyG's
+        LightGCN examples build it) or only user -> item. See ``parse_edge_index``."""
+        return parse_edge_index(edge_index, num_users, num_nodes).graph
+
+    def to_edge_index(self) -> torch.Tensor:
+        """[2, 2E] int64 ``edge_index`` of the homogeneous graph (items shifted by num_users):
+        the user -> item copies in edge-id order, then the item -> user copies in the same order."""
+        users, items = self.edges()
+        items = items + self.num_users
+        return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+    @classmethod
+    def from_hetero_data(cls, data, edge_type: tuple | None = None) -> "BipartiteGraph":
+        """From a PyG ``HeteroData`` whose ``edge_type`` (src, relation, dst) holds the user -> item
+        ``edge_index`` (rows: src node ids, columns: dst node ids); sizes from
+        ``data[src].num_nodes`` / ``data[dst].num_nodes``. ``edge_type`` None: the one edge type
+        whose relation does not start with ``rev_`` (ToUndirected's reverse copies)."""
+        if edge_type is None:
+            types = [t for t in data.edge_types if not str(t[1]).startswith("rev_")]
+            if len(types) != 1:
+                raise ValueError(f"data has edge types {list(data.edge_types)}: pass "
+                                 "edge_type=(user type, relation, item type) to pick one")
+            edge_type = types[0]
+        elif edge_type not in data.edge_types:
+            raise ValueError(f"edge type {edge_type} is not in data (it has {list(data.edge_types)})")
+        src, _, dst = edge_type
+        edge_index = data[edge_type].edge_index
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"data[{edge_type}].edge_index must be [2, n], got {tuple(edge_index.shape)}")
+        return cls(edge_index[0], edge_index[1], data[src].num_nodes, data[dst].num_nodes)
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:
@@ -162,3 +199,110 @@ class BipartiteGraph:
     def __repr__(self) -> str:
         return (f"BipartiteGraph(num_users={self.num_users}, num_items={self.num_items}, "
                 f"num_edges={self.num_edges}, device={self.device})")
+
+
+class EdgeIndexLayout(NamedTuple):
+    """How a homogeneous ``edge_index`` [2, n] maps onto a ``BipartiteGraph`` (``parse_edge_index``).
+
+    ``user_to_item[e]`` / ``item_to_user[e]``: the edge_index column of edge e's user -> item /
+    item -> user copy (int64 [E]; ``item_to_user`` None when the edge_index has one direction).
+    ``interaction_order[e]``: the rank of that user -> item column among the user -> item columns,
+    so a per-interaction tensor given in edge_index order maps to edge-id order as
+    ``t[interaction_order]``.
+    """
+    graph: BipartiteGraph
+    user_to_item: torch.Tensor
+    item_to_user: torch.Tensor | None
+    interaction_order: torch.Tensor
+
+
+def _split_point(low: np.ndarray, high: np.ndarray, num_users: int | None, src, dst) -> int:
+    """U such that every edge links a node < U with a node >= U (the edge's low and high end)."""
+    if num_users is not None:
+        bad = np.flatnonzero((low >= num_users) | (high < num_users))
+        if bad.size:
+            j = int(bad[0])
+            side = "users" if high[j] < num_users else "items"
+            raise ValueError(f"edge_index is not a user-item graph with num_users = {num_users}: "
+                             f"column {j} links nodes {int(src[j])} and {int(dst[j])}, both {side}")
+        return int(num_users)
+    # The smallest valid U: isolated nodes between the last user and the first item go to items.
+    split = int(low.max()) + 1
+    if split > int(high.min()):
+        j, k = int(np.argmax(low)), int(np.argmin(high))
+        raise ValueError(
+            "edge_index is not bipartite with the users first (nodes [0, U) users, [U, N) items): "
+            f"no U separates the ends of both column {j} (nodes {int(src[j])}, {int(dst[j])}) and "
+            f"column {k} (nodes {int(src[k])}, {int(dst[k])}); pass num_users if the split is known")
+    return split
+
+
+def _sorted_keys(keys: np.ndarray, cols: np.ndarray, src, dst, what: str):
+    """(order, sorted keys) of one direction's edge keys; duplicates are refused."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    dup = np.flatnonzero(sk[1:] == sk[:-1])
+    if dup.size:
+        a, b = int(cols[order[dup[0]]]), int(cols[order[dup[0] + 1]])
+        raise ValueError(f"edge_index has the {what} edge {int(src[a])} -> {int(dst[a])} twice "
+                         f"(columns {a} and {b}); coalesce it first (torch_geometric.utils.coalesce)")
+    return order, sk
+
+
+def parse_edge_index(edge_index, num_users: int | None = None,
+                     num_nodes: int | None = None) -> EdgeIndexLayout:
+    """The bipartite graph behind a homogeneous PyG ``edge_index`` [2, n] and its column mapping.
+
+    Nodes ``[0, U)`` are users and ``[U, N)`` items (``N`` = ``num_nodes``, default the largest
+    node id + 1; ``U`` = ``num_users``, default the smallest split that makes every edge a
+    user-item edge). The edge_index holds each interaction once per direction, or only the
+    user -> item copies. ``ValueError`` (naming a column) for a self-loop, an edge between two
+    users or two items, a duplicate, or a copy whose reverse is missing.
+    """
+    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index).__name__
+        raise ValueError(f"edge_index must be a [2, num_edges] tensor, got {shape}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
+    if edge_index.shape[1] == 0:
+        raise ValueError("edge_index has no edges")
+    src, dst = edge_index.detach().cpu().to(torch.int64).numpy()
+    low, high = np.minimum(src, dst), np.maximum(src, dst)
+    if low.min() < 0:
+        j = int(np.argmin(low))
+        raise ValueError(f"edge_index column {j} has a negative node id ({int(src[j])}, {int(dst[j])})")
+    if num_nodes is None:
+        num_nodes = int(high.max()) + 1
+    elif high.max() >= num_nodes:
+        j = int(np.argmax(high))
+        raise ValueError(f"edge_index column {j} refers to node {int(high[j])}, but there are "
+                         f"{num_nodes} nodes")
+    loops = np.flatnonzero(src == dst)
+    if loops.size:
+        raise ValueError(f"edge_index column {int(loops[0])} is a self-loop on node "
+                         f"{int(src[loops[0]])}; a user-item graph has none")
+    split = _split_point(low, high, num_users, src, dst)
+    num_items = int(num_nodes) - split
+    forward = np.flatnonzero(src < split)
+    backward = np.flatnonzero(src >= split)
+    order_f, keys_f = _sorted_keys(src[forward] * num_items + (dst[forward] - split), forward,
+                                   src, dst, "user -> item")
+    item_to_user = None
+    if backward.size:
+        order_b, keys_b = _sorted_keys(dst[backward] * num_items + (src[backward] - split),
+                                       backward, src, dst, "item -> user")
+        if not np.array_equal(keys_f, keys_b):
+            missing_f = np.flatnonzero(~np.isin(keys_f, keys_b))
+            if missing_f.size:
+                j = int(forward[order_f[missing_f[0]]])
+            else:
+                j = int(backward[order_b[np.flatnonzero(~np.isin(keys_b, keys_f))[0]]])
+            raise ValueError(f"edge_index is not symmetric: column {j} ({int(src[j])} -> "
+                             f"{int(dst[j])}) has no reverse copy; store every interaction in "
+                             "both directions (torch_geometric.utils.to_undirected) or only as "
+                             "user -> item")
+        item_to_user = torch.from_numpy(backward[order_b])
+    graph = BipartiteGraph.__new__(BipartiteGraph)
+    graph._build(keys_f // num_items, keys_f % num_items, split, num_items)
+    return EdgeIndexLayout(graph, torch.from_numpy(forward[order_f]), item_to_user,
+                           torch.from_numpy(order_f))

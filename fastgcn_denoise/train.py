@@ -50,7 +50,8 @@ class TrainConfig:
 
     model: str = option("lightgcn", "model to train (its options are listed below)")
     data: str = option(None, "data source: a LightGCN directory (train.txt, test.txt[, valid.txt]), "
-                             "a .csv/.tsv/.txt pairs file or directory, a .npz, or 'synthetic' "
+                             "a .csv/.tsv/.txt pairs file or directory, a .npz, a RecBole "
+                             "folder (<name>.inter), or 'synthetic' "
                              "(built-in data with planted noise)", kind=str, metavar="DIR|FILE")
     features: tuple = option((), "item content matrices NAME=path.npy, comma-separated (rows = "
                                  "item ids); default: the *_feat.npy files beside train.txt",
@@ -78,6 +79,9 @@ class TrainConfig:
                                 "device)", kind=str, choices=BACKENDS, resumable=True)
     noise: float = option(0.0, "inject RATIO x |train_u| random false-positive interactions per "
                                "user into train", min=0, max=10, metavar="RATIO")
+    min_rating: float = option(None, "RecBole data: keep the interactions rated at least this "
+                                     "(the rating:float field)", kind=float, none_ok=True,
+                               metavar="RATING")
     noise_kind: str = option("uniform", "kind of the injected noise: uniform over each user's "
                                         "absent items, or popularity (in proportion to the "
                                         "items' training degree)", choices=INJECTED_KINDS)

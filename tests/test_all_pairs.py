@@ -166,6 +166,10 @@ def test_backend_matches_reference(backend, kind, directed, dtype):
 @pytest.mark.parametrize("kind", ["hard_concrete", "hard_concrete_mean", "concrete", "none"])
 @pytest.mark.parametrize("directed", [False, True])
 def test_gradcheck(backend, kind, directed):
+    if backend == "triton" and DEVICE.type == "cpu":
+        pytest.skip("triton under the interpreter: ~100 s a case; its gradients are compared with "
+                    "the gradchecked reference's in test_backend_matches_reference, and this "
+                    "gradcheck runs where a GPU is")
     ptr, nodes, t = make_inputs([3, 1, 0, 4], num_features=6, d=3, b=2, hidden=4, g_hidden=3,
                                 seed=4)
     names = ["node_emb", "h0", "h1", "h2", "h3"] + ([] if kind == "none" else

@@ -65,19 +65,20 @@ def test_keep_control_meets_the_target_and_learns_no_common_shift():
     phi = (torch.randn(3, 500, dtype=torch.float64) * 2).requires_grad_()
     shifted = control.shift(phi)
     torch.testing.assert_close(torch.sigmoid(shifted).mean(1),
-                               torch.full((3,), 0.8, dtype=torch.float64))
+                               torch.full((3,), 0.8, dtype=torch.float64), rtol=0, atol=1e-5)
     # the mean keep is pinned: its gradient in the raw logits vanishes
     (grad,) = torch.autograd.grad(torch.sigmoid(shifted).mean(), phi)
     assert grad.abs().max() < 1e-7
-    # a common shift of the raw logits changes nothing
-    torch.testing.assert_close(KeepControl(0.8).shift(phi.detach() + 3.0), shifted.detach())
+    # a common shift of the raw logits changes nothing (up to the solver's 1e-5 keep tolerance)
+    torch.testing.assert_close(KeepControl(0.8).shift(phi.detach() + 3.0), shifted.detach(),
+                               rtol=0, atol=1e-4)
     # a loss on some edges still moves them relative to the others
     (grad,) = torch.autograd.grad(torch.sigmoid(control.shift(phi))[:, :10].sum(), phi)
     assert (grad[:, :10] > 0).all() and (grad[:, 10:] <= 0).all()
     # with the hard concrete offset the keep probability sigma(phi - offset) is the target
     hc = KeepControl(0.7).shift(phi.detach(), offset=-1.5)
     torch.testing.assert_close(torch.sigmoid(hc + 1.5).mean(1),
-                               torch.full((3,), 0.7, dtype=torch.float64))
+                               torch.full((3,), 0.7, dtype=torch.float64), rtol=0, atol=1e-5)
     assert KeepControl().shift(phi) is phi
     with pytest.raises(ValueError, match="target_keep"):
         KeepControl(1.0)

@@ -121,7 +121,8 @@ BINARY = ("bernoulli", "arm_pos", "arm_neg", "concrete_st")
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "ones"])
 def test_mask_identical_to_reference(backend, mode):
     g = random_graph(40, 30, 0.3, seed=4)
-    phi = torch.randn(3, g.num_edges, device=DEVICE)
+    phi = torch.randn(3, g.num_edges, device=DEVICE,
+                      generator=torch.Generator(DEVICE).manual_seed(4))
     z = ops.sample_mask(g, phi, mode, seed=2**35 + 1, offset=2**32 - 7, backend=backend)
     assert z.shape == phi.shape
     ref = reference_mask(g, phi, mode, 2**35 + 1, 2**32 - 7)
@@ -135,7 +136,10 @@ def test_mask_identical_to_reference(backend, mode):
     # Row k uses counters offset + k*E: the same as a single-row draw at layer_offset.
     row = ops.sample_mask(g, phi[2], mode, seed=2**35 + 1,
                           offset=ops.layer_offset(2**32 - 7, 2, g.num_edges), backend=backend)
-    assert torch.equal(z[2], row)
+    if mode in GATE_KINDS and mode not in BINARY:  # the same uniforms; log/exp may differ by an ulp
+        torch.testing.assert_close(z[2], row, rtol=1e-6, atol=1e-7)
+    else:
+        assert torch.equal(z[2], row)
 
 
 @pytest.mark.parametrize("backend", BACKEND)

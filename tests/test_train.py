@@ -12,7 +12,9 @@ from fastgcn_denoise.train import evaluate_checkpoint, load_checkpoint, make_con
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1), path)
+    # No generator-drawn validation: the trainer splits it off train (--valid-fraction).
+    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1,
+                            clean_validation=0.0), path)
     return str(path)
 
 
@@ -42,9 +44,13 @@ def test_train_writes_logs_metrics_and_checkpoint(tiny_data, tmp_path, model):
     assert metrics["best_epoch"] in (2, 4) and metrics["epochs_run"] == 4
     assert metrics["selection"] == {"rule": "best validation recall@5",
                                     "epoch": metrics["best_epoch"]}
+    ranking = {"recall@5", "ndcg@5", "recall@10", "ndcg@10", "users"}
     for split in ("valid", "test"):
+        # A model's evaluations also measure how smooth its embeddings are (oversmoothing.py).
+        assert set(metrics[split]) == ranking | {"row_diff", "row_diff_se", "mad"}
+        assert metrics[split]["row_diff"] > 0 and 0 < metrics[split]["mad"] <= 2
         for m in (metrics[split], metrics["baselines"]["most_popular"][split]):
-            assert set(m) == {"recall@5", "ndcg@5", "recall@10", "ndcg@10", "users"}
+            assert ranking <= set(m)
             assert 0 <= m["recall@5"] <= m["recall@10"] <= 1 and m["users"] > 0
     assert metrics["valid"] == log[metrics["best_epoch"] - 1]["valid"]
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -204,3 +210,12 @@ def test_checkpoint_errors_in_the_users_words(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_checkpoint(tmp_path / "nothing.pt")
 
+
+
+def test_progress_bars_cover_epochs_and_evaluation(tiny_data, tmp_path, capsys):
+    # issue 10 item 17: with --progress, the epoch bar carries the metric so far and each
+    # evaluation shows its own bar over the user batches.
+    train(config(tiny_data, tmp_path, epochs=2, eval_every=1, progress=True))
+    err = capsys.readouterr().err
+    assert "evaluate" in err and "user" in err
+    assert "recall@5=" in err and "best=2" in err  # the headline metric (first of --ks)

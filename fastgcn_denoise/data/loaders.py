@@ -22,6 +22,7 @@ import torch
 
 from .checks import add_warning, check_splits, first_occurrences, record
 from .dataset import InteractionData
+from .recbole import is_recbole, load_recbole, write_inter
 from .split import holdout_mask
 
 _SPLITS = ("train", "valid", "test")
@@ -342,17 +343,25 @@ def original_ids(data: InteractionData, users: np.ndarray, items: np.ndarray):
             items if data.item_ids is None else data.item_ids[items])
 
 
+WRITE_FORMATS = ("lightgcn", "csv", "tsv", "recbole")
+
+
 def write_interactions(data: InteractionData, users, items, path: str | os.PathLike,
                        fmt: str | None = None) -> None:
     """Write (user, item) pairs, given in contiguous ids, in the source's own format and ids.
 
     ``fmt``: "lightgcn" (one line per user, users ascending, items in the given order), "csv" or
-    "tsv" (header ``user,item``, one pair per row); None takes ``data.meta["format"]``, or when
-    that is unset, "lightgcn" for data without id maps and "csv" for data with them.
+    "tsv" (header ``user,item``, one pair per row), "recbole" (a typed ``.inter`` file,
+    ``recbole.write_inter``); None takes ``data.meta["format"]``, or when that is unset,
+    "lightgcn" for data without id maps and "csv" for data with them.
     """
     fmt = default_format(data) if fmt is None else fmt
-    if fmt not in ("lightgcn", "csv", "tsv"):
-        raise ValueError(f"unknown output format {fmt!r}: expected 'lightgcn', 'csv' or 'tsv'")
+    if fmt not in WRITE_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}: expected one of "
+                         f"{', '.join(map(repr, WRITE_FORMATS))}")
+    if fmt == "recbole":
+        write_inter(data, users, items, path)
+        return
     users = _as_ids(users, "users", data.num_users)
     items = _as_ids(items, "items", data.num_items)
     if users.shape != items.shape:
@@ -439,6 +448,9 @@ READERS = [
            lambda path, seed: load_lightgcn(path)),
     Reader("a .npz file (save_npz)", lambda p: p.is_file() and p.suffix.lower() == ".npz",
            lambda path, seed: load_npz(path)),
+    Reader("a RecBole dataset folder or .inter file", is_recbole,
+           lambda path, seed, **kw: load_recbole(path, seed=seed, **kw),
+           ("min_rating", "test_fraction", "user_field", "item_field")),
     Reader("a .csv/.tsv/.txt pairs file or directory",
            lambda p: p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt"),
            lambda path, seed, **kw: load_pairs(path, seed=seed, **kw),
@@ -454,12 +466,15 @@ def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unse
     - otherwise the first of ``READERS`` that accepts the path: a directory with ``train.txt`` +
       ``test.txt`` (``load_lightgcn``), a ``.npz`` (``load_npz``), a directory with
       ``train.csv``/``test.csv`` (or .tsv) or a .csv/.tsv/.txt file (``load_pairs``; options
-      sep, header, test_fraction).
+      sep, header, test_fraction), a RecBole dataset folder or ``.inter`` file
+      (``recbole.load_recbole``; options min_rating, test_fraction, user_field, item_field).
 
     ``unseen``: "drop" (default), "keep" or "refuse": held-out pairs whose user or item has no
     training interaction (see ``checks``). What the checks changed is in ``meta["warnings"]``.
     """
     if source is None or str(source) == "synthetic":
+        if "min_rating" in options:  # load_recbole says what min_rating applies to
+            load_recbole(None, min_rating=options["min_rating"])
         from .synthetic import make_synthetic
         return check_splits(make_synthetic(seed=seed, **options), unseen)
     path = Path(source)

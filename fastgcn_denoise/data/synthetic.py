@@ -247,8 +247,10 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         # The clean validation split comes from its own stream: the test split is the same
         # whether or not one is drawn.
         valid = np.zeros_like(test)
+        # (items given: no item loses its last training pair to it, which would make its
+        # validation pairs unlearnable and dropped by the data checks.)
         valid[~test] = holdout_mask(users[~test], clean_validation,
-                                    np.random.default_rng([seed, 2, c]))
+                                    np.random.default_rng([seed, 2, c]), items[~test])
         train = ~(test | valid)
         for split, sel in (("clean", train), ("valid", valid), ("test", test)):
             out[split][0].append(lo + users[sel])

@@ -21,10 +21,13 @@ forward passes used.
 """
 from __future__ import annotations
 
+import math
 import numbers
+from typing import Optional
 
 import torch
 
+from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
 from .reference import MODE_ID
@@ -54,7 +57,6 @@ def _cpu(logits, seed, offset, df, disarm):
     p = q = None
     if disarm:  # the cpu propagation's masks compare u with torch's sigmoids: use the same ones
         p, q = torch.sigmoid(logits), torch.sigmoid(-logits)
-    df = float(df)  # a CPU scalar: no device sync
     return _C.arm_grad(logits, p, q, _i64(seed), _i64(offset), df, disarm)
 
 
@@ -66,26 +68,46 @@ def _triton(logits, seed, offset, df, disarm):
 _IMPLS = {"reference": _reference, "cpu": _cpu, "triton": _triton}
 
 
-def _loss_difference(f_pos, f_neg, device):
-    """f_pos - f_neg as a python float or a detached 0-d tensor (kept on the GPU: no sync)."""
+def _loss_difference(f_pos, f_neg, device) -> torch.Tensor:
+    """f_pos - f_neg as a detached 0-d tensor (on the logits' device when the losses are there:
+    no sync; a CPU tensor for Python floats)."""
     vals = []
     for name, f in (("f_pos", f_pos), ("f_neg", f_neg)):
         if isinstance(f, torch.Tensor):
             if f.numel() != 1 or not f.is_floating_point():
                 raise ValueError(f"{name} must be a float or a 1-element float tensor (a loss), "
                                  f"got a {f.dtype} tensor of shape {tuple(f.shape)}")
-            if f.device.type == "cpu":
-                f = f.item()
-            elif f.device != device:
+            if f.device.type != "cpu" and f.device != device:
                 raise ValueError(f"{name} is on {f.device} but the logits are on {device}")
-            else:
-                f = f.detach().reshape(())
+            f = f.detach().reshape(()).to(torch.float64)
         elif not isinstance(f, numbers.Real) or isinstance(f, bool):
             raise ValueError(f"{name} must be a float or a 0-d tensor, got {type(f).__name__}")
-        if not isinstance(f, torch.Tensor) and not torch.isfinite(torch.tensor(float(f))):
+        elif not math.isfinite(float(f)):
             raise ValueError(f"{name} = {f} is not finite")
         vals.append(f)
-    return vals[0] - vals[1]
+    df = vals[0] - vals[1]
+    return df if isinstance(df, torch.Tensor) else torch.tensor(float(df), dtype=torch.float64)
+
+
+def _arm_grad_op(logits: torch.Tensor, seed: int, offset: int, df: torch.Tensor, disarm: bool,
+                 backend: Optional[str]) -> torch.Tensor:
+    # min/max are NaN or inf exactly when some value is: one reduction instead of an isfinite
+    # pass over all K x E logits every step; the search for the first bad one only on failure.
+    if logits.device.type == "cpu" and logits.numel() and not torch.isfinite(
+            torch.stack(torch.aminmax(logits))).all():
+        raise ValueError(f"logits has non-finite values (first at flat index "
+                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
+    name = resolve_name(logits.device, backend)
+    if name not in _IMPLS:
+        raise BackendUnavailable(f"arm_grad has no {name!r} kernel; the triton backend covers GPUs")
+    if df.device.type == "cpu":
+        df = float(df)  # a host scalar for the kernels (no device sync: it is on the host)
+    return _IMPLS[name](logits.contiguous(), library.uint64(seed), library.uint64(offset), df,
+                        disarm)
+
+
+_op = library.define("arm_grad", _arm_grad_op,
+                     lambda logits, seed, offset, df, disarm, backend: torch.empty_like(logits))
 
 
 def arm_grad(logits: torch.Tensor, seed: int, offset: int, f_pos, f_neg, estimator: str = "arm",
@@ -109,18 +131,9 @@ def arm_grad(logits: torch.Tensor, seed: int, offset: int, f_pos, f_neg, estimat
         raise ValueError(f"logits must be a tensor of shape [E] or [K, E], got {shape}")
     if logits.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"logits must be float32 or float64, got {logits.dtype}")
-    # min/max are NaN or inf exactly when some value is: one reduction instead of an isfinite
-    # pass over all K x E logits every step; the search for the first bad one only on failure.
-    if logits.device.type == "cpu" and logits.numel() and not torch.isfinite(
-            torch.stack(torch.aminmax(logits))).all():
-        raise ValueError(f"logits has non-finite values (first at flat index "
-                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
     df = _loss_difference(f_pos, f_neg, logits.device)
-    name = resolve_name(logits.device, backend)
-    if name not in _IMPLS:
-        raise BackendUnavailable(f"arm_grad has no {name!r} kernel; the triton backend covers GPUs")
-    return _IMPLS[name](logits.detach().contiguous(), int(seed), int(offset), df,
-                        estimator == "disarm")
+    return _op(logits.detach().contiguous(), library.int64_bits(seed), library.int64_bits(offset),
+               df, estimator == "disarm", backend)
 
 
 __all__ = ["arm_grad", "ESTIMATORS"]

@@ -31,9 +31,12 @@ tests' gradient truth and the benchmark's peer).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
+from . import _library as library
 from ._backend import BackendUnavailable, get_backend, resolve_name
 
 NORM_EPS = 1e-12  # F.normalize's default: a zero key has cosine 0 with everything
@@ -141,57 +144,93 @@ def attention_kernels(device: torch.device, backend: str | None = None):
 
 
 # --------------------------------------------------------------------------- autograd
-class _CosineAttention(torch.autograd.Function):
-    """Outputs (y_user, y_item, alpha_to_user, alpha_to_item); a skipped direction gives empty
-    tensors (the wrapper returns None for them)."""
+# fastgcn::cosine_attention returns [y_user, y_item, alpha_to_user, alpha_to_item]; a skipped
+# direction gives empty tensors (each its own: returns may not alias), the wrapper returns None.
+def _cosine_attention_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
+                         col_user: torch.Tensor, perm: torch.Tensor, inv_tau: float,
+                         k_user: torch.Tensor, k_item: torch.Tensor,
+                         v_user: Optional[torch.Tensor], v_item: Optional[torch.Tensor],
+                         backend: Optional[str]) -> list[torch.Tensor]:
+    fwd, _ = attention_kernels(k_user.device, backend)
+    y_u = y_i = a_u = a_i = cos = None
+    if v_item is not None:
+        y_u, a_u, cos = fwd(rowptr_u, col_item, None, None, k_user, k_item, v_item, inv_tau)
+    if v_user is not None:
+        y_i, a_i, _ = fwd(rowptr_i, col_user, perm, cos, k_item, k_user, v_user, inv_tau)
+    return [t if t is not None else library.empty(k_user) for t in (y_u, y_i, a_u, a_i)]
 
-    @staticmethod
-    def forward(ctx, graph, backend, inv_tau, k_user, k_item, v_user, v_item):
-        fwd, _ = attention_kernels(k_user.device, backend)
-        to_user, to_item = v_item is not None, v_user is not None
-        y_u = y_i = a_u = a_i = cos = None
-        if to_user:
-            y_u, a_u, cos = fwd(graph.rowptr_u, graph.col_item, None, None, k_user, k_item, v_item,
-                                inv_tau)
-        if to_item:
-            y_i, a_i, _ = fwd(graph.rowptr_i, graph.col_user, graph.perm, cos, k_item, k_user, v_user,
-                              inv_tau)
-        ctx.graph, ctx.backend, ctx.inv_tau = graph, backend, inv_tau
-        ctx.directions = (to_user, to_item)
-        empty = k_user.new_zeros(0)
-        ctx.save_for_backward(k_user, k_item, v_user if to_item else empty,
-                              v_item if to_user else empty, a_u if to_user else empty,
-                              a_i if to_item else empty)
-        # A skipped direction's outputs are empty tensors (each its own: outputs must differ).
-        return tuple(t if t is not None else k_user.new_zeros(0) for t in (y_u, y_i, a_u, a_i))
 
-    @staticmethod
-    def backward(ctx, gy_u, gy_i, ga_u, ga_i):
-        k_user, k_item, v_user, v_item, a_u, a_i = ctx.saved_tensors
-        graph, to_user, to_item = ctx.graph, *ctx.directions
-        _, bwd = attention_kernels(k_user.device, ctx.backend)
-        be = get_backend(k_user.device, None if resolve_name(k_user.device, ctx.backend) == "cuda"
-                         else ctx.backend)
-        by_user = (graph.rowptr_u, graph.col_item, None)
-        by_item = (graph.rowptr_i, graph.col_user, graph.perm)
+def _cosine_attention_fake(rowptr_u, col_item, rowptr_i, col_user, perm, inv_tau, k_user, k_item,
+                           v_user, v_item, backend):
+    e = col_item.shape[0]
+    return [k_user.new_empty(rowptr_u.shape[0] - 1, v_item.shape[1]) if v_item is not None
+            else library.empty(k_user),
+            k_user.new_empty(rowptr_i.shape[0] - 1, v_user.shape[1]) if v_user is not None
+            else library.empty(k_user),
+            k_user.new_empty(e) if v_item is not None else library.empty(k_user),
+            k_user.new_empty(e) if v_user is not None else library.empty(k_user)]
 
-        def product(csr, w, x):  # y[r] = sum_{j in row r} w[edge(j)] x[col_j]
-            return be.spmm(*csr, w.unsqueeze(0), None, None, x.contiguous(), None)[0]
 
-        gs = gv_user = gv_item = None
-        if to_user:
-            gs = bwd(*by_user, a_u, ga_u.contiguous(), gy_u.contiguous(), v_item)
-            if ctx.needs_input_grad[6]:
-                gv_item = product(by_item, a_u, gy_u)
-        if to_item:
-            g = bwd(*by_item, a_i, ga_i.contiguous(), gy_i.contiguous(), v_user)
-            gs = g if gs is None else gs + g
-            if ctx.needs_input_grad[5]:
-                gv_user = product(by_user, a_i, gy_i)
-        gc = gs * ctx.inv_tau
-        gk_user = product(by_user, gc, k_item) if ctx.needs_input_grad[3] else None
-        gk_item = product(by_item, gc, k_user) if ctx.needs_input_grad[4] else None
-        return None, None, None, gk_user, gk_item, gv_user, gv_item
+def _cosine_attention_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor,
+                                  rowptr_i: torch.Tensor, col_user: torch.Tensor,
+                                  perm: torch.Tensor, inv_tau: float, k_user: torch.Tensor,
+                                  k_item: torch.Tensor, v_user: Optional[torch.Tensor],
+                                  v_item: Optional[torch.Tensor], a_u: torch.Tensor,
+                                  a_i: torch.Tensor, grads: list[torch.Tensor],
+                                  needs: list[bool], backend: Optional[str]) -> list[torch.Tensor]:
+    """[dL/dk_user, dL/dk_item, dL/dv_user, dL/dv_item], empty where not needed or absent."""
+    gy_u, gy_i, ga_u, ga_i = grads
+    _, bwd = attention_kernels(k_user.device, backend)
+    be = get_backend(k_user.device, None if resolve_name(k_user.device, backend) == "cuda"
+                     else backend)
+    by_user = (rowptr_u, col_item, None)
+    by_item = (rowptr_i, col_user, perm)
+
+    def product(csr, w, x):  # y[r] = sum_{j in row r} w[edge(j)] x[col_j]
+        return be.spmm(*csr, w.unsqueeze(0), None, None, x.contiguous(), None)[0]
+
+    gs = gv_user = gv_item = None
+    if v_item is not None:
+        gs = bwd(*by_user, a_u, ga_u.contiguous(), gy_u.contiguous(), v_item)
+        if needs[3]:
+            gv_item = product(by_item, a_u, gy_u)
+    if v_user is not None:
+        g = bwd(*by_item, a_i, ga_i.contiguous(), gy_i.contiguous(), v_user)
+        gs = g if gs is None else gs + g
+        if needs[2]:
+            gv_user = product(by_user, a_i, gy_i)
+    gc = gs * inv_tau
+    gk_user = product(by_user, gc, k_item) if needs[0] else None
+    gk_item = product(by_item, gc, k_user) if needs[1] else None
+    return [library.empty(k_user) if t is None else t for t in (gk_user, gk_item, gv_user, gv_item)]
+
+
+def _cosine_attention_backward_fake(rowptr_u, col_item, rowptr_i, col_user, perm, inv_tau, k_user,
+                                    k_item, v_user, v_item, a_u, a_i, grads, needs, backend):
+    shapes = (k_user, k_item, v_user, v_item)
+    return [torch.empty_like(t) if need and t is not None else library.empty(k_user)
+            for t, need in zip(shapes, needs)]
+
+
+_forward = library.define("cosine_attention", _cosine_attention_op, _cosine_attention_fake)
+_backward = library.define("cosine_attention_backward", _cosine_attention_backward_op,
+                           _cosine_attention_backward_fake)
+
+
+def _setup(ctx, inputs, output):
+    *graph, inv_tau, k_user, k_item, v_user, v_item, backend = inputs
+    ctx.save_for_backward(*graph, k_user, k_item, v_user, v_item, output[2], output[3])
+    ctx.inv_tau, ctx.backend = inv_tau, backend
+
+
+def _grad(ctx, grads):
+    *graph, k_user, k_item, v_user, v_item, a_u, a_i = ctx.saved_tensors
+    out = _backward(*graph, ctx.inv_tau, k_user, k_item, v_user, v_item, a_u, a_i, list(grads),
+                    list(ctx.needs_input_grad[6:10]), ctx.backend)
+    return (None,) * 6 + tuple(library.present(t) for t in out) + (None,)
+
+
+library.differentiable(_forward, _grad, _setup)
 
 
 def _check_rows(name, x, rows, what, graph, dtype=None):
@@ -237,9 +276,9 @@ def cosine_attention(graph, key_user: torch.Tensor, key_item: torch.Tensor,
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     k_user = F.normalize(key_user, dim=1, eps=NORM_EPS).contiguous()
     k_item = F.normalize(key_item, dim=1, eps=NORM_EPS).contiguous()
-    out = _CosineAttention.apply(graph, backend, 1.0 / temperature, k_user, k_item,
-                                 None if value_user is None else value_user.contiguous(),
-                                 None if value_item is None else value_item.contiguous())
+    out = _forward(*library.graph_args(graph), 1.0 / temperature, k_user, k_item,
+                   None if value_user is None else value_user.contiguous(),
+                   None if value_item is None else value_item.contiguous(), backend)
     y_u, y_i, a_u, a_i = out
     to_user, to_item = value_item is not None, value_user is not None
     return (y_u if to_user else None, y_i if to_item else None,

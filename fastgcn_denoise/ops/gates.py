@@ -26,9 +26,11 @@ This file is the public op; the formulas live once per language: ``reference.gat
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
+from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
 from .reference import GATE_ID, GATE_KINDS
@@ -63,20 +65,33 @@ def gate_kernel(device: torch.device, backend: str | None = None):
     return _IMPLS[name]
 
 
-class _Gate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, kind, seed, offset, tau, gamma, zeta, backend):
-        need_grad = ctx.needs_input_grad[0]
-        z, dz = gate_kernel(logits.device, backend)(logits, kind, seed, offset, tau, gamma, zeta,
-                                                    need_grad)
-        if need_grad:
-            ctx.save_for_backward(dz)  # [n]: the gate's own size, as small as the logits
-        return z
+def _gate_op(logits: torch.Tensor, kind: int, seed: int, offset: int, tau: float, gamma: float,
+             zeta: float, need_grad: bool, backend: Optional[str]) -> list[torch.Tensor]:
+    """[z, dz/dphi (empty unless need_grad)]; the logits' values are checked here, where the data is."""
+    if logits.numel() and logits.device.type == "cpu" and not torch.isfinite(
+            torch.stack(torch.aminmax(logits.reshape(-1)))).all():
+        raise ValueError(f"logits has non-finite values (first at flat index "
+                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
+    z, dz = gate_kernel(logits.device, backend)(logits, kind, library.uint64(seed),
+                                                library.uint64(offset), tau, gamma, zeta, need_grad)
+    return [z, dz if need_grad else library.empty(logits)]
 
-    @staticmethod
-    def backward(ctx, gz):
-        (dz,) = ctx.saved_tensors
-        return gz * dz, None, None, None, None, None, None, None
+
+def _gate_fake(logits, kind, seed, offset, tau, gamma, zeta, need_grad, backend):
+    return [torch.empty_like(logits), torch.empty_like(logits) if need_grad else library.empty(logits)]
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])  # dz [n]: the gate's own size, as small as the logits
+
+
+def _grad(ctx, grads):
+    (dz,) = ctx.saved_tensors
+    return grads[0] * dz, None, None, None, None, None, None, None, None
+
+
+_forward = library.define("gate", _gate_op, _gate_fake)
+library.differentiable(_forward, _grad, _setup)
 
 
 def _check_params(kind: str, temperature: float, gamma: float, zeta: float) -> None:
@@ -105,12 +120,11 @@ def gate(logits: torch.Tensor, kind: str = "hard_concrete", seed: int = 0, offse
     if not isinstance(logits, torch.Tensor) or logits.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"logits must be a float32 or float64 tensor, got "
                          f"{logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__}")
-    if logits.numel() and logits.device.type == "cpu" and not torch.isfinite(
-            torch.stack(torch.aminmax(logits.detach().reshape(-1)))).all():
-        raise ValueError(f"logits has non-finite values (first at flat index "
-                         f"{int((~torch.isfinite(logits.detach())).reshape(-1).nonzero()[0])})")
-    return _Gate.apply(logits.contiguous(), GATE_ID[kind], int(seed), int(offset),
-                       float(temperature), float(gamma), float(zeta), backend)
+    z, _ = _forward(logits.contiguous(), GATE_ID[kind], library.int64_bits(seed),
+                    library.int64_bits(offset),
+                    float(temperature), float(gamma), float(zeta),
+                    logits.requires_grad and torch.is_grad_enabled(), backend)
+    return z
 
 
 def l0_probability(logits: torch.Tensor, kind: str = "hard_concrete",

@@ -24,8 +24,11 @@ Backward, two options:
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from . import _library as library
 from .masked_spmm import masked_spmm
 from .sddmm import sddmm_kernel
 from .truncated_svd import truncated_svd
@@ -89,26 +92,55 @@ def _power_iteration_grad(graph, w, u0, s0, v0, iters, backend):
     return grad
 
 
-class _NuclearNorm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, graph, k, state, backward, pi_iters, svd_options, backend, w):
-        init = None if state is None else state.v
-        u, s, v = truncated_svd(graph, k, w, init=init, dtype=w.dtype, backend=backend, **svd_options)
-        if state is not None:
-            state.v, state.s = v, s
-        ctx.graph, ctx.backward_mode, ctx.pi_iters, ctx.backend = graph, backward, pi_iters, backend
-        ctx.save_for_backward(u, s, v, w)
-        return s.sum()
+def _nuclear_norm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
+                     col_user: torch.Tensor, perm: torch.Tensor, w: torch.Tensor, k: int,
+                     init: Optional[torch.Tensor], n_iter: Optional[int], tol: Optional[float],
+                     oversample: Optional[int], mode: str, pi_iters: int,
+                     backend: Optional[str]) -> list[torch.Tensor]:
+    """``fastgcn::nuclear_norm``: [sum of the top-k singular values, U, S, V] (U, S, V are what
+    the caller's state keeps and what backward needs; ``mode``, ``pi_iters``: the backward's)."""
+    graph = library.graph_from(rowptr_u, col_item, rowptr_i, col_user, perm)
+    u, s, v = truncated_svd(graph, k, w, init=init, dtype=w.dtype, backend=backend, n_iter=n_iter,
+                            tol=tol, oversample=oversample)
+    return [s.sum(), u, s, v]
 
-    @staticmethod
-    def backward(ctx, g):
-        u, s, v, w = ctx.saved_tensors
-        graph = ctx.graph
-        if ctx.backward_mode == "exact":
-            grad = sddmm_kernel(w.device, ctx.backend)(graph.rowptr_u, graph.col_item, u, v)
-        else:
-            grad = _power_iteration_grad(graph, w, u, s, v, ctx.pi_iters, ctx.backend)
-        return None, None, None, None, None, None, None, g * grad
+
+def _nuclear_norm_fake(rowptr_u, col_item, rowptr_i, col_user, perm, w, k, init, n_iter, tol,
+                       oversample, mode, pi_iters, backend):
+    new = w.new_empty
+    return [new(()), new(rowptr_u.shape[0] - 1, k), new(k), new(rowptr_i.shape[0] - 1, k)]
+
+
+def _nuclear_norm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, u: torch.Tensor,
+                              v: torch.Tensor, g: torch.Tensor,
+                              backend: Optional[str]) -> torch.Tensor:
+    """The ``exact`` backward: g * (U_k V_k^T sampled on the pattern) [E]."""
+    return g * sddmm_kernel(u.device, backend)(rowptr_u, col_item, u, v)
+
+
+_forward = library.define("nuclear_norm", _nuclear_norm_op, _nuclear_norm_fake)
+_backward = library.define("nuclear_norm_backward", _nuclear_norm_backward_op,
+                           lambda rowptr_u, col_item, u, v, g, backend: u.new_empty(col_item.shape))
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:5], *output[1:], inputs[5])
+    ctx.mode, ctx.pi_iters, ctx.backend = inputs[11:14]
+
+
+def _grad(ctx, grads):
+    *graph, u, s, v, w = ctx.saved_tensors
+    if ctx.mode == "exact":
+        g_w = _backward(graph[0], graph[1], u, v, grads[0], ctx.backend)
+    else:
+        # Autograd through the unrolled power iteration: eager here in the backward pass (an op's
+        # implementation runs below autograd), so this option is not traced by torch.compile.
+        g_w = grads[0] * _power_iteration_grad(library.graph_from(*graph), w, u, s, v,
+                                               ctx.pi_iters, ctx.backend)
+    return (None,) * 5 + (g_w,) + (None,) * 8
+
+
+library.differentiable(_forward, _grad, _setup)
 
 
 def nuclear_norm(graph, edge_weight: torch.Tensor, k: int, state: NuclearNormState | None = None,
@@ -143,8 +175,12 @@ def nuclear_norm(graph, edge_weight: torch.Tensor, k: int, state: NuclearNormSta
                          f"has {graph.num_items} items on {graph.device}: one state per matrix")
     if not isinstance(pi_iters, int) or pi_iters < 1:
         raise ValueError(f"pi_iters must be a positive int, got {pi_iters!r}")
-    options = {"n_iter": n_iter, "tol": tol, "oversample": oversample}
-    return _NuclearNorm.apply(graph, k, state, backward, pi_iters, options, backend, edge_weight)
+    init = None if state is None or state.v is None else state.v.detach()
+    value, u, s, v = _forward(*library.graph_args(graph), edge_weight, k, init, n_iter, tol,
+                              oversample, backward, pi_iters, backend)
+    if state is not None:  # detached: the next call's warm start must not link the two graphs
+        state.v, state.s = v.detach(), s.detach()
+    return value
 
 
 __all__ = ["nuclear_norm", "NuclearNormState", "BACKWARDS"]

@@ -7,11 +7,15 @@ per-edge score of a weighted propagation. Row-parallel over CSR(R), whose positi
 Differentiable in ``a`` and ``b``: with g = dL/dout, dL/da = R_g b and dL/db = R_g^T a, the two
 weighted products of the propagation backend (no renormalisation), each row-parallel.
 Backends: ``reference`` (chunked torch), ``cpu`` (``_C.sddmm``), ``triton`` (kernels/sddmm.py).
+Registered as ``fastgcn::sddmm`` (+ ``sddmm_backward``; ``_library``).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from . import _library as library
 from ._backend import BackendUnavailable, get_backend, resolve_name
 
 _CHUNK_ELEMENTS = 1 << 22  # reference: gathered elements per chunk (bounds its temporary memory)
@@ -51,24 +55,48 @@ def sddmm_kernel(device: torch.device, backend: str | None = None):
     return _IMPLS[name]
 
 
-class _Sddmm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, graph, backend, a, b):
-        ctx.graph, ctx.backend = graph, backend
-        ctx.save_for_backward(a, b)
-        return sddmm_kernel(a.device, backend)(graph.rowptr_u, graph.col_item, a, b)
+# fastgcn::sddmm takes the whole graph (both CSRs) so that its backward finds the transpose.
+def _sddmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
+              col_user: torch.Tensor, perm: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+              backend: Optional[str]) -> torch.Tensor:
+    return sddmm_kernel(a.device, backend)(rowptr_u, col_item, a, b)
 
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        graph, be = ctx.graph, get_backend(a.device, ctx.backend)
-        w = g.contiguous().unsqueeze(0)
-        ga = gb = None
-        if ctx.needs_input_grad[2]:
-            ga = be.spmm(graph.rowptr_u, graph.col_item, None, w, None, None, b, None)[0]
-        if ctx.needs_input_grad[3]:
-            gb = be.spmm(graph.rowptr_i, graph.col_user, graph.perm, w, None, None, a, None)[0]
-        return None, None, ga, gb
+
+def _sddmm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
+                       col_user: torch.Tensor, perm: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                       g: torch.Tensor, need_a: bool, need_b: bool,
+                       backend: Optional[str]) -> list[torch.Tensor]:
+    """[dL/da or empty, dL/db or empty]: dL/da = R_g b and dL/db = R_g^T a."""
+    be = get_backend(a.device, backend)
+    w = g.contiguous().unsqueeze(0)
+    ga = be.spmm(rowptr_u, col_item, None, w, None, None, b, None)[0] if need_a else library.empty(a)
+    gb = be.spmm(rowptr_i, col_user, perm, w, None, None, a, None)[0] if need_b else library.empty(b)
+    return [ga, gb]
+
+
+_forward = library.define("sddmm", _sddmm_op,
+                          lambda pu, ci, pi, cu, perm, a, b, backend: a.new_empty(ci.shape[0]))
+_backward = library.define(
+    "sddmm_backward", _sddmm_backward_op,
+    lambda pu, ci, pi, cu, perm, a, b, g, need_a, need_b, backend: [
+        torch.empty_like(a) if need_a else library.empty(a),
+        torch.empty_like(b) if need_b else library.empty(b)])
+
+
+def _setup(ctx, inputs, output):
+    *graph, a, b, backend = inputs
+    ctx.save_for_backward(*graph, a, b)
+    ctx.backend = backend
+
+
+def _grad(ctx, g):
+    *graph, a, b = ctx.saved_tensors
+    ga, gb = _backward(*graph, a, b, g, ctx.needs_input_grad[5], ctx.needs_input_grad[6],
+                       ctx.backend)
+    return None, None, None, None, None, library.present(ga), library.present(gb), None
+
+
+library.differentiable(_forward, _grad, _setup)
 
 
 def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -> torch.Tensor:
@@ -90,7 +118,7 @@ def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -
     if a.shape[1] != b.shape[1] or a.dtype != b.dtype:
         raise ValueError(f"a ({a.shape[1]} columns, {a.dtype}) and b ({b.shape[1]} columns, {b.dtype}) "
                          "must share k and dtype")
-    return _Sddmm.apply(graph, backend, a.contiguous(), b.contiguous())
+    return _forward(*library.graph_args(graph), a.contiguous(), b.contiguous(), backend)
 
 
 __all__ = ["sddmm", "sddmm_kernel"]

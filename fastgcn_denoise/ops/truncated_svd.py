@@ -19,12 +19,16 @@ Each step costs two sparse products of width b (R_w and R_w^T, row-parallel, nev
 one orthonormalisation of an n x b block and a small symmetric eigenproblem (float64).
 
 Sparse products go through the propagation backend's ``spmm`` primitive with no renormalisation
-(the C++ kernel when ``fastgcn_denoise._C`` is built, else the reference).
+(the C++ kernel when ``fastgcn_denoise._C`` is built, else the reference). Registered as
+``fastgcn::truncated_svd`` (no gradient; ``_library``) unless a ``generator`` is passed.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from . import _library as library
 from ._backend import get_backend
 
 # Defaults, chosen on the Gowalla training matrix (k = 128, bench/truncated_svd.py): they stop at
@@ -117,9 +121,6 @@ def _check_args(graph, k, edge_weight, n_iter, tol, init, oversample, dtype):
             raise ValueError(f"edge_weight must have shape [num_edges] = [{graph.num_edges}], got {shape}")
         if edge_weight.device != graph.device:
             raise ValueError(f"edge_weight is on {edge_weight.device} but the graph is on {graph.device}")
-        if edge_weight.device.type == "cpu" and not torch.isfinite(edge_weight).all():
-            bad = int((~torch.isfinite(edge_weight)).nonzero()[0])
-            raise ValueError(f"edge_weight has non-finite values (first at edge {bad})")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"truncated_svd works in float32 or float64, got {dtype}")
     if n_iter is not None and (not isinstance(n_iter, int) or n_iter < 0):
@@ -152,7 +153,8 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
         init [I, j]: warm start, e.g. the V of the previous call (j <= k + oversample columns).
         oversample: extra block columns (default 16); the block is min(k + oversample, n) wide.
         dtype: float32 or float64 (default: edge_weight's dtype, else float32).
-        generator: for the Gaussian start (default: seeded with 0, so results are reproducible).
+        generator: for the Gaussian start (default: seeded with 0, so results are reproducible;
+            with one, the call runs outside the registered op, which torch.compile cannot trace).
         backend: force the sparse-product backend.
 
     Returns:
@@ -164,11 +166,47 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
     n_iter = DEFAULT_N_ITER if n_iter is None else n_iter
     tol = DEFAULT_TOL if tol is None else float(tol)
     oversample = DEFAULT_OVERSAMPLE if oversample is None else oversample
+    edge_weight = None if edge_weight is None else edge_weight.detach()
+    init = None if init is None else init.detach()
+    if generator is not None:  # a schema cannot carry a Generator: run the implementation as is
+        return _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator,
+                           backend)
+    u, s, v = _op(*library.graph_args(graph), k, edge_weight, n_iter, tol, init, oversample, dtype,
+                  backend)
+    return u, s, v
+
+
+def _truncated_svd_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
+                      col_user: torch.Tensor, perm: torch.Tensor, k: int,
+                      edge_weight: Optional[torch.Tensor], n_iter: int, tol: float,
+                      init: Optional[torch.Tensor], oversample: int, dtype: torch.dtype,
+                      backend: Optional[str]) -> list[torch.Tensor]:
+    """``fastgcn::truncated_svd``: [U, S, V], the Gaussian start drawn from a generator seeded 0."""
+    if edge_weight is not None and edge_weight.device.type == "cpu" and not torch.isfinite(
+            edge_weight).all():
+        bad = int((~torch.isfinite(edge_weight)).nonzero()[0])
+        raise ValueError(f"edge_weight has non-finite values (first at edge {bad})")
+    graph = library.graph_from(rowptr_u, col_item, rowptr_i, col_user, perm)
+    generator = torch.Generator(rowptr_u.device).manual_seed(0)
+    return list(_krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype,
+                            generator, backend))
+
+
+def _truncated_svd_fake(rowptr_u, col_item, rowptr_i, col_user, perm, k, edge_weight, n_iter, tol,
+                        init, oversample, dtype, backend):
+    new = col_item.new_empty
+    return [new(rowptr_u.shape[0] - 1, k, dtype=dtype), new(k, dtype=dtype),
+            new(rowptr_i.shape[0] - 1, k, dtype=dtype)]
+
+
+_op = library.define("truncated_svd", _truncated_svd_op, _truncated_svd_fake)
+
+
+def _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator, backend):
+    """The algorithm of the module docstring on checked arguments (see ``truncated_svd``)."""
     device = graph.device
-    if generator is None:
-        generator = torch.Generator(device).manual_seed(0)
     w = (torch.ones(graph.num_edges, dtype=dtype, device=device) if edge_weight is None
-         else edge_weight.detach().to(dtype))
+         else edge_weight.to(dtype))
 
     # Basis on the smaller side: A = R_w (users x items) or R_w^T.
     transpose = graph.num_users > graph.num_items
@@ -181,7 +219,7 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
     if init is not None:
         # Warm start from item-side vectors: in column space when A = R_w, else mapped there by A^T.
         j = min(init.shape[1], b)
-        start = init[:, :j].detach().to(dtype)
+        start = init[:, :j].to(dtype)
         x0[:, :j] = op.t(start) if transpose else start
     x0[:, j:] = torch.randn(c, b - j, dtype=dtype, device=device, generator=generator)
     # The basis never exceeds n columns: the last block is cut short, and a full basis is exact.

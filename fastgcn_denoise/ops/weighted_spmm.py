@@ -19,10 +19,12 @@ has no SDDMM kernel: with it forced, the weight gradient runs on triton (the GPU
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
+from . import _library as library
 from ._backend import get_backend, resolve_name
 from .sddmm import sddmm_kernel
 
@@ -101,36 +103,70 @@ class CSRPattern:
                                                    self.t_perm)), self.num_rows, self.num_cols)
 
 
-class _WeightedSpmm(torch.autograd.Function):
-    """y = A x for A given as (forward CSR, transpose CSR); each is (rowptr, col, eid | None)."""
+def _weighted_spmm_op(rowptr: torch.Tensor, col: torch.Tensor, eid: Optional[torch.Tensor],
+                      t_rowptr: torch.Tensor, t_col: torch.Tensor, t_eid: Optional[torch.Tensor],
+                      weight: torch.Tensor, x: torch.Tensor, name: str,
+                      backend: Optional[str]) -> torch.Tensor:
+    """y = A x for A given as a CSR (rowptr, col, eid | None) and its transpose's; ``name`` is the
+    weight's name for the value check (here, where the data is read)."""
+    # One reduction on the hot path; the search for the first bad entry only on failure.
+    if weight.device.type == "cpu" and weight.numel() and not torch.isfinite(
+            torch.stack(torch.aminmax(weight))).all():
+        raise ValueError(f"{name} has non-finite values (first at entry "
+                         f"{int((~torch.isfinite(weight)).nonzero()[0])})")
+    be = get_backend(x.device, backend)
+    return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
 
-    @staticmethod
-    def forward(ctx, fwd, bwd, backend, weight, x):
-        be = get_backend(x.device, backend)
-        rowptr, col, eid = fwd
-        y = be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
-        ctx.fwd, ctx.bwd, ctx.backend = fwd, bwd, backend
-        ctx.save_for_backward(weight, x)
-        return y
 
-    @staticmethod
-    def backward(ctx, gy):
-        weight, x = ctx.saved_tensors
-        gy = gy.contiguous()
-        gw = gx = None
-        if ctx.needs_input_grad[4]:
-            t_rowptr, t_col, t_eid = ctx.bwd
-            gx = get_backend(x.device, ctx.backend).spmm(t_rowptr, t_col, t_eid, weight.unsqueeze(0),
-                                                         None, None, gy, None)[0]
-        if ctx.needs_input_grad[3]:
-            backend = None if resolve_name(x.device, ctx.backend) == "cuda" else ctx.backend
-            sddmm = sddmm_kernel(x.device, backend)
-            # dL/dw_e = <gy[row_e], x[col_e]>, computed on whichever CSR has positions = entry ids.
-            if ctx.fwd[2] is None:
-                gw = sddmm(ctx.fwd[0], ctx.fwd[1], gy, x)
-            else:
-                gw = sddmm(ctx.bwd[0], ctx.bwd[1], x, gy)
-        return None, None, None, gw, gx
+def _weighted_spmm_backward_op(rowptr: torch.Tensor, col: torch.Tensor, eid: Optional[torch.Tensor],
+                               t_rowptr: torch.Tensor, t_col: torch.Tensor,
+                               t_eid: Optional[torch.Tensor], weight: torch.Tensor,
+                               x: torch.Tensor, gy: torch.Tensor, need_w: bool, need_x: bool,
+                               backend: Optional[str]) -> list[torch.Tensor]:
+    """[dL/dw or empty, dL/dx or empty]: dL/dx = A^T gy, dL/dw_e = <gy[row_e], x[col_e]>."""
+    gy = gy.contiguous()
+    gw = gx = library.empty(x)
+    if need_x:
+        gx = get_backend(x.device, backend).spmm(t_rowptr, t_col, t_eid, weight.unsqueeze(0),
+                                                 None, None, gy, None)[0]
+    if need_w:
+        sddmm = sddmm_kernel(x.device, None if resolve_name(x.device, backend) == "cuda" else backend)
+        # Computed on whichever CSR has positions = entry ids.
+        gw = sddmm(rowptr, col, gy, x) if eid is None else sddmm(t_rowptr, t_col, x, gy)
+    return [gw, gx]
+
+
+def _weighted_spmm_fake(rowptr, col, eid, t_rowptr, t_col, t_eid, weight, x, name, backend):
+    return x.new_empty(rowptr.shape[0] - 1, x.shape[1])
+
+
+def _weighted_spmm_backward_fake(rowptr, col, eid, t_rowptr, t_col, t_eid, weight, x, gy, need_w,
+                                 need_x, backend):
+    return [torch.empty_like(weight) if need_w else library.empty(x),
+            torch.empty_like(x) if need_x else library.empty(x)]
+
+
+_forward = library.define("weighted_spmm", _weighted_spmm_op, _weighted_spmm_fake)
+_backward = library.define("weighted_spmm_backward", _weighted_spmm_backward_op,
+                           _weighted_spmm_backward_fake)
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:8])
+    ctx.backend = inputs[9]
+
+
+def _grad(ctx, gy):
+    gw, gx = _backward(*ctx.saved_tensors, gy, ctx.needs_input_grad[6], ctx.needs_input_grad[7],
+                       ctx.backend)
+    return (None,) * 6 + (library.present(gw), library.present(gx), None, None)
+
+
+library.differentiable(_forward, _grad, _setup)
+
+
+def _product(fwd, bwd, weight, x, name, backend):
+    return _forward(*fwd, *bwd, weight.contiguous(), x.contiguous(), name, backend)
 
 
 def _check_embeddings(name, x, rows, what, device):
@@ -151,10 +187,6 @@ def _check_weight(name, w, nnz, dtype, device):
         raise ValueError(f"{name} is {w.dtype} but the embeddings are {dtype}")
     if w.device != device:
         raise ValueError(f"{name} is on {w.device} but the pattern is on {device}")
-    # One reduction on the hot path; the search for the first bad entry only on failure.
-    if w.device.type == "cpu" and nnz and not torch.isfinite(torch.stack(torch.aminmax(w.detach()))).all():
-        raise ValueError(f"{name} has non-finite values (first at entry "
-                         f"{int((~torch.isfinite(w.detach())).nonzero()[0])})")
 
 
 def weighted_spmm(pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor,
@@ -168,9 +200,8 @@ def weighted_spmm(pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor,
     """
     _check_embeddings("x", x, pattern.num_cols, "num_cols", pattern.device)
     _check_weight("weight", weight, pattern.nnz, x.dtype, pattern.device)
-    return _WeightedSpmm.apply((pattern.rowptr, pattern.col, None),
-                               (pattern.t_rowptr, pattern.t_col, pattern.t_perm), backend,
-                               weight.contiguous(), x.contiguous())
+    return _product((pattern.rowptr, pattern.col, None),
+                    (pattern.t_rowptr, pattern.t_col, pattern.t_perm), weight, x, "weight", backend)
 
 
 def directed_spmm(graph, x_user: torch.Tensor, x_item: torch.Tensor, w_to_user: torch.Tensor,
@@ -191,8 +222,8 @@ def directed_spmm(graph, x_user: torch.Tensor, x_item: torch.Tensor, w_to_user: 
     _check_weight("w_to_item", w_to_item, graph.num_edges, x_user.dtype, graph.device)
     by_user = (graph.rowptr_u, graph.col_item, None)
     by_item = (graph.rowptr_i, graph.col_user, graph.perm)
-    y_user = _WeightedSpmm.apply(by_user, by_item, backend, w_to_user.contiguous(), x_item.contiguous())
-    y_item = _WeightedSpmm.apply(by_item, by_user, backend, w_to_item.contiguous(), x_user.contiguous())
+    y_user = _product(by_user, by_item, w_to_user, x_item, "w_to_user", backend)
+    y_item = _product(by_item, by_user, w_to_item, x_user, "w_to_item", backend)
     return y_user, y_item
 
 

@@ -5,7 +5,7 @@ What the trainer (``train.py``) asks of a task, here for recommenders:
     prepare(config) -> RankingData       the data as graphs on the run's device (+ warnings)
     context(prep, config) -> RankingContext   what a model's builder gets
     train_epoch(model, optimizer, prep, config, epoch, sampler, progress) -> {term: mean}
-    evaluate(model, prep, split, config) -> metrics       split "valid" or "test"
+    evaluate(model, prep, split, config) -> metrics       split "valid" or "test" (+ row_diff, mad)
     baselines(prep, config) -> {name: {split: metrics}}   (most popular)
     headline(config) -> the metric that selects the model ("recall@20")
     describe(info) -> str                one line about the data, for the log
@@ -21,9 +21,10 @@ import torch
 
 from ..data import (InteractionData, inject_noise, load_dataset, resolve_features, sample_bpr,
                     validation_split)
-from ..eval import evaluate_model, evaluate_most_popular
+from ..eval import evaluate_embeddings, evaluate_most_popular
 from ..graph import BipartiteGraph
 from ..models.base import Batch
+from ..oversmoothing import smoothness_metrics
 
 # Below this many validation users (or interactions) a Recall@K difference between epochs is
 # mostly noise (its standard error is ~0.5 / sqrt(users)): the run warns that selection is weak.
@@ -79,6 +80,8 @@ class RankingTask:
         # realistic noisy one is asked for; validation_split keeps a split the data has.
         generator = {} if config.data is not None else {
             "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0}
+        if config.min_rating is not None:
+            generator["min_rating"] = config.min_rating
         data = load_dataset(config.data, seed=config.seed, unseen=config.unseen, **generator)
         # Item content (GRCN): the --features matrices, else *_feat.npy beside train.txt; the
         # item count grows to the feature rows when items without interactions have content.
@@ -157,9 +160,22 @@ class RankingTask:
 
     @staticmethod
     def evaluate(model, prep: RankingData, split: str, config) -> dict:
+        """Recall/NDCG@K on ``split``, and how smooth the final embeddings are (row_diff, mad:
+        ``oversmoothing.smoothness_metrics``), so desmoothing is measured, not assumed."""
         target = prep.test if split == "test" else prep.valid
-        return evaluate_model(model, prep.train, target, prep.exclude(split), config.ks,
-                              config.eval_batch)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                user_emb, item_emb = model(prep.train)
+        finally:
+            model.train(was_training)
+        # The trainer's bars setting (None: when stderr is a terminal): a bar over user batches.
+        progress = sys.stderr.isatty() if config.progress is None else bool(config.progress)
+        metrics = evaluate_embeddings(user_emb, item_emb, target, prep.exclude(split), config.ks,
+                                      config.eval_batch, progress=progress)
+        metrics.update(smoothness_metrics(user_emb, item_emb, seed=config.seed))
+        return metrics
 
     @staticmethod
     def baselines(prep: RankingData, config) -> dict:

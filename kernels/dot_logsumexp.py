@@ -1,0 +1,205 @@
+"""Triton backend of ``ops.dot_logsumexp``: lse[b] = log sum_{j in S_b} exp(<q_b, k_j> / tau).
+
+Flash-attention-style tiles. Forward: one program per ``BLOCK_B`` queries (their full rows of d
+held in registers) streams over key tiles of ``BLOCK_N``: the tile's scores from one product,
+pairs outside the positive set (packed-mask popcounts, optional) set to -inf, then the running max
+m and sum s are updated (s <- s e^(m - m') + sum e^(x - m')). Nothing of size [B, N] is written.
+Backward recomputes the tiles with the forward's lse: ``_dq_kernel`` (one program per query
+block, dq = P k / tau) and ``_dk_kernel`` (one program per key block, dk = P^T q / tau), so each
+output row is written by one program: no atomics. The kernels take the queries pre-scaled by
+1 / tau (in their dtype, by torch: no float32 kernel scalar in the float64 path).
+
+Products: ``tl.dot`` with IEEE float32 (never TF32: the scores feed exponentials) for
+float32/float16/bfloat16 inputs; float64 uses broadcast-and-sum in float64 (exact products, for
+tests). d is one register tile (``BLOCK_D`` = next power of two, at most ``MAX_D``). Every load
+is masked (the interpreter, used for CPU tests, has no bounds checks).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgcn_denoise.kernels.masked_spmm import _check_device
+
+MAX_D = 256
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@triton.jit
+def _mm(a, b, DOT: tl.constexpr):
+    """a [M, K] @ b [K, N] accumulated in float32 (DOT) or float64."""
+    if DOT:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.sum(a.to(tl.float64)[:, :, None] * b.to(tl.float64)[None, :, :], axis=1)
+
+
+@triton.jit
+def _popcount(x):
+    """Set bits of each uint32 (SWAR)."""
+    x = x - ((x >> 1) & 0x55555555)
+    x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F
+    return (x * 0x01010101) >> 24
+
+
+@triton.jit
+def _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
+           BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+    """bool [BLOCK_B, BLOCK_N]: |m_b & m_j| >= max(|m_b|, |m_j|) - slack (packed int32 words)."""
+    overlap = tl.zeros([BLOCK_B, BLOCK_N], tl.int32)
+    cq = tl.zeros([BLOCK_B], tl.int32)
+    ck = tl.zeros([BLOCK_N], tl.int32)
+    for w in range(0, words):
+        a = tl.load(qb_ptr + rows * words + w, mask=row_ok, other=0).to(tl.uint32, bitcast=True)
+        b = tl.load(kb_ptr + cols * words + w, mask=col_ok, other=0).to(tl.uint32, bitcast=True)
+        cq += _popcount(a).to(tl.int32)
+        ck += _popcount(b).to(tl.int32)
+        overlap += _popcount(a[:, None] & b[None, :]).to(tl.int32)
+    return overlap >= tl.maximum(cq[:, None], ck[None, :]) - slack
+
+
+@triton.jit
+def _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words, slack,
+          MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+          BLOCK_D: tl.constexpr):
+    """(scores [BLOCK_B, BLOCK_N] with -inf outside the valid pairs, valid, key rows, k tile)."""
+    cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+    col_ok = cols < N
+    dd = tl.arange(0, BLOCK_D).to(tl.int64)
+    k = tl.load(k_ptr + cols[:, None] * d + dd[None, :], mask=col_ok[:, None] & (dd[None, :] < d),
+                other=0.0)
+    x = _mm(q, tl.trans(k), DOT)
+    valid = row_ok[:, None] & col_ok[None, :]
+    if MASKED:
+        valid = valid & _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
+                               BLOCK_B, BLOCK_N)
+    return tl.where(valid, x, float("-inf")), valid, cols, col_ok, k
+
+
+@triton.jit
+def _fwd_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, B, N, d, words, slack,
+                MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
+    row_ok = rows < B
+    dd = tl.arange(0, BLOCK_D).to(tl.int64)
+    q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=row_ok[:, None] & (dd[None, :] < d),
+                other=0.0)
+    acc_t = tl.float32 if DOT else tl.float64
+    m = tl.full([BLOCK_B], float("-inf"), acc_t)
+    s = tl.zeros([BLOCK_B], acc_t)
+    for n0 in range(0, N, BLOCK_N):
+        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
+                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        new_m = tl.maximum(m, tl.max(x, axis=1))
+        ref = tl.where(new_m == float("-inf"), 0.0, new_m)  # rows with nothing valid yet
+        keep = tl.where(m == float("-inf"), 0.0, tl.exp(m - ref))
+        s = s * keep + tl.sum(tl.where(valid, tl.exp(x - ref[:, None]), 0.0), axis=1)
+        m = new_m
+    lse = tl.where(s > 0, m + tl.log(tl.where(s > 0, s, 1.0)), float("-inf"))
+    tl.store(lse_ptr + rows, lse.to(lse_ptr.dtype.element_ty), mask=row_ok)
+
+
+@triton.jit
+def _probs(x, valid, lse_ptr, g_ptr, rows, row_ok):
+    """P = g_b exp(x - lse_b) on the valid pairs (0 elsewhere and on rows with lse = -inf)."""
+    lse = tl.load(lse_ptr + rows, mask=row_ok, other=float("-inf")).to(x.dtype)
+    g = tl.load(g_ptr + rows, mask=row_ok, other=0.0).to(x.dtype)
+    live = lse != float("-inf")
+    ref = tl.where(live, lse, 0.0)
+    p = tl.where(valid & live[:, None], tl.exp(x - ref[:, None]), 0.0)
+    return p * g[:, None]
+
+
+@triton.jit
+def _dq_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dq_ptr, B, N, d, words, slack,
+               MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
+               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
+    row_ok = rows < B
+    dd = tl.arange(0, BLOCK_D).to(tl.int64)
+    qmask = row_ok[:, None] & (dd[None, :] < d)
+    q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=qmask, other=0.0)
+    acc = tl.zeros([BLOCK_B, BLOCK_D], tl.float32 if DOT else tl.float64)
+    for n0 in range(0, N, BLOCK_N):
+        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
+                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        acc += _mm(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok), k, DOT)
+    tl.store(dq_ptr + rows[:, None] * d + dd[None, :], acc.to(dq_ptr.dtype.element_ty),
+             mask=qmask)
+
+
+@triton.jit
+def _dk_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dk_ptr, B, N, d, words, slack,
+               MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
+               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    n0 = tl.program_id(0).to(tl.int64) * BLOCK_N
+    dd = tl.arange(0, BLOCK_D).to(tl.int64)
+    acc = tl.zeros([BLOCK_N, BLOCK_D], tl.float32 if DOT else tl.float64)
+    for b0 in range(0, B, BLOCK_B):
+        rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
+        row_ok = rows < B
+        q = tl.load(q_ptr + rows[:, None] * d + dd[None, :],
+                    mask=row_ok[:, None] & (dd[None, :] < d), other=0.0)
+        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
+                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        acc += _mm(tl.trans(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok)), q, DOT)
+    cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+    tl.store(dk_ptr + cols[:, None] * d + dd[None, :], acc.to(dk_ptr.dtype.element_ty),
+             mask=(cols < N)[:, None] & (dd[None, :] < d))
+
+
+def _config(q: torch.Tensor):
+    if q.dtype not in _DTYPES:
+        raise ValueError(f"triton dot_logsumexp: unsupported dtype {q.dtype}")
+    d = q.shape[1]
+    if d > MAX_D:
+        raise ValueError(f"triton dot_logsumexp: d = {d} is above the kernel's MAX_D = {MAX_D}")
+    dot = q.dtype != torch.float64
+    block_d = max(16, triton.next_power_of_2(max(d, 1)))
+    # tl.dot needs >= 16 per side; float64 broadcast products are [B, D, N] in registers.
+    block_b, block_n = (32, 64) if dot else (16, 16)
+    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d)
+
+
+def _masks(q, q_bits, k_bits):
+    if q_bits is None:
+        dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
+        return dummy, dummy, 0, False
+    return q_bits, k_bits, q_bits.shape[1], True
+
+
+def forward(q, k, tau, q_bits, k_bits, slack):
+    """lse [B] in q's dtype."""
+    _check_device(q, k, q_bits, k_bits)
+    cfg = _config(q)
+    B, N, d = q.shape[0], k.shape[0], q.shape[1]
+    lse = torch.empty(B, dtype=q.dtype, device=q.device)
+    if B == 0:
+        return lse
+    qb, kb, words, masked = _masks(q, q_bits, k_bits)
+    grid = (triton.cdiv(B, cfg["BLOCK_B"]),)
+    _fwd_kernel[grid](q * (1.0 / tau), k, qb, kb, lse, B, N, d, words, slack, MASKED=masked, **cfg)
+    return lse
+
+
+def backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k):
+    """(dq [B, d], dk [N, d]); a gradient not needed is returned as zeros without a launch."""
+    _check_device(q, k, q_bits, k_bits, lse, g)
+    cfg = _config(q)
+    B, N, d = q.shape[0], k.shape[0], q.shape[1]
+    dq, dk = torch.zeros_like(q), torch.zeros_like(k)
+    if B == 0 or N == 0:
+        return dq, dk
+    qb, kb, words, masked = _masks(q, q_bits, k_bits)
+    args = (q * (1.0 / tau), k, qb, kb, lse, g)
+    if need_q:
+        _dq_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](*args, dq, B, N, d, words, slack,
+                                                      MASKED=masked, **cfg)
+        dq.mul_(1.0 / tau)
+    if need_k:  # the scaled queries already carry dx/dk = q / tau
+        _dk_kernel[(triton.cdiv(N, cfg["BLOCK_N"]),)](*args, dk, B, N, d, words, slack,
+                                                      MASKED=masked, **cfg)
+    return dq, dk

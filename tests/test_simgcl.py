@@ -1,0 +1,137 @@
+"""SimGCL and XSimGCL against dense float64 computations on tiny graphs."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import DEVICE, random_graph
+from fastgcn_denoise.models.base import Batch
+from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows
+from fastgcn_denoise.models.xsimgcl import XSimGCL
+
+from test_models import dense_laplacian, split
+
+
+def batch_of(graph, seed=0):
+    users, pos = graph.edges()
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(users.shape[0], generator=gen)[:12].to(DEVICE)
+    neg = (pos[pick] + 1) % graph.num_items
+    return Batch(users[pick], pos[pick], neg)
+
+
+def dense_layers(model, graph, eps=None):
+    """[E^(0), ..., E^(L)] stacked users then items; noise drawn as the model draws it."""
+    lap = dense_laplacian(graph)
+    cur = torch.cat([model.user_emb, model.item_emb])
+    outs = [cur]
+    for _ in range(model.num_layers):
+        cur = lap @ cur
+        if eps is not None:
+            u, i = split(cur, graph)
+            noise = [F.normalize(torch.rand_like(x), dim=1) for x in (u, i)]
+            cur = cur + eps * torch.sign(cur) * torch.cat(noise)
+        outs.append(cur)
+    return outs
+
+
+def dense_bpr(final, graph, batch, model):
+    u, it = split(final, graph)
+    s_pos = (u[batch.users] * it[batch.pos]).sum(1)
+    s_neg = (u[batch.users] * it[batch.neg]).sum(1)
+    ego = torch.cat([model.user_emb[batch.users], model.item_emb[batch.pos],
+                     model.item_emb[batch.neg]])
+    return -F.logsigmoid(s_pos - s_neg).mean(), model.decay * ego.pow(2).sum() / (2 * 12)
+
+
+def dense_info_nce(a, b, tau):
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    pos = (a * b).sum(1) / tau
+    return -(pos - torch.log(torch.exp(a @ b.T / tau).sum(1))).mean()
+
+
+def test_perturb_rows_is_sign_aligned_with_norm_eps():
+    torch.manual_seed(0)
+    x = torch.randn(50, 7, dtype=torch.float64)
+    delta = perturb_rows(x, 0.3) - x
+    torch.testing.assert_close(delta.norm(dim=1), torch.full((50,), 0.3, dtype=torch.float64))
+    assert (torch.sign(delta) == torch.sign(x)).all()
+
+
+def test_info_nce_matches_formula():
+    torch.manual_seed(1)
+    a, b = torch.randn(9, 4, dtype=torch.float64), torch.randn(9, 4, dtype=torch.float64)
+    torch.testing.assert_close(info_nce(a, b, 0.2), dense_info_nce(a, b, 0.2))
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_simgcl_forward_and_loss_match_dense(layers):
+    graph = random_graph(11, 9, 0.35, seed=layers)
+    torch.manual_seed(0)
+    model = SimGCL(11, 9, dim=5, num_layers=layers, cl_weight=0.7, cl_temperature=0.3,
+                   noise_eps=0.25).double().to(DEVICE)
+    # Clean readout: the mean of layers 1..L (no E^(0)), no noise.
+    want = torch.stack(dense_layers(model, graph)[1:]).mean(0)
+    got = torch.cat(model(graph))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+    batch = batch_of(graph)
+    torch.manual_seed(5)
+    terms = model.loss(graph, batch)
+    torch.manual_seed(5)
+    bpr, reg = dense_bpr(want, graph, batch, model)
+    views = [split(torch.stack(dense_layers(model, graph, 0.25)[1:]).mean(0), graph)
+             for _ in range(2)]
+    users, items = torch.unique(batch.users), torch.unique(batch.pos)
+    cl = 0.7 * (dense_info_nce(views[0][0][users], views[1][0][users], 0.3)
+                + dense_info_nce(views[0][1][items], views[1][1][items], 0.3))
+    assert set(terms) == {"bpr", "reg", "cl", "loss"}
+    for name, value in (("bpr", bpr), ("reg", reg), ("cl", cl), ("loss", bpr + reg + cl)):
+        torch.testing.assert_close(terms[name], value, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("cl_layer", [1, 2])
+def test_xsimgcl_loss_matches_dense(cl_layer):
+    graph = random_graph(10, 12, 0.3, seed=4)
+    torch.manual_seed(0)
+    model = XSimGCL(10, 12, dim=6, num_layers=2, cl_weight=0.4, cl_temperature=0.15,
+                    noise_eps=0.2, cl_layer=cl_layer).double().to(DEVICE)
+    batch = batch_of(graph, seed=2)
+    torch.manual_seed(7)
+    terms = model.loss(graph, batch)
+    torch.manual_seed(7)
+    layers = dense_layers(model, graph, 0.2)  # one perturbed pass feeds BPR and the contrast
+    final = torch.stack(layers[1:]).mean(0)
+    bpr, reg = dense_bpr(final, graph, batch, model)
+    users, items = torch.unique(batch.users), torch.unique(batch.pos)
+    (fu, fi), (lu, li) = split(final, graph), split(layers[cl_layer], graph)
+    cl = 0.4 * (dense_info_nce(fu[users], lu[users], 0.15) + dense_info_nce(fi[items], li[items], 0.15))
+    for name, value in (("bpr", bpr), ("reg", reg), ("cl", cl)):
+        torch.testing.assert_close(terms[name], value, rtol=1e-10, atol=1e-12, msg=name)
+    # Evaluation is the clean pass: deterministic, equal to SimGCL's readout of the same weights.
+    model.eval()
+    torch.testing.assert_close(torch.cat(model(graph)),
+                               torch.stack(dense_layers(model, graph)[1:]).mean(0))
+
+
+@pytest.mark.parametrize("cls", [SimGCL, XSimGCL])
+def test_gradients_reach_every_parameter(cls):
+    graph = random_graph(9, 8, 0.4, seed=1)
+    torch.manual_seed(0)
+    model = cls(9, 8, dim=4, num_layers=2).to(DEVICE)
+    terms = model.loss(graph, batch_of(graph))
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and terms["cl"] > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_no_contrast_without_weight_and_bad_settings():
+    graph = random_graph(6, 5, 0.5)
+    model = SimGCL(6, 5, dim=3, num_layers=2, cl_weight=0.0).to(DEVICE)
+    assert set(model.loss(graph, batch_of(graph))) == {"bpr", "reg", "loss"}
+    with pytest.raises(ValueError, match="num_layers >= 1"):
+        SimGCL(6, 5, num_layers=0)
+    with pytest.raises(ValueError, match="cl_temperature > 0"):
+        SimGCL(6, 5, cl_temperature=0.0)
+    with pytest.raises(ValueError, match=r"cl_layer must be in \[1, num_layers = 2\]"):
+        XSimGCL(6, 5, num_layers=2, cl_layer=3)
