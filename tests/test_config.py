@@ -78,7 +78,11 @@ def test_make_config_routes_options_and_fills_defaults():
 def test_every_registered_model_has_a_checked_default_config():
     for name, entry in MODELS.items():
         assert entry.summary and entry.task in ("ranking", "classification"), name
-        cfg = config.check(entry.config(), name)
+        try:
+            cfg = config.check(entry.config(), name)
+        except ValueError as e:  # e.g. LightGNN's later stages need the run they build on
+            assert "is required" in str(e) and name.startswith("lightgnn-"), (name, e)
+            cfg = entry.config()
         for f in config.fields(cfg):
             assert f.metadata["help"], (name, f.name)
     TrainConfig().validate()
