@@ -19,32 +19,14 @@ from __future__ import annotations
 
 import torch
 
-from fastgcn_denoise.data import sample_bpr
-from fastgcn_denoise.models import DGR, Batch, DGRConfig, LightGCN, SimGCL, XSimGCL
+from fastgcn_denoise.models import DGR, DGRConfig, LightGCN, SimGCL, XSimGCL
 from fastgcn_denoise.ops import masked_spmm
-from fastgcn_denoise.train import make_config, build_optimizer
 
+from .bench_sgcn_step import BATCH, LAYERS, STEPS, stepper  # the same training step
 from .common import Bench, add_ratios, time_benches
 
-BATCH, LAYERS, STEPS = 2048, 3, 4
 DEFAULT = False  # not in the default suite: python -m bench --ops dgr_step
 ALPHA = (0.1, 1.1, 0.1)
-
-
-def stepper(model, graph):
-    """A callable running STEPS training steps on fixed BPR batches."""
-    gen = torch.Generator().manual_seed(0)
-    users, pos, neg = sample_bpr(graph, BATCH * STEPS, gen)
-    optimizer = build_optimizer(model, make_config())  # the optimiser training uses
-
-    def run():
-        for s in range(STEPS):
-            sl = slice(s * BATCH, (s + 1) * BATCH)
-            loss = model.loss(graph, Batch(users[sl], pos[sl], neg[sl]))["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return run
 
 
 def layer_parts(graph, d, device, plugin):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -567,6 +568,9 @@ def parse_args(argv):
     ap.add_argument("--runs", default=None, help="run folders (default runs/denoise_bench/<data>)")
     ap.add_argument("--fresh", action="store_true", help="redo runs that have a record")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
+    ap.add_argument("--tag", default=None,
+                    help="appended to the results' name (denoise_<data>[_u<users>]_<tag>), to "
+                         "say the setting, e.g. popularity")
     args = ap.parse_args(argv)
     synthetic = args.data == "synthetic"
     planted = synthetic and not args.inject
@@ -593,6 +597,20 @@ def settings_of(args) -> list[Setting]:
     return out
 
 
+def run_key(data: InteractionData, args) -> str:
+    """What a cached run record is valid for: the exact interactions (train with its noise flags,
+    validation, test), the epochs and the validation kind. A cache made for another subsample or
+    schedule under the same folder is run again instead of reused."""
+    h = hashlib.sha1()
+    for pairs in (data.train, data.valid, data.test):
+        for a in pairs or ():
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    if data.noise is not None:
+        h.update(np.ascontiguousarray(data.noise, dtype=bool).tobytes())
+    h.update(f"{data.num_users},{data.num_items},{args.epochs},{args.validation}".encode())
+    return h.hexdigest()[:16]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -600,7 +618,8 @@ def main(argv=None) -> int:
     synthetic = args.data == "synthetic"
     data_name = "synthetic" if synthetic else Path(args.data).name
     source = SHARED_DATA / "gowalla" if args.data == "gowalla" else args.data
-    name = f"denoise_{data_name}" + ("_injected" if args.inject else "") + \
+    name = f"denoise_{data_name}" + ("" if synthetic else f"_u{args.users}") + \
+        ("_injected" if args.inject else "") + (f"_{args.tag}" if args.tag else "") + \
         ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
     runs = Path(args.runs or f"runs/denoise_bench/{name}")
     sizes = QUICK_SIZES if args.quick else {}
@@ -626,15 +645,19 @@ def main(argv=None) -> int:
                 run_data = _without_noise(data)
             folder = runs / run_setting.name / denoiser.name
             cache = folder / "record.json"
-            if cache.exists() and not args.fresh:
-                record = json.loads(cache.read_text())
+            key = run_key(run_data, args)
+            record = json.loads(cache.read_text()) if cache.exists() and not args.fresh else None
+            if record is not None and record.get("run_key") != key:
+                print(f"{folder}: cached for other data or epochs; running again", flush=True)
+                record = None
+            if record is not None:
                 if args.retrain is not None and "retrain" not in record and \
                         ("auc" in record or "keep_mean" in record):
                     record["retrain"] = retrain_cached(denoiser, run_setting, run_data, args,
                                                        folder)
                     cache.write_text(json.dumps(record, indent=1))
             else:
-                record = run_one(denoiser, run_setting, run_data, args, folder)
+                record = dict(run_one(denoiser, run_setting, run_data, args, folder), run_key=key)
                 folder.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(record, indent=1))
             if denoiser.name != dn:

@@ -96,6 +96,15 @@ def test_quick_run(tmp_path, capsys):
     assert bench.main(argv) == 0
     again = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     assert again["rows"] == payload["rows"]
+    assert "running again" not in capsys.readouterr().out
+    # a record made for other data (another subsample, schedule) is not reused
+    record = tmp_path / "runs" / "uniform-0.2-s0" / "lightgcn" / "record.json"
+    assert record.exists(), sorted(p.name for p in (tmp_path / "runs").iterdir())
+    stale = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(stale, run_key="another data set")))
+    assert bench.main(argv) == 0
+    assert "cached for other data or epochs; running again" in capsys.readouterr().out
+    assert json.loads(record.read_text())["run_key"] == stale["run_key"]
 
 
 def test_bad_arguments():

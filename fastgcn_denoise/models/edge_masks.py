@@ -217,8 +217,8 @@ class KeepControl:
                 b = b - (residual / slope).clamp(-5.0, 5.0)  # damped: the mean is sigmoid-shaped
             self._shift = b
         shifted = logits + b.to(logits.dtype)
-        if not shifted.requires_grad:
-            return shifted
+        # The last Newton step is taken with or without gradient, so that the value does not
+        # depend on requires_grad (the solve stops at a 1e-5 residual; this step squares it).
         p = torch.sigmoid(shifted - offset)
         slope = (p * (1 - p)).detach().mean(1, keepdim=True).clamp_min(1e-12)
         return shifted - (p.mean(1, keepdim=True) - target) / slope

@@ -24,7 +24,7 @@ import torch
 
 from ..config import option
 from .registry import register_model
-from .simgcl import PerturbedLightGCN
+from .simgcl import PerturbedLightGCN, SimGCLConfig
 
 
 class XSimGCL(PerturbedLightGCN):
@@ -56,10 +56,8 @@ class XSimGCL(PerturbedLightGCN):
 
 
 @dataclass
-class XSimGCLConfig:
-    dim: int = option(64, "embedding size", min=1)
-    layers: int = option(3, "propagation layers", min=1)
-    decay: float = option(1e-4, "L2 coefficient on the batch's layer-0 embeddings", min=0)
+class XSimGCLConfig(SimGCLConfig):
+    """SimGCL's options with XSimGCL's published defaults, and the contrasted layer."""
     cl_weight: float = option(0.2, "lambda, weight of the contrastive (InfoNCE) term", min=0)
     cl_temperature: float = option(0.15, "tau, InfoNCE temperature", min=0, min_open=True)
     noise_eps: float = option(0.2, "epsilon, L2 norm of the noise added to each row per layer",
