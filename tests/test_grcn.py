@@ -81,6 +81,36 @@ def test_pruning_and_keep_scores(small):
     torch.testing.assert_close(scores[0], torch.ones_like(scores[0]))
 
 
+def test_confidence_init(small):
+    """Default (ones): the refined graph starts as weight_mode "max", every edge kept. Xavier (the
+    official init): c ~ N(0, 2 / (U + I + M)), weights ~1% of the affinities, a share negative
+    and pruned; the ID branch then barely propagates (the TikTok defect, see GRCN.__init__)."""
+    data, g = small
+    ones = model_for(data)
+    _, w_u, w_i = ones.refine(g)
+    largest = model_for(data, weight_mode="max")
+    largest.load_state_dict({k: v for k, v in ones.state_dict().items() if k != "confidence"},
+                            strict=False)
+    _, m_u, m_i = largest.refine(g)
+    torch.testing.assert_close(w_u, m_u)
+    torch.testing.assert_close(w_i, m_i)
+    assert (w_u > 0).all() and (w_i > 0).all()
+    xavier = model_for(data, confidence_init="xavier")
+    c = xavier.confidence.detach()
+    n = data.num_users + data.num_items
+    assert c.shape == (n, 2) and abs(c.std().item() / (2 / (n + 2)) ** 0.5 - 1) < 0.25
+    xavier.load_state_dict({k: v for k, v in ones.state_dict().items() if k != "confidence"}
+                           | {"confidence": c})
+    _, x_u, x_i = xavier.refine(g)
+    assert 0.1 < (x_u == 0).float().mean() < 0.45  # both modalities' c < 0: pruned
+    assert (x_u.sum() / w_u.sum()).abs() < 0.1  # the propagation starts ~switched off
+    h_ones = ones.layer_outputs(g)[1][0].norm(dim=1).mean()
+    h_xavier = xavier.layer_outputs(g)[1][0].norm(dim=1).mean()
+    assert h_xavier < 0.2 * h_ones, (h_xavier, h_ones)
+    with pytest.raises(ValueError, match="confidence_init = 'zeros'"):
+        model_for(data, confidence_init="zeros")
+
+
 def test_training_steps_lower_the_loss(small):
     data, g = small
     model = model_for(data)
