@@ -121,10 +121,16 @@ DENOISERS = {d.name: d for d in [
              options={"mask_estimator": "hard_concrete", "mask_temperature": 2 / 3}),
     Denoiser("mask-noholdout", "--mask without the target-edge holdout", plugins=("mask",),
              options={"mask_holdout": False}),
+    Denoiser("dgr", "LightGCN + DGR (GMP + LEC); keep scores from the backbone's scores",
+             plugins=("dgr",)),
+    Denoiser("grcn", "GRCN: the refined graph's edge weights from item content (needs features)",
+             model="grcn"),
     Denoiser("item-knn", "leave-user-out item-kNN similarity (no training)",
              scorer=item_knn_scores),
 ]}
-DEFAULT_DENOISERS = ("lightgcn", "oracle", "holdout", "sgcn", "mask", "mask-free", "item-knn")
+# grcn runs when named: it needs item content, which the real graphs here do not have.
+DEFAULT_DENOISERS = ("lightgcn", "oracle", "holdout", "sgcn", "mask", "mask-free", "dgr",
+                     "item-knn")
 
 
 # ---------------------------------------------------------------------- data settings
