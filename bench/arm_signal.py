@@ -20,10 +20,10 @@ import math
 import torch
 
 from fastgcn_denoise.data import sample_bpr
-from fastgcn_denoise.denoise import roc_auc
+from fastgcn_denoise.pipelines.denoise import roc_auc
 from fastgcn_denoise.models import Batch
-from fastgcn_denoise.models.sgcn import SLightGCNConfig
-from fastgcn_denoise.train import make_config, restore_run, train
+from fastgcn_denoise.denoisers.sgcn import SLightGCNConfig
+from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from .common import environment, write_json
 

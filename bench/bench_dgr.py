@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from fastgcn_denoise.models import DGR, DGRConfig, LightGCN, SimGCL, XSimGCL
+from fastgcn_denoise.denoisers import DGR, DGRConfig
+from fastgcn_denoise.models import LightGCN, SimGCL, XSimGCL
 from fastgcn_denoise.ops import masked_spmm
 
 from .bench_sgcn_step import BATCH, LAYERS, STEPS, stepper  # the same training step

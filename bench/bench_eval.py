@@ -1,4 +1,4 @@
-"""Full-ranking top-k evaluation (``fastgcn_denoise.eval``) against a plain PyTorch top-k loop.
+"""Full-ranking top-k evaluation (``fastgcn_denoise.tasks.evaluation``) against a plain PyTorch top-k loop.
 
 Random embeddings (the cost does not depend on the values). The first ``n`` users are ranked
 against every item with their training items (the graph's) masked out, ``n`` chosen so that
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.eval import evaluate_embeddings, top_items
+from fastgcn_denoise.tasks.evaluation import evaluate_embeddings, top_items
 
 from .common import Bench
 

@@ -29,7 +29,7 @@ import torch
 
 from fastgcn_denoise.data import load_lightgcn
 from fastgcn_denoise.models import LightGCN
-from fastgcn_denoise.models.lightgnn import NodeGraph, PrunableLightGCN
+from fastgcn_denoise.denoisers.lightgnn import NodeGraph, PrunableLightGCN
 
 from .common import SHARED_DATA, Bench, environment, time_benches, write_json
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from fastgcn_denoise.models import LightGCN
-from fastgcn_denoise.models.edge_masks import _FUSED, EdgeMask, Holdout
+from fastgcn_denoise.denoisers.masks import _FUSED, EdgeMask, Holdout
 
 from .bench_sgcn_step import BATCH, LAYERS, STEPS, stepper
 from .common import Bench, add_ratios, time_benches

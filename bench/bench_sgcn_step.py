@@ -23,10 +23,11 @@ from __future__ import annotations
 import torch
 
 from fastgcn_denoise.data import sample_bpr
-from fastgcn_denoise.models import Batch, LightGCN, SLightGCN
-from fastgcn_denoise.models.sgcn import SLightGCNConfig
+from fastgcn_denoise.denoisers import SLightGCN
+from fastgcn_denoise.models import Batch, LightGCN
+from fastgcn_denoise.denoisers.sgcn import SLightGCNConfig
 from fastgcn_denoise.ops import NuclearNormState, nuclear_norm
-from fastgcn_denoise.train import build_optimizer, make_config
+from fastgcn_denoise.pipelines.train import build_optimizer, make_config
 
 from .common import Bench, add_ratios, time_benches
 

@@ -50,9 +50,9 @@ import torch
 from fastgcn_denoise.data import InteractionData, inject_noise, load_dataset, make_synthetic, save_npz
 from fastgcn_denoise.data.noise import INJECTED_KINDS, NOISE_CODE, NOISE_TYPES
 from fastgcn_denoise.data.synthetic import GeneratorModel
-from fastgcn_denoise.denoise import roc_auc
+from fastgcn_denoise.pipelines.denoise import roc_auc
 from fastgcn_denoise.ops import sddmm
-from fastgcn_denoise.train import make_config, restore_run, train
+from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
 

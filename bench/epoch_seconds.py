@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from fastgcn_denoise.train import make_config, train
+from fastgcn_denoise.pipelines.train import make_config, train
 
 from .common import SHARED_DATA, environment, write_json
 

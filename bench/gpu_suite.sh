@@ -88,7 +88,7 @@ step lse_bench "${LSE_TIMEOUT:-40}" "$out/lse_bench.log" \
     "$py" -u -m bench.bench_dot_logsumexp --device cuda --out "$out"
 if [ "${LIGHTGNN_TIMEOUT:-0}" -gt 0 ]; then
     step lightgnn "$LIGHTGNN_TIMEOUT" "$out/lightgnn.log" \
-        "$py" -u -m fastgcn_denoise.lightgnn all --device cuda --no-progress \
+        "$py" -u -m fastgcn_denoise lightgnn all --device cuda --no-progress \
         --data "${YELP_DIR:-../shared/data/yelp_lightgnn}" --out "${LIGHTGNN_OUT:-$out/lightgnn}"
 fi
 exit $status

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from fastgcn_denoise.denoise import roc_auc
-from fastgcn_denoise.train import make_config, restore_run, train
+from fastgcn_denoise.pipelines.denoise import roc_auc
+from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from . import robustness
 from .common import RESULTS, environment, write_json

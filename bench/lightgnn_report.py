@@ -70,8 +70,8 @@ def interaction_kept(run_dir: Path, data: str) -> dict:
     """What a student run's edge mask keeps per interaction (both directed entries, at least one)
     and of the self-loop entries: the "edges kept" of ``kept`` counts every directed entry."""
     from fastgcn_denoise.data import load_lightgcn
-    from fastgcn_denoise.models.lightgnn import NodeGraph
-    from fastgcn_denoise.train import load_checkpoint
+    from fastgcn_denoise.denoisers.lightgnn import NodeGraph
+    from fastgcn_denoise.pipelines.train import load_checkpoint
 
     graph = load_lightgcn(data).train_graph()
     mask = load_checkpoint(run_dir)["best_model"]["edge_mask"] > 0

@@ -5,7 +5,7 @@ user's training interactions (``--noise``; test stays clean), both models are tr
 same budget (epochs, early stopping on validation) and their test Recall/NDCG are reported with
 S-LightGCN's relative gain. Where the noise is known (the built-in data's planted noise, plus the
 injected interactions), the learned keep probabilities are scored against it: ROC AUC of
-1 - mean keep probability (``fastgcn_denoise.denoise``).
+1 - mean keep probability (``fastgcn_denoise.pipelines.denoise``).
 
     python -m bench.robustness [--data DIR] [--ratios 0 0.1 0.2] [--epochs N] [--device cpu]
                                [--set beta=0.001 --set estimator=disarm ...] [--out bench/results]
@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 
 from fastgcn_denoise import config as cfgmod
-from fastgcn_denoise.denoise import denoise_checkpoint
+from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
 from fastgcn_denoise.models import model_entry
-from fastgcn_denoise.train import TrainConfig, make_config, train
+from fastgcn_denoise.pipelines.train import TrainConfig, make_config, train
 
 from .common import RESULTS, environment, write_json
 

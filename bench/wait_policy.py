@@ -48,7 +48,7 @@ def child(model: str, epochs: int, data: str) -> dict:
     """One trial, inside the fresh process: train and return the trainer's timing."""
     import torch
 
-    from fastgcn_denoise.train import make_config, train
+    from fastgcn_denoise.pipelines.train import make_config, train
 
     with tempfile.TemporaryDirectory() as out:
         result = train(make_config(model, data=data, epochs=epochs, eval_every=epochs, out=out,

@@ -190,7 +190,7 @@ def _add_option(group, name: str, meta: dict, dest: str, default_text: str | Non
 def _add_train(p, **shown_defaults):
     """The training flags; ``shown_defaults`` overrides the defaults the help shows."""
     from .models import MODELS, PLUGINS
-    from .train import TrainConfig
+    from .pipelines.train import TrainConfig
 
     loop = p.add_argument_group("training")
     for f in config.fields(TrainConfig):
@@ -245,7 +245,8 @@ def _train_config(args, **defaults):
     from pathlib import Path
 
     from .models import MODELS, PLUGINS
-    from .train import TrainConfig, config_from_checkpoint, load_checkpoint
+    from .checkpoint import load_checkpoint
+    from .pipelines.train import TrainConfig, config_from_checkpoint
 
     given = vars(args)
     loop = {f.name: given[f.name] for f in config.fields(TrainConfig) if f.name in given}
@@ -289,7 +290,7 @@ def _train_config(args, **defaults):
 
 def _run_train(args) -> int:
     from .tasks import get_task
-    from .train import train
+    from .pipelines.train import train
 
     config = _train_config(args)
     result = train(config)
@@ -334,7 +335,7 @@ def _metric_table(rows: list) -> str:
 
 
 def _run_evaluate(args) -> int:
-    from .train import evaluate_checkpoint
+    from .pipelines.train import evaluate_checkpoint
 
     data = None if args.data == "synthetic" else args.data
     res = evaluate_checkpoint(args.checkpoint, data=data, split=args.split, device=args.device,
@@ -387,8 +388,8 @@ def _add_denoise(p):
 def _run_denoise(args) -> int:
     from pathlib import Path
 
-    from .denoise import denoise_checkpoint
-    from .train import train
+    from .pipelines.denoise import denoise_checkpoint
+    from .pipelines.train import train
 
     data = getattr(args, "data", None)
     data = None if data == "synthetic" else data
@@ -429,12 +430,12 @@ def _run_denoise(args) -> int:
 
 # ---------------------------------------------------------------------- lightgnn
 def _add_lightgnn(p):
-    from .lightgnn import add_arguments
+    from .pipelines.lightgnn import add_arguments
     add_arguments(p, _add_option)
 
 
 def _run_lightgnn(args) -> int:
-    from .lightgnn import run_from_args
+    from .pipelines.lightgnn import run_from_args
     return run_from_args(args)
 
 

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from fastgcn_denoise.kernels._common import _acc_dtype, _check_device, _i64, _sigmoid
-from fastgcn_denoise.ops.reference import GATE_ID, GATE_U_EPS
+from fastgcn_denoise.modes import GATE_ID, GATE_U_EPS
 
 _BLOCK = 1024
 _CONCRETE, _CONCRETE_ST, _HARD_CONCRETE = (

@@ -26,7 +26,7 @@ import triton.language as tl
 # some of them from here too.
 from fastgcn_denoise.kernels._common import _acc_dtype, _check_device, _i64, _sigmoid
 from fastgcn_denoise.kernels.gates import gate_eval
-from fastgcn_denoise.ops.reference import GATE_MODE0, MODE_ID, MODES
+from fastgcn_denoise.modes import GATE_MODE0, MODE_ID, MODES
 
 # The wrappers in ops/ may hand these kernels float16/bfloat16 embeddings with float32 weights.
 READS_HALF = True

@@ -2,7 +2,7 @@
 
 For a batch of users, the top ``k`` items by ``user_emb[user] . item_emb[item]``, the items of
 the user's exclusion CSR row (training, validation, ...) set to -inf, without writing the [B, I]
-score matrix. The order is the one of ``fastgcn_denoise.eval.top_items``: higher score first,
+score matrix. The order is the one of ``fastgcn_denoise.tasks.evaluation.top_items``: higher score first,
 ties to the lower item id, NaN ranked as -inf, +0.0 == -0.0, scores compared in float32.
 
 Design (two steps):

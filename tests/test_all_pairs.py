@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastgcn_denoise import ops
+from fastgcn_denoise.modes import GATE_ID, GATE_KINDS
 from fastgcn_denoise.ops import availability, reference
 from fastgcn_denoise.ops.all_pairs import KINDS, pair_pointers, upper_pairs
 
@@ -70,7 +71,7 @@ def direct_loop(ptr, nodes, t, kind, directed, seed=SEED, offset=OFFSET):
                 else:
                     logit = torch.relu((e_tab[feats[i]] * e_tab[feats[j]]) @ g1.T + gb1) @ g2.T + gb2
                     u = reference.philox_uniform(seed, torch.tensor([counter], device=DEVICE))
-                    s = float(reference.gate_from_uniforms(reference.GATE_ID[kind], logit, u,
+                    s = float(reference.gate_from_uniforms(GATE_ID[kind], logit, u,
                                                            2 / 3, -0.1, 1.1)[0])
                     l0 += float(ops.l0_probability(logit, kind))
                 counter += 1
@@ -268,4 +269,4 @@ def test_errors():
         run(ptr.int(), nodes, t, "none")
     with pytest.raises(ValueError, match="unknown kind 'concrete_st'"):
         run(ptr, nodes, t, "concrete_st")  # its dropped pairs would need their h
-    assert set(KINDS) < set(reference.GATE_KINDS) | {"none"}
+    assert set(KINDS) < set(GATE_KINDS) | {"none"}

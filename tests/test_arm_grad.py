@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fastgcn_denoise import ops
+from fastgcn_denoise.modes import MODE_ID
 from fastgcn_denoise.ops import reference
 from fastgcn_denoise.ops.arm_grad import arm_grad
 
@@ -45,8 +46,8 @@ def estimates(phi, estimator, samples):
     unit = arm_grad(logits, SEED, OFFSET, 1.0, 0.0, estimator)
     counters = torch.arange(logits.numel(), dtype=torch.int64, device=phi.device) + OFFSET
     u = reference.philox_uniform(SEED, counters).reshape(logits.shape)
-    b1 = reference.mask_from_uniforms(reference.MODE_ID["arm_pos"], logits, u)
-    b2 = reference.mask_from_uniforms(reference.MODE_ID["arm_neg"], logits, u)
+    b1 = reference.mask_from_uniforms(MODE_ID["arm_pos"], logits, u)
+    b2 = reference.mask_from_uniforms(MODE_ID["arm_neg"], logits, u)
     return unit * (loss(b1) - loss(b2))[:, None]
 
 

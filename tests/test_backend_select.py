@@ -5,7 +5,7 @@ import torch
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.cli import main
-from fastgcn_denoise.eval import evaluate_embeddings
+from fastgcn_denoise.tasks.evaluation import evaluate_embeddings
 from fastgcn_denoise.ops import BackendUnavailable, availability
 
 from conftest import DEVICE, random_graph

@@ -16,7 +16,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench import denoise as bench  # noqa: E402
 from fastgcn_denoise import BipartiteGraph  # noqa: E402
 from fastgcn_denoise.data import InteractionData  # noqa: E402
-from fastgcn_denoise.denoise import roc_auc  # noqa: E402
+from fastgcn_denoise.pipelines.denoise import roc_auc  # noqa: E402
 
 
 def test_score_report():

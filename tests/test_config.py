@@ -5,8 +5,9 @@ import pytest
 
 from fastgcn_denoise import config
 from fastgcn_denoise.config import option
+import fastgcn_denoise.denoisers  # noqa: F401  (registers the denoisers' models and plug-ins)
 from fastgcn_denoise.models import MODELS
-from fastgcn_denoise.train import TrainConfig, make_config
+from fastgcn_denoise.pipelines.train import TrainConfig, make_config
 
 
 @dataclass

@@ -160,7 +160,7 @@ def test_test_only_users_and_id_only_lines_are_not_evaluated(tmp_path):
 
 
 def test_trainer_reports_the_checks_and_evaluates_only_trained_users(tmp_path):
-    from fastgcn_denoise.train import make_config, train
+    from fastgcn_denoise.pipelines.train import make_config, train
 
     base = make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1)
     test_u = np.concatenate([base.test[0], [60, 60, 61]])  # two users only in test

@@ -9,8 +9,8 @@ import torch
 
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_pairs, make_synthetic, save_npz
-from fastgcn_denoise.denoise import denoise_checkpoint, roc_auc
-from fastgcn_denoise.train import load_checkpoint, make_config, train
+from fastgcn_denoise.pipelines.denoise import denoise_checkpoint, roc_auc
+from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
 
 def brute_auc(scores, labels):

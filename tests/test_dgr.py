@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from conftest import DEVICE, random_graph
 from fastgcn_denoise import ops
 from fastgcn_denoise.models.base import Batch
-from fastgcn_denoise.models.dgr import DGR, DGRConfig
+from fastgcn_denoise.denoisers.dgr import DGR, DGRConfig
 from fastgcn_denoise.models.lightgcn import LightGCN
 from fastgcn_denoise.models.simgcl import SimGCL
 from fastgcn_denoise.models.xsimgcl import XSimGCL

@@ -9,9 +9,9 @@ import torch
 from fastgcn_denoise import ops
 from fastgcn_denoise.data import make_synthetic, save_npz
 from fastgcn_denoise.models import Batch, LightGCN
-from fastgcn_denoise.models.edge_masks import (EdgeMask, Holdout, KeepControl, MaskHead,
+from fastgcn_denoise.denoisers.masks import (EdgeMask, Holdout, KeepControl, MaskHead,
                                                edge_features, edge_ids, holdout_kwargs)
-from fastgcn_denoise.train import make_config, restore_run, train
+from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from conftest import random_graph
 

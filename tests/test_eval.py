@@ -7,7 +7,7 @@ import torch
 
 from conftest import DEVICE
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.eval import (evaluate_embeddings, evaluate_most_popular, most_popular,
+from fastgcn_denoise.tasks.evaluation import (evaluate_embeddings, evaluate_most_popular, most_popular,
                                   rank_metrics, top_items)
 
 
@@ -235,7 +235,7 @@ def test_fused_evaluate_matches_torch_path(with_valid, monkeypatch):
 
 
 def test_fused_path_selection(monkeypatch):
-    import fastgcn_denoise.eval as ev
+    import fastgcn_denoise.tasks.evaluation as ev
     from fastgcn_denoise.kernels.topk import MAX_K
     from fastgcn_denoise.ops import BackendUnavailable
     cpu, f32 = torch.device("cpu"), torch.float32

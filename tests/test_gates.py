@@ -7,7 +7,7 @@ import torch
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.ops import BackendUnavailable, availability
-from fastgcn_denoise.ops.reference import GATE_KINDS
+from fastgcn_denoise.modes import GATE_KINDS
 
 from conftest import DEVICE
 

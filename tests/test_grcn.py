@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fastgcn_denoise.data import make_synthetic
-from fastgcn_denoise.denoise import roc_auc
-from fastgcn_denoise.models.grcn import FUSIONS, GRCN, WEIGHT_MODES
+from fastgcn_denoise.pipelines.denoise import roc_auc
+from fastgcn_denoise.denoisers.grcn import FUSIONS, GRCN, WEIGHT_MODES
 
 from conftest import DEVICE
 
@@ -156,8 +156,8 @@ def test_train_select_and_denoise_export(tmp_path):
     """``grcn`` through the registry: features found beside train.txt (the item count taken from
     their rows), trained and selected on validation, restored, and its keep scores exported."""
     from fastgcn_denoise.data import write_interactions
-    from fastgcn_denoise.denoise import denoise_checkpoint
-    from fastgcn_denoise.train import make_config, train
+    from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
+    from fastgcn_denoise.pipelines.train import make_config, train
 
     data = make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=8, seed=3)
     folder = tmp_path / "lg"

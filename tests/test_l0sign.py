@@ -128,7 +128,7 @@ def test_config_errors():
 
 def test_train_and_evaluate_through_the_registry(tmp_path):
     # `fastgcn-denoise train --model l0-sign --data FILE` and `evaluate`, as the CLI runs them.
-    from fastgcn_denoise.train import evaluate_checkpoint, make_config, train
+    from fastgcn_denoise.pipelines.train import evaluate_checkpoint, make_config, train
     graphs = planted(400, k=3, seed=5)
     path = tmp_path / "planted.data"
     rows = graphs.nodes.reshape(-1, 3)

@@ -6,7 +6,7 @@ import torch
 from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.models import Batch, LightGCN
 from fastgcn_denoise.ops import _library as library
-from fastgcn_denoise.ops.reference import MODE_ID
+from fastgcn_denoise.modes import MODE_ID
 
 from conftest import DEVICE, backend_params, random_graph
 

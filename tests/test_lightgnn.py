@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastgcn_denoise import lightgnn as pipeline
+from fastgcn_denoise.pipelines import lightgnn as pipeline
 from fastgcn_denoise.cli import main as cli
-from fastgcn_denoise.denoise import denoise_checkpoint
-from fastgcn_denoise.models.lightgnn import (Importance, LightGNNIntermediateConfig, LossWeights,
+from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
+from fastgcn_denoise.denoisers.lightgnn import (Importance, LightGNNIntermediateConfig, LossWeights,
                                              NodeGraph, PrunableLightGCN, TeacherView,
                                              edge_importance, info_nce, lightgnn_loss,
                                              prediction_kd, prune)
-from fastgcn_denoise.train import make_config, train
+from fastgcn_denoise.pipelines.train import make_config, train
 
 from conftest import DEVICE, random_graph
 

@@ -5,7 +5,7 @@ import torch
 
 from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.ops import BackendUnavailable, reference
-from fastgcn_denoise.ops.reference import GATE_KINDS, MASK_MODES, MODES
+from fastgcn_denoise.modes import GATE_KINDS, MASK_MODES, MODES
 
 from conftest import DEVICE, backend_params, random_graph
 

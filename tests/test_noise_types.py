@@ -7,7 +7,7 @@ from fastgcn_denoise.data import (InteractionData, inject_noise, load_npz, make_
                                   save_npz, validation_split)
 from fastgcn_denoise.data.noise import NOISE_CODE, NOISE_TYPES, noise_mix_weights
 from fastgcn_denoise.data.synthetic import GeneratorModel, item_topics, user_topics
-from fastgcn_denoise.denoise import roc_auc
+from fastgcn_denoise.pipelines.denoise import roc_auc
 
 SMALL = dict(num_users=400, num_items=300, dim=8, avg_degree=20)
 MIX = {"popularity": 1.0, "uniform": 1.0, "near_topic": 2.0}

@@ -1,7 +1,7 @@
 """Row-diff and MAD against brute-force pair loops."""
 import torch
 
-from fastgcn_denoise.oversmoothing import mad, row_diff, smoothness_metrics
+from fastgcn_denoise.tasks.oversmoothing import mad, row_diff, smoothness_metrics
 
 
 def brute_row_diff(x):

@@ -9,8 +9,8 @@ from conftest import DEVICE
 from fastgcn_denoise.data import load_dataset
 from fastgcn_denoise.data.loaders import write_interactions
 from fastgcn_denoise.data.recbole import is_recbole, load_recbole, write_inter
-from fastgcn_denoise.denoise import denoise_checkpoint
-from fastgcn_denoise.train import evaluate_checkpoint, make_config, train
+from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
+from fastgcn_denoise.pipelines.train import evaluate_checkpoint, make_config, train
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 

@@ -8,7 +8,8 @@ import torch
 
 from conftest import DEVICE, random_graph
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.models import Batch, SLightGCN, SNGCF
+from fastgcn_denoise.denoisers import SLightGCN, SNGCF
+from fastgcn_denoise.models import Batch
 from fastgcn_denoise.ops import arm_grad, nuclear_norm, sample_mask
 
 SATURATED = 40.0  # float32/64 sigmoid(40) == 1 exactly: every mask mode keeps every edge

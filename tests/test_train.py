@@ -6,7 +6,7 @@ import torch
 
 from conftest import DEVICE
 from fastgcn_denoise.data import make_synthetic, save_npz
-from fastgcn_denoise.train import evaluate_checkpoint, load_checkpoint, make_config, train
+from fastgcn_denoise.pipelines.train import evaluate_checkpoint, load_checkpoint, make_config, train
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,11 @@ import numpy as np
 
 from ..graph import BipartiteGraph
 
+# Noise types of the generator and of injection (per training pair, 0 = clean): data/noise.py.
+NOISE_TYPES = ("popularity", "uniform", "near_topic")
+NOISE_CODE = {kind: code for code, kind in enumerate(NOISE_TYPES, start=1)}  # 0 = clean
+
+
 Pairs = tuple  # (users int64 [n], items int64 [n]) numpy arrays
 
 # Fields holding one value per training pair (same order as ``train``): subsetting train
@@ -85,6 +90,16 @@ class InteractionData:
         """The noise type codes in ``graph``'s edge-id order (int8 [E], 0 = clean); None when the
         noise is unknown. Flags without recorded types count as ``uniform`` (``inject_noise``'s
         default kind)."""
-        from .noise import noise_types_of
         types = noise_types_of(self)
         return None if types is None else self._per_edge(types)
+
+
+def noise_types_of(data: InteractionData) -> np.ndarray | None:
+    """int8 [n_train] type codes of ``data``'s training pairs (``NOISE_CODE``, 0 = clean); None
+    when the noise is unknown. Flags without recorded types count as ``uniform`` (what
+    ``inject_noise`` adds by default)."""
+    if data.noise is None:
+        return None
+    if data.noise_type is not None:
+        return np.asarray(data.noise_type, dtype=np.int8)
+    return np.where(np.asarray(data.noise, dtype=bool), NOISE_CODE["uniform"], 0).astype(np.int8)

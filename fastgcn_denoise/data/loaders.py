@@ -22,6 +22,7 @@ import torch
 
 from .checks import add_warning, check_splits, first_occurrences, record
 from .dataset import InteractionData
+from .ids import as_ids, is_int, original_ids, remap_ids
 from .recbole import is_recbole, load_recbole, write_inter
 from .split import holdout_mask
 
@@ -181,10 +182,6 @@ def _rows(path: Path, sep: str | None):
                 yield reader.line_num, fields
 
 
-def _is_int(text: str) -> bool:
-    return text.strip().lstrip("-").isdigit()
-
-
 def _has_header(rows: list, header: bool | None) -> bool:
     """Whether the first row is a header: as given, else if it names the user and item columns
     or is non-numeric above a numeric row."""
@@ -196,7 +193,7 @@ def _has_header(rows: list, header: bool | None) -> bool:
     if first[0] in _USER_NAMES and first[1] in _ITEM_NAMES:
         return True
     second = rows[1][1][:2] if len(rows) > 1 else []
-    return (not any(map(_is_int, first)) and len(second) == 2 and all(map(_is_int, second)))
+    return (not any(map(is_int, first)) and len(second) == 2 and all(map(is_int, second)))
 
 
 def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
@@ -206,7 +203,7 @@ def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
     in_folder = (path.name in {f"{s}.txt" for s in _SPLITS}
                  and (folder / "train.txt").is_file() and (folder / "test.txt").is_file())
     widths = {len(fields) for _, fields in rows[:10000]} if sep is None else set()
-    ragged = len(widths) > 1 and all(_is_int(x) for _, fields in rows[:100] for x in fields)
+    ragged = len(widths) > 1 and all(is_int(x) for _, fields in rows[:100] for x in fields)
     if not (in_folder or ragged):
         return
     where = (f"pass its folder instead: --data {folder}" if in_folder else
@@ -237,21 +234,6 @@ def _append_row(path: Path, number: int, fields: list, users: list, items: list)
         if value.lower() in _NULLS:
             raise ValueError(f"{path}, line {number}: {kind} id is {value!r} (missing value)")
         out.append(value)
-
-
-def _remap(tokens: list) -> tuple[np.ndarray, np.ndarray]:
-    """(contiguous ids int64, original ids): integer ids sort numerically, others as strings."""
-    arr = np.array(tokens, dtype=str)
-    if all(map(_is_int, tokens)):
-        try:
-            as_int = arr.astype(np.int64)
-        except OverflowError:  # ids beyond int64 stay strings
-            as_int = None
-        # Only canonical spellings, so that "007" and "7" stay distinct ids.
-        if as_int is not None and np.array_equal(as_int.astype(str), arr):
-            arr = as_int
-    originals, contiguous = np.unique(arr, return_inverse=True)
-    return contiguous.astype(np.int64).ravel(), originals
 
 
 def _pair_files(path: Path) -> dict:
@@ -291,8 +273,8 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
         if not tokens[split][0] and split in ("all", "train"):
             raise ValueError(f"{file}: no interactions")
     sizes = np.cumsum([0] + [len(t[0]) for t in tokens.values()])
-    users, user_ids = _remap([x for t in tokens.values() for x in t[0]])
-    items, item_ids = _remap([x for t in tokens.values() for x in t[1]])
+    users, user_ids = remap_ids([x for t in tokens.values() for x in t[0]])
+    items, item_ids = remap_ids([x for t in tokens.values() for x in t[1]])
     num_users, num_items = user_ids.shape[0], item_ids.shape[0]
     first_sep = next(iter(seps.values()))
     meta = {"format": "csv" if first_sep == "," else "tsv", "source": str(path)}
@@ -319,28 +301,11 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
 
 
 # ---------------------------------------------------------------------- writing
-def _as_ids(values, name: str, bound: int) -> np.ndarray:
-    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-        raise ValueError(f"{name} must be a 1-D array of integer ids, got {arr.dtype} {arr.shape}")
-    arr = arr.astype(np.int64, copy=False)
-    bad = np.flatnonzero((arr < 0) | (arr >= bound))
-    if bad.size:
-        raise ValueError(f"{name}[{int(bad[0])}] = {int(arr[bad[0]])} is outside [0, {bound})")
-    return arr
-
-
 def default_format(data: InteractionData) -> str:
     """The format ``data`` is written back in: its source's (``meta["format"]``), else "lightgcn"
     for data without id maps and "csv" for data with them."""
     return data.meta.get("format") or (
         "lightgcn" if data.user_ids is None and data.item_ids is None else "csv")
-
-
-def original_ids(data: InteractionData, users: np.ndarray, items: np.ndarray):
-    """(users, items) given in contiguous ids, mapped back to the source's own ids."""
-    return (users if data.user_ids is None else data.user_ids[users],
-            items if data.item_ids is None else data.item_ids[items])
 
 
 WRITE_FORMATS = ("lightgcn", "csv", "tsv", "recbole")
@@ -362,8 +327,8 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
     if fmt == "recbole":
         write_inter(data, users, items, path)
         return
-    users = _as_ids(users, "users", data.num_users)
-    items = _as_ids(items, "items", data.num_items)
+    users = as_ids(users, "users", data.num_users)
+    items = as_ids(items, "items", data.num_items)
     if users.shape != items.shape:
         raise ValueError(f"users has {users.shape[0]} entries but items has {items.shape[0]}")
     out_users, out_items = original_ids(data, users, items)

@@ -19,11 +19,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .dataset import InteractionData
+from .dataset import NOISE_CODE, NOISE_TYPES, InteractionData, noise_types_of
 from .sampling import draw_distinct_items, sorted_unique, uniform_absent_draw
 
-NOISE_TYPES = ("popularity", "uniform", "near_topic")
-NOISE_CODE = {kind: code for code, kind in enumerate(NOISE_TYPES, start=1)}  # 0 = clean
 INJECTED_KINDS = ("uniform", "popularity")
 
 
@@ -45,17 +43,6 @@ def noise_mix_weights(mix) -> dict:
     if total <= 0:
         raise ValueError(f"noise_mix needs a positive weight on some type, got {mix!r}")
     return {kind: w / total for kind, w in weights.items() if w > 0}
-
-
-def noise_types_of(data: InteractionData) -> np.ndarray | None:
-    """int8 [n_train] type codes of ``data``'s training pairs (``NOISE_CODE``, 0 = clean); None
-    when the noise is unknown. Flags without recorded types count as ``uniform`` (what
-    ``inject_noise`` adds by default)."""
-    if data.noise is None:
-        return None
-    if data.noise_type is not None:
-        return np.asarray(data.noise_type, dtype=np.int8)
-    return np.where(np.asarray(data.noise, dtype=bool), NOISE_CODE["uniform"], 0).astype(np.int8)
 
 
 def interacted_keys(data: InteractionData) -> np.ndarray:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import InteractionData
+from .ids import as_ids, original_ids, remap_ids
 from .split import holdout_mask
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -115,7 +116,6 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
                  test_fraction: float = 0.2, seed: int = 0, user_field: str = "user_id",
                  item_field: str = "item_id") -> InteractionData:
     """Read a RecBole dataset folder (or one ``.inter`` file); see the module docstring."""
-    from .loaders import _remap  # the pairs reader's id remapping (numeric ids sort as numbers)
 
     if source is None or not is_recbole(source):
         what = "the built-in synthetic data" if source is None else repr(str(source))
@@ -133,8 +133,8 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
             raise ValueError(f"{file}: no interactions" + (
                 f" rated >= {min_rating} ({b} below)" if min_rating is not None else ""))
         tokens[split] = (u, i)
-    users, user_ids = _remap([x for u, _ in tokens.values() for x in u])
-    items, item_ids = _remap([x for _, i in tokens.values() for x in i])
+    users, user_ids = remap_ids([x for u, _ in tokens.values() for x in u])
+    items, item_ids = remap_ids([x for _, i in tokens.values() for x in i])
     bounds = np.cumsum([0] + [len(u) for u, _ in tokens.values()])
     splits, dropped = {}, 0
     for (split, _), lo, hi in zip(tokens.items(), bounds[:-1], bounds[1:]):
@@ -161,10 +161,9 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
 def write_inter(data: InteractionData, users, items, path: str | os.PathLike) -> None:
     """Write (user, item) pairs, given in contiguous ids, as a RecBole ``.inter`` file in the
     source's ids, under the header ``<user field>:token<TAB><item field>:token``."""
-    from .loaders import _as_ids, original_ids
 
-    users = _as_ids(users, "users", data.num_users)
-    items = _as_ids(items, "items", data.num_items)
+    users = as_ids(users, "users", data.num_users)
+    items = as_ids(items, "items", data.num_items)
     if users.shape != items.shape:
         raise ValueError(f"users has {users.shape[0]} entries but items has {items.shape[0]}")
     fields = data.meta.get("fields", {"user": "user_id", "item": "item_id"})

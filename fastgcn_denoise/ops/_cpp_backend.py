@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .reference import GATE_KINDS, MODE_ID
+from ..modes import GATE_KINDS, MODE_ID
 
 
 def _i64(v: int) -> int:

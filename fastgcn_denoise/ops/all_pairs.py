@@ -49,7 +49,7 @@ import torch
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
 from .gates import l0_probability
-from .reference import GATE_ID, GATE_KINDS
+from ..modes import GATE_ID, GATE_KINDS
 
 # Gate kinds whose dropped pairs (s = 0) have ds/dlogit = 0, so that h is never needed for them.
 # concrete_st is not one: its straight-through gradient would need z of a pair that is not there.

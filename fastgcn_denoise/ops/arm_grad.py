@@ -30,7 +30,7 @@ import torch
 from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
-from .reference import MODE_ID
+from ..modes import MODE_ID
 
 ESTIMATORS = ("arm", "disarm")
 

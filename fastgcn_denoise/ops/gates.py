@@ -33,7 +33,7 @@ import torch
 from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
-from .reference import GATE_ID, GATE_KINDS
+from ..modes import GATE_ID, GATE_KINDS
 
 HARD_CONCRETE_DEFAULTS = {"temperature": 2.0 / 3.0, "gamma": -0.1, "zeta": 1.1}
 

@@ -38,7 +38,7 @@ from . import _library as library
 from . import reference
 from ._backend import get_backend
 from .gates import HARD_CONCRETE_DEFAULTS, _check_params
-from .reference import DIFFERENTIABLE_MODES, GATE_KINDS, MODE_ID, MODES
+from ..modes import DIFFERENTIABLE_MODES, GATE_KINDS, MODE_ID, MODES
 
 _DUAL_MODES = (MODE_ID["arm_pos"], MODE_ID["arm_neg"])
 _DIFFERENTIABLE = frozenset(MODE_ID[m] for m in DIFFERENTIABLE_MODES)

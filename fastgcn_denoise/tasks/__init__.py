@@ -1,7 +1,7 @@
 """Tasks: what a model is trained and judged on. Each model's registry entry names its task.
 
 ``ranking`` (recommenders: BPR, full-ranking Recall/NDCG@K) lives in ``ranking.py``; a task is an
-object with the methods listed there, and the trainer (``train.py``) only talks to it.
+object with the methods listed there, and the trainer (``pipelines/train.py``) only talks to it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The ranking task: BPR training on user-item interactions, full-ranking Recall/NDCG@K.
 
-What the trainer (``train.py``) asks of a task, here for recommenders:
+What the trainer (``pipelines/train.py``) asks of a task, here for recommenders:
 
     prepare(config) -> RankingData       the data as graphs on the run's device (+ warnings)
     context(prep, config) -> RankingContext   what a model's builder gets
@@ -21,10 +21,10 @@ import torch
 
 from ..data import (InteractionData, inject_noise, load_dataset, resolve_features, sample_bpr,
                     validation_split)
-from ..eval import evaluate_embeddings, evaluate_most_popular
+from .evaluation import evaluate_embeddings, evaluate_most_popular
 from ..graph import BipartiteGraph
 from ..models.base import Batch
-from ..oversmoothing import smoothness_metrics
+from .oversmoothing import smoothness_metrics
 
 # Below this many validation users (or interactions) a Recall@K difference between epochs is
 # mostly noise (its standard error is ~0.5 / sqrt(users)): the run warns that selection is weak.

@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .graph import BipartiteGraph
-from .ops._backend import BackendUnavailable, availability, requested_backend, unavailable_message
+from ..graph import BipartiteGraph
+from ..ops._backend import BackendUnavailable, availability, requested_backend, unavailable_message
 
 DEFAULT_KS = (20, 50, 100)
 
@@ -244,7 +244,7 @@ def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
                         exclude: Sequence[BipartiteGraph], ks: Sequence[int],
                         batch_users: int, progress: bool = False) -> dict:
     """``rank_metrics`` of dot-product scores through the fused Triton top-k (kernels/topk.py)."""
-    from .kernels.topk import masked_topk
+    from ..kernels.topk import masked_topk
 
     ks = _check_args(target, exclude, ks, batch_users)
     device, num_items = target.device, target.num_items
@@ -273,7 +273,7 @@ def _use_fused(device: torch.device, backend: str | None, kmax: int, dtype: torc
         if name == "triton":
             raise BackendUnavailable(unavailable_message(name, source, device, why))
         return False
-    from .kernels.topk import MAX_K
+    from ..kernels.topk import MAX_K
     return kmax <= MAX_K and dtype in (torch.float16, torch.bfloat16, torch.float32,
                                        torch.float64)
 

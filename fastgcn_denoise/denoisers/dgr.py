@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from ..config import check, option
 from ..ops import lec_neighbors, sddmm
-from .base import Plugin
-from .registry import register_plugin
+from ..models.base import Plugin
+from ..models.registry import register_plugin
 
 Z_MODES = ("degree_sum", "twice_degree_sum")
 

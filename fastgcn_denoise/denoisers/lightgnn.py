@@ -48,7 +48,7 @@ from .. import config as cfgmod
 from ..config import option
 from ..ops import CSRPattern, dot_logsumexp, power_sum, weighted_spmm
 from ..ops.sddmm import sddmm_kernel
-from .registry import register_model
+from ..models.registry import register_model
 
 
 @dataclass
@@ -529,8 +529,8 @@ _ORDER = {"lightgnn-teacher": lambda cfg: 1, "lightgnn-intermediate": lambda cfg
 def load_stage(run, model_name: str, ctx) -> tuple[PrunableLightGCN, dict]:
     """(the frozen model of a finished ``model_name`` run with its selected weights, on
     ``ctx.device``; its saved model options). The run must be on the same data as ``ctx``."""
-    from ..train import load_checkpoint
-    from .registry import model_entry
+    from ..checkpoint import load_checkpoint
+    from ..models.registry import model_entry
 
     ckpt = load_checkpoint(run)
     if ckpt["model_name"] != model_name:

@@ -30,16 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config as cfgmod
-from .config import option
-from .data.checks import UNSEEN
-from .data.noise import INJECTED_KINDS
-from .eval import DEFAULT_KS
-from .models import model_entry, plugin_entry
-from .ops import BACKENDS, get_backend, resolve_name
-from .tasks import get_task
+from .. import config as cfgmod
+from .. import denoisers  # noqa: F401  (registers the denoisers beside the backbones)
+from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
+from ..config import option
+from ..data.checks import UNSEEN
+from ..data.noise import INJECTED_KINDS
+from ..tasks.evaluation import DEFAULT_KS
+from ..models import model_entry, plugin_entry
+from ..ops import BACKENDS, get_backend, resolve_name
+from ..tasks import get_task
 
-CHECKPOINT_FORMAT = "fastgcn_denoise.checkpoint/2"
 SELECT = ("best", "last")
 
 
@@ -213,40 +214,6 @@ def _seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------- checkpoints and logs
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by ``train`` (on CPU); ValueError saying what is wrong.
-
-    ``path`` may be the run directory (its ``checkpoint.pt`` is read).
-    """
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "checkpoint.pt").is_file():
-            raise ValueError(f"checkpoint {str(path)!r} is a directory without a checkpoint.pt "
-                             "(give a run's --out directory or its checkpoint.pt)")
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read: it is truncated, corrupt or "
-                         f"not a PyTorch file ({type(exc).__name__}: {exc}); re-run the training "
-                         "or pass another checkpoint") from None
-    if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith(
-            "fastgcn_denoise.checkpoint/"):
-        raise ValueError(f"checkpoint {str(path)!r}: not a fastgcn_denoise training checkpoint")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} was written by an older fastgcn_denoise "
-                         f"({ckpt['format']}; this version reads {CHECKPOINT_FORMAT}): re-train")
-    return ckpt
-
-
 def config_from_checkpoint(ckpt: dict, **overrides) -> TrainConfig:
     """The run's saved config with ``overrides`` applied (model options by name too)."""
     saved = dict(ckpt["config"])
@@ -378,7 +345,7 @@ def train(config: TrainConfig) -> dict:
         f.writelines(json.dumps(r) + "\n" for r in history)
 
     def save_checkpoint():
-        _save_atomic({
+        save_atomic({
             "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(config),
             "model_name": config.model, "task": entry.task, "data_info": prep.info,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -6,7 +6,7 @@
     fastgcn-denoise lightgnn all           --data DIR --out OUT
 
 Each stage is a ``train`` run of a registered model (``lightgnn-teacher``,
-``lightgnn-intermediate``, ``lightgnn-student``; models/lightgnn.py), in its own folder with the
+``lightgnn-intermediate``, ``lightgnn-student``; denoisers/lightgnn.py), in its own folder with the
 trainer's files (log.jsonl, checkpoint.pt, metrics.json, plots): selected on validation, resumable
 (a folder with metrics.json is done and skipped, one with only checkpoint.pt resumes), and
 ``evaluate`` / ``denoise --checkpoint`` work on any of them. The student stage is
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from . import config as cfgmod
-from .config import option
-from .eval import DEFAULT_KS
-from .models.lightgnn import DistillConfig, edge_importance, prune
+from .. import config as cfgmod
+from ..config import option
+from ..tasks.evaluation import DEFAULT_KS
+from ..denoisers.lightgnn import DistillConfig, edge_importance, prune
 
 STAGES = ("teacher", "intermediate", "student", "all")
 
@@ -211,8 +211,8 @@ def run_student(cfg, progress=None, verbose=True) -> dict:
 
 
 def _slack_of(run_dir: Path):
-    from .models.lightgnn import LightGNNStudentConfig
-    from .train import load_checkpoint
+    from ..denoisers.lightgnn import LightGNNStudentConfig
+    from ..checkpoint import load_checkpoint
     saved = load_checkpoint(run_dir)["config"]["model_config"]
     return cfgmod.from_dict(LightGNNStudentConfig, saved).slack()
 
@@ -305,9 +305,3 @@ def run_from_args(args) -> int:
     print(f"written to {cfg.out}/")
     return 0
 
-
-if __name__ == "__main__":
-    import sys
-
-    from .cli import main
-    sys.exit(main(["lightgnn", *sys.argv[1:]]))

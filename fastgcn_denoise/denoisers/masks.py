@@ -1,7 +1,7 @@
 """Learned edge masks that look for noise: pathwise gates, target-edge holdout, mask heads, keep level.
 
 Two plug-ins for any ranking backbone (``train --model lightgcn --mask``, ``--holdout``), beside
-the paper's ARM/DisARM masks (``models/sgcn.py``):
+the paper's ARM/DisARM masks (``denoisers/sgcn.py``):
 
 * ``holdout`` (**target-edge holdout**): the step's positive edges get weight 0 in that step's
   propagation, degrees renormalised. Without it an edge kept in the graph raises its own
@@ -36,9 +36,9 @@ from torch import nn
 
 from ..config import option
 from ..ops import gate, l0_probability, layer_offset, sddmm
-from ..ops.reference import MODES
-from .base import Plugin
-from .registry import register_plugin
+from ..modes import MODES
+from ..models.base import Plugin
+from ..models.registry import register_plugin
 
 ESTIMATORS = ("gumbel", "hard_concrete")
 HEADS = ("free", "score", "linear", "mlp")

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..config import option
 from ..ops import cosine_attention, directed_spmm
-from .registry import register_model
+from ..models.registry import register_model
 
 WEIGHT_MODES = ("confid", "mean", "max")
 PRUNING = ("hard", "soft")

@@ -51,10 +51,10 @@ from ..config import option
 from ..ops import arm_grad, layer_offset, masked_spmm_dual, nuclear_norm, NuclearNormState
 from ..ops.arm_grad import ESTIMATORS
 from ..ops.nuclear_norm import BACKWARDS
-from .base import Batch
-from .lightgcn import LightGCN, LightGCNConfig
-from .ngcf import NGCF, NGCFConfig
-from .registry import register_model
+from ..models.base import Batch
+from ..models.lightgcn import LightGCN, LightGCNConfig
+from ..models.ngcf import NGCF, NGCFConfig
+from ..models.registry import register_model
 
 _ARM_BACKENDS = ("reference", "cpu", "triton")  # arm_grad's kernels; other backends dispatch
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.loaders import default_format, original_ids, write_interactions
-from .data.noise import NOISE_CODE, NOISE_TYPES
+from ..data.loaders import default_format, original_ids, write_interactions
+from ..data.noise import NOISE_CODE, NOISE_TYPES
 from .train import restore_run
 
 _EXTENSIONS = {"lightgcn": "txt", "csv": "csv", "tsv": "tsv", "recbole": "inter"}

@@ -1,0 +1,13 @@
+"""Denoisers: methods that find and suppress noisy interactions, on top of a backbone.
+
+SGCN's learned masks (``sgcn``: S-LightGCN / S-NGCF), the mask plug-in on any backbone
+(``masks``), DGR's desmoothing plug-in (``dgr``), LightGNN's pruned and distilled models
+(``lightgnn``) and GRCN's refined graph (``grcn``). Each registers in ``models.registry``, so
+``train --model NAME`` / ``--PLUGIN`` finds it once this package is imported (the pipelines do).
+"""
+from . import dgr, grcn, lightgnn, masks, sgcn  # noqa: F401  (registers the denoisers)
+from .dgr import DGR, DGRConfig
+from .grcn import GRCN, GRCNConfig
+from .sgcn import SGCN, SLightGCN, SNGCF
+
+__all__ = ["DGR", "DGRConfig", "GRCN", "GRCNConfig", "SGCN", "SLightGCN", "SNGCF"]
