@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DEMO_OUT ?= runs/demo
 SOURCES := $(shell find csrc kernels fastgcn_denoise -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' \)) setup.py pyproject.toml
 
-.PHONY: demo test bench info clean
+.PHONY: demo test lint bench info clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE ../$(BIN)/pytest -q -p no:cacheprovider .
+
+# ruff (lint + format check) over the tree; the layers contract runs in the tests
+# (tests/test_architecture.py) against the installed package.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
