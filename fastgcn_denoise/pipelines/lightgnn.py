@@ -6,7 +6,7 @@
     fastgcn-denoise lightgnn all           --data DIR --out OUT
 
 Each stage is a ``train`` run of a registered model (``lightgnn-teacher``,
-``lightgnn-intermediate``, ``lightgnn-student``; denoisers/lightgnn.py), in its own folder with the
+``lightgnn-intermediate``, ``lightgnn-student``; denoisers/lightgnn/), in its own folder with the
 trainer's files (log.jsonl, checkpoint.pt, metrics.json, plots): selected on validation, resumable
 (a folder with metrics.json is done and skipped, one with only checkpoint.pt resumes), and
 ``evaluate`` / ``denoise --checkpoint`` work on any of them. The student stage is
