@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if not (ROOT / "bench" / "__main__.py").is_file():
+if not (ROOT / "bench" / "suite.py").is_file():
     pytest.skip(f"no benchmark suite at {ROOT / 'bench'} (tests run outside the repository)",
                 allow_module_level=True)
 
 
 def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    from bench.__main__ import DEFAULT_OPS, main
+    from bench.suite import DEFAULT_OPS, main
 
     assert main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_cpu.json").read_text())
@@ -53,7 +53,7 @@ def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
 
 def test_quick_run_never_writes_the_committed_results(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    import bench.__main__ as runner
+    import bench.suite as runner
     from bench.common import RESULTS
 
     before = {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()} if RESULTS.is_dir() else {}
@@ -70,7 +70,8 @@ def test_quick_run_never_writes_the_committed_results(tmp_path, monkeypatch, cap
 def test_every_case_at_each_thread_count(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
     import torch
-    from bench.__main__ import main
+
+    from bench.suite import main
 
     threads = torch.get_num_threads()
     assert main(["--quick", "--ops", "eval", "--threads", "1", "2", "--out", str(tmp_path)]) == 0
@@ -85,7 +86,7 @@ def test_every_case_at_each_thread_count(tmp_path, monkeypatch):
 
 def test_a_subject_that_cannot_run_fails_loudly(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    import bench.__main__ as runner
+    import bench.suite as runner
     from bench.common import Bench
     from fastgcn_denoise import ops
 

@@ -1,0 +1,8 @@
+"""pytest-benchmark: cosine_attention forward and forward + backward against the composition and PyG.
+
+Cases and peers: bench/ops/cosine_attention.py. Graph and sizes: bench/conftest.py.
+"""
+
+
+def test_cosine_attention(case, run_case):
+    run_case(case)

@@ -1,0 +1,8 @@
+"""pytest-benchmark: the fused log-sum-exp against the PyTorch composition.
+
+Cases and peers: bench/ops/dot_logsumexp.py. Graph and sizes: bench/conftest.py.
+"""
+
+
+def test_dot_logsumexp(case, run_case):
+    run_case(case)

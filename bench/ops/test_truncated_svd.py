@@ -1,0 +1,8 @@
+"""pytest-benchmark: truncated_svd against scipy/cupy svds and torch.svd_lowrank.
+
+Cases and peers: bench/ops/truncated_svd.py. Graph and sizes: bench/conftest.py.
+"""
+
+
+def test_truncated_svd(case, run_case):
+    run_case(case)
