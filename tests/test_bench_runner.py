@@ -7,6 +7,7 @@ appended to sys.path (after site-packages, so fastgcn_denoise stays the package 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,34 @@ def test_plot_labels_are_never_clipped(tmp_path, monkeypatch):
     margin = 5  # pixels of white around everything drawn
     assert cols[0] >= margin and cols[-1] < ink.shape[1] - margin, (cols[0], cols[-1])
     assert rows[0] >= margin and rows[-1] < ink.shape[0] - margin
+
+
+def test_bench_has_no_import_cycles(monkeypatch):
+    # The runner registers the op modules; nothing imports back from it or from a __main__.
+    monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
+    grimp = pytest.importorskip("grimp")
+    from test_architecture import strongly_connected
+
+    graph = grimp.build_graph("bench", cache_dir=None)
+    assert {"bench.suite", "bench.ops.masked_spmm", "bench.denoise.cli"} <= graph.modules
+    assert strongly_connected(graph) == []
+    for entry in ("bench.__main__", "bench.denoise.__main__"):
+        assert graph.find_modules_that_directly_import(entry) == set(), entry
+
+
+def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
+    top = {p.name for p in (ROOT / "bench").iterdir()
+           if p.name != "__pycache__" and not p.name.startswith(".")}  # caches of tools
+    assert top <= {"__init__.py", "__main__.py", "suite.py", "denoise", "common.py", "conftest.py",
+                   "gpu_suite.sh", "ops", "studies", "results"}, sorted(top)
+    # Every study names the question it answered and the result file that records the answer.
+    studies = sorted((ROOT / "bench" / "studies").glob("[!_]*.*"))
+    assert studies
+    for path in studies:
+        text = path.read_text()
+        study = re.search(r"Study: .+?Answer:\s+(.+?\.)(?:\s|$)", text, re.S)
+        assert study, f"{path}: no 'Study: ... Answer: ...' line in its docstring"
+        answers = re.findall(r"[\w/]+\.json", study.group(1))
+        assert answers, f"{path}: its Study line names no result file"
+        for name in answers:
+            assert (ROOT / "bench" / "results" / Path(name).name).is_file(), f"{path}: {name}"
