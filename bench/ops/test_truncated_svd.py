@@ -2,6 +2,9 @@
 
 Cases and peers: bench/ops/truncated_svd.py. Graph and sizes: bench/conftest.py.
 """
+from bench.ops import truncated_svd
+
+OP = truncated_svd  # the op module whose cases bench/conftest.py parametrises
 
 
 def test_truncated_svd(case, run_case):
