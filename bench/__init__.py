@@ -1,4 +1,13 @@
-"""Microbenchmarks: every op against its peer, side by side (``python -m bench``, see __main__.py).
+"""The benchmark suite of fastgcn_denoise.
+
+  ops/          one microbenchmark per op against its peer (+ its pytest-benchmark test_<op>.py)
+  suite.py      the suite runner, ``python -m bench``: the ops of ops/, side by side
+  denoise/      the noise benchmark, ``python -m bench.denoise``: every denoiser on known noise
+  gpu_suite.sh  one call on a GPU machine: install, tests and the suite on CUDA
+  common.py     shared plumbing (timing, cases, graphs, the machine, JSON, plots); conftest.py
+                the pytest-benchmark fixtures
+  studies/      one-off studies, each naming the question it answered and its result file
+  results/      the current JSON (and plot) of each harness, op benchmark and study
 
 They measure the *installed* fastgcn_denoise: ``python -m bench`` from the repository root puts
 the root first on sys.path, where the source tree (without its compiled extension, unless built

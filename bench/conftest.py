@@ -1,6 +1,6 @@
 """pytest-benchmark form of the suite: ``pytest bench/ --benchmark-only``.
 
-Each bench/test_bench_<op>.py times the cases of its module's ``benches`` (ours and the peers,
+Each bench/ops/test_<op>.py times the cases of its op module's ``benches`` (ours and the peers,
 built on the same inputs), one benchmark per case, grouped by op, graph and what is computed, so
 each case of ours is shown next to its peers. The project's tests (``cd tests && pytest .``) never
 collect these files. Environment:
@@ -33,7 +33,7 @@ def _graph():
 
 
 def _op_name(module) -> str:
-    return module.OP.__name__.rsplit(".", 1)[-1].removeprefix("bench_")
+    return module.OP.__name__.rsplit(".", 1)[-1]
 
 
 def pytest_generate_tests(metafunc):

@@ -21,7 +21,7 @@
 #   lse_bench            bench_dot_logsumexp_cuda.json (LightGNN's fused log-sum-exp)
 #   lightgnn             only with LIGHTGNN_TIMEOUT > 0 (a separate call): the LightGNN pipeline
 #                        on the Yelp split, official schedule, resumed from LIGHTGNN_OUT
-# The long training protocols are separate calls (bench/dgr_gowalla_gpu.sh, ...).
+# The long training protocols are separate calls (the studies under bench/studies/).
 # Environment: SUITE_BUDGET (default 570 s), PYTHON (default python), per-step limits
 # INSTALL_TIMEOUT (240), TEST_TIMEOUT (120), MASKS_TIMEOUT (45), BENCH_TIMEOUT (150),
 # DGR_BENCH_TIMEOUT (40), GRCN_BENCH_TIMEOUT (30), L0SIGN_TIMEOUT (30), DENOISE_TIMEOUT (45),
@@ -72,10 +72,10 @@ step bench "${BENCH_TIMEOUT:-150}" "$out/bench.log" \
 step dgr_bench "${DGR_BENCH_TIMEOUT:-40}" "$out/dgr_bench.log" \
     "$py" -u -m bench --device cuda --ops lec dgr_step --graphs gowalla --dims 64 --out "$out"
 step cosine_attention "${GRCN_BENCH_TIMEOUT:-30}" "$out/cosine_attention.log" \
-    "$py" -u -m bench.bench_cosine_attention --device cuda --threads 1 --graphs tiktok synth-1e6 \
+    "$py" -u -m bench.ops.cosine_attention --device cuda --threads 1 --graphs tiktok synth-1e6 \
     --dims 64 128 --out "$out"
 step l0sign "${L0SIGN_TIMEOUT:-30}" "$out/l0sign.log" \
-    "$py" -u -m bench.bench_l0sign --device cuda --threads 1 --out "$out"
+    "$py" -u -m bench.ops.l0sign --device cuda --threads 1 --out "$out"
 step denoise "${DENOISE_TIMEOUT:-45}" "$out/denoise.log" \
     "$py" -u -m bench.denoise --device cuda --inject --types uniform --ratios 0.2 --seeds 0 \
     --denoisers lightgcn mask --runs "$out/denoise_runs" --out "$out"
@@ -85,7 +85,7 @@ step denoise "${DENOISE_TIMEOUT:-45}" "$out/denoise.log" \
 # closure, 13 pruning runs x 600 epochs). It resumes from LIGHTGNN_OUT, so repeated calls continue
 # it; YELP_DIR is the data (LightGCN format with valid.txt).
 step lse_bench "${LSE_TIMEOUT:-40}" "$out/lse_bench.log" \
-    "$py" -u -m bench.bench_dot_logsumexp --device cuda --out "$out"
+    "$py" -u -m bench.ops.dot_logsumexp --device cuda --out "$out"
 if [ "${LIGHTGNN_TIMEOUT:-0}" -gt 0 ]; then
     step lightgnn "$LIGHTGNN_TIMEOUT" "$out/lightgnn.log" \
         "$py" -u -m fastgcn_denoise lightgnn all --device cuda --no-progress \

@@ -1,4 +1,4 @@
-"""The noise benchmark (bench/denoise.py): its scoring, the real-data subsample, and a quick run.
+"""The noise benchmark (bench/denoise/): its scoring, the real-data subsample, and a quick run.
 
 ``bench`` is not installed: it is imported from the checkout (appended to sys.path, after
 site-packages, so fastgcn_denoise stays the package under test).
@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from bench import denoise as bench  # noqa: E402
+from bench.denoise.cli import main, parse_args  # noqa: E402
+from bench.denoise.rows import item_knn_scores  # noqa: E402
+from bench.denoise.run import score_report  # noqa: E402
+from bench.denoise.settings import subsample  # noqa: E402
 from fastgcn_denoise import BipartiteGraph  # noqa: E402
 from fastgcn_denoise.data import InteractionData  # noqa: E402
 from fastgcn_denoise.pipelines.denoise import roc_auc  # noqa: E402
@@ -23,7 +25,7 @@ def test_score_report():
     keep = np.array([[0.9, 0.2, 0.8, 0.1, 0.6, 0.4],
                      [0.9, 0.6, 0.8, 0.1, 0.3, 0.4]])
     types = np.array([0, 1, 0, 2, 1, 0], dtype=np.int8)  # clean, popularity, uniform
-    rep = bench.score_report(keep, types, "popularity", threshold=0.5)
+    rep = score_report(keep, types, "popularity", threshold=0.5)
     mean = keep.mean(0)
     clean = types == 0
     for name, code in (("popularity", 1), ("uniform", 2)):
@@ -34,7 +36,7 @@ def test_score_report():
     assert rep["dropped_recall"] == pytest.approx(1 / 3)
     # the 3 lowest means (3 noisy pairs): edges 3, 1 (0.4), 5 (0.4, earlier than 4 at 0.45)
     assert rep["precision_at_noise_rate"] == pytest.approx(2 / 3)
-    assert "auc" not in bench.score_report(keep, None, "uniform", 0.5)
+    assert "auc" not in score_report(keep, None, "uniform", 0.5)
 
 
 def test_item_knn_scores_leave_the_user_out():
@@ -42,7 +44,7 @@ def test_item_knn_scores_leave_the_user_out():
     mask = rng.random((12, 9)) < 0.45
     users, items = np.nonzero(mask)
     g = BipartiteGraph(users, items, 12, 9)
-    got = bench.item_knn_scores(g).numpy()
+    got = item_knn_scores(g).numpy()
     r = mask.astype(float)
     u_e, i_e = (t.numpy() for t in g.edges())
     for e in range(g.num_edges):
@@ -63,12 +65,12 @@ def test_subsample():
     u, i = keys // 30, keys % 30
     test = rng.random(u.shape[0]) < 0.2
     d = InteractionData("x", 50, 30, (u[~test], i[~test]), (u[test], i[test]))
-    s = bench.subsample(d, users=20, min_item=3, seed=0)
+    s = subsample(d, users=20, min_item=3, seed=0)
     assert s.num_users <= 20 and s.num_items <= 30
     assert np.bincount(s.train[1], minlength=s.num_items).min() >= 3
     assert np.bincount(s.train[0], minlength=s.num_users).min() >= 2
     assert s.train[0].max() < s.num_users and s.test[1].max() < s.num_items
-    again = bench.subsample(d, users=20, min_item=3, seed=0)
+    again = subsample(d, users=20, min_item=3, seed=0)
     assert np.array_equal(again.train[0], s.train[0]) and np.array_equal(again.test[1], s.test[1])
 
 
@@ -76,7 +78,7 @@ def test_quick_run(tmp_path, capsys):
     argv = ["--quick", "--types", "uniform", "--denoisers", "lightgcn", "oracle", "mask",
             "item-knn", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
             "--threads", "1", "--set", "mask_warmup=1"]
-    assert bench.main(argv) == 0
+    assert main(argv) == 0
     payload = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     rows = {r["denoiser"]: r for r in payload["rows"]}
     assert set(rows) == {"generator", "known items", "lightgcn", "oracle", "mask",
@@ -93,7 +95,7 @@ def test_quick_run(tmp_path, capsys):
     assert "| uniform | 0.2 | mask |" in payload["table"]
     # a second run reuses the finished runs' records
     capsys.readouterr()
-    assert bench.main(argv) == 0
+    assert main(argv) == 0
     again = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     assert again["rows"] == payload["rows"]
     assert "running again" not in capsys.readouterr().out
@@ -102,13 +104,13 @@ def test_quick_run(tmp_path, capsys):
     assert record.exists(), sorted(p.name for p in (tmp_path / "runs").iterdir())
     stale = json.loads(record.read_text())
     record.write_text(json.dumps(dict(stale, run_key="another data set")))
-    assert bench.main(argv) == 0
+    assert main(argv) == 0
     assert "cached for other data or epochs; running again" in capsys.readouterr().out
     assert json.loads(record.read_text())["run_key"] == stale["run_key"]
 
 
 def test_bad_arguments():
     with pytest.raises(SystemExit):
-        bench.parse_args(["--data", "gowalla", "--types", "near_topic"])
+        parse_args(["--data", "gowalla", "--types", "near_topic"])
     with pytest.raises(SystemExit):
-        bench.parse_args(["--set", "novalue"])
+        parse_args(["--set", "novalue"])

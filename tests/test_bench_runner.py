@@ -7,6 +7,7 @@ appended to sys.path (after site-packages, so fastgcn_denoise stays the package 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,14 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if not (ROOT / "bench" / "__main__.py").is_file():
+if not (ROOT / "bench" / "suite.py").is_file():
     pytest.skip(f"no benchmark suite at {ROOT / 'bench'} (tests run outside the repository)",
                 allow_module_level=True)
 
 
 def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    from bench.__main__ import DEFAULT_OPS, main
+    from bench.suite import DEFAULT_OPS, main
 
     assert main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_cpu.json").read_text())
@@ -53,7 +54,7 @@ def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
 
 def test_quick_run_never_writes_the_committed_results(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    import bench.__main__ as runner
+    import bench.suite as runner
     from bench.common import RESULTS
 
     before = {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()} if RESULTS.is_dir() else {}
@@ -70,7 +71,8 @@ def test_quick_run_never_writes_the_committed_results(tmp_path, monkeypatch, cap
 def test_every_case_at_each_thread_count(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
     import torch
-    from bench.__main__ import main
+
+    from bench.suite import main
 
     threads = torch.get_num_threads()
     assert main(["--quick", "--ops", "eval", "--threads", "1", "2", "--out", str(tmp_path)]) == 0
@@ -85,7 +87,7 @@ def test_every_case_at_each_thread_count(tmp_path, monkeypatch):
 
 def test_a_subject_that_cannot_run_fails_loudly(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
-    import bench.__main__ as runner
+    import bench.suite as runner
     from bench.common import Bench
     from fastgcn_denoise import ops
 
@@ -155,3 +157,34 @@ def test_plot_labels_are_never_clipped(tmp_path, monkeypatch):
     margin = 5  # pixels of white around everything drawn
     assert cols[0] >= margin and cols[-1] < ink.shape[1] - margin, (cols[0], cols[-1])
     assert rows[0] >= margin and rows[-1] < ink.shape[0] - margin
+
+
+def test_bench_has_no_import_cycles(monkeypatch):
+    # The runner registers the op modules; nothing imports back from it or from a __main__.
+    monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
+    grimp = pytest.importorskip("grimp")
+    from test_architecture import strongly_connected
+
+    graph = grimp.build_graph("bench", cache_dir=None)
+    assert {"bench.suite", "bench.ops.masked_spmm", "bench.denoise.cli"} <= graph.modules
+    assert strongly_connected(graph) == []
+    for entry in ("bench.__main__", "bench.denoise.__main__"):
+        assert graph.find_modules_that_directly_import(entry) == set(), entry
+
+
+def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
+    top = {p.name for p in (ROOT / "bench").iterdir()
+           if p.name != "__pycache__" and not p.name.startswith(".")}  # caches of tools
+    assert top <= {"__init__.py", "__main__.py", "suite.py", "denoise", "common.py", "conftest.py",
+                   "gpu_suite.sh", "ops", "studies", "results"}, sorted(top)
+    # Every study names the question it answered and the result file that records the answer.
+    studies = sorted((ROOT / "bench" / "studies").glob("[!_]*.*"))
+    assert studies
+    for path in studies:
+        text = path.read_text()
+        study = re.search(r"Study: .+?Answer:\s+(.+?\.)(?:\s|$)", text, re.S)
+        assert study, f"{path}: no 'Study: ... Answer: ...' line in its docstring"
+        answers = re.findall(r"[\w/]+\.json", study.group(1))
+        assert answers, f"{path}: its Study line names no result file"
+        for name in answers:
+            assert (ROOT / "bench" / "results" / Path(name).name).is_file(), f"{path}: {name}"

@@ -1,0 +1,4 @@
+"""``python -m bench.denoise``: the noise benchmark (bench/denoise/cli.py)."""
+from .cli import main
+
+raise SystemExit(main())
