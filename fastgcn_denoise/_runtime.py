@@ -9,8 +9,8 @@ fastgcn_denoise`` in a script) changes nothing.
 ``OMP_WAIT_POLICY=PASSIVE``: an idle OpenMP thread sleeps at once instead of spinning first
 (GNU OpenMP's default spins up to 300,000 rounds). With the default, when another process holds a
 core, our threads spin on the cores that process needs, and training slowed 3-4x (issue 10
-item 16); ``bench/wait_policy.py`` measures both policies at 1 and 2 threads, on a quiet machine
-and beside a busy process (``bench/results/wait_policy_cpu.json``, summarised in the README).
+item 16); ``bench/studies/wait_policy.py`` measures both policies at 1 and 2 threads, on a quiet machine
+and beside a busy process (``bench/results/wait_policy_shared_cpu.json``, summarised in the README).
 """
 from __future__ import annotations
 

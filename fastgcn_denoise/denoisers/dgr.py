@@ -17,7 +17,7 @@ GMP, global desmoothing message passing (``after_layer``, plus ``layer_kwargs`` 
   the backbone's propagation is left as it is. Degrees are the training graph's (unmasked).
   Cost: two reductions over the layer (forward and backward) and one fused scale-and-add
   (``torch.addr``), against the propagation's ~avg-degree gathers per row; the benchmark
-  (bench/bench_dgr.py) measures what it adds to a training step.
+  (bench/ops/dgr_step.py) measures what it adds to a training step.
 
 LEC, local embedding correction (``extra_loss``), on the readout embeddings:
     L_pos = Σ_b Σ_{j ∈ S(i_b)} −ω_{i_b j} log σ(e_{u_b} · e_j)

@@ -7,7 +7,7 @@ the paper's ARM/DisARM masks (``denoisers/sgcn.py``):
   propagation, degrees renormalised. Without it an edge kept in the graph raises its own
   positive's score, so the worst-fitting (noisy) edges get the strongest push to be kept; with
   it each edge is judged by how well it predicts the *other* positives. Usable alone (what it
-  does to LightGCN is measured in ``bench/denoise.py``) and built into ``mask``.
+  does to LightGCN is measured in ``bench/denoise/``) and built into ``mask``.
 * ``mask``: one mask per layer drawn by a **pathwise estimator** (``ESTIMATORS``): ``gumbel``,
   the binary-concrete straight-through gate (forward: an exact Bernoulli(σ(φ)) sample; backward:
   the relaxed sample's gradient at temperature τ), or ``hard_concrete`` (Louizos et al. 2018,

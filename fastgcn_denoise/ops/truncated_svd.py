@@ -31,7 +31,7 @@ import torch
 from . import _library as library
 from ._backend import get_backend
 
-# Defaults, chosen on the Gowalla training matrix (k = 128, bench/truncated_svd.py): they stop at
+# Defaults, chosen on the Gowalla training matrix (k = 128, bench/ops/truncated_svd.py): they stop at
 # depth 6 with a max relative error of 4.5e-5 against scipy's svds (depth 5: 6.7e-4, 7: 2e-6).
 # The error after stopping is well below tol because convergence is geometric (~15x per depth).
 DEFAULT_OVERSAMPLE = 16  # b = k + 16: a few extra vectors speed convergence of the k-th value
