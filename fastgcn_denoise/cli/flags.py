@@ -22,12 +22,17 @@ class Parser(argparse.ArgumentParser):
 
 class Formatter(argparse.HelpFormatter):
     """Wraps description and epilog paragraph by paragraph (blank-line separated); a paragraph
-    with indented lines is a list, line by line: each ``  NAME  text`` line wraps under its text."""
+    with indented lines is a list, line by line: each ``  NAME  text`` line wraps under its text.
+    Never breaks a line at a hyphen (flag and model names stay whole)."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _fill_text(self, text, width, indent):
-        fill = super()._fill_text
-        return "\n\n".join(self._fill_list(para, width, indent) if "\n  " in "\n" + para
-                           else fill(para, width, indent) for para in text.split("\n\n"))
+        return "\n\n".join(self._fill_list(para, width, indent) if "\n  " in "\n" + para else
+                           textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_on_hyphens=False)
+                           for para in text.split("\n\n"))
 
     @staticmethod
     def _fill_list(para: str, width: int, indent: str) -> str:
@@ -35,7 +40,8 @@ class Formatter(argparse.HelpFormatter):
         for line in para.splitlines():
             hang = re.match(r"\s+\S+\s+", line)  # the text column: after the name and its gap
             lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent
-                                       + " " * (hang.end() if hang else 0)))
+                                       + " " * (hang.end() if hang else 0),
+                                       break_on_hyphens=False))
         return "\n".join(lines)
 
 
