@@ -48,7 +48,7 @@ def check_model_options(path, model: str, values: dict) -> dict:
     from ..models import MODELS
 
     own = _meta(config.fields(MODELS[model].config))
-    for key in set(values) - set(own):
+    for key in sorted(set(values) - set(own)):
         owners = [m for m in sorted(MODELS) if key in _meta(config.fields(MODELS[m].config))]
         if owners:
             raise ValueError(f"{path}: [model] {key} is not an option of {model} (it is an "

@@ -87,19 +87,27 @@ def add_run_flags(p, view: str | None, **shown_defaults) -> None:
     """The training flags on ``p``; ``--help`` shows the loop's and the model ``view``'s (ALL:
     every flag; None: the default model's, and the list of models); ``shown_defaults``
     overrides the defaults the help shows (a command's own)."""
-    TrainConfig, MODELS, PLUGINS = _registries()
+    TrainConfig, MODELS, _ = _registries()
     default_model = shown_defaults.get("model", TrainConfig.model)
+    p.usage = "%(prog)s [--model NAME] [--config FILE] [FLAG ...]"
     p.epilog = _models_text(p.prog, view, MODELS)
     view = view or default_model
     hidden = p.add_argument_group()  # no heading: flags that parse but --help leaves out
-    loop = p.add_argument_group("training")
+    _add_loop_flags(p.add_argument_group("training"), shown_defaults)
+    _add_model_flags(p, hidden, view, default_model)
+    _add_plugin_flags(p, hidden, view)
+
+
+def _add_loop_flags(loop, shown_defaults: dict) -> None:
+    TrainConfig, MODELS, _ = _registries()
     for f in config.fields(TrainConfig):
         meta = dict(f.metadata)
         if f.name == "model":
             meta.update(choices=tuple(sorted(MODELS)), metavar="NAME",
                         help="the model to train (the models are listed below)")
         default = shown_defaults.get(f.name, f.default)
-        text = None if default is None and f.name != "data" else _shown_loop(f.name, default)
+        text = None if (default is None and f.name != "data") or (f.name == "features" and
+                                                                  not default) else shown(default)
         add_option(loop, f.name, meta, f.name, text)
     loop.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                       help="run settings from a TOML file with the tables [train], [model] and "
@@ -117,6 +125,11 @@ def add_run_flags(p, view: str | None, **shown_defaults) -> None:
                       help="no progress lines on stderr, only warnings and errors (default: off)")
     loop.add_argument(ALL, action="help", help="show every model's and plug-in's flags and exit")
 
+
+def _add_model_flags(p, hidden, view: str, default_model: str) -> None:
+    """Every model's options: ALL shows them in one group (brackets: the models of each), a
+    model's view its own (the others hidden)."""
+    _, MODELS, _ = _registries()
     options = _model_options(first=view)
     if view == ALL:
         group = p.add_argument_group("model options", "each applies to every model unless "
@@ -125,18 +138,23 @@ def add_run_flags(p, view: str | None, **shown_defaults) -> None:
             where = "" if len(defaults) == len(MODELS) else f" [{', '.join(sorted(defaults))}]"
             add_option(group, name, dict(meta, help=meta["help"] + where), f"model:{name}",
                        _defaults_text(defaults, default_model))
-    else:
-        entry = MODELS[view]
-        title = f"{view} options" + (" (the default model)" if view == default_model else "")
-        group = p.add_argument_group(title, entry.summary)
-        own = config.fields(entry.config)
-        for f in own:
-            add_option(group, f.name, f.metadata, f"model:{f.name}",
-                       None if f.default is None else shown(f.default))
-        for name in sorted(set(options) - {f.name for f in own}):
-            add_option(hidden, name, options[name][0], f"model:{name}", None, hidden=True)
+        return
+    entry = MODELS[view]
+    title = f"{view} options" + (" (the default model)" if view == default_model else "")
+    group = p.add_argument_group(title, entry.summary)
+    own = config.fields(entry.config)
+    for f in own:
+        add_option(group, f.name, f.metadata, f"model:{f.name}",
+                   None if f.default is None else shown(f.default))
+    for name in sorted(set(options) - {f.name for f in own}):
+        add_option(hidden, name, options[name][0], f"model:{name}", None, hidden=True)
+
+
+def _add_plugin_flags(p, hidden, view: str) -> None:
+    """Each plug-in's switch and options; shown for ranking models (the ones plug-ins change)."""
+    _, MODELS, PLUGINS = _registries()
+    show = view == ALL or MODELS[view].task == "ranking"
     for plugin in sorted(PLUGINS):
-        show = view == ALL or MODELS[view].task == "ranking"  # plug-ins change ranking models
         group = p.add_argument_group(f"plug-in {plugin}", PLUGINS[plugin].summary) if show \
             else hidden
         group.add_argument(flag(plugin), dest=f"plugin:{plugin}", action="store_true",
@@ -146,11 +164,6 @@ def add_run_flags(p, view: str | None, **shown_defaults) -> None:
         for f in config.fields(PLUGINS[plugin].config):
             add_option(group, f.name, f.metadata, f"plugin:{plugin}:{f.name}",
                        None if f.default is None else shown(f.default), hidden=not show)
-    p.usage = "%(prog)s [--model NAME] [--config FILE] [FLAG ...]"
-
-
-def _shown_loop(name: str, default) -> str | None:
-    return None if name == "features" and not default else shown(default)
 
 
 def _models_text(prog: str, view: str, MODELS) -> str:
