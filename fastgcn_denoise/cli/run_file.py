@@ -42,6 +42,12 @@ def read_run_options(path) -> tuple[dict, dict, dict]:
     return loop, model, plugins
 
 
+def owners(option: str) -> list[str]:
+    """The models that have ``option``."""
+    from ..models import MODELS
+    return [m for m in sorted(MODELS) if option in _meta(config.fields(MODELS[m].config))]
+
+
 def check_model_options(path, model: str, values: dict) -> dict:
     """The run file's [model] options checked as options of ``model``; a key of another model
     is refused naming the models it belongs to."""
@@ -49,8 +55,7 @@ def check_model_options(path, model: str, values: dict) -> dict:
 
     own = _meta(config.fields(MODELS[model].config))
     for key in sorted(set(values) - set(own)):
-        owners = [m for m in sorted(MODELS) if key in _meta(config.fields(MODELS[m].config))]
-        if owners:
+        if owners(key):
             raise ValueError(f"{path}: [model] {key} is not an option of {model} (it is an "
-                             f"option of {', '.join(owners)})")
+                             f"option of {', '.join(owners(key))})")
     return _checked(path, "model", values, own)

@@ -16,7 +16,7 @@ import argparse
 
 from .. import config
 from .flags import UsageError, add_option, flag, shown
-from .run_file import check_model_options, read_run_options
+from .run_file import check_model_options, owners, read_run_options
 
 ALL = "--help-all"  # the help view with every flag
 
@@ -214,13 +214,10 @@ def train_config(args, **defaults):
         model = loop.get("model", defaults.get("model", TrainConfig.model))
     if file_model:
         file_model = check_model_options(path, model, file_model)
-    have = {f.name for f in config.fields(MODELS[model].config)}
-    for name in model_opts:
-        if name not in have:
-            owners = [m for m in sorted(MODELS) if name in
-                      {f.name for f in config.fields(MODELS[m].config)}]
-            raise UsageError(f"{flag(name)} does not apply to --model {model} (it is an option "
-                             f"of {', '.join(owners)})")
+    foreign = sorted(set(model_opts) - {f.name for f in config.fields(MODELS[model].config)})
+    if foreign:
+        raise UsageError(f"{flag(foreign[0])} does not apply to --model {model} (it is an option "
+                         f"of {', '.join(owners(foreign[0]))})")
     for name in switched:
         enabled.setdefault(name, {})
     for key, value in plugin_opts.items():
