@@ -6,7 +6,7 @@ import pytest
 import fastgcn_denoise.denoisers  # noqa: F401  (registers the denoisers' models and plug-ins)
 from fastgcn_denoise import config
 from fastgcn_denoise.config import option
-from fastgcn_denoise.models import MODELS
+from fastgcn_denoise.models import MODELS, PLUGINS
 from fastgcn_denoise.pipelines.train import TrainConfig, make_config
 
 
@@ -140,3 +140,22 @@ def test_run_file_errors_name_the_file(tmp_path, text, message):
     assert message in str(exc.value)
     with pytest.raises(FileNotFoundError, match="nothing.toml: no such file"):
         config.read_run_file(tmp_path / "nothing.toml")
+
+
+@pytest.mark.parametrize("kind,name", [("model", n) for n in sorted(MODELS)]
+                         + [("plug-in", n) for n in sorted(PLUGINS)] + [("loop", "train")])
+def test_every_models_and_plugins_defaults_fit_a_run_file(kind, name):
+    import tomllib
+
+    cls = {"model": MODELS, "plug-in": PLUGINS}[kind][name].config if kind != "loop" \
+        else TrainConfig
+    # A run file leaves None out (TOML has no null): replaying is exact only if None is the
+    # default wherever it is allowed.
+    assert all(f.default is None for f in config.fields(cls) if f.metadata["none_ok"])
+    values = config.to_dict(cls())
+    read = tomllib.loads(config.to_toml({"t": values}))["t"]
+    assert read == {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()
+                    if v is not None}
+    meta = {f.name: f.metadata for f in config.fields(cls)}
+    assert {k: config.check_value(k, v, meta[k], name) for k, v in read.items()} == \
+        {k: v for k, v in values.items() if v is not None}
