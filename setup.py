@@ -67,7 +67,8 @@ ext_modules, cmdclass = _ext_modules()
 setup(
     packages=["fastgcn_denoise", "fastgcn_denoise.ops", "fastgcn_denoise.models",
               "fastgcn_denoise.denoisers", "fastgcn_denoise.pipelines",
-              "fastgcn_denoise.tasks", "fastgcn_denoise.data", "fastgcn_denoise.kernels"],
+              "fastgcn_denoise.tasks", "fastgcn_denoise.data", "fastgcn_denoise.kernels",
+              "fastgcn_denoise.cli"],
     package_dir={"fastgcn_denoise.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -3,8 +3,9 @@
 Every config of the project (the training loop's ``TrainConfig``, each model's and each plug-in's
 own dataclass) declares its fields with ``option``. From that one declaration come the
 command-line flags (``--field-name``, with the help text and the default), the checks of a value
-(``check``), and the round trip through checkpoints (``to_dict`` / ``from_dict``). A model adds
-its hyper-parameters by declaring them beside the model; nothing else has to change.
+(``check``), the round trip through checkpoints (``to_dict`` / ``from_dict``) and through run
+files (``save_run_file`` / ``read_run_file``: TOML, ``train --config``). A model adds its
+hyper-parameters by declaring them beside the model; nothing else has to change.
 
     @dataclass
     class LightGCNConfig:
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 _KINDS = (bool, int, float, str, tuple)
 
@@ -169,3 +173,96 @@ def describe(meta: dict) -> str:
     if meta["choices"] is not None:
         return "{" + ",".join(map(str, meta["choices"])) + "}"
     return _bounds_text(meta)
+
+
+# ---------------------------------------------------------------------- TOML run files
+# A run file has three tables: [train] (the loop's options), [model] (the options of the model
+# that [train] names) and [plugins.NAME] (one per plug-in switched on, with its options). Python
+# reads TOML (tomllib, 3.11+) but does not write it; the writer below covers what configs hold.
+RUN_TABLES = ("train", "model", "plugins")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    escaped = (f"\\{ch}" if ch in '"\\' else f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f"
+               else ch for ch in text)
+    return '"' + "".join(escaped) + '"'
+
+
+def _toml_value(value, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # repr round-trips a float exactly, and is TOML (1e-05, inf, nan)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise TypeError(f"{where} = {value!r}: a run file holds strings, numbers, booleans and lists")
+
+
+def to_toml(tables: dict, header: str = "") -> str:
+    """``tables`` ({table: {key: value}}; a dotted table name nests, e.g. "plugins.mask") as TOML
+    text, ``header`` as leading comment lines. TOML has no null: a None value is written as a
+    comment, so reading the file back leaves the key at its default (None for every option that
+    accepts None, see ``option``'s none_ok)."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for name, values in tables.items():
+        lines += ["", "[" + ".".join(map(_toml_key, name.split("."))) + "]"]
+        for key, value in values.items():
+            lines.append(f"# {_toml_key(key)}: not set" if value is None
+                         else f"{_toml_key(key)} = {_toml_value(value, f'{name}.{key}')}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def read_toml(path) -> dict:
+    """The TOML file at ``path`` as a dict; a missing or malformed file is an error naming it."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the backport, when installed
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError(f"{path}: reading TOML needs Python 3.11+ (or pip install "
+                             "tomli)") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FileNotFoundError(f"{path}: is a directory, not a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+
+
+def save_run_file(path, run) -> None:
+    """Write a run's settings as a run file: ``run``'s option fields as [train], its
+    ``model_config`` as [model], each of its ``plugins`` as [plugins.NAME]."""
+    tables = {"train": to_dict(run), "model": dict(run.model_config)}
+    tables.update({f"plugins.{name}": dict(values) for name, values in run.plugins.items()})
+    header = ("The resolved settings of a fastgcn-denoise run (every default filled in).\n"
+              f"Replay: fastgcn-denoise train --config {path} --out OTHER_DIR")
+    Path(path).write_text(to_toml(tables, header))
+
+
+def read_run_file(path) -> tuple[dict, dict, dict]:
+    """(train options, model options, {plug-in: options}) of a run file; a key outside the
+    three tables is refused, naming it and the file (the options themselves are checked by the
+    caller, which knows the models)."""
+    doc = read_toml(path)
+    for key, value in doc.items():
+        if key not in RUN_TABLES or not isinstance(value, dict):
+            raise ValueError(f"{path}: unknown key {key!r} at the top level; a run file has the "
+                             "tables [train], [model] and [plugins.NAME]")
+    plugins = doc.get("plugins", {})
+    bad = [name for name, values in plugins.items() if not isinstance(values, dict)]
+    if bad:  # a user's file: a ValueError, which the command line prints as one line
+        raise ValueError(f"{path}: plugins.{bad[0]} must be a table [plugins.{bad[0]}] of the "
+                         "plug-in's options")
+    return dict(doc.get("train", {})), dict(doc.get("model", {})), \
+        {name: dict(values) for name, values in plugins.items()}

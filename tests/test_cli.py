@@ -1,4 +1,5 @@
-"""The command line: help, info, train/evaluate on a tiny data set, one-line user errors."""
+"""The command line: help (per model), info, train/evaluate on a tiny data set, --config and the
+run's config.toml, one-line user errors."""
 import json
 import os
 import subprocess
@@ -15,6 +16,26 @@ def run_main(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def help_text(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def flags_in(text: str) -> set:
+    """The flags a --help lists (each at the start of its line)."""
+    return {line.split()[0].rstrip(",") for line in text.splitlines()
+            if line.startswith("  --")}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), path)
+    return path
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -59,6 +80,15 @@ def test_info_lists_backends_with_reasons(capsys):
     (["evaluate"], "the following arguments are required: --checkpoint"),
     (["train", "--model", "lightgcn", "--beta", "0.1", "--out", "{tmp}/o"],
      "--beta does not apply to --model lightgcn (it is an option of s-lightgcn, s-ngcf)"),
+    (["train", "--model", "grcn", "--svd-rank", "4", "--out", "{tmp}/o"],
+     "--svd-rank does not apply to --model grcn (it is an option of s-lightgcn, s-ngcf)"),
+    (["train", "--kd-triples", "8", "--out", "{tmp}/o"],
+     "--kd-triples does not apply to --model lightgcn (it is an option of lightgnn-intermediate, "
+     + "lightgnn-student)"),
+    (["train", "--model", "l0-sign", "--mask", "--out", "{tmp}/o"],
+     "plug-in 'mask' changes ranking backbones; model 'l0-sign' is a classification model"),
+    (["train", "--target-keep", "0.5", "--out", "{tmp}/o"],
+     "--target-keep is an option of the mask plug-in: add --mask"),
     (["train", "--device", "gpu", "--out", "{tmp}/o"], "device = 'gpu': choose cpu, cuda or cuda:N"),
     (["train", "--valid-fraction", "0", "--out", "{tmp}/o"], "add --select last"),
     (["evaluate", "--checkpoint", "{tmp}"], "is a directory without a checkpoint.pt"),
@@ -72,9 +102,8 @@ def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
     assert message in err and "Traceback" not in err
 
 
-def test_train_then_evaluate(capsys, tmp_path):
-    data = tmp_path / "tiny.npz"
-    save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
+def test_train_then_evaluate(capsys, tmp_path, tiny_data):
+    data = tiny_data
     out = tmp_path / "run"
     code, stdout, _ = run_main(capsys, "train", "--data", str(data), "--out", str(out),
                                "--epochs", "2", "--eval-every", "1", "--dim", "8", "--layers", "1",
@@ -103,5 +132,140 @@ def test_train_then_evaluate(capsys, tmp_path):
 def test_python_dash_m_entry_point():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "fastgcn_denoise", "--version"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == f"fastgcn-denoise {__version__}"
+
+
+GRCN_OWN = {"--grcn-routing", "--grcn-fusion"}
+GRCN = GRCN_OWN | {"--dim"}
+SGCN = {"--beta", "--svd-rank", "--mask-lr"}
+LIGHTGNN = {"--kd-triples", "--hops", "--teacher"}
+L0SIGN = {"--edge-prediction", "--gate-temperature"}
+LOOP = {"--model", "--data", "--epochs", "--lr", "--out", "--config", "--resume", "--help-all"}
+PLUGINS = {"--mask", "--target-keep", "--dgr", "--dgr-alpha", "--holdout"}
+
+
+@pytest.mark.parametrize("argv,shown,hidden", [
+    (["train", "--model", "grcn"], LOOP | GRCN | PLUGINS, SGCN | LIGHTGNN | L0SIGN),
+    (["train", "--model=grcn", "--epochs", "3"], LOOP | GRCN, SGCN | LIGHTGNN),
+    (["train", "--model", "s-lightgcn"], LOOP | SGCN | PLUGINS, LIGHTGNN | {"--grcn-routing"}),
+    (["train", "--model", "l0-sign"], LOOP | L0SIGN, PLUGINS | SGCN | GRCN_OWN),  # no plug-ins
+    (["denoise", "--model", "s-ngcf"], LOOP | SGCN | {"--threshold", "--checkpoint"}, GRCN_OWN),
+    (["train"], LOOP | {"--dim", "--layers"} | PLUGINS, SGCN | LIGHTGNN | {"--grcn-routing"}),
+    (["train", "--help-all"], LOOP | GRCN | SGCN | LIGHTGNN | L0SIGN | PLUGINS, set()),
+    (["denoise", "--model", "grcn", "--help-all"], LOOP | GRCN | SGCN | LIGHTGNN, set()),
+])
+def test_help_shows_the_loop_and_one_models_flags(capsys, argv, shown, hidden):
+    flags = flags_in(help_text(capsys, *argv, "--help"))
+    assert shown <= flags, shown - flags
+    assert not hidden & flags, hidden & flags
+
+
+def test_help_without_model_lists_the_models_and_how_to_see_their_flags(capsys):
+    from fastgcn_denoise.models import MODELS
+
+    text = help_text(capsys, "train", "--help")
+    flat = " ".join(text.split())
+    for name, entry in MODELS.items():
+        assert f"  {name} " in text and " ".join(entry.summary.split()) in flat, name
+    assert "fastgcn-denoise train --model NAME --help shows a model's flags" in flat
+    assert "lightgcn options (the default model)" in text
+    # One model's view is much shorter than every flag's; it names the other models.
+    grcn = help_text(capsys, "train", "--model", "grcn", "--help")
+    every = help_text(capsys, "train", "--help-all")
+    assert len(grcn.splitlines()) < 0.6 * len(every.splitlines())
+    assert "Shown: the flags of --model grcn. Other models:" in " ".join(grcn.split())
+    assert "(default: 64 for lightgcn; grcn: 64, l0-sign: 8," in " ".join(every.split())  # --dim
+
+
+def test_help_follows_the_model_of_a_config_file(capsys, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\nmodel = "s-lightgcn"\n')
+    flags = flags_in(help_text(capsys, "train", "--config", str(path), "--help"))
+    assert SGCN <= flags and not GRCN_OWN & flags
+
+
+def test_python_dash_m_shows_one_models_help():
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="100")
+    proc = subprocess.run([sys.executable, "-m", "fastgcn_denoise", "train", "--model", "grcn",
+                           "--help"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    flags = flags_in(proc.stdout)
+    assert GRCN <= flags and not (SGCN | LIGHTGNN) & flags
+
+
+TRAIN = ["--epochs", "2", "--eval-every", "1", "--dim", "8", "--layers", "2", "--batch-size",
+         "64", "--ks", "5,10", "--quiet"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--dgr", "--dgr-alpha", "0.1,0.5", "--lec-similar", "3",
+                                        "--lec-marginal", "2", "--seed", "3"]])
+def test_a_run_replays_from_its_config_toml(capsys, tmp_path, tiny_data, extra):
+    import tomllib
+
+    first, again = tmp_path / "first", tmp_path / "again"
+    code, _, err = run_main(capsys, "train", "--data", str(tiny_data), "--out", str(first),
+                            *TRAIN, *extra)
+    assert code == 0, err
+    saved = tomllib.loads((first / "config.toml").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["model"]["dim"] == 8
+    assert saved["train"]["data"] == str(tiny_data.resolve())
+    assert ("dgr" in saved.get("plugins", {})) == bool(extra)
+    code, _, err = run_main(capsys, "train", "--config", str(first / "config.toml"), "--out",
+                            str(again), "--quiet")
+    assert code == 0, err
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (first, again))
+    assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["best_epoch"] == b["best_epoch"]
+    replayed = tomllib.loads((again / "config.toml").read_text())
+    assert replayed["train"].pop("out") == str(again) and saved["train"].pop("out") == str(first)
+    assert replayed == saved
+
+
+def test_config_file_with_flags_over_it(capsys, tmp_path, tiny_data):
+    import tomllib
+
+    path = tmp_path / "run.toml"
+    path.write_text(f'# a hand-written run\n[train]\nmodel = "ngcf"\ndata = "{tiny_data}"\n'
+                    'epochs = 3\neval_every = 1\nbatch_size = 64\nks = [5]\nlr = 0.01\n\n'
+                    '[model]\ndim = 8\nlayers = 1\n\n[plugins.holdout]\n')
+    out = tmp_path / "o"
+    code, _, err = run_main(capsys, "train", "--config", str(path), "--out", str(out),
+                            "--epochs", "1", "--dim", "4", "--quiet")
+    assert code == 0, err
+    cfg = tomllib.loads((out / "config.toml").read_text())
+    assert cfg["train"]["model"] == "ngcf" and cfg["train"]["lr"] == 0.01  # from the file
+    assert cfg["train"]["epochs"] == 1 and cfg["model"]["dim"] == 4  # the flags over it
+    assert cfg["model"]["layers"] == 1 and cfg["plugins"] == {"holdout": {}}
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("text,extra,message", [
+    ('[train]\nepoch = 3\n', [], "run.toml: unknown key 'epoch' in [train] (did you mean 'epochs'?)"),
+    ('epochs = 3\n', [], "run.toml: unknown key 'epochs' at the top level; a run file has the "
+                         + "tables [train], [model] and [plugins.NAME]"),
+    ('[train]\nmodel = "lightgcn"\n[model]\nbeta = 0.1\n', [],
+     "run.toml: [model] beta is not an option of lightgcn (it is an option of s-lightgcn, s-ngcf)"),
+    ('[model]\ngrcn_routing = 2\n', ["--model", "ngcf"],
+     "run.toml: [model] grcn_routing is not an option of ngcf (it is an option of grcn)"),
+    ('[model]\nwidth = 2\n', [], "run.toml: unknown key 'width' in [model]"),
+    ('[plugins.nope]\n', [], "run.toml: unknown plug-in [plugins.nope]; the plug-ins: dgr, "),
+    ('[plugins.mask]\ndgr_alpha = [1.0]\n', [],
+     "run.toml: unknown key 'dgr_alpha' in [plugins.mask]"),
+    ('[train]\nepochs = "two"\n', [], "run.toml [train]: epochs = 'two': must be an integer"),
+    ('[train]\nmodel = "mf"\n', [], "run.toml [train]: model = 'mf': choose one of"),
+    ('[train\n', [], "run.toml: not valid TOML"),
+    ('', ["--resume"], "--config and --resume do not go together"),
+])
+def test_config_file_errors_name_the_key_and_the_file(capsys, tmp_path, text, extra, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    code, _, err = run_main(capsys, "train", "--config", str(path), "--out", str(tmp_path / "o"),
+                            *extra)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert not (tmp_path / "o").exists()  # refused before anything ran
+
+
+def test_config_file_missing(capsys, tmp_path):
+    code, _, err = run_main(capsys, "train", "--config", str(tmp_path / "none.toml"))
+    assert code == 2 and "none.toml: no such file" in err

@@ -12,6 +12,7 @@ Files written under ``config.out``:
                      rewritten atomically after every epoch, so an interrupted run resumes at the
                      epoch it was in (``--resume``) and ends as the straight run would
     metrics.json     the selected weights' test metrics, the baselines, warnings, timings
+    config.toml      the resolved settings (``train --config OUT/config.toml`` replays the run)
     loss.png, <headline>.png   (when matplotlib is installed)
 """
 from __future__ import annotations
@@ -455,6 +456,7 @@ def train(config: TrainConfig) -> dict:
         "out": str(out),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    cfgmod.save_run_file(out / "config.toml", config)  # train --config OUT/config.toml replays it
     _plot(history, out, headline, f"{config.model} on {info['name']}", selected)
     return result
 
