@@ -228,7 +228,7 @@ def run(stage: str, cfg: LightGNNPipelineConfig, progress=None, verbose=True) ->
     return runners[stage](cfg, progress, verbose)
 
 
-# ---------------------------------------------------------------------- command line (cli.py)
+# ---------------------------------------------------------------------- command line (cli/commands.py)
 HELP = """LightGNN's pipeline (Chen, Xia & Huang, WSDM'25), one stage at a time or all three:
 
   teacher       LightGCN on D^-1/2 (A + I) D^-1/2 (8 layers, sum readout)   -> OUT/teacher/
