@@ -207,6 +207,9 @@ def _add_train(p, **shown_defaults):
     loop.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
                       help="continue from OUT/checkpoint.pt; the saved settings are used except "
                            "for the flags given (default: off)")
+    loop.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
+                      help="replace the run already in OUT (without it, or --resume, an OUT that "
+                           "holds a run is refused) (default: off)")
     bars = loop.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_true", default=None,
                       help="show progress bars on stderr (default: only when stderr is a terminal; "
@@ -254,10 +257,12 @@ def _train_config(args, **defaults):
     plugins = {k.split(":")[1] for k in given if k.startswith("plugin:") and k.count(":") == 1}
     plugin_opts = {k: v for k, v in given.items() if k.startswith("plugin:") and k.count(":") == 2}
     resume = given.get("resume", False)
-    loop.update(resume=resume, progress=args.progress, verbose=not args.quiet)
+    loop.update(resume=resume, overwrite=given.get("overwrite", False), progress=args.progress,
+                verbose=not args.quiet)
     if resume:
         out = Path(loop.get("out", defaults.get("out", TrainConfig.out)))
         ckpt = load_checkpoint(out / "checkpoint.pt")
+        loop["out"] = str(out)  # the run resumes where it was read: never where the file says
         if "model" in loop and loop["model"] != ckpt["config"]["model"]:
             raise UsageError(f"--model {loop['model']} does not match the checkpoint's model "
                              f"{ckpt['config']['model']!r} (resume continues that run)")
@@ -388,6 +393,7 @@ def _add_denoise(p):
 def _run_denoise(args) -> int:
     from pathlib import Path
 
+    from .models import MODELS
     from .pipelines.denoise import denoise_checkpoint
     from .pipelines.train import train
 
@@ -399,6 +405,11 @@ def _run_denoise(args) -> int:
                                             for k in given):
             given["plugin:mask"] = True  # the default denoiser: the mask plug-in
         config = _train_config(args, model="lightgcn", out=_DENOISE_DEFAULT_OUT)
+        task = MODELS[config.model].task
+        if task != "ranking":  # plug-ins such as --mask are for ranking backbones only
+            raise UsageError(f"--model {config.model} is a {task} model: denoise scores the "
+                             "interactions of a ranking denoiser (lightgcn --mask, the default, "
+                             "or s-lightgcn, s-ngcf)")
         if not config.model.startswith("s-") and not config.plugins:
             raise UsageError(f"--model {config.model} has no masks to export: add --mask, or "
                              "use s-lightgcn or s-ngcf")
