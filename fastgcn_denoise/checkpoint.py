@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -50,13 +51,12 @@ def load_checkpoint(path) -> dict:
             raise ValueError(f"checkpoint {str(path)!r} cannot be read: it is truncated or "
                              f"corrupt ({exc}); re-run the training or pass another "
                              "checkpoint") from None
-        # torch's message is a page long; its "unsupported GLOBAL ..." line names the culprit.
-        what = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line),
-                    "an object other than tensors and plain data")
+        # torch's message is a page long (and suggests allow-listing); "GLOBAL x.y" names it.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         raise ValueError(f"checkpoint {str(path)!r} refused: it holds Python objects that could "
-                         f"run code when loaded ({what.rstrip('.')}); a fastgcn_denoise "
-                         "checkpoint holds only tensors and plain data: pass one written by "
-                         "'train'") from None
+                         "run code when loaded" + (f" ({found[1]})" if found else "") + "; a "
+                         "fastgcn_denoise checkpoint holds only tensors and plain data: pass one "
+                         "written by 'train'") from None
     except Exception as exc:  # noqa: BLE001  (torch raises many types for a corrupt file)
         raise ValueError(f"checkpoint {str(path)!r} cannot be read: it is truncated, corrupt or "
                          f"not a PyTorch file ({type(exc).__name__}: {exc}); re-run the training "
