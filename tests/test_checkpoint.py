@@ -4,8 +4,8 @@ import builtins
 
 import pytest
 import torch
-
 from conftest import DEVICE
+
 from fastgcn_denoise.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import make_synthetic, save_npz
@@ -66,8 +66,9 @@ def test_every_command_that_reads_a_checkpoint_refuses_the_payload(tmp_path, cap
                                            ("ngcf", ("dgr",)), ("simgcl", ())])
 def test_trainer_checkpoints_hold_only_plain_data(tmp_path, tiny, model, plugins):
     """weights_only=True reads what the trainer wrote (and resume continues from it)."""
-    base = dict(data=str(tiny), out=str(tmp_path / "run"), dim=8, layers=3, batch_size=64,
-                eval_every=1, ks=(5,), device=str(DEVICE), progress=False, verbose=False)
+    base = {"data": str(tiny), "out": str(tmp_path / "run"), "dim": 8, "layers": 3,
+            "batch_size": 64, "eval_every": 1, "ks": (5,), "device": str(DEVICE),
+            "progress": False, "verbose": False}
     train(make_config(model, plugins=plugins, epochs=1, **base))
     raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert raw["state"]["epoch"] == 1 and set(raw["data_fingerprint"]) >= {"train interactions"}

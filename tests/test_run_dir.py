@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICE
+
 from fastgcn_denoise.checkpoint import load_checkpoint
 from fastgcn_denoise.data import load_dataset, make_synthetic, save_npz
 from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
@@ -30,8 +30,9 @@ def tiny(tmp_path_factory):
 
 
 def config(data, out, **kw):
-    base = dict(data=str(data), out=str(out), dim=8, layers=1, batch_size=64, epochs=2,
-                eval_every=1, ks=(5,), device=str(DEVICE), progress=False, verbose=False)
+    base = {"data": str(data), "out": str(out), "dim": 8, "layers": 1, "batch_size": 64,
+            "epochs": 2, "eval_every": 1, "ks": (5,), "device": str(DEVICE), "progress": False,
+            "verbose": False}
     return make_config(**{**base, **kw})
 
 
@@ -149,7 +150,7 @@ def test_out_that_is_a_file_or_read_only_is_refused(tiny, tmp_path, monkeypatch)
 # ---------------------------------------------------------------------- an interrupted save
 def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(tiny, tmp_path,
                                                                        monkeypatch, capsys):
-    import fastgcn_denoise.checkpoint as checkpoint
+    from fastgcn_denoise import checkpoint
 
     real, calls = torch.save, []
 
@@ -177,7 +178,9 @@ def _same_counts_other_content(src: Path, dst: Path) -> Path:
     data = load_dataset(str(src))
     swap = np.arange(data.num_items)
     swap[[0, 1]] = [1, 0]
-    split = lambda pairs: None if pairs is None else (pairs[0], swap[pairs[1]])  # noqa: E731
+    def split(pairs):
+        return None if pairs is None else (pairs[0], swap[pairs[1]])
+
     save_npz(dataclasses.replace(data, train=split(data.train), valid=split(data.valid),
                                  test=split(data.test)), dst)
     return dst
@@ -194,8 +197,9 @@ def test_moved_data_resumes_and_other_content_is_refused(tiny, tmp_path):
     result = train(config(moved, out, epochs=2, resume=True))  # --data NEW: same content
     assert result["epochs_run"] == 2 and load_checkpoint(out)["config"]["data"] == str(moved)
     other = _same_counts_other_content(moved, tmp_path / "other.npz")
-    with pytest.raises(ValueError, match=r"differs from the data .* was trained on: same counts, "
-                                         r"other content \(.*train interactions.*differ\)"):
+    with pytest.raises(ValueError, match=r"is not the data the checkpoint was trained on \(.*\): "
+                                         r"same counts, other content \(.*train interactions.*"
+                                         r"differ\)"):
         train(config(other, out, epochs=3, resume=True))
     with pytest.raises(ValueError, match="same counts, other content"):
         evaluate_checkpoint(out, data=str(other))

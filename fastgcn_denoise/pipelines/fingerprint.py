@@ -48,20 +48,20 @@ def data_fingerprint(prep) -> dict[str, str]:
 
 
 def check_same_data(saved_info: dict, saved_fingerprint: dict | None, prep, where: str) -> None:
-    """ValueError unless ``prep`` is the data a checkpoint (at ``where``) was trained on: the
-    same counts, then the same content part by part."""
+    """ValueError unless ``prep`` is the data the checkpoint at ``where`` (its path) was trained
+    on: the same counts, then the same content part by part."""
     info = prep.info
     if {k: saved_info[k] for k in saved_info if k != "name"} != \
             {k: info.get(k) for k in saved_info if k != "name"}:
-        raise ValueError(f"data {info['name']!r} ({info}) is not the data {where} was trained on "
-                         f"({saved_info}): another data set, or other --noise/--seed/"
-                         "--valid-fraction")
+        raise ValueError(f"data {info['name']!r} ({info}) is not the data the checkpoint was "
+                         f"trained on ({saved_info}; {where}): another data set, or other "
+                         "--noise/--seed/--valid-fraction")
     if saved_fingerprint is None:
-        warnings.warn(f"{where} predates data fingerprints: only the data's counts were checked")
+        warnings.warn(f"checkpoint {where} predates data fingerprints: only the counts were checked")
         return
     now = data_fingerprint(prep)
     differ = [part for part in sorted(set(saved_fingerprint) | set(now))
               if saved_fingerprint.get(part) != now.get(part)]
     if differ:
-        raise ValueError(f"data {info['name']!r} differs from the data {where} was trained on: "
-                         f"same counts, other content ({', '.join(differ)} differ)")
+        raise ValueError(f"data {info['name']!r} is not the data the checkpoint was trained on "
+                         f"({where}): same counts, other content ({', '.join(differ)} differ)")

@@ -520,8 +520,7 @@ def restore_run(path, data: str | None = None, device: str | None = None,
             raise
         raise ValueError(f"{exc} (the data source saved in the checkpoint; if the data set has "
                          "moved, pass its location with --data)") from None
-    check_same_data(ckpt["data_info"], ckpt.get("data_fingerprint"), prep,
-                    f"checkpoint {str(path)!r}")
+    check_same_data(ckpt["data_info"], ckpt.get("data_fingerprint"), prep, str(path))
     model = build_run_model(config, task.context(prep, config))
     state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
         else ckpt["model"]
