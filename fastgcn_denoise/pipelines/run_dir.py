@@ -84,11 +84,11 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: {existing} is not writable (permission denied)")
     if out.is_dir():
-        if not (resume or overwrite) and holds_run(out):
-            _refuse_existing(out)
         holder = _holder(out / LOCK) if (out / LOCK).exists() else None
         if _alive(holder):
             _refuse_busy(out, holder)
+        if not (resume or overwrite) and holds_run(out):
+            _refuse_existing(out)
 
 
 def _take_lock(out: Path) -> list[str]:
