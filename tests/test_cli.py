@@ -125,11 +125,11 @@ TINY_FLAGS = ["--epochs", "1", "--dim", "8", "--layers", "1", "--batch-size", "6
     (["train", "--data", "{data}", "--out", "{tmp}/file"], "is a file, not a directory"),
     (["train", "--data", "{data}", "--out", "{tmp}/file/run"], "file is a file, not a directory"),
     (["train", "--data", "{data}", "--out", "{tmp}/done"],
-     "already holds a run (checkpoint.pt, log.jsonl or metrics.json): continue it with --resume, "
-     "or replace it with --overwrite"),
+     ("already holds a run (checkpoint.pt, log.jsonl or metrics.json): continue it with "
+      "--resume, or replace it with --overwrite")),
     (["denoise", "--model", "l0-sign", "--data", "{data}", "--out", "{tmp}/dn"],
-     "--model l0-sign is a classification model: denoise scores the interactions of a ranking "
-     "denoiser"),
+     ("--model l0-sign is a classification model: denoise scores the interactions of a "
+      "ranking denoiser")),
 ])
 def test_trust_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
     data = _tiny(tmp_path)
@@ -147,8 +147,8 @@ def test_trust_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
 def test_overwrite_replaces_a_run(capsys, tmp_path):
     data, out = _tiny(tmp_path), tmp_path / "run"
     assert run_main(capsys, "train", "--data", str(data), "--out", str(out), *TINY_FLAGS)[0] == 0
-    code, stdout, _ = run_main(capsys, "train", "--data", str(data), "--out", str(out),
-                               "--overwrite", *TINY_FLAGS, "--lr", "0.01")
+    code, _, _ = run_main(capsys, "train", "--data", str(data), "--out", str(out),
+                          "--overwrite", *TINY_FLAGS, "--lr", "0.01")
     assert code == 0 and json.loads((out / "metrics.json").read_text())["config"]["lr"] == 0.01
 
 
