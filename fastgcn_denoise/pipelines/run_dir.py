@@ -52,7 +52,7 @@ def _alive(holder: dict | None) -> bool:
     """Whether the lock's process may still be running (another host's: assumed so)."""
     if holder is None:
         return False
-    if holder["host"] != socket.gethostname():
+    if holder["host"] != socket.gethostname() or os.name == "nt":  # Windows: kill(pid, 0) kills
         return True
     try:
         os.kill(holder["pid"], 0)  # signal 0: only asks whether the process exists
