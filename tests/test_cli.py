@@ -269,3 +269,73 @@ def test_config_file_errors_name_the_key_and_the_file(capsys, tmp_path, text, ex
 def test_config_file_missing(capsys, tmp_path):
     code, _, err = run_main(capsys, "train", "--config", str(tmp_path / "none.toml"))
     assert code == 2 and "none.toml: no such file" in err
+
+
+# ---------------------------------------------------------------------- issue 28: trust
+def _tiny(tmp_path):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
+    return data
+
+
+TINY_FLAGS = ["--epochs", "1", "--dim", "8", "--layers", "1", "--batch-size", "64", "--ks", "5",
+              "--quiet"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--seed", "4294967296", "--out", "{tmp}/o"],
+     "argument --seed: expected an integer >= 0 and <= 4294967295, got 4294967296"),
+    (["train", "--seed", "-1", "--out", "{tmp}/o"], "argument --seed: expected an integer >= 0"),
+    (["train", "--data", "{data}", "--out", "{tmp}/file"], "is a file, not a directory"),
+    (["train", "--data", "{data}", "--out", "{tmp}/file/run"], "file is a file, not a directory"),
+    (["train", "--data", "{data}", "--out", "{tmp}/done"],
+     ("already holds a run (checkpoint.pt, log.jsonl or metrics.json): continue it with "
+      "--resume, or replace it with --overwrite")),
+    (["denoise", "--model", "l0-sign", "--data", "{data}", "--out", "{tmp}/dn"],
+     ("--model l0-sign is a classification model: denoise scores the interactions of a "
+      "ranking denoiser")),
+])
+def test_trust_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
+    data = _tiny(tmp_path)
+    (tmp_path / "file").write_text("not a directory")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "metrics.json").write_text("{}")
+    code, _, err = run_main(capsys, *[a.format(tmp=tmp_path, data=data) for a in argv])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("fastgcn-denoise: error: "), err
+    assert message in err and "Traceback" not in err
+    assert "add --mask" not in err  # l0-sign refuses plug-ins: never suggest one
+    assert (tmp_path / "done" / "metrics.json").read_text() == "{}"
+
+
+def test_overwrite_replaces_a_run(capsys, tmp_path):
+    data, out = _tiny(tmp_path), tmp_path / "run"
+    assert run_main(capsys, "train", "--data", str(data), "--out", str(out), *TINY_FLAGS)[0] == 0
+    code, _, _ = run_main(capsys, "train", "--data", str(data), "--out", str(out),
+                          "--overwrite", *TINY_FLAGS, "--lr", "0.01")
+    assert code == 0 and json.loads((out / "metrics.json").read_text())["config"]["lr"] == 0.01
+
+
+def test_resume_writes_where_the_checkpoint_was_read_never_where_it_says(capsys, tmp_path,
+                                                                         monkeypatch):
+    # A checkpoint copied from another run still names that run's --out inside: `train --resume`
+    # (default --out runs/train) must continue in runs/train and leave the other run alone.
+    data, victim = _tiny(tmp_path), tmp_path / "victim"
+    assert run_main(capsys, "train", "--data", str(data), "--out", str(victim), *TINY_FLAGS)[0] == 0
+    before = {p.name: p.read_bytes() for p in victim.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "train").mkdir(parents=True)
+    (tmp_path / "runs" / "train" / "checkpoint.pt").write_bytes(before["checkpoint.pt"])
+    code, stdout, _ = run_main(capsys, "train", "--resume", "--epochs", "2", "--quiet")
+    assert code == 0 and "written to runs/train/metrics.json" in stdout
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+    assert json.loads((tmp_path / "runs" / "train" / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_an_export_into_a_file_is_one_line(capsys, tmp_path):
+    data, run = _tiny(tmp_path), tmp_path / "run"
+    assert run_main(capsys, "denoise", "--data", str(data), "--out", str(run), *TINY_FLAGS)[0] == 0
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        code, _, err = run_main(capsys, "denoise", "--checkpoint", str(run), "--out", str(out))
+        assert code == 2 and err.count("\n") == 1 and str(tmp_path / "file") in err, err

@@ -129,7 +129,8 @@ def _train(denoiser: Denoiser, data: InteractionData, setting: Setting, args, ou
     save_npz(data, path)
     options = {"epochs": args.epochs, "lr": args.lr, "eval_every": args.eval_every,
                "patience": args.patience, "seed": setting.seed, "out": str(out),
-               "progress": False, "verbose": False, "valid_fraction": 0.1, "device": args.device}
+               "progress": False, "verbose": False, "valid_fraction": 0.1, "device": args.device,
+               "overwrite": True}
     options.update(denoiser.options)
     options.update({k: v for k, v in args.settings.items() if k in _fields_of(denoiser)})
     config = make_config(denoiser.model, plugins=denoiser.plugins, data=str(path), **options)

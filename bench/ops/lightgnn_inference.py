@@ -60,7 +60,7 @@ def student_state(path: Path | None, graph) -> tuple[dict | None, str]:
         summary = json.loads((path / "metrics.json").read_text())
         run = (summary["selected"] or summary["runs"][-1])["run"]
         path = path / f"run_{run:02d}" / "checkpoint.pt"
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # never runs code from a file
     return state.get("best_model", state), str(path)
 
 

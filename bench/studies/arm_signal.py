@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     config = make_config(model="lightgcn", data=args.data, epochs=args.epochs, out=args.runs,
-                         eval_every=max(1, args.epochs // 3), progress=False, verbose=False)
+                         eval_every=max(1, args.epochs // 3), progress=False, verbose=False,
+                         overwrite=True)
     result = train(config)
     _, _, prep, net = restore_run(f"{args.runs}/checkpoint.pt", weights="last")
     stats = measure(net, prep.train, prep.data.noise_per_edge(prep.train), args.keep, args.steps)

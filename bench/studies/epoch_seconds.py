@@ -43,7 +43,8 @@ def main(argv=None) -> int:
             config = make_config(model=model, data=args.data, device=args.device,
                                  backend=backend or None, epochs=args.epochs,
                                  eval_every=args.epochs, progress=False,
-                                 out=f"{args.work}/{model}-{backend or 'auto'}-{threads}")
+                                 out=f"{args.work}/{model}-{backend or 'auto'}-{threads}",
+                                 overwrite=True)
             load = list(os.getloadavg())
             result = train(config)
             row = {"model": model, "backend": result["backend"], "threads": threads,

@@ -65,7 +65,8 @@ def run_one(model: str, data, out: Path, epochs: int, settings: dict, noise: flo
             score_noise: bool = False) -> dict:
     own = _options(model)  # a setting of one model only (grcn_*) skips the other
     config = make_config(model=model, data=data, out=str(out), epochs=epochs, noise=noise,
-                         progress=False, **{k: v for k, v in settings.items() if k in own})
+                         progress=False, overwrite=True,
+                         **{k: v for k, v in settings.items() if k in own})
     result = train(config)
     row = {"model": model, "noise": noise, "best_epoch": result["best_epoch"],
            "epochs_run": result["epochs_run"], "valid": result["valid"], "test": result["test"],

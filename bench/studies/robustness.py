@@ -55,7 +55,7 @@ def run(data, ratios, epochs, device, settings, runs: Path) -> list[dict]:
             out = runs / f"{model}-noise{ratio:g}"
             own = _options(model)  # a setting of one model only (beta, gamma) skips the other
             config = make_config(model=model, data=data, noise=ratio, epochs=epochs, device=device,
-                                 out=str(out), progress=False,
+                                 out=str(out), progress=False, overwrite=True,
                                  **{k: v for k, v in settings.items() if k in own})
             result = train(config)
             row = {"noise": ratio, "model": model, "best_epoch": result["best_epoch"],

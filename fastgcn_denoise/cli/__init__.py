@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         if getattr(args, "run", None) is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see {PROG} --help)")
         return args.run(args)
-    except (UsageError, ValueError, BackendUnavailable, FileNotFoundError,
+    except (UsageError, ValueError, BackendUnavailable, OSError,  # OSError: a path (names it)
             FloatingPointError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

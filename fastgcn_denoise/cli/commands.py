@@ -158,6 +158,7 @@ def _add_denoise(p, argv):
 def _run_denoise(args) -> int:
     from pathlib import Path
 
+    from ..models import MODELS
     from ..pipelines.denoise import denoise_checkpoint
     from ..pipelines.train import train
 
@@ -169,6 +170,11 @@ def _run_denoise(args) -> int:
                 k.startswith("plugin:") and k.count(":") == 1 for k in given):
             given["plugin:mask"] = True  # the default denoiser: the mask plug-in
         config = train_config(args, model="lightgcn", out=_DENOISE_DEFAULT_OUT)
+        task = MODELS[config.model].task
+        if task != "ranking":  # plug-ins such as --mask are for ranking backbones only
+            raise UsageError(f"--model {config.model} is a {task} model: denoise scores the "
+                             "interactions of a ranking denoiser (lightgcn --mask, the default, "
+                             "or s-lightgcn, s-ngcf)")
         if not config.model.startswith("s-") and not config.plugins:
             raise UsageError(f"--model {config.model} has no masks to export: add --mask, or "
                              "use s-lightgcn or s-ngcf")

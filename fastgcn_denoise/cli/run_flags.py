@@ -25,6 +25,8 @@ ALL = "--help-all"  # the help view with every flag
 SWITCHES = {
     "resume": "continue from OUT/checkpoint.pt; the saved settings are used except for the flags "
               "given (default: off)",
+    "overwrite": "replace the run already in OUT (without it, or --resume, an OUT that holds a "
+                 "run is refused) (default: off)",
 }
 
 
@@ -205,6 +207,7 @@ def train_config(args, **defaults):
     if loop["resume"]:
         out = Path(loop.get("out", defaults.get("out", TrainConfig.out)))
         ckpt = load_checkpoint(out / "checkpoint.pt")
+        loop["out"] = str(out)  # the run resumes where it was read: never where the file says
         if "model" in loop and loop["model"] != ckpt["config"]["model"]:
             raise UsageError(f"--model {loop['model']} does not match the checkpoint's model "
                              f"{ckpt['config']['model']!r} (resume continues that run)")

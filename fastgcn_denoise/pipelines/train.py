@@ -8,19 +8,20 @@ evaluation and the baselines; this module only runs the loop.
 Files written under ``config.out``:
     log.jsonl        one JSON line per epoch: epoch, every loss term, seconds (+ valid metrics
                      and eval_seconds on evaluated epochs)
-    checkpoint.pt    config + model + optimizer + RNG states + epoch + the selected weights;
-                     rewritten atomically after every epoch, so an interrupted run resumes at the
-                     epoch it was in (``--resume``) and ends as the straight run would
+    checkpoint.pt    config + model + optimizer + RNG states + epoch + the selected weights +
+                     the data's fingerprint (``fingerprint.py``); rewritten atomically after every
+                     epoch, so an interrupted run resumes at the epoch it was in (``--resume``)
+                     and ends as the straight run would
     metrics.json     the selected weights' test metrics, the baselines, warnings, timings
     config.toml      the resolved settings (``train --config OUT/config.toml`` replays the run)
     loss.png, <headline>.png   (when matplotlib is installed)
+    run.lock         while the run writes (``run_dir.py``: an existing run is refused without
+                     --resume or --overwrite, and a second writer stops)
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import random
 import sys
 import time
@@ -37,10 +38,12 @@ from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
 from ..config import option
 from ..data.checks import UNSEEN
 from ..data.noise import INJECTED_KINDS
-from ..tasks.evaluation import DEFAULT_KS
 from ..models import model_entry, plugin_entry
 from ..ops import BACKENDS, get_backend, resolve_name
 from ..tasks import get_task
+from ..tasks.evaluation import DEFAULT_KS
+from .fingerprint import check_same_data, data_fingerprint
+from .run_dir import check_out, claim, read_log, write_log
 
 SELECT = ("best", "last")
 
@@ -74,7 +77,7 @@ class TrainConfig:
                                  "(the last epoch; needed with --valid-fraction 0)",
                          choices=SELECT, resumable=True)
     seed: int = option(0, "seed for data generation, validation split, noise, init and "
-                          "sampling", min=0)
+                          "sampling", min=0, max=2**32 - 1)  # numpy's seeds are 32-bit
     device: str = option("cpu", "device to train on: cpu, cuda or cuda:N", metavar="cpu|cuda",
                          resumable=True)
     backend: str = option(None, "force a kernel backend (default: the best available for the "
@@ -106,10 +109,11 @@ class TrainConfig:
     model_config: dict = field(default_factory=dict)  # the model's options (its config fields)
     plugins: dict = field(default_factory=dict)       # plug-in name -> its options
     resume: bool = False                # continue from out/checkpoint.pt
+    overwrite: bool = False             # replace a run already in out
     progress: bool | None = None        # tqdm bars on stderr (None: when stderr is a terminal)
     verbose: bool = True                # progress lines on stderr
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every field (ValueError naming the first bad one); fill the model's and the
         plug-ins' options with their defaults; resolve the data path."""
         cfgmod.check(self, "train config")
@@ -214,10 +218,14 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# ---------------------------------------------------------------------- checkpoints and logs
+# ---------------------------------------------------------------------- checkpoints and resuming
+_SOURCE_FIELDS = ("data", "features")  # where the data is: checked by content on resume
+
+
 def config_from_checkpoint(ckpt: dict, **overrides) -> TrainConfig:
-    """The run's saved config with ``overrides`` applied (model options by name too)."""
-    saved = dict(ckpt["config"])
+    """The run's saved config with ``overrides`` applied (model options by name too). The saved
+    ``resume``/``overwrite`` are how that invocation started, not run settings: they reset."""
+    saved = dict(ckpt["config"], resume=False, overwrite=False)
     model_config = dict(saved.pop("model_config"))
     plugins = overrides.pop("plugins", None) or saved["plugins"]
     del saved["plugins"]
@@ -230,10 +238,12 @@ def config_from_checkpoint(ckpt: dict, **overrides) -> TrainConfig:
 
 
 def _resume_conflicts(config: TrainConfig, saved: dict) -> list[str]:
-    """The run-defining settings (non-resumable options) that differ from the checkpoint's."""
+    """The run-defining settings (non-resumable options) that differ from the checkpoint's; the
+    data source is left to ``_check_resumed_data`` (a moved data set may resume)."""
     changed = []
     for f in cfgmod.fields(TrainConfig):
-        if not f.metadata["resumable"] and saved[f.name] != getattr(config, f.name):
+        if not f.metadata["resumable"] and f.name not in _SOURCE_FIELDS and \
+                saved[f.name] != getattr(config, f.name):
             changed.append(f"{f.name}={getattr(config, f.name)!r} (checkpoint: {saved[f.name]!r})")
     meta = {f.name: f.metadata for f in cfgmod.fields(model_entry(config.model).config)}
     for name, value in config.model_config.items():
@@ -244,12 +254,18 @@ def _resume_conflicts(config: TrainConfig, saved: dict) -> list[str]:
     return changed
 
 
-def _read_log(path: Path, upto_epoch: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if r["epoch"] <= upto_epoch]
+def _check_resumed_data(config: TrainConfig, ckpt: dict, prep, where: str) -> str | None:
+    """ValueError unless the prepared data is the checkpoint's (counts, then fingerprint); a
+    line to print when its source moved (same content under another path)."""
+    saved = ckpt["config"]
+    moved = [f"{name}={getattr(config, name)!r} (checkpoint: {saved[name]!r})"
+             for name in _SOURCE_FIELDS if saved[name] != getattr(config, name)]
+    if moved and ckpt.get("data_fingerprint") is None:
+        raise ValueError(f"resume: the run's data source differs from {where}: {', '.join(moved)} "
+                         "(the checkpoint predates data fingerprints, so moved data cannot be "
+                         "recognised)")
+    check_same_data(ckpt["data_info"], ckpt.get("data_fingerprint"), prep, where)
+    return f"the data moved ({', '.join(moved)}): same content, resuming" if moved else None
 
 
 def _plot(history: list[dict], out: Path, headline: str, title: str,
@@ -286,24 +302,20 @@ def _plot(history: list[dict], out: Path, headline: str, title: str,
 
 
 # ---------------------------------------------------------------------- the loop
+def _say(config: TrainConfig, msg: str) -> None:
+    if config.verbose:
+        from tqdm.auto import tqdm
+        tqdm.write(msg, file=sys.stderr)
+
+
 def train(config: TrainConfig) -> dict:
     """Train, select (on validation, or the last epoch), evaluate on test; returns metrics.json."""
-    from tqdm.auto import tqdm
-
     config = config.validate()
-    entry = model_entry(config.model)
-    task = get_task(entry.task)
-    device = torch.device(config.device)
-    get_backend(device, config.backend)  # raises BackendUnavailable early, with the reason
+    task = get_task(model_entry(config.model).task)
+    get_backend(torch.device(config.device), config.backend)  # BackendUnavailable early
     out = Path(config.out)
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
-    headline = task.headline(config)
-    progress = sys.stderr.isatty() if config.progress is None else config.progress
-
-    def say(msg):
-        if config.verbose:
-            tqdm.write(msg, file=sys.stderr)
-
+    check_out(out, config.resume, config.overwrite)  # before any work; nothing created yet
+    ckpt_path = out / "checkpoint.pt"
     ckpt = None
     if config.resume:
         if not ckpt_path.exists():
@@ -318,10 +330,26 @@ def train(config: TrainConfig) -> dict:
     t_start = time.perf_counter()
     prep = task.prepare(config)
     t_data = time.perf_counter() - t_start
-    run_warnings = list(prep.warnings)
-    for w in run_warnings:
-        tqdm.write(f"warning: {w}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None:
+        moved = _check_resumed_data(config, ckpt, prep, str(ckpt_path))
+        if moved:
+            _say(config, moved)
+    with claim(out, config.resume, config.overwrite) as lock_notes:
+        return _fit(config, task, prep, ckpt, t_data, lock_notes)
+
+
+def _fit(config: TrainConfig, task, prep, ckpt: dict | None, t_data: float,
+         notes: list[str]) -> dict:
+    """The loop of ``train`` in its claimed run directory; ``notes``: warnings so far."""
+    from tqdm.auto import tqdm
+
+    entry = model_entry(config.model)
+    out = Path(config.out)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
+    device = torch.device(config.device)
+    headline = task.headline(config)
+    progress = sys.stderr.isatty() if config.progress is None else config.progress
+    fingerprint = data_fingerprint(prep)
     model = build_run_model(config, task.context(prep, config))
     optimizer = build_optimizer(model, config)
     sampler = torch.Generator().manual_seed(config.seed)  # CPU: same samples on every device
@@ -340,15 +368,19 @@ def train(config: TrainConfig) -> dict:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
         state.update(ckpt["state"])
         best_model = ckpt["best_model"]
-        say(f"resuming {out} after epoch {state['epoch']}")
-    history = _read_log(log_path, state["epoch"])
-    with open(log_path, "w") as f:  # drop epochs after the checkpoint: they are redone
-        f.writelines(json.dumps(r) + "\n" for r in history)
+        _say(config, f"resuming {out} after epoch {state['epoch']}")
+    history, log_notes = read_log(log_path, state["epoch"])
+    write_log(log_path, history)  # drop epochs after the checkpoint: they are redone
+    run_warnings = notes + log_notes + list(prep.warnings)
+    for w in run_warnings:
+        tqdm.write(f"warning: {w}", file=sys.stderr)
+    shown = len(run_warnings)
 
     def save_checkpoint():
         save_atomic({
             "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(config),
             "model_name": config.model, "task": entry.task, "data_info": prep.info,
+            "data_fingerprint": fingerprint,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "best_model": best_model, "state": dict(state),
             "rng": {"sampler": sampler.get_state(), "torch": torch.get_rng_state(),
@@ -356,7 +388,7 @@ def train(config: TrainConfig) -> dict:
         }, ckpt_path)
 
     info = prep.info
-    say(f"{config.model} on {info['name']}: {task.describe(info)}; on {device}")
+    _say(config, f"{config.model} on {info['name']}: {task.describe(info)}; on {device}")
     has_valid = prep.valid is not None
     # A resumed run that had stopped early stays stopped.
     early_stopping = has_valid and config.select == "best"  # --select last: a fixed budget
@@ -364,7 +396,7 @@ def train(config: TrainConfig) -> dict:
     epochs = range(state["epoch"] + 1, 0 if stopped_early else config.epochs + 1)
     bar = tqdm(epochs, desc=config.model, disable=not progress, file=sys.stderr, unit="epoch",
                initial=state["epoch"], total=config.epochs)
-    epoch = state["epoch"]
+    saved_epoch = state["epoch"]  # what checkpoint.pt holds (the state runs ahead of it)
     try:
         for epoch in bar:
             t0 = time.perf_counter()
@@ -398,19 +430,22 @@ def train(config: TrainConfig) -> dict:
             else:
                 bar.set_postfix({"loss": f"{terms['loss']:.4f}"})
             if not progress:
-                say(line)
+                _say(config, line)
             history.append(record)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            write_log(log_path, [record], "a")
             save_checkpoint()  # after the log line, so a resumed log has every epoch it covers
+            saved_epoch = epoch
             if stopped_early:
-                say(f"early stop: no better valid {headline} in {config.patience} evaluations")
+                _say(config, f"early stop: no better valid {headline} in {config.patience} evaluations")
                 break
     except KeyboardInterrupt:
         bar.close()
-        done = state["epoch"]
-        tqdm.write(f"interrupted in epoch {done + 1}: {ckpt_path} holds epoch {done}; continue "
-                   f"with: fastgcn-denoise train --resume --out {out}", file=sys.stderr)
+        # Ctrl-C during save_checkpoint leaves the previous checkpoint (an atomic save): say so.
+        tqdm.write(f"interrupted in epoch {saved_epoch + 1}: " + (
+            f"{ckpt_path} holds epoch {saved_epoch}; continue with: fastgcn-denoise train "
+            f"--resume --out {out}" if ckpt_path.exists() else
+            f"no epoch was saved; start again with: fastgcn-denoise train --overwrite --out {out}"),
+                   file=sys.stderr)
         raise
     bar.close()
 
@@ -430,7 +465,7 @@ def train(config: TrainConfig) -> dict:
     else:
         selected, weights = state["epoch"], None
         rule = "the last epoch" + ("" if has_valid else " (no validation split)")
-    for w in run_warnings[len(prep.warnings):]:
+    for w in run_warnings[shown:]:
         tqdm.write(f"warning: {w}", file=sys.stderr)
     # Test once, with the selected weights; the baselines see the same masking.
     t2 = time.perf_counter()
@@ -487,12 +522,7 @@ def restore_run(path, data: str | None = None, device: str | None = None,
             raise
         raise ValueError(f"{exc} (the data source saved in the checkpoint; if the data set has "
                          "moved, pass its location with --data)") from None
-    saved = ckpt["data_info"]
-    if {k: saved[k] for k in saved if k != "name"} != {k: prep.info.get(k) for k in saved
-                                                       if k != "name"}:
-        raise ValueError(f"data {prep.info['name']!r} ({prep.info}) is not the data the "
-                         f"checkpoint was trained on ({saved}): another data set, or other "
-                         "--noise/--seed/--valid-fraction")
+    check_same_data(ckpt["data_info"], ckpt.get("data_fingerprint"), prep, str(path))
     model = build_run_model(config, task.context(prep, config))
     state = ckpt["best_model"] if weights == "best" and ckpt["best_model"] is not None \
         else ckpt["model"]
