@@ -54,4 +54,5 @@ def setup(app):
     app.connect("autodoc-process-docstring", _show_as_written)
     # Before reading any page: every table of results is rewritten from its JSON, so a page never
     # shows a figure the JSON does not hold, and a result file that is gone fails the build.
-    app.connect("builder-inited", lambda _app: gen_tables.generate())
+    app.connect("builder-inited", lambda _app: (gen_tables.generate(),
+                                                gen_tables.readme_figures()))

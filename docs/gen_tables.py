@@ -1,7 +1,8 @@
 """The docs' tables of results, generated from the JSON under bench/results/ (never copied by hand).
 
-    python docs/gen_tables.py            # writes docs/_generated/<table>.md (the docs build runs it)
+    python docs/gen_tables.py            # docs/_generated/<table>.md (the docs build runs it)
     python docs/gen_tables.py --list     # table, result file, pages
+    python docs/gen_tables.py --readme   # also rewrites README.md's headline figures
 
 ``TABLES`` is the whole mapping: one entry per table, naming its result file, the page(s) that
 show it, which records of the file are the rows (``rows``: a dotted path to a list, or to a dict
@@ -9,6 +10,10 @@ whose keys become the ``key`` field; ``None``: the file itself is the one row; `
 records whose fields equal the given values, a tuple meaning one of), and the columns (a dotted
 path into a record and a format). A page shows a table with a MyST include of
 ``/_generated/<name>.md``.
+
+``FIGURES`` are the README's headline figures, one value each from one record of a result file,
+written between README.md's ``<!-- figures:start -->`` and ``<!-- figures:end -->`` markers;
+the docs build checks that block is what the JSON says (``--readme`` rewrites it).
 
 Loud by design: a result file that is missing, a rows path that is not in it, a filter that keeps
 no row, a column that no row has, or a page that does not include its table raises
@@ -19,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -97,7 +102,8 @@ TABLES = [
            Col("selected epoch", "best_epoch"), Col("s / epoch", "seconds_per_epoch", "s")),
           rows="runs"),
     Table("sgcn_arm_signal", "arm_signal_synthetic.json", (M + "sgcn.md",),
-          (Col("logits", "edges", "int"), Col("ARM signal-to-noise per step", "snr_per_step", "sci"),
+          (Col("logits", "edges", "int"),
+           Col("ARM signal-to-noise per step", "snr_per_step", "sci"),
            Col("steps for SNR 3", "steps_for_snr_3", "sci"),
            Col("exact-gradient noise AUC", "exact_gradient_roc_auc", "f3")), rows=None),
     Table("sgcn_step", "bench_sgcn_step_cpu.json", (M + "sgcn.md", "performance.md"),
@@ -113,7 +119,8 @@ TABLES = [
            Col("Recall@20", "test_recall@20", "f4"), Col("NDCG@20", "test_ndcg@20", "f4"),
            Col("s / epoch", "seconds_per_epoch", "s")), rows="runs"),
     Table("dgr_step", "bench_dgr_step_gowalla_cpu_t1.json", (M + "dgr.md", "performance.md"),
-          PEER + (Col("overhead", "overhead_vs_peer", "pct"),), where={"peer": "LightGCN step d=64"}),
+          PEER + (Col("overhead", "overhead_vs_peer", "pct"),),
+          where={"peer": "LightGCN step d=64"}),
     Table("dgr_lec", "bench_lec_gowalla_cpu_t1.json", (M + "dgr.md",),
           (Col("case", "name"), Col("ms", "median_ms", "ms"), Col("peer", "peer"),
            Col("peak RSS of a fresh process, MB", "fresh_process.peak_rss_mb", "s")),
@@ -125,7 +132,8 @@ TABLES = [
            Col("embedding entries kept", "kept.embeddings", "pct")), rows="table_test"),
     Table("lightgnn_inference", "bench_lightgnn_inference_cpu_t1.json",
           (M + "lightgnn.md", "performance.md"),
-          (Col("case", "name"), Col("ms", "median_ms", "ms"), Col("parameters", "parameters", "int"),
+          (Col("case", "name"), Col("ms", "median_ms", "ms"),
+           Col("parameters", "parameters", "int"),
            Col("graph entries", "graph_entries", "int"), Col("peer", "peer"),
            Col("speed-up over peer", "speedup_vs_peer", "x")), where={"group": "propagation"}),
     # GRCN.
@@ -177,19 +185,78 @@ TABLES = [
           PEER_T + (Col("vs LGConv on edge_index", "speedup_vs.LGConv edge_index fwd d=64", "x"),),
           where={"name": "pyg.LGConv fwd d=64"}),
     Table("epoch_seconds", "epoch_seconds_gowalla_cpu.json", ("performance.md",),
-          (Col("model", "model"), Col("backend", "backend"), Col("s / epoch", "seconds_per_epoch", "s"),
+          (Col("model", "model"), Col("backend", "backend"),
+           Col("s / epoch", "seconds_per_epoch", "s"),
            Col("full validation s", "eval_seconds", "s")), rows="runs"),
     Table("epoch_seconds_shared", "epoch_seconds_gowalla_shared_cpu.json", ("performance.md",),
           (Col("model", "model"), Col("threads", "threads"),
-           Col("s / epoch", "seconds_per_epoch", "s"), Col("full validation s", "eval_seconds", "s")),
+           Col("s / epoch", "seconds_per_epoch", "s"),
+           Col("full validation s", "eval_seconds", "s")),
           rows="runs"),
     Table("wait_policy", "wait_policy_shared_cpu.json", ("performance.md",),
           (Col("model", "model"), Col("threads", "threads"), Col("OpenMP wait policy", "policy"),
            Col("epoch s", "epoch_s", "s"), Col("evaluation s", "eval_s", "s")), rows="summary"),
     Table("truncated_svd", "truncated_svd_cpu.json", ("performance.md",),
-          (Col("case", "name"), Col("s", "seconds", "s"), Col("relative error", "rel_error", "sci")),
-          ),
+          (Col("case", "name"), Col("s", "seconds", "s"),
+           Col("relative error", "rel_error", "sci"))),
 ]
+
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure of the README: the value at ``col.path`` of the one record of
+    ``source`` that ``where`` selects, beside what it is compared with, linked to its page."""
+    label: str
+    source: str
+    col: Col
+    page: str
+    rows: str | None = "cases"
+    where: dict = field(default_factory=dict)
+    vs: tuple | None = None          # (label, where): the comparison, from the same file
+    against: str = ""                # or a fixed comparison (a published figure, the peer)
+
+
+FIGURES = [
+    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: forward",
+           "bench_masked_spmm_cpu.json", Col("", "speedup_vs_peer", "x"), "performance.md",
+           where={"name": "fused[cpu][bernoulli] fwd d=64", "threads": 1},
+           against="the PyTorch composition"),
+    Figure("the same, forward + backward", "bench_masked_spmm_cpu.json",
+           Col("", "speedup_vs_peer", "x"), "performance.md",
+           where={"name": "fused[cpu][bernoulli] fwd+bwd d=64", "threads": 1},
+           against="the PyTorch composition"),
+    Figure("`fastgcn_denoise.pyg.LGConv`, Gowalla, forward, 1 thread", "pyg_gowalla_cpu.json",
+           Col("", "speedup_vs_peer", "x"), "performance.md",
+           where={"name": "pyg.LGConv fwd d=64", "threads": 1}, against="PyG `LGConv` on CSR"),
+    Figure("mask plug-in, built-in data + 10% noise: noise ROC AUC",
+           "denoise_synthetic_injected.json", Col("", "auc", "pm3"), "methods/masks.md",
+           rows="rows", where={"denoiser": "mask", "ratio": 0.1},
+           vs=("item-kNN", {"denoiser": "item-knn", "ratio": 0.1})),
+    Figure("the same: test Recall@20", "denoise_synthetic_injected.json",
+           Col("", "recall@20", "pm4"), "methods/masks.md", rows="rows",
+           where={"denoiser": "mask", "ratio": 0.1},
+           vs=("LightGCN", {"denoiser": "lightgcn", "ratio": 0.1})),
+    Figure("S-LightGCN (SGCN), built-in data + 10% noise: test Recall@20",
+           "robustness_synthetic.json", Col("", "test.recall@20", "f4"), "methods/sgcn.md",
+           rows="runs", where={"model": "s-lightgcn", "noise": 0.1},
+           vs=("LightGCN", {"model": "lightgcn", "noise": 0.1})),
+    Figure("DGR on SimGCL, Yelp, 10 epochs: test Recall@20", "dgr_yelp_cpu.json",
+           Col("", "test_recall@20", "f4"), "methods/dgr.md", rows="runs",
+           where={"run": "simgcl+dgr"}, vs=("SimGCL", {"run": "simgcl"})),
+    Figure("LightGNN pruned student, Yelp: test Recall@20",
+           "lightgnn_yelp_cpu.json", Col("", "recall@20", "f4"), "methods/lightgnn.md",
+           rows="table_test", where={"key": "student"}, vs=("teacher", {"key": "teacher"})),
+    Figure("GRCN, TikTok: test Recall@20", "grcn_tiktok_batch2048_confidence_ones.json",
+           Col("", "test.recall@20", "f4"), "methods/grcn.md", rows="runs",
+           where={"model": "grcn", "variant": "default (confidence_init ones)"},
+           vs=("LightGCN", {"model": "lightgcn"})),
+    Figure("L0-SIGN, Twitter, 5 seeds: test AUC", "l0sign_table3.json",
+           Col("", "test_auc_mean", "pm4", std="test_auc_std"), "methods/l0sign.md", rows="rows",
+           where={"data": "twitter", "model": "l0-sign"}, against="paper 0.7231"),
+]
+README = DOCS.parent / "README.md"
+FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 
 def _get(record, path: str):
@@ -202,8 +269,15 @@ def _get(record, path: str):
     return value
 
 
-def _records(table: Table, doc) -> list:
-    where = f"{table.name} ({RESULTS.name}/{table.source})"
+def _load(source: str, who: str):
+    path = RESULTS / source
+    if not path.is_file():
+        raise TableError(f"{who}: result file {path} is missing (named in docs/gen_tables.py)")
+    return json.loads(path.read_text())
+
+
+def _records(table, doc) -> list:
+    where = f"{getattr(table, 'name', None) or table.label} ({RESULTS.name}/{table.source})"
     if table.rows is None:
         records = [doc]
     else:
@@ -248,11 +322,7 @@ def _provenance(doc) -> str:
 
 def render(table: Table) -> str:
     """The Markdown of one table: a line naming its source, then the table."""
-    path = RESULTS / table.source
-    if not path.is_file():
-        raise TableError(f"{table.name}: result file {path} is missing (docs/gen_tables.py "
-                         f"TABLES names it for {', '.join(table.pages)})")
-    doc = json.loads(path.read_text())
+    doc = _load(table.source, f"{table.name} (for {', '.join(table.pages)})")
     records = _records(table, doc)
     for col in table.cols:
         if all(_cell(r, col) == MISSING for r in records):
@@ -264,6 +334,44 @@ def render(table: Table) -> str:
              "|" + "|".join("---" for _ in table.cols) + "|"]
     lines += ["| " + " | ".join(_cell(r, c) for c in table.cols) + " |" for r in records]
     return "\n".join(lines) + "\n"
+
+
+def _one(figure: Figure, doc, where: dict) -> str:
+    records = _records(replace(figure, where=where), doc)
+    if len(records) != 1:
+        raise TableError(f"{figure.label} ({figure.source}): {len(records)} records match "
+                         f"{where}, not one")
+    value = _cell(records[0], figure.col)
+    if value == MISSING:
+        raise TableError(f"{figure.label} ({figure.source}): no {figure.col.path} in {where}")
+    return value
+
+
+def render_figures(figures=FIGURES) -> str:
+    """The README's block of headline figures: one table row per figure, linked to its page."""
+    lines = ["| figure | ours | against | details |", "|---|---|---|---|"]
+    for f in figures:
+        doc = _load(f.source, f.label)
+        against = f"{f.vs[0]} {_one(f, doc, f.vs[1])}" if f.vs else f.against
+        lines.append(f"| {f.label} | {_one(f, doc, f.where)} | {against} | "
+                     f"[{f.page.removesuffix('.md')}](docs/{f.page}) |")
+    return "\n".join(lines)
+
+
+def readme_figures(readme: Path = README, write: bool = False) -> None:
+    """Check (or with ``write``, rewrite) the figures block of README.md against the JSON."""
+    text = readme.read_text()
+    if FIGURES_START not in text or FIGURES_END not in text:
+        raise TableError(f"{readme}: no {FIGURES_START} ... {FIGURES_END} block")
+    start = text.index(FIGURES_START) + len(FIGURES_START)
+    end = text.index(FIGURES_END)
+    block = "\n" + render_figures() + "\n"
+    if text[start:end] == block:
+        return
+    if not write:
+        raise TableError(f"{readme}: the headline figures differ from bench/results/: run "
+                         "python docs/gen_tables.py --readme")
+    readme.write_text(text[:start] + block + text[end:])
 
 
 def generate(tables=TABLES, out: Path = OUT, docs: Path = DOCS) -> list[Path]:
@@ -290,8 +398,10 @@ def generate(tables=TABLES, out: Path = OUT, docs: Path = DOCS) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python docs/gen_tables.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python docs/gen_tables.py",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--list", action="store_true", help="print table, result file and pages")
+    ap.add_argument("--readme", action="store_true", help="rewrite README.md's headline figures")
     args = ap.parse_args(argv)
     if args.list:
         for t in TABLES:
@@ -299,6 +409,7 @@ def main(argv=None) -> int:
         return 0
     try:
         written = generate()
+        readme_figures(write=args.readme)
     except TableError as e:
         print(f"gen_tables: {e}", file=sys.stderr)
         return 1
