@@ -45,9 +45,11 @@ $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -r $(VENV)/docs-requirements.txt
 	touch $@
 
-# autodoc imports the installed package; the result tables are regenerated from bench/results/
-# first (docs/gen_tables.py, run by docs/conf.py): a missing result file fails the build.
+# The result tables are regenerated from bench/results/ first (docs/gen_tables.py; docs/conf.py
+# runs it too, for a bare sphinx-build): a missing result file stops here with a one-line error.
+# autodoc imports the installed package.
 docs: $(VENV)/.docs-installed
+	$(BIN)/python docs/gen_tables.py
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: $(VENV)/.installed

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from docutils.core import publish_doctree
+from sphinx.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 # gen_tables only: never the repository root, so autodoc reads the installed package.
@@ -50,9 +51,17 @@ def _show_as_written(app, what, name, obj, options, lines):
         lines[:] = ["::", ""] + ["    " + line for line in lines] + [""]
 
 
+def _generate_tables(app):
+    # Before reading any page: every table of results is rewritten from its JSON, so a page never
+    # shows a figure the JSON does not hold; a result file that is gone stops the build, with its
+    # name on the last line (a ConfigError is reported without a traceback).
+    try:
+        gen_tables.generate()
+        gen_tables.readme_figures()
+    except gen_tables.TableError as e:
+        raise ConfigError(f"docs/gen_tables.py: {e}") from None
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _show_as_written)
-    # Before reading any page: every table of results is rewritten from its JSON, so a page never
-    # shows a figure the JSON does not hold, and a result file that is gone fails the build.
-    app.connect("builder-inited", lambda _app: (gen_tables.generate(),
-                                                gen_tables.readme_figures()))
+    app.connect("builder-inited", _generate_tables)

@@ -1,5 +1,5 @@
 """The README and the docs' generated tables: the README starts with the set-up commands, its
-Python example runs, and the tables fail loudly when their result files do not say what they
+Python example (and the ops page's) runs, and the tables fail loudly when their result files do not say what they
 claim (docs/gen_tables.py). The Sphinx build itself is `make docs` (CI)."""
 import dataclasses
 import importlib.util
@@ -53,6 +53,14 @@ def test_readme_python_example_runs(tmp_path):
     summary = json.loads((tmp_path / "runs" / "example-clean" / "denoise.json").read_text())
     assert 0.0 <= summary["planted_noise"]["roc_auc"] <= 1.0
     assert (tmp_path / "runs" / "example" / "metrics.json").is_file()
+
+
+def test_ops_page_example_runs(tmp_path):
+    example = _code_blocks((ROOT / "docs" / "ops.md").read_text(), "python")[0]
+    (tmp_path / "example.py").write_text(example)
+    run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_every_table_and_the_readme_figures_come_from_bench_results(gen_tables, tmp_path):
