@@ -218,7 +218,8 @@ class Figure:
 
 
 FIGURES = [
-    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: forward",
+    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: speed-up, "
+           "forward",
            "bench_masked_spmm_cpu.json", Col("", "speedup_vs_peer", "x"), "performance.md",
            where={"name": "fused[cpu][bernoulli] fwd d=64", "threads": 1},
            against="the PyTorch composition"),
@@ -226,7 +227,7 @@ FIGURES = [
            Col("", "speedup_vs_peer", "x"), "performance.md",
            where={"name": "fused[cpu][bernoulli] fwd+bwd d=64", "threads": 1},
            against="the PyTorch composition"),
-    Figure("`fastgcn_denoise.pyg.LGConv`, Gowalla, forward, 1 thread", "pyg_gowalla_cpu.json",
+    Figure("`fastgcn_denoise.pyg.LGConv`, Gowalla, 1 thread: speed-up, forward", "pyg_gowalla_cpu.json",
            Col("", "speedup_vs_peer", "x"), "performance.md",
            where={"name": "pyg.LGConv fwd d=64", "threads": 1}, against="PyG `LGConv` on CSR"),
     Figure("mask plug-in, built-in data + 10% noise: noise ROC AUC",

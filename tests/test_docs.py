@@ -39,6 +39,13 @@ def test_readme_starts_with_the_two_setup_commands_and_stays_short():
     assert not re.search(r"\bissue \d+|#\d+\b", text), "no issue numbers in the README"
 
 
+def test_readme_links_point_to_files_that_exist():
+    targets = re.findall(r"\]\(([^)#]+)\)", README.read_text())
+    assert any(t.startswith("docs/") for t in targets)
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).is_file()]
+    assert not missing
+
+
 def test_readme_python_example_runs(tmp_path):
     example = _code_blocks(README.read_text(), "python")[0]
     assert len(example.splitlines()) <= 12
