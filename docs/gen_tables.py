@@ -218,8 +218,7 @@ class Figure:
 
 
 FIGURES = [
-    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: speed-up, "
-           "forward",
+    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: speed-up, forward",
            "bench_masked_spmm_cpu.json", Col("", "speedup_vs_peer", "x"), "performance.md",
            where={"name": "fused[cpu][bernoulli] fwd d=64", "threads": 1},
            against="the PyTorch composition"),

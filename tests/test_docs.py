@@ -1,6 +1,7 @@
 """The README and the docs' generated tables: the README starts with the set-up commands, its
-Python example (and the ops page's) runs, and the tables fail loudly when their result files do not say what they
-claim (docs/gen_tables.py). The Sphinx build itself is `make docs` (CI)."""
+Python example (and the ops page's) runs, its links resolve, and the tables fail loudly when
+their result files do not say what they claim (docs/gen_tables.py). The Sphinx build itself is
+`make docs` (CI)."""
 import dataclasses
 import importlib.util
 import json
