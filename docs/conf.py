@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 # gen_tables only: never the repository root, so autodoc reads the installed package.
 sys.path.insert(0, str(HERE))
 
-import gen_tables
+import gen_tables  # noqa: E402  (needs the sys.path line above)
 
 project = "fastgcn_denoise"
 author = "fastgcn_denoise contributors"
