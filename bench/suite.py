@@ -3,15 +3,15 @@
     python -m bench [--device cpu|cuda] [--ops masked_spmm arm_grad truncated_svd eval sgcn_step
                     mask_step lec dgr_step]
                     [--graphs gowalla synth-1e5 synth-1e6 synth-5e7] [--dims 32 64 128]
-                    [--threads 1 2] [--quick] [--out bench/results] [--readme]
+                    [--threads 1 2] [--quick] [--out bench/results]
 
 Writes one JSON, ``<out>/bench_<device type>.json`` (``bench_<ops>_<device type>.json`` for a
 subset of ops): the environment (device, commit, date, versions, backends, the package measured
 and where it was imported from), the measured copy bandwidth per thread count, the graphs, and
 every case (threads, median/min/max ms, ratio to its peer, achieved GB/s and fraction of the copy
 bandwidth where a bytes model is stated, or the reason it was skipped); a PNG of the speedups
-next to it. Prints the side-by-side markdown table; ``--readme`` also writes it between the bench
-markers of README.md. ``--threads 1 2`` runs every case at each thread count. The cases of an op
+next to it. Prints the side-by-side markdown table (the docs' performance page is generated from the JSON:
+docs/gen_tables.py). ``--threads 1 2`` runs every case at each thread count. The cases of an op
 are timed in turns (one call of each per round), so a ratio is not a measure of the drift of a
 shared machine between two cases.
 
@@ -74,7 +74,6 @@ GRAPHS = {"cpu": ["synth-1e5", "gowalla", "synth-1e6"],  # small first: a run cu
 DIMS = [32, 64, 128]
 QUICK_GRAPHS, QUICK_DIMS = ["synth-1e4"], [16]
 QUICK_OUT = ROOT / "runs" / "bench-quick"  # git-ignored: a quick run is a smoke test, not results
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def parse_args(argv):
@@ -92,7 +91,6 @@ def parse_args(argv):
                          "one per core)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results; "
                                                 "--quick: runs/bench-quick)")
-    ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     return ap.parse_args(argv)
 
 
@@ -163,14 +161,6 @@ def markdown(env: dict, graphs: list[dict], cases: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(block: str, readme=ROOT / "README.md") -> None:
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme}: no {README_START} ... {README_END} block to rewrite")
-    start = text.index(README_START) + len(README_START)
-    readme.write_text(text[:start] + "\n" + block + "\n" + text[text.index(README_END):])
-
-
 def _same_dir(a, b) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
@@ -188,9 +178,9 @@ def _run(args) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible to torch")
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else RESULTS)
-    if args.quick and (_same_dir(out, RESULTS) or args.readme):
+    if args.quick and _same_dir(out, RESULTS):
         print("python -m bench: --quick is a smoke test (a tiny graph, few repeats): its results "
-              "are not written to bench/results or README.md; give another --out",
+              "are not written to bench/results; give another --out",
               file=sys.stderr)
         return 2
     missing = subject_missing(device)
@@ -251,8 +241,6 @@ def _run(args) -> int:
     plot(cases, path.with_suffix(".png"), f"{name}: {env['device']}")
     table = markdown(env, graphs, cases)
     print("\n" + table + f"\n\nwrote {path}")
-    if args.readme:
-        update_readme(table)
     if failures:
         print("python -m bench: FAILED (the subject did not run or raised):\n  "
               + "\n  ".join(failures), file=sys.stderr)

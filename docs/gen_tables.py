@@ -87,7 +87,7 @@ DENOISE = (Col("noise", "kind"), Col("ratio", "ratio"), Col("denoiser", "denoise
 RETRAIN = (Col("retrained Recall@20", "retrain_recall@20", "pm4"),)
 M = "methods/"
 TABLES = [
-    # The denoising guide: the noise benchmark (bench/denoise.py).
+    # The denoising guide: the noise benchmark (bench/denoise/).
     Table("denoise_injected", "denoise_synthetic_injected.json", ("denoising.md",),
           DENOISE + RETRAIN, rows="rows"),
     Table("denoise_popularity", "denoise_synthetic_popularity.json", ("denoising.md",), DENOISE,
@@ -118,10 +118,10 @@ TABLES = [
           (Col("run", "run"), Col("epochs", "epochs_run"),
            Col("Recall@20", "test_recall@20", "f4"), Col("NDCG@20", "test_ndcg@20", "f4"),
            Col("s / epoch", "seconds_per_epoch", "s")), rows="runs"),
-    Table("dgr_step", "bench_dgr_step_gowalla_cpu_t1.json", (M + "dgr.md", "performance.md"),
+    Table("dgr_step", "bench_dgr_step_cpu.json", (M + "dgr.md", "performance.md"),
           PEER + (Col("overhead", "overhead_vs_peer", "pct"),),
           where={"peer": "LightGCN step d=64"}),
-    Table("dgr_lec", "bench_lec_gowalla_cpu_t1.json", (M + "dgr.md",),
+    Table("dgr_lec", "bench_lec_cpu.json", (M + "dgr.md",),
           (Col("case", "name"), Col("ms", "median_ms", "ms"), Col("peer", "peer"),
            Col("peak RSS of a fresh process, MB", "fresh_process.peak_rss_mb", "s")),
           where={"peer": "dense route"}),
@@ -137,7 +137,7 @@ TABLES = [
            Col("graph entries", "graph_entries", "int"), Col("peer", "peer"),
            Col("speed-up over peer", "speedup_vs_peer", "x")), where={"group": "propagation"}),
     # GRCN.
-    Table("grcn_tiktok", "grcn_tiktok_batch2048_confidence_ones.json",
+    Table("grcn_tiktok", "grcn_tiktok.json",
           (M + "grcn.md", "reproductions.md"),
           (Col("model", "model"), Col("variant", "variant"), Col("selected epoch", "best_epoch"),
            *RANKING, Col("most popular Recall@20", "baselines.most_popular.test.recall@20", "f4")),
@@ -196,9 +196,10 @@ TABLES = [
     Table("wait_policy", "wait_policy_shared_cpu.json", ("performance.md",),
           (Col("model", "model"), Col("threads", "threads"), Col("OpenMP wait policy", "policy"),
            Col("epoch s", "epoch_s", "s"), Col("evaluation s", "eval_s", "s")), rows="summary"),
-    Table("truncated_svd", "truncated_svd_cpu.json", ("performance.md",),
-          (Col("case", "name"), Col("s", "seconds", "s"),
-           Col("relative error", "rel_error", "sci"))),
+    Table("truncated_svd", "bench_cpu.json", ("performance.md",),
+          (Col("graph", "graph"), Col("case", "name"), Col("ms", "median_ms", "ms"),
+           Col("peer", "peer"), Col("speed-up over peer", "speedup_vs_peer", "x"),
+           Col("relative error", "rel_error", "sci")), where={"op": "truncated_svd"}),
 ]
 
 
@@ -247,7 +248,7 @@ FIGURES = [
     Figure("LightGNN pruned student, Yelp: test Recall@20",
            "lightgnn_yelp_cpu.json", Col("", "recall@20", "f4"), "methods/lightgnn.md",
            rows="table_test", where={"key": "student"}, vs=("teacher", {"key": "teacher"})),
-    Figure("GRCN, TikTok: test Recall@20", "grcn_tiktok_batch2048_confidence_ones.json",
+    Figure("GRCN, TikTok: test Recall@20", "grcn_tiktok.json",
            Col("", "test.recall@20", "f4"), "methods/grcn.md", rows="runs",
            where={"model": "grcn", "variant": "default (confidence_init ones)"},
            vs=("LightGCN", {"model": "lightgcn"})),
