@@ -290,9 +290,15 @@ def _train_config(args, **defaults):
 
 def _run_train(args) -> int:
     from .tasks import get_task
+    from .pipelines import distributed
     from .pipelines.train import train
 
     config = _train_config(args)
+    if distributed.requested():  # under torchrun: the partitioned trainer
+        result = distributed.train_distributed(config)
+        if result is not None:
+            print(distributed.summary(result))
+        return 0
     result = train(config)
     t = result["timing"]
     print(f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "
@@ -470,6 +476,10 @@ def main(argv=None) -> int:
     from .ops import BackendUnavailable
 
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv[:1] == ["train"] and "--world-size" in argv:  # torchrun started for you
+            from .pipelines.distributed import launch
+            return launch(argv)
         args = build_parser().parse_args(argv)
         if getattr(args, "run", None) is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see {PROG} --help)")
