@@ -293,12 +293,12 @@ def _run_train(args) -> int:
     from .pipelines import distributed
     from .pipelines.train import train
 
-    config = _train_config(args)
     if distributed.requested():  # under torchrun: the partitioned trainer
-        result = distributed.train_distributed(config)
+        result = distributed.train_distributed(distributed.cli_config(args, _train_config))
         if result is not None:
             print(distributed.summary(result))
         return 0
+    config = _train_config(args)
     result = train(config)
     t = result["timing"]
     print(f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "

@@ -51,7 +51,13 @@ from ..ops.halo_exchange import exchange_plan, gather_rows
 from ..ops.partitioned_spmm import PartitionedOperator, partitioned_spmm
 from ..tasks import get_task
 from ..tasks.evaluation import rank_metrics
-from .train import TrainConfig, _resume_conflicts, _seed_everything, build_run_model
+from .train import (
+    TrainConfig,
+    _resume_conflicts,
+    _seed_everything,
+    build_run_model,
+    config_from_checkpoint,
+)
 
 DIST_FORMAT = "fastgcn_denoise.distributed/1"
 SUPPORTED_MODELS = ("lightgcn", "ngcf")
@@ -93,6 +99,17 @@ def init_process_group(device: torch.device) -> tuple[int, int]:
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", dist.get_rank())))
     return dist.get_rank(), dist.get_world_size()
+
+
+def cli_config(args, build) -> TrainConfig:
+    """The run's config from the CLI's ``args`` (``build``: the CLI's flag reader). ``--resume``
+    before the merged ``checkpoint.pt`` exists (an interrupted run) continues the run with the
+    settings saved in this rank's file (other flags are ignored then)."""
+    out = Path(getattr(args, "out", None) or TrainConfig.out)
+    if not getattr(args, "resume", False) or (out / "checkpoint.pt").exists():
+        return build(args)
+    ckpt = _load_rank_checkpoint(out, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+    return config_from_checkpoint(ckpt, resume=True, progress=False)
 
 
 def _check_supported(config: TrainConfig) -> None:
