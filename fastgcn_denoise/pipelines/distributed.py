@@ -165,7 +165,7 @@ class PartitionedRecommender:
             torch.arange(part.num_own_users, device=items.device), part.rowptr_u.diff())
         # Negative sampling on the owned rows: the single process's keys, user ids made local.
         self.shifted = shifted_keys(local_users * num_items + items, part.rowptr_u[:-1], num_items)
-        self.rows_per_step = 0
+        self.remote_rows_per_step = 0  # item rows the last step fetched from other ranks
 
     # -- forward
     def layers(self):
@@ -202,7 +202,7 @@ class PartitionedRecommender:
             own_users_s = part.user_bounds[s + 1] - part.user_bounds[s]
             requests.append(own_users_s + uniq[owners == s] - part.item_bounds[s])
         plan = exchange_plan(requests)
-        self.rows_per_step = plan.rows_received
+        self.remote_rows_per_step = plan.rows_received - plan.recv_counts[part.rank]
         # Owners are ascending in the ids, so the rows arrive in ``uniq``'s order.
         return gather_rows(block, plan)[inverse]
 
@@ -243,7 +243,9 @@ class PartitionedRecommender:
             self.model.train(was)
 
     def nbytes(self, optimizer=None) -> dict:
-        """Bytes this rank keeps: embedding tables (+ Adam state), partition (graph)."""
+        """Bytes this rank keeps: ``tables`` (owned embedding rows + their Adam state), ``graph``
+        (the partition's index arrays and exchange plan), ``edge_weights`` (w and r of the
+        operator), ``sampler`` (the negative-sampling keys)."""
         tables = sum(p.numel() * p.element_size() for p in (self.model.user_emb,
                                                                self.model.item_emb))
         if optimizer is not None:
@@ -251,10 +253,13 @@ class PartitionedRecommender:
                 tables += sum(t.numel() * t.element_size() for t in
                               optimizer.state.get(p, {}).values() if torch.is_tensor(t)
                               and t.dim() > 0)
-        graph = self.part.nbytes() + sum(t.numel() * t.element_size() for t in (
-            self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i, self.plan.send_index,
-            self.shifted))
-        return {"tables": tables, "graph": graph}
+
+        def size(*ts):
+            return sum(t.numel() * t.element_size() for t in ts)
+
+        return {"tables": tables, "graph": self.part.nbytes() + size(self.plan.send_index),
+                "edge_weights": size(self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i),
+                "sampler": size(self.shifted)}
 
 
 def slice_model(model, part) -> None:
