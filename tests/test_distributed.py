@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import DEVICE, backend_params
 
 from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.graph_partition import partition_bounds, partition_graph
@@ -82,24 +83,30 @@ def test_degree_balance_evens_out_edges():
         partition_bounds(deg, 2, "metis")
 
 
+@pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("mode", ["ones", "bernoulli"])
-def test_one_rank_propagation_is_masked_spmm(mode):
-    g = _graph(1)
-    p = partition_graph(g, 0, [0, g.num_users], [0, g.num_items])
-    logits = torch.randn(g.num_edges, dtype=torch.float64)
+def test_one_rank_propagation_is_masked_spmm(mode, backend):
+    g = _graph(1).to(DEVICE)
+    p = partition_graph(g, 0, [0, g.num_users], [0, g.num_items]).to(DEVICE)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    logits = torch.randn(g.num_edges, dtype=dtype, device=DEVICE)
     z_u = z_i = None
     if mode != "ones":
         z_u, z_i = partition_mask(p, logits, logits[p.eid_i], mode, seed=5, offset=11)
         z = sample_mask(g, logits, mode, seed=5, offset=11)
         assert torch.equal(z_u, z) and torch.equal(z_i, z[p.eid_i])
-    op = PartitionedOperator(p, exchange_plan(p.requests), z_u, z_i, dtype=torch.float64)
-    xu = torch.randn(g.num_users, 4, dtype=torch.float64, requires_grad=True)
-    xi = torch.randn(g.num_items, 4, dtype=torch.float64, requires_grad=True)
+    op = PartitionedOperator(p, exchange_plan(p.requests), z_u, z_i, dtype=dtype,
+                             backend=backend)
+    xu = torch.randn(g.num_users, 4, dtype=dtype, device=DEVICE, requires_grad=True)
+    xi = torch.randn(g.num_items, 4, dtype=dtype, device=DEVICE, requires_grad=True)
     got = partitioned_spmm(op, xu, xi)
-    want = masked_spmm(g, xu, xi, None if mode == "ones" else logits, mode, seed=5, offset=11)
+    want = masked_spmm(g, xu, xi, None if mode == "ones" else logits, mode, seed=5, offset=11,
+                       backend="reference")
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
-    assert torch.autograd.gradcheck(lambda a, b: partitioned_spmm(op, a, b), (xu, xi))
+    gy = [torch.randn_like(t) for t in want]
+    for a, b in zip(torch.autograd.grad(got, (xu, xi), gy), torch.autograd.grad(want, (xu, xi), gy)):
+        torch.testing.assert_close(a, b)
 
 
 def test_unsupported_runs_are_refused(tmp_path):
@@ -150,8 +157,9 @@ def _worker(rank, world, port, data, out, tmp):
     try:
         dist.all_reduce(torch.ones(1))
     except RuntimeError as exc:
-        torch.save({"dead": str(exc)}, os.path.join(tmp, "dead.pt"))
-    dist.destroy_process_group()
+        torch.save({"dead": str(distributed.collective_failure(exc))},
+                   os.path.join(tmp, "dead.pt"))
+    os._exit(0)  # the group is broken: no orderly shutdown
 
 
 def _free_port():
@@ -221,6 +229,8 @@ def test_bad_setups_stop_with_messages(two_ranks, tmp_path):
     tmp, data, _, reports = two_ranks
     assert all("disagree on a test value" in rep["disagree"] for rep in reports)
     assert (tmp / "dead.pt").exists(), "the surviving rank hung instead of failing"
+    dead = torch.load(tmp / "dead.pt")["dead"]
+    assert dead.startswith("rank 0: a collective failed: another rank died"), dead
     # A checkpoint from another world size: a clear error naming it.
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:

@@ -2,9 +2,10 @@
 
     plan = exchange_plan(requests)     requests[s]: int64 rows of rank s's block wanted here
     y = exchange_rows(x, plan)         [sum_s len(requests[s]), d]: those rows, by owner rank
-    y = gather_rows(x, plan)           the same, differentiable: the backward sends the row
-                                       gradients back (the reverse all-to-all) and sums them
-                                       into the rows they came from
+    ys = gather_rows(xs, plan)         the same rows of several [n, d_k] tensors in one message,
+                                       differentiable: the backward sends the row gradients back
+                                       (the reverse all-to-all) and sums them into the rows
+                                       they came from
 
 One ``torch.distributed.all_to_all_single`` per call (gloo on CPU, NCCL on GPU), on the default
 process group unless ``group`` is given; with one process (or none initialised) it is an index.
@@ -65,32 +66,42 @@ def exchange_plan(requests: list, group=None) -> ExchangePlan:
     return ExchangePlan(send_index, send_counts, recv_counts, group)
 
 
-def exchange_rows(x: torch.Tensor, plan: ExchangePlan) -> torch.Tensor:
-    """The requested rows of ``x`` [n, ...] from every rank (no autograd)."""
-    rows = x.index_select(0, plan.send_index)
+def _send(rows: torch.Tensor, plan: ExchangePlan) -> torch.Tensor:
+    """The rows to send (grouped by destination) -> the rows received (grouped by source)."""
     if len(plan.send_counts) == 1:
         return rows
     return _all_to_all(rows, plan.send_counts, plan.recv_counts, plan.group)
 
 
+def exchange_rows(x: torch.Tensor, plan: ExchangePlan) -> torch.Tensor:
+    """The requested rows of ``x`` [n, ...] from every rank (no autograd)."""
+    return _send(x.index_select(0, plan.send_index), plan)
+
+
 class _GatherRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, plan):
-        ctx.plan, ctx.rows = plan, x.shape[0]
-        return exchange_rows(x, plan)
+    def forward(ctx, plan, *xs):
+        ctx.plan, ctx.rows = plan, [x.shape[0] for x in xs]
+        ctx.widths = [x.shape[1] for x in xs]
+        # One message for all the tensors: their rows side by side.
+        rows = torch.cat([x.index_select(0, plan.send_index) for x in xs], 1)
+        return _send(rows, plan).split(ctx.widths, 1)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, *grads):
         plan = ctx.plan
+        grad = torch.cat(grads, 1)
         if len(plan.send_counts) > 1:  # the reverse all-to-all: gradients back to the owners
             grad = _all_to_all(grad, plan.recv_counts, plan.send_counts, plan.group)
-        out = grad.new_zeros((ctx.rows,) + tuple(grad.shape[1:]))
-        return out.index_add_(0, plan.send_index, grad), None
+        outs = [grad.new_zeros((n, w)).index_add_(0, plan.send_index, g)
+                for n, w, g in zip(ctx.rows, ctx.widths, grad.split(ctx.widths, 1))]
+        return (None, *outs)
 
 
-def gather_rows(x: torch.Tensor, plan: ExchangePlan) -> torch.Tensor:
-    """``exchange_rows`` with autograd; every rank must run the backward too (it communicates)."""
-    return _GatherRows.apply(x, plan)
+def gather_rows(xs: list, plan: ExchangePlan) -> list:
+    """``exchange_rows`` of each tensor of ``xs`` (same rows, [n, d_k] each) in one message, with
+    autograd; every rank must run the backward too (it communicates)."""
+    return list(_GatherRows.apply(plan, *xs))
 
 
 __all__ = ["ExchangePlan", "exchange_plan", "exchange_rows", "gather_rows"]

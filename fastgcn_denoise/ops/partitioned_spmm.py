@@ -52,14 +52,18 @@ class PartitionedOperator:
     def apply(self, x_user: torch.Tensor, x_item: torch.Tensor):
         """(y_user [nu, d], y_item [ni, d]) from the owned rows x_user [nu, d], x_item [ni, d]."""
         be = get_backend(x_user.device, self.backend)
-        scaled = torch.cat([x_user * self.r_u.to(x_user.dtype), x_item * self.r_i.to(x_item.dtype)])
-        buffer = torch.cat([scaled, exchange_rows(scaled, self.plan)])
         part = self.part
-        y_u = be.spmm(part.rowptr_u, part.col_u, None, self.w_u.to(buffer.dtype), None, None,
-                      buffer, None)[0]
-        y_i = be.spmm(part.rowptr_i, part.col_i, None, self.w_i.to(buffer.dtype), None, None,
-                      buffer, None)[0]
-        return y_u * self.r_u.to(y_u.dtype), y_i * self.r_i.to(y_i.dtype)
+        nu, own = x_user.shape[0], x_user.shape[0] + x_item.shape[0]
+        # One buffer [owned users | owned items | halo], the owned rows pre-scaled by r.
+        buffer = x_user.new_empty((own + part.num_halo, x_user.shape[1]))
+        torch.mul(x_user, self.r_u.to(x_user.dtype), out=buffer[:nu])
+        torch.mul(x_item, self.r_i.to(x_item.dtype), out=buffer[nu:own])
+        if part.num_halo:
+            buffer[own:] = exchange_rows(buffer[:own], self.plan)
+        w_u, w_i = self.w_u.to(buffer.dtype), self.w_i.to(buffer.dtype)
+        y_u = be.spmm(part.rowptr_u, part.col_u, None, w_u, None, None, buffer, None)[0]
+        y_i = be.spmm(part.rowptr_i, part.col_i, None, w_i, None, None, buffer, None)[0]
+        return y_u.mul_(self.r_u.to(y_u.dtype)), y_i.mul_(self.r_i.to(y_i.dtype))
 
 
 class _Propagate(torch.autograd.Function):

@@ -10,7 +10,8 @@ rows (``ops.partitioned_spmm``). The algorithm is the single process's, step for
 
 - the global BPR batch is drawn from one generator seeded like ``train``'s (every rank draws the
   same numbers) and each rank takes the triples whose edge it owns (its users'); the item rows
-  of those triples come from their owners (``ops.gather_rows``), the loss is the rank's share
+  of those triples (every layer's) come from their owners (``ops.halo_exchange.gather_rows``),
+  the loss is the rank's share
   of the single process's (sums divided by the global batch size), so the gradients of the owned
   rows are the single process's and stay local; replicated dense weights (NGCF) are all-reduced;
 - the init is the single process's (built whole with the run's seed, then sliced);
@@ -191,35 +192,33 @@ class PartitionedRecommender:
         neg = absent_items(self.shifted, part.rowptr_u[:-1], users, rank, part.num_items)
         return users, pos, neg
 
-    def item_rows(self, block: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Rows of ``block`` ([owned users | owned items] x width, on every rank) for global
-        ``items`` (with repeats), fetched from their owners; differentiable."""
+    def item_plan(self, items: torch.Tensor):
+        """(plan, inverse): the exchange that fetches the rows of the distinct global ``items``
+        from their owners, and where each of ``items`` is among them."""
         part = self.part
         uniq, inverse = torch.unique(items, return_inverse=True)
         owners = owner_of(uniq, part.item_bounds)
-        requests = []
-        for s in range(part.world_size):
-            own_users_s = part.user_bounds[s + 1] - part.user_bounds[s]
-            requests.append(own_users_s + uniq[owners == s] - part.item_bounds[s])
-        plan = exchange_plan(requests)
+        plan = exchange_plan([uniq[owners == s] - part.item_bounds[s]
+                              for s in range(part.world_size)])
         self.remote_rows_per_step = plan.rows_received - plan.recv_counts[part.rank]
         # Owners are ascending in the ids, so the rows arrive in ``uniq``'s order.
-        return gather_rows(block, plan)[inverse]
+        return plan, inverse
 
     def loss(self, users, pos, neg, batch_size: int) -> dict:
         """This rank's share of the single process's BPR loss for a global batch of
-        ``batch_size`` triples (summing the ranks' shares gives the single process's terms)."""
+        ``batch_size`` triples (summing the ranks' shares gives the single process's terms).
+
+        As ``GraphRecommender.batch_loss``, only the batch's rows are read out (the readouts
+        are row-wise); the item rows of every layer come from their owners in one message.
+        """
         layers = self.layers()
-        final_u, final_i = self.model.readout(layers)
-        width = final_u.shape[1]
-        block = torch.cat([torch.cat([final_u, layers[0][0]], 1),
-                           torch.cat([final_i, layers[0][1]], 1)])
-        items = self.item_rows(block, torch.cat([pos, neg]))
-        u = block[users]
-        p, n = items[:pos.shape[0]], items[pos.shape[0]:]
-        bpr = F.softplus((u[:, :width] * n[:, :width]).sum(-1)
-                         - (u[:, :width] * p[:, :width]).sum(-1)).sum() / batch_size
-        ego_sq = u[:, width:].pow(2).sum() + items[:, width:].pow(2).sum()
+        plan, inverse = self.item_plan(torch.cat([pos, neg]))
+        fetched = gather_rows([x_i for _, x_i in layers], plan)
+        rows = [(x_u[users], got[inverse]) for (x_u, _), got in zip(layers, fetched)]
+        u, items = self.model.readout(rows)
+        n = pos.shape[0]
+        bpr = F.softplus((u * items[n:]).sum(-1) - (u * items[:n]).sum(-1)).sum() / batch_size
+        ego_sq = rows[0][0].pow(2).sum() + rows[0][1].pow(2).sum()
         reg = self.model.decay * ego_sq / (2 * batch_size)
         return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
 
@@ -423,12 +422,22 @@ def train_distributed(config: TrainConfig, balance: str | None = None) -> dict |
     try:
         return _train(config, balance)
     except (RuntimeError, dist.DistBackendError) as exc:
-        if "Connection" in str(exc) or "timed out" in str(exc) or "closed" in str(exc):
-            raise RuntimeError(f"rank {dist.get_rank() if dist.is_initialized() else '?'}: a "
-                               "collective failed: another rank died or stopped answering "
-                               f"(timeout {os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s, "
-                               f"{TIMEOUT_ENV}): {str(exc).splitlines()[0]}") from exc
-        raise
+        failure = collective_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def collective_failure(exc: Exception) -> RuntimeError | None:
+    """The one-line error for a collective that failed because a peer died or stopped answering
+    (gloo: connection reset or closed; any backend: the group's timeout), else None."""
+    text = str(exc)
+    if not any(s in text for s in ("Connection", "connection", "timed out", "Timeout", "closed")):
+        return None
+    rank = dist.get_rank() if dist.is_initialized() else "?"
+    return RuntimeError(f"rank {rank}: a collective failed: another rank died or stopped "
+                        f"answering (timeout {os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s, "
+                        f"set by {TIMEOUT_ENV}): {text.splitlines()[0] if text else type(exc)}")
 
 
 def _exclude(splits, train_rows, split):
@@ -616,6 +625,7 @@ __all__ = [
     "DIST_FORMAT",
     "SUPPORTED_MODELS",
     "PartitionedRecommender",
+    "collective_failure",
     "data_fingerprint",
     "evaluate_partitioned",
     "init_process_group",
