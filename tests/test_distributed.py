@@ -125,8 +125,9 @@ def _worker(rank, world, port, data, out, tmp):
                       WORLD_SIZE=str(world), FASTGCN_DIST_TIMEOUT="30")
     torch.set_num_threads(1)
     result = distributed.train_distributed(_config(data, out))
+    # NGCF on degree-balanced ranges: the result must not depend on the partition either.
     ngcf = distributed.train_distributed(_config(data, out + "-ngcf", model="ngcf",
-                                                 mess_dropout=0.0))
+                                                 mess_dropout=0.0), balance="degree")
     report = {"result": result, "ngcf": ngcf}
     # The propagation and its backward against the single process, in float64, with a mask.
     g = _graph(2)
@@ -205,6 +206,7 @@ def test_two_ranks_train_ngcf_like_one_process(two_ranks):
     # NGCF's dense weights are replicated: their gradients are all-reduced.
     tmp, result = two_ranks[0], two_ranks[3][0]["ngcf"]
     assert result["distributed"]["world_size"] == 2
+    assert result["distributed"]["balance"] == "degree"
     log = [json.loads(line) for line in (tmp / "p2-ngcf" / "log.jsonl").read_text().splitlines()]
     want_log = [json.loads(line) for line in
                 (tmp / "single-ngcf" / "log.jsonl").read_text().splitlines()]
