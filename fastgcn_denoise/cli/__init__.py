@@ -38,6 +38,9 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["train"] and "--world-size" in argv:  # torchrun started for you
+            from ..pipelines.distributed import launch
+            return launch(argv)
         args = build_parser(argv).parse_args(argv)
         if getattr(args, "run", None) is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see {PROG} --help)")

@@ -59,9 +59,15 @@ def _add_train(p, argv):
 
 
 def _run_train(args) -> int:
+    from ..pipelines import distributed
     from ..pipelines.train import train
     from ..tasks import get_task
 
+    if distributed.requested():  # under torchrun: the partitioned trainer
+        result = distributed.train_distributed(distributed.cli_config(args, train_config))
+        if result is not None:
+            print(distributed.summary(result))
+        return 0
     result = train(train_config(args))
     t = result["timing"]
     print(f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "

@@ -1,0 +1,113 @@
+"""The normalised propagation on one rank's partition (``graph_partition``), halo rows exchanged.
+
+    y_user = r_u * sum_{e=(u,i)} z_e (r_i x_i),   y_item = r_i * sum_{e=(u,i)} z_e (r_u x_u)
+
+for the owned rows, with r = d^-1/2 from the *global* (masked) degrees: an owned row holds all of
+its edges, so its degree is local, and the halo rows are sent pre-scaled (r x), so no remote
+degree is ever needed. One exchange per layer carries the halo of both sides (``halo_exchange``),
+then the row-parallel ``spmm`` primitive of the backend runs on the local CSRs (the one
+``masked_spmm`` uses). The operator is symmetric, so the backward is the same propagation of the
+output gradients (one more halo exchange, in the same direction): no transposed local CSR is
+stored and nothing is scattered.
+
+The mask ``z`` (``partition_mask``) is drawn from the same Philox counters as the single process
+(``offset + global edge id``), so a binary mask is the same whatever the partition.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..modes import MODE_ID
+from . import reference
+from ._backend import get_backend
+from .halo_exchange import ExchangePlan, exchange_rows
+
+
+def _row_rsqrt(rowptr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """[rows]: (sum of w over each CSR row)^-1/2, 0 for an empty row."""
+    cum = torch.cat([w.new_zeros(1), torch.cumsum(w.to(torch.float64), 0)])
+    d = (cum[rowptr[1:]] - cum[rowptr[:-1]]).to(w.dtype)
+    return torch.where(d > 0, d.clamp_min(1e-30).rsqrt(), torch.zeros_like(d))
+
+
+class PartitionedOperator:
+    """Â restricted to one partition, for the given edge weights (a mask, or ones).
+
+    ``part``: ``LocalPartition`` on the embeddings' device; ``plan``: the ``ExchangePlan`` of its
+    ``requests``; ``z_u`` [E_U], ``z_i`` [E_I]: weights of the owned-user and owned-item edges
+    (None: ones). ``backend``: force a backend of the ``spmm`` primitive.
+    """
+
+    def __init__(self, part, plan: ExchangePlan, z_u=None, z_i=None, dtype=torch.float32,
+                 backend: str | None = None):
+        device = part.col_u.device
+        self.part, self.plan, self.backend = part, plan, backend
+        self.w_u = (torch.ones(part.col_u.shape[0], dtype=dtype, device=device) if z_u is None
+                    else z_u.to(dtype))[None]
+        self.w_i = (torch.ones(part.col_i.shape[0], dtype=dtype, device=device) if z_i is None
+                    else z_i.to(dtype))[None]
+        self.r_u = _row_rsqrt(part.rowptr_u, self.w_u[0])[:, None]
+        self.r_i = _row_rsqrt(part.rowptr_i, self.w_i[0])[:, None]
+
+    def apply(self, x_user: torch.Tensor, x_item: torch.Tensor):
+        """(y_user [nu, d], y_item [ni, d]) from the owned rows x_user [nu, d], x_item [ni, d]."""
+        be = get_backend(x_user.device, self.backend)
+        part = self.part
+        nu, own = x_user.shape[0], x_user.shape[0] + x_item.shape[0]
+        # One buffer [owned users | owned items | halo], the owned rows pre-scaled by r.
+        buffer = x_user.new_empty((own + part.num_halo, x_user.shape[1]))
+        torch.mul(x_user, self.r_u.to(x_user.dtype), out=buffer[:nu])
+        torch.mul(x_item, self.r_i.to(x_item.dtype), out=buffer[nu:own])
+        if part.num_halo:
+            buffer[own:] = exchange_rows(buffer[:own], self.plan)
+        w_u, w_i = self.w_u.to(buffer.dtype), self.w_i.to(buffer.dtype)
+        y_u = be.spmm(part.rowptr_u, part.col_u, None, w_u, None, None, buffer, None)[0]
+        y_i = be.spmm(part.rowptr_i, part.col_i, None, w_i, None, None, buffer, None)[0]
+        return y_u.mul_(self.r_u.to(y_u.dtype)), y_i.mul_(self.r_i.to(y_i.dtype))
+
+
+class _Propagate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_user, x_item, op):
+        ctx.op = op
+        return op.apply(x_user, x_item)
+
+    @staticmethod
+    def backward(ctx, gy_user, gy_item):
+        # dL/dx_user = Â gy_item, dL/dx_item = Â^T gy_user: the same operator (symmetric A).
+        g_user, g_item = ctx.op.apply(gy_user.contiguous(), gy_item.contiguous())
+        return g_user, g_item, None
+
+
+def partitioned_spmm(op: PartitionedOperator, x_user: torch.Tensor, x_item: torch.Tensor):
+    """One propagation of the owned rows (module docstring), differentiable in x_user, x_item.
+
+    Every rank must call it (and its backward) the same number of times: it communicates.
+    """
+    part = op.part
+    for name, x, n in (("x_user", x_user, part.num_own_users),
+                       ("x_item", x_item, part.num_own_items)):
+        if x.dim() != 2 or x.shape[0] != n:
+            raise ValueError(f"{name} must be [{n}, d] (the rows rank {part.rank} owns), got "
+                             f"{tuple(x.shape)}")
+    return _Propagate.apply(x_user, x_item, op)
+
+
+def partition_mask(part, logits_u: torch.Tensor, logits_i: torch.Tensor, mode: str, seed: int,
+                   offset: int = 0):
+    """(z_u [E_U], z_i [E_I]): the mask of the owned-user and owned-item edges, drawn at the
+    single process's counters ``offset + global edge id`` (``sample_mask``'s values).
+
+    ``logits_u`` / ``logits_i``: the logits of those edges (global ids ``edge_start + j`` and
+    ``eid_i``).
+    """
+    if mode not in MODE_ID:
+        raise ValueError(f"unknown mode {mode!r}")
+    eid_u = part.edge_start + torch.arange(part.col_u.shape[0], device=part.col_u.device)
+    return tuple(
+        reference.mask_from_uniforms(MODE_ID[mode], logits,
+                                     reference.philox_uniform(seed, int(offset) + eid))
+        for logits, eid in ((logits_u, eid_u), (logits_i, part.eid_i)))
+
+
+__all__ = ["PartitionedOperator", "partition_mask", "partitioned_spmm"]
