@@ -8,6 +8,7 @@ ids, so that both propagation directions (and each one's backward) are row-paral
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -53,6 +54,84 @@ def _check_range(ids: np.ndarray, bound: int | None, name: str, count_name: str)
         raise ValueError(
             f"{name}[{int(over[0])}] = {int(ids[over[0]])} is out of range: {count_name} = {bound}")
     return int(bound)
+
+
+# ---------------------------------------------------------------------- index validation
+# Every structure whose indices reach a compiled kernel (BipartiteGraph, ops.CSRPattern,
+# ops.CSRMatrix) checks them here once, at construction, in O(E) vectorised passes; the kernels
+# then trust them. Errors are one line naming the structure, the field and the first bad entry.
+_TORCH_INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def index_tensor(what: str, name: str, values, exact: bool = False) -> torch.Tensor:
+    """``values`` (sequence, numpy array or tensor) as a 1-D int64 tensor (a tensor already int64
+    is returned as is). ``exact``: refuse tensors of another integer dtype (fields the kernels
+    read as int64) instead of converting them."""
+    if isinstance(values, torch.Tensor):
+        t = values
+        if t.dtype not in _TORCH_INTS or (exact and t.dtype != torch.int64):
+            need = "int64" if exact else "integer"
+            raise ValueError(f"{what}: {name} must be an {need} tensor, got {t.dtype}")
+    else:
+        arr = np.asarray(values)
+        if arr.dtype == object:
+            raise ValueError(f"{what}: {name} must be a flat sequence of integers")
+        if arr.size and arr.dtype.kind not in _INT_KINDS:
+            raise ValueError(f"{what}: {name} must hold integers, got dtype {arr.dtype}")
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{what}: {name} holds values too large for int64")
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64))
+    if t.dim() != 1:
+        raise ValueError(f"{what}: {name} must be 1-D, got shape {tuple(t.shape)}")
+    return t.to(torch.int64)
+
+
+def check_count(what: str, name: str, value) -> int:
+    """``value`` as a non-negative int (Python or numpy integer, or a 0-d integer array)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{what}: {name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_ids(what: str, name: str, ids: torch.Tensor, bound: int) -> None:
+    """Every entry of ``ids`` (int64, 1-D) in [0, bound)."""
+    if ids.numel():
+        lo, hi = (int(v) for v in torch.aminmax(ids))
+        if lo < 0 or hi >= bound:
+            j = int(((ids < 0) | (ids >= bound)).nonzero()[0])
+            raise ValueError(f"{what}: {name}[{j}] = {int(ids[j])} is outside [0, {bound})")
+
+
+def check_csr(what: str, rowptr: torch.Tensor, col: torch.Tensor, num_cols: int,
+              names=("rowptr", "col"), ascending: bool = False) -> None:
+    """rowptr [R + 1] from 0, non-decreasing, to nnz = len(col); 0 <= col < num_cols; with
+    ``ascending``, columns strictly increasing within each row (sorted, no duplicates)."""
+    p, c = names
+    if rowptr.numel() == 0:
+        raise ValueError(f"{what}: {p} is empty; it needs num_rows + 1 >= 1 entries")
+    if int(rowptr[0]) != 0:
+        raise ValueError(f"{what}: {p}[0] = {int(rowptr[0])}, must be 0")
+    steps = rowptr.diff()
+    if steps.numel() and int(steps.min()) < 0:
+        j = int((steps < 0).nonzero()[0]) + 1
+        raise ValueError(f"{what}: {p}[{j}] = {int(rowptr[j])} is below {p}[{j - 1}] = "
+                         f"{int(rowptr[j - 1])}; {p} must be non-decreasing")
+    if int(rowptr[-1]) != col.shape[0]:
+        raise ValueError(f"{what}: {p}[-1] = {int(rowptr[-1])} but {c} has {col.shape[0]} "
+                         "entries; they must match")
+    check_ids(what, c, col, num_cols)
+    if ascending and col.shape[0] > 1:
+        # Position j > 0 must exceed j - 1 unless a row starts at j.
+        bad = col.diff() <= 0
+        starts = rowptr[1:-1]
+        bad[starts[(starts > 0) & (starts < col.shape[0])] - 1] = False
+        if bool(bad.any()):
+            j = int(bad.nonzero()[0]) + 1
+            raise ValueError(f"{what}: {c}[{j}] = {int(col[j])} does not follow {c}[{j - 1}] = "
+                             f"{int(col[j - 1])} in its row; columns must be strictly ascending "
+                             "within a row (sorted, no duplicates)")
 
 
 class BipartiteGraph:
@@ -108,12 +187,18 @@ class BipartiteGraph:
 
     @classmethod
     def from_csr(cls, rowptr_u, col_item, num_items: int) -> "BipartiteGraph":
-        """Rebuild from CSR(R) (assumed valid: sorted, deduplicated), e.g. after ``load``."""
-        rowptr_u = np.asarray(rowptr_u, dtype=np.int64)
-        items = np.asarray(col_item, dtype=np.int64)
-        users = np.repeat(np.arange(rowptr_u.shape[0] - 1, dtype=np.int64), np.diff(rowptr_u))
+        """Rebuild from CSR(R), e.g. after ``load``: rowptr_u [U + 1] non-decreasing from 0 to E,
+        col_item [E] in [0, num_items), strictly ascending within each user (sorted,
+        deduplicated). Anything else raises ``ValueError`` naming the first bad entry."""
+        what = "BipartiteGraph.from_csr"
+        num_items = check_count(what, "num_items", num_items)
+        rowptr = index_tensor(what, "rowptr_u", rowptr_u)
+        items = index_tensor(what, "col_item", col_item)
+        check_csr(what, rowptr, items, num_items, ("rowptr_u", "col_item"), ascending=True)
+        rowptr, items = rowptr.numpy(), items.numpy()
+        users = np.repeat(np.arange(rowptr.shape[0] - 1, dtype=np.int64), np.diff(rowptr))
         g = cls.__new__(cls)
-        g._build(users, items, rowptr_u.shape[0] - 1, num_items)
+        g._build(users, items, rowptr.shape[0] - 1, num_items)
         return g
 
     # ------------------------------------------------------------------ PyTorch Geometric layouts
@@ -190,11 +275,15 @@ class BipartiteGraph:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BipartiteGraph":
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"rowptr_u", "col_item", "num_items"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path}: not a BipartiteGraph file (missing {sorted(missing)})")
-            return cls.from_csr(f["rowptr_u"], f["col_item"], int(f["num_items"]))
+        """Read a file written by ``save``; a malformed file raises ``ValueError`` naming it."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                missing = {"rowptr_u", "col_item", "num_items"} - set(f.files)
+                if missing:
+                    raise ValueError(f"not a BipartiteGraph file (missing {sorted(missing)})")
+                return cls.from_csr(f["rowptr_u"], f["col_item"], f["num_items"])
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def __repr__(self) -> str:
         return (f"BipartiteGraph(num_users={self.num_users}, num_items={self.num_items}, "

@@ -65,3 +65,50 @@ def test_to_same_device_is_identity_and_copies_otherwise():
     if torch.cuda.is_available():
         h = g.to("cuda")
         assert h.device.type == "cuda" and torch.equal(h.perm.cpu(), g.perm)
+
+
+@pytest.mark.parametrize("rowptr, col, num_items, message", [
+    # The case: accepted, then masked_spmm read col/rowptr out of bounds (segfault).
+    ([0, 3, 100000], [0, 1, 2], 3, r"rowptr_u\[-1\] = 100000 but col_item has 3 entries"),
+    ([0, 2, 3], [0, 1, 7], 3, r"col_item\[2\] = 7 is outside \[0, 3\)"),
+    ([0, 2, 3], [0, -1, 2], 3, r"col_item\[1\] = -1 is outside \[0, 3\)"),
+    ([0, 2, 1, 3], [0, 1, 2], 3, r"rowptr_u\[2\] = 1 is below rowptr_u\[1\] = 2"),
+    ([1, 2, 3], [0, 1, 2], 3, r"rowptr_u\[0\] = 1, must be 0"),
+    ([], [], 3, "rowptr_u is empty"),
+    ([0, 2], [1, 0], 3, r"col_item\[1\] = 0 does not follow col_item\[0\] = 1"),
+    ([0, 2], [1, 1], 3, r"col_item\[1\] = 1 does not follow"),
+    ([0, 2], [0.0, 1.5], 3, "col_item must hold integers, got dtype float64"),
+    ([0, 2], [[0, 1]], 3, "col_item must be 1-D"),
+    ([0, 2], [0, 1], -3, "num_items must be a non-negative integer, got -3"),
+    ([0, 2], [0, 1], 2.0, "num_items must be a non-negative integer, got 2.0"),
+])
+def test_from_csr_checks_indices(rowptr, col, num_items, message):
+    with pytest.raises(ValueError, match="BipartiteGraph.from_csr: " + message):
+        BipartiteGraph.from_csr(rowptr, col, num_items)
+
+
+def test_from_csr_accepts_rows_that_restart_and_empty_rows():
+    g = BipartiteGraph.from_csr([0, 2, 2, 4, 4], [1, 2, 0, 2], 3)
+    assert g.edges()[0].tolist() == [0, 0, 2, 2] and g.num_users == 4
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"rowptr_u": [0, 2], "num_items": 3}, r"missing \['col_item'\]"),
+    ({"rowptr_u": [0, 2], "col_item": [0.0, 1.0], "num_items": 3}, "col_item must hold integers"),
+    ({"rowptr_u": [0, 2], "col_item": [-1, 1], "num_items": 3}, r"col_item\[0\] = -1"),
+    ({"rowptr_u": [0, 2], "col_item": [0], "num_items": 3}, r"rowptr_u\[-1\] = 2 but col_item"),
+    ({"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": 2.5}, "num_items must be a non-neg"),
+    ({"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": [3, 3]}, "num_items must be a non-neg"),
+])
+def test_load_crafted_npz_names_file_and_entry(tmp_path, arrays, message):
+    path = tmp_path / "g.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    with pytest.raises(ValueError, match=f"g.npz: .*{message}"):
+        BipartiteGraph.load(path)
+
+
+def test_load_of_a_non_npz_names_the_file(tmp_path):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="broken.npz: "):
+        BipartiteGraph.load(path)

@@ -84,3 +84,31 @@ def test_errors():
         ops.spgemm(a, random_csr(4, 3, 0.5, 8, torch.float32))
     with pytest.raises(ValueError, match="order must be an integer >= 0"):
         ops.power_sum(random_graph(3, 3, 0.5), -1)
+
+
+def _matrix(rowptr, col, num_rows=2, num_cols=3):
+    t = torch.as_tensor
+    return CSRMatrix(t(rowptr), t(col), torch.ones(len(col), dtype=torch.float64), num_rows,
+                     num_cols)
+
+
+@pytest.mark.parametrize("rowptr, col, message", [
+    # The crashes: a bad column or a decreasing rowptr went straight to _C.spgemm
+    # (SIGSEGV, "double free or corruption").
+    ([0, 1, 2], [0, 3], r"CSRMatrix: col\[1\] = 3 is outside \[0, 3\)"),
+    ([0, 1, 2], [-2, 0], r"CSRMatrix: col\[0\] = -2 is outside \[0, 3\)"),
+    ([0, 2, 1], [0, 1], r"CSRMatrix: rowptr\[2\] = 1 is below rowptr\[1\] = 2"),
+    ([0, 1, 5], [0, 1], r"CSRMatrix: rowptr\[-1\] = 5 but col has 2 entries"),
+    ([1, 1, 2], [0, 1], r"CSRMatrix: rowptr\[0\] = 1, must be 0"),
+    ([0, 2], [0, 1], r"CSRMatrix: rowptr has 2 entries, expected num_rows \+ 1 = 3"),
+])
+def test_csr_matrix_indices_checked_at_construction(rowptr, col, message):
+    with pytest.raises(ValueError, match=message):
+        _matrix(rowptr, col)
+
+
+def test_csr_matrix_refuses_other_index_dtypes():
+    with pytest.raises(ValueError, match="CSRMatrix: col must be an int64 tensor, got torch.int32"):
+        CSRMatrix(torch.tensor([0, 1]), torch.tensor([0], dtype=torch.int32), torch.ones(1), 1, 1)
+    with pytest.raises(ValueError, match="CSRMatrix: val must be a tensor of col's shape"):
+        CSRMatrix(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(2), 1, 1)

@@ -95,7 +95,7 @@ def test_empty_pattern_and_errors():
         CSRPattern.from_coo([1, 0, 1], [2, 0, 2], 2, 3)
     with pytest.raises(ValueError, match=r"cols\[0\] = 5 is outside \[0, 3\)"):
         CSRPattern.from_coo([0], [5], 2, 3)
-    with pytest.raises(ValueError, match="invalid CSR"):
+    with pytest.raises(ValueError, match=r"rowptr\[2\] = 1 is below rowptr\[1\] = 2"):
         CSRPattern.from_csr([0, 2, 1], [0, 1], 3)
     g = BipartiteGraph([0, 1], [1, 0]).to(DEVICE)
     x_u, x_i = torch.ones(2, 3, device=DEVICE), torch.ones(2, 3, device=DEVICE)
@@ -107,3 +107,34 @@ def test_empty_pattern_and_errors():
     if DEVICE.type == "cpu":
         with pytest.raises(ValueError, match=r"w_to_user has non-finite values \(first at entry 1\)"):
             ops.directed_spmm(g, x_u, x_i, torch.tensor([1.0, float("inf")]), torch.ones(2))
+
+
+def _direct(rowptr, col, num_cols=3):
+    """A CSRPattern built directly: a valid transpose of a 2 x 3 pattern, the given forward CSR."""
+    good = CSRPattern.from_csr([0, 2, 3], [0, 2, 1], 3)
+    t = torch.as_tensor
+    return CSRPattern(t(rowptr), t(col), good.t_rowptr, good.t_col, good.t_perm, 2, num_cols)
+
+
+@pytest.mark.parametrize("build, message", [
+    # The issue's case: a column past num_cols went straight to the kernel (segfault).
+    (lambda: _direct([0, 2, 3], [0, 100000, 1]), r"CSRPattern: col\[1\] = 100000 is outside \[0, 3\)"),
+    (lambda: _direct([0, 2, 3], [0, -1, 1]), r"CSRPattern: col\[1\] = -1 is outside"),
+    (lambda: _direct([0, 3, 2], [0, 2, 1]), r"CSRPattern: rowptr\[2\] = 2 is below rowptr\[1\] = 3"),
+    (lambda: _direct([0, 2, 9], [0, 2, 1]), r"CSRPattern: rowptr\[-1\] = 9 but col has 3 entries"),
+    (lambda: _direct([0, 2], [0, 2]), r"CSRPattern: rowptr has 2 entries, expected 3"),
+    (lambda: _direct([0, 2, 3], [0.0, 2.0, 1.0]), r"CSRPattern: col must be an int64 tensor"),
+    (lambda: _direct([0, 2, 3], [0, 2, 1], 2.5), r"CSRPattern: num_cols must be a non-negative"),
+    (lambda: CSRPattern.from_csr([1, 2, 3], [0, 1], 3), r"from_csr: rowptr\[0\] = 1, must be 0"),
+    (lambda: CSRPattern.from_csr([0, 1], [[0]], 3), r"from_csr: col must be 1-D"),
+    (lambda: CSRPattern.from_coo([0, 1], [0.5, 1], 2, 3), r"from_coo: cols must hold integers"),
+])
+def test_pattern_indices_checked_at_construction(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_direct_pattern_that_is_valid_still_works():
+    p = _direct([0, 2, 3], [0, 2, 1])
+    y = ops.weighted_spmm(p, torch.ones(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    assert y.tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]

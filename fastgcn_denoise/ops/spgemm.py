@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..graph import check_count, check_csr, index_tensor
 from ._backend import BackendUnavailable, resolve_name
 from .weighted_spmm import CSRPattern
 
@@ -36,6 +37,22 @@ class CSRMatrix:
     val: torch.Tensor
     num_rows: int
     num_cols: int
+
+    def __post_init__(self):
+        # The kernels read these indices unchecked: validate once, here (O(nnz)).
+        what = "CSRMatrix"
+        num_rows = check_count(what, "num_rows", self.num_rows)
+        num_cols = check_count(what, "num_cols", self.num_cols)
+        index_tensor(what, "rowptr", self.rowptr, exact=True)
+        index_tensor(what, "col", self.col, exact=True)
+        if self.rowptr.shape[0] != num_rows + 1:
+            raise ValueError(f"{what}: rowptr has {self.rowptr.shape[0]} entries, expected "
+                             f"num_rows + 1 = {num_rows + 1}")
+        if not isinstance(self.val, torch.Tensor) or self.val.shape != self.col.shape:
+            shape = tuple(self.val.shape) if isinstance(self.val, torch.Tensor) else type(self.val)
+            raise ValueError(f"{what}: val must be a tensor of col's shape "
+                             f"{tuple(self.col.shape)}, got {shape}")
+        check_csr(what, self.rowptr, self.col, num_cols)
 
     @property
     def nnz(self) -> int:
@@ -125,11 +142,6 @@ def spgemm(a: CSRMatrix, b: CSRMatrix, plus_identity: bool = False,
                          f"{b.val.dtype}")
     if a.col.device != b.col.device:
         raise ValueError(f"spgemm: A is on {a.col.device} but B on {b.col.device}")
-    for name, m in (("A", a), ("B", b)):
-        if m.rowptr.shape != (m.num_rows + 1,) or m.col.shape != m.val.shape or \
-                int(m.rowptr[-1]) != m.nnz:
-            raise ValueError(f"spgemm: {name} is not a valid CSR of {m.num_rows} rows "
-                             f"(rowptr {tuple(m.rowptr.shape)}, {m.nnz} entries)")
     return _IMPLS[resolve_name(a.col.device, backend)](a, b, plus_identity)
 
 

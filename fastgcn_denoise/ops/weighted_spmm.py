@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..graph import check_count, check_csr, check_ids, index_tensor
 from . import _library as library
 from ._backend import get_backend, resolve_name
 from .sddmm import sddmm_kernel
@@ -35,7 +36,10 @@ class CSRPattern:
 
     Entry ``e`` is position ``e`` of CSR(A): ``rowptr`` [R + 1], ``col`` [nnz]; weights are in this
     order. CSR(A^T): ``t_rowptr`` [C + 1], ``t_col`` [nnz] (row ids), ``t_perm`` [nnz] (entry id of
-    each position). All int64 on one device. Build with ``from_coo`` / ``from_csr``.
+    each position). All int64 on one device. Build with ``from_coo`` / ``from_csr``; a direct
+    construction is checked too (``ValueError`` naming the first bad entry), since the kernels
+    read the indices unchecked. ``t_perm`` None: the pattern is symmetric with entry ids as in
+    CSR(A) (``pyg``).
     """
 
     rowptr: torch.Tensor
@@ -46,18 +50,37 @@ class CSRPattern:
     num_rows: int
     num_cols: int
 
+    def __post_init__(self):
+        what = "CSRPattern"
+        num_rows = check_count(what, "num_rows", self.num_rows)
+        num_cols = check_count(what, "num_cols", self.num_cols)
+        for name in ("rowptr", "col", "t_rowptr", "t_col") + (("t_perm",) * (self.t_perm is not None)):
+            index_tensor(what, name, getattr(self, name), exact=True)
+        for rowptr, col, rows, cols, names in (
+                (self.rowptr, self.col, num_rows, num_cols, ("rowptr", "col")),
+                (self.t_rowptr, self.t_col, num_cols, num_rows, ("t_rowptr", "t_col"))):
+            if rowptr.shape[0] != rows + 1:
+                raise ValueError(f"{what}: {names[0]} has {rowptr.shape[0]} entries, expected "
+                                 f"{rows + 1} (one per row + 1)")
+            check_csr(what, rowptr, col, cols, names)
+        if self.t_col.shape[0] != self.col.shape[0]:
+            raise ValueError(f"{what}: t_col has {self.t_col.shape[0]} entries but col has "
+                             f"{self.col.shape[0]}; the transpose holds the same entries")
+        if self.t_perm is not None:
+            if self.t_perm.shape != self.col.shape:
+                raise ValueError(f"{what}: t_perm has {self.t_perm.shape[0]} entries, expected "
+                                 f"nnz = {self.col.shape[0]}")
+            check_ids(what, "t_perm", self.t_perm, self.col.shape[0])
+
     @classmethod
     def from_csr(cls, rowptr, col, num_cols: int) -> "CSRPattern":
         """From CSR arrays (columns need not be sorted within a row); builds the transpose."""
-        rowptr = np.asarray(rowptr, dtype=np.int64)
-        col = np.asarray(col, dtype=np.int64)
+        what = "CSRPattern.from_csr"
+        num_cols = check_count(what, "num_cols", num_cols)
+        rowptr, col = index_tensor(what, "rowptr", rowptr), index_tensor(what, "col", col)
+        check_csr(what, rowptr, col, num_cols)
+        rowptr, col = rowptr.cpu().numpy(), col.cpu().numpy()
         num_rows = rowptr.shape[0] - 1
-        if num_rows < 0 or rowptr[0] != 0 or rowptr[-1] != col.shape[0] or (np.diff(rowptr) < 0).any():
-            raise ValueError(f"invalid CSR: rowptr must start at 0, be non-decreasing and end at "
-                             f"nnz = {col.shape[0]}")
-        if col.size and (col.min() < 0 or col.max() >= num_cols):
-            bad = int(np.flatnonzero((col < 0) | (col >= num_cols))[0])
-            raise ValueError(f"col[{bad}] = {int(col[bad])} is outside [0, {num_cols})")
         rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(rowptr))
         perm = np.argsort(col, kind="stable")  # rows ascending within a column
         t_rowptr = np.zeros(num_cols + 1, dtype=np.int64)
@@ -70,14 +93,17 @@ class CSRPattern:
     def from_coo(cls, rows, cols, num_rows: int, num_cols: int) -> tuple["CSRPattern", torch.Tensor]:
         """(pattern, order) from entry lists; entry e of the pattern is input entry ``order[e]``
         (row-major, columns ascending). Duplicate (row, col) entries are refused."""
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
-        if rows.shape != cols.shape or rows.ndim != 1:
-            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape}, {cols.shape}")
-        for name, ids, bound in (("rows", rows, num_rows), ("cols", cols, num_cols)):
-            if ids.size and (ids.min() < 0 or ids.max() >= bound):
-                bad = int(np.flatnonzero((ids < 0) | (ids >= bound))[0])
-                raise ValueError(f"{name}[{bad}] = {int(ids[bad])} is outside [0, {bound})")
+        what = "CSRPattern.from_coo"
+        num_rows = check_count(what, "num_rows", num_rows)
+        num_cols = check_count(what, "num_cols", num_cols)
+        rows = index_tensor(what, "rows", rows)
+        cols = index_tensor(what, "cols", cols)
+        if rows.shape != cols.shape:
+            raise ValueError(f"{what}: rows has {rows.shape[0]} entries but cols has "
+                             f"{cols.shape[0]}; they must be of equal length")
+        check_ids(what, "rows", rows, num_rows)
+        check_ids(what, "cols", cols, num_cols)
+        rows, cols = rows.cpu().numpy(), cols.cpu().numpy()
         order = np.lexsort((cols, rows))
         keys = rows[order] * num_cols + cols[order]
         if keys.size > 1 and (np.diff(keys) == 0).any():
