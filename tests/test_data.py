@@ -111,6 +111,37 @@ def test_lightgcn_missing_files(tmp_path):
         load_lightgcn(tmp_path)
 
 
+# ------------------------------------------------------------------ LightGCN: BOM, sparse ids
+def test_lightgcn_skips_a_bom(tmp_path):
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbf0 1 2\n1 0\n")
+    write(tmp_path / "test.txt", "0 0\n")
+    d = load_lightgcn(tmp_path)
+    assert pair_set(*d.train) == {(0, 1), (0, 2), (1, 0)} and d.num_users == 2
+
+
+def test_lightgcn_sparse_ids_are_remapped_with_a_warning(tmp_path):
+    # One stray item id 30,000,000 among ids < 50 built a 30M-item model (7.7 GB) without a word.
+    rng = np.random.default_rng(0)
+    lines = [f"{u} " + " ".join(map(str, rng.choice(50, 5, replace=False))) for u in range(20)]
+    lines[3] += " 30000000"
+    write(tmp_path / "train.txt", "\n".join(lines) + "\n")
+    write(tmp_path / "test.txt", "0 7\n")
+    d = load_lightgcn(tmp_path)
+    assert d.num_items <= 51 and d.item_ids[-1] == 30000000 and d.user_ids is None
+    assert d.num_users == 20
+    assert any("item ids go up to 30,000,000" in w for w in d.meta["warnings"])
+    assert (3, 30000000) in set(zip(d.train[0].tolist(), d.item_ids[d.train[1]].tolist()))
+    write_interactions(d, *d.train, tmp_path / "out.txt")  # exports keep the original ids
+    assert "30000000" in (tmp_path / "out.txt").read_text().splitlines()[3].split()
+
+
+def test_lightgcn_dense_ids_keep_their_numbers(tmp_path):
+    write(tmp_path / "train.txt", "0 1\n5 900\n")
+    write(tmp_path / "test.txt", "0 2\n")
+    d = load_lightgcn(tmp_path)
+    assert (d.num_users, d.num_items) == (6, 901) and d.item_ids is None
+
+
 # ------------------------------------------------------------------ pairs
 def test_pairs_string_ids_header_extra_columns(tmp_path):
     path = write(tmp_path / "log.csv", "user_id,item_id,rating\nann,x,5\nbob,y,3\nann,y,1\n"
@@ -126,9 +157,7 @@ def test_pairs_string_ids_header_extra_columns(tmp_path):
 @pytest.mark.parametrize("text, header, expected", [
     ("1,10\n2,20\n", None, {(1, 10), (2, 20)}),                 # numeric: no header
     ("u,i\n1,10\n2,20\n", None, {(1, 10), (2, 20)}),            # named header
-    ("who,what\n1,10\n", None, {(1, 10)}),                      # words above numbers
     ("a,b\nc,d\n", None, {("a", "b"), ("c", "d")}),             # all words: data
-    ("a,b\nc,d\n", True, {("c", "d")}),
     ("user,item\n", False, {("user", "item")}),
 ])
 def test_pairs_header_detection(tmp_path, text, header, expected):
@@ -163,6 +192,75 @@ def test_pairs_integer_ids_sort_numerically_and_keep_spelling(tmp_path):
 def test_pairs_malformed(tmp_path, text, message):
     with pytest.raises(ValueError, match=r"bad\.csv, " + message):
         load_pairs(write(tmp_path / "bad.csv", text))
+
+
+@pytest.mark.parametrize("text, expected", [
+    # The cases: columns were taken by position, whatever the header said.
+    ("item_id,user_id\n10,1\n20,1\n10,2\n", {(1, 10), (1, 20), (2, 10)}),
+    ("review_id,user_id,business_id,stars\nr1,ann,b1,5\nr2,bob,b1,3\nr3,ann,b2,4\n",
+     {("ann", "b1"), ("bob", "b1"), ("ann", "b2")}),
+    ("userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n",
+     {(1, 31), (1, 1029)}),
+    ("timestamp\tiid\tUID\n5\t7\t1\n6\t8\t1\n", {(1, 7), (1, 8)}),
+    ("\ufeffuser,item\n1,2\n3,4\n", {(1, 2), (3, 4)}),           # Excel's BOM: still a header
+    ("\ufeff1,2\n3,4\n", {(1, 2), (3, 4)}),                       # ... and integer ids
+])
+def test_pairs_columns_found_by_header_name(tmp_path, text, expected):
+    name = "p.tsv" if "\t" in text else "p.csv"
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    d = load_pairs(path, test_fraction=0.0)
+    assert pair_set(*d.train, d.user_ids, d.item_ids) == expected  # ints stay ints
+
+
+@pytest.mark.parametrize("text, message", [
+    ("who,what\n1,10\n", r"the header \['who', 'what'\] names no user column"),
+    # An unknown header over string ids became an interaction ("foo" a user, "bar" an item).
+    ("foo,bar\nann,x\nbob,y\nann,y\nbob,x\n", r"the header \['foo', 'bar'\] names no user"),
+    ("user_id,rating\n1,5\n", r"the header \['user_id', 'rating'\] names no item column"),
+])
+def test_pairs_header_that_names_no_columns_is_an_error(tmp_path, text, message):
+    with pytest.raises(ValueError, match=r"p\.csv, line 1: " + message):
+        load_pairs(write(tmp_path / "p.csv", text), test_fraction=0.0)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"user_col": "who", "item_col": "what"}, {(1, 10), (2, 20)}),
+    ({"user_col": "WHAT", "item_col": "who"}, {(10, 1), (20, 2)}),
+    ({"user_col": 1, "item_col": 0}, {(10, 1), (20, 2)}),
+])
+def test_pairs_user_col_item_col(tmp_path, kwargs, expected):
+    path = write(tmp_path / "p.csv", "who,what,when\n1,10,0\n2,20,0\n")
+    d = load_dataset(path, test_fraction=0.0, unseen="keep", **kwargs)
+    assert pair_set(*d.train, d.user_ids, d.item_ids) == expected
+
+
+def test_pairs_user_col_errors(tmp_path):
+    path = write(tmp_path / "p.csv", "who,what\n1,10\n")
+    with pytest.raises(ValueError, match=r"no column 'uid' \(user_col\); the header has"):
+        load_pairs(path, user_col="uid", item_col="what")
+    with pytest.raises(ValueError, match="no header row; give positions"):
+        load_pairs(write(tmp_path / "n.csv", "1,10\n2,20\n"), user_col="who")
+    declared = write(tmp_path / "d.csv", "a,b\nc,d\n")
+    with pytest.raises(ValueError, match=r"the header \['a', 'b'\] names no user column"):
+        load_pairs(declared, header=True)
+    d = load_pairs(declared, header=True, user_col=0, item_col=1, test_fraction=0.0)
+    assert pair_set(*d.train, d.user_ids, d.item_ids) == {("c", "d")}
+    with pytest.raises(ValueError, match="user_col must be a column name or a position"):
+        load_pairs(path, user_col=-1)
+    with pytest.raises(ValueError, match="user_col apply to csv/tsv and RecBole files"):
+        load_dataset("synthetic", user_col="u")
+    write(tmp_path / "train.txt", "0 1\n")
+    write(tmp_path / "test.txt", "0 0\n")
+    with pytest.raises(ValueError, match=r"options \['item_col'\] do not apply"):
+        load_dataset(tmp_path, item_col="i")
+
+
+def test_pairs_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"user,item\n1,2\n3,caf\xe9\n")
+    with pytest.raises(ValueError, match=r"p\.csv, line 3: byte 0xe9 is not UTF-8 text"):
+        load_pairs(path)
 
 
 def test_pairs_single_file_split(tmp_path):

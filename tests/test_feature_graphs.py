@@ -95,3 +95,18 @@ def test_shared_data_sets(name, graphs, features, nodes_per_graph):
     g = load_feature_graphs(path)
     assert g.num_graphs == graphs and g.num_features == features
     assert abs(g.sizes().mean() - nodes_per_graph) < 0.005
+
+
+def test_load_skips_a_bom(tmp_path):
+    path = tmp_path / "bom.data"
+    path.write_bytes(b"\xef\xbb\xbf1.0 0 1\n0.0 2\n")
+    g = load_feature_graphs(path)
+    assert g.labels.tolist() == [1.0, 0.0] and g.nodes.tolist() == [0, 1, 2]
+
+
+def test_load_refuses_a_sparse_feature_id(tmp_path):
+    # One feature id 1e11 asked for a 1e11-row embedding table (terabytes).
+    lines = [f"{i % 2} {i % 40} {(i + 3) % 40}" for i in range(200)] + ["1 100000000000 3"]
+    with pytest.raises(ValueError, match=r"g\.data, line 201: feature id 100,000,000,000, but "
+                                         r"only 41 distinct features occur"):
+        load_feature_graphs(write(tmp_path, "\n".join(lines) + "\n"))

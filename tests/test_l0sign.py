@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastgcn_denoise.tasks import classification as task
-from fastgcn_denoise.data.feature_graphs import FeatureGraphs
+from fastgcn_denoise.data.feature_graphs import FeatureGraphs, split_indices
 from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig, interaction_table
 
 from conftest import DEVICE
@@ -115,6 +115,30 @@ def test_prepare_reads_and_splits(tmp_path):
     assert data.info["empty_graphs"] == sum(1 for line in lines if len(line.split()) == 1)
     with pytest.raises(ValueError, match="needs --data"):
         task.prepare(SimpleNamespace(data=None, seed=0))
+
+
+def test_prepare_refuses_a_single_label_class(tmp_path):
+    # One class: AUC was NaN and the model was selected on NaN, without a word.
+    path = tmp_path / "ones.data"
+    path.write_text("".join(f"1.0 {i % 7} {(i + 1) % 7}\n" for i in range(60)))
+    with pytest.raises(ValueError, match="all 60 graphs have label 1; AUC .* needs both classes"):
+        task.prepare(SimpleNamespace(data=str(path), seed=0))
+
+
+def test_prepare_refuses_a_one_class_valid_split_and_warns_for_test(tmp_path):
+    labels = np.zeros(60)
+    labels[:6] = 1
+
+    def positives(seed):
+        return {name: labels[idx].sum() for name, idx in split_indices(60, seed).items()}
+    refused = next(s for s in range(500) if positives(s)["valid"] == 0)
+    warned = next(s for s in range(500) if positives(s)["test"] == 0 and positives(s)["valid"])
+    path = tmp_path / "rare.data"
+    path.write_text("".join(f"{y} {g % 7}\n" for g, y in enumerate(labels)))
+    with pytest.raises(ValueError, match=r"every graph of the valid split \(9\) has label 0"):
+        task.prepare(SimpleNamespace(data=str(path), seed=refused))
+    data = task.prepare(SimpleNamespace(data=str(path), seed=warned))
+    assert len(data.warnings) == 1 and "test split (9) has label 0" in data.warnings[0]
 
 
 def test_config_errors():

@@ -144,3 +144,23 @@ def test_denoise_exports_recbole_inter_files(tmp_path):
     assert not got["cleaned"] & got["dropped"]
     assert got["cleaned"] | got["dropped"] == pairs(data)
     assert len(got["dropped"]) == summary["dropped"]
+
+
+def test_bom_is_skipped_and_non_utf8_named(tmp_path):
+    folder, rows = make_folder(tmp_path)
+    inter = folder / "ml-tiny.inter"
+    inter.write_bytes(b"\xef\xbb\xbf" + inter.read_bytes())  # the header's first field kept its name
+    assert load_dataset(folder, seed=3).num_users == 40
+    inter.write_bytes(HEADER.encode() + b"u1\t1\t5.0\t0\nu\xff2\t2\t4.0\t0\n")
+    with pytest.raises(ValueError, match=r"ml-tiny\.inter, line 3: byte 0xff is not UTF-8 text"):
+        load_dataset(folder)
+
+
+def test_user_col_item_col_name_the_fields(tmp_path):
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    (folder / "renamed.inter").write_text(
+        "visitor:token\tpage:token\nv1\tp1\nv1\tp2\nv2\tp1\nv2\tp3\nv3\tp2\nv3\tp3\n")
+    data = load_dataset(folder, seed=0, user_col="visitor", item_col="page", test_fraction=0.0,
+                        unseen="keep")
+    assert list(data.user_ids) == ["v1", "v2", "v3"] and data.num_items == 3

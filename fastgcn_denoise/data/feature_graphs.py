@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .ids import is_sparse
+from .text import BOM
+
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # the paper's random train / valid / test split
 
 
@@ -133,15 +136,19 @@ def split_indices(num_graphs: int, seed: int, fractions=SPLIT_FRACTIONS) -> dict
 def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
     """Read a ``label node node ...`` file (module docstring).
 
-    ``num_features`` defaults to the largest feature id + 1. Errors name the file and line.
+    ``num_features`` defaults to the largest feature id + 1. Feature ids far sparser than their
+    count (``ids.is_sparse``: e.g. one id 1e11 among ids < 1000) are refused rather than sizing
+    an embedding table with a row per id up to the largest; not remapped, because the ids are the
+    features' names in the pair-gate exports and in other files over the same feature space.
+    A UTF-8 BOM is skipped. Errors name the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file (expected one graph per line: label node node ...)")
-    labels, sizes, chunks = [], [], []
+    labels, sizes, chunks, lines = [], [], [], []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            tokens = raw.split()
+            tokens = (raw.removeprefix(BOM) if number == 1 else raw).split()
             if not tokens:
                 continue
             try:
@@ -162,6 +169,7 @@ def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
                 raise ValueError(f"{path}, line {number}: node {int(ids.min())} is negative "
                                  "(feature ids are non-negative integers)")
             labels.append(label)
+            lines.append(number)
             sizes.append(ids.shape[0])
             chunks.append(ids)
     if not labels:
@@ -171,6 +179,12 @@ def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
     nodes = np.concatenate(chunks) if ptr[-1] else np.zeros(0, dtype=np.int64)
     largest = int(nodes.max()) + 1 if nodes.size else 0
     if num_features is None:
+        used = np.unique(nodes).size
+        if nodes.size and is_sparse(largest - 1, used):
+            line = lines[int(np.searchsorted(ptr, int(np.argmax(nodes)), side="right")) - 1]
+            raise ValueError(f"{path}, line {line}: feature id {largest - 1:,}, but only {used:,} "
+                             f"distinct features occur: a table indexed by id would need "
+                             f"{largest:,} rows; renumber the features 0..{used - 1}")
         num_features = largest
     elif largest > num_features:
         raise ValueError(f"{path}: feature id {largest - 1} is outside [0, {num_features})")

@@ -12,6 +12,19 @@ def is_int(text: str) -> bool:
     return text.strip().lstrip("-").isdigit()
 
 
+# An id space is remapped when a table indexed by id would be mostly unused rows: more than
+# SPARSE_RATIO times the ids in use and over SPARSE_SLACK unused (one stray id 30,000,000 among
+# ids < 50 would otherwise size a 30M-row embedding table).
+SPARSE_RATIO = 4
+SPARSE_SLACK = 100_000
+
+
+def is_sparse(max_id: int, used: int) -> bool:
+    """Whether ids in [0, max_id] of which ``used`` occur leave most of an id-indexed table empty."""
+    size = int(max_id) + 1
+    return size > SPARSE_RATIO * used and size - used > SPARSE_SLACK
+
+
 def remap_ids(tokens: list) -> tuple[np.ndarray, np.ndarray]:
     """(contiguous ids int64, original ids): integer ids sort numerically, others as strings."""
     arr = np.array(tokens, dtype=str)

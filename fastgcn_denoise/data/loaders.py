@@ -22,9 +22,10 @@ import torch
 
 from .checks import add_warning, check_splits, first_occurrences, record
 from .dataset import InteractionData
-from .ids import as_ids, is_int, original_ids, remap_ids
+from .ids import as_ids, is_int, is_sparse, original_ids, remap_ids
 from .recbole import is_recbole, load_recbole, write_inter
 from .split import holdout_mask
+from .text import BOM, not_utf8, open_text
 
 _SPLITS = ("train", "valid", "test")
 _CHUNK_BYTES = 64 << 20  # LightGCN files are parsed in newline-aligned chunks of this size
@@ -97,6 +98,7 @@ def _parse_lightgcn_chunk(buf: bytes, path: Path, first_line: int):
 def _read_lightgcn_file(path: Path):
     """(line_users, users, items) of one LightGCN file, parsed chunk by chunk."""
     buf = path.read_bytes()
+    buf = buf.removeprefix(BOM)  # on line 1: byte offsets move, line numbers do not
     parts, lo, line = [], 0, 1
     while lo < len(buf):
         hi = len(buf)
@@ -119,12 +121,16 @@ def load_lightgcn(directory: str | os.PathLike) -> InteractionData:
 
     One line per user, ``user item item ...``, whitespace separated, 0-based ids; a user with no
     items is allowed, blank lines are skipped. ``num_users`` / ``num_items`` are the largest id
-    over all splits plus one. Malformed input raises ValueError naming the file and line.
+    over all splits plus one, except for an id space far sparser than its count (``ids.is_sparse``:
+    e.g. one stray id 30,000,000 among ids < 50): its ids are remapped to contiguous ids with a
+    warning, the originals kept in ``user_ids`` / ``item_ids`` (exports write them back), rather
+    than building a model with a row per unused id. Malformed input raises ValueError naming the
+    file and line.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a directory (expected train.txt and test.txt in it)")
-    splits, max_user, max_item = {}, -1, -1
+    splits, line_users = {}, []
     for split in _SPLITS:
         path = directory / f"{split}.txt"
         if not path.is_file():
@@ -132,24 +138,41 @@ def load_lightgcn(directory: str | os.PathLike) -> InteractionData:
                 continue
             raise ValueError(f"{directory}: missing {split}.txt (LightGCN format needs train.txt "
                              "and test.txt)")
-        line_users, users, items = _read_lightgcn_file(path)
-        if line_users.size:
-            max_user = max(max_user, int(line_users.max()))
-        if items.size:
-            max_item = max(max_item, int(items.max()))
+        listed, users, items = _read_lightgcn_file(path)
+        line_users.append(listed)
         splits[split] = (users, items)
     if splits["train"][0].size == 0:
         raise ValueError(f"{directory / 'train.txt'}: no interactions")
+    meta = {"format": "lightgcn", "source": str(directory)}
+    sizes, id_maps = {}, {}
+    for side, ids in (("user", np.concatenate(line_users)),
+                      ("item", np.concatenate([p[1] for p in splits.values()]))):
+        used = np.unique(ids)
+        sizes[side] = int(used[-1]) + 1 if used.size else 0
+        if used.size and is_sparse(used[-1], used.size):
+            add_warning(meta, f"{directory}: {side} ids go up to {int(used[-1]):,} but only "
+                              f"{used.size:,} distinct ids occur; remapped to contiguous ids "
+                              f"0..{used.size - 1} (exports keep the original ids)")
+            sizes[side], id_maps[side] = used.size, used
+    if id_maps:
+        splits = {split: tuple(np.searchsorted(id_maps[side], ids) if side in id_maps else ids
+                               for side, ids in zip(("user", "item"), pair))
+                  for split, pair in splits.items()}
     return InteractionData(
-        name=directory.resolve().name, num_users=max_user + 1, num_items=max_item + 1,
+        name=directory.resolve().name, num_users=sizes["user"], num_items=sizes["item"],
         train=splits["train"], test=splits["test"], valid=splits.get("valid"),
-        meta={"format": "lightgcn", "source": str(directory)})
+        user_ids=id_maps.get("user"), item_ids=id_maps.get("item"), meta=meta)
 
 
 # ---------------------------------------------------------------------- user/item pairs
-_USER_NAMES = {"user", "users", "user_id", "userid", "uid", "u", "customer_id", "reviewerid"}
-_ITEM_NAMES = {"item", "items", "item_id", "itemid", "iid", "i", "movie_id", "movieid",
-               "business_id", "product_id", "asin", "track_id", "artist_id", "poi_id"}
+# Header names of the user and item columns, compared lower-cased with "-" and " " read as "_"
+# (so userId, UserID, user-id and "User ID" all match user_id / userid).
+_USER_NAMES = ("user", "users", "user_id", "userid", "uid", "u", "customer_id", "customerid",
+               "reviewer_id", "reviewerid", "member_id", "visitor_id", "account_id")
+_ITEM_NAMES = ("item", "items", "item_id", "itemid", "iid", "i", "movie_id", "movieid",
+               "business_id", "businessid", "product_id", "productid", "asin", "track_id",
+               "trackid", "song_id", "artist_id", "book_id", "isbn", "poi_id", "venue_id",
+               "location_id", "news_id", "video_id", "recipe_id", "game_id", "anime_id")
 _NULLS = {"nan", "null", "none"}
 
 
@@ -160,16 +183,19 @@ def _guess_sep(path: Path) -> str | None:
         return ","
     if suffix == ".tsv":
         return "\t"
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                return "\t" if "\t" in line else "," if "," in line else None
+    try:
+        with open_text(path) as f:
+            for line in f:
+                if line.strip():
+                    return "\t" if "\t" in line else "," if "," in line else None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     return None
 
 
 def _rows(path: Path, sep: str | None):
     """Yield (line number, fields) for the non-blank rows of a delimited or whitespace file."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, newline="") as f:
         if sep is None:
             for number, line in enumerate(f, 1):
                 fields = line.split()
@@ -182,18 +208,78 @@ def _rows(path: Path, sep: str | None):
                 yield reader.line_num, fields
 
 
-def _has_header(rows: list, header: bool | None) -> bool:
-    """Whether the first row is a header: as given, else if it names the user and item columns
-    or is non-numeric above a numeric row."""
-    if header is not None or not rows:
-        return bool(header)
-    first = [x.strip().lower() for x in rows[0][1][:2]]
-    if len(first) < 2:
+def _column_name(field: str) -> str:
+    return field.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _looks_like_header(rows: list, columns: tuple) -> bool:
+    """Whether the first row, naming no known column, still reads as a header: a word above
+    integer ids, or a row of words none of which recurs in its column while the column's ids
+    do recur (a file of interactions repeats its users and items; a header occurs once)."""
+    first, rest = rows[0][1], [fields for _, fields in rows[1:10001]]
+    if len(first) <= max(columns) or not rest:
         return False
-    if first[0] in _USER_NAMES and first[1] in _ITEM_NAMES:
+    cells = [[f[c].strip() for f in rest if len(f) > c] for c in columns]
+    if any(not is_int(first[c]) and col and all(map(is_int, col[:100]))
+           for c, col in zip(columns, cells)):
         return True
-    second = rows[1][1][:2] if len(rows) > 1 else []
-    return (not any(map(is_int, first)) and len(second) == 2 and all(map(is_int, second)))
+    return all(not is_int(first[c]) and first[c].strip() not in col and len(set(col)) < len(col)
+               for c, col in zip(columns, cells))
+
+
+def _find_column(path: Path, number: int, header: list, col, known: tuple, role: str) -> int:
+    names = [_column_name(x) for x in header]
+    if isinstance(col, int):
+        if not 0 <= col < len(header):
+            raise ValueError(f"{path}, line {number}: {role}_col = {col} but the header has "
+                             f"{len(header)} columns: {header}")
+        return col
+    wanted = [_column_name(col)] if col is not None else known
+    for name in wanted:
+        if name in names:
+            return names.index(name)
+    if col is not None:
+        raise ValueError(f"{path}, line {number}: no column {col!r} ({role}_col); the header "
+                         f"has {header}")
+    raise ValueError(f"{path}, line {number}: the header {header} names no {role} column (known "
+                     f"names: {', '.join(known[:6])}, ...); say which with {role}_col "
+                     f"(--{role}-col NAME), or header=False if line {number} is data")
+
+
+def _columns(path: Path, rows: list, header: bool | None, user_col, item_col):
+    """(whether the first row is a header, user column, item column).
+
+    Columns are found by header name (``_USER_NAMES`` / ``_ITEM_NAMES``, or ``user_col`` /
+    ``item_col``: a name, or a 0-based position); without a header they are positions (default
+    0 and 1). ``header`` None: the first row is a header if it names a user or item column (or
+    the requested ones), or otherwise reads as one (``_looks_like_header``): then, naming neither,
+    it is an error that lists its columns.
+    """
+    for role, col in (("user", user_col), ("item", item_col)):
+        if col is not None and (isinstance(col, bool) or not isinstance(col, (int, str))
+                                or (isinstance(col, int) and col < 0)):
+            raise ValueError(f"{role}_col must be a column name or a position >= 0, got {col!r}")
+    if not rows:
+        return False, 0, 1
+    number, first = rows[0]
+    names = {_column_name(x) for x in first}
+    requested = [_column_name(c) for c in (user_col, item_col) if isinstance(c, str)]
+    if header is None:
+        positions = tuple(c if isinstance(c, int) else d for c, d in ((user_col, 0), (item_col, 1)))
+        header = (any(n in names for n in requested)
+                  or not names.isdisjoint(_USER_NAMES + _ITEM_NAMES)
+                  or _looks_like_header(rows, positions))
+    if not header:
+        if requested:
+            raise ValueError(f"{path}: user_col/item_col name columns {requested} but the file "
+                             "has no header row; give positions (0-based) instead")
+        return False, 0 if user_col is None else user_col, 1 if item_col is None else item_col
+    user = _find_column(path, number, first, user_col, _USER_NAMES, "user")
+    item = _find_column(path, number, first, item_col, _ITEM_NAMES, "item")
+    if user == item:
+        raise ValueError(f"{path}, line {number}: the user and item columns are both column "
+                         f"{user} ({first[user]!r}) of {first}")
+    return True, user, item
 
 
 def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
@@ -213,21 +299,27 @@ def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
                      + f"), not a table of user,item pairs; {where}")
 
 
-def _read_pairs_file(path: Path, sep: str | None, header: bool | None):
+def _read_pairs_file(path: Path, sep: str | None, header: bool | None, user_col, item_col):
     """(users, items) as lists of id strings; validates every row."""
-    rows = list(_rows(path, sep))
+    try:
+        rows = list(_rows(path, sep))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     _refuse_lightgcn_file(path, rows, sep)
+    skip, user, item = _columns(path, rows, header, user_col, item_col)
     users, items = [], []
-    for number, fields in rows[1:] if _has_header(rows, header) else rows:
-        _append_row(path, number, fields, users, items)
+    for number, fields in rows[1:] if skip else rows:
+        _append_row(path, number, fields, (user, item), users, items)
     return users, items
 
 
-def _append_row(path: Path, number: int, fields: list, users: list, items: list):
-    if len(fields) < 2:
-        raise ValueError(f"{path}, line {number}: expected at least 2 columns (user, item), "
-                         f"got {len(fields)}: {fields!r}")
-    for kind, value, out in (("user", fields[0], users), ("item", fields[1], items)):
+def _append_row(path: Path, number: int, fields: list, columns: tuple, users: list, items: list):
+    if len(fields) <= max(columns):
+        raise ValueError(f"{path}, line {number}: expected at least {max(columns) + 1} columns "
+                         f"(user in column {columns[0]}, item in column {columns[1]}), got "
+                         f"{len(fields)}: {fields!r}")
+    for kind, value, out in (("user", fields[columns[0]], users),
+                             ("item", fields[columns[1]], items)):
         value = value.strip()
         if not value:
             raise ValueError(f"{path}, line {number}: empty {kind} id")
@@ -250,14 +342,21 @@ def _pair_files(path: Path) -> dict:
 
 
 def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | None = None,
-               test_fraction: float = 0.2, seed: int = 0) -> InteractionData:
+               test_fraction: float = 0.2, seed: int = 0, user_col: str | int | None = None,
+               item_col: str | int | None = None) -> InteractionData:
     """Read ``user<sep>item`` rows (extra columns ignored) with arbitrary ids.
 
     ``path`` is one file, split per user into train/test with ``test_fraction`` (seeded, see
     ``holdout_mask``), or a directory with ``train.csv`` + ``test.csv`` (+ ``valid.csv``; or
     ``.tsv``). ``sep`` None: from the extension, else sniffed (tab, comma, else whitespace).
     ``header`` None: the first row is a header if it names the columns (``user,item``,
-    ``user_id,item_id`` ...) or is non-numeric above a numeric row. Ids are remapped to
+    ``user_id,item_id``, ``userId,movieId``, ``business_id`` ...) or reads as one (a word above
+    integer ids, or words that never recur in their columns). With a header the user and item
+    columns are found by name, in any position (``user_col`` / ``item_col`` name them, or give
+    0-based positions; default: the known spellings, ``_USER_NAMES`` / ``_ITEM_NAMES``); a
+    header that names neither is an error listing its columns. Without one they are columns 0
+    and 1 (or the given positions). A UTF-8 BOM is skipped; a file that is not UTF-8 is an error
+    naming its line. Ids are remapped to
     contiguous ids (``user_ids``/``item_ids`` hold the originals); a pair repeated within a file
     is kept once (counted in ``meta["checks"]``, with a warning). A LightGCN file
     (``train.txt`` of a LightGCN folder, or lines of varying length) is refused: pass its folder.
@@ -269,7 +368,7 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
     seps, tokens = {}, {}
     for split, file in files.items():
         seps[split] = sep if sep is not None else _guess_sep(file)
-        tokens[split] = _read_pairs_file(file, seps[split], header)
+        tokens[split] = _read_pairs_file(file, seps[split], header, user_col, item_col)
         if not tokens[split][0] and split in ("all", "train"):
             raise ValueError(f"{file}: no interactions")
     sizes = np.cumsum([0] + [len(t[0]) for t in tokens.values()])
@@ -414,16 +513,19 @@ READERS = [
     Reader("a .npz file (save_npz)", lambda p: p.is_file() and p.suffix.lower() == ".npz",
            lambda path, seed: load_npz(path)),
     Reader("a RecBole dataset folder or .inter file", is_recbole,
-           lambda path, seed, **kw: load_recbole(path, seed=seed, **kw),
-           ("min_rating", "test_fraction", "user_field", "item_field")),
+           lambda path, seed, user_col=None, item_col=None, **kw: load_recbole(
+               path, seed=seed, **kw, **{k: v for k, v in (("user_field", user_col),
+                                                           ("item_field", item_col)) if v}),
+           ("min_rating", "test_fraction", "user_field", "item_field", "user_col", "item_col")),
     Reader("a .csv/.tsv/.txt pairs file or directory",
            lambda p: p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt"),
            lambda path, seed, **kw: load_pairs(path, seed=seed, **kw),
-           ("sep", "header", "test_fraction")),
+           ("sep", "header", "test_fraction", "user_col", "item_col")),
 ]
 
 
 def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unseen: str = "drop",
+                 user_col: str | int | None = None, item_col: str | int | None = None,
                  **options) -> InteractionData:
     """Load a data set from ``source`` and check its splits (``checks.check_splits``).
 
@@ -434,14 +536,23 @@ def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unse
       sep, header, test_fraction), a RecBole dataset folder or ``.inter`` file
       (``recbole.load_recbole``; options min_rating, test_fraction, user_field, item_field).
 
+    ``user_col`` / ``item_col`` (``--user-col`` / ``--item-col``): the user and item columns of
+    a pairs file (a header name or a 0-based position; default: found by header name) or the
+    fields of a RecBole file (its ``user_field`` / ``item_field``); other sources refuse them.
+
     ``unseen``: "drop" (default), "keep" or "refuse": held-out pairs whose user or item has no
     training interaction (see ``checks``). What the checks changed is in ``meta["warnings"]``.
     """
+    columns = {k: v for k, v in (("user_col", user_col), ("item_col", item_col)) if v is not None}
     if source is None or str(source) == "synthetic":
+        if columns:
+            raise ValueError(f"{', '.join(columns)} apply to csv/tsv and RecBole files; the data "
+                             "source is the built-in synthetic data")
         if "min_rating" in options:  # load_recbole says what min_rating applies to
             load_recbole(None, min_rating=options["min_rating"])
         from .synthetic import make_synthetic
         return check_splits(make_synthetic(seed=seed, **options), unseen)
+    options.update(columns)
     path = Path(source)
     if not path.exists():
         raise ValueError(f"data source {str(source)!r}: no such file or directory (or use "

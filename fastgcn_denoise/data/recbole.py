@@ -27,6 +27,7 @@ import numpy as np
 from .dataset import InteractionData
 from .ids import as_ids, original_ids, remap_ids
 from .split import holdout_mask
+from .text import not_utf8, open_text
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 SPLITS = ("train", "valid", "test")
@@ -83,8 +84,15 @@ def _header(path: Path, line: str, user_field: str, item_field: str, rating: boo
 
 def _read_inter(path: Path, user_field: str, item_field: str, min_rating: float | None):
     """(user tokens, item tokens, rows below min_rating) of one ``.inter`` file."""
+    try:
+        return _read_inter_lines(path, user_field, item_field, min_rating)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def _read_inter_lines(path: Path, user_field: str, item_field: str, min_rating: float | None):
     users, items, below = [], [], 0
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         header = _header(path, f.readline(), user_field, item_field, min_rating is not None)
         for number, line in enumerate(f, 2):
             line = line.rstrip("\r\n")

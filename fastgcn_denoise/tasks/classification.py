@@ -53,17 +53,29 @@ def prepare(config) -> ClassificationData:
         raise ValueError("the classification task needs --data: a `label node node ...` file "
                          "(e.g. ../shared/data/l0sign/twitter.data)")
     graphs = load_feature_graphs(config.data)
+    classes = np.unique(graphs.labels)
+    if classes.size < 2:
+        raise ValueError(f"data {config.data!r}: all {graphs.num_graphs} graphs have label "
+                         f"{int(classes[0])}; AUC (the selection metric) needs both classes")
     splits = graphs.split(config.seed)
+    warnings = []
     for name in ("valid", "test"):
         if splits[name].num_graphs == 0:
             raise ValueError(f"data {config.data!r}: {graphs.num_graphs} graphs leave the "
                              f"{name} split empty")
+        one = np.unique(splits[name].labels)
+        if one.size < 2:
+            what = (f"data {config.data!r}: every graph of the {name} split "
+                    f"({splits[name].num_graphs}) has label {int(one[0])}, so its AUC is undefined")
+            if name == "valid":  # model selection would compare NaNs
+                raise ValueError(f"{what}; use more data or another --seed")
+            warnings.append(f"{what} (reported as nan)")
     sizes = graphs.sizes()
     info = {"name": graphs.name, "graphs": graphs.num_graphs, "features": graphs.num_features,
             "nodes_per_graph": float(sizes.mean()) if sizes.size else 0.0,
             "empty_graphs": int((sizes == 0).sum()), "positive_rate": float(graphs.labels.mean()),
             **{name: part.num_graphs for name, part in splits.items()}}
-    return ClassificationData(graphs, splits, info)
+    return ClassificationData(graphs, splits, info, warnings)
 
 
 def train_epoch(model, optimizer, prepared: ClassificationData, config, epoch: int,
