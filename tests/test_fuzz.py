@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -481,11 +482,22 @@ def run_family(name: str) -> dict:
     return {"family": name, **counts, "raised": dict(raised), "controls": controls["total"]}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_fuzz_family_never_crashes(family):
+def _spawn(family: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, __file__, family], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    return subprocess.run([sys.executable, __file__, family], capture_output=True, text=True,
+                          env=env, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def family_runs():
+    """{family: finished subprocess}: the families run concurrently, one per core (CI: 2)."""
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return dict(zip(sorted(FAMILIES), pool.map(_spawn, sorted(FAMILIES))))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fuzz_family_never_crashes(family, family_runs):
+    proc = family_runs[family]
     last = proc.stderr.strip().splitlines()[-3:]
     assert proc.returncode == 0, (f"family {family}: exit status {proc.returncode} "
                                   f"(negative: killed by signal {-proc.returncode}); "

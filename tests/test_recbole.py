@@ -147,7 +147,7 @@ def test_denoise_exports_recbole_inter_files(tmp_path):
 
 
 def test_bom_is_skipped_and_non_utf8_named(tmp_path):
-    folder, rows = make_folder(tmp_path)
+    folder, _ = make_folder(tmp_path)
     inter = folder / "ml-tiny.inter"
     inter.write_bytes(b"\xef\xbb\xbf" + inter.read_bytes())  # the header's first field kept its name
     assert load_dataset(folder, seed=3).num_users == 40
