@@ -347,6 +347,26 @@ def test_npz_round_trip(tmp_path):
         load_npz(tmp_path / "other.npz")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.pop("test_items"), r"missing \['test_items'\]"),
+    (lambda a: a.update(train_users=a["train_users"].astype(float)), "train_users must be a 1-D "
+     "array of integer ids"),
+    (lambda a: a["test_items"].__setitem__(0, -1), r"test_items\[0\] = -1 is outside"),
+    (lambda a: a["train_users"].__setitem__(2, 10**6), r"train_users\[2\] = 1000000 is outside"),
+    (lambda a: a.update(train_items=a["train_items"][:-1]), "train_users has .* but train_items"),
+    (lambda a: a.update(noise=a["noise"][:3]), r"noise has shape \(3,\), expected"),
+    (lambda a: a.update(num_items=np.float64(3.5)), "num_items must be a positive integer"),
+])
+def test_npz_crafted_names_file_and_key(tmp_path, change, message):
+    save_npz(inject_noise(small_data(), 0.3), tmp_path / "d.npz")
+    with np.load(tmp_path / "d.npz") as f:
+        arrays = dict(f)
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"bad\.npz: " + message):
+        load_npz(tmp_path / "bad.npz")
+
+
 def test_load_dataset_dispatch(tmp_path):
     syn = load_dataset(None, seed=2, num_users=50, num_items=40, avg_degree=8)
     assert syn.num_users == 50 and syn.meta["generator"]["seed"] == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -472,27 +473,61 @@ def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> InteractionData:
-    """Read a file written by ``save_npz``."""
-    with np.load(path, allow_pickle=False) as f:
-        if "format" not in f.files or str(f["format"]) != _NPZ_FORMAT:
-            raise ValueError(f"{path}: not an InteractionData file (format tag {_NPZ_FORMAT!r} "
-                             "missing; write it with save_npz)")
+    """Read a file written by ``save_npz``. A malformed file (a missing key, float, negative or
+    out-of-range ids, arrays of unequal length) raises ValueError naming the file and the key."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "format" not in f.files or str(f["format"]) != _NPZ_FORMAT:
+                raise ValueError(f"not an InteractionData file (format tag {_NPZ_FORMAT!r} "
+                                 "missing; write it with save_npz)")
+            return _npz_data(f)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: {e}") from None
 
-        def pairs(split):
-            if f"{split}_users" not in f.files:
-                return None
-            return f[f"{split}_users"], f[f"{split}_items"]
 
-        return InteractionData(
-            name=str(f["name"]), num_users=int(f["num_users"]), num_items=int(f["num_items"]),
-            train=pairs("train"), test=pairs("test"), valid=pairs("valid"),
-            noise=f["noise"] if "noise" in f.files else None,
-            noise_type=f["noise_type"] if "noise_type" in f.files else None,
-            user_ids=f["user_ids"] if "user_ids" in f.files else None,
-            item_ids=f["item_ids"] if "item_ids" in f.files else None,
-            meta=json.loads(str(f["meta"])),
-            features={k[len(_FEATURE_KEY):]: f[k] for k in f.files
-                      if k.startswith(_FEATURE_KEY)} or None)
+def _npz_data(f) -> InteractionData:
+    required = ["name", "num_users", "num_items", "meta"] + [
+        f"{s}_{side}" for s in ("train", "test") for side in ("users", "items")]
+    missing = [k for k in required if k not in f.files]
+    if missing:
+        raise ValueError(f"missing {missing}")
+    sizes = {}
+    for key in ("num_users", "num_items"):
+        value = f[key]
+        if value.ndim or value.dtype.kind not in "iu" or int(value) <= 0:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        sizes[key] = int(value)
+
+    def pairs(split):
+        if f"{split}_users" not in f.files:
+            return None
+        users = as_ids(f[f"{split}_users"], f"{split}_users", sizes["num_users"])
+        items = as_ids(f[f"{split}_items"], f"{split}_items", sizes["num_items"])
+        if users.shape != items.shape:
+            raise ValueError(f"{split}_users has {users.shape[0]} entries but {split}_items has "
+                             f"{items.shape[0]}")
+        return users, items
+
+    train = pairs("train")
+    lengths = {"noise": train[0].shape[0], "noise_type": train[0].shape[0],
+               "user_ids": sizes["num_users"], "item_ids": sizes["num_items"]}
+    extra = {}
+    for key, n in lengths.items():
+        if key in f.files:
+            extra[key] = f[key]
+            if extra[key].shape != (n,):
+                raise ValueError(f"{key} has shape {extra[key].shape}, expected ({n},)")
+    features = {k[len(_FEATURE_KEY):]: f[k] for k in f.files if k.startswith(_FEATURE_KEY)}
+    for name, matrix in features.items():
+        if matrix.ndim != 2 or matrix.shape[0] != sizes["num_items"]:
+            raise ValueError(f"{_FEATURE_KEY}{name} has shape {matrix.shape}, expected "
+                             f"({sizes['num_items']}, d)")
+    try:
+        meta = json.loads(str(f["meta"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"meta is not JSON ({e})") from None
+    return InteractionData(name=str(f["name"]), **sizes, train=train, test=pairs("test"),
+                           valid=pairs("valid"), meta=meta, features=features or None, **extra)
 
 
 # ---------------------------------------------------------------------- dispatch
