@@ -349,8 +349,8 @@ def test_npz_round_trip(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda a: a.pop("test_items"), r"missing \['test_items'\]"),
-    (lambda a: a.update(train_users=a["train_users"].astype(float)), "train_users must be a 1-D "
-     "array of integer ids"),
+    (lambda a: a.update(train_users=a["train_users"].astype(float)),
+     "train_users must be a 1-D array of integer ids"),
     (lambda a: a["test_items"].__setitem__(0, -1), r"test_items\[0\] = -1 is outside"),
     (lambda a: a["train_users"].__setitem__(2, 10**6), r"train_users\[2\] = 1000000 is outside"),
     (lambda a: a.update(train_items=a["train_items"][:-1]), "train_users has .* but train_items"),
