@@ -21,38 +21,42 @@ def _as_int_array(values, name: str) -> np.ndarray:
     """Convert ids to a 1-D int64 numpy array, refusing floats, bools and nested shapes."""
     if isinstance(values, torch.Tensor):
         if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer ids, got a tensor of dtype {values.dtype}")
+            raise ValueError(f"BipartiteGraph: {name} must hold integer ids, got a tensor of "
+                             f"dtype {values.dtype}")
         arr = values.detach().cpu().numpy()
     else:
         arr = np.asarray(values)
         if arr.dtype == object:
-            raise ValueError(f"{name} must be a flat sequence of integer ids")
+            raise ValueError(f"BipartiteGraph: {name} must be a flat sequence of integer ids")
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+        raise ValueError(f"BipartiteGraph: {name} must be 1-D, got shape {tuple(arr.shape)}")
     if arr.size and arr.dtype.kind not in _INT_KINDS:
         bad = ""
         if arr.dtype.kind == "f":
             frac = np.nonzero(arr != np.floor(arr))[0]
             if frac.size:
                 bad = f" (first non-integer value {float(arr[frac[0]])} at position {int(frac[0])})"
-        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}{bad}")
+        raise ValueError(f"BipartiteGraph: {name} must hold integer ids, got dtype "
+                         f"{arr.dtype}{bad}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds ids too large for int64")
+        raise ValueError(f"BipartiteGraph: {name} holds ids too large for int64")
     return arr.astype(np.int64, copy=False)
 
 
 def _check_range(ids: np.ndarray, bound: int | None, name: str, count_name: str) -> int:
     neg = np.nonzero(ids < 0)[0]
     if neg.size:
-        raise ValueError(f"{name}[{int(neg[0])}] = {int(ids[neg[0]])} is negative; ids must be >= 0")
+        raise ValueError(f"BipartiteGraph: {name}[{int(neg[0])}] = {int(ids[neg[0]])} is "
+                         "negative; ids must be >= 0")
     if bound is None:
         return int(ids.max()) + 1
     if bound <= 0:
-        raise ValueError(f"{count_name} must be positive, got {bound}")
+        raise ValueError(f"BipartiteGraph: {count_name} must be positive, got {bound}")
     over = np.nonzero(ids >= bound)[0]
     if over.size:
         raise ValueError(
-            f"{name}[{int(over[0])}] = {int(ids[over[0]])} is out of range: {count_name} = {bound}")
+            f"BipartiteGraph: {name}[{int(over[0])}] = {int(ids[over[0]])} is out of range: "
+            f"{count_name} = {bound}")
     return int(bound)
 
 
@@ -154,10 +158,11 @@ class BipartiteGraph:
         items = _as_int_array(item_ids, "item_ids")
         if users.shape[0] != items.shape[0]:
             raise ValueError(
-                f"user_ids has {users.shape[0]} entries but item_ids has {items.shape[0]}; "
+                f"BipartiteGraph: user_ids has {users.shape[0]} entries but item_ids has "
+                f"{items.shape[0]}; "
                 "they must pair up one interaction per position")
         if users.shape[0] == 0:
-            raise ValueError("no interactions: user_ids and item_ids are empty")
+            raise ValueError("BipartiteGraph: no interactions: user_ids and item_ids are empty")
         num_users = _check_range(users, num_users, "user_ids", "num_users")
         num_items = _check_range(items, num_items, "item_ids", "num_items")
         # Sorting the combined key deduplicates and orders edges user-major, items ascending.

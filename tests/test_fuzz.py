@@ -508,6 +508,5 @@ def test_fuzz_family_never_crashes(family, family_runs):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     torch.set_num_threads(1)
     print(json.dumps(run_family(sys.argv[1])))
