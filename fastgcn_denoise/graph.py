@@ -200,7 +200,7 @@ class BipartiteGraph:
         rowptr = index_tensor(what, "rowptr_u", rowptr_u)
         items = index_tensor(what, "col_item", col_item)
         check_csr(what, rowptr, items, num_items, ("rowptr_u", "col_item"), ascending=True)
-        rowptr, items = rowptr.numpy(), items.numpy()
+        rowptr, items = rowptr.cpu().numpy(), items.cpu().numpy()
         users = np.repeat(np.arange(rowptr.shape[0] - 1, dtype=np.int64), np.diff(rowptr))
         g = cls.__new__(cls)
         g._build(users, items, rowptr.shape[0] - 1, num_items)
