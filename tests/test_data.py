@@ -228,6 +228,7 @@ def test_pairs_header_that_names_no_columns_is_an_error(tmp_path, text, message)
     ({"user_col": "who", "item_col": "what"}, {(1, 10), (2, 20)}),
     ({"user_col": "WHAT", "item_col": "who"}, {(10, 1), (20, 2)}),
     ({"user_col": 1, "item_col": 0}, {(10, 1), (20, 2)}),
+    ({"user_col": "1", "item_col": "0"}, {(10, 1), (20, 2)}),  # positions as a flag gives them
 ])
 def test_pairs_user_col_item_col(tmp_path, kwargs, expected):
     path = write(tmp_path / "p.csv", "who,what,when\n1,10,0\n2,20,0\n")

@@ -254,8 +254,10 @@ def _columns(path: Path, rows: list, header: bool | None, user_col, item_col):
     ``item_col``: a name, or a 0-based position); without a header they are positions (default
     0 and 1). ``header`` None: the first row is a header if it names a user or item column (or
     the requested ones), or otherwise reads as one (``_looks_like_header``): then, naming neither,
-    it is an error that lists its columns.
+    it is an error that lists its columns. A string of digits is a position ("0", from a flag).
     """
+    user_col, item_col = (int(c) if isinstance(c, str) and c.strip().isdigit() else c
+                          for c in (user_col, item_col))
     for role, col in (("user", user_col), ("item", item_col)):
         if col is not None and (isinstance(col, bool) or not isinstance(col, (int, str))
                                 or (isinstance(col, int) and col < 0)):
