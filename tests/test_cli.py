@@ -339,3 +339,19 @@ def test_an_export_into_a_file_is_one_line(capsys, tmp_path):
     for out in (tmp_path / "file", tmp_path / "file" / "sub"):
         code, _, err = run_main(capsys, "denoise", "--checkpoint", str(run), "--out", str(out))
         assert code == 2 and err.count("\n") == 1 and str(tmp_path / "file") in err, err
+
+
+def test_user_and_item_columns_by_flag(tmp_path, capsys):
+    # The header names the columns in another order, with a column between them: the flags pick
+    # them by name or by 0-based position.
+    rows = ["uid,score,iid"] + [f"{u},1,{(u * 7 + k) % 13}" for u in range(12) for k in range(6)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    code, out, err = run_main(capsys, "train", "--data", str(tmp_path / "log.csv"), "--user-col",
+                              "uid", "--item-col", "2", "--epochs", "1", "--dim", "4",
+                              "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0, err
+    info = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
+    assert (info["users"], info["items"]) == (12, 13)
+    code, _, err = run_main(capsys, "train", "--data", str(tmp_path / "log.csv"), "--item-col",
+                            "nope", "--out", str(tmp_path / "run2"))
+    assert code == 2 and "no column 'nope'" in err and err.count("\n") == 1, err

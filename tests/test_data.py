@@ -249,7 +249,7 @@ def test_pairs_user_col_errors(tmp_path):
     assert pair_set(*d.train, d.user_ids, d.item_ids) == {("c", "d")}
     with pytest.raises(ValueError, match="user_col must be a column name or a position"):
         load_pairs(path, user_col=-1)
-    with pytest.raises(ValueError, match="user_col apply to csv/tsv and RecBole files"):
+    with pytest.raises(ValueError, match="user_col .--user-col.: for CSV/TSV and RecBole files only"):
         load_dataset("synthetic", user_col="u")
     write(tmp_path / "train.txt", "0 1\n")
     write(tmp_path / "test.txt", "0 0\n")

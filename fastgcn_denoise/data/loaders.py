@@ -583,8 +583,9 @@ def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unse
     columns = {k: v for k, v in (("user_col", user_col), ("item_col", item_col)) if v is not None}
     if source is None or str(source) == "synthetic":
         if columns:
-            raise ValueError(f"{', '.join(columns)} apply to csv/tsv and RecBole files; the data "
-                             "source is the built-in synthetic data")
+            names = " and ".join(f"{k} (--{k.replace('_', '-')})" for k in columns)
+            raise ValueError(f"{names}: for CSV/TSV and RecBole files only; the data source "
+                             "is the built-in synthetic data")
         if "min_rating" in options:  # load_recbole says what min_rating applies to
             load_recbole(None, min_rating=options["min_rating"])
         from .synthetic import make_synthetic

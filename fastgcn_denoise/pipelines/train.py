@@ -84,6 +84,12 @@ class TrainConfig:
                                 "device)", kind=str, choices=BACKENDS, resumable=True)
     noise: float = option(0.0, "inject RATIO x |train_u| random false-positive interactions per "
                                "user into train", min=0, max=10, metavar="RATIO")
+    user_col: str = option(None, "CSV/TSV or RecBole data: the user column, by header name or "
+                                 "0-based position (default: found by name)", kind=str,
+                           metavar="COLUMN")
+    item_col: str = option(None, "CSV/TSV or RecBole data: the item column, by header name or "
+                                 "0-based position (default: found by name)", kind=str,
+                           metavar="COLUMN")
     min_rating: float = option(None, "RecBole data: keep the interactions rated at least this "
                                      "(the rating:float field)", kind=float, none_ok=True,
                                metavar="RATING")

@@ -82,6 +82,9 @@ class RankingTask:
             "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0}
         if config.min_rating is not None:
             generator["min_rating"] = config.min_rating
+        for column in ("user_col", "item_col"):  # a pairs or RecBole file's columns, by name
+            if getattr(config, column) is not None:
+                generator[column] = getattr(config, column)
         data = load_dataset(config.data, seed=config.seed, unseen=config.unseen, **generator)
         # Item content (GRCN): the --features matrices, else *_feat.npy beside train.txt; the
         # item count grows to the feature rows when items without interactions have content.
