@@ -1,6 +1,11 @@
 # Two entry points for a fresh machine:
 #   make demo   set up .venv, install the package, train LightGCN on the built-in data set
 #   make test   set up .venv, install the package (non-editable) with test extras, run the tests
+# and the GPU-readiness checks CI runs after the tests (no GPU needed):
+#   make aot-check   every Triton kernel compiled for sm_90 / sm_80 under the venv's Triton and
+#                    the oldest supported one (TRITON_OLDEST), with the launches `make test`
+#                    recorded; writes bench/results/triton_compile.json (tools/aot_compile.py)
+#   make cuda-check  csrc/cuda/*.cu compiled for sm_90 / sm_80 by nvcc from PyPI (registers, spills)
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
@@ -8,7 +13,10 @@ BIN     = $(VENV)/bin
 DEMO_OUT ?= runs/demo
 SOURCES := $(shell find csrc kernels fastgcn_denoise -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' \)) setup.py pyproject.toml
 
-.PHONY: demo test bench info clean
+TRITON_OLDEST ?= 3.6.0
+AOT_DIR ?= build/aot
+
+.PHONY: demo test bench info clean aot-check cuda-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +35,24 @@ demo: $(VENV)/.installed
 	$(BIN)/fastgcn-denoise info
 	$(BIN)/fastgcn-denoise train --model lightgcn --out $(DEMO_OUT)
 
+# The tests also record every interpreted Triton launch for aot-check (tools/aot_compile.py).
 test: $(VENV)/.installed
-	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE ../$(BIN)/pytest -q -p no:cacheprovider .
+	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \
+		AOT_RECORD=$(CURDIR)/$(AOT_DIR)/tests.jsonl PYTHONPATH=$(CURDIR)/tools \
+		../$(BIN)/pytest -q -p no:cacheprovider -p aot_compile .
+
+# The oldest supported Triton in a side folder (the venv keeps the newest).
+$(VENV)/triton-$(TRITON_OLDEST)/.installed: $(VENV)/bin/python
+	$(PIP) install -q --target $(VENV)/triton-$(TRITON_OLDEST) --no-deps triton==$(TRITON_OLDEST)
+	touch $@
+
+aot-check: $(VENV)/.installed $(VENV)/triton-$(TRITON_OLDEST)/.installed
+	$(BIN)/python tools/aot_compile.py check --jobs 2 --workdir $(AOT_DIR) \
+		--records $(AOT_DIR)/tests.jsonl --side $(VENV)/triton-$(TRITON_OLDEST) \
+		--json bench/results/triton_compile.json
+
+cuda-check: $(VENV)/bin/python
+	PYTHON=$(BIN)/python bash tools/cuda_check.sh $(VENV)/nvcc
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -26,9 +26,12 @@ from fastgcn_denoise.kernels.masked_spmm import _check_device
 MAX_D = 256
 # d is walked in chunks: BLOCK_K columns per product step of the scores, and the gradients are
 # written in tiles of BLOCK_O columns (one program per query or key block and tile, each
-# recomputing the block's scores). Sized from sm_90/sm_80 ptxas reports (tools/aot_compile.py).
-_BLOCK_K = 32
+# recomputing the block's scores). With [32, 32] score tiles and 8 warps no specialisation spills
+# on sm_90 (fp32, masked or not; tools/aot_compile.py: 77-116 registers), and shared memory stays
+# ~16 KB at every d up to MAX_D (d is a runtime argument: d = 256 compiles the same code).
+_BLOCK_K = 16
 _BLOCK_O = 64
+_WARPS = 8
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -178,8 +181,10 @@ def _config(q: torch.Tensor):
     dot = q.dtype != torch.float64
     block_d = max(16, triton.next_power_of_2(max(d, 1)))
     # tl.dot needs >= 16 per side; float64 broadcast products are [B, K, N] in registers.
-    block_b, block_n = (32, 64) if dot else (16, 16)
-    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=min(block_d, _BLOCK_K)), \
+    # 32 x 32 score tiles: 32 x 64 tiles reach 255 registers and spill (FMA dots in fp32).
+    block_b, block_n = (32, 32) if dot else (16, 16)
+    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=min(block_d, _BLOCK_K),
+                num_warps=_WARPS), \
         min(block_d, _BLOCK_O)
 
 
