@@ -22,8 +22,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	# The CPU build of torch (a plain `torch` requirement would pull a multi-GB CUDA build), and
-	# triton, which the CPU wheel does not depend on.
-	$(PIP) install -q torch==2.13.0 triton
+	# triton (pinned: the newest release `make aot-check` compiles for), which the CPU wheel does
+	# not depend on.
+	$(PIP) install -q torch==2.13.0 triton==3.9.0
 
 # Non-editable install: the tests run against the installed package, not the source tree.
 $(VENV)/.installed: $(VENV)/bin/python $(SOURCES)

@@ -45,8 +45,8 @@ for src in csrc/cuda/*.cu; do
             /Compiling entry function/ { match($0, /'"'"'[^'"'"']+'"'"'/); name = substr($0, RSTART + 1, RLENGTH - 2) }
             /bytes spill stores/ { spill = $0; sub(/.*ptxas info *: */, "", spill) }
             /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/); regs = substr($0, RSTART + 5, RLENGTH - 15)
-                printf "%s sm_%s regs=%s %s %s\n", src, arch, regs, spill, substr(name, 1, 60)
-                if (spill !~ /^0 bytes spill stores, 0 bytes spill loads/) bad = 1 }
+                printf "%s sm_%s regs=%s %s %s\n", src, arch, regs, spill, substr(name, length(name) - 59)
+                if (spill !~ /0 bytes spill stores, 0 bytes spill loads/) bad = 1 }
             END { exit bad }' "$log" || { echo "cuda-check: $src sm_$arch spills"; status=1; }
     done
 done
