@@ -45,9 +45,10 @@ def _ext_modules():
     if force_cuda and not (CUDA_HOME is not None and has_cuda_torch):
         # A silent CPU build here would surface only as a missing backend on the GPU machine.
         missing = " and ".join(
-            m for m, bad in (("no CUDA toolkit (CUDA_HOME unset, no nvcc found)", CUDA_HOME is None),
-                             (f"torch {torch.__version__} is not a CUDA build", not has_cuda_torch))
-            if bad)
+            m for m, bad in (("no CUDA toolkit (CUDA_HOME unset, no nvcc found)",
+                              CUDA_HOME is None),
+                             (f"torch {torch.__version__} is not a CUDA build",
+                              not has_cuda_torch)) if bad)
         raise RuntimeError(f"setup.py: FORCE_CUDA=1 cannot build the CUDA kernels: {missing}; "
                            "unset FORCE_CUDA for a CPU build")
     if want_cuda and CUDA_HOME is not None and has_cuda_torch:

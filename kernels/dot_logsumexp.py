@@ -13,7 +13,8 @@ products of one pass over d), the price of no spills. The kernels take the queri
 
 Products: ``tl.dot`` with IEEE float32 (never TF32: the scores feed exponentials) for
 float32/float16/bfloat16 inputs; float64 uses broadcast-and-sum in float64 (exact products, for
-tests). d is at most ``MAX_D``. Every load is masked (the interpreter, used for CPU tests, has no bounds checks).
+tests). d is at most ``MAX_D``. Every load is masked (the interpreter, used for CPU tests, has
+no bounds checks).
 """
 from __future__ import annotations
 
