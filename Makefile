@@ -38,6 +38,7 @@ demo: $(VENV)/.installed
 
 # The tests also record every interpreted Triton launch for aot-check (tools/aot_compile.py).
 test: $(VENV)/.installed
+	rm -f $(AOT_DIR)/tests.jsonl
 	cd tests && FASTGCN_REQUIRE_INSTALLED=1 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \
 		AOT_RECORD=$(CURDIR)/$(AOT_DIR)/tests.jsonl PYTHONPATH=$(CURDIR)/tools \
 		../$(BIN)/pytest -q -p no:cacheprovider -p aot_compile .
