@@ -5,7 +5,9 @@
 #   make aot-check   every Triton kernel compiled for sm_90 / sm_80 under the venv's Triton and
 #                    the oldest supported one (TRITON_OLDEST), with the launches `make test`
 #                    recorded; writes bench/results/triton_compile.json (tools/aot_compile.py)
-#   make cuda-check  csrc/cuda/*.cu compiled for sm_90 / sm_80 by nvcc from PyPI (registers, spills)
+#   make cuda-check  csrc/cuda/*.cu compiled for sm_90 / sm_80 by nvcc 13.0 from PyPI (registers,
+#                    spills); not in .ci/run (~2.5 min of CPU would pass the 20-minute budget):
+#                    run it before every CUDA change
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
