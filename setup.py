@@ -2,7 +2,8 @@
 
 Environment switches:
   FASTGCN_NO_EXT=1   pure-Python install (no compiled extension; `reference`/`triton` backends only)
-  FORCE_CUDA=1       build the CUDA kernels even when no GPU is visible (needs nvcc + CUDA torch)
+  FORCE_CUDA=1       build the CUDA kernels even when no GPU is visible (needs nvcc + CUDA torch;
+                     an error without them, never a silent CPU build)
   TORCH_CUDA_ARCH_LIST  respected by torch.utils.cpp_extension
   FASTGCN_CPU_ARCH   -march for the CPU kernels (default "native": the SpMM and Philox loops
                      vectorise with the host's AVX2/AVX-512; set "x86-64" for a portable build)
@@ -38,8 +39,18 @@ def _ext_modules():
     if arch:
         extra_cxx.append(f"-march={arch}")
     define_macros = []
-    want_cuda = os.environ.get("FORCE_CUDA", "0") == "1" or torch.cuda.is_available()
+    force_cuda = os.environ.get("FORCE_CUDA", "0") == "1"
+    want_cuda = force_cuda or torch.cuda.is_available()
     has_cuda_torch = torch.version.cuda is not None
+    if force_cuda and not (CUDA_HOME is not None and has_cuda_torch):
+        # A silent CPU build here would surface only as a missing backend on the GPU machine.
+        missing = " and ".join(
+            m for m, bad in (("no CUDA toolkit (CUDA_HOME unset, no nvcc found)",
+                              CUDA_HOME is None),
+                             (f"torch {torch.__version__} is not a CUDA build",
+                              not has_cuda_torch)) if bad)
+        raise RuntimeError(f"setup.py: FORCE_CUDA=1 cannot build the CUDA kernels: {missing}; "
+                           "unset FORCE_CUDA for a CPU build")
     if want_cuda and CUDA_HOME is not None and has_cuda_torch:
         define_macros.append(("WITH_CUDA", None))
         ext = CUDAExtension(

@@ -31,6 +31,10 @@ from fastgcn_denoise.kernels.gates import gate_eval
 from fastgcn_denoise.kernels.masked_spmm import _acc_dtype, _check_device, _i64, _sigmoid
 
 _BLOCK_J = 16  # sources per step: a [16, d, H] product tile
+# The backward holds the forward's tiles, their gradients and the weight-gradient accumulators:
+# with 4 warps it reaches 255 registers and spills at the L0-SIGN defaults (d = 8, H = 32; sm_90
+# ptxas); 8 warps spread the same tiles over twice the threads.
+_BACKWARD_WARPS = 8
 
 
 @triton.jit
@@ -332,7 +336,7 @@ def backward(ptr, nodes, pair_ptr, tensors, kind, seed, offset, tau, gamma, zeta
             ptr, nodes, pair_ptr, emb, eemb, *tensors[2:6], gw1, gb1, gw2, gb2, counts,
             g_pooled, g_l0, g_l2, g_pos, g_epos, partial, num_params, _i64(seed), _i64(offset),
             float(tau), float(gamma), float(zeta), float(shift), d, e, hid, ghid,
-            DIRECTED=bool(directed), **meta)
+            DIRECTED=bool(directed), num_warps=_BACKWARD_WARPS, **meta)
     flat = partial.sum(0)
     grads = [chunk.reshape(shape) for chunk, shape in zip(flat.split(sizes), shapes)]
     return [g_pos, g_epos, *grads]

@@ -21,7 +21,7 @@ import triton.language as tl
 from fastgcn_denoise.kernels.masked_spmm import _acc_dtype, _blocks, _check_device
 from fastgcn_denoise.kernels.sddmm import dot_blocks, row_dot as _row_dot
 
-_TILE = 1024  # gathered elements per loop step of one program: BLOCK_NZ * BLOCK_D (forward)
+_TILE = 1024  # gathered elements per loop step of one program: BLOCK_NZ * max(BLOCK_K, BLOCK_D)
 
 
 @triton.jit
@@ -119,8 +119,11 @@ def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
     cos_e = torch.empty(nnz, dtype=v_col.dtype, device=v_col.device) if cos is None else cos
     if rows == 0:
         return y, alpha, cos_e
+    # The edge chunk gathers both a [BLOCK_NZ, BLOCK_K] key tile (sweep 1) and a
+    # [BLOCK_NZ, BLOCK_D] value tile (sweep 3): sized by the wider of the two.
     block_nz, block_d = _blocks(dv, _TILE)
-    _, block_k = dot_blocks(dk)
+    block_nz_k, block_k = dot_blocks(dk)
+    block_nz = min(block_nz, block_nz_k)
     grid = (rows, triton.cdiv(dv, block_d))
     inv_tau_t = torch.full((1,), float(inv_tau), dtype=v_col.dtype, device=v_col.device)
     _forward_kernel[grid](rowptr, col, col if eid is None else eid, cos_e, k_row, k_col, v_col, y,

@@ -1,18 +1,20 @@
 """Triton backend of ``ops.dot_logsumexp``: lse[b] = log sum_{j in S_b} exp(<q_b, k_j> / tau).
 
-Flash-attention-style tiles. Forward: one program per ``BLOCK_B`` queries (their full rows of d
-held in registers) streams over key tiles of ``BLOCK_N``: the tile's scores from one product,
+Flash-attention-style tiles. Forward: one program per ``BLOCK_B`` queries streams over key tiles
+of ``BLOCK_N``: the tile's scores from products over d in chunks of ``BLOCK_K``,
 pairs outside the positive set (packed-mask popcounts, optional) set to -inf, then the running max
 m and sum s are updated (s <- s e^(m - m') + sum e^(x - m')). Nothing of size [B, N] is written.
 Backward recomputes the tiles with the forward's lse: ``_dq_kernel`` (one program per query
-block, dq = P k / tau) and ``_dk_kernel`` (one program per key block, dk = P^T q / tau), so each
-output row is written by one program: no atomics. The kernels take the queries pre-scaled by
+block and ``BLOCK_O`` columns of d, dq = P k / tau) and ``_dk_kernel`` (one program per key block
+and column tile, dk = P^T q / tau), so each output element is written by one program: no atomics.
+At d > BLOCK_O each column tile recomputes the scores (d = 128: the backward does 1.5x the
+products of one pass over d), the price of no spills. The kernels take the queries pre-scaled by
 1 / tau (in their dtype, by torch: no float32 kernel scalar in the float64 path).
 
 Products: ``tl.dot`` with IEEE float32 (never TF32: the scores feed exponentials) for
 float32/float16/bfloat16 inputs; float64 uses broadcast-and-sum in float64 (exact products, for
-tests). d is one register tile (``BLOCK_D`` = next power of two, at most ``MAX_D``). Every load
-is masked (the interpreter, used for CPU tests, has no bounds checks).
+tests). d is at most ``MAX_D``. Every load is masked (the interpreter, used for CPU tests, has
+no bounds checks).
 """
 from __future__ import annotations
 
@@ -23,6 +25,14 @@ import triton.language as tl
 from fastgcn_denoise.kernels.masked_spmm import _check_device
 
 MAX_D = 256
+# d is walked in chunks: BLOCK_K columns per product step of the scores, and the gradients are
+# written in tiles of BLOCK_O columns (one program per query or key block and tile, each
+# recomputing the block's scores). With [32, 32] score tiles and 8 warps no specialisation spills
+# on sm_90 (fp32, masked or not; tools/aot_compile.py: 77-116 registers), and shared memory stays
+# ~16 KB at every d up to MAX_D (d is a runtime argument: d = 256 compiles the same code).
+_BLOCK_K = 16
+_BLOCK_O = 64
+_WARPS = 8
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -61,38 +71,44 @@ def _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
 
 
 @triton.jit
-def _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words, slack,
+def _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words, slack,
           MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
-          BLOCK_D: tl.constexpr):
-    """(scores [BLOCK_B, BLOCK_N] with -inf outside the valid pairs, valid, key rows, k tile)."""
-    cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
-    col_ok = cols < N
-    dd = tl.arange(0, BLOCK_D).to(tl.int64)
-    k = tl.load(k_ptr + cols[:, None] * d + dd[None, :], mask=col_ok[:, None] & (dd[None, :] < d),
-                other=0.0)
-    x = _mm(q, tl.trans(k), DOT)
+          BLOCK_K: tl.constexpr):
+    """Scores [BLOCK_B, BLOCK_N] with -inf outside the valid pairs, and the valid mask.
+
+    The products run over d in chunks of BLOCK_K, each re-read from memory (L1/L2): a whole row
+    of d held as one dot operand costs ~255 registers and spills at d = 64 (FMA dots: IEEE float32
+    has no tensor-core path), and its shared-memory staging exceeds sm_80's at d = 256.
+    """
+    acc = tl.zeros([BLOCK_B, BLOCK_N], tl.float32 if DOT else tl.float64)
+    for d0 in range(0, d, BLOCK_K):
+        dd = d0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        dm = dd < d
+        q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=row_ok[:, None] & dm[None, :],
+                    other=0.0)
+        k = tl.load(k_ptr + cols[None, :] * d + dd[:, None], mask=col_ok[None, :] & dm[:, None],
+                    other=0.0)
+        acc += _mm(q, k, DOT)
     valid = row_ok[:, None] & col_ok[None, :]
     if MASKED:
         valid = valid & _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
                                BLOCK_B, BLOCK_N)
-    return tl.where(valid, x, float("-inf")), valid, cols, col_ok, k
+    return tl.where(valid, acc, float("-inf")), valid
 
 
 @triton.jit
 def _fwd_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, B, N, d, words, slack,
                 MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
     row_ok = rows < B
-    dd = tl.arange(0, BLOCK_D).to(tl.int64)
-    q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=row_ok[:, None] & (dd[None, :] < d),
-                other=0.0)
     acc_t = tl.float32 if DOT else tl.float64
     m = tl.full([BLOCK_B], float("-inf"), acc_t)
     s = tl.zeros([BLOCK_B], acc_t)
     for n0 in range(0, N, BLOCK_N):
-        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
-                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, cols < N, d, words,
+                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
         new_m = tl.maximum(m, tl.max(x, axis=1))
         ref = tl.where(new_m == float("-inf"), 0.0, new_m)  # rows with nothing valid yet
         keep = tl.where(m == float("-inf"), 0.0, tl.exp(m - ref))
@@ -116,39 +132,45 @@ def _probs(x, valid, lse_ptr, g_ptr, rows, row_ok):
 @triton.jit
 def _dq_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dq_ptr, B, N, d, words, slack,
                MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_O: tl.constexpr):
+    """dq[rows, o-tile] of one (query block, output tile of BLOCK_O columns of d)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
     row_ok = rows < B
-    dd = tl.arange(0, BLOCK_D).to(tl.int64)
-    qmask = row_ok[:, None] & (dd[None, :] < d)
-    q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=qmask, other=0.0)
-    acc = tl.zeros([BLOCK_B, BLOCK_D], tl.float32 if DOT else tl.float64)
+    oo = tl.program_id(1).to(tl.int64) * BLOCK_O + tl.arange(0, BLOCK_O).to(tl.int64)
+    om = oo < d
+    acc = tl.zeros([BLOCK_B, BLOCK_O], tl.float32 if DOT else tl.float64)
     for n0 in range(0, N, BLOCK_N):
-        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
-                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+        col_ok = cols < N
+        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words,
+                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
+        k = tl.load(k_ptr + cols[:, None] * d + oo[None, :], mask=col_ok[:, None] & om[None, :],
+                    other=0.0)
         acc += _mm(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok), k, DOT)
-    tl.store(dq_ptr + rows[:, None] * d + dd[None, :], acc.to(dq_ptr.dtype.element_ty),
-             mask=qmask)
+    tl.store(dq_ptr + rows[:, None] * d + oo[None, :], acc.to(dq_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & om[None, :])
 
 
 @triton.jit
 def _dk_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dk_ptr, B, N, d, words, slack,
                MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    n0 = tl.program_id(0).to(tl.int64) * BLOCK_N
-    dd = tl.arange(0, BLOCK_D).to(tl.int64)
-    acc = tl.zeros([BLOCK_N, BLOCK_D], tl.float32 if DOT else tl.float64)
+               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_O: tl.constexpr):
+    """dk[cols, o-tile] of one (key block, output tile of BLOCK_O columns of d)."""
+    cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    col_ok = cols < N
+    oo = tl.program_id(1).to(tl.int64) * BLOCK_O + tl.arange(0, BLOCK_O).to(tl.int64)
+    om = oo < d
+    acc = tl.zeros([BLOCK_N, BLOCK_O], tl.float32 if DOT else tl.float64)
     for b0 in range(0, B, BLOCK_B):
         rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
         row_ok = rows < B
-        q = tl.load(q_ptr + rows[:, None] * d + dd[None, :],
-                    mask=row_ok[:, None] & (dd[None, :] < d), other=0.0)
-        x, valid, cols, col_ok, k = _tile(q, k_ptr, qb_ptr, kb_ptr, rows, row_ok, n0, N, d, words,
-                                          slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_D)
+        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words,
+                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
+        q = tl.load(q_ptr + rows[:, None] * d + oo[None, :], mask=row_ok[:, None] & om[None, :],
+                    other=0.0)
         acc += _mm(tl.trans(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok)), q, DOT)
-    cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
-    tl.store(dk_ptr + cols[:, None] * d + dd[None, :], acc.to(dk_ptr.dtype.element_ty),
-             mask=(cols < N)[:, None] & (dd[None, :] < d))
+    tl.store(dk_ptr + cols[:, None] * d + oo[None, :], acc.to(dk_ptr.dtype.element_ty),
+             mask=col_ok[:, None] & om[None, :])
 
 
 def _config(q: torch.Tensor):
@@ -159,9 +181,12 @@ def _config(q: torch.Tensor):
         raise ValueError(f"triton dot_logsumexp: d = {d} is above the kernel's MAX_D = {MAX_D}")
     dot = q.dtype != torch.float64
     block_d = max(16, triton.next_power_of_2(max(d, 1)))
-    # tl.dot needs >= 16 per side; float64 broadcast products are [B, D, N] in registers.
-    block_b, block_n = (32, 64) if dot else (16, 16)
-    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d)
+    # tl.dot needs >= 16 per side; float64 broadcast products are [B, K, N] in registers.
+    # 32 x 32 score tiles: 32 x 64 tiles reach 255 registers and spill (FMA dots in fp32).
+    block_b, block_n = (32, 32) if dot else (16, 16)
+    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=min(block_d, _BLOCK_K),
+                num_warps=_WARPS), \
+        min(block_d, _BLOCK_O)
 
 
 def _masks(q, q_bits, k_bits):
@@ -174,7 +199,7 @@ def _masks(q, q_bits, k_bits):
 def forward(q, k, tau, q_bits, k_bits, slack):
     """lse [B] in q's dtype."""
     _check_device(q, k, q_bits, k_bits)
-    cfg = _config(q)
+    cfg, _ = _config(q)
     B, N, d = q.shape[0], k.shape[0], q.shape[1]
     lse = torch.empty(B, dtype=q.dtype, device=q.device)
     if B == 0:
@@ -188,18 +213,19 @@ def forward(q, k, tau, q_bits, k_bits, slack):
 def backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k):
     """(dq [B, d], dk [N, d]); a gradient not needed is returned as zeros without a launch."""
     _check_device(q, k, q_bits, k_bits, lse, g)
-    cfg = _config(q)
+    cfg, block_o = _config(q)
     B, N, d = q.shape[0], k.shape[0], q.shape[1]
+    tiles_o = triton.cdiv(d, block_o)
     dq, dk = torch.zeros_like(q), torch.zeros_like(k)
     if B == 0 or N == 0:
         return dq, dk
     qb, kb, words, masked = _masks(q, q_bits, k_bits)
     args = (q * (1.0 / tau), k, qb, kb, lse, g)
     if need_q:
-        _dq_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](*args, dq, B, N, d, words, slack,
-                                                      MASKED=masked, **cfg)
+        _dq_kernel[(triton.cdiv(B, cfg["BLOCK_B"]), tiles_o)](
+            *args, dq, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg)
         dq.mul_(1.0 / tau)
     if need_k:  # the scaled queries already carry dx/dk = q / tau
-        _dk_kernel[(triton.cdiv(N, cfg["BLOCK_N"]),)](*args, dk, B, N, d, words, slack,
-                                                      MASKED=masked, **cfg)
+        _dk_kernel[(triton.cdiv(N, cfg["BLOCK_N"]), tiles_o)](
+            *args, dk, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg)
     return dq, dk

@@ -152,7 +152,10 @@ def _degree_rsqrt_kernel(rowptr_ptr, eid_ptr, w_ptr, r_ptr, num_rows, num_edges,
     start = tl.load(rowptr_ptr + row)
     end = tl.load(rowptr_ptr + row + 1)
     m = tl.arange(0, M).to(tl.int64)
-    deg = tl.zeros([M], ACC)
+    # A [M, BLOCK_NZ] tile accumulated in the loop and reduced once after it: a reduction inside
+    # the loop does not compile under Triton 3.6 for M = 2 with edge ids (an assertion in its
+    # OptimizeThreadLocality pass).
+    acc = tl.zeros([M, BLOCK_NZ], ACC)
     for k in range(start, end, BLOCK_NZ):
         pos = k + tl.arange(0, BLOCK_NZ).to(tl.int64)
         valid = pos < end
@@ -161,7 +164,8 @@ def _degree_rsqrt_kernel(rowptr_ptr, eid_ptr, w_ptr, r_ptr, num_rows, num_edges,
         else:
             e = pos
         wt = tl.load(w_ptr + m[:, None] * num_edges + e[None, :], mask=valid[None, :], other=0.0)
-        deg += tl.sum(wt.to(ACC), axis=1)
+        acc += wt.to(ACC)
+    deg = tl.sum(acc, axis=1)
     if SELF_LOOP:
         deg += 1.0
     # As the reference: clamp to the smallest normal before rsqrt (subnormal degrees stay finite).

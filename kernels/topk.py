@@ -47,9 +47,10 @@ _BLOCK_U = 16           # users per program (tl.dot needs >= 16 rows)
 _MIN_BLOCK_I = 64       # items per tile (at least KP)
 _MAX_BLOCK_D = 64
 _PROGRAMS_PER_SM = 4
-# Warps: 8 from KP = 64 on. sm_90 ptxas (Triton 3.9, compiled ahead of time, not timed): fp32
-# KP = 128 takes 197 registers and no spills with 8 warps (255 + spills with 4); KP = 256 spills
-# 80 bytes; KP <= 32 fits 4 warps without spills.
+# Warps by KP, from sm_90/sm_80 ptxas reports (tools/aot_compile.py, Triton 3.9): 8 warps hold
+# KP = 64..128 without spills
+# (fp32 / bf16 KP = 128: 186 / 211 registers on sm_90); KP = 256 (k > 128, not a production size)
+# still spills with 8 warps.
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT64_MIN = tl.constexpr(-(2 ** 63))
 _NO_ITEM = tl.constexpr(2 ** 31)   # past any item id (I < 2^31): "row exhausted"
@@ -189,6 +190,10 @@ def _masked_topk_kernel(users_ptr, user_emb_ptr, item_emb_ptr, rowptr_ptr, col_p
              mask=row_ok[:, None])
 
 
+def _warps(kp: int) -> int:
+    return 4 if kp < 64 else 8 if kp <= 128 else 16
+
+
 def _num_programs_target(device: torch.device) -> int:
     if device.type == "cuda":
         return _PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
@@ -248,7 +253,9 @@ def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
         max_row = 0
     if max_row is None:
         max_row = int((rowptr[1:] - rowptr[:-1]).max()) if rowptr.shape[0] > 1 else 0
-    kp = triton.next_power_of_2(k)
+    # KP = 32 runs as KP = 64 (a tile of BLOCK_I = KP items needs no cut to its top KP): the cut
+    # spills at KP = 32 on sm_90 with 4 or 8 warps (fp32: 168 / 128 registers, 28-36 B).
+    kp = max(triton.next_power_of_2(k), 64) if k > 16 else triton.next_power_of_2(k)
     block_i = max(kp, triton.next_power_of_2(block_items or _MIN_BLOCK_I))
     block_d = max(16, min(triton.next_power_of_2(max(d, 1)), _MAX_BLOCK_D))
     user_blocks = triton.cdiv(num_batch, _BLOCK_U)
@@ -263,7 +270,7 @@ def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
         num_batch, num_items, d, tiles_per_split, splits, int(max_row).bit_length(),
         DOT=user_emb.dtype != torch.float64, BLOCK_U=_BLOCK_U, BLOCK_I=block_i,
         BLOCK_D=block_d, KP=kp, LOG_KP=kp.bit_length() - 1, LOG_I=block_i.bit_length() - 1,
-        num_warps=8 if kp >= 64 else 4)
+        num_warps=_warps(kp))
     keys = cand.view(num_batch, splits * kp)
     if splits * kp > k or splits > 1:
         keys = keys.topk(k, dim=1).values

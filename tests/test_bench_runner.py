@@ -174,8 +174,9 @@ def test_bench_has_no_import_cycles(monkeypatch):
 def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
     top = {p.name for p in (ROOT / "bench").iterdir()
            if p.name != "__pycache__" and not p.name.startswith(".")}  # caches of tools
-    assert top <= {"__init__.py", "__main__.py", "suite.py", "denoise", "common.py", "conftest.py",
-                   "gpu_suite.sh", "ops", "studies", "results"}, sorted(top)
+    assert top <= {"__init__.py", "__main__.py", "suite.py", "denoise", "distributed.py",
+                   "common.py", "conftest.py", "gpu_suite.sh", "gpu_prediction.md", "ops",
+                   "studies", "results"}, sorted(top)
     # Every study names the question it answered and the result file that records the answer.
     studies = sorted((ROOT / "bench" / "studies").glob("[!_]*.*"))
     assert studies
