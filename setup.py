@@ -8,6 +8,7 @@ Environment switches:
   FASTGCN_CPU_ARCH   -march for the CPU kernels (default "native": the SpMM and Philox loops
                      vectorise with the host's AVX2/AVX-512; set "x86-64" for a portable build)
 """
+
 import glob
 import os
 
@@ -20,8 +21,12 @@ def _has_libmvec() -> bool:
     """glibc's vector math library (x86-64 Linux): the CPU gate kernels call it."""
     import ctypes.util
     import platform
-    return (platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
-            and ctypes.util.find_library("mvec") is not None)
+
+    return (
+        platform.system() == "Linux"
+        and platform.machine() in ("x86_64", "AMD64")
+        and ctypes.util.find_library("mvec") is not None
+    )
 
 
 def _ext_modules():
@@ -45,12 +50,17 @@ def _ext_modules():
     if force_cuda and not (CUDA_HOME is not None and has_cuda_torch):
         # A silent CPU build here would surface only as a missing backend on the GPU machine.
         missing = " and ".join(
-            m for m, bad in (("no CUDA toolkit (CUDA_HOME unset, no nvcc found)",
-                              CUDA_HOME is None),
-                             (f"torch {torch.__version__} is not a CUDA build",
-                              not has_cuda_torch)) if bad)
-        raise RuntimeError(f"setup.py: FORCE_CUDA=1 cannot build the CUDA kernels: {missing}; "
-                           "unset FORCE_CUDA for a CPU build")
+            m
+            for m, bad in (
+                ("no CUDA toolkit (CUDA_HOME unset, no nvcc found)", CUDA_HOME is None),
+                (f"torch {torch.__version__} is not a CUDA build", not has_cuda_torch),
+            )
+            if bad
+        )
+        raise RuntimeError(
+            f"setup.py: FORCE_CUDA=1 cannot build the CUDA kernels: {missing}; "
+            "unset FORCE_CUDA for a CPU build"
+        )
     if want_cuda and CUDA_HOME is not None and has_cuda_torch:
         define_macros.append(("WITH_CUDA", None))
         ext = CUDAExtension(
@@ -76,10 +86,17 @@ def _ext_modules():
 ext_modules, cmdclass = _ext_modules()
 
 setup(
-    packages=["fastgcn_denoise", "fastgcn_denoise.ops", "fastgcn_denoise.models",
-              "fastgcn_denoise.denoisers", "fastgcn_denoise.pipelines",
-              "fastgcn_denoise.tasks", "fastgcn_denoise.data", "fastgcn_denoise.kernels",
-              "fastgcn_denoise.cli"],
+    packages=[
+        "fastgcn_denoise",
+        "fastgcn_denoise.ops",
+        "fastgcn_denoise.models",
+        "fastgcn_denoise.denoisers",
+        "fastgcn_denoise.pipelines",
+        "fastgcn_denoise.tasks",
+        "fastgcn_denoise.data",
+        "fastgcn_denoise.kernels",
+        "fastgcn_denoise.cli",
+    ],
     package_dir={"fastgcn_denoise.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -22,6 +22,7 @@ project's 2-core CPU. On a loaded machine, though, active spinning made MKL's LA
 slower (a 1000 x 1000 eigh: 16 s instead of 0.16 s); set PASSIVE there. Each JSON records the
 policy it ran under (``omp_wait_policy``) and the load average at the start (``loadavg``).
 """
+
 import os
 import sys
 from pathlib import Path

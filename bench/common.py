@@ -7,6 +7,7 @@ times them side by side with ``time_benches``. A timed case is a dict with ``nam
 model, ``bytes`` and ``gbps``. A case that cannot run here has ``skipped`` (the reason) instead of
 timings: a missing peer is reported, never dropped.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -48,8 +49,12 @@ def _timed_call(fn, device) -> float:
 
 
 def _stats(times: list[float]) -> dict:
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-            "repeats": len(times)}
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "repeats": len(times),
+    }
 
 
 def measure(fn, device="cpu", repeat: int = 7, warmup: int = 2, min_time_s: float = 0.0) -> dict:
@@ -68,6 +73,7 @@ def measure(fn, device="cpu", repeat: int = 7, warmup: int = 2, min_time_s: floa
 class Bench:
     """One callable to time. With a ``peer`` it is one of ours, compared against that case (and
     ``other_peers``, each getting a ratio too); ``skipped`` says why it cannot run here."""
+
     name: str
     group: str  # what is compared: the cases of a group run the same computation
     fn: Callable[[], object] | None = None
@@ -134,8 +140,11 @@ def add_ratios(cases: list[dict]) -> list[dict]:
     for c in cases:
         if "median_ms" not in c or c.get("peer") is None:
             continue
-        ratios = {p: timed[p]["median_ms"] / c["median_ms"]
-                  for p in (c["peer"], *c.get("other_peers", ())) if p in timed}
+        ratios = {
+            p: timed[p]["median_ms"] / c["median_ms"]
+            for p in (c["peer"], *c.get("other_peers", ()))
+            if p in timed
+        }
         if c["peer"] in ratios:
             c["speedup_vs_peer"] = ratios[c["peer"]]
         if c.get("other_peers"):
@@ -148,11 +157,16 @@ def fused_backends(device) -> list[str]:
     CPU tensors, which is the interpreter: a test aid, not something to time)."""
     device = torch.device(device)
     avail = ops.availability(device)
-    names = [b for b, why in avail.items()
-             if why is None and b != "reference" and not (b == "triton" and device.type == "cpu")]
+    names = [
+        b
+        for b, why in avail.items()
+        if why is None and b != "reference" and not (b == "triton" and device.type == "cpu")
+    ]
     if not names:
-        raise ops.BackendUnavailable("no fused backend runs here: " + "; ".join(
-            f"{b}: {why}" for b, why in avail.items() if b != "reference"))
+        raise ops.BackendUnavailable(
+            "no fused backend runs here: "
+            + "; ".join(f"{b}: {why}" for b, why in avail.items() if b != "reference")
+        )
     return names
 
 
@@ -204,9 +218,12 @@ def package_info() -> dict:
     from fastgcn_denoise.ops._backend import _load_extension
 
     ext, why = _load_extension()
-    return {"version": fastgcn_denoise.__version__,
-            "path": str(Path(fastgcn_denoise.__file__).resolve().parent),
-            "extension": ext is not None, **({} if ext is not None else {"extension_error": why})}
+    return {
+        "version": fastgcn_denoise.__version__,
+        "path": str(Path(fastgcn_denoise.__file__).resolve().parent),
+        "extension": ext is not None,
+        **({} if ext is not None else {"extension_error": why}),
+    }
 
 
 def subject_missing(device) -> str | None:
@@ -218,18 +235,27 @@ def subject_missing(device) -> str | None:
     if why is None:
         return None
     pkg = package_info()
-    return (f"the {need} backend, which the benchmarks measure on {device.type}, cannot run: "
-            f"{why}. fastgcn_denoise was imported from {pkg['path']}: install the package "
-            "(pip install --no-build-isolation .) or build its extension in place (python "
-            "setup.py build_ext --inplace), then run python -m bench from the repository root")
+    return (
+        f"the {need} backend, which the benchmarks measure on {device.type}, cannot run: "
+        f"{why}. fastgcn_denoise was imported from {pkg['path']}: install the package "
+        "(pip install --no-build-isolation .) or build its extension in place (python "
+        "setup.py build_ext --inplace), then run python -m bench from the repository root"
+    )
 
 
 def environment(device="cpu") -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     versions = {"python": platform.python_version(), "torch": torch.__version__}
@@ -280,10 +306,13 @@ def synthetic_graph(num_interactions: int, seed: int = 0):
     items = max(60, round(1.4 * users))
     if num_interactions <= GENERATOR_MAX_INTERACTIONS:
         from fastgcn_denoise.data import make_synthetic
+
         data = make_synthetic(num_users=users, num_items=items, seed=seed)
         return data.train_graph(), f"make_synthetic(num_users={users}, num_items={items}) train"
-    return (power_law_graph(users, items, num_interactions, seed),
-            f"power_law_graph({users}, {items}, {num_interactions})")
+    return (
+        power_law_graph(users, items, num_interactions, seed),
+        f"power_law_graph({users}, {items}, {num_interactions})",
+    )
 
 
 def build_graph(spec: str, device) -> tuple[BipartiteGraph | None, dict]:
@@ -293,18 +322,26 @@ def build_graph(spec: str, device) -> tuple[BipartiteGraph | None, dict]:
     if spec == "gowalla":
         path = SHARED_DATA / "gowalla"
         if not (path / "train.txt").exists():
-            return None, {"name": spec, "skipped": f"{path}/train.txt not found "
-                                                   "(set FASTGCN_SHARED_DATA)"}
+            return None, {
+                "name": spec,
+                "skipped": f"{path}/train.txt not found (set FASTGCN_SHARED_DATA)",
+            }
         from fastgcn_denoise.data import load_lightgcn
+
         graph, source = load_lightgcn(path).train_graph(), f"{path}/train.txt"
     elif spec.startswith("synth-"):
-        graph, source = synthetic_graph(int(float(spec[len("synth-"):])))
+        graph, source = synthetic_graph(int(float(spec[len("synth-") :])))
     else:
         raise ValueError(f"unknown graph {spec!r}: use gowalla or synth-<interactions> (synth-1e6)")
     graph = graph.to(device)
-    return graph, {"name": spec, "source": source, "users": graph.num_users,
-                   "items": graph.num_items, "interactions": graph.num_edges,
-                   "build_s": round(time.perf_counter() - t0, 2)}
+    return graph, {
+        "name": spec,
+        "source": source,
+        "users": graph.num_users,
+        "items": graph.num_items,
+        "interactions": graph.num_edges,
+        "build_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 def write_json(name: str, payload: dict, out_dir: Path | None = None) -> Path:
@@ -334,6 +371,7 @@ def speedup_figure(cases: list[dict], title: str):
     """
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -343,8 +381,12 @@ def speedup_figure(cases: list[dict], title: str):
     if not ours:
         return None
     several = len({c.get("threads") for c in ours}) > 1
-    labels = [f"{c['graph']} | " + (f"{c['threads']} thr | " if several else "")
-              + f"{c['name']} vs {short_peer(c['peer'], c['name'])}" for c in ours]
+    labels = [
+        f"{c['graph']} | "
+        + (f"{c['threads']} thr | " if several else "")
+        + f"{c['name']} vs {short_peer(c['peer'], c['name'])}"
+        for c in ours
+    ]
     values = [c["speedup_vs_peer"] for c in ours]
     height = 0.26 * len(ours) + 1.5
     # Laid out at the dpi it is saved at: text measured at another dpi is hinted differently,
@@ -374,5 +416,6 @@ def plot(cases: list[dict], path: Path, title: str) -> Path | None:
         return None
     fig.savefig(path, dpi=PLOT_DPI)
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return path

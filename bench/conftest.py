@@ -9,6 +9,7 @@ collect these files. Environment:
   FASTGCN_BENCH_DEVICE  cpu or cuda (default cuda when available)
   FASTGCN_BENCH_ROUNDS  timed rounds per case (default 5; the slow ones, the SVDs, 3)
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,9 @@ import torch
 from bench.common import build_graph, sync
 from fastgcn_denoise.ops import BackendUnavailable
 
-DEVICE = torch.device(os.environ.get("FASTGCN_BENCH_DEVICE")
-                      or ("cuda" if torch.cuda.is_available() else "cpu"))
+DEVICE = torch.device(
+    os.environ.get("FASTGCN_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+)
 GRAPH = os.environ.get("FASTGCN_BENCH_GRAPH", "synth-2e4")
 DIMS = [int(d) for d in os.environ.get("FASTGCN_BENCH_DIMS", "64").split()]
 ROUNDS = int(os.environ.get("FASTGCN_BENCH_ROUNDS", "5"))
@@ -54,16 +56,21 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def run_case(benchmark, request):
     """Time one ``Bench`` with the ``benchmark`` fixture (synchronising the device per round)."""
+
     def run(case):
         if case.skipped:
             pytest.skip(case.skipped)
         benchmark.group = f"{_op_name(request.module)} {GRAPH} {case.group}"
         benchmark.extra_info.update(peer=case.peer, bytes=case.bytes_moved, **case.info)
         try:
-            benchmark.pedantic(lambda: (case.fn(), sync(DEVICE)), warmup_rounds=1,
-                               rounds=3 if case.slow else ROUNDS)
+            benchmark.pedantic(
+                lambda: (case.fn(), sync(DEVICE)),
+                warmup_rounds=1,
+                rounds=3 if case.slow else ROUNDS,
+            )
         except BackendUnavailable as exc:
             pytest.skip(str(exc))
         if case.bytes_moved and benchmark.stats:
             benchmark.extra_info["gbps"] = case.bytes_moved / benchmark.stats.stats.median / 1e9
+
     return run

@@ -21,6 +21,7 @@ whole graph before partitioning), ``rss_mb_per_rank`` (the largest resident size
 steps, once the global graph is freed), ``tables_mb_per_rank`` / ``graph_mb_per_rank`` (tensor
 bytes kept by the largest rank: embedding rows + Adam state, and the partition).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ def _graph(args):
 def _batches(num_edges: int, args):
     gen = torch.Generator().manual_seed(1)
     for _ in range(args.steps + 1):
-        yield (torch.randint(num_edges, (args.batch,), generator=gen),
-               torch.rand(args.batch, generator=gen, dtype=torch.float64))
+        yield (
+            torch.randint(num_edges, (args.batch,), generator=gen),
+            torch.rand(args.batch, generator=gen, dtype=torch.float64),
+        )
 
 
 def _nbytes(*tensors) -> int:
@@ -81,6 +84,7 @@ def _sync(device: torch.device) -> None:
 def _single(args, out: str) -> None:
     """The plain single-process step on the whole graph (the reference row)."""
     from fastgcn_denoise.data import sample_bpr
+
     torch.set_num_threads(os.cpu_count() or 1)
     device = torch.device(args.device)
     g = _graph(args).to(device)
@@ -105,14 +109,27 @@ def _single(args, out: str) -> None:
     # users of the edges and the shifted keys.
     weights = args.layers * 4 * (g.num_edges + g.num_users + g.num_items)
     sampler = 2 * 8 * g.num_edges
-    Path(out).write_text(json.dumps({
-        "world_size": 0, "what": "single process (LightGCN.loss, masked_spmm)",
-        "step_ms": statistics.median(times), "halo_rows_per_layer": 0, "bytes_sent_per_step": 0,
-        "peak_rss_mb_per_rank": _peak_mb(), "rss_mb_per_rank": _rss_mb(),
-        "tables_mb_per_rank": tables / 2**20, "graph_mb_per_rank": graph / 2**20,
-        "edge_weights_mb_per_rank": weights / 2**20, "sampler_mb_per_rank": sampler / 2**20,
-        "threads_per_rank": torch.get_num_threads(), "edges": g.num_edges,
-        "users": g.num_users, "items": g.num_items}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "world_size": 0,
+                "what": "single process (LightGCN.loss, masked_spmm)",
+                "step_ms": statistics.median(times),
+                "halo_rows_per_layer": 0,
+                "bytes_sent_per_step": 0,
+                "peak_rss_mb_per_rank": _peak_mb(),
+                "rss_mb_per_rank": _rss_mb(),
+                "tables_mb_per_rank": tables / 2**20,
+                "graph_mb_per_rank": graph / 2**20,
+                "edge_weights_mb_per_rank": weights / 2**20,
+                "sampler_mb_per_rank": sampler / 2**20,
+                "threads_per_rank": torch.get_num_threads(),
+                "edges": g.num_edges,
+                "users": g.num_users,
+                "items": g.num_items,
+            }
+        )
+    )
 
 
 def _worker(rank: int, world: int, port: int, args, out: str) -> None:
@@ -121,8 +138,9 @@ def _worker(rank: int, world: int, port: int, args, out: str) -> None:
     if device.type == "cuda":
         device = torch.device("cuda", rank)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world
+    )
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     g = _graph(args)
     num_edges = g.num_edges
@@ -153,28 +171,47 @@ def _worker(rank: int, world: int, port: int, args, out: str) -> None:
             batch_rows.append(net.remote_rows_per_step)
     mem = net.nbytes(opt)
     width = args.dim  # LightGCN's layers are all d wide
-    stats = {"step_ms": statistics.median(times), "halo": part.num_halo,
-             "batch_rows": statistics.mean(batch_rows), "peak": _peak_mb(), "rss": _rss_mb(),
-             "width": width, **mem}
+    stats = {
+        "step_ms": statistics.median(times),
+        "halo": part.num_halo,
+        "batch_rows": statistics.mean(batch_rows),
+        "peak": _peak_mb(),
+        "rss": _rss_mb(),
+        "width": width,
+        **mem,
+    }
     gathered = [None] * world
     dist.all_gather_object(gathered, stats)
     if rank == 0:
         halo = sum(s["halo"] for s in gathered)
         # Per layer the halo goes out (forward) and its gradient back (backward): d floats a row;
         # a batch item row carries its L + 1 layer rows each way.
-        sent = 4 * (2 * args.layers * halo * args.dim
-                    + 2 * sum(s["batch_rows"] for s in gathered) * (args.layers + 1) * width)
-        Path(out).write_text(json.dumps({
-            "world_size": world, "what": f"PartitionedRecommender step, {dist.get_backend()}",
-            "step_ms": max(s["step_ms"] for s in gathered), "halo_rows_per_layer": halo,
-            "halo_rows_per_rank": [s["halo"] for s in gathered],
-            "bytes_sent_per_step": int(sent),
-            "peak_rss_mb_per_rank": max(s["peak"] for s in gathered),
-            "rss_mb_per_rank": max(s["rss"] for s in gathered),
-            **{f"{k}_mb_per_rank": max(s[k] for s in gathered) / 2**20
-               for k in ("tables", "graph", "edge_weights", "sampler")},
-            "threads_per_rank": torch.get_num_threads(), "edges": num_edges,
-            "user_bounds": ub, "item_bounds": ib}))
+        sent = 4 * (
+            2 * args.layers * halo * args.dim
+            + 2 * sum(s["batch_rows"] for s in gathered) * (args.layers + 1) * width
+        )
+        Path(out).write_text(
+            json.dumps(
+                {
+                    "world_size": world,
+                    "what": f"PartitionedRecommender step, {dist.get_backend()}",
+                    "step_ms": max(s["step_ms"] for s in gathered),
+                    "halo_rows_per_layer": halo,
+                    "halo_rows_per_rank": [s["halo"] for s in gathered],
+                    "bytes_sent_per_step": int(sent),
+                    "peak_rss_mb_per_rank": max(s["peak"] for s in gathered),
+                    "rss_mb_per_rank": max(s["rss"] for s in gathered),
+                    **{
+                        f"{k}_mb_per_rank": max(s[k] for s in gathered) / 2**20
+                        for k in ("tables", "graph", "edge_weights", "sampler")
+                    },
+                    "threads_per_rank": torch.get_num_threads(),
+                    "edges": num_edges,
+                    "user_bounds": ub,
+                    "item_bounds": ib,
+                }
+            )
+        )
     dist.destroy_process_group()
 
 
@@ -183,8 +220,12 @@ def _worker(rank: int, world: int, port: int, args, out: str) -> None:
 # rank that holds at least one of them: (P - 1) (1 - (1 - 1/P)^k) halo rows per propagation.
 # Assumed GPU figures (not measured here): effective bandwidth of the row gathers in HBM, and the
 # all-to-all bandwidth per GPU inside one 8-GPU NVLink node and across InfiniBand NDR nodes.
-GPU_ASSUMPTIONS = {"hbm_gather_gbps": 1500.0, "nvlink_alltoall_gbps": 300.0,
-                   "infiniband_alltoall_gbps": 40.0, "gpus_per_node": 8}
+GPU_ASSUMPTIONS = {
+    "hbm_gather_gbps": 1500.0,
+    "nvlink_alltoall_gbps": 300.0,
+    "infiniband_alltoall_gbps": 40.0,
+    "gpus_per_node": 8,
+}
 
 
 def expected_halo(degrees: np.ndarray, world: int) -> float:
@@ -206,8 +247,10 @@ def _power_law_halo(interactions: float, world: int, chunk: int = 10_000_000) ->
         act = rng.lognormal(0.0, 1.0, min(chunk, users - start))
         deg = np.maximum(1, np.rint(act * interactions / (users * mean_activity)))
         halo += expected_halo(deg, world)
-    norm = sum(float((1.0 / np.arange(s + 1, min(s + chunk, items) + 1) ** 0.9).sum())
-               for s in range(0, items, chunk))
+    norm = sum(
+        float((1.0 / np.arange(s + 1, min(s + chunk, items) + 1) ** 0.9).sum())
+        for s in range(0, items, chunk)
+    )
     for start in range(0, items, chunk):
         lam = interactions / norm / np.arange(start + 1, min(start + chunk, items) + 1) ** 0.9
         halo += float((world - 1) * (-np.expm1(-lam / world)).sum())
@@ -219,28 +262,44 @@ def scaling_model(args, measured: list) -> dict:
     8 and 64 GPUs with ``GPU_ASSUMPTIONS`` (per layer, forward; the backward doubles both)."""
     g = _graph(args)
     degrees = np.concatenate([g.deg_u.numpy(), g.deg_i.numpy()])
-    check = [{"world_size": r["world_size"], "measured_halo_rows": r["halo_rows_per_layer"],
-              "model_halo_rows": round(expected_halo(degrees, r["world_size"])),
-              "model_from_degree_laws": round(_power_law_halo(args.interactions,
-                                                              r["world_size"])[2])}
-             for r in measured if r["world_size"] > 1]
+    check = [
+        {
+            "world_size": r["world_size"],
+            "measured_halo_rows": r["halo_rows_per_layer"],
+            "model_halo_rows": round(expected_halo(degrees, r["world_size"])),
+            "model_from_degree_laws": round(_power_law_halo(args.interactions, r["world_size"])[2]),
+        }
+        for r in measured
+        if r["world_size"] > 1
+    ]
     a, dim, rows = GPU_ASSUMPTIONS, args.dim, []
     for world in (8, 64):
         users, items, halo = _power_law_halo(1e9, world)
         halo_rank = halo / world
         comm = halo_rank * dim * 4
-        link = a["nvlink_alltoall_gbps"] if world <= a["gpus_per_node"] else \
-            a["infiniband_alltoall_gbps"]
+        link = (
+            a["nvlink_alltoall_gbps"]
+            if world <= a["gpus_per_node"]
+            else a["infiniband_alltoall_gbps"]
+        )
         # Both directions read each edge once: a gathered row, a column index, a weight.
         compute = 2 * 1e9 / world * (dim * 4 + 8 + 4)
-        rows.append({
-            "interactions": 1e9, "world_size": world, "users": users, "items": items,
-            "owned_rows_per_rank": (users + items) / world, "halo_rows_per_rank": halo_rank,
-            "halo_bytes_per_layer_per_rank": comm, "edge_bytes_per_layer_per_rank": compute,
-            "comm_ms_per_layer": comm / (link * 1e9) * 1e3,
-            "compute_ms_per_layer": compute / (a["hbm_gather_gbps"] * 1e9) * 1e3,
-            "tables_gb_per_rank": (users + items) / world * dim * 4 * 3 / 1e9,
-            "graph_gb_per_rank": 3 * 8 * 1e9 / world / 1e9})
+        rows.append(
+            {
+                "interactions": 1e9,
+                "world_size": world,
+                "users": users,
+                "items": items,
+                "owned_rows_per_rank": (users + items) / world,
+                "halo_rows_per_rank": halo_rank,
+                "halo_bytes_per_layer_per_rank": comm,
+                "edge_bytes_per_layer_per_rank": compute,
+                "comm_ms_per_layer": comm / (link * 1e9) * 1e3,
+                "compute_ms_per_layer": compute / (a["hbm_gather_gbps"] * 1e9) * 1e3,
+                "tables_gb_per_rank": (users + items) / world * dim * 4 * 3 / 1e9,
+                "graph_gb_per_rank": 3 * 8 * 1e9 / world / 1e9,
+            }
+        )
     return {"assumptions": a, "check": check, "predictions": rows}
 
 
@@ -261,8 +320,11 @@ def main(argv=None) -> int:
     p.add_argument("--balance", default="contiguous", choices=["contiguous", "degree"])
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU a rank)")
     p.add_argument("--out", default=None, help="default bench/results/distributed_<device>.json")
-    p.add_argument("--model-only", action="store_true",
-                   help="add the scaling model to the rows already in --out (no timing)")
+    p.add_argument(
+        "--model-only",
+        action="store_true",
+        help="add the scaling model to the rows already in --out (no timing)",
+    )
     args = p.parse_args(argv)
     args.out = args.out or str(RESULTS / f"distributed_{torch.device(args.device).type}.json")
     if args.model_only:

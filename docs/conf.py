@@ -3,6 +3,7 @@
 The result tables are generated from bench/results/ before every build (gen_tables.py); a missing
 result file stops the build. autodoc imports the installed fastgcn_denoise (``make docs``).
 """
+
 import io
 import sys
 from pathlib import Path
@@ -36,9 +37,16 @@ nitpicky = False
 def _parses_cleanly(text: str) -> bool:
     """Whether ``text`` is reST that docutils reads without a warning."""
     warnings = io.StringIO()
-    publish_doctree(text, settings_overrides={"warning_stream": warnings, "report_level": 2,
-                                              "halt_level": 5, "file_insertion_enabled": False,
-                                              "raw_enabled": False})
+    publish_doctree(
+        text,
+        settings_overrides={
+            "warning_stream": warnings,
+            "report_level": 2,
+            "halt_level": 5,
+            "file_insertion_enabled": False,
+            "raw_enabled": False,
+        },
+    )
     return not warnings.getvalue()
 
 

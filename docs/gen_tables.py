@@ -19,6 +19,7 @@ Loud by design: a result file that is missing, a rows path that is not in it, a 
 no row, a column that no row has, or a page that does not include its table raises
 ``TableError`` naming the table and the file, and the docs build stops.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,7 @@ class TableError(RuntimeError):
 class Col:
     """One column: ``header``, a dotted ``path`` into a row, a format name (see ``FORMATS``); for
     the ``pm*`` formats, ``std`` names the spread when ``path`` is a plain number."""
+
     header: str
     path: str
     fmt: str = "text"
@@ -50,8 +52,8 @@ class Col:
 @dataclass(frozen=True)
 class Table:
     name: str
-    source: str                      # relative to bench/results/
-    pages: tuple[str, ...]           # relative to docs/
+    source: str  # relative to bench/results/
+    pages: tuple[str, ...]  # relative to docs/
     cols: tuple[Col, ...]
     rows: str | None = "cases"
     where: dict = field(default_factory=dict)
@@ -76,185 +78,443 @@ FORMATS = {
 }
 
 # The harness tables of `python -m bench` and its op modules: the cases that have a peer.
-PEER = (Col("case", "name"), Col("ms", "median_ms", "ms"), Col("peer", "peer"),
-        Col("speed-up over peer", "speedup_vs_peer", "x"))
+PEER = (
+    Col("case", "name"),
+    Col("ms", "median_ms", "ms"),
+    Col("peer", "peer"),
+    Col("speed-up over peer", "speedup_vs_peer", "x"),
+)
 PEER_T = (Col("threads", "threads"),) + PEER
 RANKING = (Col("Recall@20", "test.recall@20", "f4"), Col("NDCG@20", "test.ndcg@20", "f4"))
-DENOISE = (Col("noise", "kind"), Col("ratio", "ratio"), Col("denoiser", "denoiser"),
-           Col("Recall@20", "recall@20", "pm4"), Col("NDCG@20", "ndcg@20", "pm4"),
-           Col("noise ROC AUC", "auc", "pm3"), Col("own-score AUC", "score_auc", "pm3"))
+DENOISE = (
+    Col("noise", "kind"),
+    Col("ratio", "ratio"),
+    Col("denoiser", "denoiser"),
+    Col("Recall@20", "recall@20", "pm4"),
+    Col("NDCG@20", "ndcg@20", "pm4"),
+    Col("noise ROC AUC", "auc", "pm3"),
+    Col("own-score AUC", "score_auc", "pm3"),
+)
 # Retraining without what item-kNN scores lowest: only the runs with --retrain have it.
 RETRAIN = (Col("retrained Recall@20", "retrain_recall@20", "pm4"),)
 M = "methods/"
 TABLES = [
     # The denoising guide: the noise benchmark (bench/denoise/).
-    Table("denoise_injected", "denoise_synthetic_injected.json", ("denoising.md",),
-          DENOISE + RETRAIN, rows="rows"),
-    Table("denoise_popularity", "denoise_synthetic_popularity.json", ("denoising.md",), DENOISE,
-          rows="rows"),
-    Table("denoise_gowalla", "denoise_gowalla_u6000.json", ("denoising.md",), DENOISE,
-          rows="rows"),
-    Table("denoise_dgr_grcn", "denoise_synthetic_injected_dgr_grcn.json",
-          ("denoising.md", M + "dgr.md", M + "grcn.md"), DENOISE, rows="rows"),
+    Table(
+        "denoise_injected",
+        "denoise_synthetic_injected.json",
+        ("denoising.md",),
+        DENOISE + RETRAIN,
+        rows="rows",
+    ),
+    Table(
+        "denoise_popularity",
+        "denoise_synthetic_popularity.json",
+        ("denoising.md",),
+        DENOISE,
+        rows="rows",
+    ),
+    Table("denoise_gowalla", "denoise_gowalla_u6000.json", ("denoising.md",), DENOISE, rows="rows"),
+    Table(
+        "denoise_dgr_grcn",
+        "denoise_synthetic_injected_dgr_grcn.json",
+        ("denoising.md", M + "dgr.md", M + "grcn.md"),
+        DENOISE,
+        rows="rows",
+    ),
     # SGCN.
-    Table("sgcn_robustness", "robustness_synthetic.json", (M + "sgcn.md", "reproductions.md"),
-          (Col("injected noise", "noise"), Col("model", "model"), *RANKING,
-           Col("selected epoch", "best_epoch"), Col("s / epoch", "seconds_per_epoch", "s")),
-          rows="runs"),
-    Table("sgcn_arm_signal", "arm_signal_synthetic.json", (M + "sgcn.md",),
-          (Col("logits", "edges", "int"),
-           Col("ARM signal-to-noise per step", "snr_per_step", "sci"),
-           Col("steps for SNR 3", "steps_for_snr_3", "sci"),
-           Col("exact-gradient noise AUC", "exact_gradient_roc_auc", "f3")), rows=None),
-    Table("sgcn_step", "bench_sgcn_step_cpu.json", (M + "sgcn.md", "performance.md"),
-          (Col("graph", "graph"),) + PEER, where={"peer": "LightGCN step d=64"}),
+    Table(
+        "sgcn_robustness",
+        "robustness_synthetic.json",
+        (M + "sgcn.md", "reproductions.md"),
+        (
+            Col("injected noise", "noise"),
+            Col("model", "model"),
+            *RANKING,
+            Col("selected epoch", "best_epoch"),
+            Col("s / epoch", "seconds_per_epoch", "s"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "sgcn_arm_signal",
+        "arm_signal_synthetic.json",
+        (M + "sgcn.md",),
+        (
+            Col("logits", "edges", "int"),
+            Col("ARM signal-to-noise per step", "snr_per_step", "sci"),
+            Col("steps for SNR 3", "steps_for_snr_3", "sci"),
+            Col("exact-gradient noise AUC", "exact_gradient_roc_auc", "f3"),
+        ),
+        rows=None,
+    ),
+    Table(
+        "sgcn_step",
+        "bench_sgcn_step_cpu.json",
+        (M + "sgcn.md", "performance.md"),
+        (Col("graph", "graph"),) + PEER,
+        where={"peer": "LightGCN step d=64"},
+    ),
     # The mask plug-in.
-    Table("mask_denoise", "denoise_synthetic_injected.json", (M + "masks.md",), DENOISE + RETRAIN,
-          rows="rows", where={"denoiser": ("lightgcn", "oracle", "mask", "item-knn")}),
-    Table("mask_step", "bench_mask_step_cpu.json", (M + "masks.md", "performance.md"),
-          (Col("graph", "graph"),) + PEER_T, where={"peer": "LightGCN step d=64"}),
+    Table(
+        "mask_denoise",
+        "denoise_synthetic_injected.json",
+        (M + "masks.md",),
+        DENOISE + RETRAIN,
+        rows="rows",
+        where={"denoiser": ("lightgcn", "oracle", "mask", "item-knn")},
+    ),
+    Table(
+        "mask_step",
+        "bench_mask_step_cpu.json",
+        (M + "masks.md", "performance.md"),
+        (Col("graph", "graph"),) + PEER_T,
+        where={"peer": "LightGCN step d=64"},
+    ),
     # DGR and SimGCL.
-    Table("dgr_yelp", "dgr_yelp_cpu.json", (M + "dgr.md", M + "simgcl.md", "reproductions.md"),
-          (Col("run", "run"), Col("epochs", "epochs_run"),
-           Col("Recall@20", "test_recall@20", "f4"), Col("NDCG@20", "test_ndcg@20", "f4"),
-           Col("s / epoch", "seconds_per_epoch", "s")), rows="runs"),
-    Table("dgr_step", "bench_dgr_step_cpu.json", (M + "dgr.md", "performance.md"),
-          PEER + (Col("overhead", "overhead_vs_peer", "pct"),),
-          where={"peer": "LightGCN step d=64"}),
-    Table("dgr_lec", "bench_lec_cpu.json", (M + "dgr.md",),
-          (Col("case", "name"), Col("ms", "median_ms", "ms"), Col("peer", "peer"),
-           Col("peak RSS of a fresh process, MB", "fresh_process.peak_rss_mb", "s")),
-          where={"peer": "dense route"}),
+    Table(
+        "dgr_yelp",
+        "dgr_yelp_cpu.json",
+        (M + "dgr.md", M + "simgcl.md", "reproductions.md"),
+        (
+            Col("run", "run"),
+            Col("epochs", "epochs_run"),
+            Col("Recall@20", "test_recall@20", "f4"),
+            Col("NDCG@20", "test_ndcg@20", "f4"),
+            Col("s / epoch", "seconds_per_epoch", "s"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "dgr_step",
+        "bench_dgr_step_cpu.json",
+        (M + "dgr.md", "performance.md"),
+        PEER + (Col("overhead", "overhead_vs_peer", "pct"),),
+        where={"peer": "LightGCN step d=64"},
+    ),
+    Table(
+        "dgr_lec",
+        "bench_lec_cpu.json",
+        (M + "dgr.md",),
+        (
+            Col("case", "name"),
+            Col("ms", "median_ms", "ms"),
+            Col("peer", "peer"),
+            Col("peak RSS of a fresh process, MB", "fresh_process.peak_rss_mb", "s"),
+        ),
+        where={"peer": "dense route"},
+    ),
     # LightGNN.
-    Table("lightgnn_yelp", "lightgnn_yelp_cpu.json", (M + "lightgnn.md", "reproductions.md"),
-          (Col("stage", "key"), Col("Recall@20", "recall@20", "f4"),
-           Col("NDCG@20", "ndcg@20", "f4"), Col("graph entries kept", "kept.edges", "pct"),
-           Col("embedding entries kept", "kept.embeddings", "pct")), rows="table_test"),
-    Table("lightgnn_inference", "bench_lightgnn_inference_cpu_t1.json",
-          (M + "lightgnn.md", "performance.md"),
-          (Col("case", "name"), Col("ms", "median_ms", "ms"),
-           Col("parameters", "parameters", "int"),
-           Col("graph entries", "graph_entries", "int"), Col("peer", "peer"),
-           Col("speed-up over peer", "speedup_vs_peer", "x")), where={"group": "propagation"}),
+    Table(
+        "lightgnn_yelp",
+        "lightgnn_yelp_cpu.json",
+        (M + "lightgnn.md", "reproductions.md"),
+        (
+            Col("stage", "key"),
+            Col("Recall@20", "recall@20", "f4"),
+            Col("NDCG@20", "ndcg@20", "f4"),
+            Col("graph entries kept", "kept.edges", "pct"),
+            Col("embedding entries kept", "kept.embeddings", "pct"),
+        ),
+        rows="table_test",
+    ),
+    Table(
+        "lightgnn_inference",
+        "bench_lightgnn_inference_cpu_t1.json",
+        (M + "lightgnn.md", "performance.md"),
+        (
+            Col("case", "name"),
+            Col("ms", "median_ms", "ms"),
+            Col("parameters", "parameters", "int"),
+            Col("graph entries", "graph_entries", "int"),
+            Col("peer", "peer"),
+            Col("speed-up over peer", "speedup_vs_peer", "x"),
+        ),
+        where={"group": "propagation"},
+    ),
     # GRCN.
-    Table("grcn_tiktok", "grcn_tiktok.json",
-          (M + "grcn.md", "reproductions.md"),
-          (Col("model", "model"), Col("variant", "variant"), Col("selected epoch", "best_epoch"),
-           *RANKING, Col("most popular Recall@20", "baselines.most_popular.test.recall@20", "f4")),
-          rows="runs"),
-    Table("grcn_noise", "grcn_noise.json", (M + "grcn.md",),
-          (Col("model", "model"), Col("injected noise", "noise"), *RANKING,
-           Col("keep-score noise AUC", "keep_scores.roc_auc", "f3")), rows="runs"),
-    Table("grcn_cosine_attention", "cosine_attention_cpu.json", (M + "grcn.md", "performance.md"),
-          (Col("graph", "graph"),) + PEER_T
-          + (Col("vs PyG", "speedup_vs.PyG MessagePassing fwd d=64", "x"),),
-          where={"group": "cosine_attention fwd d=64", "peer": "composition fwd d=64"}),
+    Table(
+        "grcn_tiktok",
+        "grcn_tiktok.json",
+        (M + "grcn.md", "reproductions.md"),
+        (
+            Col("model", "model"),
+            Col("variant", "variant"),
+            Col("selected epoch", "best_epoch"),
+            *RANKING,
+            Col("most popular Recall@20", "baselines.most_popular.test.recall@20", "f4"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "grcn_noise",
+        "grcn_noise.json",
+        (M + "grcn.md",),
+        (
+            Col("model", "model"),
+            Col("injected noise", "noise"),
+            *RANKING,
+            Col("keep-score noise AUC", "keep_scores.roc_auc", "f3"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "grcn_cosine_attention",
+        "cosine_attention_cpu.json",
+        (M + "grcn.md", "performance.md"),
+        (Col("graph", "graph"),)
+        + PEER_T
+        + (Col("vs PyG", "speedup_vs.PyG MessagePassing fwd d=64", "x"),),
+        where={"group": "cosine_attention fwd d=64", "peer": "composition fwd d=64"},
+    ),
     # L0-SIGN.
-    Table("l0sign_table3", "l0sign_table3.json", (M + "l0sign.md", "reproductions.md"),
-          (Col("data", "data"), Col("model", "model"), Col("seeds", "seeds"),
-           Col("test AUC", "test_auc_mean", "pm4", std="test_auc_std"),
-           Col("test ACC", "test_acc_mean", "pm4", std="test_acc_std"),
-           Col("edges kept", "kept_mean", "pct"), Col("paper AUC, ACC", "paper_auc_acc")),
-          rows="rows"),
-    Table("l0sign_step", "bench_l0sign_cpu.json", (M + "l0sign.md", "performance.md"),
-          (Col("data", "data"), Col("model", "model")) + PEER_T, where={"peer": "pyg l0-sign"}
-          ),
+    Table(
+        "l0sign_table3",
+        "l0sign_table3.json",
+        (M + "l0sign.md", "reproductions.md"),
+        (
+            Col("data", "data"),
+            Col("model", "model"),
+            Col("seeds", "seeds"),
+            Col("test AUC", "test_auc_mean", "pm4", std="test_auc_std"),
+            Col("test ACC", "test_acc_mean", "pm4", std="test_acc_std"),
+            Col("edges kept", "kept_mean", "pct"),
+            Col("paper AUC, ACC", "paper_auc_acc"),
+        ),
+        rows="rows",
+    ),
+    Table(
+        "l0sign_step",
+        "bench_l0sign_cpu.json",
+        (M + "l0sign.md", "performance.md"),
+        (Col("data", "data"), Col("model", "model")) + PEER_T,
+        where={"peer": "pyg l0-sign"},
+    ),
     # LightGCN anchors and the demo.
-    Table("lightgcn_gowalla", "lightgcn_gowalla_cpu/metrics.json", ("reproductions.md",),
-          (Col("epochs", "epochs_run"), *RANKING,
-           Col("most popular Recall@20", "most_popular.test.recall@20", "f4"),
-           Col("s / epoch", "timing.seconds_per_epoch", "s")), rows=None),
-    Table("demo", "demo_time_cpu.json", ("getting-started.md", "reproductions.md"),
-          (Col("epochs", "epochs_run"), Col("selected epoch", "best_epoch"), *RANKING,
-           Col("most popular Recall@20", "most_popular_test.recall@20", "f4"),
-           Col("wall s", "wall_s", "s"), Col("load", "load")), rows=None),
+    Table(
+        "lightgcn_gowalla",
+        "lightgcn_gowalla_cpu/metrics.json",
+        ("reproductions.md",),
+        (
+            Col("epochs", "epochs_run"),
+            *RANKING,
+            Col("most popular Recall@20", "most_popular.test.recall@20", "f4"),
+            Col("s / epoch", "timing.seconds_per_epoch", "s"),
+        ),
+        rows=None,
+    ),
+    Table(
+        "demo",
+        "demo_time_cpu.json",
+        ("getting-started.md", "reproductions.md"),
+        (
+            Col("epochs", "epochs_run"),
+            Col("selected epoch", "best_epoch"),
+            *RANKING,
+            Col("most popular Recall@20", "most_popular_test.recall@20", "f4"),
+            Col("wall s", "wall_s", "s"),
+            Col("load", "load"),
+        ),
+        rows=None,
+    ),
     # Performance: the op suite and the harnesses.
-    Table("masked_spmm_turns", "bench_masked_spmm_cpu.json", ("performance.md",), PEER_T,
-          where={"peer": ("composition[bernoulli] fwd d=64", "composition[bernoulli] fwd+bwd d=64",
-                          "two single ARM passes[cpu] fwd d=64")}),
-    Table("suite_gowalla", "bench_cpu.json", ("performance.md",),
-          (Col("op", "op"),) + PEER + (Col("GB/s", "gbps", "f2"),),
-          where={"graph": "gowalla", "peer": ("composition[ones] fwd d=64",
-                                              "composition[bernoulli] fwd d=64",
-                                              "composition[bernoulli] fwd+bwd d=64",
-                                              "two single ARM passes[cpu] fwd d=64",
-                                              "torch stored-u arm K=3", "torch stored-u disarm K=3",
-                                              "scipy svds k=128", "ours[cpu] cold k=128",
-                                              "torch.topk loop d=64")}),
-    Table("pyg", "pyg_gowalla_cpu.json", ("performance.md",),
-          PEER_T + (Col("vs LGConv on edge_index", "speedup_vs.LGConv edge_index fwd d=64", "x"),),
-          where={"name": "pyg.LGConv fwd d=64"}),
-    Table("epoch_seconds", "epoch_seconds_gowalla_cpu.json", ("performance.md",),
-          (Col("model", "model"), Col("backend", "backend"),
-           Col("s / epoch", "seconds_per_epoch", "s"),
-           Col("full validation s", "eval_seconds", "s")), rows="runs"),
-    Table("epoch_seconds_shared", "epoch_seconds_gowalla_shared_cpu.json", ("performance.md",),
-          (Col("model", "model"), Col("threads", "threads"),
-           Col("s / epoch", "seconds_per_epoch", "s"),
-           Col("full validation s", "eval_seconds", "s")),
-          rows="runs"),
-    Table("wait_policy", "wait_policy_shared_cpu.json", ("performance.md",),
-          (Col("model", "model"), Col("threads", "threads"), Col("OpenMP wait policy", "policy"),
-           Col("epoch s", "epoch_s", "s"), Col("evaluation s", "eval_s", "s")), rows="summary"),
-    Table("truncated_svd", "bench_cpu.json", ("performance.md",),
-          (Col("graph", "graph"), Col("case", "name"), Col("ms", "median_ms", "ms"),
-           Col("peer", "peer"), Col("speed-up over peer", "speedup_vs_peer", "x"),
-           Col("relative error", "rel_error", "sci")), where={"op": "truncated_svd"}),
+    Table(
+        "masked_spmm_turns",
+        "bench_masked_spmm_cpu.json",
+        ("performance.md",),
+        PEER_T,
+        where={
+            "peer": (
+                "composition[bernoulli] fwd d=64",
+                "composition[bernoulli] fwd+bwd d=64",
+                "two single ARM passes[cpu] fwd d=64",
+            )
+        },
+    ),
+    Table(
+        "suite_gowalla",
+        "bench_cpu.json",
+        ("performance.md",),
+        (Col("op", "op"),) + PEER + (Col("GB/s", "gbps", "f2"),),
+        where={
+            "graph": "gowalla",
+            "peer": (
+                "composition[ones] fwd d=64",
+                "composition[bernoulli] fwd d=64",
+                "composition[bernoulli] fwd+bwd d=64",
+                "two single ARM passes[cpu] fwd d=64",
+                "torch stored-u arm K=3",
+                "torch stored-u disarm K=3",
+                "scipy svds k=128",
+                "ours[cpu] cold k=128",
+                "torch.topk loop d=64",
+            ),
+        },
+    ),
+    Table(
+        "pyg",
+        "pyg_gowalla_cpu.json",
+        ("performance.md",),
+        PEER_T + (Col("vs LGConv on edge_index", "speedup_vs.LGConv edge_index fwd d=64", "x"),),
+        where={"name": "pyg.LGConv fwd d=64"},
+    ),
+    Table(
+        "epoch_seconds",
+        "epoch_seconds_gowalla_cpu.json",
+        ("performance.md",),
+        (
+            Col("model", "model"),
+            Col("backend", "backend"),
+            Col("s / epoch", "seconds_per_epoch", "s"),
+            Col("full validation s", "eval_seconds", "s"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "epoch_seconds_shared",
+        "epoch_seconds_gowalla_shared_cpu.json",
+        ("performance.md",),
+        (
+            Col("model", "model"),
+            Col("threads", "threads"),
+            Col("s / epoch", "seconds_per_epoch", "s"),
+            Col("full validation s", "eval_seconds", "s"),
+        ),
+        rows="runs",
+    ),
+    Table(
+        "wait_policy",
+        "wait_policy_shared_cpu.json",
+        ("performance.md",),
+        (
+            Col("model", "model"),
+            Col("threads", "threads"),
+            Col("OpenMP wait policy", "policy"),
+            Col("epoch s", "epoch_s", "s"),
+            Col("evaluation s", "eval_s", "s"),
+        ),
+        rows="summary",
+    ),
+    Table(
+        "truncated_svd",
+        "bench_cpu.json",
+        ("performance.md",),
+        (
+            Col("graph", "graph"),
+            Col("case", "name"),
+            Col("ms", "median_ms", "ms"),
+            Col("peer", "peer"),
+            Col("speed-up over peer", "speedup_vs_peer", "x"),
+            Col("relative error", "rel_error", "sci"),
+        ),
+        where={"op": "truncated_svd"},
+    ),
 ]
-
 
 
 @dataclass(frozen=True)
 class Figure:
     """One headline figure of the README: the value at ``col.path`` of the one record of
     ``source`` that ``where`` selects, beside what it is compared with, linked to its page."""
+
     label: str
     source: str
     col: Col
     page: str
     rows: str | None = "cases"
     where: dict = field(default_factory=dict)
-    vs: tuple | None = None          # (label, where): the comparison, from the same file
-    against: str = ""                # or a fixed comparison (a published figure, the peer)
+    vs: tuple | None = None  # (label, where): the comparison, from the same file
+    against: str = ""  # or a fixed comparison (a published figure, the peer)
 
 
 FIGURES = [
-    Figure("masked renormalised propagation, Gowalla, d = 64, 1 thread: speed-up, forward",
-           "bench_masked_spmm_cpu.json", Col("", "speedup_vs_peer", "x"), "performance.md",
-           where={"name": "fused[cpu][bernoulli] fwd d=64", "threads": 1},
-           against="the PyTorch composition"),
-    Figure("the same, forward + backward", "bench_masked_spmm_cpu.json",
-           Col("", "speedup_vs_peer", "x"), "performance.md",
-           where={"name": "fused[cpu][bernoulli] fwd+bwd d=64", "threads": 1},
-           against="the PyTorch composition"),
-    Figure("`fastgcn_denoise.pyg.LGConv`, Gowalla, 1 thread: speed-up, forward",
-           "pyg_gowalla_cpu.json", Col("", "speedup_vs_peer", "x"), "performance.md",
-           where={"name": "pyg.LGConv fwd d=64", "threads": 1}, against="PyG `LGConv` on CSR"),
-    Figure("mask plug-in, built-in data + 10% noise: noise ROC AUC",
-           "denoise_synthetic_injected.json", Col("", "auc", "pm3"), "methods/masks.md",
-           rows="rows", where={"denoiser": "mask", "ratio": 0.1},
-           vs=("item-kNN", {"denoiser": "item-knn", "ratio": 0.1})),
-    Figure("the same: test Recall@20", "denoise_synthetic_injected.json",
-           Col("", "recall@20", "pm4"), "methods/masks.md", rows="rows",
-           where={"denoiser": "mask", "ratio": 0.1},
-           vs=("LightGCN", {"denoiser": "lightgcn", "ratio": 0.1})),
-    Figure("S-LightGCN (SGCN), built-in data + 10% noise: test Recall@20",
-           "robustness_synthetic.json", Col("", "test.recall@20", "f4"), "methods/sgcn.md",
-           rows="runs", where={"model": "s-lightgcn", "noise": 0.1},
-           vs=("LightGCN", {"model": "lightgcn", "noise": 0.1})),
-    Figure("DGR on SimGCL, Yelp, 10 epochs: test Recall@20", "dgr_yelp_cpu.json",
-           Col("", "test_recall@20", "f4"), "methods/dgr.md", rows="runs",
-           where={"run": "simgcl+dgr"}, vs=("SimGCL", {"run": "simgcl"})),
-    Figure("LightGNN pruned student, Yelp: test Recall@20",
-           "lightgnn_yelp_cpu.json", Col("", "recall@20", "f4"), "methods/lightgnn.md",
-           rows="table_test", where={"key": "student"}, vs=("teacher", {"key": "teacher"})),
-    Figure("GRCN, TikTok: test Recall@20", "grcn_tiktok.json",
-           Col("", "test.recall@20", "f4"), "methods/grcn.md", rows="runs",
-           where={"model": "grcn", "variant": "default (confidence_init ones)"},
-           vs=("LightGCN", {"model": "lightgcn"})),
-    Figure("L0-SIGN, Twitter, 5 seeds: test AUC", "l0sign_table3.json",
-           Col("", "test_auc_mean", "pm4", std="test_auc_std"), "methods/l0sign.md", rows="rows",
-           where={"data": "twitter", "model": "l0-sign"}, against="paper 0.7231"),
+    Figure(
+        "masked renormalised propagation, Gowalla, d = 64, 1 thread: speed-up, forward",
+        "bench_masked_spmm_cpu.json",
+        Col("", "speedup_vs_peer", "x"),
+        "performance.md",
+        where={"name": "fused[cpu][bernoulli] fwd d=64", "threads": 1},
+        against="the PyTorch composition",
+    ),
+    Figure(
+        "the same, forward + backward",
+        "bench_masked_spmm_cpu.json",
+        Col("", "speedup_vs_peer", "x"),
+        "performance.md",
+        where={"name": "fused[cpu][bernoulli] fwd+bwd d=64", "threads": 1},
+        against="the PyTorch composition",
+    ),
+    Figure(
+        "`fastgcn_denoise.pyg.LGConv`, Gowalla, 1 thread: speed-up, forward",
+        "pyg_gowalla_cpu.json",
+        Col("", "speedup_vs_peer", "x"),
+        "performance.md",
+        where={"name": "pyg.LGConv fwd d=64", "threads": 1},
+        against="PyG `LGConv` on CSR",
+    ),
+    Figure(
+        "mask plug-in, built-in data + 10% noise: noise ROC AUC",
+        "denoise_synthetic_injected.json",
+        Col("", "auc", "pm3"),
+        "methods/masks.md",
+        rows="rows",
+        where={"denoiser": "mask", "ratio": 0.1},
+        vs=("item-kNN", {"denoiser": "item-knn", "ratio": 0.1}),
+    ),
+    Figure(
+        "the same: test Recall@20",
+        "denoise_synthetic_injected.json",
+        Col("", "recall@20", "pm4"),
+        "methods/masks.md",
+        rows="rows",
+        where={"denoiser": "mask", "ratio": 0.1},
+        vs=("LightGCN", {"denoiser": "lightgcn", "ratio": 0.1}),
+    ),
+    Figure(
+        "S-LightGCN (SGCN), built-in data + 10% noise: test Recall@20",
+        "robustness_synthetic.json",
+        Col("", "test.recall@20", "f4"),
+        "methods/sgcn.md",
+        rows="runs",
+        where={"model": "s-lightgcn", "noise": 0.1},
+        vs=("LightGCN", {"model": "lightgcn", "noise": 0.1}),
+    ),
+    Figure(
+        "DGR on SimGCL, Yelp, 10 epochs: test Recall@20",
+        "dgr_yelp_cpu.json",
+        Col("", "test_recall@20", "f4"),
+        "methods/dgr.md",
+        rows="runs",
+        where={"run": "simgcl+dgr"},
+        vs=("SimGCL", {"run": "simgcl"}),
+    ),
+    Figure(
+        "LightGNN pruned student, Yelp: test Recall@20",
+        "lightgnn_yelp_cpu.json",
+        Col("", "recall@20", "f4"),
+        "methods/lightgnn.md",
+        rows="table_test",
+        where={"key": "student"},
+        vs=("teacher", {"key": "teacher"}),
+    ),
+    Figure(
+        "GRCN, TikTok: test Recall@20",
+        "grcn_tiktok.json",
+        Col("", "test.recall@20", "f4"),
+        "methods/grcn.md",
+        rows="runs",
+        where={"model": "grcn", "variant": "default (confidence_init ones)"},
+        vs=("LightGCN", {"model": "lightgcn"}),
+    ),
+    Figure(
+        "L0-SIGN, Twitter, 5 seeds: test AUC",
+        "l0sign_table3.json",
+        Col("", "test_auc_mean", "pm4", std="test_auc_std"),
+        "methods/l0sign.md",
+        rows="rows",
+        where={"data": "twitter", "model": "l0-sign"},
+        against="paper 0.7231",
+    ),
 ]
 README = DOCS.parent / "README.md"
 FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
@@ -286,8 +546,9 @@ def _records(table, doc) -> list:
             found = _get(doc, table.rows)
         except KeyError:
             raise TableError(f"{where}: no '{table.rows}' in the file") from None
-        records = ([{"key": k, **v} for k, v in found.items()] if isinstance(found, dict)
-                   else list(found))
+        records = (
+            [{"key": k, **v} for k, v in found.items()] if isinstance(found, dict) else list(found)
+        )
     for key, want in table.where.items():
         want = want if isinstance(want, tuple) else (want,)
         records = [r for r in records if r.get(key) in want]
@@ -327,12 +588,17 @@ def render(table: Table) -> str:
     records = _records(table, doc)
     for col in table.cols:
         if all(_cell(r, col) == MISSING for r in records):
-            raise TableError(f"{table.name} ({table.source}): column '{col.header}' "
-                             f"({col.path}) is in no row")
-    lines = [f"*Generated from `bench/results/{table.source}`"
-             + (f" ({_provenance(doc)})" if _provenance(doc) else "") + ".*", "",
-             "| " + " | ".join(c.header for c in table.cols) + " |",
-             "|" + "|".join("---" for _ in table.cols) + "|"]
+            raise TableError(
+                f"{table.name} ({table.source}): column '{col.header}' ({col.path}) is in no row"
+            )
+    lines = [
+        f"*Generated from `bench/results/{table.source}`"
+        + (f" ({_provenance(doc)})" if _provenance(doc) else "")
+        + ".*",
+        "",
+        "| " + " | ".join(c.header for c in table.cols) + " |",
+        "|" + "|".join("---" for _ in table.cols) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(r, c) for c in table.cols) + " |" for r in records]
     return "\n".join(lines) + "\n"
 
@@ -340,8 +606,9 @@ def render(table: Table) -> str:
 def _one(figure: Figure, doc, where: dict) -> str:
     records = _records(replace(figure, where=where), doc)
     if len(records) != 1:
-        raise TableError(f"{figure.label} ({figure.source}): {len(records)} records match "
-                         f"{where}, not one")
+        raise TableError(
+            f"{figure.label} ({figure.source}): {len(records)} records match {where}, not one"
+        )
     value = _cell(records[0], figure.col)
     if value == MISSING:
         raise TableError(f"{figure.label} ({figure.source}): no {figure.col.path} in {where}")
@@ -354,8 +621,10 @@ def render_figures(figures=FIGURES) -> str:
     for f in figures:
         doc = _load(f.source, f.label)
         against = f"{f.vs[0]} {_one(f, doc, f.vs[1])}" if f.vs else f.against
-        lines.append(f"| {f.label} | {_one(f, doc, f.where)} | {against} | "
-                     f"[{f.page.removesuffix('.md')}](docs/{f.page}) |")
+        lines.append(
+            f"| {f.label} | {_one(f, doc, f.where)} | {against} | "
+            f"[{f.page.removesuffix('.md')}](docs/{f.page}) |"
+        )
     return "\n".join(lines)
 
 
@@ -370,8 +639,10 @@ def readme_figures(readme: Path = README, write: bool = False) -> None:
     if text[start:end] == block:
         return
     if not write:
-        raise TableError(f"{readme}: the headline figures differ from bench/results/: run "
-                         "python docs/gen_tables.py --readme")
+        raise TableError(
+            f"{readme}: the headline figures differ from bench/results/: run "
+            "python docs/gen_tables.py --readme"
+        )
     readme.write_text(text[:start] + block + text[end:])
 
 
@@ -384,10 +655,12 @@ def generate(tables=TABLES, out: Path = OUT, docs: Path = DOCS) -> list[Path]:
     for t in tables:
         for page in t.pages:
             page_path = docs / page
-            if f"_generated/{t.name}.md" not in (page_path.read_text() if page_path.is_file()
-                                                  else ""):
-                raise TableError(f"{t.name}: page docs/{page} does not include "
-                                 f"/_generated/{t.name}.md")
+            if f"_generated/{t.name}.md" not in (
+                page_path.read_text() if page_path.is_file() else ""
+            ):
+                raise TableError(
+                    f"{t.name}: page docs/{page} does not include /_generated/{t.name}.md"
+                )
     out.mkdir(exist_ok=True)
     for stale in out.glob("*.md"):
         stale.unlink()
@@ -399,8 +672,9 @@ def generate(tables=TABLES, out: Path = OUT, docs: Path = DOCS) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python docs/gen_tables.py",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python docs/gen_tables.py", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--list", action="store_true", help="print table, result file and pages")
     ap.add_argument("--readme", action="store_true", help="rewrite README.md's headline figures")
     args = ap.parse_args(argv)

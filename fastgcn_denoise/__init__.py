@@ -1,4 +1,5 @@
 """fastgcn_denoise: fused kernels and models for denoising graph-convolutional recommenders."""
+
 __version__ = "0.1.0"
 __all__ = ["BipartiteGraph", "__version__"]
 
@@ -8,5 +9,6 @@ def __getattr__(name):
     # OpenMP's environment first: see _runtime) does not load torch yet.
     if name == "BipartiteGraph":
         from .graph import BipartiteGraph
+
         return BipartiteGraph
     raise AttributeError(f"module 'fastgcn_denoise' has no attribute {name!r}")

@@ -1,4 +1,5 @@
 """``python -m fastgcn_denoise``: the same as the ``fastgcn-denoise`` command."""
+
 import sys
 
 from . import _runtime

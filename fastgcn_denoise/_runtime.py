@@ -12,6 +12,7 @@ core, our threads spin on the cores that process needs, and training slowed 3-4x
 item 16); ``bench/studies/wait_policy.py`` measures both policies at 1 and 2 threads, on a quiet machine
 and beside a busy process (``bench/results/wait_policy_shared_cpu.json``, summarised in the README).
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ hyper-parameters by declaring them beside the model; nothing else has to change.
         dim: int = option(64, "embedding size", min=1)
         layers: int = option(3, "propagation layers", min=0)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,10 +25,21 @@ from typing import Any
 _KINDS = (bool, int, float, str, tuple)
 
 
-def option(default, help: str, *, kind: type | None = None, choices: Sequence | None = None,
-           min: float | None = None, max: float | None = None, min_open: bool = False,
-           max_open: bool = False, none_ok: bool | None = None, metavar: str | None = None,
-           item: type | None = None, resumable: bool = False):
+def option(
+    default,
+    help: str,
+    *,
+    kind: type | None = None,
+    choices: Sequence | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    min_open: bool = False,
+    max_open: bool = False,
+    none_ok: bool | None = None,
+    metavar: str | None = None,
+    item: type | None = None,
+    resumable: bool = False,
+):
     """A dataclass field with its metadata.
 
     Args:
@@ -46,10 +58,20 @@ def option(default, help: str, *, kind: type | None = None, choices: Sequence | 
     kind = kind or type(default)
     if kind not in _KINDS:
         raise TypeError(f"option kind must be one of {_KINDS}, got {kind}")
-    meta = {"help": help, "kind": kind, "choices": None if choices is None else tuple(choices),
-            "min": min, "max": max, "min_open": min_open, "max_open": max_open,
-            "none_ok": default is None if none_ok is None else none_ok, "metavar": metavar,
-            "item": item or int, "resumable": resumable, "empty_ok": default == ()}
+    meta = {
+        "help": help,
+        "kind": kind,
+        "choices": None if choices is None else tuple(choices),
+        "min": min,
+        "max": max,
+        "min_open": min_open,
+        "max_open": max_open,
+        "none_ok": default is None if none_ok is None else none_ok,
+        "metavar": metavar,
+        "item": item or int,
+        "resumable": resumable,
+        "empty_ok": default == (),
+    }
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -69,6 +91,7 @@ def _bounds_text(meta) -> str:
 
 def check_value(name: str, value: Any, meta: dict, where: str) -> Any:
     """``value`` converted to the field's type; ValueError naming ``where``.field otherwise."""
+
     def bad(what):
         raise ValueError(f"{where}: {name} = {value!r}: {what}")
 
@@ -80,8 +103,9 @@ def check_value(name: str, value: Any, meta: dict, where: str) -> Any:
     if kind is tuple:
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             bad(f"must be a sequence of {meta['item'].__name__}")
-        values = tuple(check_value(name, v, dict(meta, kind=meta["item"], choices=None), where)
-                       for v in value)
+        values = tuple(
+            check_value(name, v, dict(meta, kind=meta["item"], choices=None), where) for v in value
+        )
         if not values and not meta["empty_ok"]:
             bad("must not be empty")
         return values
@@ -106,8 +130,9 @@ def check_value(name: str, value: Any, meta: dict, where: str) -> Any:
         bad(f"choose one of {', '.join(map(str, meta['choices']))}")
     if kind in (int, float):
         lo, hi = meta["min"], meta["max"]
-        if (lo is not None and (value <= lo if meta["min_open"] else value < lo)) or \
-                (hi is not None and (value >= hi if meta["max_open"] else value > hi)):
+        if (lo is not None and (value <= lo if meta["min_open"] else value < lo)) or (
+            hi is not None and (value >= hi if meta["max_open"] else value > hi)
+        ):
             bad(f"must be {_bounds_text(meta)}")
     return value
 
@@ -133,8 +158,10 @@ def from_dict(cls, values: dict, where: str | None = None):
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{where or cls.__name__}: unknown option(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(names))}")
+        raise ValueError(
+            f"{where or cls.__name__}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(names))}"
+        )
     return check(cls(**values), where)
 
 
@@ -146,8 +173,10 @@ def parse_text(text: str, meta: dict):
     if kind is tuple:
         if not text.strip():
             return ()
-        return tuple(parse_text(t.strip(), dict(meta, kind=meta["item"], none_ok=False))
-                     for t in text.split(","))
+        return tuple(
+            parse_text(t.strip(), dict(meta, kind=meta["item"], none_ok=False))
+            for t in text.split(",")
+        )
     if kind is bool:
         lowered = text.lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -188,8 +217,10 @@ def _toml_key(key: str) -> str:
 
 
 def _toml_string(text: str) -> str:
-    escaped = (f"\\{ch}" if ch in '"\\' else f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f"
-               else ch for ch in text)
+    escaped = (
+        f"\\{ch}" if ch in '"\\' else f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f" else ch
+        for ch in text
+    )
     return '"' + "".join(escaped) + '"'
 
 
@@ -214,8 +245,11 @@ def to_toml(tables: dict, header: str = "") -> str:
     for name, values in tables.items():
         lines += ["", "[" + ".".join(map(_toml_key, name.split("."))) + "]"]
         for key, value in values.items():
-            lines.append(f"# {_toml_key(key)}: not set" if value is None
-                         else f"{_toml_key(key)} = {_toml_value(value, f'{name}.{key}')}")
+            lines.append(
+                f"# {_toml_key(key)}: not set"
+                if value is None
+                else f"{_toml_key(key)} = {_toml_value(value, f'{name}.{key}')}"
+            )
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
@@ -227,8 +261,9 @@ def read_toml(path) -> dict:
         try:
             import tomli as tomllib
         except ImportError:
-            raise ValueError(f"{path}: reading TOML needs Python 3.11+ (or pip install "
-                             "tomli)") from None
+            raise ValueError(
+                f"{path}: reading TOML needs Python 3.11+ (or pip install tomli)"
+            ) from None
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -245,8 +280,10 @@ def save_run_file(path, run) -> None:
     ``model_config`` as [model], each of its ``plugins`` as [plugins.NAME]."""
     tables = {"train": to_dict(run), "model": dict(run.model_config)}
     tables.update({f"plugins.{name}": dict(values) for name, values in run.plugins.items()})
-    header = ("The resolved settings of a fastgcn-denoise run (every default filled in).\n"
-              f"Replay: fastgcn-denoise train --config {path} --out OTHER_DIR")
+    header = (
+        "The resolved settings of a fastgcn-denoise run (every default filled in).\n"
+        f"Replay: fastgcn-denoise train --config {path} --out OTHER_DIR"
+    )
     Path(path).write_text(to_toml(tables, header))
 
 
@@ -257,12 +294,18 @@ def read_run_file(path) -> tuple[dict, dict, dict]:
     doc = read_toml(path)
     for key, value in doc.items():
         if key not in RUN_TABLES or not isinstance(value, dict):
-            raise ValueError(f"{path}: unknown key {key!r} at the top level; a run file has the "
-                             "tables [train], [model] and [plugins.NAME]")
+            raise ValueError(
+                f"{path}: unknown key {key!r} at the top level; a run file has the "
+                "tables [train], [model] and [plugins.NAME]"
+            )
     plugins = doc.get("plugins", {})
     bad = [name for name, values in plugins.items() if not isinstance(values, dict)]
     if bad:  # a user's file: a ValueError, which the command line prints as one line
-        raise ValueError(f"{path}: plugins.{bad[0]} must be a table [plugins.{bad[0]}] of the "
-                         "plug-in's options")
-    return dict(doc.get("train", {})), dict(doc.get("model", {})), \
-        {name: dict(values) for name, values in plugins.items()}
+        raise ValueError(
+            f"{path}: plugins.{bad[0]} must be a table [plugins.{bad[0]}] of the plug-in's options"
+        )
+    return (
+        dict(doc.get("train", {})),
+        dict(doc.get("model", {})),
+        {name: dict(values) for name, values in plugins.items()},
+    )

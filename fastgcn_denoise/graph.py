@@ -5,6 +5,7 @@ user. Every per-edge tensor in the project (mask logits, edge weights, exported 
 probabilities) is in this order. CSR(R^T) is kept too, with ``perm`` mapping its positions to edge
 ids, so that both propagation directions (and each one's backward) are row-parallel.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def _as_int_array(values, name: str) -> np.ndarray:
     """Convert ids to a 1-D int64 numpy array, refusing floats, bools and nested shapes."""
     if isinstance(values, torch.Tensor):
         if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
-            raise ValueError(f"BipartiteGraph: {name} must hold integer ids, got a tensor of "
-                             f"dtype {values.dtype}")
+            raise ValueError(
+                f"BipartiteGraph: {name} must hold integer ids, got a tensor of "
+                f"dtype {values.dtype}"
+            )
         arr = values.detach().cpu().numpy()
     else:
         arr = np.asarray(values)
@@ -36,8 +39,9 @@ def _as_int_array(values, name: str) -> np.ndarray:
             frac = np.nonzero(arr != np.floor(arr))[0]
             if frac.size:
                 bad = f" (first non-integer value {float(arr[frac[0]])} at position {int(frac[0])})"
-        raise ValueError(f"BipartiteGraph: {name} must hold integer ids, got dtype "
-                         f"{arr.dtype}{bad}")
+        raise ValueError(
+            f"BipartiteGraph: {name} must hold integer ids, got dtype {arr.dtype}{bad}"
+        )
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"BipartiteGraph: {name} holds ids too large for int64")
     return arr.astype(np.int64, copy=False)
@@ -46,8 +50,10 @@ def _as_int_array(values, name: str) -> np.ndarray:
 def _check_range(ids: np.ndarray, bound: int | None, name: str, count_name: str) -> int:
     neg = np.nonzero(ids < 0)[0]
     if neg.size:
-        raise ValueError(f"BipartiteGraph: {name}[{int(neg[0])}] = {int(ids[neg[0]])} is "
-                         "negative; ids must be >= 0")
+        raise ValueError(
+            f"BipartiteGraph: {name}[{int(neg[0])}] = {int(ids[neg[0]])} is "
+            "negative; ids must be >= 0"
+        )
     if bound is None:
         return int(ids.max()) + 1
     if bound <= 0:
@@ -56,7 +62,8 @@ def _check_range(ids: np.ndarray, bound: int | None, name: str, count_name: str)
     if over.size:
         raise ValueError(
             f"BipartiteGraph: {name}[{int(over[0])}] = {int(ids[over[0]])} is out of range: "
-            f"{count_name} = {bound}")
+            f"{count_name} = {bound}"
+        )
     return int(bound)
 
 
@@ -108,8 +115,14 @@ def check_ids(what: str, name: str, ids: torch.Tensor, bound: int) -> None:
             raise ValueError(f"{what}: {name}[{j}] = {int(ids[j])} is outside [0, {bound})")
 
 
-def check_csr(what: str, rowptr: torch.Tensor, col: torch.Tensor, num_cols: int,
-              names=("rowptr", "col"), ascending: bool = False) -> None:
+def check_csr(
+    what: str,
+    rowptr: torch.Tensor,
+    col: torch.Tensor,
+    num_cols: int,
+    names=("rowptr", "col"),
+    ascending: bool = False,
+) -> None:
     """rowptr [R + 1] from 0, non-decreasing, to nnz = len(col); 0 <= col < num_cols; with
     ``ascending``, columns strictly increasing within each row (sorted, no duplicates)."""
     p, c = names
@@ -120,11 +133,15 @@ def check_csr(what: str, rowptr: torch.Tensor, col: torch.Tensor, num_cols: int,
     steps = rowptr.diff()
     if steps.numel() and int(steps.min()) < 0:
         j = int((steps < 0).nonzero()[0]) + 1
-        raise ValueError(f"{what}: {p}[{j}] = {int(rowptr[j])} is below {p}[{j - 1}] = "
-                         f"{int(rowptr[j - 1])}; {p} must be non-decreasing")
+        raise ValueError(
+            f"{what}: {p}[{j}] = {int(rowptr[j])} is below {p}[{j - 1}] = "
+            f"{int(rowptr[j - 1])}; {p} must be non-decreasing"
+        )
     if int(rowptr[-1]) != col.shape[0]:
-        raise ValueError(f"{what}: {p}[-1] = {int(rowptr[-1])} but {c} has {col.shape[0]} "
-                         "entries; they must match")
+        raise ValueError(
+            f"{what}: {p}[-1] = {int(rowptr[-1])} but {c} has {col.shape[0]} "
+            "entries; they must match"
+        )
     check_ids(what, c, col, num_cols)
     if ascending and col.shape[0] > 1:
         # Position j > 0 must exceed j - 1 unless a row starts at j.
@@ -133,9 +150,11 @@ def check_csr(what: str, rowptr: torch.Tensor, col: torch.Tensor, num_cols: int,
         bad[starts[(starts > 0) & (starts < col.shape[0])] - 1] = False
         if bool(bad.any()):
             j = int(bad.nonzero()[0]) + 1
-            raise ValueError(f"{what}: {c}[{j}] = {int(col[j])} does not follow {c}[{j - 1}] = "
-                             f"{int(col[j - 1])} in its row; columns must be strictly ascending "
-                             "within a row (sorted, no duplicates)")
+            raise ValueError(
+                f"{what}: {c}[{j}] = {int(col[j])} does not follow {c}[{j - 1}] = "
+                f"{int(col[j - 1])} in its row; columns must be strictly ascending "
+                "within a row (sorted, no duplicates)"
+            )
 
 
 class BipartiteGraph:
@@ -153,14 +172,17 @@ class BipartiteGraph:
         deg_u [U], deg_i [I]: unmasked degrees.
     """
 
-    def __init__(self, user_ids, item_ids, num_users: int | None = None, num_items: int | None = None):
+    def __init__(
+        self, user_ids, item_ids, num_users: int | None = None, num_items: int | None = None
+    ):
         users = _as_int_array(user_ids, "user_ids")
         items = _as_int_array(item_ids, "item_ids")
         if users.shape[0] != items.shape[0]:
             raise ValueError(
                 f"BipartiteGraph: user_ids has {users.shape[0]} entries but item_ids has "
                 f"{items.shape[0]}; "
-                "they must pair up one interaction per position")
+                "they must pair up one interaction per position"
+            )
         if users.shape[0] == 0:
             raise ValueError("BipartiteGraph: no interactions: user_ids and item_ids are empty")
         num_users = _check_range(users, num_users, "user_ids", "num_users")
@@ -208,8 +230,9 @@ class BipartiteGraph:
 
     # ------------------------------------------------------------------ PyTorch Geometric layouts
     @classmethod
-    def from_edge_index(cls, edge_index, num_users: int | None = None,
-                        num_nodes: int | None = None) -> "BipartiteGraph":
+    def from_edge_index(
+        cls, edge_index, num_users: int | None = None, num_nodes: int | None = None
+    ) -> "BipartiteGraph":
         """From a PyG ``edge_index`` [2, n] on the homogeneous (U + I)-node graph: users are nodes
         ``[0, U)``, items ``[U, U + I)``, every interaction stored in both directions (as PyG's
         LightGCN examples build it) or only user -> item. See ``parse_edge_index``."""
@@ -231,15 +254,21 @@ class BipartiteGraph:
         if edge_type is None:
             types = [t for t in data.edge_types if not str(t[1]).startswith("rev_")]
             if len(types) != 1:
-                raise ValueError(f"data has edge types {list(data.edge_types)}: pass "
-                                 "edge_type=(user type, relation, item type) to pick one")
+                raise ValueError(
+                    f"data has edge types {list(data.edge_types)}: pass "
+                    "edge_type=(user type, relation, item type) to pick one"
+                )
             edge_type = types[0]
         elif edge_type not in data.edge_types:
-            raise ValueError(f"edge type {edge_type} is not in data (it has {list(data.edge_types)})")
+            raise ValueError(
+                f"edge type {edge_type} is not in data (it has {list(data.edge_types)})"
+            )
         src, _, dst = edge_type
         edge_index = data[edge_type].edge_index
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-            raise ValueError(f"data[{edge_type}].edge_index must be [2, n], got {tuple(edge_index.shape)}")
+            raise ValueError(
+                f"data[{edge_type}].edge_index must be [2, n], got {tuple(edge_index.shape)}"
+            )
         return cls(edge_index[0], edge_index[1], data[src].num_nodes, data[dst].num_nodes)
 
     # ------------------------------------------------------------------ properties
@@ -254,7 +283,8 @@ class BipartiteGraph:
     def edge_users(self) -> torch.Tensor:
         """[E] int64: the user of each edge id."""
         return torch.repeat_interleave(
-            torch.arange(self.num_users, device=self.device), self.deg_u, output_size=self.num_edges)
+            torch.arange(self.num_users, device=self.device), self.deg_u, output_size=self.num_edges
+        )
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(users [E], items [E]) in edge-id order."""
@@ -275,8 +305,12 @@ class BipartiteGraph:
     def save(self, path: str | os.PathLike) -> None:
         """Write CSR(R) and the sizes to an ``.npz`` file."""
         np.savez_compressed(
-            path, rowptr_u=self.rowptr_u.cpu().numpy(), col_item=self.col_item.cpu().numpy(),
-            num_items=np.int64(self.num_items), format=np.array("fastgcn_denoise.BipartiteGraph/1"))
+            path,
+            rowptr_u=self.rowptr_u.cpu().numpy(),
+            col_item=self.col_item.cpu().numpy(),
+            num_items=np.int64(self.num_items),
+            format=np.array("fastgcn_denoise.BipartiteGraph/1"),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BipartiteGraph":
@@ -291,8 +325,10 @@ class BipartiteGraph:
             raise ValueError(f"{path}: {e}") from None
 
     def __repr__(self) -> str:
-        return (f"BipartiteGraph(num_users={self.num_users}, num_items={self.num_items}, "
-                f"num_edges={self.num_edges}, device={self.device})")
+        return (
+            f"BipartiteGraph(num_users={self.num_users}, num_items={self.num_items}, "
+            f"num_edges={self.num_edges}, device={self.device})"
+        )
 
 
 class EdgeIndexLayout(NamedTuple):
@@ -304,6 +340,7 @@ class EdgeIndexLayout(NamedTuple):
     so a per-interaction tensor given in edge_index order maps to edge-id order as
     ``t[interaction_order]``.
     """
+
     graph: BipartiteGraph
     user_to_item: torch.Tensor
     item_to_user: torch.Tensor | None
@@ -317,8 +354,10 @@ def _split_point(low: np.ndarray, high: np.ndarray, num_users: int | None, src, 
         if bad.size:
             j = int(bad[0])
             side = "users" if high[j] < num_users else "items"
-            raise ValueError(f"edge_index is not a user-item graph with num_users = {num_users}: "
-                             f"column {j} links nodes {int(src[j])} and {int(dst[j])}, both {side}")
+            raise ValueError(
+                f"edge_index is not a user-item graph with num_users = {num_users}: "
+                f"column {j} links nodes {int(src[j])} and {int(dst[j])}, both {side}"
+            )
         return int(num_users)
     # The smallest valid U: isolated nodes between the last user and the first item go to items.
     split = int(low.max()) + 1
@@ -327,7 +366,8 @@ def _split_point(low: np.ndarray, high: np.ndarray, num_users: int | None, src, 
         raise ValueError(
             "edge_index is not bipartite with the users first (nodes [0, U) users, [U, N) items): "
             f"no U separates the ends of both column {j} (nodes {int(src[j])}, {int(dst[j])}) and "
-            f"column {k} (nodes {int(src[k])}, {int(dst[k])}); pass num_users if the split is known")
+            f"column {k} (nodes {int(src[k])}, {int(dst[k])}); pass num_users if the split is known"
+        )
     return split
 
 
@@ -338,13 +378,16 @@ def _sorted_keys(keys: np.ndarray, cols: np.ndarray, src, dst, what: str):
     dup = np.flatnonzero(sk[1:] == sk[:-1])
     if dup.size:
         a, b = int(cols[order[dup[0]]]), int(cols[order[dup[0] + 1]])
-        raise ValueError(f"edge_index has the {what} edge {int(src[a])} -> {int(dst[a])} twice "
-                         f"(columns {a} and {b}); coalesce it first (torch_geometric.utils.coalesce)")
+        raise ValueError(
+            f"edge_index has the {what} edge {int(src[a])} -> {int(dst[a])} twice "
+            f"(columns {a} and {b}); coalesce it first (torch_geometric.utils.coalesce)"
+        )
     return order, sk
 
 
-def parse_edge_index(edge_index, num_users: int | None = None,
-                     num_nodes: int | None = None) -> EdgeIndexLayout:
+def parse_edge_index(
+    edge_index, num_users: int | None = None, num_nodes: int | None = None
+) -> EdgeIndexLayout:
     """The bipartite graph behind a homogeneous PyG ``edge_index`` [2, n] and its column mapping.
 
     Nodes ``[0, U)`` are users and ``[U, N)`` items (``N`` = ``num_nodes``, default the largest
@@ -353,8 +396,16 @@ def parse_edge_index(edge_index, num_users: int | None = None,
     user -> item copies. ``ValueError`` (naming a column) for a self-loop, an edge between two
     users or two items, a duplicate, or a copy whose reverse is missing.
     """
-    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        shape = tuple(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index).__name__
+    if (
+        not isinstance(edge_index, torch.Tensor)
+        or edge_index.dim() != 2
+        or edge_index.shape[0] != 2
+    ):
+        shape = (
+            tuple(edge_index.shape)
+            if isinstance(edge_index, torch.Tensor)
+            else type(edge_index).__name__
+        )
         raise ValueError(f"edge_index must be a [2, num_edges] tensor, got {shape}")
     if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
         raise ValueError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
@@ -364,39 +415,49 @@ def parse_edge_index(edge_index, num_users: int | None = None,
     low, high = np.minimum(src, dst), np.maximum(src, dst)
     if low.min() < 0:
         j = int(np.argmin(low))
-        raise ValueError(f"edge_index column {j} has a negative node id ({int(src[j])}, {int(dst[j])})")
+        raise ValueError(
+            f"edge_index column {j} has a negative node id ({int(src[j])}, {int(dst[j])})"
+        )
     if num_nodes is None:
         num_nodes = int(high.max()) + 1
     elif high.max() >= num_nodes:
         j = int(np.argmax(high))
-        raise ValueError(f"edge_index column {j} refers to node {int(high[j])}, but there are "
-                         f"{num_nodes} nodes")
+        raise ValueError(
+            f"edge_index column {j} refers to node {int(high[j])}, but there are {num_nodes} nodes"
+        )
     loops = np.flatnonzero(src == dst)
     if loops.size:
-        raise ValueError(f"edge_index column {int(loops[0])} is a self-loop on node "
-                         f"{int(src[loops[0]])}; a user-item graph has none")
+        raise ValueError(
+            f"edge_index column {int(loops[0])} is a self-loop on node "
+            f"{int(src[loops[0]])}; a user-item graph has none"
+        )
     split = _split_point(low, high, num_users, src, dst)
     num_items = int(num_nodes) - split
     forward = np.flatnonzero(src < split)
     backward = np.flatnonzero(src >= split)
-    order_f, keys_f = _sorted_keys(src[forward] * num_items + (dst[forward] - split), forward,
-                                   src, dst, "user -> item")
+    order_f, keys_f = _sorted_keys(
+        src[forward] * num_items + (dst[forward] - split), forward, src, dst, "user -> item"
+    )
     item_to_user = None
     if backward.size:
-        order_b, keys_b = _sorted_keys(dst[backward] * num_items + (src[backward] - split),
-                                       backward, src, dst, "item -> user")
+        order_b, keys_b = _sorted_keys(
+            dst[backward] * num_items + (src[backward] - split), backward, src, dst, "item -> user"
+        )
         if not np.array_equal(keys_f, keys_b):
             missing_f = np.flatnonzero(~np.isin(keys_f, keys_b))
             if missing_f.size:
                 j = int(forward[order_f[missing_f[0]]])
             else:
                 j = int(backward[order_b[np.flatnonzero(~np.isin(keys_b, keys_f))[0]]])
-            raise ValueError(f"edge_index is not symmetric: column {j} ({int(src[j])} -> "
-                             f"{int(dst[j])}) has no reverse copy; store every interaction in "
-                             "both directions (torch_geometric.utils.to_undirected) or only as "
-                             "user -> item")
+            raise ValueError(
+                f"edge_index is not symmetric: column {j} ({int(src[j])} -> "
+                f"{int(dst[j])}) has no reverse copy; store every interaction in "
+                "both directions (torch_geometric.utils.to_undirected) or only as "
+                "user -> item"
+            )
         item_to_user = torch.from_numpy(backward[order_b])
     graph = BipartiteGraph.__new__(BipartiteGraph)
     graph._build(keys_f // num_items, keys_f % num_items, split, num_items)
-    return EdgeIndexLayout(graph, torch.from_numpy(forward[order_f]), item_to_user,
-                           torch.from_numpy(order_f))
+    return EdgeIndexLayout(
+        graph, torch.from_numpy(forward[order_f]), item_to_user, torch.from_numpy(order_f)
+    )

@@ -14,6 +14,7 @@ items, ids ascending), and both local CSRs index that buffer (``col_u``, ``col_i
 products of a layer read one buffer. The owner-side block of rank s is ``[its users | its items]``
 and ``requests[s]`` holds row indices into that block.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ def partition_bounds(degrees: torch.Tensor, world_size: int, balance: str = "con
         return [(n * r) // world_size for r in range(world_size + 1)]
     cum = torch.cumsum(degrees.to(torch.float64), 0)
     total = float(cum[-1]) if n else 0.0
-    targets = torch.tensor([total * r / world_size for r in range(1, world_size)],
-                           dtype=torch.float64)
+    targets = torch.tensor(
+        [total * r / world_size for r in range(1, world_size)], dtype=torch.float64
+    )
     inner = torch.searchsorted(cum, targets, right=False).add(1).clamp(max=n).tolist()
     return [0] + sorted(int(c) for c in inner) + [n]
 
@@ -99,21 +101,41 @@ class LocalPartition:
 
     @property
     def num_halo_users(self) -> int:
-        return int((self.buffer_keys[self.num_own_users + self.num_own_items:]
-                    < self.num_users).sum())
+        return int(
+            (self.buffer_keys[self.num_own_users + self.num_own_items :] < self.num_users).sum()
+        )
 
     def nbytes(self) -> int:
         """Bytes of the partition's tensors (the graph share this rank keeps)."""
-        return sum(t.numel() * t.element_size() for t in (
-            self.rowptr_u, self.col_u, self.rowptr_i, self.col_i, self.eid_i, self.buffer_keys,
-            *self.requests))
+        return sum(
+            t.numel() * t.element_size()
+            for t in (
+                self.rowptr_u,
+                self.col_u,
+                self.rowptr_i,
+                self.col_i,
+                self.eid_i,
+                self.buffer_keys,
+                *self.requests,
+            )
+        )
 
     def to(self, device) -> LocalPartition:
-        moved = {name: getattr(self, name).to(device) for name in
-                 ("rowptr_u", "col_u", "rowptr_i", "col_i", "eid_i", "buffer_keys")}
-        return LocalPartition(self.rank, self.world_size, self.num_users, self.num_items,
-                              self.user_bounds, self.item_bounds, edge_start=self.edge_start,
-                              requests=[r.to(device) for r in self.requests], **moved)
+        moved = {
+            name: getattr(self, name).to(device)
+            for name in ("rowptr_u", "col_u", "rowptr_i", "col_i", "eid_i", "buffer_keys")
+        }
+        return LocalPartition(
+            self.rank,
+            self.world_size,
+            self.num_users,
+            self.num_items,
+            self.user_bounds,
+            self.item_bounds,
+            edge_start=self.edge_start,
+            requests=[r.to(device) for r in self.requests],
+            **moved,
+        )
 
 
 def _halo(ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -128,11 +150,15 @@ def partition_graph(graph, rank: int, user_bounds: list, item_bounds: list) -> L
     """
     world = len(user_bounds) - 1
     if len(item_bounds) != world + 1 or not 0 <= rank < world:
-        raise ValueError(f"rank {rank} with {len(user_bounds) - 1} user ranges and "
-                         f"{len(item_bounds) - 1} item ranges: need one range per rank each")
+        raise ValueError(
+            f"rank {rank} with {len(user_bounds) - 1} user ranges and "
+            f"{len(item_bounds) - 1} item ranges: need one range per rank each"
+        )
     if user_bounds[-1] != graph.num_users or item_bounds[-1] != graph.num_items:
-        raise ValueError(f"cut points end at {user_bounds[-1]} users / {item_bounds[-1]} items, "
-                         f"but the graph has {graph.num_users} / {graph.num_items}")
+        raise ValueError(
+            f"cut points end at {user_bounds[-1]} users / {item_bounds[-1]} items, "
+            f"but the graph has {graph.num_users} / {graph.num_items}"
+        )
     num_users = graph.num_users
     u0, u1 = user_bounds[rank], user_bounds[rank + 1]
     i0, i1 = item_bounds[rank], item_bounds[rank + 1]
@@ -157,17 +183,35 @@ def partition_graph(graph, rank: int, user_bounds: list, item_bounds: list) -> L
     sorted_keys = halo_keys[order]
 
     def to_buffer(keys_: torch.Tensor, owned: torch.Tensor, owned_row: torch.Tensor):
-        halo_row = nu + ni + order[torch.searchsorted(sorted_keys, keys_).clamp(
-            max=max(sorted_keys.shape[0] - 1, 0))] if sorted_keys.numel() else keys_
+        halo_row = (
+            nu
+            + ni
+            + order[
+                torch.searchsorted(sorted_keys, keys_).clamp(max=max(sorted_keys.shape[0] - 1, 0))
+            ]
+            if sorted_keys.numel()
+            else keys_
+        )
         return torch.where(owned, owned_row, halo_row)
 
     col_u = to_buffer(num_users + items, (items >= i0) & (items < i1), nu + items - i0)
     col_i = to_buffer(users, (users >= u0) & (users < u1), users - u0)
     return LocalPartition(
-        rank, world, num_users, graph.num_items, list(user_bounds), list(item_bounds),
-        rowptr_u=rowptr_u[u0:u1 + 1] - e0, col_u=col_u, edge_start=e0,
-        rowptr_i=rowptr_i[i0:i1 + 1] - p0, col_i=col_i, eid_i=graph.perm[p0:p1].cpu().clone(),
-        requests=requests, buffer_keys=buffer_keys)
+        rank,
+        world,
+        num_users,
+        graph.num_items,
+        list(user_bounds),
+        list(item_bounds),
+        rowptr_u=rowptr_u[u0 : u1 + 1] - e0,
+        col_u=col_u,
+        edge_start=e0,
+        rowptr_i=rowptr_i[i0 : i1 + 1] - p0,
+        col_i=col_i,
+        eid_i=graph.perm[p0:p1].cpu().clone(),
+        requests=requests,
+        buffer_keys=buffer_keys,
+    )
 
 
 __all__ = ["BALANCES", "LocalPartition", "owner_of", "partition_bounds", "partition_graph"]

@@ -23,6 +23,7 @@ with the same content each step is found too. The cache holds the last ``CACHE_S
 and is shared by all layers (a LightGCN stack parses its graph once). Writes that bypass the
 version counter (``edge_index.data[...] = ...``) are not seen: call ``clear_cache()``.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -64,25 +65,30 @@ def _entry(edge_index: torch.Tensor, num_nodes: int, num_users: int | None, devi
         _LAYOUTS.move_to_end(key)
         return hit
     for old_key, old in list(_LAYOUTS.items()):
-        if (old_key[2:] == key[2:] and old.edge_index.shape == edge_index.shape
-                and old.edge_index.dtype == edge_index.dtype
-                and old.edge_index.device == edge_index.device
-                and torch.equal(old.edge_index, edge_index)):
+        if (
+            old_key[2:] == key[2:]
+            and old.edge_index.shape == edge_index.shape
+            and old.edge_index.dtype == edge_index.dtype
+            and old.edge_index.device == edge_index.device
+            and torch.equal(old.edge_index, edge_index)
+        ):
             del _LAYOUTS[old_key]
             entry = old
             entry.edge_index = edge_index
             break
     else:
-        entry = _Entry(edge_index, _layout_to(parse_edge_index(edge_index, num_users, num_nodes),
-                                              device))
+        entry = _Entry(
+            edge_index, _layout_to(parse_edge_index(edge_index, num_users, num_nodes), device)
+        )
     _LAYOUTS[key] = entry
     while len(_LAYOUTS) > CACHE_SIZE:
         _LAYOUTS.popitem(last=False)
     return entry
 
 
-def edge_index_layout(edge_index: torch.Tensor, num_nodes: int, num_users: int | None = None,
-                      device=None) -> EdgeIndexLayout:
+def edge_index_layout(
+    edge_index: torch.Tensor, num_nodes: int, num_users: int | None = None, device=None
+) -> EdgeIndexLayout:
     """The cached ``parse_edge_index`` of ``edge_index`` (module docstring), on ``device``."""
     return _entry(edge_index, num_nodes, num_users, device).layout
 
@@ -108,8 +114,9 @@ def _plain_operator(entry: _Entry, dtype: torch.dtype, normalize: bool):
         pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
         if normalize:
             r = torch.cat([g.deg_u, g.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
-            rows = torch.repeat_interleave(torch.arange(n, device=device), rowptr.diff(),
-                                           output_size=2 * e)
+            rows = torch.repeat_interleave(
+                torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
+            )
             weight = (r[rows] * r[col]).to(dtype)
         else:
             weight = torch.ones(2 * e, dtype=dtype, device=device)
@@ -122,8 +129,10 @@ def _per_interaction(name: str, t: torch.Tensor, layout: EdgeIndexLayout) -> tor
     e = layout.graph.num_edges
     if not isinstance(t, torch.Tensor) or t.shape != (e,):
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"{name} must have one value per interaction, shape [{e}] (in the order "
-                         f"of the user -> item columns of edge_index), got {shape}")
+        raise ValueError(
+            f"{name} must have one value per interaction, shape [{e}] (in the order "
+            f"of the user -> item columns of edge_index), got {shape}"
+        )
     return t[layout.interaction_order]
 
 
@@ -153,8 +162,9 @@ class LGConv(nn.Module):
       (``masked_spmm``'s target-edge holdout).
     """
 
-    def __init__(self, normalize: bool = True, num_users: int | None = None,
-                 backend: str | None = None):
+    def __init__(
+        self, normalize: bool = True, num_users: int | None = None, backend: str | None = None
+    ):
         super().__init__()
         self.normalize = bool(normalize)
         self.num_users = num_users
@@ -163,45 +173,72 @@ class LGConv(nn.Module):
     def _entry(self, edge_index: torch.Tensor, num_nodes: int, device=None) -> _Entry:
         entry = _entry(edge_index, num_nodes, self.num_users, device)
         if entry.layout.item_to_user is None:
-            raise ValueError("edge_index holds only user -> item edges; LGConv propagates in both "
-                             "directions: add the reverse copies (torch_geometric.utils."
-                             "to_undirected)")
+            raise ValueError(
+                "edge_index holds only user -> item edges; LGConv propagates in both "
+                "directions: add the reverse copies (torch_geometric.utils."
+                "to_undirected)"
+            )
         return entry
 
     def layout(self, edge_index: torch.Tensor, num_nodes: int, device=None) -> EdgeIndexLayout:
         """The (cached) bipartite graph and column mapping this layer uses for ``edge_index``."""
         return self._entry(edge_index, num_nodes, device).layout
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight=None, *,
-                logits=None, mode: str = "ones", seed: int = 0, offset: int = 0,
-                interaction_weight=None, holdout=None, **gate) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_weight=None,
+        *,
+        logits=None,
+        mode: str = "ones",
+        seed: int = 0,
+        offset: int = 0,
+        interaction_weight=None,
+        holdout=None,
+        **gate,
+    ) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be a [num_nodes, d] tensor, got {shape}")
         entry = self._entry(edge_index, x.shape[0], x.device)
         layout, graph = entry.layout, entry.layout.graph
-        if (mode == "ones" and logits is None and edge_weight is None and interaction_weight is None
-                and holdout is None and x.dtype in (torch.float32, torch.float64)):
+        if (
+            mode == "ones"
+            and logits is None
+            and edge_weight is None
+            and interaction_weight is None
+            and holdout is None
+            and x.dtype in (torch.float32, torch.float64)
+        ):
             pattern, weight = _plain_operator(entry, x.dtype, self.normalize)
             return weighted_spmm(pattern, weight, x, backend=self.backend)
         weight = None
         if edge_weight is not None and interaction_weight is not None:
-            raise ValueError("pass edge_weight (per edge_index column) or interaction_weight "
-                             "(per interaction), not both")
+            raise ValueError(
+                "pass edge_weight (per edge_index column) or interaction_weight "
+                "(per interaction), not both"
+            )
         if edge_weight is not None:
             n = edge_index.shape[1]
             if not isinstance(edge_weight, torch.Tensor) or edge_weight.shape != (n,):
-                shape = tuple(edge_weight.shape) if isinstance(edge_weight, torch.Tensor) else \
-                    type(edge_weight).__name__
-                raise ValueError(f"edge_weight must have one value per edge_index column, shape "
-                                 f"[{n}], got {shape}")
+                shape = (
+                    tuple(edge_weight.shape)
+                    if isinstance(edge_weight, torch.Tensor)
+                    else type(edge_weight).__name__
+                )
+                raise ValueError(
+                    f"edge_weight must have one value per edge_index column, shape "
+                    f"[{n}], got {shape}"
+                )
             ui, iu = edge_weight[layout.user_to_item], edge_weight[layout.item_to_user]
             if not torch.equal(ui.detach(), iu.detach()):
                 e = int((ui != iu).nonzero()[0])
                 raise ValueError(
                     f"edge_weight is not symmetric: column {int(layout.user_to_item[e])} has "
                     f"{float(ui[e])} but its reverse, column {int(layout.item_to_user[e])}, has "
-                    f"{float(iu[e])}; the fused propagation ties the two directions")
+                    f"{float(iu[e])}; the fused propagation ties the two directions"
+                )
             weight = 0.5 * (ui + iu)
         elif interaction_weight is not None:
             weight = _per_interaction("interaction_weight", interaction_weight, layout)
@@ -214,15 +251,26 @@ class LGConv(nn.Module):
             edge_id[order] = torch.arange(order.shape[0], device=order.device)
             holdout = edge_id[holdout]  # an index outside [0, E) fails here, as indexing does
         num_users = graph.num_users
-        y_user, y_item = masked_spmm(graph, x[:num_users], x[num_users:], logits, mode=mode,
-                                     seed=seed, offset=offset, edge_weight=weight,
-                                     renormalize=self.normalize, backend=self.backend,
-                                     holdout=holdout, **gate)
+        y_user, y_item = masked_spmm(
+            graph,
+            x[:num_users],
+            x[num_users:],
+            logits,
+            mode=mode,
+            seed=seed,
+            offset=offset,
+            edge_weight=weight,
+            renormalize=self.normalize,
+            backend=self.backend,
+            holdout=holdout,
+            **gate,
+        )
         return torch.cat([y_user, y_item])
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize}" + (
-            "" if self.num_users is None else f", num_users={self.num_users}")
+            "" if self.num_users is None else f", num_users={self.num_users}"
+        )
 
 
 __all__ = ["LGConv", "edge_index_layout", "clear_cache", "CACHE_SIZE"]

@@ -1,4 +1,5 @@
 """Helpers shared by the Triton kernel modules: dtypes, device checks, 64-bit arguments, sigmoid."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _acc_dtype(dtype: torch.dtype):
     """The kernels' accumulation (and mask) dtype for tensors of ``dtype``."""
     if dtype not in _DTYPES:
-        raise ValueError(f"triton backend: unsupported dtype {dtype} "
-                         "(float16, bfloat16, float32 or float64)")
+        raise ValueError(
+            f"triton backend: unsupported dtype {dtype} (float16, bfloat16, float32 or float64)"
+        )
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
@@ -22,8 +24,10 @@ def _check_device(*tensors):
     for t in tensors:
         interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
         if t is not None and t.device.type != "cuda" and not interpret:
-            raise ValueError(f"triton backend: tensor on {t.device}; it needs CUDA tensors "
-                             "(or TRITON_INTERPRET=1 for CPU tensors)")
+            raise ValueError(
+                f"triton backend: tensor on {t.device}; it needs CUDA tensors "
+                "(or TRITON_INTERPRET=1 for CPU tensors)"
+            )
 
 
 def _i64(v: int) -> int:

@@ -21,6 +21,7 @@ The embedding rows of a chunk are gathered from the tables (L1/L2-resident on a 
 Every vector load is masked (the interpreter has no bounds checks). Accumulation in float64 for
 float64 tensors, float32 otherwise.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,26 +39,46 @@ _BACKWARD_WARPS = 8
 
 
 @triton.jit
-def _load_mlps(w1_ptr, b1_ptr, w2_ptr, b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, d, e, hid, ghid,
-               HAS_GATE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_D: tl.constexpr,
-               BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr):
+def _load_mlps(
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    gw1_ptr,
+    gb1_ptr,
+    gw2_ptr,
+    gb2_ptr,
+    d,
+    e,
+    hid,
+    ghid,
+    HAS_GATE: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+):
     """The MLP weights as zero-padded tiles: W1^T [D, H], b1 [H], W2^T [H, D], b2 [D], W1g^T
     [E, G], b1g [G], w2g [G], b2g (scalar); the gate tiles are zeros without a gate."""
     od = tl.arange(0, BLOCK_D)
     oh = tl.arange(0, BLOCK_H)
     md, mh = od < d, oh < hid
-    w1t = tl.load(w1_ptr + oh[None, :] * d + od[:, None], mask=md[:, None] & mh[None, :],
-                  other=0.0).to(COMPUTE)
+    w1t = tl.load(
+        w1_ptr + oh[None, :] * d + od[:, None], mask=md[:, None] & mh[None, :], other=0.0
+    ).to(COMPUTE)
     b1 = tl.load(b1_ptr + oh, mask=mh, other=0.0).to(COMPUTE)
-    w2t = tl.load(w2_ptr + od[None, :] * hid + oh[:, None], mask=mh[:, None] & md[None, :],
-                  other=0.0).to(COMPUTE)
+    w2t = tl.load(
+        w2_ptr + od[None, :] * hid + oh[:, None], mask=mh[:, None] & md[None, :], other=0.0
+    ).to(COMPUTE)
     b2 = tl.load(b2_ptr + od, mask=md, other=0.0).to(COMPUTE)
     oe = tl.arange(0, BLOCK_E)
     og = tl.arange(0, BLOCK_G)
     me, mg = oe < e, og < ghid
     if HAS_GATE:
-        gw1t = tl.load(gw1_ptr + og[None, :] * e + oe[:, None], mask=me[:, None] & mg[None, :],
-                       other=0.0).to(COMPUTE)
+        gw1t = tl.load(
+            gw1_ptr + og[None, :] * e + oe[:, None], mask=me[:, None] & mg[None, :], other=0.0
+        ).to(COMPUTE)
         gb1 = tl.load(gb1_ptr + og, mask=mg, other=0.0).to(COMPUTE)
         gw2 = tl.load(gw2_ptr + og, mask=mg, other=0.0).to(COMPUTE)
         gb2 = tl.load(gb2_ptr).to(COMPUTE)
@@ -70,17 +91,48 @@ def _load_mlps(w1_ptr, b1_ptr, w2_ptr, b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_pt
 
 
 @triton.jit
-def _pairs(emb_ptr, eemb_ptr, f_j, mj, u_t, e_t, oj, t, k, pbase, seed, offset, tau, gamma, zeta,
-           shift, d, e, w1t, b1, w2t, b2, gw1t, gb1, gw2, gb2,
-           KIND: tl.constexpr, HAS_GATE: tl.constexpr, COMPUTE: tl.constexpr,
-           BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_E: tl.constexpr,
-           BLOCK_G: tl.constexpr):
+def _pairs(
+    emb_ptr,
+    eemb_ptr,
+    f_j,
+    mj,
+    u_t,
+    e_t,
+    oj,
+    t,
+    k,
+    pbase,
+    seed,
+    offset,
+    tau,
+    gamma,
+    zeta,
+    shift,
+    d,
+    e,
+    w1t,
+    b1,
+    w2t,
+    b2,
+    gw1t,
+    gb1,
+    gw2,
+    gb2,
+    KIND: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+):
     """Pairs {t, j} for a chunk of sources j: (U [J, D], A, hpre [J, H], Z [J, D], E [J, E'],
     AE, epre [J, G], s [J], ds [J], pi [J]); rows outside the chunk (mj False) are zero."""
     od = tl.arange(0, BLOCK_D)
     md = od < d
-    U = tl.load(emb_ptr + f_j[:, None] * d + od[None, :], mask=mj[:, None] & md[None, :],
-                other=0.0).to(COMPUTE)
+    U = tl.load(
+        emb_ptr + f_j[:, None] * d + od[None, :], mask=mj[:, None] & md[None, :], other=0.0
+    ).to(COMPUTE)
     A = U * u_t[None, :]
     hpre = tl.sum(A[:, :, None] * w1t[None, :, :], axis=1) + b1[None, :]
     Z = tl.sum(tl.maximum(hpre, 0.0)[:, :, None] * w2t[None, :, :], axis=1) + b2[None, :]
@@ -88,8 +140,9 @@ def _pairs(emb_ptr, eemb_ptr, f_j, mj, u_t, e_t, oj, t, k, pbase, seed, offset, 
     oe = tl.arange(0, BLOCK_E)
     me = oe < e
     if HAS_GATE:
-        E = tl.load(eemb_ptr + f_j[:, None] * e + oe[None, :], mask=mj[:, None] & me[None, :],
-                    other=0.0).to(COMPUTE)
+        E = tl.load(
+            eemb_ptr + f_j[:, None] * e + oe[None, :], mask=mj[:, None] & me[None, :], other=0.0
+        ).to(COMPUTE)
         AE = E * e_t[None, :]
         epre = tl.sum(AE[:, :, None] * gw1t[None, :, :], axis=1) + gb1[None, :]
         logit = tl.sum(tl.maximum(epre, 0.0) * gw2[None, :], axis=1) + gb2
@@ -113,19 +166,69 @@ def _pairs(emb_ptr, eemb_ptr, f_j, mj, u_t, e_t, oj, t, k, pbase, seed, offset, 
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _forward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr, b1_ptr, w2_ptr,
-                    b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, pooled_ptr, l0_ptr, l2_ptr,
-                    kept_ptr, counts_ptr, seed, offset, tau, gamma, zeta, shift, d, e, hid, ghid,
-                    KIND: tl.constexpr, HAS_GATE: tl.constexpr, DIRECTED: tl.constexpr,
-                    COMPUTE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-                    BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr):
+def _forward_kernel(
+    ptr_ptr,
+    nodes_ptr,
+    pair_ptr_ptr,
+    emb_ptr,
+    eemb_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    gw1_ptr,
+    gb1_ptr,
+    gw2_ptr,
+    gb2_ptr,
+    pooled_ptr,
+    l0_ptr,
+    l2_ptr,
+    kept_ptr,
+    counts_ptr,
+    seed,
+    offset,
+    tau,
+    gamma,
+    zeta,
+    shift,
+    d,
+    e,
+    hid,
+    ghid,
+    KIND: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    DIRECTED: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+):
     g = tl.program_id(0).to(tl.int64)
     start = tl.load(ptr_ptr + g)
     k = tl.load(ptr_ptr + g + 1) - start
     pbase = tl.load(pair_ptr_ptr + g)
     w1t, b1, w2t, b2, gw1t, gb1, gw2, gb2 = _load_mlps(
-        w1_ptr, b1_ptr, w2_ptr, b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, d, e, hid, ghid,
-        HAS_GATE, COMPUTE, BLOCK_D, BLOCK_E, BLOCK_H, BLOCK_G)
+        w1_ptr,
+        b1_ptr,
+        w2_ptr,
+        b2_ptr,
+        gw1_ptr,
+        gb1_ptr,
+        gw2_ptr,
+        gb2_ptr,
+        d,
+        e,
+        hid,
+        ghid,
+        HAS_GATE,
+        COMPUTE,
+        BLOCK_D,
+        BLOCK_E,
+        BLOCK_H,
+        BLOCK_G,
+    )
     od = tl.arange(0, BLOCK_D)
     md = od < d
     oe = tl.arange(0, BLOCK_E)
@@ -146,9 +249,40 @@ def _forward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr,
             mj = oj < k
             f_j = tl.load(nodes_ptr + start + oj, mask=mj, other=0)
             U, A, hpre, Z, E, AE, epre, s, ds, pi = _pairs(
-                emb_ptr, eemb_ptr, f_j, mj, u_t, e_t, oj, t, k, pbase, seed, offset, tau, gamma,
-                zeta, shift, d, e, w1t, b1, w2t, b2, gw1t, gb1, gw2, gb2,
-                KIND, HAS_GATE, COMPUTE, BLOCK_J, BLOCK_D, BLOCK_E, BLOCK_G)
+                emb_ptr,
+                eemb_ptr,
+                f_j,
+                mj,
+                u_t,
+                e_t,
+                oj,
+                t,
+                k,
+                pbase,
+                seed,
+                offset,
+                tau,
+                gamma,
+                zeta,
+                shift,
+                d,
+                e,
+                w1t,
+                b1,
+                w2t,
+                b2,
+                gw1t,
+                gb1,
+                gw2,
+                gb2,
+                KIND,
+                HAS_GATE,
+                COMPUTE,
+                BLOCK_J,
+                BLOCK_D,
+                BLOCK_E,
+                BLOCK_G,
+            )
             keep = mj & (s > 0.0)
             if DIRECTED:  # pair {lo, hi} delivers to hi only: to t when j <= t
                 recv = keep & (oj <= t)
@@ -170,20 +304,72 @@ def _forward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr,
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _backward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr, b1_ptr, w2_ptr,
-                     b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, counts_ptr, g_pooled_ptr,
-                     g_l0_ptr, g_l2_ptr, g_pos_ptr, g_epos_ptr, partial_ptr, num_params,
-                     seed, offset, tau, gamma, zeta, shift, d, e, hid, ghid,
-                     KIND: tl.constexpr, HAS_GATE: tl.constexpr, DIRECTED: tl.constexpr,
-                     COMPUTE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr):
+def _backward_kernel(
+    ptr_ptr,
+    nodes_ptr,
+    pair_ptr_ptr,
+    emb_ptr,
+    eemb_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    gw1_ptr,
+    gb1_ptr,
+    gw2_ptr,
+    gb2_ptr,
+    counts_ptr,
+    g_pooled_ptr,
+    g_l0_ptr,
+    g_l2_ptr,
+    g_pos_ptr,
+    g_epos_ptr,
+    partial_ptr,
+    num_params,
+    seed,
+    offset,
+    tau,
+    gamma,
+    zeta,
+    shift,
+    d,
+    e,
+    hid,
+    ghid,
+    KIND: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    DIRECTED: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+):
     g = tl.program_id(0).to(tl.int64)
     start = tl.load(ptr_ptr + g)
     k = tl.load(ptr_ptr + g + 1) - start
     pbase = tl.load(pair_ptr_ptr + g)
     w1t, b1, w2t, b2, gw1t, gb1, gw2, gb2 = _load_mlps(
-        w1_ptr, b1_ptr, w2_ptr, b2_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, d, e, hid, ghid,
-        HAS_GATE, COMPUTE, BLOCK_D, BLOCK_E, BLOCK_H, BLOCK_G)
+        w1_ptr,
+        b1_ptr,
+        w2_ptr,
+        b2_ptr,
+        gw1_ptr,
+        gb1_ptr,
+        gw2_ptr,
+        gb2_ptr,
+        d,
+        e,
+        hid,
+        ghid,
+        HAS_GATE,
+        COMPUTE,
+        BLOCK_D,
+        BLOCK_E,
+        BLOCK_H,
+        BLOCK_G,
+    )
     od = tl.arange(0, BLOCK_D)
     md = od < d
     oe = tl.arange(0, BLOCK_E)
@@ -220,9 +406,40 @@ def _backward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr
             mj = oj < k
             f_j = tl.load(nodes_ptr + start + oj, mask=mj, other=0)
             U, A, hpre, Z, E, AE, epre, s, ds, pi = _pairs(
-                emb_ptr, eemb_ptr, f_j, mj, u_t, e_t, oj, t, k, pbase, seed, offset, tau, gamma,
-                zeta, shift, d, e, w1t, b1, w2t, b2, gw1t, gb1, gw2, gb2,
-                KIND, HAS_GATE, COMPUTE, BLOCK_J, BLOCK_D, BLOCK_E, BLOCK_G)
+                emb_ptr,
+                eemb_ptr,
+                f_j,
+                mj,
+                u_t,
+                e_t,
+                oj,
+                t,
+                k,
+                pbase,
+                seed,
+                offset,
+                tau,
+                gamma,
+                zeta,
+                shift,
+                d,
+                e,
+                w1t,
+                b1,
+                w2t,
+                b2,
+                gw1t,
+                gb1,
+                gw2,
+                gb2,
+                KIND,
+                HAS_GATE,
+                COMPUTE,
+                BLOCK_J,
+                BLOCK_D,
+                BLOCK_E,
+                BLOCK_G,
+            )
             c_j = tl.load(counts_ptr + start + oj, mask=mj, other=0).to(COMPUTE)
             inv_cj = tl.where(c_j > 0, 1.0 / tl.maximum(c_j, 1.0), 0.0)
             # d pooled / d message of pair {t, j}, summed over the nodes it is delivered to.
@@ -261,8 +478,7 @@ def _backward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr
                 d_gb1 += tl.sum(dEo, axis=0)
         tl.store(g_pos_ptr + (start + t) * d + od, du.to(g_pos_ptr.dtype.element_ty), mask=md)
         if HAS_GATE:
-            tl.store(g_epos_ptr + (start + t) * e + oe, de.to(g_epos_ptr.dtype.element_ty),
-                     mask=me)
+            tl.store(g_epos_ptr + (start + t) * e + oe, de.to(g_epos_ptr.dtype.element_ty), mask=me)
     # One row of weight partials per graph, in nn.Linear layouts, the op's order.
     row = partial_ptr + g * num_params
     tl.store(row + oh[None, :] * d + od[:, None], d_w1t, mask=md[:, None] & mh[None, :])
@@ -285,11 +501,23 @@ def _backward_kernel(ptr_ptr, nodes_ptr, pair_ptr_ptr, emb_ptr, eemb_ptr, w1_ptr
 
 def _meta(tensors, kind):
     emb, eemb, w1 = tensors[0], tensors[1], tensors[2]
-    d, e, hid, ghid = emb.shape[1], eemb.shape[1], w1.shape[0], tensors[6].shape[0] if kind >= 0 else 0
+    d, e, hid, ghid = (
+        emb.shape[1],
+        eemb.shape[1],
+        w1.shape[0],
+        tensors[6].shape[0] if kind >= 0 else 0,
+    )
     p2 = lambda n: triton.next_power_of_2(max(int(n), 1))  # noqa: E731
     return (d, e, hid, ghid), dict(
-        KIND=max(int(kind), 0), HAS_GATE=kind >= 0, COMPUTE=_acc_dtype(emb.dtype),
-        BLOCK_J=_BLOCK_J, BLOCK_D=p2(d), BLOCK_E=p2(e), BLOCK_H=p2(hid), BLOCK_G=p2(ghid))
+        KIND=max(int(kind), 0),
+        HAS_GATE=kind >= 0,
+        COMPUTE=_acc_dtype(emb.dtype),
+        BLOCK_J=_BLOCK_J,
+        BLOCK_D=p2(d),
+        BLOCK_E=p2(e),
+        BLOCK_H=p2(hid),
+        BLOCK_G=p2(ghid),
+    )
 
 
 def _gate_ptrs(tensors):
@@ -311,14 +539,55 @@ def forward(ptr, nodes, pair_ptr, tensors, kind, seed, offset, tau, gamma, zeta,
     if num_graphs:
         eemb, gw1, gb1, gw2, gb2 = _gate_ptrs(tensors)
         _forward_kernel[(num_graphs,)](
-            ptr, nodes, pair_ptr, emb, eemb, *tensors[2:6], gw1, gb1, gw2, gb2, pooled, l0, l2,
-            kept, counts, _i64(seed), _i64(offset), float(tau), float(gamma), float(zeta),
-            float(shift), d, e, hid, ghid, DIRECTED=bool(directed), **meta)
+            ptr,
+            nodes,
+            pair_ptr,
+            emb,
+            eemb,
+            *tensors[2:6],
+            gw1,
+            gb1,
+            gw2,
+            gb2,
+            pooled,
+            l0,
+            l2,
+            kept,
+            counts,
+            _i64(seed),
+            _i64(offset),
+            float(tau),
+            float(gamma),
+            float(zeta),
+            float(shift),
+            d,
+            e,
+            hid,
+            ghid,
+            DIRECTED=bool(directed),
+            **meta,
+        )
     return pooled, l0, l2, kept, counts
 
 
-def backward(ptr, nodes, pair_ptr, tensors, kind, seed, offset, tau, gamma, zeta, shift,
-             directed, counts, g_pooled, g_l0, g_l2):
+def backward(
+    ptr,
+    nodes,
+    pair_ptr,
+    tensors,
+    kind,
+    seed,
+    offset,
+    tau,
+    gamma,
+    zeta,
+    shift,
+    directed,
+    counts,
+    g_pooled,
+    g_l0,
+    g_l2,
+):
     """(g_pos [N, d], g_epos [N, b], the 8 weight gradients)."""
     emb = tensors[0]
     _check_device(ptr, nodes, pair_ptr, counts, g_pooled, g_l0, g_l2, *tensors)
@@ -333,11 +602,38 @@ def backward(ptr, nodes, pair_ptr, tensors, kind, seed, offset, tau, gamma, zeta
     if num_graphs:
         eemb, gw1, gb1, gw2, gb2 = _gate_ptrs(tensors)
         _backward_kernel[(num_graphs,)](
-            ptr, nodes, pair_ptr, emb, eemb, *tensors[2:6], gw1, gb1, gw2, gb2, counts,
-            g_pooled, g_l0, g_l2, g_pos, g_epos, partial, num_params, _i64(seed), _i64(offset),
-            float(tau), float(gamma), float(zeta), float(shift), d, e, hid, ghid,
-            DIRECTED=bool(directed), num_warps=_BACKWARD_WARPS, **meta)
+            ptr,
+            nodes,
+            pair_ptr,
+            emb,
+            eemb,
+            *tensors[2:6],
+            gw1,
+            gb1,
+            gw2,
+            gb2,
+            counts,
+            g_pooled,
+            g_l0,
+            g_l2,
+            g_pos,
+            g_epos,
+            partial,
+            num_params,
+            _i64(seed),
+            _i64(offset),
+            float(tau),
+            float(gamma),
+            float(zeta),
+            float(shift),
+            d,
+            e,
+            hid,
+            ghid,
+            DIRECTED=bool(directed),
+            num_warps=_BACKWARD_WARPS,
+            **meta,
+        )
     flat = partial.sum(0)
     grads = [chunk.reshape(shape) for chunk, shape in zip(flat.split(sizes), shapes)]
     return [g_pos, g_epos, *grads]
-

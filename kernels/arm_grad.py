@@ -6,6 +6,7 @@ The masks use the propagation kernel's own sigmoid (``kernels.masked_spmm._sigmo
 the masks the arm_pos / arm_neg passes drew. The loss difference is read from device memory (a
 0-d tensor from the loss: no host sync).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,17 @@ _BLOCK = 1024
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _arm_grad_kernel(logits_ptr, df_ptr, out_ptr, seed, offset, n,
-                     DISARM: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+def _arm_grad_kernel(
+    logits_ptr,
+    df_ptr,
+    out_ptr,
+    seed,
+    offset,
+    n,
+    DISARM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     valid = idx < n
     u = tl.rand(seed, offset.to(tl.int64) + idx).to(COMPUTE)
@@ -47,6 +57,14 @@ def arm_grad(logits: torch.Tensor, seed: int, offset: int, df, disarm: bool) -> 
     if n == 0:
         return out
     _arm_grad_kernel[(triton.cdiv(n, _BLOCK),)](
-        logits, df, out, _i64(seed), _i64(offset), n,
-        DISARM=bool(disarm), COMPUTE=compute, BLOCK=_BLOCK)
+        logits,
+        df,
+        out,
+        _i64(seed),
+        _i64(offset),
+        n,
+        DISARM=bool(disarm),
+        COMPUTE=compute,
+        BLOCK=_BLOCK,
+    )
     return out

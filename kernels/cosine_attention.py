@@ -12,6 +12,7 @@ after a barrier (the row's maximum and sum must be known before the weights). A 
 a later value tile recomputes the cosines of its row (bit-identical values, so the duplicate
 stores are benign). Every load is masked (the interpreter has no bounds checks).
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,8 @@ import triton
 import triton.language as tl
 
 from fastgcn_denoise.kernels.masked_spmm import _acc_dtype, _blocks, _check_device
-from fastgcn_denoise.kernels.sddmm import dot_blocks, row_dot as _row_dot
+from fastgcn_denoise.kernels.sddmm import dot_blocks
+from fastgcn_denoise.kernels.sddmm import row_dot as _row_dot
 
 _TILE = 1024  # gathered elements per loop step of one program: BLOCK_NZ * max(BLOCK_K, BLOCK_D)
 
@@ -37,10 +39,26 @@ def _chunk(j0, end, eid_ptr, HAS_EID: tl.constexpr, BLOCK_NZ: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr, v_ptr, y_ptr,
-                    alpha_ptr, inv_tau_ptr, dk, dv, HAS_EID: tl.constexpr, HAS_COS: tl.constexpr,
-                    ACC: tl.constexpr, BLOCK_NZ: tl.constexpr, BLOCK_K: tl.constexpr,
-                    BLOCK_D: tl.constexpr):
+def _forward_kernel(
+    rowptr_ptr,
+    col_ptr,
+    eid_ptr,
+    cos_ptr,
+    k_row_ptr,
+    k_col_ptr,
+    v_ptr,
+    y_ptr,
+    alpha_ptr,
+    inv_tau_ptr,
+    dk,
+    dv,
+    HAS_EID: tl.constexpr,
+    HAS_COS: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     dt = tl.program_id(1).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
@@ -78,16 +96,29 @@ def _forward_kernel(rowptr_ptr, col_ptr, eid_ptr, cos_ptr, k_row_ptr, k_col_ptr,
         a = tl.exp(tl.where(valid, c * inv_tau - row_max, float("-inf"))) * inv_total
         if dt == 0:
             tl.store(alpha_ptr + e, a.to(alpha_ptr.dtype.element_ty), mask=valid)
-        v = tl.load(v_ptr + col[:, None] * dv + d[None, :], mask=valid[:, None] & dm[None, :],
-                    other=0.0).to(ACC)
+        v = tl.load(
+            v_ptr + col[:, None] * dv + d[None, :], mask=valid[:, None] & dm[None, :], other=0.0
+        ).to(ACC)
         acc += tl.sum(v * a[:, None], axis=0)
     tl.store(y_ptr + row * dv + d, acc.to(y_ptr.dtype.element_ty), mask=dm)
 
 
 @triton.jit
-def _backward_kernel(rowptr_ptr, col_ptr, eid_ptr, alpha_ptr, g_alpha_ptr, gy_ptr, v_ptr, gs_ptr,
-                     dv, HAS_EID: tl.constexpr, ACC: tl.constexpr, BLOCK_NZ: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
+def _backward_kernel(
+    rowptr_ptr,
+    col_ptr,
+    eid_ptr,
+    alpha_ptr,
+    g_alpha_ptr,
+    gy_ptr,
+    v_ptr,
+    gs_ptr,
+    dv,
+    HAS_EID: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
     end = tl.load(rowptr_ptr + row + 1)
@@ -126,10 +157,26 @@ def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
     block_nz = min(block_nz, block_nz_k)
     grid = (rows, triton.cdiv(dv, block_d))
     inv_tau_t = torch.full((1,), float(inv_tau), dtype=v_col.dtype, device=v_col.device)
-    _forward_kernel[grid](rowptr, col, col if eid is None else eid, cos_e, k_row, k_col, v_col, y,
-                          alpha, inv_tau_t, dk, dv, HAS_EID=eid is not None,
-                          HAS_COS=cos is not None, ACC=acc, BLOCK_NZ=block_nz, BLOCK_K=block_k,
-                          BLOCK_D=block_d)
+    _forward_kernel[grid](
+        rowptr,
+        col,
+        col if eid is None else eid,
+        cos_e,
+        k_row,
+        k_col,
+        v_col,
+        y,
+        alpha,
+        inv_tau_t,
+        dk,
+        dv,
+        HAS_EID=eid is not None,
+        HAS_COS=cos is not None,
+        ACC=acc,
+        BLOCK_NZ=block_nz,
+        BLOCK_K=block_k,
+        BLOCK_D=block_d,
+    )
     return y, alpha, cos_e
 
 
@@ -142,7 +189,19 @@ def attention_backward(rowptr, col, eid, alpha, g_alpha, gy, v_col):
     if rows == 0 or nnz == 0:
         return gs
     block_nz, block_k = dot_blocks(dv)
-    _backward_kernel[(rows,)](rowptr, col, col if eid is None else eid, alpha, g_alpha, gy, v_col,
-                              gs, dv, HAS_EID=eid is not None, ACC=acc, BLOCK_NZ=block_nz,
-                              BLOCK_K=block_k)
+    _backward_kernel[(rows,)](
+        rowptr,
+        col,
+        col if eid is None else eid,
+        alpha,
+        g_alpha,
+        gy,
+        v_col,
+        gs,
+        dv,
+        HAS_EID=eid is not None,
+        ACC=acc,
+        BLOCK_NZ=block_nz,
+        BLOCK_K=block_k,
+    )
     return gs

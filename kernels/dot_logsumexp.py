@@ -16,6 +16,7 @@ float32/float16/bfloat16 inputs; float64 uses broadcast-and-sum in float64 (exac
 tests). d is at most ``MAX_D``. Every load is masked (the interpreter, used for CPU tests, has
 no bounds checks).
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,18 @@ def _popcount(x):
 
 
 @triton.jit
-def _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
-           BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+def _pairs(
+    qb_ptr,
+    kb_ptr,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    words,
+    slack,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """bool [BLOCK_B, BLOCK_N]: |m_b & m_j| >= max(|m_b|, |m_j|) - slack (packed int32 words)."""
     overlap = tl.zeros([BLOCK_B, BLOCK_N], tl.int32)
     cq = tl.zeros([BLOCK_B], tl.int32)
@@ -71,9 +82,24 @@ def _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
 
 
 @triton.jit
-def _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words, slack,
-          MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
-          BLOCK_K: tl.constexpr):
+def _tile(
+    q_ptr,
+    k_ptr,
+    qb_ptr,
+    kb_ptr,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    d,
+    words,
+    slack,
+    MASKED: tl.constexpr,
+    DOT: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """Scores [BLOCK_B, BLOCK_N] with -inf outside the valid pairs, and the valid mask.
 
     The products run over d in chunks of BLOCK_K, each re-read from memory (L1/L2): a whole row
@@ -84,22 +110,39 @@ def _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words, sl
     for d0 in range(0, d, BLOCK_K):
         dd = d0 + tl.arange(0, BLOCK_K).to(tl.int64)
         dm = dd < d
-        q = tl.load(q_ptr + rows[:, None] * d + dd[None, :], mask=row_ok[:, None] & dm[None, :],
-                    other=0.0)
-        k = tl.load(k_ptr + cols[None, :] * d + dd[:, None], mask=col_ok[None, :] & dm[:, None],
-                    other=0.0)
+        q = tl.load(
+            q_ptr + rows[:, None] * d + dd[None, :], mask=row_ok[:, None] & dm[None, :], other=0.0
+        )
+        k = tl.load(
+            k_ptr + cols[None, :] * d + dd[:, None], mask=col_ok[None, :] & dm[:, None], other=0.0
+        )
         acc += _mm(q, k, DOT)
     valid = row_ok[:, None] & col_ok[None, :]
     if MASKED:
-        valid = valid & _pairs(qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack,
-                               BLOCK_B, BLOCK_N)
+        valid = valid & _pairs(
+            qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, words, slack, BLOCK_B, BLOCK_N
+        )
     return tl.where(valid, acc, float("-inf")), valid
 
 
 @triton.jit
-def _fwd_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, B, N, d, words, slack,
-                MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _fwd_kernel(
+    q_ptr,
+    k_ptr,
+    qb_ptr,
+    kb_ptr,
+    lse_ptr,
+    B,
+    N,
+    d,
+    words,
+    slack,
+    MASKED: tl.constexpr,
+    DOT: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
     row_ok = rows < B
     acc_t = tl.float32 if DOT else tl.float64
@@ -107,8 +150,24 @@ def _fwd_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, B, N, d, words, slack,
     s = tl.zeros([BLOCK_B], acc_t)
     for n0 in range(0, N, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
-        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, cols < N, d, words,
-                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
+        x, valid = _tile(
+            q_ptr,
+            k_ptr,
+            qb_ptr,
+            kb_ptr,
+            rows,
+            row_ok,
+            cols,
+            cols < N,
+            d,
+            words,
+            slack,
+            MASKED,
+            DOT,
+            BLOCK_B,
+            BLOCK_N,
+            BLOCK_K,
+        )
         new_m = tl.maximum(m, tl.max(x, axis=1))
         ref = tl.where(new_m == float("-inf"), 0.0, new_m)  # rows with nothing valid yet
         keep = tl.where(m == float("-inf"), 0.0, tl.exp(m - ref))
@@ -130,9 +189,26 @@ def _probs(x, valid, lse_ptr, g_ptr, rows, row_ok):
 
 
 @triton.jit
-def _dq_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dq_ptr, B, N, d, words, slack,
-               MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_O: tl.constexpr):
+def _dq_kernel(
+    q_ptr,
+    k_ptr,
+    qb_ptr,
+    kb_ptr,
+    lse_ptr,
+    g_ptr,
+    dq_ptr,
+    B,
+    N,
+    d,
+    words,
+    slack,
+    MASKED: tl.constexpr,
+    DOT: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_O: tl.constexpr,
+):
     """dq[rows, o-tile] of one (query block, output tile of BLOCK_O columns of d)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
     row_ok = rows < B
@@ -142,19 +218,56 @@ def _dq_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dq_ptr, B, N, d, wo
     for n0 in range(0, N, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
         col_ok = cols < N
-        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words,
-                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
-        k = tl.load(k_ptr + cols[:, None] * d + oo[None, :], mask=col_ok[:, None] & om[None, :],
-                    other=0.0)
+        x, valid = _tile(
+            q_ptr,
+            k_ptr,
+            qb_ptr,
+            kb_ptr,
+            rows,
+            row_ok,
+            cols,
+            col_ok,
+            d,
+            words,
+            slack,
+            MASKED,
+            DOT,
+            BLOCK_B,
+            BLOCK_N,
+            BLOCK_K,
+        )
+        k = tl.load(
+            k_ptr + cols[:, None] * d + oo[None, :], mask=col_ok[:, None] & om[None, :], other=0.0
+        )
         acc += _mm(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok), k, DOT)
-    tl.store(dq_ptr + rows[:, None] * d + oo[None, :], acc.to(dq_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & om[None, :])
+    tl.store(
+        dq_ptr + rows[:, None] * d + oo[None, :],
+        acc.to(dq_ptr.dtype.element_ty),
+        mask=row_ok[:, None] & om[None, :],
+    )
 
 
 @triton.jit
-def _dk_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dk_ptr, B, N, d, words, slack,
-               MASKED: tl.constexpr, DOT: tl.constexpr, BLOCK_B: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_O: tl.constexpr):
+def _dk_kernel(
+    q_ptr,
+    k_ptr,
+    qb_ptr,
+    kb_ptr,
+    lse_ptr,
+    g_ptr,
+    dk_ptr,
+    B,
+    N,
+    d,
+    words,
+    slack,
+    MASKED: tl.constexpr,
+    DOT: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_O: tl.constexpr,
+):
     """dk[cols, o-tile] of one (key block, output tile of BLOCK_O columns of d)."""
     cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
     col_ok = cols < N
@@ -164,13 +277,33 @@ def _dk_kernel(q_ptr, k_ptr, qb_ptr, kb_ptr, lse_ptr, g_ptr, dk_ptr, B, N, d, wo
     for b0 in range(0, B, BLOCK_B):
         rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
         row_ok = rows < B
-        x, valid = _tile(q_ptr, k_ptr, qb_ptr, kb_ptr, rows, row_ok, cols, col_ok, d, words,
-                         slack, MASKED, DOT, BLOCK_B, BLOCK_N, BLOCK_K)
-        q = tl.load(q_ptr + rows[:, None] * d + oo[None, :], mask=row_ok[:, None] & om[None, :],
-                    other=0.0)
+        x, valid = _tile(
+            q_ptr,
+            k_ptr,
+            qb_ptr,
+            kb_ptr,
+            rows,
+            row_ok,
+            cols,
+            col_ok,
+            d,
+            words,
+            slack,
+            MASKED,
+            DOT,
+            BLOCK_B,
+            BLOCK_N,
+            BLOCK_K,
+        )
+        q = tl.load(
+            q_ptr + rows[:, None] * d + oo[None, :], mask=row_ok[:, None] & om[None, :], other=0.0
+        )
         acc += _mm(tl.trans(_probs(x, valid, lse_ptr, g_ptr, rows, row_ok)), q, DOT)
-    tl.store(dk_ptr + cols[:, None] * d + oo[None, :], acc.to(dk_ptr.dtype.element_ty),
-             mask=col_ok[:, None] & om[None, :])
+    tl.store(
+        dk_ptr + cols[:, None] * d + oo[None, :],
+        acc.to(dk_ptr.dtype.element_ty),
+        mask=col_ok[:, None] & om[None, :],
+    )
 
 
 def _config(q: torch.Tensor):
@@ -184,9 +317,9 @@ def _config(q: torch.Tensor):
     # tl.dot needs >= 16 per side; float64 broadcast products are [B, K, N] in registers.
     # 32 x 32 score tiles: 32 x 64 tiles reach 255 registers and spill (FMA dots in fp32).
     block_b, block_n = (32, 32) if dot else (16, 16)
-    return dict(DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=min(block_d, _BLOCK_K),
-                num_warps=_WARPS), \
-        min(block_d, _BLOCK_O)
+    return dict(
+        DOT=dot, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=min(block_d, _BLOCK_K), num_warps=_WARPS
+    ), min(block_d, _BLOCK_O)
 
 
 def _masks(q, q_bits, k_bits):
@@ -223,9 +356,11 @@ def backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k):
     args = (q * (1.0 / tau), k, qb, kb, lse, g)
     if need_q:
         _dq_kernel[(triton.cdiv(B, cfg["BLOCK_B"]), tiles_o)](
-            *args, dq, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg)
+            *args, dq, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg
+        )
         dq.mul_(1.0 / tau)
     if need_k:  # the scaled queries already carry dx/dk = q / tau
         _dk_kernel[(triton.cdiv(N, cfg["BLOCK_N"]), tiles_o)](
-            *args, dk, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg)
+            *args, dk, B, N, d, words, slack, MASKED=masked, BLOCK_O=block_o, **cfg
+        )
     return dq, dk

@@ -5,6 +5,7 @@ Semantics and kind numbering: ``fastgcn_denoise/ops/reference.py`` (``gate_from_
 The standalone kernel is element-wise: one program per ``BLOCK`` logits of the flattened tensor,
 flat index n drawing ``tl.rand(seed, offset + n)`` (the propagation kernels' stream).
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,8 @@ from fastgcn_denoise.modes import GATE_ID, GATE_U_EPS
 
 _BLOCK = 1024
 _CONCRETE, _CONCRETE_ST, _HARD_CONCRETE = (
-    tl.constexpr(GATE_ID[k]) for k in ("concrete", "concrete_st", "hard_concrete"))
+    tl.constexpr(GATE_ID[k]) for k in ("concrete", "concrete_st", "hard_concrete")
+)
 _U_EPS = tl.constexpr(GATE_U_EPS)
 
 
@@ -45,9 +47,21 @@ def gate_eval(KIND: tl.constexpr, phi, u, tau, gamma, zeta):
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _gate_kernel(logits_ptr, z_ptr, dz_ptr, seed, offset, n, tau, gamma, zeta,
-                 KIND: tl.constexpr, NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr,
-                 BLOCK: tl.constexpr):
+def _gate_kernel(
+    logits_ptr,
+    z_ptr,
+    dz_ptr,
+    seed,
+    offset,
+    n,
+    tau,
+    gamma,
+    zeta,
+    KIND: tl.constexpr,
+    NEED_GRAD: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     valid = idx < n
     u = tl.rand(seed, offset.to(tl.int64) + idx)
@@ -68,7 +82,18 @@ def gate(logits, kind, seed, offset, temperature, gamma, zeta, need_grad):
     n = logits.numel()
     if n:
         _gate_kernel[(triton.cdiv(n, _BLOCK),)](
-            logits, z, z if dz is None else dz, _i64(seed), _i64(offset), n,
-            float(temperature), float(gamma), float(zeta),
-            KIND=int(kind), NEED_GRAD=bool(need_grad), COMPUTE=compute, BLOCK=_BLOCK)
+            logits,
+            z,
+            z if dz is None else dz,
+            _i64(seed),
+            _i64(offset),
+            n,
+            float(temperature),
+            float(gamma),
+            float(zeta),
+            KIND=int(kind),
+            NEED_GRAD=bool(need_grad),
+            COMPUTE=compute,
+            BLOCK=_BLOCK,
+        )
     return z, dz

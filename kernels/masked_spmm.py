@@ -16,6 +16,7 @@ kernels run only under ``TRITON_INTERPRET=1`` (tests on tiny graphs): the interp
 out-of-bounds protection, so every vector access is masked (the per-row scalars are in bounds by
 the grid, one program per row).
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,11 +38,12 @@ READS_HALF = True
 _SPMM_TILE = 1024
 _GRAD_TILE = 512
 _MAX_BLOCK_D = 128
-_BLOCK_NZ_1D = 64   # nonzeros per step in the loops that reduce scalars per edge
-_BLOCK_E = 1024     # edges per program in the element-wise edge_weights kernel
+_BLOCK_NZ_1D = 64  # nonzeros per step in the loops that reduce scalars per edge
+_BLOCK_E = 1024  # edges per program in the element-wise edge_weights kernel
 # Mode ids as compile-time constants for the kernels (the reference's numbering).
 _ONES, _ARM_POS, _ARM_NEG, _BERNOULLI, _EXPECT = (
-    tl.constexpr(MODE_ID[m]) for m in ("ones", "arm_pos", "arm_neg", "bernoulli", "expect"))
+    tl.constexpr(MODE_ID[m]) for m in ("ones", "arm_pos", "arm_neg", "bernoulli", "expect")
+)
 _GATE_MODE0 = tl.constexpr(GATE_MODE0)
 
 
@@ -77,10 +79,26 @@ def _mask_value(MODE: tl.constexpr, phi, u, tau, gamma, zeta):
 
 
 @triton.jit(do_not_specialize=["seed", "offset"])
-def _edge_weights_kernel(logits_ptr, omega_ptr, w_ptr, dw_ptr, seed, offset, num_edges, tau, gamma,
-                         zeta, M: tl.constexpr, MODE0: tl.constexpr, MODE1: tl.constexpr,
-                         HAS_LOGITS: tl.constexpr, HAS_OMEGA: tl.constexpr,
-                         NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_E: tl.constexpr):
+def _edge_weights_kernel(
+    logits_ptr,
+    omega_ptr,
+    w_ptr,
+    dw_ptr,
+    seed,
+    offset,
+    num_edges,
+    tau,
+    gamma,
+    zeta,
+    M: tl.constexpr,
+    MODE0: tl.constexpr,
+    MODE1: tl.constexpr,
+    HAS_LOGITS: tl.constexpr,
+    HAS_OMEGA: tl.constexpr,
+    NEED_GRAD: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
     """w[m, e] = z(MODE_m, phi_e, u_e) * omega_e for M = 1 or 2 modes sharing the uniforms; with
     NEED_GRAD also dw[m, e] = omega_e dz/dphi.
 
@@ -110,8 +128,9 @@ def _edge_weights_kernel(logits_ptr, omega_ptr, w_ptr, dw_ptr, seed, offset, num
             tl.store(dw_ptr + num_edges + e, (dz * omega).to(out_ty), mask=valid)
 
 
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
-                 need_grad=False):
+def edge_weights(
+    logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None, need_grad=False
+):
     """w [M, E] (``dtype``) = z_m(phi, u) * omega for each mode id in ``modes`` (1 or 2 of them);
     with ``need_grad`` the pair (w, dw/dphi). ``gate``: (temperature, gamma, zeta) of the gate
     modes."""
@@ -133,20 +152,43 @@ def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, dev
     if num_edges:
         tau, gamma, zeta = gate or (1.0, 0.0, 0.0)  # ignored without a gate mode
         _edge_weights_kernel[(triton.cdiv(num_edges, _BLOCK_E),)](
-            w if logits is None else logits, w if edge_weight is None else edge_weight, w,
-            w if dw is None else dw, _i64(seed), _i64(offset), num_edges,
-            float(tau), float(gamma), float(zeta),
-            M=len(modes), MODE0=modes[0], MODE1=modes[-1], HAS_LOGITS=logits is not None,
-            HAS_OMEGA=edge_weight is not None, NEED_GRAD=bool(need_grad), COMPUTE=compute,
-            BLOCK_E=_BLOCK_E)
+            w if logits is None else logits,
+            w if edge_weight is None else edge_weight,
+            w,
+            w if dw is None else dw,
+            _i64(seed),
+            _i64(offset),
+            num_edges,
+            float(tau),
+            float(gamma),
+            float(zeta),
+            M=len(modes),
+            MODE0=modes[0],
+            MODE1=modes[-1],
+            HAS_LOGITS=logits is not None,
+            HAS_OMEGA=edge_weight is not None,
+            NEED_GRAD=bool(need_grad),
+            COMPUTE=compute,
+            BLOCK_E=_BLOCK_E,
+        )
     return (w, dw) if need_grad else w
 
 
 # --------------------------------------------------------------------------- degree_rsqrt
 @triton.jit
-def _degree_rsqrt_kernel(rowptr_ptr, eid_ptr, w_ptr, r_ptr, num_rows, num_edges,
-                         M: tl.constexpr, HAS_EID: tl.constexpr, SELF_LOOP: tl.constexpr,
-                         ACC: tl.constexpr, BLOCK_NZ: tl.constexpr):
+def _degree_rsqrt_kernel(
+    rowptr_ptr,
+    eid_ptr,
+    w_ptr,
+    r_ptr,
+    num_rows,
+    num_edges,
+    M: tl.constexpr,
+    HAS_EID: tl.constexpr,
+    SELF_LOOP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+):
     """r[m, row] = (sum of w[m, e] over the row's edges (+1))^-1/2, 0 where the degree is 0."""
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
@@ -183,9 +225,19 @@ def _degree_side(rowptr, eid, w, self_loop):
     r = torch.empty(m, num_rows, dtype=w.dtype, device=w.device)
     if num_rows > 0:
         _degree_rsqrt_kernel[(num_rows,)](
-            rowptr, w if eid is None else eid, w, r, num_rows, w.shape[1],
-            M=m, HAS_EID=eid is not None, SELF_LOOP=bool(self_loop), ACC=_acc_dtype(w.dtype),
-            BLOCK_NZ=_BLOCK_NZ_1D, num_warps=2)
+            rowptr,
+            w if eid is None else eid,
+            w,
+            r,
+            num_rows,
+            w.shape[1],
+            M=m,
+            HAS_EID=eid is not None,
+            SELF_LOOP=bool(self_loop),
+            ACC=_acc_dtype(w.dtype),
+            BLOCK_NZ=_BLOCK_NZ_1D,
+            num_warps=2,
+        )
     return r
 
 
@@ -196,16 +248,36 @@ def degree_rsqrt(graph, w, self_loop):
     """
     w = w.contiguous()
     _check_device(w)
-    return (_degree_side(graph.rowptr_u, None, w, self_loop),
-            _degree_side(graph.rowptr_i, graph.perm, w, self_loop))
+    return (
+        _degree_side(graph.rowptr_u, None, w, self_loop),
+        _degree_side(graph.rowptr_i, graph.perm, w, self_loop),
+    )
 
 
 # --------------------------------------------------------------------------- spmm
 @triton.jit
-def _spmm_kernel(rowptr_ptr, col_ptr, eid_ptr, w_ptr, r_row_ptr, r_col_ptr, x_ptr, x_self_ptr,
-                 y_ptr, num_rows, num_cols, num_edges, d,
-                 M: tl.constexpr, HAS_EID: tl.constexpr, NORM: tl.constexpr, HAS_SELF: tl.constexpr,
-                 ACC: tl.constexpr, BLOCK_NZ: tl.constexpr, BLOCK_D: tl.constexpr):
+def _spmm_kernel(
+    rowptr_ptr,
+    col_ptr,
+    eid_ptr,
+    w_ptr,
+    r_row_ptr,
+    r_col_ptr,
+    x_ptr,
+    x_self_ptr,
+    y_ptr,
+    num_rows,
+    num_cols,
+    num_edges,
+    d,
+    M: tl.constexpr,
+    HAS_EID: tl.constexpr,
+    NORM: tl.constexpr,
+    HAS_SELF: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """y[m, row, tile] = r_row[m, row] sum_j w[m, eid_j] r_col[m, col_j] x[col_j, tile] (+ self).
 
     One program per (row, d tile). Each gathered x tile is loaded once and feeds all M outputs
@@ -226,14 +298,19 @@ def _spmm_kernel(rowptr_ptr, col_ptr, eid_ptr, w_ptr, r_row_ptr, r_col_ptr, x_pt
             e = tl.load(eid_ptr + pos, mask=valid, other=0)
         else:
             e = pos
-        coef = tl.load(w_ptr + m[:, None] * num_edges + e[None, :], mask=valid[None, :],
-                       other=0.0).to(ACC)
+        coef = tl.load(
+            w_ptr + m[:, None] * num_edges + e[None, :], mask=valid[None, :], other=0.0
+        ).to(ACC)
         if NORM:
-            rc = tl.load(r_col_ptr + m[:, None] * num_cols + col[None, :], mask=valid[None, :],
-                         other=0.0)
+            rc = tl.load(
+                r_col_ptr + m[:, None] * num_cols + col[None, :], mask=valid[None, :], other=0.0
+            )
             coef = coef * rc.to(ACC)
-        xt = tl.load(x_ptr + col[:, None] * d + cols_d[None, :],
-                     mask=valid[:, None] & valid_d[None, :], other=0.0).to(ACC)
+        xt = tl.load(
+            x_ptr + col[:, None] * d + cols_d[None, :],
+            mask=valid[:, None] & valid_d[None, :],
+            other=0.0,
+        ).to(ACC)
         acc += tl.sum(coef[:, :, None] * xt[None, :, :], axis=1)
     if NORM:  # r_row is constant along the row: applied once, after the sum
         rr = tl.load(r_row_ptr + m * num_rows + row, mask=m < M, other=0.0).to(ACC)
@@ -244,8 +321,11 @@ def _spmm_kernel(rowptr_ptr, col_ptr, eid_ptr, w_ptr, r_row_ptr, r_col_ptr, x_pt
             acc += (rr * rr)[:, None] * xs[None, :]
         else:
             acc += xs[None, :]
-    tl.store(y_ptr + (m[:, None] * num_rows + row) * d + cols_d[None, :],
-             acc.to(y_ptr.dtype.element_ty), mask=valid_d[None, :])
+    tl.store(
+        y_ptr + (m[:, None] * num_rows + row) * d + cols_d[None, :],
+        acc.to(y_ptr.dtype.element_ty),
+        mask=valid_d[None, :],
+    )
 
 
 def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
@@ -267,10 +347,28 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
     block_nz, block_d = _blocks(d, _SPMM_TILE)
     grid = (num_rows, triton.cdiv(d, block_d))
     _spmm_kernel[grid](
-        rowptr, col, col if eid is None else eid, w, r_row if norm else w, r_col if norm else w, x,
-        x if x_self is None else x_self, y, num_rows, num_cols, w.shape[1], d,
-        M=m, HAS_EID=eid is not None, NORM=norm, HAS_SELF=x_self is not None,
-        ACC=_acc_dtype(x.dtype), BLOCK_NZ=block_nz, BLOCK_D=block_d, num_warps=4)
+        rowptr,
+        col,
+        col if eid is None else eid,
+        w,
+        r_row if norm else w,
+        r_col if norm else w,
+        x,
+        x if x_self is None else x_self,
+        y,
+        num_rows,
+        num_cols,
+        w.shape[1],
+        d,
+        M=m,
+        HAS_EID=eid is not None,
+        NORM=norm,
+        HAS_SELF=x_self is not None,
+        ACC=_acc_dtype(x.dtype),
+        BLOCK_NZ=block_nz,
+        BLOCK_D=block_d,
+        num_warps=4,
+    )
     return y
 
 
@@ -289,11 +387,28 @@ def _row_dot(a_ptr, b_ptr, row, d, ACC: tl.constexpr, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _edge_grad_segment_kernel(rowptr_ptr, col_ptr, eid_ptr, w_ptr, r_row_ptr, r_col_ptr,
-                              x_row_ptr, gy_row_ptr, x_col_ptr, gy_col_ptr, g_ptr, half_ptr, d,
-                              HAS_EID: tl.constexpr, COMPUTE_G: tl.constexpr, NORM: tl.constexpr,
-                              SELF_LOOP: tl.constexpr, ACC: tl.constexpr,
-                              BLOCK_NZ: tl.constexpr, BLOCK_D: tl.constexpr):
+def _edge_grad_segment_kernel(
+    rowptr_ptr,
+    col_ptr,
+    eid_ptr,
+    w_ptr,
+    r_row_ptr,
+    r_col_ptr,
+    x_row_ptr,
+    gy_row_ptr,
+    x_col_ptr,
+    gy_col_ptr,
+    g_ptr,
+    half_ptr,
+    d,
+    HAS_EID: tl.constexpr,
+    COMPUTE_G: tl.constexpr,
+    NORM: tl.constexpr,
+    SELF_LOOP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """One row of CSR(R) (users) or CSR(R^T) (items) in the edge gradient.
 
     COMPUTE_G: G_e = <gy_row[row], x_col[col_e]> + <gy_col[col_e], x_row[row]>, stored at g[e];
@@ -341,8 +456,18 @@ def _edge_grad_segment_kernel(rowptr_ptr, col_ptr, eid_ptr, w_ptr, r_row_ptr, r_
 
 
 @triton.jit
-def _edge_grad_finish_kernel(rowptr_ptr, col_ptr, r_row_ptr, r_col_ptr, g_ptr, half_row_ptr,
-                             half_col_ptr, out_ptr, ACC: tl.constexpr, BLOCK_NZ: tl.constexpr):
+def _edge_grad_finish_kernel(
+    rowptr_ptr,
+    col_ptr,
+    r_row_ptr,
+    r_col_ptr,
+    g_ptr,
+    half_row_ptr,
+    half_col_ptr,
+    out_ptr,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+):
     """out[e] = r_u r_i G_e - half_u[u] - half_i[i] for the edges of one user row of CSR(R)."""
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
@@ -376,22 +501,84 @@ def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
     consts = dict(ACC=acc, BLOCK_NZ=block_nz, BLOCK_D=block_d, num_warps=4)
     if not norm:  # dL/dw = G: the first pass writes it straight into the result
         _edge_grad_segment_kernel[(graph.num_users,)](
-            graph.rowptr_u, graph.col_item, w, w, w, w, x_u, gy_u, x_i, gy_i, out, w, d,
-            HAS_EID=False, COMPUTE_G=True, NORM=False, SELF_LOOP=False, **consts)
+            graph.rowptr_u,
+            graph.col_item,
+            w,
+            w,
+            w,
+            w,
+            x_u,
+            gy_u,
+            x_i,
+            gy_i,
+            out,
+            w,
+            d,
+            HAS_EID=False,
+            COMPUTE_G=True,
+            NORM=False,
+            SELF_LOOP=False,
+            **consts,
+        )
         return out
     r_u, r_i = r_u.contiguous(), r_i.contiguous()
     # G is kept in the accumulation dtype between the passes.
-    g = torch.empty(num_edges, dtype=torch.float64 if acc == tl.float64 else torch.float32,
-                    device=w.device)
+    g = torch.empty(
+        num_edges, dtype=torch.float64 if acc == tl.float64 else torch.float32, device=w.device
+    )
     half_u = torch.empty(graph.num_users, dtype=g.dtype, device=w.device)
     half_i = torch.empty(graph.num_items, dtype=g.dtype, device=w.device)
     _edge_grad_segment_kernel[(graph.num_users,)](
-        graph.rowptr_u, graph.col_item, w, w, r_u, r_i, x_u, gy_u, x_i, gy_i, g, half_u, d,
-        HAS_EID=False, COMPUTE_G=True, NORM=True, SELF_LOOP=bool(self_loop), **consts)
+        graph.rowptr_u,
+        graph.col_item,
+        w,
+        w,
+        r_u,
+        r_i,
+        x_u,
+        gy_u,
+        x_i,
+        gy_i,
+        g,
+        half_u,
+        d,
+        HAS_EID=False,
+        COMPUTE_G=True,
+        NORM=True,
+        SELF_LOOP=bool(self_loop),
+        **consts,
+    )
     _edge_grad_segment_kernel[(graph.num_items,)](
-        graph.rowptr_i, graph.col_user, graph.perm, w, r_i, r_u, x_i, gy_i, x_u, gy_u, g, half_i, d,
-        HAS_EID=True, COMPUTE_G=False, NORM=True, SELF_LOOP=bool(self_loop), **consts)
+        graph.rowptr_i,
+        graph.col_user,
+        graph.perm,
+        w,
+        r_i,
+        r_u,
+        x_i,
+        gy_i,
+        x_u,
+        gy_u,
+        g,
+        half_i,
+        d,
+        HAS_EID=True,
+        COMPUTE_G=False,
+        NORM=True,
+        SELF_LOOP=bool(self_loop),
+        **consts,
+    )
     _edge_grad_finish_kernel[(graph.num_users,)](
-        graph.rowptr_u, graph.col_item, r_u, r_i, g, half_u, half_i, out,
-        ACC=acc, BLOCK_NZ=_BLOCK_NZ_1D, num_warps=2)
+        graph.rowptr_u,
+        graph.col_item,
+        r_u,
+        r_i,
+        g,
+        half_u,
+        half_i,
+        out,
+        ACC=acc,
+        BLOCK_NZ=_BLOCK_NZ_1D,
+        num_warps=2,
+    )
     return out

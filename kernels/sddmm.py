@@ -4,6 +4,7 @@ One program per CSR row: it loops over the row's nonzeros in chunks of ``BLOCK_N
 feature dimension in tiles of ``BLOCK_K``, reusing the row's own vector from cache. Row-parallel,
 no atomics. Every load is masked (the interpreter has no bounds checks).
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,17 @@ _TILE = 1024  # gathered elements per loop step: BLOCK_NZ * BLOCK_K
 
 
 @triton.jit
-def row_dot(a_ptr, b_ptr, row, col, valid, k, ACC: tl.constexpr, BLOCK_NZ: tl.constexpr,
-            BLOCK_K: tl.constexpr):
+def row_dot(
+    a_ptr,
+    b_ptr,
+    row,
+    col,
+    valid,
+    k,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """[BLOCK_NZ]: <a[row], b[col_j]> for a chunk of a row's nonzeros (``valid`` masks the chunk),
     tiled over k (also the per-edge dot of ``cosine_attention``'s kernels)."""
     acc = tl.zeros([BLOCK_NZ], ACC)
@@ -25,15 +35,25 @@ def row_dot(a_ptr, b_ptr, row, col, valid, k, ACC: tl.constexpr, BLOCK_NZ: tl.co
         t = t0 + tl.arange(0, BLOCK_K).to(tl.int64)
         tm = t < k
         a = tl.load(a_ptr + row * k + t, mask=tm, other=0.0).to(ACC)
-        b = tl.load(b_ptr + col[:, None] * k + t[None, :], mask=valid[:, None] & tm[None, :],
-                    other=0.0).to(ACC)
+        b = tl.load(
+            b_ptr + col[:, None] * k + t[None, :], mask=valid[:, None] & tm[None, :], other=0.0
+        ).to(ACC)
         acc += tl.sum(b * a[None, :], axis=1)
     return acc
 
 
 @triton.jit
-def _sddmm_kernel(rowptr_ptr, col_ptr, a_ptr, b_ptr, out_ptr, k,
-                  ACC: tl.constexpr, BLOCK_NZ: tl.constexpr, BLOCK_K: tl.constexpr):
+def _sddmm_kernel(
+    rowptr_ptr,
+    col_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    k,
+    ACC: tl.constexpr,
+    BLOCK_NZ: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
     end = tl.load(rowptr_ptr + row + 1)
@@ -52,7 +72,9 @@ def dot_blocks(k: int) -> tuple[int, int]:
     return max(16, min(64, _TILE // block_k)), block_k
 
 
-def sddmm(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def sddmm(
+    rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
     """[nnz] in a's dtype; a [R, k] (R = rows of the CSR), b [C, k]."""
     acc = _acc_dtype(a.dtype)
     a, b = a.contiguous(), b.contiguous()

@@ -8,6 +8,7 @@ into the pass's running best. O(k * row length) loads per row, no sort, no extra
 any float dtype (no packing of values into integer keys), and the order is the reference's. Meant
 for small k (neighbour lists: 10-30). Every load is masked (the interpreter has no bounds checks).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,12 +18,13 @@ import triton.language as tl
 from fastgcn_denoise.kernels.masked_spmm import _check_device
 
 _BLOCK = 256
-_NO_POS = tl.constexpr(2 ** 62)  # past any position: "nothing found"
+_NO_POS = tl.constexpr(2**62)  # past any position: "nothing found"
 
 
 @triton.jit
-def _segment_topk_kernel(rowptr_ptr, val_ptr, pos_ptr, out_ptr, k, SIGN: tl.constexpr,
-                         BLOCK: tl.constexpr):
+def _segment_topk_kernel(
+    rowptr_ptr, val_ptr, pos_ptr, out_ptr, k, SIGN: tl.constexpr, BLOCK: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
     end = tl.load(rowptr_ptr + row + 1)
@@ -59,6 +61,7 @@ def segment_topk(rowptr: torch.Tensor, values: torch.Tensor, k: int, largest: bo
     val = torch.empty((rows, k), dtype=values.dtype, device=values.device)
     if rows == 0 or k == 0:
         return pos, val
-    _segment_topk_kernel[(rows,)](rowptr, values, pos, val, k, SIGN=1.0 if largest else -1.0,
-                                  BLOCK=_BLOCK)
+    _segment_topk_kernel[(rows,)](
+        rowptr, values, pos, val, k, SIGN=1.0 if largest else -1.0, BLOCK=_BLOCK
+    )
     return pos, val

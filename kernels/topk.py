@@ -34,6 +34,7 @@ per SM), instead of the B x I float32 scores plus their sort. k is limited to ``
 On CPU tensors the kernel runs only under ``TRITON_INTERPRET=1`` (tests); every vector load is
 masked.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,8 @@ import triton.language as tl
 from fastgcn_denoise.kernels.masked_spmm import _check_device
 
 MAX_K = 256
-_BLOCK_U = 16           # users per program (tl.dot needs >= 16 rows)
-_MIN_BLOCK_I = 64       # items per tile (at least KP)
+_BLOCK_U = 16  # users per program (tl.dot needs >= 16 rows)
+_MIN_BLOCK_I = 64  # items per tile (at least KP)
 _MAX_BLOCK_D = 64
 _PROGRAMS_PER_SM = 4
 # Warps by KP, from sm_90/sm_80 ptxas reports (tools/aot_compile.py, Triton 3.9): 8 warps hold
@@ -52,13 +53,14 @@ _PROGRAMS_PER_SM = 4
 # (fp32 / bf16 KP = 128: 186 / 211 registers on sm_90); KP = 256 (k > 128, not a production size)
 # still spills with 8 warps.
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INT64_MIN = tl.constexpr(-(2 ** 63))
-_NO_ITEM = tl.constexpr(2 ** 31)   # past any item id (I < 2^31): "row exhausted"
+_INT64_MIN = tl.constexpr(-(2**63))
+_NO_ITEM = tl.constexpr(2**31)  # past any item id (I < 2^31): "row exhausted"
 
 
 @triton.jit
-def _exchange(x, ROWS: tl.constexpr, N: tl.constexpr, B: tl.constexpr, S: tl.constexpr,
-              DESC: tl.constexpr):
+def _exchange(
+    x, ROWS: tl.constexpr, N: tl.constexpr, B: tl.constexpr, S: tl.constexpr, DESC: tl.constexpr
+):
     """One bitonic compare-exchange step on each row of int64 ``x [ROWS, N]``.
 
     Orders each pair (i, i + 2^B), i with bit B clear: in the DESC direction where bit S of i is
@@ -76,14 +78,14 @@ def _exchange(x, ROWS: tl.constexpr, N: tl.constexpr, B: tl.constexpr, S: tl.con
     # Bit S of i is bit S - B - 1 of the block index a (S > B).
     up = ((tl.arange(0, A) >> (S - B - 1)) & 1)[None, :, None] == 0
     desc = up == DESC
-    y = tl.where(half == 0, tl.where(desc, hi, lo)[:, :, None, :],
-                 tl.where(desc, lo, hi)[:, :, None, :])
+    y = tl.where(
+        half == 0, tl.where(desc, hi, lo)[:, :, None, :], tl.where(desc, lo, hi)[:, :, None, :]
+    )
     return tl.reshape(y, [ROWS, N])
 
 
 @triton.jit
-def _bitonic_sort(x, ROWS: tl.constexpr, N: tl.constexpr, LOG_N: tl.constexpr,
-                  DESC: tl.constexpr):
+def _bitonic_sort(x, ROWS: tl.constexpr, N: tl.constexpr, LOG_N: tl.constexpr, DESC: tl.constexpr):
     """Sort each row of int64 ``x [ROWS, N]`` (N = 2^LOG_N), descending if DESC."""
     for s in tl.static_range(1, LOG_N + 1):
         for j in tl.static_range(0, s):
@@ -100,11 +102,27 @@ def _bitonic_merge_desc(x, ROWS: tl.constexpr, N: tl.constexpr, LOG_N: tl.conste
 
 
 @triton.jit
-def _masked_topk_kernel(users_ptr, user_emb_ptr, item_emb_ptr, rowptr_ptr, col_ptr, cand_ptr,
-                        num_batch, num_items, d, tiles_per_split, num_splits, search_steps,
-                        DOT: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_I: tl.constexpr,
-                        BLOCK_D: tl.constexpr, KP: tl.constexpr, LOG_KP: tl.constexpr,
-                        LOG_I: tl.constexpr):
+def _masked_topk_kernel(
+    users_ptr,
+    user_emb_ptr,
+    item_emb_ptr,
+    rowptr_ptr,
+    col_ptr,
+    cand_ptr,
+    num_batch,
+    num_items,
+    d,
+    tiles_per_split,
+    num_splits,
+    search_steps,
+    DOT: tl.constexpr,
+    BLOCK_U: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    KP: tl.constexpr,
+    LOG_KP: tl.constexpr,
+    LOG_I: tl.constexpr,
+):
     split = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_U + tl.arange(0, BLOCK_U).to(tl.int64)
     row_ok = rows < num_batch
@@ -136,10 +154,16 @@ def _masked_topk_kernel(users_ptr, user_emb_ptr, item_emb_ptr, rowptr_ptr, col_p
             acc = tl.zeros([BLOCK_U, BLOCK_I], tl.float32)
             for d0 in range(0, d, BLOCK_D):
                 dm = (d0 + dd) < d
-                a = tl.load(user_emb_ptr + user[:, None] * d + d0 + dd[None, :],
-                            mask=row_ok[:, None] & dm[None, :], other=0.0)
-                b = tl.load(item_emb_ptr + items[None, :] * d + d0 + dd[:, None],
-                            mask=item_ok[None, :] & dm[:, None], other=0.0)
+                a = tl.load(
+                    user_emb_ptr + user[:, None] * d + d0 + dd[None, :],
+                    mask=row_ok[:, None] & dm[None, :],
+                    other=0.0,
+                )
+                b = tl.load(
+                    item_emb_ptr + items[None, :] * d + d0 + dd[:, None],
+                    mask=item_ok[None, :] & dm[:, None],
+                    other=0.0,
+                )
                 acc = tl.dot(a, b, acc, input_precision="ieee")
         else:  # float64: rank-1 updates (exact products, float64 sums)
             acc = tl.zeros([BLOCK_U, BLOCK_I], tl.float64)
@@ -176,9 +200,14 @@ def _masked_topk_kernel(users_ptr, user_emb_ptr, item_emb_ptr, rowptr_ptr, col_p
                 asc = _bitonic_sort(key, BLOCK_U, BLOCK_I, LOG_I, False)
                 if BLOCK_I > KP:
                     chunk = tl.arange(0, BLOCK_I // KP)[None, :, None]
-                    top = tl.max(tl.where(chunk == BLOCK_I // KP - 1,
-                                          tl.reshape(asc, [BLOCK_U, BLOCK_I // KP, KP]),
-                                          _INT64_MIN), axis=1)
+                    top = tl.max(
+                        tl.where(
+                            chunk == BLOCK_I // KP - 1,
+                            tl.reshape(asc, [BLOCK_U, BLOCK_I // KP, KP]),
+                            _INT64_MIN,
+                        ),
+                        axis=1,
+                    )
                 else:
                     top = asc
                 # best (descending) against the tile (ascending): the element-wise max is a
@@ -186,8 +215,11 @@ def _masked_topk_kernel(users_ptr, user_emb_ptr, item_emb_ptr, rowptr_ptr, col_p
                 best = _bitonic_merge_desc(tl.maximum(best, top), BLOCK_U, KP, LOG_KP)
 
     slot = tl.arange(0, KP).to(tl.int64)
-    tl.store(cand_ptr + (rows[:, None] * num_splits + split) * KP + slot[None, :], best,
-             mask=row_ok[:, None])
+    tl.store(
+        cand_ptr + (rows[:, None] * num_splits + split) * KP + slot[None, :],
+        best,
+        mask=row_ok[:, None],
+    )
 
 
 def _warps(kp: int) -> int:
@@ -208,10 +240,18 @@ def decode_keys(keys: torch.Tensor, num_items: int) -> tuple[torch.Tensor, torch
     return items, bits.view(torch.float32)
 
 
-def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor,
-                rowptr: torch.Tensor, col: torch.Tensor, k: int, *, max_row: int | None = None,
-                splits: int | None = None, block_items: int | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_topk(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    users: torch.Tensor,
+    rowptr: torch.Tensor,
+    col: torch.Tensor,
+    k: int,
+    *,
+    max_row: int | None = None,
+    splits: int | None = None,
+    block_items: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each user's top ``min(k, I)`` items with the exclusion row masked, best first.
 
     Args:
@@ -228,13 +268,17 @@ def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
         ``eval.top_items`` on the masked float32 scores; scores are -inf for masked items and NaN.
     """
     if user_emb.dtype not in _DTYPES or item_emb.dtype != user_emb.dtype:
-        raise ValueError(f"masked_topk: embeddings must share a float dtype, got {user_emb.dtype} "
-                         f"and {item_emb.dtype}")
+        raise ValueError(
+            f"masked_topk: embeddings must share a float dtype, got {user_emb.dtype} "
+            f"and {item_emb.dtype}"
+        )
     if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.shape[1] != item_emb.shape[1]:
-        raise ValueError(f"masked_topk: embeddings [U, d] and [I, d] expected, got "
-                         f"{tuple(user_emb.shape)} and {tuple(item_emb.shape)}")
+        raise ValueError(
+            f"masked_topk: embeddings [U, d] and [I, d] expected, got "
+            f"{tuple(user_emb.shape)} and {tuple(item_emb.shape)}"
+        )
     num_items, d = item_emb.shape
-    if not 0 < num_items < 2 ** 31:
+    if not 0 < num_items < 2**31:
         raise ValueError(f"masked_topk: need 0 < num_items < 2^31, got {num_items}")
     k = min(int(k), num_items)
     if not 1 <= k <= MAX_K:
@@ -246,8 +290,10 @@ def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
     _check_device(user_emb, item_emb, users, rowptr, col)
     num_batch, device = users.shape[0], user_emb.device
     if num_batch == 0:
-        return (torch.empty(0, k, dtype=torch.int64, device=device),
-                torch.empty(0, k, dtype=torch.float32, device=device))
+        return (
+            torch.empty(0, k, dtype=torch.int64, device=device),
+            torch.empty(0, k, dtype=torch.float32, device=device),
+        )
     if col.shape[0] == 0:  # the kernel's loads need a non-empty buffer
         col = torch.zeros(1, dtype=torch.int64, device=device)
         max_row = 0
@@ -266,11 +312,27 @@ def masked_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
     splits = triton.cdiv(tiles, tiles_per_split)
     cand = torch.empty(num_batch, splits, kp, dtype=torch.int64, device=device)
     _masked_topk_kernel[(user_blocks, splits)](
-        users, user_emb, item_emb, rowptr, col, cand,
-        num_batch, num_items, d, tiles_per_split, splits, int(max_row).bit_length(),
-        DOT=user_emb.dtype != torch.float64, BLOCK_U=_BLOCK_U, BLOCK_I=block_i,
-        BLOCK_D=block_d, KP=kp, LOG_KP=kp.bit_length() - 1, LOG_I=block_i.bit_length() - 1,
-        num_warps=_warps(kp))
+        users,
+        user_emb,
+        item_emb,
+        rowptr,
+        col,
+        cand,
+        num_batch,
+        num_items,
+        d,
+        tiles_per_split,
+        splits,
+        int(max_row).bit_length(),
+        DOT=user_emb.dtype != torch.float64,
+        BLOCK_U=_BLOCK_U,
+        BLOCK_I=block_i,
+        BLOCK_D=block_d,
+        KP=kp,
+        LOG_KP=kp.bit_length() - 1,
+        LOG_I=block_i.bit_length() - 1,
+        num_warps=_warps(kp),
+    )
     keys = cand.view(num_batch, splits * kp)
     if splits * kp > k or splits > 1:
         keys = keys.topk(k, dim=1).values

@@ -3,6 +3,7 @@
 Without a GPU, the Triton kernels are tested on CPU tensors under the Triton interpreter, which
 must be switched on before any kernel module is imported.
 """
+
 import os
 
 import torch
@@ -23,7 +24,8 @@ if os.environ.get("FASTGCN_REQUIRE_INSTALLED") == "1":
     _pkg = os.path.join(_src, "fastgcn_denoise") + os.sep
     assert not os.path.abspath(fastgcn_denoise.__file__).startswith(_pkg), (
         f"tests import fastgcn_denoise from the source tree ({fastgcn_denoise.__file__}), "
-        "not the installed package")
+        "not the installed package"
+    )
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -33,9 +35,13 @@ def backend_params(implemented=BACKENDS):
     those that cannot run here are skipped with the reason ``availability`` gives. A backend
     without a kernel for the op gets no param: ``check_refused`` tests that forcing it fails."""
     avail = availability(DEVICE)
-    return [pytest.param(name, marks=pytest.mark.skipif(avail[name] is not None,
-                                                          reason=f"{name}: {avail[name]}"))
-            for name in BACKENDS if name in implemented]
+    return [
+        pytest.param(
+            name, marks=pytest.mark.skipif(avail[name] is not None, reason=f"{name}: {avail[name]}")
+        )
+        for name in BACKENDS
+        if name in implemented
+    ]
 
 
 def check_refused(call, backend: str, op: str):

@@ -1,5 +1,6 @@
 """The package's layers (DESIGN.md, "Layout"): no import cycle anywhere, and the import-linter
 contract of pyproject.toml holds (CI also runs ``lint-imports``)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ def strongly_connected(graph) -> list[set]:
                     index[child] = low[child] = len(index)
                     stack.append(child)
                     on_stack.add(child)
-                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
+                    )
                 elif child in on_stack:
                     low[node] = min(low[node], index[child])
                 continue
@@ -66,10 +69,14 @@ def test_no_import_cycles():
     assert strongly_connected(graph) == []
 
 
-@pytest.mark.skipif(not (ROOT / "pyproject.toml").is_file(), reason="no pyproject.toml beside tests/")
+@pytest.mark.skipif(
+    not (ROOT / "pyproject.toml").is_file(), reason="no pyproject.toml beside tests/"
+)
 def test_layers_contract_holds():
-    code = ("import sys; from importlinter.cli import lint_imports; "
-            f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True))")
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 kept, 0 broken" in run.stdout

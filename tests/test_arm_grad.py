@@ -1,21 +1,21 @@
 """ops.arm_grad: unbiased against exact enumeration, DisARM's lower variance, identical backends."""
+
 import itertools
 import math
 
 import pytest
 import torch
+from conftest import DEVICE, backend_params, check_refused, random_graph
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.modes import MODE_ID
 from fastgcn_denoise.ops import reference
 from fastgcn_denoise.ops.arm_grad import arm_grad
 
-from conftest import DEVICE, backend_params, check_refused, random_graph
-
 # No CUDA C++ kernel for this op: on GPUs the triton backend runs it.
 BACKEND = backend_params(("reference", "cpu", "triton"))
 SEED = 0x1234_5678_9ABC  # > 2^32: both Philox key words matter
-OFFSET = (1 << 33) + 5   # > 2^32: both counter words matter
+OFFSET = (1 << 33) + 5  # > 2^32: both counter words matter
 
 
 def loss(z):
@@ -91,7 +91,9 @@ def test_uses_the_propagation_uniforms_and_masks(backend):
     """ARM regenerates u of counter offset + k*E + e; DisARM's sign is arm_pos - arm_neg."""
     g = random_graph(7, 9, 0.5, seed=3)
     k, e = 3, g.num_edges
-    phi = torch.randn(k, e, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(DEVICE)
+    phi = torch.randn(k, e, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(
+        DEVICE
+    )
     arm = arm_grad(phi, SEED, OFFSET, 1.0, 0.0, "arm", backend=backend)
     counters = torch.arange(k * e, dtype=torch.int64, device=DEVICE) + OFFSET
     u = reference.philox_uniform(SEED, counters).reshape(k, e).double()
@@ -109,21 +111,26 @@ def test_loss_arguments():
     phi = torch.randn(2, 5, dtype=torch.float64, device=DEVICE)
     want = arm_grad(phi, 3, 7, 1.5, 0.25)
     f = torch.tensor(1.5, requires_grad=True, device=DEVICE)
-    torch.testing.assert_close(arm_grad(phi, 3, 7, f * 1, torch.tensor([0.25], device=DEVICE)), want)
+    torch.testing.assert_close(
+        arm_grad(phi, 3, 7, f * 1, torch.tensor([0.25], device=DEVICE)), want
+    )
     torch.testing.assert_close(arm_grad(phi, 3, 7, 3, 1.75), want)
     flat = arm_grad(phi.reshape(-1), 3, 7, 1.5, 0.25)
     assert torch.equal(flat, want.reshape(-1))  # [K, E] is [K * E] with the same counters
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(estimator="rebar"), "unknown estimator"),
-    (dict(logits=torch.zeros(2, 2, 2)), r"shape \[E\] or \[K, E\]"),
-    (dict(logits=torch.zeros(4, dtype=torch.int64)), "float32 or float64"),
-    (dict(logits=torch.tensor([0.0, float("nan")])), "non-finite values .*index 1"),
-    (dict(f_pos=torch.zeros(2)), "f_pos must be a float or a 1-element"),
-    (dict(f_neg="1.0"), "f_neg must be a float"),
-    (dict(f_pos=float("inf")), "f_pos = inf is not finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(estimator="rebar"), "unknown estimator"),
+        (dict(logits=torch.zeros(2, 2, 2)), r"shape \[E\] or \[K, E\]"),
+        (dict(logits=torch.zeros(4, dtype=torch.int64)), "float32 or float64"),
+        (dict(logits=torch.tensor([0.0, float("nan")])), "non-finite values .*index 1"),
+        (dict(f_pos=torch.zeros(2)), "f_pos must be a float or a 1-element"),
+        (dict(f_neg="1.0"), "f_neg must be a float"),
+        (dict(f_pos=float("inf")), "f_pos = inf is not finite"),
+    ],
+)
 def test_bad_input(kwargs, match):
     args = dict(logits=torch.zeros(4), seed=0, offset=0, f_pos=1.0, f_neg=0.0)
     args.update(kwargs)

@@ -1,14 +1,14 @@
 """Choosing a backend through FASTGCN_BACKEND (issue 10 item 13): errors name the variable, and
 ``info`` shows what it selects."""
+
 import pytest
 import torch
+from conftest import DEVICE, random_graph
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.cli import main
-from fastgcn_denoise.tasks.evaluation import evaluate_embeddings
 from fastgcn_denoise.ops import BackendUnavailable, availability
-
-from conftest import DEVICE, random_graph
+from fastgcn_denoise.tasks.evaluation import evaluate_embeddings
 
 
 def spmm(graph):
@@ -20,11 +20,16 @@ def spmm(graph):
 def test_unknown_backend_in_the_environment_is_named(monkeypatch):
     g = random_graph(5, 4, 0.5)
     monkeypatch.setenv("FASTGCN_BACKEND", "bogus")
-    for call in (lambda: spmm(g),
-                 lambda: evaluate_embeddings(torch.ones(5, 2), torch.ones(4, 2), g.to("cpu"))):
-        with pytest.raises(BackendUnavailable, match=r"^unknown backend 'bogus' in FASTGCN_BACKEND; "
-                                                     r"choose one of reference, cpu, triton, cuda "
-                                                     r"\(or unset FASTGCN_BACKEND"):
+    for call in (
+        lambda: spmm(g),
+        lambda: evaluate_embeddings(torch.ones(5, 2), torch.ones(4, 2), g.to("cpu")),
+    ):
+        with pytest.raises(
+            BackendUnavailable,
+            match=r"^unknown backend 'bogus' in FASTGCN_BACKEND; "
+            r"choose one of reference, cpu, triton, cuda "
+            r"\(or unset FASTGCN_BACKEND",
+        ):
             call()
     # An explicit argument is named as such, and wins over the variable.
     with pytest.raises(BackendUnavailable, match=r"^unknown backend 'nope'; choose one of"):
@@ -41,8 +46,9 @@ def test_unavailable_backend_from_the_environment_says_so(monkeypatch):
         spmm(random_graph(5, 4, 0.5))
     msg = str(exc.value)
     assert msg.startswith(f"backend {name!r} is not available on {DEVICE} (FASTGCN_BACKEND={name})")
-    assert availability(DEVICE)[name] in msg and msg.endswith("unset FASTGCN_BACKEND to use the "
-                                                              "best available")
+    assert availability(DEVICE)[name] in msg and msg.endswith(
+        "unset FASTGCN_BACKEND to use the best available"
+    )
 
 
 def test_empty_variable_means_unset(monkeypatch):

@@ -3,6 +3,7 @@
 ``bench`` is not installed: it is imported from the checkout (appended to sys.path, after
 site-packages, so fastgcn_denoise stays the package under test).
 """
+
 import json
 import sys
 from pathlib import Path
@@ -22,8 +23,7 @@ from fastgcn_denoise.pipelines.denoise import roc_auc  # noqa: E402
 
 
 def test_score_report():
-    keep = np.array([[0.9, 0.2, 0.8, 0.1, 0.6, 0.4],
-                     [0.9, 0.6, 0.8, 0.1, 0.3, 0.4]])
+    keep = np.array([[0.9, 0.2, 0.8, 0.1, 0.6, 0.4], [0.9, 0.6, 0.8, 0.1, 0.3, 0.4]])
     types = np.array([0, 1, 0, 2, 1, 0], dtype=np.int8)  # clean, popularity, uniform
     rep = score_report(keep, types, "popularity", threshold=0.5)
     mean = keep.mean(0)
@@ -51,8 +51,12 @@ def test_item_knn_scores_leave_the_user_out():
         u, i = u_e[e], i_e[e]
         others = [j for j in np.nonzero(mask[u])[0] if j != i]
         rest = np.delete(r, u, axis=0)  # the user itself is left out of the co-occurrences
-        sims = [rest[:, i] @ rest[:, j] / np.sqrt(rest[:, i].sum() * rest[:, j].sum())
-                if rest[:, i].sum() and rest[:, j].sum() else 0.0 for j in others]
+        sims = [
+            rest[:, i] @ rest[:, j] / np.sqrt(rest[:, i].sum() * rest[:, j].sum())
+            if rest[:, i].sum() and rest[:, j].sum()
+            else 0.0
+            for j in others
+        ]
         want = np.mean(sims) if others else 0.0
         assert got[e] == pytest.approx(want, abs=1e-9)
 
@@ -75,14 +79,28 @@ def test_subsample():
 
 
 def test_quick_run(tmp_path, capsys):
-    argv = ["--quick", "--types", "uniform", "--denoisers", "lightgcn", "oracle", "mask",
-            "item-knn", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
-            "--threads", "1", "--set", "mask_warmup=1"]
+    argv = [
+        "--quick",
+        "--types",
+        "uniform",
+        "--denoisers",
+        "lightgcn",
+        "oracle",
+        "mask",
+        "item-knn",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+        "--set",
+        "mask_warmup=1",
+    ]
     assert main(argv) == 0
     payload = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     rows = {r["denoiser"]: r for r in payload["rows"]}
-    assert set(rows) == {"generator", "known items", "lightgcn", "oracle", "mask",
-                         "item-knn"}
+    assert set(rows) == {"generator", "known items", "lightgcn", "oracle", "mask", "item-knn"}
     assert rows["generator"]["auc"]["mean"] > 0.8  # the likelihood-ratio ceiling
     assert 0.6 < rows["known items"]["auc"]["mean"] < rows["generator"]["auc"]["mean"]
     assert rows["item-knn"]["auc"]["mean"] > 0.6 and rows["item-knn"]["recall@20"] is None

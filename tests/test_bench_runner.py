@@ -4,6 +4,7 @@ of ours in it was timed next to its peer.
 The suite lives in bench/ at the repository root, outside the installed package: the root is
 appended to sys.path (after site-packages, so fastgcn_denoise stays the package under test).
 """
+
 import json
 import math
 import os
@@ -17,8 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if not (ROOT / "bench" / "suite.py").is_file():
-    pytest.skip(f"no benchmark suite at {ROOT / 'bench'} (tests run outside the repository)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no benchmark suite at {ROOT / 'bench'} (tests run outside the repository)",
+        allow_module_level=True,
+    )
 
 
 def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
@@ -27,8 +30,16 @@ def test_quick_run_writes_paired_cases(tmp_path, monkeypatch, capsys):
 
     assert main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_cpu.json").read_text())
-    for key in ("device", "commit", "date", "versions", "backends", "copy_bandwidth_gbps",
-                "graphs", "cases"):
+    for key in (
+        "device",
+        "commit",
+        "date",
+        "versions",
+        "backends",
+        "copy_bandwidth_gbps",
+        "graphs",
+        "cases",
+    ):
         assert key in data, key
     assert data["complete"] and data["copy_bandwidth_gbps"] > 0
     cases = data["cases"]
@@ -93,8 +104,10 @@ def test_a_subject_that_cannot_run_fails_loudly(tmp_path, monkeypatch, capsys):
     class Unrunnable:  # ours cannot run here; only the peer is timed
         @staticmethod
         def benches(device, graph, dims, quick):
-            return [Bench("ours", "g", peer="peer", skipped="no kernel here"),
-                    Bench("peer", "g", fn=lambda: None)]
+            return [
+                Bench("ours", "g", peer="peer", skipped="no kernel here"),
+                Bench("peer", "g", fn=lambda: None),
+            ]
 
     monkeypatch.setitem(runner.OPS, "eval", Unrunnable)
     assert runner.main(["--quick", "--ops", "eval", "--out", str(tmp_path)]) == 1
@@ -102,8 +115,14 @@ def test_a_subject_that_cannot_run_fails_loudly(tmp_path, monkeypatch, capsys):
     assert "FAILED" in err and "none of its own cases ran: no kernel here" in err
     # The backend the suite measures is missing (a source tree without its extension): no run.
     real = ops.availability
-    monkeypatch.setattr(ops, "availability", lambda device="cpu": {
-        **real(device), "cpu": "compiled extension fastgcn_denoise._C not importable"})
+    monkeypatch.setattr(
+        ops,
+        "availability",
+        lambda device="cpu": {
+            **real(device),
+            "cpu": "compiled extension fastgcn_denoise._C not importable",
+        },
+    )
     assert runner.main(["--quick", "--ops", "eval", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "the cpu backend, which the benchmarks measure on cpu, cannot run" in err
@@ -123,14 +142,36 @@ def test_run_from_the_root_measures_the_installed_package(tmp_path):
     skip = shutil.ignore_patterns("__pycache__", "results")
     repo, site = tmp_path / "repo", tmp_path / "site"
     shutil.copytree(ROOT / "bench", repo / "bench", ignore=skip)
-    shutil.copytree(pkg, repo / "fastgcn_denoise", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(
+        pkg, repo / "fastgcn_denoise", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
     shutil.copytree(pkg, site / "fastgcn_denoise", ignore=skip)
-    shutil.copytree(Path(fastgcn_denoise.kernels.__file__).parent,
-                    site / "fastgcn_denoise" / "kernels", ignore=skip, dirs_exist_ok=True)
+    shutil.copytree(
+        Path(fastgcn_denoise.kernels.__file__).parent,
+        site / "fastgcn_denoise" / "kernels",
+        ignore=skip,
+        dirs_exist_ok=True,
+    )
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--ops", "eval", "--device",
-                          "cpu", "--out", str(tmp_path / "out")], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--ops",
+            "eval",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     data = json.loads((tmp_path / "out" / "bench_eval_cpu.json").read_text())
     assert data["package"]["path"] == str((site / "fastgcn_denoise").resolve())
@@ -146,10 +187,18 @@ def test_plot_labels_are_never_clipped(tmp_path, monkeypatch):
     from bench.common import plot
 
     # The sgcn_step suite's labels: the longest ran off the left edge of the saved PNG.
-    cases = [{"op": "sgcn_step", "graph": g, "name": f"S-LightGCN step{a} d={d}",
-              "peer": f"LightGCN step d={d}", "speedup_vs_peer": 0.5 + 0.01 * d}
-             for g in ("synth-1e5", "gowalla", "synth-1e6") for d in (32, 64, 128)
-             for a in ("", " amortised")]
+    cases = [
+        {
+            "op": "sgcn_step",
+            "graph": g,
+            "name": f"S-LightGCN step{a} d={d}",
+            "peer": f"LightGCN step d={d}",
+            "speedup_vs_peer": 0.5 + 0.01 * d,
+        }
+        for g in ("synth-1e5", "gowalla", "synth-1e6")
+        for d in (32, 64, 128)
+        for a in ("", " amortised")
+    ]
     path = plot(cases, tmp_path / "p.png", "bench_sgcn_step_cpu: AMD EPYC (2 cores)")
     ink = np.asarray(Image.open(path).convert("L")) < 200
     cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
@@ -172,11 +221,25 @@ def test_bench_has_no_import_cycles(monkeypatch):
 
 
 def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
-    top = {p.name for p in (ROOT / "bench").iterdir()
-           if p.name != "__pycache__" and not p.name.startswith(".")}  # caches of tools
-    assert top <= {"__init__.py", "__main__.py", "suite.py", "denoise", "distributed.py",
-                   "common.py", "conftest.py", "gpu_suite.sh", "gpu_prediction.md", "ops",
-                   "studies", "results"}, sorted(top)
+    top = {
+        p.name
+        for p in (ROOT / "bench").iterdir()
+        if p.name != "__pycache__" and not p.name.startswith(".")
+    }  # caches of tools
+    assert top <= {
+        "__init__.py",
+        "__main__.py",
+        "suite.py",
+        "denoise",
+        "distributed.py",
+        "common.py",
+        "conftest.py",
+        "gpu_suite.sh",
+        "gpu_prediction.md",
+        "ops",
+        "studies",
+        "results",
+    }, sorted(top)
     # Every study names the question it answered and the result file that records the answer.
     studies = sorted((ROOT / "bench" / "studies").glob("[!_]*.*"))
     assert studies

@@ -1,19 +1,22 @@
 """ops.item_cooccurrence and ops.lec_neighbors on every backend present, against dense RᵀR."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE, random_graph
 
 from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.ops.cooccurrence import cooccurrence_mass
 
-from conftest import DEVICE, random_graph
-
 # The LEC selection (segment_topk) has reference, cpu and triton kernels; on GPUs the triton one
 # runs (no CUDA C++ kernel).
 _AVAIL = ops.availability(DEVICE)
-BACKEND = [pytest.param(name, marks=pytest.mark.skipif(_AVAIL[name] is not None,
-                                                       reason=f"{name}: {_AVAIL[name]}"))
-           for name in ("reference", "cpu", "triton")]
+BACKEND = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(_AVAIL[name] is not None, reason=f"{name}: {_AVAIL[name]}")
+    )
+    for name in ("reference", "cpu", "triton")
+]
 
 
 def dense_g(graph):
@@ -52,7 +55,7 @@ def test_cooccurrence_rows_match_dense(backend, diagonal, rows, scaled, shape):
     assert torch.equal(to_dense(rowptr, col, count, end - begin, graph.num_items), g[begin:end])
     assert (count > 0).all()  # zeros are not stored
     for r in range(end - begin):  # columns ascending within a row
-        assert (col[rowptr[r]:rowptr[r + 1]].diff() > 0).all()
+        assert (col[rowptr[r] : rowptr[r + 1]].diff() > 0).all()
 
 
 def test_mass_is_the_row_sums_of_g():
@@ -73,10 +76,10 @@ def neighbours_by_brute_force(graph, k1, k2, min_co, diagonal):
     for i in range(n):
         cand = [j for j in range(n) if g[i, j] > 0 and (diagonal or j != i)]
         best = sorted(cand, key=lambda j: (-omega[i, j].item(), j))[:k1]
-        sim[i, :len(best)], sim_w[i, :len(best)] = best, [omega[i, j] for j in best]
+        sim[i, : len(best)], sim_w[i, : len(best)] = best, [omega[i, j] for j in best]
         if len(cand) >= min_co:
             low = sorted(cand, key=lambda j: (omega[i, j].item(), j))[:k2]
-            mar[i, :len(low)], mar_w[i, :len(low)] = low, [omega[i, j] for j in low]
+            mar[i, : len(low)], mar_w[i, : len(low)] = low, [omega[i, j] for j in low]
     return sim, sim_w, mar, mar_w
 
 
@@ -86,8 +89,7 @@ def neighbours_by_brute_force(graph, k1, k2, min_co, diagonal):
 def test_lec_neighbours_match_brute_force(backend, diagonal, block_work):
     graph = random_graph(40, 23, 0.2, seed=5)
     k1, k2, min_co = 4, 3, 6
-    got = ops.lec_neighbors(graph, k1, k2, min_co, diagonal, block_work=block_work,
-                            backend=backend)
+    got = ops.lec_neighbors(graph, k1, k2, min_co, diagonal, block_work=block_work, backend=backend)
     sim, sim_w, mar, mar_w = neighbours_by_brute_force(graph, k1, k2, min_co, diagonal)
     assert np.array_equal(got.similar.cpu().numpy(), sim)
     assert np.array_equal(got.marginal.cpu().numpy(), mar)

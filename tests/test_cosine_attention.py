@@ -1,12 +1,12 @@
 """ops.cosine_attention on every backend present: against the autograd composition (values and
 gradients), float64 gradcheck, empty rows, isolated nodes, one direction only, input errors."""
+
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.ops.cosine_attention import attention_kernels, composition
-
-from conftest import DEVICE, backend_params, random_graph
 
 BACKEND = backend_params()
 
@@ -17,8 +17,12 @@ def rand(shape, dtype, seed, scale=1.0):
 
 
 def inputs(g, dk, dv, dtype, seed=0):
-    return (rand((g.num_users, dk), dtype, seed), rand((g.num_items, dk), dtype, seed + 1),
-            rand((g.num_users, dv), dtype, seed + 2), rand((g.num_items, dv), dtype, seed + 3))
+    return (
+        rand((g.num_users, dk), dtype, seed),
+        rand((g.num_items, dk), dtype, seed + 1),
+        rand((g.num_users, dv), dtype, seed + 2),
+        rand((g.num_items, dv), dtype, seed + 3),
+    )
 
 
 def tol(dtype):
@@ -27,8 +31,9 @@ def tol(dtype):
 
 @pytest.mark.parametrize("backend", BACKEND)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,dk,dv", [((13, 11), 5, 7), ((9, 17), 33, 3), ((4, 3), 1, 1),
-                                         ((30, 20), 16, 200)])
+@pytest.mark.parametrize(
+    "shape,dk,dv", [((13, 11), 5, 7), ((9, 17), 33, 3), ((4, 3), 1, 1), ((30, 20), 16, 200)]
+)
 def test_matches_composition(backend, dtype, shape, dk, dv):
     g = random_graph(*shape, 0.35, seed=dk + dv)  # the last user and last item are isolated
     k_u, k_i, v_u, v_i = inputs(g, dk, dv, dtype, seed=dv)
@@ -42,23 +47,35 @@ def test_matches_composition(backend, dtype, shape, dk, dv):
     assert y_u[-1].abs().sum() == 0 and y_i[-1].abs().sum() == 0  # isolated nodes: y = 0
     # The weights are a distribution over each destination's edges.
     users, items = g.edges()
-    ones_u = torch.zeros(g.num_users, dtype=torch.float64, device=DEVICE).index_add_(0, users, a_u.double())
-    ones_i = torch.zeros(g.num_items, dtype=torch.float64, device=DEVICE).index_add_(0, items, a_i.double())
-    torch.testing.assert_close(ones_u[g.deg_u > 0], torch.ones_like(ones_u[g.deg_u > 0]), **tol(dtype))
-    torch.testing.assert_close(ones_i[g.deg_i > 0], torch.ones_like(ones_i[g.deg_i > 0]), **tol(dtype))
+    ones_u = torch.zeros(g.num_users, dtype=torch.float64, device=DEVICE).index_add_(
+        0, users, a_u.double()
+    )
+    ones_i = torch.zeros(g.num_items, dtype=torch.float64, device=DEVICE).index_add_(
+        0, items, a_i.double()
+    )
+    torch.testing.assert_close(
+        ones_u[g.deg_u > 0], torch.ones_like(ones_u[g.deg_u > 0]), **tol(dtype)
+    )
+    torch.testing.assert_close(
+        ones_i[g.deg_i > 0], torch.ones_like(ones_i[g.deg_i > 0]), **tol(dtype)
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)
 def test_backward_matches_composition(backend):
     g = random_graph(12, 10, 0.4, seed=3)
     leaves = [t.requires_grad_() for t in inputs(g, 6, 4, torch.float64, seed=5)]
-    w = [rand(s, torch.float64, 20 + j) for j, s in enumerate(
-        [(12, 4), (10, 4), (g.num_edges,), (g.num_edges,)])]
+    w = [
+        rand(s, torch.float64, 20 + j)
+        for j, s in enumerate([(12, 4), (10, 4), (g.num_edges,), (g.num_edges,)])
+    ]
 
     def loss(outs):
         return sum((o * wj).sum() for o, wj in zip(outs, w))
 
-    grads = torch.autograd.grad(loss(ops.cosine_attention(g, *leaves, 1.3, backend=backend)), leaves)
+    grads = torch.autograd.grad(
+        loss(ops.cosine_attention(g, *leaves, 1.3, backend=backend)), leaves
+    )
     truth = torch.autograd.grad(loss(composition(g, *leaves, 1.3)), leaves)
     for got, want in zip(grads, truth):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
@@ -69,7 +86,8 @@ def test_gradcheck(backend):
     g = random_graph(7, 6, 0.45, seed=11)
     leaves = tuple(t.requires_grad_() for t in inputs(g, 3, 2, torch.float64, seed=9))
     assert torch.autograd.gradcheck(
-        lambda *x: ops.cosine_attention(g, *x, 0.5, backend=backend), leaves)
+        lambda *x: ops.cosine_attention(g, *x, 0.5, backend=backend), leaves
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -116,9 +134,12 @@ def test_primitives_agree_with_reference(backend):
         torch.testing.assert_close(a2, a2_r, rtol=1e-5, atol=1e-6)
     gy = rand((g.num_items, 6), torch.float32, 30)
     ga = rand((g.num_edges,), torch.float32, 31)
-    torch.testing.assert_close(b(g.rowptr_i, g.col_user, g.perm, a2_r, ga, gy, v_u),
-                               ref_b(g.rowptr_i, g.col_user, g.perm, a2_r, ga, gy, v_u),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        b(g.rowptr_i, g.col_user, g.perm, a2_r, ga, gy, v_u),
+        ref_b(g.rowptr_i, g.col_user, g.perm, a2_r, ga, gy, v_u),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)

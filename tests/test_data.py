@@ -1,4 +1,5 @@
 """The data layer: loaders/writers, splits, noise injection, BPR sampling, synthetic benchmark."""
+
 import os
 from pathlib import Path
 
@@ -8,15 +9,27 @@ import scipy.sparse as sp
 import torch
 
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.data import (InteractionData, inject_noise, load_dataset, load_lightgcn,
-                                  load_npz, load_pairs, make_synthetic, sample_bpr, save_npz,
-                                  validation_split, write_interactions)
-from fastgcn_denoise.data import loaders, synthetic
+from fastgcn_denoise.data import (
+    InteractionData,
+    inject_noise,
+    load_dataset,
+    load_lightgcn,
+    load_npz,
+    load_pairs,
+    loaders,
+    make_synthetic,
+    sample_bpr,
+    save_npz,
+    synthetic,
+    validation_split,
+    write_interactions,
+)
 from fastgcn_denoise.data.sampling import absent_items, shifted_keys
 from fastgcn_denoise.data.split import holdout_mask
 
-SHARED_DATA = Path(os.environ.get("FASTGCN_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("FASTGCN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -70,9 +83,17 @@ def test_lightgcn_user_without_items_sets_num_users(tmp_path):
     assert d.valid is not None and d.valid[0].size == 0
 
 
-@pytest.mark.parametrize("token, problem", [
-    ("1.5", "float"), ("-3", "negative"), ("abc", "non-integer"), ("1e5", "float"),
-    ("12x", "non-integer"), ("123456789012345678901", "too large")])
+@pytest.mark.parametrize(
+    "token, problem",
+    [
+        ("1.5", "float"),
+        ("-3", "negative"),
+        ("abc", "non-integer"),
+        ("1e5", "float"),
+        ("12x", "non-integer"),
+        ("123456789012345678901", "too large"),
+    ],
+)
 def test_lightgcn_malformed_names_file_and_line(tmp_path, token, problem):
     write(tmp_path / "train.txt", "0 1 2\n\n1 2\n")
     write(tmp_path / "test.txt", f"0 3\n1 4\n\n2 5 {token} 6\n")
@@ -82,8 +103,9 @@ def test_lightgcn_malformed_names_file_and_line(tmp_path, token, problem):
 
 def test_lightgcn_chunked_parse_matches(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
-    lines = [" ".join(map(str, [u, *rng.integers(0, 1000, rng.integers(0, 12))]))
-             for u in range(300)]
+    lines = [
+        " ".join(map(str, [u, *rng.integers(0, 1000, rng.integers(0, 12))])) for u in range(300)
+    ]
     write(tmp_path / "train.txt", "\n".join(lines) + "\n\n")
     write(tmp_path / "test.txt", "5 7\n")
     whole = load_lightgcn(tmp_path)
@@ -144,32 +166,45 @@ def test_lightgcn_dense_ids_keep_their_numbers(tmp_path):
 
 # ------------------------------------------------------------------ pairs
 def test_pairs_string_ids_header_extra_columns(tmp_path):
-    path = write(tmp_path / "log.csv", "user_id,item_id,rating\nann,x,5\nbob,y,3\nann,y,1\n"
-                                       "\nann,x,4\ncid,\"z,1\",2\nbob,x,1\n")
+    path = write(
+        tmp_path / "log.csv",
+        'user_id,item_id,rating\nann,x,5\nbob,y,3\nann,y,1\n\nann,x,4\ncid,"z,1",2\nbob,x,1\n',
+    )
     d = load_pairs(path, test_fraction=0.0)
     assert d.meta["format"] == "csv" and d.meta["checks"]["train"]["duplicates"] == 1
     assert list(d.user_ids) == ["ann", "bob", "cid"] and list(d.item_ids) == ["x", "y", "z,1"]
     assert pair_set(*d.train, d.user_ids, d.item_ids) == {
-        ("ann", "x"), ("bob", "y"), ("ann", "y"), ("cid", "z,1"), ("bob", "x")}
+        ("ann", "x"),
+        ("bob", "y"),
+        ("ann", "y"),
+        ("cid", "z,1"),
+        ("bob", "x"),
+    }
     assert d.test[0].size == 0
 
 
-@pytest.mark.parametrize("text, header, expected", [
-    ("1,10\n2,20\n", None, {(1, 10), (2, 20)}),                 # numeric: no header
-    ("u,i\n1,10\n2,20\n", None, {(1, 10), (2, 20)}),            # named header
-    ("a,b\nc,d\n", None, {("a", "b"), ("c", "d")}),             # all words: data
-    ("user,item\n", False, {("user", "item")}),
-])
+@pytest.mark.parametrize(
+    "text, header, expected",
+    [
+        ("1,10\n2,20\n", None, {(1, 10), (2, 20)}),  # numeric: no header
+        ("u,i\n1,10\n2,20\n", None, {(1, 10), (2, 20)}),  # named header
+        ("a,b\nc,d\n", None, {("a", "b"), ("c", "d")}),  # all words: data
+        ("user,item\n", False, {("user", "item")}),
+    ],
+)
 def test_pairs_header_detection(tmp_path, text, header, expected):
     d = load_pairs(write(tmp_path / "p.csv", text), header=header, test_fraction=0.0)
     assert pair_set(*d.train, d.user_ids, d.item_ids) == expected
 
 
-@pytest.mark.parametrize("name, text, fmt", [
-    ("p.tsv", "user\titem\n3\t4\n3\t5\n", "tsv"),
-    ("p.txt", "3 4 extra\n3   5\n", "tsv"),
-    ("p.txt", "3,4\n3,5\n", "csv"),
-])
+@pytest.mark.parametrize(
+    "name, text, fmt",
+    [
+        ("p.tsv", "user\titem\n3\t4\n3\t5\n", "tsv"),
+        ("p.txt", "3 4 extra\n3   5\n", "tsv"),
+        ("p.txt", "3,4\n3,5\n", "csv"),
+    ],
+)
 def test_pairs_separators(tmp_path, name, text, fmt):
     d = load_pairs(write(tmp_path / name, text), test_fraction=0.0)
     assert pair_set(*d.train, d.user_ids, d.item_ids) == {(3, 4), (3, 5)}
@@ -183,28 +218,38 @@ def test_pairs_integer_ids_sort_numerically_and_keep_spelling(tmp_path):
     assert list(d.user_ids) == [-4, 9, 10]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1,2\n3\n", r"line 2: expected at least 2 columns"),
-    ("1,2\n\n3,\n", r"line 3: empty item id"),
-    ("1,2\nNaN,4\n", r"line 2: user id is 'NaN'"),
-    ("user,item\n1,2\n5,nan\n", r"line 3: item id is 'nan'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1,2\n3\n", r"line 2: expected at least 2 columns"),
+        ("1,2\n\n3,\n", r"line 3: empty item id"),
+        ("1,2\nNaN,4\n", r"line 2: user id is 'NaN'"),
+        ("user,item\n1,2\n5,nan\n", r"line 3: item id is 'nan'"),
+    ],
+)
 def test_pairs_malformed(tmp_path, text, message):
     with pytest.raises(ValueError, match=r"bad\.csv, " + message):
         load_pairs(write(tmp_path / "bad.csv", text))
 
 
-@pytest.mark.parametrize("text, expected", [
-    # The issue's cases: columns were taken by position, whatever the header said.
-    ("item_id,user_id\n10,1\n20,1\n10,2\n", {(1, 10), (1, 20), (2, 10)}),
-    ("review_id,user_id,business_id,stars\nr1,ann,b1,5\nr2,bob,b1,3\nr3,ann,b2,4\n",
-     {("ann", "b1"), ("bob", "b1"), ("ann", "b2")}),
-    ("userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n",
-     {(1, 31), (1, 1029)}),
-    ("timestamp\tiid\tUID\n5\t7\t1\n6\t8\t1\n", {(1, 7), (1, 8)}),
-    ("\ufeffuser,item\n1,2\n3,4\n", {(1, 2), (3, 4)}),           # Excel's BOM: still a header
-    ("\ufeff1,2\n3,4\n", {(1, 2), (3, 4)}),                       # ... and integer ids
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # The issue's cases: columns were taken by position, whatever the header said.
+        ("item_id,user_id\n10,1\n20,1\n10,2\n", {(1, 10), (1, 20), (2, 10)}),
+        (
+            "review_id,user_id,business_id,stars\nr1,ann,b1,5\nr2,bob,b1,3\nr3,ann,b2,4\n",
+            {("ann", "b1"), ("bob", "b1"), ("ann", "b2")},
+        ),
+        (
+            "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n",
+            {(1, 31), (1, 1029)},
+        ),
+        ("timestamp\tiid\tUID\n5\t7\t1\n6\t8\t1\n", {(1, 7), (1, 8)}),
+        ("\ufeffuser,item\n1,2\n3,4\n", {(1, 2), (3, 4)}),  # Excel's BOM: still a header
+        ("\ufeff1,2\n3,4\n", {(1, 2), (3, 4)}),  # ... and integer ids
+    ],
+)
 def test_pairs_columns_found_by_header_name(tmp_path, text, expected):
     name = "p.tsv" if "\t" in text else "p.csv"
     path = tmp_path / name
@@ -213,23 +258,29 @@ def test_pairs_columns_found_by_header_name(tmp_path, text, expected):
     assert pair_set(*d.train, d.user_ids, d.item_ids) == expected  # ints stay ints
 
 
-@pytest.mark.parametrize("text, message", [
-    ("who,what\n1,10\n", r"the header \['who', 'what'\] names no user column"),
-    # An unknown header over string ids became an interaction ("foo" a user, "bar" an item).
-    ("foo,bar\nann,x\nbob,y\nann,y\nbob,x\n", r"the header \['foo', 'bar'\] names no user"),
-    ("user_id,rating\n1,5\n", r"the header \['user_id', 'rating'\] names no item column"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("who,what\n1,10\n", r"the header \['who', 'what'\] names no user column"),
+        # An unknown header over string ids became an interaction ("foo" a user, "bar" an item).
+        ("foo,bar\nann,x\nbob,y\nann,y\nbob,x\n", r"the header \['foo', 'bar'\] names no user"),
+        ("user_id,rating\n1,5\n", r"the header \['user_id', 'rating'\] names no item column"),
+    ],
+)
 def test_pairs_header_that_names_no_columns_is_an_error(tmp_path, text, message):
     with pytest.raises(ValueError, match=r"p\.csv, line 1: " + message):
         load_pairs(write(tmp_path / "p.csv", text), test_fraction=0.0)
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"user_col": "who", "item_col": "what"}, {(1, 10), (2, 20)}),
-    ({"user_col": "WHAT", "item_col": "who"}, {(10, 1), (20, 2)}),
-    ({"user_col": 1, "item_col": 0}, {(10, 1), (20, 2)}),
-    ({"user_col": "1", "item_col": "0"}, {(10, 1), (20, 2)}),  # positions as a flag gives them
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"user_col": "who", "item_col": "what"}, {(1, 10), (2, 20)}),
+        ({"user_col": "WHAT", "item_col": "who"}, {(10, 1), (20, 2)}),
+        ({"user_col": 1, "item_col": 0}, {(10, 1), (20, 2)}),
+        ({"user_col": "1", "item_col": "0"}, {(10, 1), (20, 2)}),  # positions as a flag gives them
+    ],
+)
 def test_pairs_user_col_item_col(tmp_path, kwargs, expected):
     path = write(tmp_path / "p.csv", "who,what,when\n1,10,0\n2,20,0\n")
     d = load_dataset(path, test_fraction=0.0, unseen="keep", **kwargs)
@@ -249,7 +300,9 @@ def test_pairs_user_col_errors(tmp_path):
     assert pair_set(*d.train, d.user_ids, d.item_ids) == {("c", "d")}
     with pytest.raises(ValueError, match="user_col must be a column name or a position"):
         load_pairs(path, user_col=-1)
-    with pytest.raises(ValueError, match="user_col .--user-col.: for CSV/TSV and RecBole files only"):
+    with pytest.raises(
+        ValueError, match="user_col .--user-col.: for CSV/TSV and RecBole files only"
+    ):
         load_dataset("synthetic", user_col="u")
     write(tmp_path / "train.txt", "0 1\n")
     write(tmp_path / "test.txt", "0 0\n")
@@ -313,14 +366,16 @@ def test_pairs_round_trip_original_ids(tmp_path, fmt, name):
     header = (out / name).read_text().splitlines()[0]
     assert header == ("user,item" if fmt == "csv" else "user\titem")
     back = load_pairs(out)
-    assert (pair_set(*back.train, back.user_ids, back.item_ids)
-            == pair_set(*d.train, d.user_ids, d.item_ids))
+    assert pair_set(*back.train, back.user_ids, back.item_ids) == pair_set(
+        *d.train, d.user_ids, d.item_ids
+    )
 
 
 def test_write_lightgcn_with_original_integer_ids(tmp_path):
     d = load_pairs(write(tmp_path / "p.csv", "100,7\n5,7\n100,3\n"), test_fraction=0.0)
-    write_interactions(d, torch.tensor(d.train[0]), torch.tensor(d.train[1]),
-                       tmp_path / "o.txt", fmt="lightgcn")
+    write_interactions(
+        d, torch.tensor(d.train[0]), torch.tensor(d.train[1]), tmp_path / "o.txt", fmt="lightgcn"
+    )
     assert sorted((tmp_path / "o.txt").read_text().splitlines()) == ["100 7 3", "5 7"]
 
 
@@ -348,16 +403,27 @@ def test_npz_round_trip(tmp_path):
         load_npz(tmp_path / "other.npz")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a: a.pop("test_items"), r"missing \['test_items'\]"),
-    (lambda a: a.update(train_users=a["train_users"].astype(float)),
-     "train_users must be a 1-D array of integer ids"),
-    (lambda a: a["test_items"].__setitem__(0, -1), r"test_items\[0\] = -1 is outside"),
-    (lambda a: a["train_users"].__setitem__(2, 10**6), r"train_users\[2\] = 1000000 is outside"),
-    (lambda a: a.update(train_items=a["train_items"][:-1]), "train_users has .* but train_items"),
-    (lambda a: a.update(noise=a["noise"][:3]), r"noise has shape \(3,\), expected"),
-    (lambda a: a.update(num_items=np.float64(3.5)), "num_items must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.pop("test_items"), r"missing \['test_items'\]"),
+        (
+            lambda a: a.update(train_users=a["train_users"].astype(float)),
+            "train_users must be a 1-D array of integer ids",
+        ),
+        (lambda a: a["test_items"].__setitem__(0, -1), r"test_items\[0\] = -1 is outside"),
+        (
+            lambda a: a["train_users"].__setitem__(2, 10**6),
+            r"train_users\[2\] = 1000000 is outside",
+        ),
+        (
+            lambda a: a.update(train_items=a["train_items"][:-1]),
+            "train_users has .* but train_items",
+        ),
+        (lambda a: a.update(noise=a["noise"][:3]), r"noise has shape \(3,\), expected"),
+        (lambda a: a.update(num_items=np.float64(3.5)), "num_items must be a positive integer"),
+    ],
+)
 def test_npz_crafted_names_file_and_key(tmp_path, change, message):
     save_npz(inject_noise(small_data(), 0.3), tmp_path / "d.npz")
     with np.load(tmp_path / "d.npz") as f:
@@ -443,8 +509,9 @@ def test_inject_noise_counts_and_targets(ratio):
 
 def test_inject_noise_caps_at_absent_items_and_is_seeded():
     # user 0 has 3 of 4 items: ratio 2 asks for 6 but only one is absent
-    d = InteractionData("t", 2, 4, (np.array([0, 0, 0, 1]), np.array([0, 1, 2, 0])),
-                        (np.array([1]), np.array([1])))
+    d = InteractionData(
+        "t", 2, 4, (np.array([0, 0, 0, 1]), np.array([0, 1, 2, 0])), (np.array([1]), np.array([1]))
+    )
     n = inject_noise(d, 2.0, seed=0)
     assert pair_set(n.train[0][4:], n.train[1][4:]) == {(0, 3), (1, 2), (1, 3)}
     big = small_data(seed=3)
@@ -457,8 +524,13 @@ def test_inject_noise_caps_at_absent_items_and_is_seeded():
 
 def test_inject_noise_uniform_over_absent_items():
     # one user with items {0, 2, 5} of 8 and one noisy item per draw: each absent item ~ 1/5
-    d = InteractionData("t", 1, 8, (np.array([0, 0, 0]), np.array([0, 2, 5])),
-                        (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    d = InteractionData(
+        "t",
+        1,
+        8,
+        (np.array([0, 0, 0]), np.array([0, 2, 5])),
+        (np.zeros(0, np.int64), np.zeros(0, np.int64)),
+    )
     picks = np.array([inject_noise(d, 0.34, seed=s).train[1][-1] for s in range(2000)])
     counts = np.bincount(picks, minlength=8)
     assert counts[[0, 2, 5]].sum() == 0
@@ -484,7 +556,7 @@ def test_absent_items_exact(num_users, num_items):
     keys_ = g.edge_users() * num_items + g.col_item
     shifted = shifted_keys(keys_, g.rowptr_u[:-1], num_items)
     for u in range(num_users):
-        own = set(g.col_item[g.rowptr_u[u]:g.rowptr_u[u + 1]].tolist())
+        own = set(g.col_item[g.rowptr_u[u] : g.rowptr_u[u + 1]].tolist())
         absent = [i for i in range(num_items) if i not in own]
         users = torch.full((len(absent),), u, dtype=torch.int64)
         got = absent_items(shifted, g.rowptr_u[:-1], users, torch.arange(len(absent)), num_items)
@@ -590,8 +662,10 @@ def _proxies(d: InteractionData, keep: np.ndarray):
     sim = co / norm[:, None] / norm[None, :]
     np.fill_diagonal(sim, 0.0)
     args = (u, i, *d.test, d.num_users, d.num_items)
-    return (_recall_at_20(np.tile(pop, (d.num_users, 1)), *args),
-            _recall_at_20(np.asarray(r @ sim), *args))
+    return (
+        _recall_at_20(np.tile(pop, (d.num_users, 1)), *args),
+        _recall_at_20(np.asarray(r @ sim), *args),
+    )
 
 
 def test_synthetic_default_is_worth_learning_and_noise_hurts():
@@ -613,9 +687,11 @@ def test_synthetic_rejects_bad_parameters():
 
 
 # ------------------------------------------------------------------ real data
-@pytest.mark.skipif(not (SHARED_DATA / "gowalla" / "train.txt").is_file(),
-                    reason=f"Gowalla split not found at {SHARED_DATA / 'gowalla'} "
-                           "(set FASTGCN_SHARED_DATA to the shared data folder)")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "gowalla" / "train.txt").is_file(),
+    reason=f"Gowalla split not found at {SHARED_DATA / 'gowalla'} "
+    "(set FASTGCN_SHARED_DATA to the shared data folder)",
+)
 def test_gowalla_published_counts():
     d = load_lightgcn(SHARED_DATA / "gowalla")
     assert (d.num_users, d.num_items) == (29_858, 40_981)
@@ -623,8 +699,10 @@ def test_gowalla_published_counts():
     assert d.valid is None
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "yelp_lightgnn" / "valid.txt").is_file(),
-                    reason=f"Yelp (LightGNN split) not found at {SHARED_DATA / 'yelp_lightgnn'}")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "yelp_lightgnn" / "valid.txt").is_file(),
+    reason=f"Yelp (LightGNN split) not found at {SHARED_DATA / 'yelp_lightgnn'}",
+)
 def test_yelp_lightgnn_published_counts():
     d = load_lightgcn(SHARED_DATA / "yelp_lightgnn")
     assert (d.num_users, d.num_items) == (42_712, 26_822)

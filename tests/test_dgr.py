@@ -1,17 +1,17 @@
 """The DGR plug-in (GMP and LEC) on LightGCN, SimGCL and XSimGCL against dense float64 references."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import DEVICE, random_graph
+from test_models import split
+
 from fastgcn_denoise import ops
-from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.denoisers.dgr import DGR, DGRConfig
+from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.models.lightgcn import LightGCN
 from fastgcn_denoise.models.simgcl import SimGCL
 from fastgcn_denoise.models.xsimgcl import XSimGCL
-
-from test_models import split
 
 
 def dense_adjacency(graph, self_loops):
@@ -52,9 +52,10 @@ def plugged(model, *plugins):
     return model
 
 
-@pytest.mark.parametrize("self_loops,z,z_factor", [(True, "degree_sum", 1),
-                                                   (False, "degree_sum", 1),
-                                                   (False, "twice_degree_sum", 2)])
+@pytest.mark.parametrize(
+    "self_loops,z,z_factor",
+    [(True, "degree_sum", 1), (False, "degree_sum", 1), (False, "twice_degree_sum", 2)],
+)
 def test_gmp_forward_matches_dense(self_loops, z, z_factor):
     graph = random_graph(12, 9, 0.3, seed=2)  # with an isolated user and item
     alphas = (0.3, 1.1, -0.2)
@@ -94,8 +95,11 @@ def test_zero_alpha_and_no_gmp_leave_lightgcn_unchanged():
     plain = LightGCN(9, 11, dim=4, num_layers=3).double().to(DEVICE)
     want = plain(graph)
     for config in ({"dgr_gmp": False}, {"dgr_alpha": (0.0,), "dgr_self_loops": False}):
-        model = plugged(LightGCN(9, 11, dim=4, num_layers=3),
-                        dgr(graph, dgr_lec=False, **config)).double().to(DEVICE)
+        model = (
+            plugged(LightGCN(9, 11, dim=4, num_layers=3), dgr(graph, dgr_lec=False, **config))
+            .double()
+            .to(DEVICE)
+        )
         model.load_state_dict(plain.state_dict())
         for got, exp in zip(model(graph), want):
             torch.testing.assert_close(got, exp, rtol=1e-14, atol=1e-14)
@@ -107,8 +111,10 @@ def dense_lec(final, graph, batch, neighbours, lam1, lam2):
     total = torch.zeros((), dtype=torch.float64, device=DEVICE)
     for b in range(batch.users.shape[0]):
         user, item = int(batch.users[b]), int(batch.pos[b])
-        for items, weights, lam in ((neighbours.similar, neighbours.similar_weight, lam1),
-                                    (neighbours.marginal, neighbours.marginal_weight, -lam2)):
+        for items, weights, lam in (
+            (neighbours.similar, neighbours.similar_weight, lam1),
+            (neighbours.marginal, neighbours.marginal_weight, -lam2),
+        ):
             for j, w in zip(items[item].tolist(), weights[item].tolist()):
                 if j >= 0:
                     total = total - lam * w * F.logsigmoid(u[user] @ it[j])
@@ -118,8 +124,14 @@ def dense_lec(final, graph, batch, neighbours, lam1, lam2):
 @pytest.mark.parametrize("backbone", ["lightgcn", "simgcl", "xsimgcl"])
 def test_lec_and_gmp_on_every_backbone(backbone):
     graph = random_graph(30, 14, 0.25, seed=6)
-    config = dict(dgr_alpha=(0.2, 0.5), lec_similar=3, lec_marginal=2, lec_min_cooccurrence=4,
-                  lec_pos_weight=0.3, lec_neg_weight=0.05)
+    config = dict(
+        dgr_alpha=(0.2, 0.5),
+        lec_similar=3,
+        lec_marginal=2,
+        lec_min_cooccurrence=4,
+        lec_pos_weight=0.3,
+        lec_neg_weight=0.05,
+    )
     plugin = dgr(graph, layers=2, **config)
     cls = {"lightgcn": LightGCN, "simgcl": SimGCL, "xsimgcl": XSimGCL}[backbone]
     torch.manual_seed(0)
@@ -172,10 +184,38 @@ def test_train_any_backbone_with_dgr_from_the_command_line(tmp_path, capsys, mod
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1), data)
     out = tmp_path / "run"
-    code = main(["train", "--model", model, "--dgr", "--data", str(data), "--out", str(out),
-                 "--dim", "8", "--layers", "2", "--dgr-alpha", "0.1,0.5", "--lec-similar", "3",
-                 "--lec-marginal", "2", "--epochs", "2", "--eval-every", "1", "--batch-size", "64",
-                 "--ks", "5,10", "--device", str(DEVICE)])
+    code = main(
+        [
+            "train",
+            "--model",
+            model,
+            "--dgr",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--dim",
+            "8",
+            "--layers",
+            "2",
+            "--dgr-alpha",
+            "0.1,0.5",
+            "--lec-similar",
+            "3",
+            "--lec-marginal",
+            "2",
+            "--epochs",
+            "2",
+            "--eval-every",
+            "1",
+            "--batch-size",
+            "64",
+            "--ks",
+            "5,10",
+            "--device",
+            str(DEVICE),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     terms = {"loss", "bpr", "reg", "lec"} | ({"cl"} if model != "lightgcn" else set())

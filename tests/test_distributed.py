@@ -1,5 +1,6 @@
 """Distributed training on a partitioned graph: the partition, the propagation on it, and P = 2
 gloo processes against the single process (same embeddings after a few steps, same metrics)."""
+
 import json
 import os
 import socket
@@ -26,8 +27,12 @@ from fastgcn_denoise.pipelines.train import make_config, train
 
 def _graph(seed=0, users=31, items=40, edges=220):
     g = torch.Generator().manual_seed(seed)
-    return BipartiteGraph(torch.randint(0, users, (edges,), generator=g),
-                          torch.randint(0, items, (edges,), generator=g), users, items)
+    return BipartiteGraph(
+        torch.randint(0, users, (edges,), generator=g),
+        torch.randint(0, items, (edges,), generator=g),
+        users,
+        items,
+    )
 
 
 def _write_data(path, seed=0, users=60, items=50):
@@ -42,9 +47,18 @@ def _write_data(path, seed=0, users=60, items=50):
 
 
 def _config(data, out, **kw):
-    return make_config(kw.pop("model", "lightgcn"), data=data, out=str(out), epochs=2,
-                       batch_size=48, eval_every=1, seed=3, verbose=False, progress=False,
-                       **kw)
+    return make_config(
+        kw.pop("model", "lightgcn"),
+        data=data,
+        out=str(out),
+        epochs=2,
+        batch_size=48,
+        eval_every=1,
+        seed=3,
+        verbose=False,
+        progress=False,
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------------- the partition
@@ -56,8 +70,9 @@ def test_partition_covers_each_edge_once_with_its_halo(balance, world):
     assert ub[0] == 0 and ub[-1] == g.num_users and ib[-1] == g.num_items
     parts = [partition_graph(g, r, ub, ib) for r in range(world)]
     assert sum(p.col_u.shape[0] for p in parts) == g.num_edges
-    assert torch.equal(torch.sort(torch.cat([p.eid_i for p in parts]))[0],
-                       torch.arange(g.num_edges))
+    assert torch.equal(
+        torch.sort(torch.cat([p.eid_i for p in parts]))[0], torch.arange(g.num_edges)
+    )
     users, items = g.edges()
     for p in parts:
         keys = p.buffer_keys
@@ -70,14 +85,15 @@ def test_partition_covers_each_edge_once_with_its_halo(balance, world):
         halo = keys[own:]
         u0, u1 = p.users
         i0, i1 = p.items
-        assert not (((halo >= u0) & (halo < u1)) |
-                    ((halo >= g.num_users + i0) & (halo < g.num_users + i1))).any()
+        assert not (
+            ((halo >= u0) & (halo < u1)) | ((halo >= g.num_users + i0) & (halo < g.num_users + i1))
+        ).any()
 
 
 def test_degree_balance_evens_out_edges():
     deg = torch.tensor([50, 1, 1, 1, 1, 1, 1, 50, 1, 1])
     cuts = partition_bounds(deg, 2, "degree")
-    halves = [int(deg[cuts[r]:cuts[r + 1]].sum()) for r in range(2)]
+    halves = [int(deg[cuts[r] : cuts[r + 1]].sum()) for r in range(2)]
     assert abs(halves[0] - halves[1]) <= 2, cuts
     with pytest.raises(ValueError, match="balance"):
         partition_bounds(deg, 2, "metis")
@@ -95,17 +111,19 @@ def test_one_rank_propagation_is_masked_spmm(mode, backend):
         z_u, z_i = partition_mask(p, logits, logits[p.eid_i], mode, seed=5, offset=11)
         z = sample_mask(g, logits, mode, seed=5, offset=11)
         assert torch.equal(z_u, z) and torch.equal(z_i, z[p.eid_i])
-    op = PartitionedOperator(p, exchange_plan(p.requests), z_u, z_i, dtype=dtype,
-                             backend=backend)
+    op = PartitionedOperator(p, exchange_plan(p.requests), z_u, z_i, dtype=dtype, backend=backend)
     xu = torch.randn(g.num_users, 4, dtype=dtype, device=DEVICE, requires_grad=True)
     xi = torch.randn(g.num_items, 4, dtype=dtype, device=DEVICE, requires_grad=True)
     got = partitioned_spmm(op, xu, xi)
-    want = masked_spmm(g, xu, xi, None if mode == "ones" else logits, mode, seed=5, offset=11,
-                       backend="reference")
+    want = masked_spmm(
+        g, xu, xi, None if mode == "ones" else logits, mode, seed=5, offset=11, backend="reference"
+    )
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
     gy = [torch.randn_like(t) for t in want]
-    for a, b in zip(torch.autograd.grad(got, (xu, xi), gy), torch.autograd.grad(want, (xu, xi), gy)):
+    for a, b in zip(
+        torch.autograd.grad(got, (xu, xi), gy), torch.autograd.grad(want, (xu, xi), gy)
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -121,22 +139,34 @@ def test_unsupported_runs_are_refused(tmp_path):
 
 # ---------------------------------------------------------------------- P processes (gloo)
 def _worker(rank, world, port, data, out, tmp):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), FASTGCN_DIST_TIMEOUT="30")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        FASTGCN_DIST_TIMEOUT="30",
+    )
     torch.set_num_threads(1)
     result = distributed.train_distributed(_config(data, out))
     # NGCF on degree-balanced ranges: the result must not depend on the partition either.
-    ngcf = distributed.train_distributed(_config(data, out + "-ngcf", model="ngcf",
-                                                 mess_dropout=0.0), balance="degree")
+    ngcf = distributed.train_distributed(
+        _config(data, out + "-ngcf", model="ngcf", mess_dropout=0.0), balance="degree"
+    )
     report = {"result": result, "ngcf": ngcf}
     # The propagation and its backward against the single process, in float64, with a mask.
     g = _graph(2)
     ub, ib = partition_bounds(g.deg_u, world), partition_bounds(g.deg_i, world)
     p = partition_graph(g, rank, ub, ib)
-    logits = torch.randn(g.num_edges, dtype=torch.float64, generator=torch.Generator()
-                         .manual_seed(0))
-    z_u, z_i = partition_mask(p, logits[p.edge_start:p.edge_start + p.col_u.shape[0]],
-                              logits[p.eid_i], "bernoulli", seed=9)
+    logits = torch.randn(
+        g.num_edges, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    z_u, z_i = partition_mask(
+        p,
+        logits[p.edge_start : p.edge_start + p.col_u.shape[0]],
+        logits[p.eid_i],
+        "bernoulli",
+        seed=9,
+    )
     op = PartitionedOperator(p, exchange_plan(p.requests), z_u, z_i, dtype=torch.float64)
     gen = torch.Generator().manual_seed(1)
     xu = torch.randn(g.num_users, 3, dtype=torch.float64, generator=gen)
@@ -160,8 +190,7 @@ def _worker(rank, world, port, data, out, tmp):
     try:
         dist.all_reduce(torch.ones(1))
     except RuntimeError as exc:
-        torch.save({"dead": str(distributed.collective_failure(exc))},
-                   os.path.join(tmp, "dead.pt"))
+        torch.save({"dead": str(distributed.collective_failure(exc))}, os.path.join(tmp, "dead.pt"))
     os._exit(0)  # the group is broken: no orderly shutdown
 
 
@@ -178,8 +207,12 @@ def two_ranks(tmp_path_factory):
     mp.spawn(_worker, args=(2, _free_port(), data, str(tmp / "p2"), str(tmp)), nprocs=2)
     single = train(_config(data, tmp / "single"))
     train(_config(data, tmp / "single-ngcf", model="ngcf", mess_dropout=0.0))
-    return tmp, data, single, [torch.load(tmp / f"report{r}.pt", weights_only=False)
-                               for r in range(2)]
+    return (
+        tmp,
+        data,
+        single,
+        [torch.load(tmp / f"report{r}.pt", weights_only=False) for r in range(2)],
+    )
 
 
 def test_two_ranks_train_like_one_process(two_ranks):
@@ -197,8 +230,9 @@ def test_two_ranks_train_like_one_process(two_ranks):
         for name in ("user_emb", "item_emb"):
             torch.testing.assert_close(got[key][name], want[key][name], rtol=1e-5, atol=1e-6)
     log = [json.loads(line) for line in (tmp / "p2" / "log.jsonl").read_text().splitlines()]
-    want_log = [json.loads(line) for line in
-                (tmp / "single" / "log.jsonl").read_text().splitlines()]
+    want_log = [
+        json.loads(line) for line in (tmp / "single" / "log.jsonl").read_text().splitlines()
+    ]
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in want_log], rel=1e-5)
 
 
@@ -208,8 +242,9 @@ def test_two_ranks_train_ngcf_like_one_process(two_ranks):
     assert result["distributed"]["world_size"] == 2
     assert result["distributed"]["balance"] == "degree"
     log = [json.loads(line) for line in (tmp / "p2-ngcf" / "log.jsonl").read_text().splitlines()]
-    want_log = [json.loads(line) for line in
-                (tmp / "single-ngcf" / "log.jsonl").read_text().splitlines()]
+    want_log = [
+        json.loads(line) for line in (tmp / "single-ngcf" / "log.jsonl").read_text().splitlines()
+    ]
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in want_log], rel=1e-4)
     for got_r, want_r in zip(log, want_log):  # a near tie may swap two ranks: abs 1e-3
         for key, value in got_r["valid"].items():
@@ -236,8 +271,9 @@ def test_two_ranks_hold_half_the_tables(two_ranks):
 def test_two_ranks_propagation_and_gradients_match(two_ranks):
     reports = two_ranks[3]
     g = _graph(2)
-    logits = torch.randn(g.num_edges, dtype=torch.float64, generator=torch.Generator()
-                         .manual_seed(0))
+    logits = torch.randn(
+        g.num_edges, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
     gen = torch.Generator().manual_seed(1)
     xu = torch.randn(g.num_users, 3, dtype=torch.float64, generator=gen).requires_grad_()
     xi = torch.randn(g.num_items, 3, dtype=torch.float64, generator=gen).requires_grad_()
@@ -271,7 +307,8 @@ def test_one_rank_equals_the_plain_trainer(tmp_path):
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         one = distributed.train_distributed(
-            _config(data, tmp_path / "one", model="ngcf", mess_dropout=0.0))
+            _config(data, tmp_path / "one", model="ngcf", mess_dropout=0.0)
+        )
     finally:
         dist.destroy_process_group()
     for key, value in one["test"].items():

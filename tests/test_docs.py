@@ -2,6 +2,7 @@
 Python example (and the ops page's) runs, its links resolve, and the tables fail loudly when
 their result files do not say what they claim (docs/gen_tables.py). The Sphinx build itself is
 `make docs` (CI)."""
+
 import dataclasses
 import importlib.util
 import json
@@ -54,8 +55,14 @@ def test_readme_python_example_runs(tmp_path):
     short = example.replace("epochs=30", "epochs=1")
     assert short != example
     (tmp_path / "example.py").write_text(short)
-    run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=600, check=False)
+    run = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "noise found with ROC AUC" in run.stdout
     summary = json.loads((tmp_path / "runs" / "example-clean" / "denoise.json").read_text())
@@ -66,8 +73,14 @@ def test_readme_python_example_runs(tmp_path):
 def test_ops_page_example_runs(tmp_path):
     example = _code_blocks((ROOT / "docs" / "ops.md").read_text(), "python")[0]
     (tmp_path / "example.py").write_text(example)
-    run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300, check=False)
+    run = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
 
 
@@ -89,12 +102,15 @@ def test_a_missing_result_file_fails_loudly(gen_tables, tmp_path):
     assert not list(tmp_path.glob("*.md"))  # nothing written when one table fails
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"cols": (("renamed field", "no_such_field", "f4"),)}, "is in no row"),
-    ({"where": {"denoiser": "no_such_denoiser"}}, "no row matches"),
-    ({"rows": "no_such_rows"}, "no 'no_such_rows'"),
-    ({"pages": ("getting-started.md",)}, "does not include"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"cols": (("renamed field", "no_such_field", "f4"),)}, "is in no row"),
+        ({"where": {"denoiser": "no_such_denoiser"}}, "no row matches"),
+        ({"rows": "no_such_rows"}, "no 'no_such_rows'"),
+        ({"pages": ("getting-started.md",)}, "does not include"),
+    ],
+)
 def test_a_table_that_does_not_match_its_file_fails_loudly(gen_tables, tmp_path, change, message):
     if "cols" in change:
         change = {"cols": tuple(gen_tables.Col(*c) for c in change["cols"])}

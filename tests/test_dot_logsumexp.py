@@ -1,11 +1,11 @@
 """ops.dot_logsumexp on every backend present, against a dense float64 log-sum-exp."""
+
 import pytest
 import torch
+from conftest import DEVICE, backend_params
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.ops.dot_logsumexp import pack_mask
-
-from conftest import DEVICE, backend_params
 
 BACKEND = backend_params()
 
@@ -61,7 +61,7 @@ def test_positive_sets(backend, dtype, width, slack):
     q, k = rand((B, width), dtype, 5), rand((N, width), dtype, 6)
     km = random_mask(N, width, 0.7, 7)
     qm = km[:B].clone()  # the queries are among the keys: every set holds at least itself
-    qm[3] = False        # an all-zero mask matches keys with at most `slack` kept entries
+    qm[3] = False  # an all-zero mask matches keys with at most `slack` kept entries
     lse = ops.dot_logsumexp(q, k, 0.5, query_mask=qm, key_mask=km, slack=slack, backend=backend)
     truth = dense_truth(q, k, 0.5, qm, km, slack)
     finite = torch.isfinite(truth)
@@ -91,8 +91,9 @@ def test_gradcheck(backend, masked):
     if masked:
         km = random_mask(9, 5, 0.6, 12)
         kw = dict(query_mask=km[:6], key_mask=km, slack=1)
-    assert torch.autograd.gradcheck(lambda q, k: ops.dot_logsumexp(q, k, 0.7, backend=backend, **kw),
-                                    (q, k))
+    assert torch.autograd.gradcheck(
+        lambda q, k: ops.dot_logsumexp(q, k, 0.7, backend=backend, **kw), (q, k)
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -126,11 +127,20 @@ def test_errors():
     with pytest.raises(ValueError, match="give both query_mask and key_mask"):
         ops.dot_logsumexp(q, k, query_mask=torch.ones(2, 3, device=DEVICE))
     with pytest.raises(ValueError, match=r"key_mask must have shape \[4, m\]"):
-        ops.dot_logsumexp(q, k, query_mask=torch.ones(2, 3, device=DEVICE),
-                          key_mask=torch.ones(3, 3, device=DEVICE))
+        ops.dot_logsumexp(
+            q,
+            k,
+            query_mask=torch.ones(2, 3, device=DEVICE),
+            key_mask=torch.ones(3, 3, device=DEVICE),
+        )
     with pytest.raises(ValueError, match="slack must be an integer >= 0"):
-        ops.dot_logsumexp(q, k, query_mask=torch.ones(2, 3, device=DEVICE),
-                          key_mask=torch.ones(4, 3, device=DEVICE), slack=-1)
+        ops.dot_logsumexp(
+            q,
+            k,
+            query_mask=torch.ones(2, 3, device=DEVICE),
+            key_mask=torch.ones(4, 3, device=DEVICE),
+            slack=-1,
+        )
     if DEVICE.type == "cpu":
         with pytest.raises(ValueError, match=r"keys has non-finite values \(first at \(1, 2\)\)"):
             bad = k.clone()
@@ -145,7 +155,9 @@ def test_no_keys_gives_minus_inf(backend):
     assert (lse == float("-inf")).all()
 
 
-@pytest.mark.skipif(ops.availability("cpu")["cpu"] is not None, reason="the cpu backend is not built")
+@pytest.mark.skipif(
+    ops.availability("cpu")["cpu"] is not None, reason="the cpu backend is not built"
+)
 @pytest.mark.parametrize("masked", [False, True])
 def test_cpu_threads_agree(masked):
     # Several OpenMP threads (worker threads start with grad mode on; inputs require grad), tiles
@@ -166,5 +178,9 @@ def test_cpu_threads_agree(masked):
         torch.set_num_threads(before)
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(results[0][0], dense_truth(q, k, 0.5, *(
-        (kw["query_mask"], kw["key_mask"], 8) if masked else ())), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        results[0][0],
+        dense_truth(q, k, 0.5, *((kw["query_mask"], kw["key_mask"], 8) if masked else ())),
+        rtol=1e-10,
+        atol=1e-10,
+    )

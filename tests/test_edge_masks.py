@@ -1,19 +1,23 @@
 """Learned edge masks: target-edge holdout, pathwise gates, mask heads, keep-level control, the
 plug-ins in the trainer."""
-import math
 
-import numpy as np
 import pytest
 import torch
+from conftest import random_graph
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.data import make_synthetic, save_npz
+from fastgcn_denoise.denoisers.masks import (
+    EdgeMask,
+    Holdout,
+    KeepControl,
+    MaskHead,
+    edge_features,
+    edge_ids,
+    holdout_kwargs,
+)
 from fastgcn_denoise.models import Batch, LightGCN
-from fastgcn_denoise.denoisers.masks import (EdgeMask, Holdout, KeepControl, MaskHead,
-                                               edge_features, edge_ids, holdout_kwargs)
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
-
-from conftest import random_graph
 
 
 def batch_of(graph, n, seed=0):
@@ -64,21 +68,30 @@ def test_keep_control_meets_the_target_and_learns_no_common_shift():
     control = KeepControl(target_keep=0.8)
     phi = (torch.randn(3, 500, dtype=torch.float64) * 2).requires_grad_()
     shifted = control.shift(phi)
-    torch.testing.assert_close(torch.sigmoid(shifted).mean(1),
-                               torch.full((3,), 0.8, dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        torch.sigmoid(shifted).mean(1),
+        torch.full((3,), 0.8, dtype=torch.float64),
+        rtol=0,
+        atol=1e-5,
+    )
     # the mean keep is pinned: its gradient in the raw logits vanishes
     (grad,) = torch.autograd.grad(torch.sigmoid(shifted).mean(), phi)
     assert grad.abs().max() < 1e-7
     # a common shift of the raw logits changes nothing (up to the solver's 1e-5 keep tolerance)
-    torch.testing.assert_close(KeepControl(0.8).shift(phi.detach() + 3.0), shifted.detach(),
-                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        KeepControl(0.8).shift(phi.detach() + 3.0), shifted.detach(), rtol=0, atol=1e-4
+    )
     # a loss on some edges still moves them relative to the others
     (grad,) = torch.autograd.grad(torch.sigmoid(control.shift(phi))[:, :10].sum(), phi)
     assert (grad[:, :10] > 0).all() and (grad[:, 10:] <= 0).all()
     # with the hard concrete offset the keep probability sigma(phi - offset) is the target
     hc = KeepControl(0.7).shift(phi.detach(), offset=-1.5)
-    torch.testing.assert_close(torch.sigmoid(hc + 1.5).mean(1),
-                               torch.full((3,), 0.7, dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        torch.sigmoid(hc + 1.5).mean(1),
+        torch.full((3,), 0.7, dtype=torch.float64),
+        rtol=0,
+        atol=1e-5,
+    )
     assert KeepControl().shift(phi) is phi
     with pytest.raises(ValueError, match="target_keep"):
         KeepControl(1.0)
@@ -117,8 +130,15 @@ def test_mask_forward_is_the_gated_holdout_propagation(estimator):
     g = random_graph(14, 11, 0.35, seed=4)
     torch.manual_seed(1)
     model = LightGCN(14, 11, dim=4, num_layers=2)
-    mask = EdgeMask(model, g.num_edges, estimator=estimator, head="score", target_keep=None,
-                    warmup_epochs=0.0, init_keep=0.7)
+    mask = EdgeMask(
+        model,
+        g.num_edges,
+        estimator=estimator,
+        head="score",
+        target_keep=None,
+        warmup_epochs=0.0,
+        init_keep=0.7,
+    )
     model.add_plugin(mask)
     with torch.no_grad():
         mask.head.weight.fill_(0.5)
@@ -130,18 +150,25 @@ def test_mask_forward_is_the_gated_holdout_propagation(estimator):
     stretch = {} if estimator == "gumbel" else {"gamma": -0.1, "zeta": 1.1}
     hold = torch.ones(g.num_edges)
     hold[picked] = 0
-    spec = [{"edge_weight": ops.gate(logits[k].detach(), kind, seed, k * g.num_edges, 0.5,
-                                     **stretch) * hold} for k in range(2)]
+    spec = [
+        {
+            "edge_weight": ops.gate(logits[k].detach(), kind, seed, k * g.num_edges, 0.5, **stretch)
+            * hold
+        }
+        for k in range(2)
+    ]
     plain = LightGCN(14, 11, dim=4, num_layers=2)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items()
-                           if not k.startswith("plugins")})
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("plugins")}
+    )
     want = plain.loss(g, batch, spec)
     torch.testing.assert_close(terms["bpr"], want["bpr"])
     # mask_targets: each positive's BPR term weighted by its (detached) mean keep probability
     keep = mask.keep_prob(logits.detach()[:, picked]).mean(0)
     fu, fi = plain.readout(plain.layer_outputs(g, batch, spec))
-    per = torch.nn.functional.softplus((fu[batch.users] * fi[batch.neg]).sum(1)
-                                       - (fu[batch.users] * fi[batch.pos]).sum(1))
+    per = torch.nn.functional.softplus(
+        (fu[batch.users] * fi[batch.neg]).sum(1) - (fu[batch.users] * fi[batch.pos]).sum(1)
+    )
     torch.testing.assert_close(terms["loss"], (keep * per).mean() + want["reg"])
     assert terms["targets"] < 0
     terms["loss"].backward()
@@ -165,8 +192,9 @@ def test_mask_warmup_then_target_keep():
     model.loss(g, batch)
     model.loss(g, batch)
     assert mask.examples == 2 * (g.num_edges // 2) and mask.active
-    torch.testing.assert_close(mask.keep_scores(g).mean(1), torch.full((2,), 0.75), atol=1e-4,
-                               rtol=0)
+    torch.testing.assert_close(
+        mask.keep_scores(g).mean(1), torch.full((2,), 0.75), atol=1e-4, rtol=0
+    )
     terms = model.loss(g, batch)
     assert mask._step[1] is not None
     # the state dict carries the warm-up count, the embeddings and the shift
@@ -189,13 +217,23 @@ def test_mask_rejects_a_foreign_graph():
 
 
 def test_mask_and_holdout_plugins_in_the_trainer(tmp_path):
-    data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=1,
-                          noise_mix={"uniform": 1.0})
+    data = make_synthetic(
+        num_users=120, num_items=80, dim=4, avg_degree=10, seed=1, noise_mix={"uniform": 1.0}
+    )
     save_npz(data, tmp_path / "d.npz")
-    common = dict(data=str(tmp_path / "d.npz"), epochs=3, eval_every=1, lr=1e-2, progress=False,
-                  verbose=False)
-    cfg = make_config("lightgcn", plugins=["mask"], out=str(tmp_path / "m"), mask_warmup=1.0,
-                      mask_head="linear", target_keep=0.8, mask_head_lr=0.05, **common)
+    common = dict(
+        data=str(tmp_path / "d.npz"), epochs=3, eval_every=1, lr=1e-2, progress=False, verbose=False
+    )
+    cfg = make_config(
+        "lightgcn",
+        plugins=["mask"],
+        out=str(tmp_path / "m"),
+        mask_warmup=1.0,
+        mask_head="linear",
+        target_keep=0.8,
+        mask_head_lr=0.05,
+        **common,
+    )
     result = train(cfg)
     assert result["test"]["recall@20"] > 0
     _, _, prep, model = restore_run(tmp_path / "m" / "checkpoint.pt")
@@ -204,5 +242,9 @@ def test_mask_and_holdout_plugins_in_the_trainer(tmp_path):
     assert abs(float(keep.mean()) - 0.8) < 1e-3
     groups = model.param_groups(1e-3)
     assert [g["lr"] for g in groups] == [1e-3, 0.05]
-    assert train(make_config("lightgcn", plugins=["holdout"], out=str(tmp_path / "h"),
-                             **common))["test"]["recall@20"] > 0
+    assert (
+        train(make_config("lightgcn", plugins=["holdout"], out=str(tmp_path / "h"), **common))[
+            "test"
+        ]["recall@20"]
+        > 0
+    )

@@ -1,14 +1,20 @@
 """Full-ranking evaluation against a deliberately simple per-user Python implementation."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICE
+
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.tasks.evaluation import (evaluate_embeddings, evaluate_most_popular, most_popular,
-                                  rank_metrics, top_items)
+from fastgcn_denoise.tasks.evaluation import (
+    evaluate_embeddings,
+    evaluate_most_popular,
+    most_popular,
+    rank_metrics,
+    top_items,
+)
 
 
 def simple_metrics(scores, train, target, ks):
@@ -43,15 +49,21 @@ def random_split(num_users, num_items, seed, p_train=0.3, p_test=0.1):
     test_m[-1, :] = False
     train = [set(np.nonzero(row)[0].tolist()) for row in train_m]
     target = [set(np.nonzero(row)[0].tolist()) for row in test_m]
-    to_graph = lambda m: BipartiteGraph(*np.nonzero(m), num_users, num_items).to(DEVICE)
+
+    def to_graph(m):
+        return BipartiteGraph(*np.nonzero(m), num_users, num_items).to(DEVICE)
+
     return train, target, to_graph(train_m), to_graph(test_m)
 
 
-@pytest.mark.parametrize("num_users,num_items,ks,batch", [
-    (7, 5, (1, 3, 20), 3),        # K larger than the number of items
-    (40, 33, (5, 10), 7),         # odd sizes, several batches
-    (64, 120, (20, 50, 100), 1000),
-])
+@pytest.mark.parametrize(
+    "num_users,num_items,ks,batch",
+    [
+        (7, 5, (1, 3, 20), 3),  # K larger than the number of items
+        (40, 33, (5, 10), 7),  # odd sizes, several batches
+        (64, 120, (20, 50, 100), 1000),
+    ],
+)
 @pytest.mark.parametrize("tied", [False, True])
 def test_metrics_match_simple_implementation(num_users, num_items, ks, batch, tied):
     train, target, g_train, g_test = random_split(num_users, num_items, seed=num_items)
@@ -144,18 +156,24 @@ def _torch_topk(user, item, users, mask, k):
     scores = (user[users] @ item.T).to(torch.float32)
     scores[mask[users]] = float("-inf")
     top = top_items(scores, k)
-    return top, scores.gather(1, top).nan_to_num(nan=float("-inf"), posinf=float("inf"),
-                                                 neginf=float("-inf"))
+    return top, scores.gather(1, top).nan_to_num(
+        nan=float("-inf"), posinf=float("inf"), neginf=float("-inf")
+    )
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0
-@pytest.mark.parametrize("data,d,k", [
-    *[("ties", d, k) for d in (5, 16) for k in (1, 5, 20)],
-    ("ties", 5, 50),      # k > I
-    ("gauss", 5, 5), ("gauss", 16, 20),
-])
+@pytest.mark.parametrize(
+    "data,d,k",
+    [
+        *[("ties", d, k) for d in (5, 16) for k in (1, 5, 20)],
+        ("ties", 5, 50),  # k > I
+        ("gauss", 5, 5),
+        ("gauss", 16, 20),
+    ],
+)
 def test_fused_topk_matches_torch(data, d, k):
     from fastgcn_denoise.kernels.topk import masked_topk
+
     num_users, num_items = 7, 37
     gen = torch.Generator().manual_seed(d * 100 + k)
     if data == "ties":  # few distinct, exactly representable scores: many ties, no rounding
@@ -169,15 +187,20 @@ def test_fused_topk_matches_torch(data, d, k):
     mask = _exclusion(num_users, num_items, seed=k)
     g = BipartiteGraph(*np.nonzero(mask), num_users, num_items)
     users = torch.tensor([3, 0, 1, 6, 2, 5, 4, 0])  # unordered, one user twice
-    user, item, users, mask = user.to(DEVICE), item.to(DEVICE), users.to(DEVICE), \
-        torch.from_numpy(mask).to(DEVICE)
+    user, item, users, mask = (
+        user.to(DEVICE),
+        item.to(DEVICE),
+        users.to(DEVICE),
+        torch.from_numpy(mask).to(DEVICE),
+    )
     g = g.to(DEVICE)
     expected_items, expected_values = _torch_topk(user, item, users, mask, k)
     assert expected_items.shape == (8, min(k, num_items))
     # Default tiling (one tile here), and several tiles and item splits merged in torch.
     for splits, block_items in ((None, None), (2, 16)):
-        items, values = masked_topk(user, item, users, g.rowptr_u, g.col_item, k, splits=splits,
-                                    block_items=block_items)
+        items, values = masked_topk(
+            user, item, users, g.rowptr_u, g.col_item, k, splits=splits, block_items=block_items
+        )
         assert items.tolist() == expected_items.tolist(), (splits, block_items)
         if data == "ties":
             assert torch.equal(values, expected_values)
@@ -187,6 +210,7 @@ def test_fused_topk_matches_torch(data, d, k):
 
 def test_fused_topk_without_exclusions_and_float64():
     from fastgcn_denoise.kernels.topk import masked_topk
+
     gen = torch.Generator().manual_seed(5)
     user = (torch.randint(-3, 4, (7, 5), generator=gen).double() / 8).to(DEVICE)
     item = (torch.randint(-3, 4, (37, 5), generator=gen).double() / 8).to(DEVICE)
@@ -201,6 +225,7 @@ def test_fused_topk_without_exclusions_and_float64():
 @pytest.mark.parametrize("with_valid", [False, True])
 def test_fused_evaluate_matches_torch_path(with_valid, monkeypatch):
     from fastgcn_denoise.kernels import topk as topk_kernels
+
     num_users, num_items = 30, 25
     train, target, g_train, g_test = random_split(num_users, num_items, seed=4)
     excluded = [set(s) for s in train]
@@ -221,12 +246,14 @@ def test_fused_evaluate_matches_torch_path(with_valid, monkeypatch):
     ks = (5, 10, 30)  # 30 > I: the lists run into the masked items
     expected, _ = simple_metrics((user @ item.T).numpy(), excluded, target, ks)
     user, item = user.to(DEVICE), item.to(DEVICE)
-    torch_path = evaluate_embeddings(user, item, g_test, exclude, ks, batch_users=16,
-                                     backend="reference")
+    torch_path = evaluate_embeddings(
+        user, item, g_test, exclude, ks, batch_users=16, backend="reference"
+    )
     calls = []
     real = topk_kernels.masked_topk
-    monkeypatch.setattr(topk_kernels, "masked_topk",
-                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(
+        topk_kernels, "masked_topk", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
     fused = evaluate_embeddings(user, item, g_test, exclude, ks, batch_users=16, backend="triton")
     assert calls  # the fused path ran
     assert fused == torch_path
@@ -238,16 +265,17 @@ def test_fused_path_selection(monkeypatch):
     import fastgcn_denoise.tasks.evaluation as ev
     from fastgcn_denoise.kernels.topk import MAX_K
     from fastgcn_denoise.ops import BackendUnavailable
+
     cpu, f32 = torch.device("cpu"), torch.float32
     monkeypatch.delenv("FASTGCN_BACKEND", raising=False)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert not ev._use_fused(cpu, None, 20, f32)          # CPU: torch path unless forced
+    assert not ev._use_fused(cpu, None, 20, f32)  # CPU: torch path unless forced
     assert ev._use_fused(cpu, "triton", 20, f32)
     assert not ev._use_fused(cpu, "triton", MAX_K + 1, f32)  # k too large: torch path
     assert not ev._use_fused(cpu, "reference", 20, f32)
     monkeypatch.setenv("FASTGCN_BACKEND", "triton")
     assert ev._use_fused(cpu, None, 20, f32)
-    assert not ev._use_fused(cpu, "reference", 20, f32)   # the argument wins
+    assert not ev._use_fused(cpu, "reference", 20, f32)  # the argument wins
     with pytest.raises(BackendUnavailable, match="unknown backend"):
         ev._use_fused(cpu, "bogus", 20, f32)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -258,7 +286,10 @@ def test_fused_path_selection(monkeypatch):
 def test_progress_bar_over_user_batches(capsys):
     _, _, g_train, g_test = random_split(40, 30, seed=5)
     gen = torch.Generator().manual_seed(1)
-    user, item = torch.randn(40, 4, generator=gen).to(DEVICE), torch.randn(30, 4, generator=gen).to(DEVICE)
+    user, item = (
+        torch.randn(40, 4, generator=gen).to(DEVICE),
+        torch.randn(30, 4, generator=gen).to(DEVICE),
+    )
     quiet = evaluate_embeddings(user, item, g_test, [g_train], (5,), batch_users=8)
     assert capsys.readouterr().err == ""  # off by default
     shown = evaluate_embeddings(user, item, g_test, [g_train], (5,), batch_users=8, progress=True)

@@ -1,13 +1,12 @@
 """Feature-graph data (L0-SIGN): the `label node node ...` loader, its errors, the seeded
 70/15/15 split, subsets and batches."""
+
 import numpy as np
 import pytest
 import torch
-
-from fastgcn_denoise.data.feature_graphs import (FeatureGraphs, load_feature_graphs,
-                                                 split_indices)
-
 from conftest import DEVICE
+
+from fastgcn_denoise.data.feature_graphs import FeatureGraphs, load_feature_graphs, split_indices
 
 
 def write(tmp_path, text, name="g.data"):
@@ -27,14 +26,17 @@ def test_load_with_empty_graphs_and_repeats(tmp_path):
     assert load_feature_graphs(path, num_features=20).num_features == 20
 
 
-@pytest.mark.parametrize("text,message", [
-    ("1.0 0 1\n0.5 2\n", r"g.data, line 2: label '0.5' is not 0 or 1"),
-    ("1.0 0 1\nyes 2\n", r"g.data, line 2: label 'yes' is not a number"),
-    ("1.0 0 1\n\n0.0 3 x 2\n", r"g.data, line 3: node 'x' is not a non-negative integer"),
-    ("0.0 1 2.5\n", r"g.data, line 1: node '2.5' is not a non-negative integer"),
-    ("0.0 1 -2\n", r"g.data, line 1: node -2 is negative"),
-    ("\n\n", r"g.data: no graphs"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("1.0 0 1\n0.5 2\n", r"g.data, line 2: label '0.5' is not 0 or 1"),
+        ("1.0 0 1\nyes 2\n", r"g.data, line 2: label 'yes' is not a number"),
+        ("1.0 0 1\n\n0.0 3 x 2\n", r"g.data, line 3: node 'x' is not a non-negative integer"),
+        ("0.0 1 2.5\n", r"g.data, line 1: node '2.5' is not a non-negative integer"),
+        ("0.0 1 -2\n", r"g.data, line 1: node -2 is negative"),
+        ("\n\n", r"g.data: no graphs"),
+    ],
+)
 def test_load_errors(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         load_feature_graphs(write(tmp_path, text))
@@ -85,11 +87,16 @@ def test_subset_batch_and_split():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,graphs,features,nodes_per_graph", [
-    ("twitter", 144_033, 1_323, 4.03), ("DBLP_v1", 19_456, 41_325, 10.48)])
+@pytest.mark.parametrize(
+    "name,graphs,features,nodes_per_graph",
+    [("twitter", 144_033, 1_323, 4.03), ("DBLP_v1", 19_456, 41_325, 10.48)],
+)
 def test_shared_data_sets(name, graphs, features, nodes_per_graph):
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "l0sign" / f"{name}.data"
+
+    path = (
+        Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "l0sign" / f"{name}.data"
+    )
     if not path.exists():
         pytest.skip(f"{path} not present")
     g = load_feature_graphs(path)
@@ -107,6 +114,9 @@ def test_load_skips_a_bom(tmp_path):
 def test_load_refuses_a_sparse_feature_id(tmp_path):
     # One feature id 1e11 asked for a 1e11-row embedding table (terabytes).
     lines = [f"{i % 2} {i % 40} {(i + 3) % 40}" for i in range(200)] + ["1 100000000000 3"]
-    with pytest.raises(ValueError, match=r"g\.data, line 201: feature id 100,000,000,000, but "
-                                         r"only 41 distinct features occur"):
+    with pytest.raises(
+        ValueError,
+        match=r"g\.data, line 201: feature id 100,000,000,000, but "
+        r"only 41 distinct features occur",
+    ):
         load_feature_graphs(write(tmp_path, "\n".join(lines) + "\n"))

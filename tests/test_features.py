@@ -1,28 +1,40 @@
 """Item content features: parsing NAME=path specs, loading and checking .npy files, finding
 *_feat.npy beside train.txt, attaching to a data set (item count from the rows), npz round trip,
 and the built-in generator's modalities."""
+
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastgcn_denoise.data import (InteractionData, load_lightgcn, load_npz, make_synthetic,
-                                  save_npz)
-from fastgcn_denoise.data.features import (attach_features, find_features, load_features,
-                                           parse_feature_specs, resolve_features)
+from fastgcn_denoise.data import InteractionData, load_lightgcn, load_npz, make_synthetic, save_npz
+from fastgcn_denoise.data.features import (
+    attach_features,
+    find_features,
+    load_features,
+    parse_feature_specs,
+    resolve_features,
+)
 
 TIKTOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiktok"
 
 
 def small(num_items=5):
-    return InteractionData("t", 3, num_items, (np.array([0, 1, 2]), np.array([0, 1, 2])),
-                           (np.array([0]), np.array([3])))
+    return InteractionData(
+        "t",
+        3,
+        num_items,
+        (np.array([0, 1, 2]), np.array([0, 1, 2])),
+        (np.array([0]), np.array([3])),
+    )
 
 
 def test_parse_specs():
     assert parse_feature_specs(["image=a/b.npy", " audio = c.npy "]) == {
-        "image": Path("a/b.npy"), "audio": Path("c.npy")}
+        "image": Path("a/b.npy"),
+        "audio": Path("c.npy"),
+    }
     assert list(parse_feature_specs("v=x.npy")) == ["v"]
     with pytest.raises(ValueError, match="expected NAME=path.npy"):
         parse_feature_specs(["image"])
@@ -84,8 +96,12 @@ def test_find_and_resolve(tmp_path):
     assert list(find_features(tmp_path)) == ["audio", "image"]
     data = resolve_features(load_lightgcn(tmp_path), (), tmp_path)
     assert data.num_items == 5 and set(data.features) == {"audio", "image"}
-    only = resolve_features(load_lightgcn(tmp_path), (f"v={tmp_path / 'image_feat.npy'}",), tmp_path)
-    assert list(only.features) == ["v"] and only.meta["features"]["v"]["source"].endswith("image_feat.npy")
+    only = resolve_features(
+        load_lightgcn(tmp_path), (f"v={tmp_path / 'image_feat.npy'}",), tmp_path
+    )
+    assert list(only.features) == ["v"] and only.meta["features"]["v"]["source"].endswith(
+        "image_feat.npy"
+    )
     assert resolve_features(small(), (), None).features is None
 
 

@@ -6,6 +6,7 @@ A case passes when the call succeeds or raises a Python exception with a non-emp
 unmutated control cases must succeed. The inputs are seeded (deterministic); per family the
 runner prints {"cases", "ok", "raised", "controls"} as one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,10 +85,29 @@ def _mutate(kind: str, rowptr, col, ncols, rng):
     return rowptr, col, ncols
 
 
-CSR_DEFECTS = ("valid", "col_big", "col_neg", "rowptr_decrease", "rowptr_mid_big",
-               "rowptr_last_big", "rowptr_last_small", "rowptr_first", "col_short", "col_long",
-               "rowptr_empty", "col_float", "rowptr_float", "int32", "bool", "col_2d",
-               "ncols_small", "ncols_neg", "ncols_float", "unsorted", "duplicate")
+CSR_DEFECTS = (
+    "valid",
+    "col_big",
+    "col_neg",
+    "rowptr_decrease",
+    "rowptr_mid_big",
+    "rowptr_last_big",
+    "rowptr_last_small",
+    "rowptr_first",
+    "col_short",
+    "col_long",
+    "rowptr_empty",
+    "col_float",
+    "rowptr_float",
+    "int32",
+    "bool",
+    "col_2d",
+    "ncols_small",
+    "ncols_neg",
+    "ncols_float",
+    "unsorted",
+    "duplicate",
+)
 
 
 def _bad_csrs(rng, n: int):
@@ -107,13 +127,16 @@ def _graph_cases(rng, n: int, use):
 
         def case(rowptr=rowptr, col=col, ncols=ncols, backend=backend):
             use(BipartiteGraph.from_csr(rowptr, col, ncols), backend)
+
         yield f"{kind} on {backend}", kind == "valid", case
 
 
 def _embeddings(graph, d=3, dtype=torch.float64):
     gen = torch.Generator().manual_seed(0)
-    return (torch.randn(graph.num_users, d, generator=gen, dtype=dtype),
-            torch.randn(graph.num_items, d, generator=gen, dtype=dtype))
+    return (
+        torch.randn(graph.num_users, d, generator=gen, dtype=dtype),
+        torch.randn(graph.num_items, d, generator=gen, dtype=dtype),
+    )
 
 
 def _valid_graph(rng):
@@ -129,15 +152,30 @@ def family_graph_from_csr(rng):
     def use(g, backend):
         xu, xi = _embeddings(g)
         ops.masked_spmm(g, xu, xi, backend=backend)
+
     yield from _graph_cases(rng, 210, use)
 
 
 def family_graph_from_edges(rng):
     from fastgcn_denoise import BipartiteGraph, ops
 
-    defects = ("valid", "user_big", "item_neg", "float_ids", "frac_ids", "bool_ids", "str_ids",
-               "short", "2d", "empty", "num_users_small", "num_items_zero", "nested",
-               "edge_index_bad", "edge_index_float")
+    defects = (
+        "valid",
+        "user_big",
+        "item_neg",
+        "float_ids",
+        "frac_ids",
+        "bool_ids",
+        "str_ids",
+        "short",
+        "2d",
+        "empty",
+        "num_users_small",
+        "num_items_zero",
+        "nested",
+        "edge_index_bad",
+        "edge_index_float",
+    )
     for c in range(150):
         kind, backend = defects[c % len(defects)], BACKENDS[c % len(BACKENDS)]
         n = int(rng.integers(1, 12))
@@ -178,6 +216,7 @@ def family_graph_from_edges(rng):
             else:
                 g = BipartiteGraph(users, items, nu if c % 2 else None, ni if c % 2 else None)
             ops.masked_spmm(g, *_embeddings(g), backend=backend)
+
         yield f"{kind} on {backend}", kind == "valid", case
 
 
@@ -185,9 +224,22 @@ def family_graph_load(rng):
     from fastgcn_denoise import BipartiteGraph, ops
 
     folder = tempfile.mkdtemp(prefix="fuzz_npz_")
-    defects = ("valid", "missing_key", "float_ids", "negative_ids", "short_col", "short_rowptr",
-               "big_col", "num_items_float", "num_items_neg", "num_items_array", "rowptr_2d",
-               "str_ids", "decreasing", "not_npz")
+    defects = (
+        "valid",
+        "missing_key",
+        "float_ids",
+        "negative_ids",
+        "short_col",
+        "short_rowptr",
+        "big_col",
+        "num_items_float",
+        "num_items_neg",
+        "num_items_array",
+        "rowptr_2d",
+        "str_ids",
+        "decreasing",
+        "not_npz",
+    )
     for c in range(140):
         kind, backend = defects[c % len(defects)], BACKENDS[c % len(BACKENDS)]
         rowptr, col, ncols = _csr(rng)
@@ -226,6 +278,7 @@ def family_graph_load(rng):
         def case(path=path, backend=backend):
             g = BipartiteGraph.load(path)
             ops.masked_spmm(g, *_embeddings(g), backend=backend)
+
         yield f"{kind} on {backend}", kind == "valid", case
 
 
@@ -246,11 +299,19 @@ def family_csr_pattern(rng):
                 good = CSRPattern.from_csr(*_csr(np.random.default_rng(len(col))))
                 t = torch.as_tensor
                 # The defect goes into the direct constructor's forward CSR, the transpose is valid.
-                p = CSRPattern(t(rowptr), t(col), good.t_rowptr, good.t_col, good.t_perm,
-                               len(rowptr) - 1, ncols)
+                p = CSRPattern(
+                    t(rowptr),
+                    t(col),
+                    good.t_rowptr,
+                    good.t_col,
+                    good.t_perm,
+                    len(rowptr) - 1,
+                    ncols,
+                )
             w = torch.rand(p.nnz, dtype=torch.float64, requires_grad=True)
             x = torch.rand(p.num_cols, 2, dtype=torch.float64, requires_grad=True)
             weighted_spmm(p, w, x, backend=backend).sum().backward()
+
         valid = kind in ("valid", "unsorted", "duplicate") and how != "direct"
         yield f"{kind} via {how} on {backend}", valid and how == "from_csr", case
 
@@ -265,34 +326,62 @@ def family_spgemm(rng):
 
         def case(rowptr=rowptr, col=col, ncols=ncols, other=other, backend=backend, side=side):
             t = torch.as_tensor
-            bad = CSRMatrix(t(rowptr), t(col), torch.rand(np.shape(col)[-1] if np.ndim(col) else 0,
-                                                          dtype=torch.float64),
-                            len(rowptr) - 1, ncols)
+            bad = CSRMatrix(
+                t(rowptr),
+                t(col),
+                torch.rand(np.shape(col)[-1] if np.ndim(col) else 0, dtype=torch.float64),
+                len(rowptr) - 1,
+                ncols,
+            )
             if side == 0:
-                b = CSRMatrix(t(other[0]), t(other[1]), torch.rand(len(other[1]),
-                                                                    dtype=torch.float64),
-                              len(other[0]) - 1, other[2])
+                b = CSRMatrix(
+                    t(other[0]),
+                    t(other[1]),
+                    torch.rand(len(other[1]), dtype=torch.float64),
+                    len(other[0]) - 1,
+                    other[2],
+                )
                 c_ = spgemm(bad, b, backend=backend)
             else:
                 a = CSRMatrix.identity(len(rowptr) - 1 if len(rowptr) else 1)
                 c_ = spgemm(a, bad, backend=backend)
             c_.to_dense()
+
         yield f"{kind} in {'AB'[side]} on {backend}", kind == "valid", case
 
 
 def family_masked_spmm(rng):
     from fastgcn_denoise import ops
 
-    defects = ("valid", "logits_nan", "logits_short", "logits_int", "weight_neg", "weight_inf",
-               "holdout_big", "holdout_neg", "holdout_float", "x_short", "x_int", "x_1d",
-               "mode_bad", "dual", "sample_mask", "d_mismatch")
+    defects = (
+        "valid",
+        "logits_nan",
+        "logits_short",
+        "logits_int",
+        "weight_neg",
+        "weight_inf",
+        "holdout_big",
+        "holdout_neg",
+        "holdout_float",
+        "x_short",
+        "x_int",
+        "x_1d",
+        "mode_bad",
+        "dual",
+        "sample_mask",
+        "d_mismatch",
+    )
     for c in range(160):
         kind, backend = defects[c % len(defects)], BACKENDS[c % len(BACKENDS)]
         g = _valid_graph(rng)
         xu, xi = _embeddings(g)
         E = g.num_edges
-        kw = {"logits": torch.randn(E, dtype=torch.float64), "mode": "expect",
-              "edge_weight": torch.rand(E, dtype=torch.float64), "holdout": None}
+        kw = {
+            "logits": torch.randn(E, dtype=torch.float64),
+            "mode": "expect",
+            "edge_weight": torch.rand(E, dtype=torch.float64),
+            "holdout": None,
+        }
         if kind == "logits_nan":
             kw["logits"][rng.integers(E)] = float("nan")
         elif kind == "logits_short":
@@ -327,9 +416,15 @@ def family_masked_spmm(rng):
                 ops.sample_mask(g, kw["logits"].reshape(1, -1), backend=backend)
             else:
                 ops.masked_spmm(g, xu, xi, backend=backend, **kw)
+
         yield f"{kind} on {backend}", kind in ("valid", "dual", "sample_mask"), case
-    yield from _graph_cases(rng, 42, lambda g, b: ops.masked_spmm_dual(
-        g, *_embeddings(g), torch.zeros(g.num_edges, dtype=torch.float64), backend=b))
+    yield from _graph_cases(
+        rng,
+        42,
+        lambda g, b: ops.masked_spmm_dual(
+            g, *_embeddings(g), torch.zeros(g.num_edges, dtype=torch.float64), backend=b
+        ),
+    )
 
 
 def family_sddmm(rng):
@@ -346,8 +441,11 @@ def family_sddmm(rng):
             b = b.float()
         elif kind == "width":
             b = b[:, :1]
-        yield f"{kind} on {backend}", kind == "valid", (
-            lambda g=g, a=a, b=b, backend=backend: ops.sddmm(g, a, b, backend=backend))
+        yield (
+            f"{kind} on {backend}",
+            kind == "valid",
+            (lambda g=g, a=a, b=b, backend=backend: ops.sddmm(g, a, b, backend=backend)),
+        )
 
 
 def family_directed_spmm(rng):
@@ -357,6 +455,7 @@ def family_directed_spmm(rng):
         xu, xi = _embeddings(g)
         w = torch.rand(g.num_edges, dtype=torch.float64)
         ops.directed_spmm(g, xu, xi, w, w.flip(0), backend=backend)
+
     yield from _graph_cases(rng, 210, use)
 
 
@@ -372,6 +471,7 @@ def family_segment_topk(rng):
             if c % 7 == 3:
                 values[0:1] = float("nan")
             ops.segment_topk(torch.as_tensor(rowptr), values, k, bool(c % 2), backend=backend)
+
         yield f"{kind} k={k} on {backend}", kind == "valid", case
 
 
@@ -383,19 +483,32 @@ def family_cosine_attention(rng):
         vu, vi = _embeddings(g, d=2)
         out = ops.cosine_attention(g, ku.requires_grad_(), ki, vu, vi, backend=backend)
         sum(o.sum() for o in out).backward()
+
     yield from _graph_cases(rng, 210, use)
 
 
 def family_all_pairs(rng):
     from fastgcn_denoise import ops
 
-    defects = ("valid", "node_big", "node_neg", "ptr_decrease", "ptr_last", "ptr_first",
-               "ptr_float", "nodes_int32", "ptr_empty", "gate_shape", "pair_gates")
+    defects = (
+        "valid",
+        "node_big",
+        "node_neg",
+        "ptr_decrease",
+        "ptr_last",
+        "ptr_first",
+        "ptr_float",
+        "nodes_int32",
+        "ptr_empty",
+        "gate_shape",
+        "pair_gates",
+    )
     F, d, b, h, hg = 6, 3, 2, 4, 3
     gen = torch.Generator().manual_seed(0)
 
     def r(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
     for c in range(165):
         kind, backend = defects[c % len(defects)], BACKENDS[c % len(BACKENDS)]
         sizes = rng.integers(0, 4, int(rng.integers(1, 5)))
@@ -429,9 +542,11 @@ def family_all_pairs(rng):
             if kind == "pair_gates":
                 ops.pair_gates(ptr, nodes, emb, gate)
                 return
-            out = ops.all_pairs_interaction(ptr, nodes, r(F, d).requires_grad_(), weights, emb,
-                                            gate, backend=backend)
+            out = ops.all_pairs_interaction(
+                ptr, nodes, r(F, d).requires_grad_(), weights, emb, gate, backend=backend
+            )
             out.pooled.sum().backward()
+
         yield f"{kind} on {backend}", kind in ("valid", "pair_gates"), case
 
 
@@ -443,6 +558,7 @@ def family_svd(rng):
         w = torch.rand(g.num_edges, dtype=torch.float64, requires_grad=True)
         ops.truncated_svd(g, k, w.detach(), backend=backend)
         ops.nuclear_norm(g, w, k, backend=backend).backward()
+
     yield from _graph_cases(rng, 126, use)
 
 
@@ -455,11 +571,13 @@ def family_cooccurrence(rng):
         ops.item_cooccurrence(g, backend=backend)
         ops.lec_neighbors(g, 2, 2, backend=backend)
         power_sum(g, 2, backend=backend)
+
     yield from _graph_cases(rng, 168, use)
 
 
-FAMILIES = {name[len("family_"):]: fn for name, fn in globals().items()
-            if name.startswith("family_")}
+FAMILIES = {
+    name[len("family_") :]: fn for name, fn in globals().items() if name.startswith("family_")
+}
 
 
 def run_family(name: str) -> dict:
@@ -474,8 +592,9 @@ def run_family(name: str) -> dict:
             counts["ok"] += 1
         except Exception as e:  # the point: any Python exception, with a message
             if not str(e).strip():
-                raise AssertionError(f"{name} case {j} ({what}): {type(e).__name__} "
-                                     "without a message") from e
+                raise AssertionError(
+                    f"{name} case {j} ({what}): {type(e).__name__} without a message"
+                ) from e
             if control:
                 raise AssertionError(f"{name} case {j} ({what}) is valid but raised {e!r}") from e
             raised[type(e).__name__] += 1
@@ -484,8 +603,14 @@ def run_family(name: str) -> dict:
 
 def _spawn(family: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
-    return subprocess.run([sys.executable, __file__, family], capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, __file__, family],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -499,9 +624,11 @@ def family_runs():
 def test_fuzz_family_never_crashes(family, family_runs):
     proc = family_runs[family]
     last = proc.stderr.strip().splitlines()[-3:]
-    assert proc.returncode == 0, (f"family {family}: exit status {proc.returncode} "
-                                  f"(negative: killed by signal {-proc.returncode}); "
-                                  f"last lines: {last}")
+    assert proc.returncode == 0, (
+        f"family {family}: exit status {proc.returncode} "
+        f"(negative: killed by signal {-proc.returncode}); "
+        f"last lines: {last}"
+    )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["cases"] >= 100 and report["controls"] > 0
     assert report["ok"] >= report["controls"]

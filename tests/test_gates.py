@@ -1,23 +1,26 @@
 """ops.gate and ops.l0_probability: every backend against the reference, gradcheck, the sample
 distribution against the closed forms, and clear errors."""
+
 import math
 
 import pytest
 import torch
+from conftest import DEVICE
 
 from fastgcn_denoise import ops
-from fastgcn_denoise.ops import BackendUnavailable, availability
 from fastgcn_denoise.modes import GATE_KINDS
-
-from conftest import DEVICE
+from fastgcn_denoise.ops import BackendUnavailable, availability
 
 # The gate has reference, cpu and triton kernels; on GPUs the triton one runs (no CUDA C++).
 _AVAIL = availability(DEVICE)
-BACKEND = [pytest.param(name, marks=pytest.mark.skipif(_AVAIL[name] is not None,
-                                                       reason=f"{name}: {_AVAIL[name]}"))
-           for name in ("reference", "cpu", "triton")]
+BACKEND = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(_AVAIL[name] is not None, reason=f"{name}: {_AVAIL[name]}")
+    )
+    for name in ("reference", "cpu", "triton")
+]
 SEED = 0x1234_5678_9ABC  # > 2^32: both Philox key words matter
-OFFSET = (1 << 33) + 5   # > 2^32: both counter words matter
+OFFSET = (1 << 33) + 5  # > 2^32: both counter words matter
 CONTINUOUS = ("concrete", "hard_concrete", "hard_concrete_mean")
 
 
@@ -49,9 +52,13 @@ def test_matches_reference(backend, kind, dtype, shape):
 @pytest.mark.parametrize("kind", GATE_KINDS)
 def test_gradient_matches_reference(backend, kind):
     phi = logits_of((2, 29), torch.float64, seed=3).requires_grad_()
-    weights = torch.linspace(-1, 2, phi.numel(), dtype=torch.float64, device=DEVICE).reshape(phi.shape)
+    weights = torch.linspace(-1, 2, phi.numel(), dtype=torch.float64, device=DEVICE).reshape(
+        phi.shape
+    )
     (g,) = torch.autograd.grad((ops.gate(phi, kind, SEED, 7, backend=backend) * weights).sum(), phi)
-    (t,) = torch.autograd.grad((ops.gate(phi, kind, SEED, 7, backend="reference") * weights).sum(), phi)
+    (t,) = torch.autograd.grad(
+        (ops.gate(phi, kind, SEED, 7, backend="reference") * weights).sum(), phi
+    )
     # triton takes tau/gamma/zeta as float32 scalars: a relative error of ~1e-8 in float64.
     torch.testing.assert_close(g, t, rtol=1e-6, atol=1e-9)
 
@@ -63,8 +70,12 @@ def test_gradcheck(backend, kind):
     # the same regenerated uniforms at every evaluation.
     phi = (0.3 * logits_of((11,), torch.float64, seed=5)).requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda p: ops.gate(p, kind, SEED, 11, temperature=0.9, backend=backend), (phi,),
-        eps=1e-6, atol=1e-5, rtol=1e-4)
+        lambda p: ops.gate(p, kind, SEED, 11, temperature=0.9, backend=backend),
+        (phi,),
+        eps=1e-6,
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_straight_through_gradient_is_the_relaxed_one():
@@ -76,6 +87,7 @@ def test_straight_through_gradient_is_the_relaxed_one():
 
 def test_straight_through_sample_is_the_arm_pos_mask():
     from fastgcn_denoise import BipartiteGraph
+
     g = BipartiteGraph([0, 0, 1, 2, 2, 2], [0, 1, 1, 0, 1, 2]).to(DEVICE)
     phi = logits_of((g.num_edges,), torch.float32, seed=7)
     z = ops.gate(phi, "concrete_st", SEED, OFFSET, backend="reference")

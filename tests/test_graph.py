@@ -24,18 +24,26 @@ def test_sizes_default_to_max_id():
     assert (g.num_users, g.num_items) == (6, 8)
 
 
-@pytest.mark.parametrize("users, items, kwargs, message", [
-    ([0, 1], [0], {}, "user_ids has 2 entries but item_ids has 1"),
-    ([], [], {}, "no interactions"),
-    ([0, -1], [0, 1], {}, r"user_ids\[1\] = -1 is negative"),
-    ([0, 1], [0, 9], {"num_items": 5}, r"item_ids\[1\] = 9 is out of range: num_items = 5"),
-    ([0, 4], [0, 1], {"num_users": 4}, r"user_ids\[1\] = 4 is out of range"),
-    ([0.0, 1.5], [0, 1], {}, "user_ids must hold integer ids.*1.5 at position 1"),
-    (torch.tensor([0.0, 1.0]), [0, 1], {}, "user_ids must hold integer ids, got a tensor of dtype"),
-    ([[0, 1]], [[0, 1]], {}, "user_ids must be 1-D"),
-    (["a", "b"], [0, 1], {}, "user_ids must hold integer ids"),
-    ([0], [0], {"num_users": 0}, "num_users must be positive"),
-])
+@pytest.mark.parametrize(
+    "users, items, kwargs, message",
+    [
+        ([0, 1], [0], {}, "user_ids has 2 entries but item_ids has 1"),
+        ([], [], {}, "no interactions"),
+        ([0, -1], [0, 1], {}, r"user_ids\[1\] = -1 is negative"),
+        ([0, 1], [0, 9], {"num_items": 5}, r"item_ids\[1\] = 9 is out of range: num_items = 5"),
+        ([0, 4], [0, 1], {"num_users": 4}, r"user_ids\[1\] = 4 is out of range"),
+        ([0.0, 1.5], [0, 1], {}, "user_ids must hold integer ids.*1.5 at position 1"),
+        (
+            torch.tensor([0.0, 1.0]),
+            [0, 1],
+            {},
+            "user_ids must hold integer ids, got a tensor of dtype",
+        ),
+        ([[0, 1]], [[0, 1]], {}, "user_ids must be 1-D"),
+        (["a", "b"], [0, 1], {}, "user_ids must hold integer ids"),
+        ([0], [0], {"num_users": 0}, "num_users must be positive"),
+    ],
+)
 def test_bad_input_raises_with_location(users, items, kwargs, message):
     with pytest.raises(ValueError, match=message):
         BipartiteGraph(users, items, **kwargs)
@@ -67,21 +75,24 @@ def test_to_same_device_is_identity_and_copies_otherwise():
         assert h.device.type == "cuda" and torch.equal(h.perm.cpu(), g.perm)
 
 
-@pytest.mark.parametrize("rowptr, col, num_items, message", [
-    # The case: accepted, then masked_spmm read col/rowptr out of bounds (segfault).
-    ([0, 3, 100000], [0, 1, 2], 3, r"rowptr_u\[-1\] = 100000 but col_item has 3 entries"),
-    ([0, 2, 3], [0, 1, 7], 3, r"col_item\[2\] = 7 is outside \[0, 3\)"),
-    ([0, 2, 3], [0, -1, 2], 3, r"col_item\[1\] = -1 is outside \[0, 3\)"),
-    ([0, 2, 1, 3], [0, 1, 2], 3, r"rowptr_u\[2\] = 1 is below rowptr_u\[1\] = 2"),
-    ([1, 2, 3], [0, 1, 2], 3, r"rowptr_u\[0\] = 1, must be 0"),
-    ([], [], 3, "rowptr_u is empty"),
-    ([0, 2], [1, 0], 3, r"col_item\[1\] = 0 does not follow col_item\[0\] = 1"),
-    ([0, 2], [1, 1], 3, r"col_item\[1\] = 1 does not follow"),
-    ([0, 2], [0.0, 1.5], 3, "col_item must hold integers, got dtype float64"),
-    ([0, 2], [[0, 1]], 3, "col_item must be 1-D"),
-    ([0, 2], [0, 1], -3, "num_items must be a non-negative integer, got -3"),
-    ([0, 2], [0, 1], 2.0, "num_items must be a non-negative integer, got 2.0"),
-])
+@pytest.mark.parametrize(
+    "rowptr, col, num_items, message",
+    [
+        # The case: accepted, then masked_spmm read col/rowptr out of bounds (segfault).
+        ([0, 3, 100000], [0, 1, 2], 3, r"rowptr_u\[-1\] = 100000 but col_item has 3 entries"),
+        ([0, 2, 3], [0, 1, 7], 3, r"col_item\[2\] = 7 is outside \[0, 3\)"),
+        ([0, 2, 3], [0, -1, 2], 3, r"col_item\[1\] = -1 is outside \[0, 3\)"),
+        ([0, 2, 1, 3], [0, 1, 2], 3, r"rowptr_u\[2\] = 1 is below rowptr_u\[1\] = 2"),
+        ([1, 2, 3], [0, 1, 2], 3, r"rowptr_u\[0\] = 1, must be 0"),
+        ([], [], 3, "rowptr_u is empty"),
+        ([0, 2], [1, 0], 3, r"col_item\[1\] = 0 does not follow col_item\[0\] = 1"),
+        ([0, 2], [1, 1], 3, r"col_item\[1\] = 1 does not follow"),
+        ([0, 2], [0.0, 1.5], 3, "col_item must hold integers, got dtype float64"),
+        ([0, 2], [[0, 1]], 3, "col_item must be 1-D"),
+        ([0, 2], [0, 1], -3, "num_items must be a non-negative integer, got -3"),
+        ([0, 2], [0, 1], 2.0, "num_items must be a non-negative integer, got 2.0"),
+    ],
+)
 def test_from_csr_checks_indices(rowptr, col, num_items, message):
     with pytest.raises(ValueError, match="BipartiteGraph.from_csr: " + message):
         BipartiteGraph.from_csr(rowptr, col, num_items)
@@ -92,14 +103,23 @@ def test_from_csr_accepts_rows_that_restart_and_empty_rows():
     assert g.edges()[0].tolist() == [0, 0, 2, 2] and g.num_users == 4
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"rowptr_u": [0, 2], "num_items": 3}, r"missing \['col_item'\]"),
-    ({"rowptr_u": [0, 2], "col_item": [0.0, 1.0], "num_items": 3}, "col_item must hold integers"),
-    ({"rowptr_u": [0, 2], "col_item": [-1, 1], "num_items": 3}, r"col_item\[0\] = -1"),
-    ({"rowptr_u": [0, 2], "col_item": [0], "num_items": 3}, r"rowptr_u\[-1\] = 2 but col_item"),
-    ({"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": 2.5}, "num_items must be a non-neg"),
-    ({"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": [3, 3]}, "num_items must be a non-neg"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"rowptr_u": [0, 2], "num_items": 3}, r"missing \['col_item'\]"),
+        (
+            {"rowptr_u": [0, 2], "col_item": [0.0, 1.0], "num_items": 3},
+            "col_item must hold integers",
+        ),
+        ({"rowptr_u": [0, 2], "col_item": [-1, 1], "num_items": 3}, r"col_item\[0\] = -1"),
+        ({"rowptr_u": [0, 2], "col_item": [0], "num_items": 3}, r"rowptr_u\[-1\] = 2 but col_item"),
+        ({"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": 2.5}, "num_items must be a non-neg"),
+        (
+            {"rowptr_u": [0, 2], "col_item": [0, 1], "num_items": [3, 3]},
+            "num_items must be a non-neg",
+        ),
+    ],
+)
 def test_load_crafted_npz_names_file_and_entry(tmp_path, arrays, message):
     path = tmp_path / "g.npz"
     np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -1,14 +1,14 @@
 """GRCN: shapes, gradients to every parameter, routing modes, weight fusion and pruning, keep
 scores, a few training steps, and that routing on the built-in data's content exposes its noise."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE
 
 from fastgcn_denoise.data import make_synthetic
-from fastgcn_denoise.pipelines.denoise import roc_auc
 from fastgcn_denoise.denoisers.grcn import FUSIONS, GRCN, WEIGHT_MODES
-
-from conftest import DEVICE
+from fastgcn_denoise.pipelines.denoise import roc_auc
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,9 @@ def small():
 
 def model_for(data, **kw):
     torch.manual_seed(0)
-    return GRCN(data.num_users, data.num_items, data.features, dim=8, content_dim=8, **kw).to(DEVICE)
+    return GRCN(data.num_users, data.num_items, data.features, dim=8, content_dim=8, **kw).to(
+        DEVICE
+    )
 
 
 def batch(graph, n=32, seed=0):
@@ -74,8 +76,9 @@ def test_pruning_and_keep_scores(small):
     assert (w_u == 0).all() and (w_i == 0).all()
     # Constant content: every item looks the same, so each user's row is uniform (score 1).
     flat = {n: np.ones_like(f) for n, f in data.features.items()}
-    model = GRCN(data.num_users, data.num_items, flat, dim=8, content_dim=8,
-                 weight_mode="mean").to(DEVICE)
+    model = GRCN(data.num_users, data.num_items, flat, dim=8, content_dim=8, weight_mode="mean").to(
+        DEVICE
+    )
     scores = model.keep_scores(g)
     assert scores.shape == (2, g.num_edges)
     torch.testing.assert_close(scores[0], torch.ones_like(scores[0]))
@@ -89,8 +92,9 @@ def test_confidence_init(small):
     ones = model_for(data)
     _, w_u, w_i = ones.refine(g)
     largest = model_for(data, weight_mode="max")
-    largest.load_state_dict({k: v for k, v in ones.state_dict().items() if k != "confidence"},
-                            strict=False)
+    largest.load_state_dict(
+        {k: v for k, v in ones.state_dict().items() if k != "confidence"}, strict=False
+    )
     _, m_u, m_i = largest.refine(g)
     torch.testing.assert_close(w_u, m_u)
     torch.testing.assert_close(w_i, m_i)
@@ -99,8 +103,9 @@ def test_confidence_init(small):
     c = xavier.confidence.detach()
     n = data.num_users + data.num_items
     assert c.shape == (n, 2) and abs(c.std().item() / (2 / (n + 2)) ** 0.5 - 1) < 0.25
-    xavier.load_state_dict({k: v for k, v in ones.state_dict().items() if k != "confidence"}
-                           | {"confidence": c})
+    xavier.load_state_dict(
+        {k: v for k, v in ones.state_dict().items() if k != "confidence"} | {"confidence": c}
+    )
     _, x_u, x_i = xavier.refine(g)
     assert 0.1 < (x_u == 0).float().mean() < 0.45  # both modalities' c < 0: pruned
     assert (x_u.sum() / w_u.sum()).abs() < 0.1  # the propagation starts ~switched off
@@ -134,8 +139,14 @@ def test_routing_on_content_exposes_noise():
     noise = data.noise_per_edge(g)
     aucs = []
     for routing in (0, 3):
-        model = GRCN(data.num_users, data.num_items, data.features, content_dim=64, routing=routing,
-                     weight_mode="mean").to(DEVICE)
+        model = GRCN(
+            data.num_users,
+            data.num_items,
+            data.features,
+            content_dim=64,
+            routing=routing,
+            weight_mode="mean",
+        ).to(DEVICE)
         aucs.append(roc_auc(model.keep_scores(g)[0].cpu().numpy(), ~noise))
     assert aucs[0] < 0.56 and aucs[1] > 0.65, aucs
 
@@ -167,8 +178,17 @@ def test_train_select_and_denoise_export(tmp_path):
     extra = {n: np.concatenate([f, f[:3]]) for n, f in data.features.items()}  # 3 cold items
     for name, f in extra.items():
         np.save(folder / f"{name}_feat.npy", f)
-    config = make_config("grcn", data=str(folder), out=str(tmp_path / "run"), epochs=2,
-                         eval_every=1, dim=8, grcn_content_dim=8, progress=False, verbose=False)
+    config = make_config(
+        "grcn",
+        data=str(folder),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        eval_every=1,
+        dim=8,
+        grcn_content_dim=8,
+        progress=False,
+        verbose=False,
+    )
     result = train(config)
     assert result["data"]["items"] == 43 and result["best_epoch"] in (1, 2)
     summary = denoise_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "dn")
@@ -176,8 +196,19 @@ def test_train_select_and_denoise_export(tmp_path):
     header = (tmp_path / "dn" / "keep_probabilities.csv").read_text().splitlines()[0]
     assert header.startswith("user,item,keep_layer1,keep_layer2,keep_mean")
     from fastgcn_denoise.data import save_npz
-    save_npz(make_synthetic(num_users=30, num_items=20, dim=4, avg_degree=6, features=()),
-             tmp_path / "plain.npz")
+
+    save_npz(
+        make_synthetic(num_users=30, num_items=20, dim=4, avg_degree=6, features=()),
+        tmp_path / "plain.npz",
+    )
     with pytest.raises(ValueError, match="needs item content features"):
-        train(make_config("grcn", data=str(tmp_path / "plain.npz"), out=str(tmp_path / "r2"),
-                          epochs=1, progress=False, verbose=False))
+        train(
+            make_config(
+                "grcn",
+                data=str(tmp_path / "plain.npz"),
+                out=str(tmp_path / "r2"),
+                epochs=1,
+                progress=False,
+                verbose=False,
+            )
+        )

@@ -1,16 +1,16 @@
 """L0-SIGN / SIGN and the classification task: the model learns a planted feature interaction,
 the gate's Philox stream advances per batch, the interaction export, AUC/ACC and the baseline."""
+
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE
 
-from fastgcn_denoise.tasks import classification as task
 from fastgcn_denoise.data.feature_graphs import FeatureGraphs, split_indices
 from fastgcn_denoise.models.l0sign import L0SIGN, L0SignConfig, interaction_table
-
-from conftest import DEVICE
+from fastgcn_denoise.tasks import classification as task
 
 
 def planted(num_graphs=3000, num_features=30, k=4, seed=0):
@@ -39,8 +39,11 @@ CONFIG = SimpleNamespace(device=DEVICE, eval_batch=512, seed=0, data=None, batch
 @pytest.mark.parametrize("edge_prediction", [True, False])
 def test_learns_a_planted_interaction(edge_prediction):
     data = prepared(planted())
-    model = L0SIGN(data.num_features, L0SignConfig(edge_prediction=edge_prediction, optimizer="adam",
-                                                   init_std=0.5), seed=1).to(DEVICE)
+    model = L0SIGN(
+        data.num_features,
+        L0SignConfig(edge_prediction=edge_prediction, optimizer="adam", init_std=0.5),
+        seed=1,
+    ).to(DEVICE)
     optimizer = model.make_optimizer(0.01)
     gen = torch.Generator().manual_seed(0)
     before = task.evaluate(model, data, "valid", CONFIG)
@@ -106,12 +109,17 @@ def test_roc_auc_and_accuracy():
 def test_prepare_reads_and_splits(tmp_path):
     path = tmp_path / "tiny.data"
     rng = np.random.default_rng(0)
-    lines = [f"{i % 2}.0 " + " ".join(map(str, rng.choice(9, rng.integers(0, 5), replace=False)))
-             for i in range(60)]
+    lines = [
+        f"{i % 2}.0 " + " ".join(map(str, rng.choice(9, rng.integers(0, 5), replace=False)))
+        for i in range(60)
+    ]
     path.write_text("\n".join(lines) + "\n")
     data = task.prepare(SimpleNamespace(data=str(path), seed=5))
-    assert data.info["graphs"] == 60 and (data.info["train"], data.info["valid"],
-                                          data.info["test"]) == (42, 9, 9)
+    assert data.info["graphs"] == 60 and (
+        data.info["train"],
+        data.info["valid"],
+        data.info["test"],
+    ) == (42, 9, 9)
     assert data.info["empty_graphs"] == sum(1 for line in lines if len(line.split()) == 1)
     with pytest.raises(ValueError, match="needs --data"):
         task.prepare(SimpleNamespace(data=None, seed=0))
@@ -131,6 +139,7 @@ def test_prepare_refuses_a_one_class_valid_split_and_warns_for_test(tmp_path):
 
     def positives(seed):
         return {name: labels[idx].sum() for name, idx in split_indices(60, seed).items()}
+
     refused = next(s for s in range(500) if positives(s)["valid"] == 0)
     warned = next(s for s in range(500) if positives(s)["test"] == 0 and positives(s)["valid"])
     path = tmp_path / "rare.data"
@@ -153,20 +162,42 @@ def test_config_errors():
 def test_train_and_evaluate_through_the_registry(tmp_path):
     # `fastgcn-denoise train --model l0-sign --data FILE` and `evaluate`, as the CLI runs them.
     from fastgcn_denoise.pipelines.train import evaluate_checkpoint, make_config, train
+
     graphs = planted(400, k=3, seed=5)
     path = tmp_path / "planted.data"
     rows = graphs.nodes.reshape(-1, 3)
-    path.write_text("".join(f"{y:.1f} " + " ".join(map(str, r)) + "\n"
-                            for y, r in zip(graphs.labels, rows)))
+    path.write_text(
+        "".join(f"{y:.1f} " + " ".join(map(str, r)) + "\n" for y, r in zip(graphs.labels, rows))
+    )
     out = tmp_path / "run"
-    result = train(make_config("l0-sign", data=str(path), out=str(out), epochs=2, eval_every=1,
-                               lr=0.05, batch_size=64, progress=False, verbose=False))
+    result = train(
+        make_config(
+            "l0-sign",
+            data=str(path),
+            out=str(out),
+            epochs=2,
+            eval_every=1,
+            lr=0.05,
+            batch_size=64,
+            progress=False,
+            verbose=False,
+        )
+    )
     assert result["data"]["graphs"] == 400 and set(result["test"]) >= {"auc", "acc", "kept"}
     assert set(result["baselines"]["naive_bayes"]) == {"valid", "test"}
     assert (out / "checkpoint.pt").exists() and (out / "log.jsonl").exists()
     again = evaluate_checkpoint(out / "checkpoint.pt", split="test")
     assert again["metrics"]["auc"] == pytest.approx(result["test"]["auc"])
-    sign = train(make_config("l0-sign", edge_prediction=False, data=str(path),
-                             out=str(tmp_path / "sign"), epochs=1, eval_every=1, progress=False,
-                             verbose=False))
+    sign = train(
+        make_config(
+            "l0-sign",
+            edge_prediction=False,
+            data=str(path),
+            out=str(tmp_path / "sign"),
+            epochs=1,
+            eval_every=1,
+            progress=False,
+            verbose=False,
+        )
+    )
     assert sign["test"]["kept"] == 1.0

@@ -1,21 +1,30 @@
 """LightGNN: node graphs, the prunable LightGCN, the distillation losses, pruning, the pipeline."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from fastgcn_denoise.pipelines import lightgnn as pipeline
-from fastgcn_denoise.cli import main as cli
-from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
-from fastgcn_denoise.denoisers.lightgnn import (Importance, LightGNNIntermediateConfig, LossWeights,
-                                             NodeGraph, PrunableLightGCN, TeacherView,
-                                             edge_importance, info_nce, lightgnn_loss,
-                                             prediction_kd, prune)
-from fastgcn_denoise.pipelines.train import make_config, train
-
 from conftest import DEVICE, random_graph
+
+from fastgcn_denoise.cli import main as cli
+from fastgcn_denoise.denoisers.lightgnn import (
+    Importance,
+    LightGNNIntermediateConfig,
+    LossWeights,
+    NodeGraph,
+    PrunableLightGCN,
+    TeacherView,
+    edge_importance,
+    info_nce,
+    lightgnn_loss,
+    prediction_kd,
+    prune,
+)
+from fastgcn_denoise.pipelines import lightgnn as pipeline
+from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
+from fastgcn_denoise.pipelines.train import make_config, train
 
 
 def dense_adjacency(g):
@@ -111,7 +120,9 @@ def test_info_nce_and_prediction_kd_match_their_formulas():
     e_t = (tu[tri[0]] * (ti[tri[1]] - ti[tri[2]])).sum(-1) / 0.5
     p_t, p_s = torch.sigmoid(e_t), torch.sigmoid(e_s)
     truth = -(p_t * torch.log(p_s) + (1 - p_t) * torch.log(1 - p_s)).mean()
-    torch.testing.assert_close(prediction_kd((u, i), (tu, ti), tri, 0.5), truth, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        prediction_kd((u, i), (tu, ti), tri, 0.5), truth, rtol=1e-4, atol=1e-5
+    )
     # At the official tau = 0.03 the log of sigmoid underflows; the logit form stays finite.
     assert torch.isfinite(prediction_kd((u, i), (tu, ti), tri, 0.03))
 
@@ -157,7 +168,9 @@ def test_importance_prune_and_keep_scores(graph):
     imp = edge_importance(student, student.importance)
     e = torch.cat([view.user, view.item])
     rows, cols = sg.entry_rows(), sg.pattern.col
-    truth = student.edge_weight + torch.sigmoid((e[rows] * e[cols]).sum(-1)) + 0.05 * view.weights[pos]
+    truth = (
+        student.edge_weight + torch.sigmoid((e[rows] * e[cols]).sum(-1)) + 0.05 * view.weights[pos]
+    )
     torch.testing.assert_close(imp, truth.detach())
 
     nnz, entries = sg.nnz, student.emb_mask.numel()
@@ -201,12 +214,44 @@ def write_lightgcn_dir(path, seed=0):
     return path
 
 
-PIPELINE_FLAGS = ["--dim", "8", "--batch-size", "64", "--teacher-layers", "3",
-                  "--teacher-epochs", "2", "--inter-layers", "2", "--inter-epochs", "2",
-                  "--student-runs", "3", "--student-epochs", "2", "--edge-ratio", "0.2",
-                  "--emb-ratio", "0.3", "--kd-triples", "200", "--teacher-lr", "0.01",
-                  "--inter-lr", "0.01", "--student-lr", "0.01", "--max-edge-keep", "0.85",
-                  "--max-emb-keep", "0.75", "--ks", "5,10", "--no-progress", "--quiet"]
+PIPELINE_FLAGS = [
+    "--dim",
+    "8",
+    "--batch-size",
+    "64",
+    "--teacher-layers",
+    "3",
+    "--teacher-epochs",
+    "2",
+    "--inter-layers",
+    "2",
+    "--inter-epochs",
+    "2",
+    "--student-runs",
+    "3",
+    "--student-epochs",
+    "2",
+    "--edge-ratio",
+    "0.2",
+    "--emb-ratio",
+    "0.3",
+    "--kd-triples",
+    "200",
+    "--teacher-lr",
+    "0.01",
+    "--inter-lr",
+    "0.01",
+    "--student-lr",
+    "0.01",
+    "--max-edge-keep",
+    "0.85",
+    "--max-emb-keep",
+    "0.75",
+    "--ks",
+    "5,10",
+    "--no-progress",
+    "--quiet",
+]
 
 
 def test_pipeline_end_to_end_resume_and_denoise(tmp_path, capsys):
@@ -245,16 +290,36 @@ def test_pipeline_end_to_end_resume_and_denoise(tmp_path, capsys):
 
 def test_stages_train_as_registered_models(tmp_path):
     data = write_lightgcn_dir(tmp_path / "data")
-    res = train(make_config("lightgnn-teacher", data=str(data), out=str(tmp_path / "t"), dim=4,
-                            layers=2, epochs=1, eval_every=1, batch_size=64, progress=False,
-                            verbose=False))
+    res = train(
+        make_config(
+            "lightgnn-teacher",
+            data=str(data),
+            out=str(tmp_path / "t"),
+            dim=4,
+            layers=2,
+            epochs=1,
+            eval_every=1,
+            batch_size=64,
+            progress=False,
+            verbose=False,
+        )
+    )
     assert res["model"] == "lightgnn-teacher" and "recall@20" in res["test"]
     with pytest.raises(ValueError, match="--teacher RUN"):
         make_config("lightgnn-intermediate", data=str(data))
     with pytest.raises(ValueError, match="a 'lightgnn-teacher' run, not 'lightgnn-intermediate'"):
-        train(make_config("lightgnn-student", data=str(data), out=str(tmp_path / "s"), dim=4,
-                          intermediate=str(tmp_path / "t"), epochs=1, progress=False,
-                          verbose=False))
+        train(
+            make_config(
+                "lightgnn-student",
+                data=str(data),
+                out=str(tmp_path / "s"),
+                dim=4,
+                intermediate=str(tmp_path / "t"),
+                epochs=1,
+                progress=False,
+                verbose=False,
+            )
+        )
 
 
 def test_config_errors(tmp_path):
@@ -263,8 +328,12 @@ def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="--data DIR is required"):
         pipeline.run("all", pipeline.LightGNNPipelineConfig())
     with pytest.raises(ValueError, match="the teacher stage has not finished"):
-        pipeline.run("intermediate", pipeline.LightGNNPipelineConfig(
-            data=str(write_lightgcn_dir(tmp_path / "d")), out=str(tmp_path / "o")))
+        pipeline.run(
+            "intermediate",
+            pipeline.LightGNNPipelineConfig(
+                data=str(write_lightgcn_dir(tmp_path / "d")), out=str(tmp_path / "o")
+            ),
+        )
     assert LightGNNIntermediateConfig(teacher="x").layers == 6
 
 
@@ -273,16 +342,31 @@ def test_cli_help_and_errors(tmp_path, capsys):
         cli(["lightgnn", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for text in ("teacher ", "intermediate ", "student ", "OUT/student/run_NN/", "student and pruning",
-                 "--edge-ratio", "(default: 0.05)", "--inter-layers", "--max-emb-keep"):
+    for text in (
+        "teacher ",
+        "intermediate ",
+        "student ",
+        "OUT/student/run_NN/",
+        "student and pruning",
+        "--edge-ratio",
+        "(default: 0.05)",
+        "--inter-layers",
+        "--max-emb-keep",
+    ):
         assert text in out, text
     data = write_lightgcn_dir(tmp_path / "d")
-    for argv, message in ((["all"], "--data DIR is required"),
-                          (["all", "--data", str(data), "--emb-ratio", "1"],
-                           "argument --emb-ratio: expected a number in [0, 1), got 1"),
-                          (["student", "--data", str(data), "--out", str(tmp_path / "o")],
-                           "the intermediate stage has not finished"),
-                          (["prune"], "invalid choice: 'prune'")):
+    for argv, message in (
+        (["all"], "--data DIR is required"),
+        (
+            ["all", "--data", str(data), "--emb-ratio", "1"],
+            "argument --emb-ratio: expected a number in [0, 1), got 1",
+        ),
+        (
+            ["student", "--data", str(data), "--out", str(tmp_path / "o")],
+            "the intermediate stage has not finished",
+        ),
+        (["prune"], "invalid choice: 'prune'"),
+    ):
         assert cli(["lightgnn", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("fastgcn-denoise: error: ") and message in err, err

@@ -2,20 +2,23 @@
 
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import BipartiteGraph, ops
-from fastgcn_denoise.ops import BackendUnavailable, reference
 from fastgcn_denoise.modes import GATE_KINDS, MASK_MODES, MODES
-
-from conftest import DEVICE, backend_params, random_graph
+from fastgcn_denoise.ops import BackendUnavailable, reference
 
 BACKEND = backend_params()
 # Gradchecks of the new paths under the Triton interpreter take seconds each; the triton gradients
 # there are also compared with the reference's (test_differentiable_modes_match_composition,
 # test_holdout_equals_graph_without_the_edges), whose own gradients are gradchecked. On a GPU they
 # run in every suite.
-GRADCHECK_BACKEND = [pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow])
-                     if p.values[0] == "triton" and DEVICE.type == "cpu" else p for p in BACKEND]
+GRADCHECK_BACKEND = [
+    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow])
+    if p.values[0] == "triton" and DEVICE.type == "cpu"
+    else p
+    for p in BACKEND
+]
 # Graphs: odd sizes with an isolated user and item; a single edge; a dense block.
 GRAPHS = {"odd": (13, 11, 0.3), "single": (2, 3, 0.0), "dense": (6, 5, 0.9)}
 
@@ -32,7 +35,7 @@ def dense_truth(g, x_u, x_i, z, omega, self_loop, renormalize):
         r_u = torch.where(d_u > 0, d_u.clamp_min(1e-300).rsqrt(), torch.zeros_like(d_u))
         r_i = torch.where(d_i > 0, d_i.clamp_min(1e-300).rsqrt(), torch.zeros_like(d_i))
         R = r_u[:, None] * R * r_i[None, :]
-        s_u, s_i = (r_u ** 2)[:, None], (r_i ** 2)[:, None]
+        s_u, s_i = (r_u**2)[:, None], (r_i**2)[:, None]
     else:
         s_u = s_i = 1.0
     y_u, y_i = R @ x_i, R.T @ x_u
@@ -59,13 +62,28 @@ def tol(dtype):
 
 
 @pytest.mark.parametrize("backend", BACKEND)
-@pytest.mark.parametrize("mode", MASK_MODES)  # the gate modes: test_differentiable_modes_match_composition
-@pytest.mark.parametrize("self_loop, renormalize", [(False, True), (True, True), (False, False), (True, False)])
+@pytest.mark.parametrize(
+    "mode", MASK_MODES
+)  # the gate modes: test_differentiable_modes_match_composition
+@pytest.mark.parametrize(
+    "self_loop, renormalize", [(False, True), (True, True), (False, False), (True, False)]
+)
 def test_forward_modes(backend, mode, self_loop, renormalize):
     g = random_graph(*GRAPHS["odd"], seed=1)
     x_u, x_i, phi, omega = make_inputs(g, 7, torch.float64)
-    y_u, y_i = ops.masked_spmm(g, x_u, x_i, phi, mode=mode, seed=11, offset=3, edge_weight=omega,
-                               self_loop=self_loop, renormalize=renormalize, backend=backend)
+    y_u, y_i = ops.masked_spmm(
+        g,
+        x_u,
+        x_i,
+        phi,
+        mode=mode,
+        seed=11,
+        offset=3,
+        edge_weight=omega,
+        self_loop=self_loop,
+        renormalize=renormalize,
+        backend=backend,
+    )
     z = reference_mask(g, phi, mode, 11, 3) if mode != "ones" else torch.ones_like(phi)
     t_u, t_i = dense_truth(g, x_u, x_i, z, omega, self_loop, renormalize)
     torch.testing.assert_close(y_u, t_u, **tol(torch.float64))
@@ -105,11 +123,13 @@ def test_isolated_nodes_give_zero_not_nan(backend):
 def test_dual_equals_two_single_passes(backend, d):
     g = random_graph(*GRAPHS["odd"], seed=3)
     x_u, x_i, phi, omega = make_inputs(g, d, torch.float32)
-    (pu, pi), (nu, ni) = ops.masked_spmm_dual(g, x_u, x_i, phi, seed=4, offset=100, edge_weight=omega,
-                                              backend=backend)
+    (pu, pi), (nu, ni) = ops.masked_spmm_dual(
+        g, x_u, x_i, phi, seed=4, offset=100, edge_weight=omega, backend=backend
+    )
     for mode, (a, b) in (("arm_pos", (pu, pi)), ("arm_neg", (nu, ni))):
-        su, si = ops.masked_spmm(g, x_u, x_i, phi, mode=mode, seed=4, offset=100, edge_weight=omega,
-                                 backend=backend)
+        su, si = ops.masked_spmm(
+            g, x_u, x_i, phi, mode=mode, seed=4, offset=100, edge_weight=omega, backend=backend
+        )
         torch.testing.assert_close(a, su, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(b, si, rtol=1e-6, atol=1e-6)
 
@@ -121,8 +141,9 @@ BINARY = ("bernoulli", "arm_pos", "arm_neg", "concrete_st")
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "ones"])
 def test_mask_identical_to_reference(backend, mode):
     g = random_graph(40, 30, 0.3, seed=4)
-    phi = torch.randn(3, g.num_edges, device=DEVICE,
-                      generator=torch.Generator(DEVICE).manual_seed(4))
+    phi = torch.randn(
+        3, g.num_edges, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(4)
+    )
     z = ops.sample_mask(g, phi, mode, seed=2**35 + 1, offset=2**32 - 7, backend=backend)
     assert z.shape == phi.shape
     ref = reference_mask(g, phi, mode, 2**35 + 1, 2**32 - 7)
@@ -134,8 +155,14 @@ def test_mask_identical_to_reference(backend, mode):
     else:  # binary masks: bit-identical whichever backend drew them
         assert torch.equal(z, ref)
     # Row k uses counters offset + k*E: the same as a single-row draw at layer_offset.
-    row = ops.sample_mask(g, phi[2], mode, seed=2**35 + 1,
-                          offset=ops.layer_offset(2**32 - 7, 2, g.num_edges), backend=backend)
+    row = ops.sample_mask(
+        g,
+        phi[2],
+        mode,
+        seed=2**35 + 1,
+        offset=ops.layer_offset(2**32 - 7, 2, g.num_edges),
+        backend=backend,
+    )
     if mode in GATE_KINDS and mode not in BINARY:  # the same uniforms; log/exp may differ by an ulp
         torch.testing.assert_close(z[2], row, rtol=1e-6, atol=1e-7)
     else:
@@ -166,8 +193,9 @@ def test_arm_pair_is_antithetic(backend):
     assert torch.equal(zn.bool(), u < torch.sigmoid(phi))
     # At phi = 0 the two are exact complements (1[u > 1/2] vs 1[u < 1/2]).
     zero = torch.zeros_like(phi)
-    s = (ops.sample_mask(g, zero, "arm_pos", seed=3, backend=backend)
-         + ops.sample_mask(g, zero, "arm_neg", seed=3, backend=backend))
+    s = ops.sample_mask(g, zero, "arm_pos", seed=3, backend=backend) + ops.sample_mask(
+        g, zero, "arm_neg", seed=3, backend=backend
+    )
     assert torch.equal(s, torch.ones_like(s))
     assert torch.equal(ops.sample_mask(g, phi, "bernoulli", seed=3, backend=backend), zn)
 
@@ -187,8 +215,19 @@ def test_gradcheck_x_and_edge_weight(backend, mode, self_loop, renormalize):
     x_u.requires_grad_(), x_i.requires_grad_(), omega.requires_grad_()
 
     def f(a, b, w):
-        return ops.masked_spmm(g, a, b, phi, mode=mode, seed=2, edge_weight=w, self_loop=self_loop,
-                               renormalize=renormalize, backend=backend)
+        return ops.masked_spmm(
+            g,
+            a,
+            b,
+            phi,
+            mode=mode,
+            seed=2,
+            edge_weight=w,
+            self_loop=self_loop,
+            renormalize=renormalize,
+            backend=backend,
+        )
+
     _gradcheck(f, (x_u, x_i, omega), backend)
 
 
@@ -200,8 +239,16 @@ def test_gradcheck_logits_expect(backend, with_weight):
     phi.requires_grad_()
 
     def f(p):
-        return ops.masked_spmm(g, x_u, x_i, p, mode="expect", edge_weight=omega if with_weight else None,
-                               backend=backend)
+        return ops.masked_spmm(
+            g,
+            x_u,
+            x_i,
+            p,
+            mode="expect",
+            edge_weight=omega if with_weight else None,
+            backend=backend,
+        )
+
     _gradcheck(f, (phi,), backend)
 
 
@@ -212,8 +259,11 @@ def test_gradcheck_dual(backend):
     x_u.requires_grad_(), x_i.requires_grad_(), omega.requires_grad_()
 
     def f(a, b, w):
-        (pu, pi), (nu, ni) = ops.masked_spmm_dual(g, a, b, phi, seed=1, edge_weight=w, backend=backend)
+        (pu, pi), (nu, ni) = ops.masked_spmm_dual(
+            g, a, b, phi, seed=1, edge_weight=w, backend=backend
+        )
         return pu, pi, nu, ni
+
     _gradcheck(f, (x_u, x_i, omega), backend)
 
 
@@ -234,29 +284,69 @@ def small():
     return g, x_u, x_i, phi, omega
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda g, u, i, p, w: dict(x_user=u[:-1]), "x_user has 4 rows but the graph has num_users = 5"),
-    (lambda g, u, i, p, w: dict(x_item=i[:, :2]), "x_user has d = 3 but x_item has d = 2"),
-    (lambda g, u, i, p, w: dict(x_item=i.double()), "x_user is torch.float32 but x_item is torch.float64"),
-    (lambda g, u, i, p, w: dict(x_user=u[0]), "x_user must be a 2-D tensor"),
-    (lambda g, u, i, p, w: dict(x_user=u.long()), "x_user must be float16, bfloat16, float32 or float64"),
-    (lambda g, u, i, p, w: dict(mode="dropout"), "unknown mode 'dropout'"),
-    (lambda g, u, i, p, w: dict(logits=None, mode="bernoulli"), "mode 'bernoulli' needs logits"),
-    (lambda g, u, i, p, w: dict(logits=p[:-1]), r"logits must have shape \[num_edges\]"),
-    (lambda g, u, i, p, w: dict(logits=torch.where(torch.arange(len(p)) == 2, torch.nan, p)),
-     "logits has non-finite values \\(first at edge 2\\)"),
-    (lambda g, u, i, p, w: dict(edge_weight=-w), "edge_weight must be >= 0 with renormalize=True"),
-    (lambda g, u, i, p, w: dict(edge_weight=w[None]), r"edge_weight must have shape \[num_edges\]"),
-    (lambda g, u, i, p, w: dict(holdout=torch.tensor([0, len(p)])),
-     r"holdout\[1\] = 5 is not an edge id \(0 <= id < num_edges = 5\)"),
-    (lambda g, u, i, p, w: dict(holdout=torch.tensor([-1])), r"holdout\[0\] = -1 is not an edge id"),
-    (lambda g, u, i, p, w: dict(holdout=torch.tensor([0.0])), "holdout must be a 1-D int64 tensor"),
-    (lambda g, u, i, p, w: dict(holdout=torch.tensor([[0]])), "holdout must be a 1-D int64 tensor"),
-    (lambda g, u, i, p, w: dict(holdout=[0, 1]), "holdout must be a 1-D int64 tensor of edge ids, got list"),
-    (lambda g, u, i, p, w: dict(mode="concrete", temperature=0.0), "temperature must be a finite number > 0"),
-    (lambda g, u, i, p, w: dict(mode="hard_concrete", gamma=0.1), "gamma < 0 and zeta > 1"),
-    (lambda g, u, i, p, w: dict(mode="concret"), "unknown mode 'concret'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda g, u, i, p, w: dict(x_user=u[:-1]),
+            "x_user has 4 rows but the graph has num_users = 5",
+        ),
+        (lambda g, u, i, p, w: dict(x_item=i[:, :2]), "x_user has d = 3 but x_item has d = 2"),
+        (
+            lambda g, u, i, p, w: dict(x_item=i.double()),
+            "x_user is torch.float32 but x_item is torch.float64",
+        ),
+        (lambda g, u, i, p, w: dict(x_user=u[0]), "x_user must be a 2-D tensor"),
+        (
+            lambda g, u, i, p, w: dict(x_user=u.long()),
+            "x_user must be float16, bfloat16, float32 or float64",
+        ),
+        (lambda g, u, i, p, w: dict(mode="dropout"), "unknown mode 'dropout'"),
+        (
+            lambda g, u, i, p, w: dict(logits=None, mode="bernoulli"),
+            "mode 'bernoulli' needs logits",
+        ),
+        (lambda g, u, i, p, w: dict(logits=p[:-1]), r"logits must have shape \[num_edges\]"),
+        (
+            lambda g, u, i, p, w: dict(logits=torch.where(torch.arange(len(p)) == 2, torch.nan, p)),
+            "logits has non-finite values \\(first at edge 2\\)",
+        ),
+        (
+            lambda g, u, i, p, w: dict(edge_weight=-w),
+            "edge_weight must be >= 0 with renormalize=True",
+        ),
+        (
+            lambda g, u, i, p, w: dict(edge_weight=w[None]),
+            r"edge_weight must have shape \[num_edges\]",
+        ),
+        (
+            lambda g, u, i, p, w: dict(holdout=torch.tensor([0, len(p)])),
+            r"holdout\[1\] = 5 is not an edge id \(0 <= id < num_edges = 5\)",
+        ),
+        (
+            lambda g, u, i, p, w: dict(holdout=torch.tensor([-1])),
+            r"holdout\[0\] = -1 is not an edge id",
+        ),
+        (
+            lambda g, u, i, p, w: dict(holdout=torch.tensor([0.0])),
+            "holdout must be a 1-D int64 tensor",
+        ),
+        (
+            lambda g, u, i, p, w: dict(holdout=torch.tensor([[0]])),
+            "holdout must be a 1-D int64 tensor",
+        ),
+        (
+            lambda g, u, i, p, w: dict(holdout=[0, 1]),
+            "holdout must be a 1-D int64 tensor of edge ids, got list",
+        ),
+        (
+            lambda g, u, i, p, w: dict(mode="concrete", temperature=0.0),
+            "temperature must be a finite number > 0",
+        ),
+        (lambda g, u, i, p, w: dict(mode="hard_concrete", gamma=0.1), "gamma < 0 and zeta > 1"),
+        (lambda g, u, i, p, w: dict(mode="concret"), "unknown mode 'concret'"),
+    ],
+)
 def test_bad_input_raises(small, change, message):
     g, x_u, x_i, phi, omega = small
     kwargs = dict(x_user=x_u, x_item=x_i, logits=phi, mode="bernoulli", edge_weight=None)
@@ -267,7 +357,9 @@ def test_bad_input_raises(small, change, message):
 
 # ----------------------------------------------------------------------------- relaxed gate modes
 CONTINUOUS_GATES = ("concrete", "hard_concrete", "hard_concrete_mean")
-GATE_PARAMS = dict(temperature=0.8, gamma=-0.2, zeta=1.15)  # not the defaults: they must reach the kernel
+GATE_PARAMS = dict(
+    temperature=0.8, gamma=-0.2, zeta=1.15
+)  # not the defaults: they must reach the kernel
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -289,8 +381,11 @@ def test_gate_masks_equal_ops_gate(backend, kind):
 
 def _gate_weight(phi, mode, seed, offset, omega, holdout, params):
     """The edge weight w = z(phi) * omega (0 on holdout) by autograd through ops.gate (reference)."""
-    z = torch.sigmoid(phi) if mode == "expect" else ops.gate(phi, mode, seed, offset,
-                                                             backend="reference", **params)
+    z = (
+        torch.sigmoid(phi)
+        if mode == "expect"
+        else ops.gate(phi, mode, seed, offset, backend="reference", **params)
+    )
     w = z if omega is None else z * omega
     if holdout is not None:
         w = w.index_fill(0, holdout, 0.0)
@@ -299,8 +394,12 @@ def _gate_weight(phi, mode, seed, offset, omega, holdout, params):
 
 @pytest.mark.parametrize("backend", BACKEND)
 @pytest.mark.parametrize("mode", ("expect",) + GATE_KINDS)
-@pytest.mark.parametrize("with_weight, with_holdout, self_loop", [(False, False, False), (True, True, True)])
-def test_differentiable_modes_match_composition(backend, mode, with_weight, with_holdout, self_loop):
+@pytest.mark.parametrize(
+    "with_weight, with_holdout, self_loop", [(False, False, False), (True, True, True)]
+)
+def test_differentiable_modes_match_composition(
+    backend, mode, with_weight, with_holdout, self_loop
+):
     # One fused call = mode "ones" with the weight ops.gate(phi) * omega, values and gradients of
     # x, phi (concrete_st: the straight-through derivative) and omega.
     g = random_graph(9, 8, 0.45, seed=13)
@@ -314,11 +413,25 @@ def test_differentiable_modes_match_composition(backend, mode, with_weight, with
 
     def grads(y_u, y_i):
         return torch.autograd.grad((y_u * c_u).sum() + (y_i * c_i).sum(), leaves)
-    y = ops.masked_spmm(g, x_u, x_i, phi, mode, 7, 2**32 + 9, omega, self_loop, backend=backend,
-                        holdout=holdout, **GATE_PARAMS)
+
+    y = ops.masked_spmm(
+        g,
+        x_u,
+        x_i,
+        phi,
+        mode,
+        7,
+        2**32 + 9,
+        omega,
+        self_loop,
+        backend=backend,
+        holdout=holdout,
+        **GATE_PARAMS,
+    )
     w = _gate_weight(phi, mode, 7, 2**32 + 9, omega, holdout, GATE_PARAMS)
-    t = ops.masked_spmm(g, x_u, x_i, None, "ones", edge_weight=w, self_loop=self_loop,
-                        backend="reference")
+    t = ops.masked_spmm(
+        g, x_u, x_i, None, "ones", edge_weight=w, self_loop=self_loop, backend="reference"
+    )
     tol = dict(rtol=1e-7, atol=1e-9)  # triton takes tau/gamma/zeta as float32 scalars
     for a, b in zip(y, t):
         torch.testing.assert_close(a, b, **tol)
@@ -340,8 +453,20 @@ def test_gradcheck_gate_modes(backend, mode):
     holdout = torch.tensor([0, 0], device=DEVICE)
 
     def f(a, b, p, w):
-        return ops.masked_spmm(g, a, b, p, mode=mode, seed=3, edge_weight=w, self_loop=True,
-                               holdout=holdout, backend=backend, **GATE_PARAMS)
+        return ops.masked_spmm(
+            g,
+            a,
+            b,
+            p,
+            mode=mode,
+            seed=3,
+            edge_weight=w,
+            self_loop=True,
+            holdout=holdout,
+            backend=backend,
+            **GATE_PARAMS,
+        )
+
     _gradcheck(f, tuple(t.requires_grad_() for t in (x_u, x_i, phi, omega)), backend)
 
 
@@ -353,8 +478,10 @@ def test_gradcheck_straight_through_embeddings(backend):
     x_u, x_i, phi, omega = make_inputs(g, 3, torch.float64, seed=15)
 
     def f(a, b, w):
-        return ops.masked_spmm(g, a, b, phi, mode="concrete_st", seed=4, edge_weight=w,
-                               backend=backend)
+        return ops.masked_spmm(
+            g, a, b, phi, mode="concrete_st", seed=4, edge_weight=w, backend=backend
+        )
+
     _gradcheck(f, tuple(t.requires_grad_() for t in (x_u, x_i, omega)), backend)
 
 
@@ -364,7 +491,9 @@ def _without(g, held):
     keep = torch.ones(g.num_edges, dtype=torch.bool, device=g.device)
     keep[held] = False
     users, items = g.edges()
-    sub = BipartiteGraph(users[keep].cpu(), items[keep].cpu(), g.num_users, g.num_items).to(g.device)
+    sub = BipartiteGraph(users[keep].cpu(), items[keep].cpu(), g.num_users, g.num_items).to(
+        g.device
+    )
     return sub, keep.nonzero().squeeze(1)
 
 
@@ -377,12 +506,31 @@ def test_holdout_equals_graph_without_the_edges(backend, mode, self_loop, renorm
     held = torch.tensor([3, 0, 3, g.num_edges - 1, 7, 7, 7], device=DEVICE)  # with repeats
     sub, kept = _without(g, held)
     x_u.requires_grad_(), x_i.requires_grad_(), omega.requires_grad_()
-    y = ops.masked_spmm(g, x_u, x_i, phi, mode=mode, seed=5, offset=11, edge_weight=omega,
-                        self_loop=self_loop, renormalize=renormalize, holdout=held, backend=backend)
+    y = ops.masked_spmm(
+        g,
+        x_u,
+        x_i,
+        phi,
+        mode=mode,
+        seed=5,
+        offset=11,
+        edge_weight=omega,
+        self_loop=self_loop,
+        renormalize=renormalize,
+        holdout=held,
+        backend=backend,
+    )
     # The subgraph sees the full graph's mask on its edges (its own edge ids would draw others).
     z = torch.ones_like(phi) if mode == "ones" else reference_mask(g, phi, mode, 5, 11)
-    t = ops.masked_spmm(sub, x_u, x_i, edge_weight=z[kept] * omega[kept], self_loop=self_loop,
-                        renormalize=renormalize, backend="reference")
+    t = ops.masked_spmm(
+        sub,
+        x_u,
+        x_i,
+        edge_weight=z[kept] * omega[kept],
+        self_loop=self_loop,
+        renormalize=renormalize,
+        backend="reference",
+    )
     for a, b in zip(y, t):
         torch.testing.assert_close(a, b, **tol(torch.float64))
     gen = torch.Generator().manual_seed(2)
@@ -402,12 +550,14 @@ def test_holdout_in_the_dual_pass(backend):
     x_u, x_i, phi, omega = make_inputs(g, 9, torch.float32, seed=17)
     held = torch.tensor([2, 5, 5, 0], device=DEVICE)
     sub, kept = _without(g, held)
-    (pu, pi), (nu, ni) = ops.masked_spmm_dual(g, x_u, x_i, phi, seed=4, offset=100, edge_weight=omega,
-                                              holdout=held, backend=backend)
+    (pu, pi), (nu, ni) = ops.masked_spmm_dual(
+        g, x_u, x_i, phi, seed=4, offset=100, edge_weight=omega, holdout=held, backend=backend
+    )
     for mode, (a, b) in (("arm_pos", (pu, pi)), ("arm_neg", (nu, ni))):
         z = reference_mask(g, phi, mode, 4, 100)
-        t_u, t_i = ops.masked_spmm(sub, x_u, x_i, edge_weight=z[kept] * omega[kept],
-                                   backend="reference")
+        t_u, t_i = ops.masked_spmm(
+            sub, x_u, x_i, edge_weight=z[kept] * omega[kept], backend="reference"
+        )
         torch.testing.assert_close(a, t_u, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(b, t_i, rtol=1e-5, atol=1e-6)
 
@@ -418,9 +568,18 @@ def test_gradcheck_dual_with_holdout(backend):
     x_u, x_i, phi, omega = make_inputs(g, 2, torch.float64, seed=18)
 
     def f(a, b, w):
-        (pu, pi), (nu, ni) = ops.masked_spmm_dual(g, a, b, phi, seed=1, edge_weight=w, backend=backend,
-                                                  holdout=torch.tensor([1, 1], device=DEVICE))
+        (pu, pi), (nu, ni) = ops.masked_spmm_dual(
+            g,
+            a,
+            b,
+            phi,
+            seed=1,
+            edge_weight=w,
+            backend=backend,
+            holdout=torch.tensor([1, 1], device=DEVICE),
+        )
         return pu, pi, nu, ni
+
     _gradcheck(f, tuple(t.requires_grad_() for t in (x_u, x_i, omega)), backend)
 
 
@@ -455,8 +614,9 @@ def test_half_inputs_accumulate_in_float32(backend, dtype):
     assert x_u.grad.dtype == dtype
     xu32, xi32 = x_u.detach().float().requires_grad_(), x_i.detach().float().requires_grad_()
     phi32 = phi.detach().clone().requires_grad_()
-    t_u, t_i = ops.masked_spmm(g, xu32, xi32, phi32, mode, seed=2, edge_weight=omega,
-                               backend="reference")
+    t_u, t_i = ops.masked_spmm(
+        g, xu32, xi32, phi32, mode, seed=2, edge_weight=omega, backend="reference"
+    )
     (t_u.sum() + t_i.square().sum()).backward()
     rel = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(y_u.float(), t_u, **rel)
@@ -467,7 +627,9 @@ def test_half_inputs_accumulate_in_float32(backend, dtype):
     torch.testing.assert_close(phi.grad, phi32.grad, rtol=5e-2, atol=5e-2)
     z = ops.sample_mask(g, phi.detach().to(dtype), "bernoulli", seed=2, backend=backend)
     assert z.dtype == dtype
-    assert torch.equal(z, reference_mask(g, phi.detach().to(dtype).float(), "bernoulli", 2, 0).to(dtype))
+    assert torch.equal(
+        z, reference_mask(g, phi.detach().to(dtype).float(), "bernoulli", 2, 0).to(dtype)
+    )
 
 
 def _empty_graph():
@@ -483,9 +645,17 @@ def test_empty_graph_gives_zeros(backend, mode, self_loop):
     x_u = torch.randn(3, 4, device=DEVICE, requires_grad=True)
     x_i = torch.randn(2, 4, device=DEVICE, requires_grad=True)
     phi = torch.zeros(0, device=DEVICE, requires_grad=True)
-    y_u, y_i = ops.masked_spmm(g, x_u, x_i, None if mode == "ones" else phi, mode, seed=1,
-                               self_loop=self_loop, backend=backend,
-                               holdout=torch.zeros(0, dtype=torch.int64, device=DEVICE))
+    y_u, y_i = ops.masked_spmm(
+        g,
+        x_u,
+        x_i,
+        None if mode == "ones" else phi,
+        mode,
+        seed=1,
+        self_loop=self_loop,
+        backend=backend,
+        holdout=torch.zeros(0, dtype=torch.int64, device=DEVICE),
+    )
     torch.testing.assert_close(y_u, x_u.detach() if self_loop else torch.zeros_like(x_u))
     torch.testing.assert_close(y_i, x_i.detach() if self_loop else torch.zeros_like(x_i))
     (y_u.sum() + y_i.sum()).backward()
@@ -501,8 +671,9 @@ def test_empty_graph_gives_zeros(backend, mode, self_loop):
 def test_sample_mask_of_an_empty_graph(backend):
     g = _empty_graph()
     assert ops.sample_mask(g, torch.zeros(0, device=DEVICE), backend=backend).shape == (0,)
-    assert ops.sample_mask(g, torch.zeros(3, 0, device=DEVICE), "concrete",
-                           backend=backend).shape == (3, 0)
+    assert ops.sample_mask(
+        g, torch.zeros(3, 0, device=DEVICE), "concrete", backend=backend
+    ).shape == (3, 0)
 
 
 def test_sample_mask_rejects_bad_logits():
@@ -510,17 +681,19 @@ def test_sample_mask_rejects_bad_logits():
     phi = torch.zeros(2, g.num_edges, device=DEVICE)
     phi[1, 1] = float("nan")
     if DEVICE.type == "cpu":
-        with pytest.raises(ValueError, match=f"logits has non-finite values \\(first at flat index "
-                                             f"{g.num_edges + 1}\\)"):
+        with pytest.raises(
+            ValueError,
+            match=f"logits has non-finite values \\(first at flat index {g.num_edges + 1}\\)",
+        ):
             ops.sample_mask(g, phi)
-    with pytest.raises(ValueError, match=r"logits must have shape \[num_edges\] or \[K, num_edges\]"):
+    with pytest.raises(
+        ValueError, match=r"logits must have shape \[num_edges\] or \[K, num_edges\]"
+    ):
         ops.sample_mask(g, phi[:, :-1])
     with pytest.raises(ValueError, match="unknown mode 'soft'"):
         ops.sample_mask(g, phi[0], "soft")
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         ops.sample_mask(g, phi[0], "concrete", temperature=float("inf"))
-
-
 
 
 def test_negative_weight_allowed_without_renormalisation(small):

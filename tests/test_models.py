@@ -1,10 +1,11 @@
 """LightGCN and NGCF against dense float64 computations on tiny graphs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import DEVICE, random_graph
-from fastgcn_denoise.models import Batch, LightGCN, NGCF, Plugin, bpr_loss, model_entry
+
+from fastgcn_denoise.models import NGCF, Batch, LightGCN, Plugin, bpr_loss, model_entry
 
 CLASSES = {"lightgcn": LightGCN, "ngcf": NGCF}
 
@@ -24,7 +25,7 @@ def dense_laplacian(graph):
 
 
 def split(x, graph):
-    return x[:graph.num_users], x[graph.num_users:]
+    return x[: graph.num_users], x[graph.num_users :]
 
 
 @pytest.mark.parametrize("num_users,num_items,density", SHAPES)
@@ -49,8 +50,11 @@ def test_lightgcn_forward_matches_dense(num_users, num_items, density, layers):
 def test_ngcf_forward_matches_dense(num_users, num_items, density):
     graph = random_graph(num_users, num_items, density, seed=1)
     torch.manual_seed(0)
-    model = NGCF(num_users, num_items, dim=5, layer_dims=(4, 7), mess_dropout=0.3,
-                 node_dropout=0.5).double().to(DEVICE)
+    model = (
+        NGCF(num_users, num_items, dim=5, layer_dims=(4, 7), mess_dropout=0.3, node_dropout=0.5)
+        .double()
+        .to(DEVICE)
+    )
     for lin in (*model.w1, *model.w2):  # non-zero biases, so they are checked too
         torch.nn.init.normal_(lin.bias)
     model.eval()  # no dropout
@@ -59,8 +63,9 @@ def test_ngcf_forward_matches_dense(num_users, num_items, density):
     parts = [cur]
     for w1, w2 in zip(model.w1, model.w2):
         side = lap @ cur
-        cur = F.leaky_relu((side + cur) @ w1.weight.T + w1.bias + (side * cur) @ w2.weight.T
-                           + w2.bias, 0.2)
+        cur = F.leaky_relu(
+            (side + cur) @ w1.weight.T + w1.bias + (side * cur) @ w2.weight.T + w2.bias, 0.2
+        )
         parts.append(F.normalize(cur, dim=1))
     want_u, want_i = split(torch.cat(parts, 1), graph)
     got_u, got_i = model(graph)
@@ -79,8 +84,10 @@ def all_ones_specs(graph, layers):
     ]
 
 
-@pytest.mark.parametrize("name,kwargs", [("lightgcn", {"num_layers": 3}),
-                                         ("ngcf", {"layer_dims": (4, 4, 4), "mess_dropout": 0.0})])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [("lightgcn", {"num_layers": 3}), ("ngcf", {"layer_dims": (4, 4, 4), "mess_dropout": 0.0})],
+)
 def test_all_ones_mask_spec_equals_no_mask(name, kwargs):
     graph = random_graph(8, 11, 0.3)
     torch.manual_seed(0)
@@ -102,8 +109,9 @@ def test_mask_spec_changes_propagation():
     torch.testing.assert_close(i, model.item_emb / 3)
 
 
-@pytest.mark.parametrize("name,kwargs", [("lightgcn", {}),
-                                         ("ngcf", {"layer_dims": (6, 6), "node_dropout": 0.2})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("lightgcn", {}), ("ngcf", {"layer_dims": (6, 6), "node_dropout": 0.2})]
+)
 def test_loss_and_gradients_flow(name, kwargs):
     graph = random_graph(10, 12, 0.3)
     torch.manual_seed(0)
@@ -173,8 +181,11 @@ class _Recorder(Plugin):
     def layer_kwargs(self, layer, graph, batch):
         self.batches.append(batch)
         if layer == 0:
-            return {"edge_weight": torch.full((graph.num_edges,), 2.0, dtype=torch.float64,
-                                              device=graph.device)}
+            return {
+                "edge_weight": torch.full(
+                    (graph.num_edges,), 2.0, dtype=torch.float64, device=graph.device
+                )
+            }
         return {}
 
     def after_layer(self, layer, graph, x_user, x_item):
@@ -200,6 +211,7 @@ def test_plugin_seams():
     torch.testing.assert_close(layers[1][0], plain_layers[1][0])
     # Layer 1 is halved after propagation (and so is nothing else).
     from fastgcn_denoise.ops import masked_spmm
+
     want = masked_spmm(graph, *layers[1])
     torch.testing.assert_close(layers[2][0], 0.5 * want[0])
     users, pos = graph.edges()
@@ -207,9 +219,12 @@ def test_plugin_seams():
     terms = model.loss(graph, batch)
     assert set(terms) == {"loss", "bpr", "reg", "extra"}
     assert terms["loss"].item() == pytest.approx(
-        (terms["bpr"] + terms["reg"] + terms["extra"]).item())
+        (terms["bpr"] + terms["reg"] + terms["extra"]).item()
+    )
     assert plugin.batches[-1] is batch  # the step's triples reach the layers
     assert torch.equal(model.keep_scores(graph), plugin.keep_scores(graph))
     with pytest.raises(ValueError, match="'edge_weight' is set twice"):
-        model(graph, [{"edge_weight": torch.ones(graph.num_edges, dtype=torch.float64,
-                                                 device=DEVICE)}, {}])
+        model(
+            graph,
+            [{"edge_weight": torch.ones(graph.num_edges, dtype=torch.float64, device=DEVICE)}, {}],
+        )

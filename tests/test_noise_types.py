@@ -1,10 +1,17 @@
 """Noise types: the generator's planted types and clean validation, typed injection, the
 generator's latent model (the noise detectors' ceiling)."""
+
 import numpy as np
 import pytest
 
-from fastgcn_denoise.data import (InteractionData, inject_noise, load_npz, make_synthetic,
-                                  save_npz, validation_split)
+from fastgcn_denoise.data import (
+    InteractionData,
+    inject_noise,
+    load_npz,
+    make_synthetic,
+    save_npz,
+    validation_split,
+)
 from fastgcn_denoise.data.noise import NOISE_CODE, NOISE_TYPES, noise_mix_weights
 from fastgcn_denoise.data.synthetic import GeneratorModel, item_topics, user_topics
 from fastgcn_denoise.pipelines.denoise import roc_auc
@@ -20,12 +27,18 @@ def keyset(data, split):
 
 def test_noise_mix_weights():
     assert noise_mix_weights("uniform") == {"uniform": 1.0}
-    assert noise_mix_weights({"popularity": 3, "uniform": 1}) == {"popularity": 0.75,
-                                                                  "uniform": 0.25}
+    assert noise_mix_weights({"popularity": 3, "uniform": 1}) == {
+        "popularity": 0.75,
+        "uniform": 0.25,
+    }
     assert noise_mix_weights([("uniform", 1), ("uniform", 1), ("near_topic", 0)]) == {
-        "uniform": 1.0}
-    for bad, message in (("typo", "unknown noise type"), ({"uniform": -1}, ">= 0"),
-                         ({"uniform": 0}, "positive weight")):
+        "uniform": 1.0
+    }
+    for bad, message in (
+        ("typo", "unknown noise type"),
+        ({"uniform": -1}, ">= 0"),
+        ({"uniform": 0}, "positive weight"),
+    ):
         with pytest.raises(ValueError, match=message):
             noise_mix_weights(bad)
 
@@ -80,8 +93,11 @@ def test_generator_model_matches_the_draws():
     assert np.array_equal(model.theta, theta) and np.array_equal(model.q, q)
     users = np.repeat(np.arange(3), 300)
     items = np.tile(np.arange(300), 3)
-    for probs in (model.preference(users, items), model.noise("near_topic", users, items),
-                  model.noise("popularity", users, items)):
+    for probs in (
+        model.preference(users, items),
+        model.noise("near_topic", users, items),
+        model.noise("popularity", users, items),
+    ):
         assert np.allclose(probs.reshape(3, 300).sum(1), 1)  # distributions over the items
     # the likelihood ratio separates each type from the clean pairs; near-topic is the hardest
     u, i = d.train
@@ -93,8 +109,11 @@ def test_generator_model_matches_the_draws():
     assert auc["uniform"] > 0.85 and auc["popularity"] > 0.8
     assert 0.55 < auc["near_topic"] < min(auc["uniform"], auc["popularity"])
     with pytest.raises(ValueError, match="generator"):
-        GeneratorModel.of(InteractionData("x", 1, 2, (np.array([0]), np.array([1])),
-                                          (np.array([0]), np.array([0]))))
+        GeneratorModel.of(
+            InteractionData(
+                "x", 1, 2, (np.array([0]), np.array([1])), (np.array([0]), np.array([0]))
+            )
+        )
 
 
 def test_clean_validation_split():
@@ -124,8 +143,9 @@ def test_noisy_validation_carries_types():
     assert v.noise_type.shape == v.noise.shape and np.array_equal(v.noise, v.noise_type > 0)
     # the pairs that stay in train keep their type
     code = dict(zip((d.train[0] * d.num_items + d.train[1]).tolist(), d.noise_type.tolist()))
-    assert [code[k] for k in (v.train[0] * v.num_items + v.train[1]).tolist()] == \
-        v.noise_type.tolist()
+    assert [
+        code[k] for k in (v.train[0] * v.num_items + v.train[1]).tolist()
+    ] == v.noise_type.tolist()
 
 
 @pytest.mark.parametrize("kind", ["uniform", "popularity"])
@@ -154,8 +174,9 @@ def test_inject_popularity_follows_degree():
     i = np.array([p[1] for p in pairs] + [4, 5, 6, 7, 8])
     d = InteractionData("p", 7, 9, (u, i), (np.zeros(0, np.int64), np.zeros(0, np.int64)))
     deg = np.bincount(i, minlength=9).astype(float)
-    picks = np.array([inject_noise(d, 0.2, seed=s, kind="popularity").train[1][-1]
-                      for s in range(3000)])
+    picks = np.array(
+        [inject_noise(d, 0.2, seed=s, kind="popularity").train[1][-1] for s in range(3000)]
+    )
     freq = np.bincount(picks, minlength=9) / picks.size
     expected = deg[:4] / deg[:4].sum()
     assert np.all(freq[4:] == 0) and np.allclose(freq[:4], expected, atol=0.03)

@@ -1,12 +1,12 @@
 """ops.nuclear_norm (value and both backwards) and its SDDMM, against dense float64 computations."""
+
 import pytest
 import torch
+from conftest import DEVICE, backend_params, check_refused, random_graph
 
 from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.ops.nuclear_norm import NuclearNormState, nuclear_norm
 from fastgcn_denoise.ops.sddmm import sddmm
-
-from conftest import DEVICE, backend_params, check_refused, random_graph
 
 # No CUDA C++ SDDMM: on GPUs the triton backend runs it.
 BACKEND = backend_params(("reference", "cpu", "triton"))
@@ -15,16 +15,19 @@ BACKEND = backend_params(("reference", "cpu", "triton"))
 def dense(g, w):
     users, items = g.edges()
     return torch.zeros(g.num_users, g.num_items, dtype=w.dtype, device=w.device).index_put(
-        (users, items), w)
+        (users, items), w
+    )
 
 
 def separated_case(num_users, num_items, k, seed):
     """A graph and float64 weights whose top k+1 singular values are well separated."""
     g = random_graph(num_users, num_items, 0.6, seed=seed)
-    w = 0.2 + torch.rand(g.num_edges, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w = 0.2 + torch.rand(
+        g.num_edges, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     w = w.to(DEVICE)
     s = torch.linalg.svdvals(dense(g, w))
-    gaps = (s[:k] - s[1:k + 1]) / s[0]
+    gaps = (s[:k] - s[1 : k + 1]) / s[0]
     assert gaps.min() > 1e-2, f"test precondition: spectrum not separated ({s})"
     return g, w.requires_grad_()
 
@@ -69,8 +72,10 @@ def test_float32():
 
 def test_state_warm_start():
     g = random_graph(120, 90, 0.05, seed=11)
-    w = (0.5 + torch.rand(g.num_edges, generator=torch.Generator().manual_seed(0),
-                          dtype=torch.float64)).to(DEVICE)
+    w = (
+        0.5
+        + torch.rand(g.num_edges, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ).to(DEVICE)
     state = NuclearNormState()
     first = nuclear_norm(g, w, 6, state=state, tol=0)
     assert state.v.shape == (g.num_items, 6) and state.s.shape == (6,)
@@ -80,14 +85,17 @@ def test_state_warm_start():
     torch.testing.assert_close(again, 1.001 * first, rtol=1e-9, atol=0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(backward="svd"), "unknown backward"),
-    (dict(edge_weight=torch.ones(4, dtype=torch.int64)), "float32 or float64 tensor"),
-    (dict(state="v"), "state must be a NuclearNormState"),
-    (dict(pi_iters=0), "pi_iters must be a positive int"),
-    (dict(k=5), "k must be an int"),
-    (dict(edge_weight=torch.ones(3)), r"edge_weight must have shape \[num_edges\] = \[4\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(backward="svd"), "unknown backward"),
+        (dict(edge_weight=torch.ones(4, dtype=torch.int64)), "float32 or float64 tensor"),
+        (dict(state="v"), "state must be a NuclearNormState"),
+        (dict(pi_iters=0), "pi_iters must be a positive int"),
+        (dict(k=5), "k must be an int"),
+        (dict(edge_weight=torch.ones(3)), r"edge_weight must have shape \[num_edges\] = \[4\]"),
+    ],
+)
 def test_bad_input(kwargs, match):
     g = BipartiteGraph([0, 0, 1, 3], [0, 2, 1, 2], 4, 3).to(DEVICE)
     args = dict(graph=g, edge_weight=torch.ones(4, device=DEVICE), k=2)
@@ -137,7 +145,9 @@ def test_sddmm_bad_input():
     with pytest.raises(ValueError, match="must share k and dtype"):
         sddmm(g, torch.ones(4, 2, device=DEVICE), torch.ones(3, 3, device=DEVICE))
     with pytest.raises(ValueError, match="float32 or float64"):
-        sddmm(g, torch.ones(4, 2, dtype=torch.int64, device=DEVICE), torch.ones(3, 2, device=DEVICE))
+        sddmm(
+            g, torch.ones(4, 2, dtype=torch.int64, device=DEVICE), torch.ones(3, 2, device=DEVICE)
+        )
 
 
 def test_forcing_cuda_says_why():

@@ -1,4 +1,5 @@
 """Row-diff and MAD against brute-force pair loops."""
+
 import torch
 
 from fastgcn_denoise.tasks.oversmoothing import mad, row_diff, smoothness_metrics
@@ -6,14 +7,18 @@ from fastgcn_denoise.tasks.oversmoothing import mad, row_diff, smoothness_metric
 
 def brute_row_diff(x):
     n = x.shape[0]
-    return sum(float((x[i] - x[j]).norm()) for i in range(n) for j in range(n)) / n ** 2
+    return sum(float((x[i] - x[j]).norm()) for i in range(n) for j in range(n)) / n**2
 
 
 def brute_mad(x):
     rows = [r for r in x if r.norm() > 0]
     n = len(rows)
-    total = sum(1 - float(torch.nn.functional.cosine_similarity(rows[i], rows[j], dim=0))
-                for i in range(n) for j in range(n) if i != j)
+    total = sum(
+        1 - float(torch.nn.functional.cosine_similarity(rows[i], rows[j], dim=0))
+        for i in range(n)
+        for j in range(n)
+        if i != j
+    )
     return total / (n * (n - 1))
 
 

@@ -4,20 +4,21 @@ Against a dense float64 reference written from PyG's documented LGConv formula
 (x'_j = sum_k e_kj / sqrt(deg(j) deg(k)) x_k, deg(j) = sum_k e_kj over the incoming columns), on
 every backend present, and against PyG's own LGConv where torch_geometric is installed.
 """
+
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import BipartiteGraph, ops, pyg
 from fastgcn_denoise.graph import parse_edge_index
-
-from conftest import DEVICE, backend_params, random_graph
 
 BACKEND = backend_params()
 
 try:
     import torch_geometric
     from torch_geometric.nn import LGConv as PygLGConv
+
     NO_PYG = None
 except ImportError as exc:  # the test extra installs it; a bare environment may not have it
     torch_geometric = PygLGConv = None
@@ -35,9 +36,14 @@ def formula(x, edge_index, edge_weight=None, normalize=True):
     """PyG's documented LGConv in dense float64: source = edge_index[0], target = edge_index[1]."""
     n = x.shape[0]
     src, dst = edge_index
-    w = torch.ones(src.shape[0], dtype=torch.float64, device=x.device) if edge_weight is None \
+    w = (
+        torch.ones(src.shape[0], dtype=torch.float64, device=x.device)
+        if edge_weight is None
         else edge_weight.double()
-    a = torch.zeros(n, n, dtype=torch.float64, device=x.device).index_put((dst, src), w, accumulate=True)
+    )
+    a = torch.zeros(n, n, dtype=torch.float64, device=x.device).index_put(
+        (dst, src), w, accumulate=True
+    )
     if normalize:
         deg = a.sum(1)
         r = torch.where(deg > 0, deg.clamp_min(1e-300).rsqrt(), torch.zeros_like(deg))
@@ -101,8 +107,9 @@ def test_lgconv_edge_weight_and_masks(backend):
     truth.backward(gy)
     # The copies share one weight: their summed gradient is PyG's summed gradient, split evenly.
     ui, iu = layout.user_to_item.to(DEVICE), layout.item_to_user.to(DEVICE)
-    torch.testing.assert_close(ew.grad[ui] + ew.grad[iu], ew_t.grad[ui] + ew_t.grad[iu],
-                               rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(
+        ew.grad[ui] + ew.grad[iu], ew_t.grad[ui] + ew_t.grad[iu], rtol=1e-9, atol=1e-11
+    )
     torch.testing.assert_close(ew.grad[ui], ew.grad[iu])
     # interaction_weight / logits are per interaction in the order of the user -> item columns.
     order = ei[0] < graph.num_users
@@ -110,25 +117,47 @@ def test_lgconv_edge_weight_and_masks(backend):
     torch.testing.assert_close(conv(x, ei, interaction_weight=w_cols), y.detach())
     # The masked path with unit weights equals the plain path (one cached weighted product).
     ones = torch.ones(e, dtype=torch.float64, device=DEVICE)
-    torch.testing.assert_close(conv(x, ei, interaction_weight=ones), conv(x, ei),
-                               rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        conv(x, ei, interaction_weight=ones), conv(x, ei), rtol=1e-12, atol=1e-14
+    )
     phi = rand((e,), 7).requires_grad_()
     y_expect = conv(x, ei, logits=phi, mode="expect")
-    ref = ops.masked_spmm(graph, x[:graph.num_users], x[graph.num_users:],
-                          phi.detach()[layout.interaction_order.to(DEVICE)], mode="expect",
-                          backend="reference")
+    ref = ops.masked_spmm(
+        graph,
+        x[: graph.num_users],
+        x[graph.num_users :],
+        phi.detach()[layout.interaction_order.to(DEVICE)],
+        mode="expect",
+        backend="reference",
+    )
     torch.testing.assert_close(y_expect.detach(), torch.cat(ref), rtol=1e-10, atol=1e-12)
     y_expect.sum().backward()
     assert phi.grad is not None and phi.grad.abs().sum() > 0
     # A relaxed gate with its parameters and a holdout, both per interaction.
     held = torch.tensor([0, 3, 3], device=DEVICE)
     edge_of = torch.argsort(layout.interaction_order.to(DEVICE))  # interaction index -> edge id
-    y_gate = conv(x, ei, logits=phi.detach(), mode="hard_concrete", seed=4, temperature=0.4,
-                  zeta=1.2, holdout=held)
-    ref = ops.masked_spmm(graph, x[:graph.num_users], x[graph.num_users:],
-                          phi.detach()[layout.interaction_order.to(DEVICE)], "hard_concrete",
-                          seed=4, temperature=0.4, zeta=1.2, holdout=edge_of[held],
-                          backend="reference")
+    y_gate = conv(
+        x,
+        ei,
+        logits=phi.detach(),
+        mode="hard_concrete",
+        seed=4,
+        temperature=0.4,
+        zeta=1.2,
+        holdout=held,
+    )
+    ref = ops.masked_spmm(
+        graph,
+        x[: graph.num_users],
+        x[graph.num_users :],
+        phi.detach()[layout.interaction_order.to(DEVICE)],
+        "hard_concrete",
+        seed=4,
+        temperature=0.4,
+        zeta=1.2,
+        holdout=edge_of[held],
+        backend="reference",
+    )
     torch.testing.assert_close(y_gate, torch.cat(ref), rtol=1e-10, atol=1e-12)
 
 
@@ -171,12 +200,12 @@ def test_cache_is_keyed_by_tensor_and_version():
     n = graph.num_users + graph.num_items
     conv = pyg.LGConv()
     first = conv.layout(ei, n)
-    assert conv.layout(ei, n) is first                  # the same tensor: no re-parse
+    assert conv.layout(ei, n) is first  # the same tensor: no re-parse
     assert pyg.LGConv().layout(ei.clone(), n) is first  # equal content: found by comparison
     swapped = ei.clone()
-    swapped[:, [0, 1]] = swapped[:, [1, 0]]             # an in-place write bumps the version
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]  # an in-place write bumps the version
     again = conv.layout(swapped, n)
-    assert again is not first                           # re-parsed: the columns moved
+    assert again is not first  # re-parsed: the columns moved
     assert torch.equal(again.graph.col_item, first.graph.col_item)
     users, items = again.graph.edges()
     assert torch.equal(swapped[0, again.user_to_item], users)
@@ -220,13 +249,15 @@ def test_converters_round_trip():
     graph = random_graph(9, 7, 0.4, seed=14)
     ei = graph.to_edge_index()
     assert ei.shape == (2, 2 * graph.num_edges)
-    back = BipartiteGraph.from_edge_index(ei, num_users=graph.num_users,
-                                          num_nodes=graph.num_users + graph.num_items)
+    back = BipartiteGraph.from_edge_index(
+        ei, num_users=graph.num_users, num_nodes=graph.num_users + graph.num_items
+    )
     for name in BipartiteGraph._TENSORS:
         assert torch.equal(getattr(back, name).to(DEVICE), getattr(graph, name)), name
     # One direction only (the user -> item copies) gives the same graph.
-    one_way = BipartiteGraph.from_edge_index(ei[:, :graph.num_edges], graph.num_users,
-                                             graph.num_users + graph.num_items)
+    one_way = BipartiteGraph.from_edge_index(
+        ei[:, : graph.num_edges], graph.num_users, graph.num_users + graph.num_items
+    )
     assert torch.equal(one_way.col_item.to(DEVICE), graph.col_item)
     # The inferred split puts nodes without edges between the last user and first item on the
     # item side (here the isolated last user), which leaves every edge where it was.
@@ -254,12 +285,16 @@ def test_from_hetero_data():
     users = torch.tensor([0, 2, 2, 1])
     items = torch.tensor([1, 0, 3, 1])
     ei = torch.stack([users, items])
-    stores = {"user": _Store(num_nodes=4), "item": _Store(num_nodes=5),
-              ("user", "rates", "item"): _Store(edge_index=ei),
-              ("item", "rev_rates", "user"): _Store(edge_index=ei.flip(0))}
+    stores = {
+        "user": _Store(num_nodes=4),
+        "item": _Store(num_nodes=5),
+        ("user", "rates", "item"): _Store(edge_index=ei),
+        ("item", "rev_rates", "user"): _Store(edge_index=ei.flip(0)),
+    }
     data = _FakeHetero(stores)
     if torch_geometric is not None:  # the real thing too, where PyG is installed
         from torch_geometric.data import HeteroData
+
         data = HeteroData()
         data["user"].num_nodes, data["item"].num_nodes = 4, 5
         data["user", "rates", "item"].edge_index = ei

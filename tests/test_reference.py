@@ -1,17 +1,24 @@
 """The reference backend's Philox: known-answer values and bit-equality with Triton's tl.rand."""
+
 import pytest
 import torch
 
 from fastgcn_denoise.ops import reference
 
 
-@pytest.mark.parametrize("counter, key, expected", [
-    # Known-answer vectors of Philox4x32-10 (Salmon et al., SC'11 / Random123).
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-])
+@pytest.mark.parametrize(
+    "counter, key, expected",
+    [
+        # Known-answer vectors of Philox4x32-10 (Salmon et al., SC'11 / Random123).
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ],
+)
 def test_philox_known_answers(counter, key, expected):
     words = reference.philox4x32(*[torch.tensor([c]) for c in counter], *key)
     assert tuple(int(w) for w in words) == expected
@@ -34,6 +41,7 @@ def test_uniform_range_and_moments():
 def test_matches_triton_rand_bit_for_bit():
     triton = pytest.importorskip("triton", reason="triton not installed")
     import triton.language as tl
+
     if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("no GPU and TRITON_INTERPRET is not 1")
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -2,6 +2,7 @@
 cases): an existing run is refused without --resume/--overwrite, a lock stops a second writer,
 a torn log line is dropped, resume checks the data by content, an interrupted save is reported
 truthfully."""
+
 import dataclasses
 import json
 import os
@@ -24,15 +25,29 @@ from fastgcn_denoise.pipelines.train import evaluate_checkpoint, make_config, tr
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1,
-                            clean_validation=0.0), path)
+    save_npz(
+        make_synthetic(
+            num_users=60, num_items=45, dim=4, avg_degree=8, seed=1, clean_validation=0.0
+        ),
+        path,
+    )
     return path
 
 
 def config(data, out, **kw):
-    base = {"data": str(data), "out": str(out), "dim": 8, "layers": 1, "batch_size": 64,
-            "epochs": 2, "eval_every": 1, "ks": (5,), "device": str(DEVICE), "progress": False,
-            "verbose": False}
+    base = {
+        "data": str(data),
+        "out": str(out),
+        "dim": 8,
+        "layers": 1,
+        "batch_size": 64,
+        "epochs": 2,
+        "eval_every": 1,
+        "ks": (5,),
+        "device": str(DEVICE),
+        "progress": False,
+        "verbose": False,
+    }
     return make_config(**{**base, **kw})
 
 
@@ -40,10 +55,14 @@ def config(data, out, **kw):
 def test_an_existing_run_is_refused_without_resume_or_overwrite(tiny, tmp_path):
     out = tmp_path / "run"
     first = train(config(tiny, out))
-    before = {name: (out / name).read_bytes() for name in ("metrics.json", "log.jsonl",
-                                                          "checkpoint.pt")}
-    with pytest.raises(ValueError, match=rf"--out {out} already holds a run .*--resume.*"
-                                         r"--overwrite"):
+    before = {
+        name: (out / name).read_bytes() for name in ("metrics.json", "log.jsonl", "checkpoint.pt")
+    }
+    with pytest.raises(
+        ValueError,
+        match=rf"--out {out} already holds a run .*--resume.*"
+        r"--overwrite",
+    ):
         train(config(tiny, out, lr=0.05))
     assert {name: (out / name).read_bytes() for name in before} == before  # nothing touched
     with pytest.raises(ValueError, match="give one of them"):
@@ -73,10 +92,12 @@ def test_a_second_writer_stops_and_a_stale_lock_is_taken_over(tiny, tmp_path):
     out.mkdir()
     other = _holder_process()
     try:
-        (out / "run.lock").write_text(json.dumps({"pid": other.pid,
-                                                  "host": socket.gethostname()}))
-        with pytest.raises(ValueError, match=rf"--out {out} is in use by another run \(process "
-                                             rf"{other.pid} on {socket.gethostname()}\)"):
+        (out / "run.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        with pytest.raises(
+            ValueError,
+            match=rf"--out {out} is in use by another run \(process "
+            rf"{other.pid} on {socket.gethostname()}\)",
+        ):
             train(config(tiny, out))
         assert not (out / "log.jsonl").exists()
     finally:
@@ -91,8 +112,11 @@ def test_a_lock_from_another_host_is_not_taken_over(tiny, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
-    with pytest.raises(ValueError, match=r"process 1 on elsewhere.example.*if that run is gone, "
-                                         r"delete .*run.lock"):
+    with pytest.raises(
+        ValueError,
+        match=r"process 1 on elsewhere.example.*if that run is gone, "
+        r"delete .*run.lock",
+    ):
         train(config(tiny, out))
 
 
@@ -117,8 +141,11 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tiny, tmp_path):
         f.write('{"epoch": 3, "loss": 0.69')  # killed mid-line
     result = train(config(tiny, out, epochs=3, resume=True))
     assert any("log.jsonl, line 3: dropped a torn last line" in w for w in result["warnings"])
-    assert [json.loads(r)["epoch"] for r in (out / "log.jsonl").read_text().splitlines()] == \
-        [1, 2, 3]
+    assert [json.loads(r)["epoch"] for r in (out / "log.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+    ]
     lines = (out / "log.jsonl").read_text().splitlines()
     (out / "log.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
     with pytest.raises(ValueError, match=r"log.jsonl, line 2: not a log record"):
@@ -136,8 +163,10 @@ def test_out_that_is_a_file_or_read_only_is_refused(tiny, tmp_path, monkeypatch)
     locked.mkdir()
     locked.chmod(0o500)
     if os.geteuid() == 0:  # root writes anyway: make the filesystem refuse as it would a user
+
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
+
         monkeypatch.setattr(os, "access", lambda *a: False)
         monkeypatch.setattr(Path, "mkdir", refuse)
     try:
@@ -148,8 +177,9 @@ def test_out_that_is_a_file_or_read_only_is_refused(tiny, tmp_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------- an interrupted save
-def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(tiny, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(
+    tiny, tmp_path, monkeypatch, capsys
+):
     from fastgcn_denoise import checkpoint
 
     real, calls = torch.save, []
@@ -164,8 +194,20 @@ def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(tiny, tmp
     monkeypatch.setattr(checkpoint.torch, "save", save)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(make_config(data=str(tiny), out=str(out), dim=8, layers=1, batch_size=64,
-                          epochs=4, eval_every=1, ks=(5,), progress=False, verbose=True))
+        train(
+            make_config(
+                data=str(tiny),
+                out=str(out),
+                dim=8,
+                layers=1,
+                batch_size=64,
+                epochs=4,
+                eval_every=1,
+                ks=(5,),
+                progress=False,
+                verbose=True,
+            )
+        )
     err = capsys.readouterr().err
     assert f"interrupted in epoch 3: {out / 'checkpoint.pt'} holds epoch 2" in err, err
     assert load_checkpoint(out)["state"]["epoch"] == 2
@@ -178,11 +220,16 @@ def _same_counts_other_content(src: Path, dst: Path) -> Path:
     data = load_dataset(str(src))
     swap = np.arange(data.num_items)
     swap[[0, 1]] = [1, 0]
+
     def split(pairs):
         return None if pairs is None else (pairs[0], swap[pairs[1]])
 
-    save_npz(dataclasses.replace(data, train=split(data.train), valid=split(data.valid),
-                                 test=split(data.test)), dst)
+    save_npz(
+        dataclasses.replace(
+            data, train=split(data.train), valid=split(data.valid), test=split(data.test)
+        ),
+        dst,
+    )
     return dst
 
 
@@ -197,9 +244,12 @@ def test_moved_data_resumes_and_other_content_is_refused(tiny, tmp_path):
     result = train(config(moved, out, epochs=2, resume=True))  # --data NEW: same content
     assert result["epochs_run"] == 2 and load_checkpoint(out)["config"]["data"] == str(moved)
     other = _same_counts_other_content(moved, tmp_path / "other.npz")
-    with pytest.raises(ValueError, match=r"is not the data the checkpoint was trained on \(.*\): "
-                                         r"same counts, other content \(.*train interactions.*"
-                                         r"differ\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"is not the data the checkpoint was trained on \(.*\): "
+        r"same counts, other content \(.*train interactions.*"
+        r"differ\)",
+    ):
         train(config(other, out, epochs=3, resume=True))
     with pytest.raises(ValueError, match="same counts, other content"):
         evaluate_checkpoint(out, data=str(other))

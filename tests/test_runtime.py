@@ -1,6 +1,7 @@
 """The command line's OpenMP default (issue 10 item 16): OMP_WAIT_POLICY=PASSIVE unless the user
 set it, in effect before torch loads OpenMP (GNU OpenMP reports what it started with under
 OMP_DISPLAY_ENV=VERBOSE; an unset policy also prints as 'PASSIVE', so the spin count tells)."""
+
 import os
 import subprocess
 import sys
@@ -12,8 +13,11 @@ from fastgcn_denoise import _runtime
 ENTRY_POINTS = {
     "python -m fastgcn_denoise": [sys.executable, "-m", "fastgcn_denoise", "info"],
     # What the fastgcn-denoise console script runs.
-    "fastgcn-denoise": [sys.executable, "-c",
-                        "import sys; from fastgcn_denoise.cli import main; sys.exit(main(['info']))"],
+    "fastgcn-denoise": [
+        sys.executable,
+        "-c",
+        "import sys; from fastgcn_denoise.cli import main; sys.exit(main(['info']))",
+    ],
 }
 
 

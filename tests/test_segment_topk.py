@@ -1,20 +1,23 @@
 """ops.segment_topk on every backend present, against a sort per row in plain Python."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE
 
 from fastgcn_denoise import ops
-
-from conftest import DEVICE
 
 # Segment_topk has reference, cpu and triton kernels; on GPUs the triton one
 # runs (no CUDA C++ kernel).
 _AVAIL = ops.availability(DEVICE)
-BACKEND = [pytest.param(name, marks=pytest.mark.skipif(_AVAIL[name] is not None,
-                                                       reason=f"{name}: {_AVAIL[name]}"))
-           for name in ("reference", "cpu", "triton")]
+BACKEND = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(_AVAIL[name] is not None, reason=f"{name}: {_AVAIL[name]}")
+    )
+    for name in ("reference", "cpu", "triton")
+]
 
 
 def random_csr(lengths, seed, levels=4, dtype=torch.float64):
@@ -31,10 +34,11 @@ def by_sorting(rowptr, values, k, largest):
     pos = np.full((len(rowptr) - 1, k), -1, dtype=np.int64)
     val = np.zeros((len(rowptr) - 1, k))
     for r in range(len(rowptr) - 1):
-        entries = sorted(range(rowptr[r], rowptr[r + 1]),
-                         key=lambda j: (-values[j] if largest else values[j], j))[:k]
-        pos[r, :len(entries)] = entries
-        val[r, :len(entries)] = [values[j] for j in entries]
+        entries = sorted(
+            range(rowptr[r], rowptr[r + 1]), key=lambda j: (-values[j] if largest else values[j], j)
+        )[:k]
+        pos[r, : len(entries)] = entries
+        val[r, : len(entries)] = [values[j] for j in entries]
     return torch.from_numpy(pos), torch.from_numpy(val)
 
 
@@ -58,8 +62,11 @@ def test_matches_sorting_with_ties_short_and_empty_rows(backend, dtype, largest,
 
 @pytest.mark.parametrize("backend", BACKEND)
 def test_infinities_and_signed_zeros_are_ordinary_values(backend):
-    values = torch.tensor([0.0, -math.inf, math.inf, -0.0, 1.0, -math.inf, math.inf],
-                          dtype=torch.float64, device=DEVICE)
+    values = torch.tensor(
+        [0.0, -math.inf, math.inf, -0.0, 1.0, -math.inf, math.inf],
+        dtype=torch.float64,
+        device=DEVICE,
+    )
     rowptr = torch.tensor([0, 7], device=DEVICE)
     for largest in (True, False):
         pos, val = ops.segment_topk(rowptr, values, 7, largest, backend=backend)
@@ -71,11 +78,19 @@ def test_infinities_and_signed_zeros_are_ordinary_values(backend):
 
 @pytest.mark.parametrize("backend", BACKEND)
 def test_no_rows_and_no_entries(backend):
-    pos, val = ops.segment_topk(torch.zeros(1, dtype=torch.int64, device=DEVICE),
-                                torch.zeros(0, device=DEVICE), 3, backend=backend)
+    pos, val = ops.segment_topk(
+        torch.zeros(1, dtype=torch.int64, device=DEVICE),
+        torch.zeros(0, device=DEVICE),
+        3,
+        backend=backend,
+    )
     assert pos.shape == (0, 3) and val.shape == (0, 3)
-    pos, val = ops.segment_topk(torch.zeros(4, dtype=torch.int64, device=DEVICE),
-                                torch.zeros(0, device=DEVICE), 2, backend=backend)
+    pos, val = ops.segment_topk(
+        torch.zeros(4, dtype=torch.int64, device=DEVICE),
+        torch.zeros(0, device=DEVICE),
+        2,
+        backend=backend,
+    )
     assert (pos == -1).all() and (val == 0).all() and pos.shape == (3, 2)
 
 

@@ -1,14 +1,15 @@
 """S-LightGCN / S-NGCF: the paper's degenerate cases, the gradient plumbing, ARM unbiasedness."""
+
 import copy
 import itertools
 import math
 
 import pytest
 import torch
-
 from conftest import DEVICE, random_graph
+
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.denoisers import SLightGCN, SNGCF
+from fastgcn_denoise.denoisers import SNGCF, SLightGCN
 from fastgcn_denoise.models import Batch
 from fastgcn_denoise.ops import arm_grad, nuclear_norm, sample_mask
 
@@ -17,8 +18,11 @@ SATURATED = 40.0  # float32/64 sigmoid(40) == 1 exactly: every mask mode keeps e
 
 def make(cls, graph, **kw):
     torch.manual_seed(0)
-    backbone = ({"layer_dims": (5, 4), "mess_dropout": 0.3} if cls is SNGCF
-                else {"num_layers": kw.pop("num_layers", 2)})
+    backbone = (
+        {"layer_dims": (5, 4), "mess_dropout": 0.3}
+        if cls is SNGCF
+        else {"num_layers": kw.pop("num_layers", 2)}
+    )
     model = cls(graph.num_users, graph.num_items, graph.num_edges, dim=5, **backbone, **kw)
     return model.double().to(DEVICE)
 
@@ -100,8 +104,15 @@ def test_logit_gradient_is_arm_plus_penalties(estimator, svd_every):
     the last SVD step (step 2 itself when svd_every = 1, step 0 when svd_every = 3)."""
     graph = random_graph(10, 9, 0.35, seed=3)
     beta, gamma = 0.05, 0.2
-    model = make(SLightGCN, graph, beta=beta, gamma=gamma, svd_rank=4, svd_every=svd_every,
-                 estimator=estimator)
+    model = make(
+        SLightGCN,
+        graph,
+        beta=beta,
+        gamma=gamma,
+        svd_rank=4,
+        svd_every=svd_every,
+        estimator=estimator,
+    )
     with torch.no_grad():
         model.logits.normal_(0.5, 1.0)
     twin = backbone_copy(model)
@@ -178,8 +189,10 @@ def test_eval_uses_hard_masks_and_keep_probabilities():
     model.eval()
     twin = backbone_copy(model)
     keep = model.keep_probabilities()
-    spec = [{"edge_weight": torch.where(keep[k] > 0.5, keep[k], torch.zeros_like(keep[k]))}
-            for k in range(model.num_layers)]
+    spec = [
+        {"edge_weight": torch.where(keep[k] > 0.5, keep[k], torch.zeros_like(keep[k]))}
+        for k in range(model.num_layers)
+    ]
     for g, w in zip(model(graph), twin(graph, spec)):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
@@ -197,11 +210,17 @@ def test_state_dict_round_trip_and_graph_check():
         model(other)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"estimator": "reinforce"}, "estimator"), ({"beta": -1.0}, "beta"),
-    ({"init_keep": 1.0}, "init_keep"), ({"nuclear_backward": "svd"}, "nuclear_backward"),
-    ({"svd_every": 0}, "svd_every"), ({"num_layers": 0}, "at least one"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"estimator": "reinforce"}, "estimator"),
+        ({"beta": -1.0}, "beta"),
+        ({"init_keep": 1.0}, "init_keep"),
+        ({"nuclear_backward": "svd"}, "nuclear_backward"),
+        ({"svd_every": 0}, "svd_every"),
+        ({"num_layers": 0}, "at least one"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     graph = random_graph(5, 4, 0.5)
     with pytest.raises(ValueError, match=match):

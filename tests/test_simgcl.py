@@ -1,14 +1,14 @@
 """SimGCL and XSimGCL against dense float64 computations on tiny graphs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import DEVICE, random_graph
+from test_models import dense_laplacian, split
+
 from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows
 from fastgcn_denoise.models.xsimgcl import XSimGCL
-
-from test_models import dense_laplacian, split
 
 
 def batch_of(graph, seed=0):
@@ -38,8 +38,9 @@ def dense_bpr(final, graph, batch, model):
     u, it = split(final, graph)
     s_pos = (u[batch.users] * it[batch.pos]).sum(1)
     s_neg = (u[batch.users] * it[batch.neg]).sum(1)
-    ego = torch.cat([model.user_emb[batch.users], model.item_emb[batch.pos],
-                     model.item_emb[batch.neg]])
+    ego = torch.cat(
+        [model.user_emb[batch.users], model.item_emb[batch.pos], model.item_emb[batch.neg]]
+    )
     return -F.logsigmoid(s_pos - s_neg).mean(), model.decay * ego.pow(2).sum() / (2 * 12)
 
 
@@ -67,8 +68,11 @@ def test_info_nce_matches_formula():
 def test_simgcl_forward_and_loss_match_dense(layers):
     graph = random_graph(11, 9, 0.35, seed=layers)
     torch.manual_seed(0)
-    model = SimGCL(11, 9, dim=5, num_layers=layers, cl_weight=0.7, cl_temperature=0.3,
-                   noise_eps=0.25).double().to(DEVICE)
+    model = (
+        SimGCL(11, 9, dim=5, num_layers=layers, cl_weight=0.7, cl_temperature=0.3, noise_eps=0.25)
+        .double()
+        .to(DEVICE)
+    )
     # Clean readout: the mean of layers 1..L (no E^(0)), no noise.
     want = torch.stack(dense_layers(model, graph)[1:]).mean(0)
     got = torch.cat(model(graph))
@@ -79,11 +83,14 @@ def test_simgcl_forward_and_loss_match_dense(layers):
     terms = model.loss(graph, batch)
     torch.manual_seed(5)
     bpr, reg = dense_bpr(want, graph, batch, model)
-    views = [split(torch.stack(dense_layers(model, graph, 0.25)[1:]).mean(0), graph)
-             for _ in range(2)]
+    views = [
+        split(torch.stack(dense_layers(model, graph, 0.25)[1:]).mean(0), graph) for _ in range(2)
+    ]
     users, items = torch.unique(batch.users), torch.unique(batch.pos)
-    cl = 0.7 * (dense_info_nce(views[0][0][users], views[1][0][users], 0.3)
-                + dense_info_nce(views[0][1][items], views[1][1][items], 0.3))
+    cl = 0.7 * (
+        dense_info_nce(views[0][0][users], views[1][0][users], 0.3)
+        + dense_info_nce(views[0][1][items], views[1][1][items], 0.3)
+    )
     assert set(terms) == {"bpr", "reg", "cl", "loss"}
     for name, value in (("bpr", bpr), ("reg", reg), ("cl", cl), ("loss", bpr + reg + cl)):
         torch.testing.assert_close(terms[name], value, rtol=1e-10, atol=1e-12, msg=name)
@@ -93,8 +100,20 @@ def test_simgcl_forward_and_loss_match_dense(layers):
 def test_xsimgcl_loss_matches_dense(cl_layer):
     graph = random_graph(10, 12, 0.3, seed=4)
     torch.manual_seed(0)
-    model = XSimGCL(10, 12, dim=6, num_layers=2, cl_weight=0.4, cl_temperature=0.15,
-                    noise_eps=0.2, cl_layer=cl_layer).double().to(DEVICE)
+    model = (
+        XSimGCL(
+            10,
+            12,
+            dim=6,
+            num_layers=2,
+            cl_weight=0.4,
+            cl_temperature=0.15,
+            noise_eps=0.2,
+            cl_layer=cl_layer,
+        )
+        .double()
+        .to(DEVICE)
+    )
     batch = batch_of(graph, seed=2)
     torch.manual_seed(7)
     terms = model.loss(graph, batch)
@@ -104,13 +123,16 @@ def test_xsimgcl_loss_matches_dense(cl_layer):
     bpr, reg = dense_bpr(final, graph, batch, model)
     users, items = torch.unique(batch.users), torch.unique(batch.pos)
     (fu, fi), (lu, li) = split(final, graph), split(layers[cl_layer], graph)
-    cl = 0.4 * (dense_info_nce(fu[users], lu[users], 0.15) + dense_info_nce(fi[items], li[items], 0.15))
+    cl = 0.4 * (
+        dense_info_nce(fu[users], lu[users], 0.15) + dense_info_nce(fi[items], li[items], 0.15)
+    )
     for name, value in (("bpr", bpr), ("reg", reg), ("cl", cl)):
         torch.testing.assert_close(terms[name], value, rtol=1e-10, atol=1e-12, msg=name)
     # Evaluation is the clean pass: deterministic, equal to SimGCL's readout of the same weights.
     model.eval()
-    torch.testing.assert_close(torch.cat(model(graph)),
-                               torch.stack(dense_layers(model, graph)[1:]).mean(0))
+    torch.testing.assert_close(
+        torch.cat(model(graph)), torch.stack(dense_layers(model, graph)[1:]).mean(0)
+    )
 
 
 @pytest.mark.parametrize("cls", [SimGCL, XSimGCL])

@@ -1,12 +1,12 @@
 """ops.spgemm and ops.power_sum on every backend present, against dense float64 products."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import ops
 from fastgcn_denoise.ops import CSRMatrix
-
-from conftest import DEVICE, backend_params, random_graph
 
 BACKEND = backend_params()
 
@@ -26,7 +26,7 @@ def random_csr(rows, cols, density, seed, dtype=torch.float64):
 
 def check_sorted_csr(m: CSRMatrix):
     for r in range(m.num_rows):
-        cols = m.col[m.rowptr[r]:m.rowptr[r + 1]]
+        cols = m.col[m.rowptr[r] : m.rowptr[r + 1]]
         assert (cols.diff() > 0).all(), f"row {r} is not sorted / has duplicates"
 
 
@@ -51,8 +51,10 @@ def test_spgemm_plus_identity(backend):
     a, b = random_csr(12, 8, 0.4, 3), random_csr(8, 12, 0.4, 4)
     out = ops.spgemm(a, b, plus_identity=True, backend=backend)
     check_sorted_csr(out)
-    torch.testing.assert_close(out.to_dense(), a.to_dense() @ b.to_dense() + torch.eye(12, device=DEVICE,
-                                                                                        dtype=torch.float64))
+    torch.testing.assert_close(
+        out.to_dense(),
+        a.to_dense() @ b.to_dense() + torch.eye(12, device=DEVICE, dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -88,20 +90,24 @@ def test_errors():
 
 def _matrix(rowptr, col, num_rows=2, num_cols=3):
     t = torch.as_tensor
-    return CSRMatrix(t(rowptr), t(col), torch.ones(len(col), dtype=torch.float64), num_rows,
-                     num_cols)
+    return CSRMatrix(
+        t(rowptr), t(col), torch.ones(len(col), dtype=torch.float64), num_rows, num_cols
+    )
 
 
-@pytest.mark.parametrize("rowptr, col, message", [
-    # The issue's crashes: a bad column or a decreasing rowptr went straight to _C.spgemm
-    # (SIGSEGV, "double free or corruption").
-    ([0, 1, 2], [0, 3], r"CSRMatrix: col\[1\] = 3 is outside \[0, 3\)"),
-    ([0, 1, 2], [-2, 0], r"CSRMatrix: col\[0\] = -2 is outside \[0, 3\)"),
-    ([0, 2, 1], [0, 1], r"CSRMatrix: rowptr\[2\] = 1 is below rowptr\[1\] = 2"),
-    ([0, 1, 5], [0, 1], r"CSRMatrix: rowptr\[-1\] = 5 but col has 2 entries"),
-    ([1, 1, 2], [0, 1], r"CSRMatrix: rowptr\[0\] = 1, must be 0"),
-    ([0, 2], [0, 1], r"CSRMatrix: rowptr has 2 entries, expected num_rows \+ 1 = 3"),
-])
+@pytest.mark.parametrize(
+    "rowptr, col, message",
+    [
+        # The issue's crashes: a bad column or a decreasing rowptr went straight to _C.spgemm
+        # (SIGSEGV, "double free or corruption").
+        ([0, 1, 2], [0, 3], r"CSRMatrix: col\[1\] = 3 is outside \[0, 3\)"),
+        ([0, 1, 2], [-2, 0], r"CSRMatrix: col\[0\] = -2 is outside \[0, 3\)"),
+        ([0, 2, 1], [0, 1], r"CSRMatrix: rowptr\[2\] = 1 is below rowptr\[1\] = 2"),
+        ([0, 1, 5], [0, 1], r"CSRMatrix: rowptr\[-1\] = 5 but col has 2 entries"),
+        ([1, 1, 2], [0, 1], r"CSRMatrix: rowptr\[0\] = 1, must be 0"),
+        ([0, 2], [0, 1], r"CSRMatrix: rowptr has 2 entries, expected num_rows \+ 1 = 3"),
+    ],
+)
 def test_csr_matrix_indices_checked_at_construction(rowptr, col, message):
     with pytest.raises(ValueError, match=message):
         _matrix(rowptr, col)

@@ -1,10 +1,11 @@
 """End-to-end training on a tiny synthetic data set: logs, metrics, checkpoints, resume."""
+
 import json
 
 import pytest
 import torch
-
 from conftest import DEVICE
+
 from fastgcn_denoise.data import make_synthetic, save_npz
 from fastgcn_denoise.pipelines.train import evaluate_checkpoint, load_checkpoint, make_config, train
 
@@ -13,15 +14,31 @@ from fastgcn_denoise.pipelines.train import evaluate_checkpoint, load_checkpoint
 def tiny_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     # No generator-drawn validation: the trainer splits it off train (--valid-fraction).
-    save_npz(make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1,
-                            clean_validation=0.0), path)
+    save_npz(
+        make_synthetic(
+            num_users=60, num_items=45, dim=4, avg_degree=8, seed=1, clean_validation=0.0
+        ),
+        path,
+    )
     return str(path)
 
 
 def config(tiny_data, out, **kw):
-    base = dict(data=tiny_data, out=str(out), dim=8, layers=2, batch_size=64, epochs=4,
-                eval_every=2, patience=10, ks=(5, 10), device=str(DEVICE), progress=False,
-                verbose=False, lr=5e-3)
+    base = dict(
+        data=tiny_data,
+        out=str(out),
+        dim=8,
+        layers=2,
+        batch_size=64,
+        epochs=4,
+        eval_every=2,
+        patience=10,
+        ks=(5, 10),
+        device=str(DEVICE),
+        progress=False,
+        verbose=False,
+        lr=5e-3,
+    )
     return make_config(**{**base, **kw})
 
 
@@ -42,8 +59,10 @@ def test_train_writes_logs_metrics_and_checkpoint(tiny_data, tmp_path, model):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result))
     assert metrics["best_epoch"] in (2, 4) and metrics["epochs_run"] == 4
-    assert metrics["selection"] == {"rule": "best validation recall@5",
-                                    "epoch": metrics["best_epoch"]}
+    assert metrics["selection"] == {
+        "rule": "best validation recall@5",
+        "epoch": metrics["best_epoch"],
+    }
     ranking = {"recall@5", "ndcg@5", "recall@10", "ndcg@10", "users"}
     for split in ("valid", "test"):
         # A model's evaluations also measure how smooth its embeddings are (oversmoothing.py).
@@ -60,7 +79,8 @@ def test_train_writes_logs_metrics_and_checkpoint(tiny_data, tmp_path, model):
     assert again["epoch"] == metrics["best_epoch"]
     assert again["metrics"] == pytest.approx(metrics["test"])
     assert again["baselines"]["most_popular"] == pytest.approx(
-        metrics["baselines"]["most_popular"]["test"])
+        metrics["baselines"]["most_popular"]["test"]
+    )
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -114,7 +134,9 @@ def _data_with_valid(tmp_path, valid_pairs):
     import numpy as np
 
     data = make_synthetic(num_users=60, num_items=45, dim=4, avg_degree=8, seed=1)
-    data = dataclasses.replace(data, valid=tuple(np.asarray(v, dtype=np.int64) for v in valid_pairs))
+    data = dataclasses.replace(
+        data, valid=tuple(np.asarray(v, dtype=np.int64) for v in valid_pairs)
+    )
     path = tmp_path / "with_valid.npz"
     save_npz(data, path)
     return str(path)
@@ -128,8 +150,10 @@ def test_degenerate_validation_warns(tmp_path):
     text = " ".join(result["warnings"])
     assert "only 1 users and 1 interactions" in text and "too few to select" in text
     assert result["best_epoch"] == 1 and "is the first of 3 evaluations" in text
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["warnings"] == \
-        result["warnings"]
+    assert (
+        json.loads((tmp_path / "run" / "metrics.json").read_text())["warnings"]
+        == result["warnings"]
+    )
     healthy = train(config(tiny_data_path(tmp_path), tmp_path / "ok", epochs=2))
     assert healthy["warnings"] == []
 
@@ -209,7 +233,6 @@ def test_checkpoint_errors_in_the_users_words(tiny_data, tmp_path):
         load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(ValueError, match="no such file"):
         load_checkpoint(tmp_path / "nothing.pt")
-
 
 
 def test_progress_bars_cover_epochs_and_evaluation(tiny_data, tmp_path, capsys):

@@ -1,16 +1,21 @@
 """ops.truncated_svd (block Krylov) against a dense float64 SVD of the masked matrix."""
+
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise.ops.truncated_svd import truncated_svd
-
-from conftest import DEVICE, backend_params, random_graph
 
 BACKEND = backend_params()
 # (users, items, density): odd sizes with an isolated user and item; more users than items (the
 # basis then lives on the item side); a dense block; a single edge.
-GRAPHS = {"odd": (13, 11, 0.3), "tall": (40, 17, 0.25), "wide": (23, 61, 0.15), "dense": (6, 5, 0.9),
-          "single": (2, 3, 0.0)}
+GRAPHS = {
+    "odd": (13, 11, 0.3),
+    "tall": (40, 17, 0.25),
+    "wide": (23, 61, 0.15),
+    "dense": (6, 5, 0.9),
+    "single": (2, 3, 0.0),
+}
 
 
 def dense(g, w):
@@ -79,8 +84,13 @@ def test_warm_start_from_exact_vectors():
     want = torch.linalg.svdvals(dense(g, w))[:8]
     _, s_cold, _ = truncated_svd(g, 8, w, n_iter=0, oversample=0)
     _, _, v_exact = truncated_svd(g, 8, w, tol=0, n_iter=20)
-    w2 = w * (1 + 1e-3 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1),
-                                     dtype=torch.float64).to(DEVICE))
+    w2 = w * (
+        1
+        + 1e-3
+        * torch.randn(w.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(
+            DEVICE
+        )
+    )
     want2 = torch.linalg.svdvals(dense(g, w2))[:8]
     _, s_warm, _ = truncated_svd(g, 8, w2, n_iter=0, oversample=0, init=v_exact)
     err_cold = ((s_cold - want).abs() / want).max()
@@ -108,19 +118,26 @@ def test_reproducible_and_generator():
     assert not torch.allclose(a[1], c[1], rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(k=0), r"k must be an int in \[1, min\(num_users, num_items\) = 3\]"),
-    (dict(k=4), "k must be an int"),
-    (dict(edge_weight=torch.ones(2)), r"edge_weight must have shape \[num_edges\]"),
-    (dict(edge_weight=torch.tensor([1.0, float("nan"), 1.0, 1.0])), "non-finite values .*edge 1"),
-    (dict(init=torch.ones(5, 2)), r"init must be item-side vectors \[num_items = 3"),
-    (dict(dtype=torch.float16), "float32 or float64"),
-    (dict(n_iter=-1), "n_iter must be a non-negative int"),
-    (dict(tol=-1.0), "tol must be >= 0"),
-    (dict(oversample=1.5), "oversample must be a non-negative int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), r"k must be an int in \[1, min\(num_users, num_items\) = 3\]"),
+        (dict(k=4), "k must be an int"),
+        (dict(edge_weight=torch.ones(2)), r"edge_weight must have shape \[num_edges\]"),
+        (
+            dict(edge_weight=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
+            "non-finite values .*edge 1",
+        ),
+        (dict(init=torch.ones(5, 2)), r"init must be item-side vectors \[num_items = 3"),
+        (dict(dtype=torch.float16), "float32 or float64"),
+        (dict(n_iter=-1), "n_iter must be a non-negative int"),
+        (dict(tol=-1.0), "tol must be >= 0"),
+        (dict(oversample=1.5), "oversample must be a non-negative int"),
+    ],
+)
 def test_bad_input(kwargs, match):
     from fastgcn_denoise import BipartiteGraph
+
     g = BipartiteGraph([0, 0, 1, 3], [0, 2, 1, 2], 4, 3).to(DEVICE)
     args = dict(graph=g, k=2)
     args.update(kwargs)

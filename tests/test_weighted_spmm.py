@@ -1,12 +1,12 @@
 """ops.weighted_spmm / ops.directed_spmm on every backend present, against dense float64 products."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import BipartiteGraph, ops
 from fastgcn_denoise.ops import CSRPattern
-
-from conftest import DEVICE, backend_params, random_graph
 
 BACKEND = backend_params()
 
@@ -53,8 +53,9 @@ def test_weighted_spmm_gradcheck(backend):
     pattern, _, _ = random_pattern(6, 5, 0.5, seed=3)
     w = rand((pattern.nnz,), torch.float64, 4).requires_grad_()
     x = rand((5, 3), torch.float64, 5).requires_grad_()
-    assert torch.autograd.gradcheck(lambda w, x: ops.weighted_spmm(pattern, w, x, backend=backend),
-                                    (w, x))
+    assert torch.autograd.gradcheck(
+        lambda w, x: ops.weighted_spmm(pattern, w, x, backend=backend), (w, x)
+    )
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -66,8 +67,12 @@ def test_directed_spmm_matches_dense_and_masked_spmm(backend, dtype):
     w_u, w_i = rand((g.num_edges,), dtype, 10), rand((g.num_edges,), dtype, 11)
     y_u, y_i = ops.directed_spmm(g, x_u, x_i, w_u, w_i, backend=backend)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(y_u.double(), dense(13, 11, users, items, w_u, (13, 11)) @ x_i.double(), **tol)
-    torch.testing.assert_close(y_i.double(), dense(13, 11, users, items, w_i, (13, 11)).T @ x_u.double(), **tol)
+    torch.testing.assert_close(
+        y_u.double(), dense(13, 11, users, items, w_u, (13, 11)) @ x_i.double(), **tol
+    )
+    torch.testing.assert_close(
+        y_i.double(), dense(13, 11, users, items, w_i, (13, 11)).T @ x_u.double(), **tol
+    )
     # Equal weights in both directions: masked_spmm without renormalisation.
     w = w_u.abs()
     tied = ops.directed_spmm(g, x_u, x_i, w, w, backend=backend)
@@ -79,11 +84,16 @@ def test_directed_spmm_matches_dense_and_masked_spmm(backend, dtype):
 @pytest.mark.parametrize("backend", BACKEND)
 def test_directed_spmm_gradcheck(backend):
     g = random_graph(7, 6, 0.4, seed=12)
-    args = [rand((7, 3), torch.float64, 13), rand((6, 3), torch.float64, 14),
-            rand((g.num_edges,), torch.float64, 15), rand((g.num_edges,), torch.float64, 16)]
+    args = [
+        rand((7, 3), torch.float64, 13),
+        rand((6, 3), torch.float64, 14),
+        rand((g.num_edges,), torch.float64, 15),
+        rand((g.num_edges,), torch.float64, 16),
+    ]
     args = [a.requires_grad_() for a in args]
     assert torch.autograd.gradcheck(
-        lambda *a: ops.directed_spmm(g, *a, backend=backend), tuple(args))
+        lambda *a: ops.directed_spmm(g, *a, backend=backend), tuple(args)
+    )
 
 
 def test_empty_pattern_and_errors():
@@ -102,10 +112,17 @@ def test_empty_pattern_and_errors():
     with pytest.raises(ValueError, match=r"w_to_item must have shape \[2\]"):
         ops.directed_spmm(g, x_u, x_i, torch.ones(2, device=DEVICE), torch.ones(3, device=DEVICE))
     with pytest.raises(ValueError, match=r"x_item must have shape \[num_items = 2, d\]"):
-        ops.directed_spmm(g, x_u, torch.ones(3, 3, device=DEVICE), torch.ones(2, device=DEVICE),
-                          torch.ones(2, device=DEVICE))
+        ops.directed_spmm(
+            g,
+            x_u,
+            torch.ones(3, 3, device=DEVICE),
+            torch.ones(2, device=DEVICE),
+            torch.ones(2, device=DEVICE),
+        )
     if DEVICE.type == "cpu":
-        with pytest.raises(ValueError, match=r"w_to_user has non-finite values \(first at entry 1\)"):
+        with pytest.raises(
+            ValueError, match=r"w_to_user has non-finite values \(first at entry 1\)"
+        ):
             ops.directed_spmm(g, x_u, x_i, torch.tensor([1.0, float("inf")]), torch.ones(2))
 
 
@@ -116,19 +133,37 @@ def _direct(rowptr, col, num_cols=3):
     return CSRPattern(t(rowptr), t(col), good.t_rowptr, good.t_col, good.t_perm, 2, num_cols)
 
 
-@pytest.mark.parametrize("build, message", [
-    # The issue's case: a column past num_cols went straight to the kernel (segfault).
-    (lambda: _direct([0, 2, 3], [0, 100000, 1]), r"CSRPattern: col\[1\] = 100000 is outside \[0, 3\)"),
-    (lambda: _direct([0, 2, 3], [0, -1, 1]), r"CSRPattern: col\[1\] = -1 is outside"),
-    (lambda: _direct([0, 3, 2], [0, 2, 1]), r"CSRPattern: rowptr\[2\] = 2 is below rowptr\[1\] = 3"),
-    (lambda: _direct([0, 2, 9], [0, 2, 1]), r"CSRPattern: rowptr\[-1\] = 9 but col has 3 entries"),
-    (lambda: _direct([0, 2], [0, 2]), r"CSRPattern: rowptr has 2 entries, expected 3"),
-    (lambda: _direct([0, 2, 3], [0.0, 2.0, 1.0]), r"CSRPattern: col must be an int64 tensor"),
-    (lambda: _direct([0, 2, 3], [0, 2, 1], 2.5), r"CSRPattern: num_cols must be a non-negative"),
-    (lambda: CSRPattern.from_csr([1, 2, 3], [0, 1], 3), r"from_csr: rowptr\[0\] = 1, must be 0"),
-    (lambda: CSRPattern.from_csr([0, 1], [[0]], 3), r"from_csr: col must be 1-D"),
-    (lambda: CSRPattern.from_coo([0, 1], [0.5, 1], 2, 3), r"from_coo: cols must hold integers"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        # The issue's case: a column past num_cols went straight to the kernel (segfault).
+        (
+            lambda: _direct([0, 2, 3], [0, 100000, 1]),
+            r"CSRPattern: col\[1\] = 100000 is outside \[0, 3\)",
+        ),
+        (lambda: _direct([0, 2, 3], [0, -1, 1]), r"CSRPattern: col\[1\] = -1 is outside"),
+        (
+            lambda: _direct([0, 3, 2], [0, 2, 1]),
+            r"CSRPattern: rowptr\[2\] = 2 is below rowptr\[1\] = 3",
+        ),
+        (
+            lambda: _direct([0, 2, 9], [0, 2, 1]),
+            r"CSRPattern: rowptr\[-1\] = 9 but col has 3 entries",
+        ),
+        (lambda: _direct([0, 2], [0, 2]), r"CSRPattern: rowptr has 2 entries, expected 3"),
+        (lambda: _direct([0, 2, 3], [0.0, 2.0, 1.0]), r"CSRPattern: col must be an int64 tensor"),
+        (
+            lambda: _direct([0, 2, 3], [0, 2, 1], 2.5),
+            r"CSRPattern: num_cols must be a non-negative",
+        ),
+        (
+            lambda: CSRPattern.from_csr([1, 2, 3], [0, 1], 3),
+            r"from_csr: rowptr\[0\] = 1, must be 0",
+        ),
+        (lambda: CSRPattern.from_csr([0, 1], [[0]], 3), r"from_csr: col must be 1-D"),
+        (lambda: CSRPattern.from_coo([0, 1], [0.5, 1], 2, 3), r"from_coo: cols must hold integers"),
+    ],
+)
 def test_pattern_indices_checked_at_construction(build, message):
     with pytest.raises(ValueError, match=message):
         build()

@@ -26,6 +26,7 @@ Runs on a CPU-only machine (CI): Triton's wheel carries ptxas, and ``triton.comp
     python tools/aot_compile.py check --records build/aot/tests.jsonl --side .venv/triton36 \\
         --jobs 2 --json bench/results/triton_compile.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,11 @@ SMEM_MAX = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
 # machines; sm_80's and older Tritons' spills are reported, not failed).
 SPILL_ARCHS = (90,)
 _OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
-_PTXAS = {"regs": r"Used (\d+) registers", "spill_store": r"(\d+) bytes spill stores",
-          "spill_load": r"(\d+) bytes spill loads"}
+_PTXAS = {
+    "regs": r"Used (\d+) registers",
+    "spill_store": r"(\d+) bytes spill stores",
+    "spill_load": r"(\d+) bytes spill loads",
+}
 
 
 # --------------------------------------------------------------------------- recording
@@ -72,8 +76,10 @@ def _encode(value) -> dict:
     if isinstance(value, tl.dtype):
         return {"tl_dtype": value.name}
     if isinstance(value, torch.Tensor):
-        return {"tensor": str(value.dtype).removeprefix("torch."),
-                "align16": value.data_ptr() % 16 == 0}
+        return {
+            "tensor": str(value.dtype).removeprefix("torch."),
+            "align16": value.data_ptr() % 16 == 0,
+        }
     for kind in (bool, int, float, str):  # bool before int: True is an int
         if isinstance(value, kind):
             return {kind.__name__: value}
@@ -81,7 +87,7 @@ def _encode(value) -> dict:
 
 
 def _int_width(v: int) -> str:
-    return "i32" if -2 ** 31 <= v < 2 ** 31 else "i64" if -2 ** 63 <= v < 2 ** 63 else "u64"
+    return "i32" if -(2**31) <= v < 2**31 else "i64" if -(2**63) <= v < 2**63 else "u64"
 
 
 def spec_key(rec: dict) -> str:
@@ -94,20 +100,30 @@ def spec_key(rec: dict) -> str:
         elif not p["constexpr"] and "float" in v:
             v = "fp32"
         parts.append(v)
-    return json.dumps([rec["module"], rec["kernel"], parts, sorted(rec["options"].items())],
-                      sort_keys=True)
+    return json.dumps(
+        [rec["module"], rec["kernel"], parts, sorted(rec["options"].items())], sort_keys=True
+    )
 
 
 def _record(fn, args, kwargs):
     sig = inspect.signature(fn)
     bound = sig.bind_partial(*args, **{k: v for k, v in kwargs.items() if k in sig.parameters})
     bound.apply_defaults()
-    rec = {"module": fn.__module__, "kernel": fn.__qualname__,
-           "params": [{"name": n, "constexpr": "constexpr" in str(p.annotation),
-                       "value": _encode(bound.arguments.get(n))}
-                      for n, p in sig.parameters.items()],
-           "options": {k: kwargs[k] for k in _OPTIONS if k in kwargs},
-           "prod": bool(_TAG["prod"]), "cases": [_TAG["case"]] if _TAG["case"] else []}
+    rec = {
+        "module": fn.__module__,
+        "kernel": fn.__qualname__,
+        "params": [
+            {
+                "name": n,
+                "constexpr": "constexpr" in str(p.annotation),
+                "value": _encode(bound.arguments.get(n)),
+            }
+            for n, p in sig.parameters.items()
+        ],
+        "options": {k: kwargs[k] for k in _OPTIONS if k in kwargs},
+        "prod": bool(_TAG["prod"]),
+        "cases": [_TAG["case"]] if _TAG["case"] else [],
+    }
     old = _SEEN.setdefault(spec_key(rec), rec)
     if old is not rec:
         old["prod"] |= rec["prod"]
@@ -175,10 +191,19 @@ def _case(name: str, prod: bool):
         _TAG.update(prod=False, case=None)
 
 
-SMOKE = ("masked_spmm ones float32 d64", "masked_spmm hard_concrete float32 d64",
-         "masked_spmm_dual float32", "gate/arm_grad", "segment_topk", "sddmm d64",
-         "cosine_attention dk64 dv64", "dot_logsumexp float32 d64", "dot_logsumexp masked d64",
-         "all_pairs hard_concrete", "masked_topk float32 k20")
+SMOKE = (
+    "masked_spmm ones float32 d64",
+    "masked_spmm hard_concrete float32 d64",
+    "masked_spmm_dual float32",
+    "gate/arm_grad",
+    "segment_topk",
+    "sddmm d64",
+    "cosine_attention dk64 dv64",
+    "dot_logsumexp float32 d64",
+    "dot_logsumexp masked d64",
+    "all_pairs hard_concrete",
+    "masked_topk float32 k20",
+)
 
 
 def production_cases(device: str = "cpu", backend: str = "triton"):
@@ -214,8 +239,17 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
     def spmm(dtype, d, mode, self_loop):
         xu, xi = rand(g.num_users, d, dtype=dtype), rand(g.num_items, d, dtype=dtype)
         phi = rand(g.num_edges)
-        yu, yi = ops.masked_spmm(g, xu, xi, None if mode == "ones" else phi, mode, seed, off,
-                                 self_loop=self_loop, backend=be)
+        yu, yi = ops.masked_spmm(
+            g,
+            xu,
+            xi,
+            None if mode == "ones" else phi,
+            mode,
+            seed,
+            off,
+            self_loop=self_loop,
+            backend=be,
+        )
         (yu.float().square().sum() + yi.float().sum()).backward()
         return [yu, yi]
 
@@ -229,8 +263,10 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
         phi = rand(3, g.num_edges)
         z = ops.gate(phi, "hard_concrete", seed, off, backend=be)
         z.sum().backward()
-        return [z] + [ops.arm_grad(phi.detach(), seed, off, 1.0, 0.5, est, backend=be)
-                      for est in ("arm", "disarm")]
+        return [z] + [
+            ops.arm_grad(phi.detach(), seed, off, 1.0, 0.5, est, backend=be)
+            for est in ("arm", "disarm")
+        ]
 
     def sddmm(d):
         out = ops.sddmm(g, rand(g.num_users, d), rand(g.num_items, d), backend=be)
@@ -239,8 +275,12 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
 
     def segment_topk():
         rowptr, vals = on(torch.tensor([0, 5, 5, 40, 300])), on(torch.randn(300))
-        return [t for k in (10, 30) for largest in (True, False)
-                for t in ops.segment_topk(rowptr, vals, k, largest, backend=be)]
+        return [
+            t
+            for k in (10, 30)
+            for largest in (True, False)
+            for t in ops.segment_topk(rowptr, vals, k, largest, backend=be)
+        ]
 
     def cosine(dk, dv):
         ku, ki = rand(g.num_users, dk), rand(g.num_items, dk)
@@ -253,8 +293,15 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
 
     def lse(d, masked, dtype=torch.float32):
         q, k = rand(40, d, dtype=dtype), rand(70, d, dtype=dtype)
-        kw = {"query_mask": on(torch.rand(40, 40) < 0.3), "key_mask": on(torch.rand(70, 40) < 0.3),
-              "slack": 1} if masked else {}
+        kw = (
+            {
+                "query_mask": on(torch.rand(40, 40) < 0.3),
+                "key_mask": on(torch.rand(70, 40) < 0.3),
+                "slack": 1,
+            }
+            if masked
+            else {}
+        )
         out = ops.dot_logsumexp(q, k, 0.2, backend=be, **kw)
         out.float().sum().backward()
         return [out]
@@ -263,11 +310,17 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
         nf, d, b, hid = 20, 8, 8, 32  # the L0-SIGN config defaults: dim, edge_dim, hidden
         ptr, nodes = on(torch.tensor([0, 5, 5, 17, 30])), on(torch.randint(0, nf, (30,)))
         h = [rand(hid, d), rand(hid), rand(d, hid), rand(d)]
-        gate = {} if kind == "none" else {
-            "edge_emb": rand(nf, b),
-            "gate_weights": [rand(hid, b), rand(hid), rand(1, hid), rand(1)]}
-        out = ops.all_pairs_interaction(ptr, nodes, rand(nf, d), h, kind=kind, seed=seed,
-                                        offset=off, backend=be, **gate)
+        gate = (
+            {}
+            if kind == "none"
+            else {
+                "edge_emb": rand(nf, b),
+                "gate_weights": [rand(hid, b), rand(hid), rand(1, hid), rand(1)],
+            }
+        )
+        out = ops.all_pairs_interaction(
+            ptr, nodes, rand(nf, d), h, kind=kind, seed=seed, offset=off, backend=be, **gate
+        )
         (out.pooled.sum() + out.l0.sum() + out.l2.sum()).backward()
         return [out.pooled, out.l0, out.l2, out.kept]
 
@@ -281,21 +334,34 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
             return [s.sort(dim=1, descending=True).values[:, :k]]
         return [masked_topk(ue, ie, users, rowptr, col, k)[1]]
 
-    cases = [(f"masked_spmm {mode} {name(dt)} d{d}", True, spmm, (dt, d, mode, loop))
-             for dt in halfs for d in (64, 128)
-             for mode, loop in (("ones", False), ("hard_concrete", True), ("expect", False))]
+    cases = [
+        (f"masked_spmm {mode} {name(dt)} d{d}", True, spmm, (dt, d, mode, loop))
+        for dt in halfs
+        for d in (64, 128)
+        for mode, loop in (("ones", False), ("hard_concrete", True), ("expect", False))
+    ]
     cases += [(f"masked_spmm_dual {name(dt)}", True, dual, (dt,)) for dt in halfs]
     cases += [("gate/arm_grad", True, gate_arm, ()), ("segment_topk", True, segment_topk, ())]
     cases += [(f"sddmm d{d}", True, sddmm, (d,)) for d in (64, 128)]
-    cases += [(f"cosine_attention dk{a} dv{b}", True, cosine, (a, b))
-              for a, b in ((64, 64), (64, 128), (128, 64), (64, 16))]
-    cases += [(f"dot_logsumexp {name(dt)} d{d}", d <= 128, lse, (d, False, dt))
-              for dt in (torch.float32,) for d in (64, 128, 256)]
+    cases += [
+        (f"cosine_attention dk{a} dv{b}", True, cosine, (a, b))
+        for a, b in ((64, 64), (64, 128), (128, 64), (64, 16))
+    ]
+    cases += [
+        (f"dot_logsumexp {name(dt)} d{d}", d <= 128, lse, (d, False, dt))
+        for dt in (torch.float32,)
+        for d in (64, 128, 256)
+    ]
     cases += [("dot_logsumexp masked d64", True, lse, (64, True))]
-    cases += [(f"all_pairs {k}", True, all_pairs, (k,))
-              for k in ("hard_concrete", "hard_concrete_mean", "none")]
-    cases += [(f"masked_topk {name(dt)} k{k}", k <= 128, topk, (dt, 64, k))
-              for dt in (torch.float32, torch.bfloat16) for k in (10, 20, 50, 100, 256)]
+    cases += [
+        (f"all_pairs {k}", True, all_pairs, (k,))
+        for k in ("hard_concrete", "hard_concrete_mean", "none")
+    ]
+    cases += [
+        (f"masked_topk {name(dt)} k{k}", k <= 128, topk, (dt, 64, k))
+        for dt in (torch.float32, torch.bfloat16)
+        for k in (10, 20, 50, 100, 256)
+    ]
 
     def runner(fn, args):
         def run():
@@ -303,6 +369,7 @@ def production_cases(device: str = "cpu", backend: str = "triton"):
             leaves.clear()
             outs = fn(*args)
             return [t.detach() for t in outs] + [x.grad for x in leaves if x.grad is not None]
+
         return run
 
     return [(name, prod, runner(fn, args)) for name, prod, fn, args in cases]
@@ -348,9 +415,14 @@ def smoke(device: str, names=SMOKE, list_only: bool = False) -> int:
             assert len(got) == len(want), f"{len(got)} outputs, the reference {len(want)}"
             for i, (a, b) in enumerate(zip(got, want)):
                 half = a.dtype in (torch.float16, torch.bfloat16)
-                torch.testing.assert_close(a.to(b.dtype), b, rtol=2e-2 if half else 1e-4,
-                                           atol=2e-2 if half else 1e-4, equal_nan=True,
-                                           msg=lambda m, i=i: f"output {i}: {m}")
+                torch.testing.assert_close(
+                    a.to(b.dtype),
+                    b,
+                    rtol=2e-2 if half else 1e-4,
+                    atol=2e-2 if half else 1e-4,
+                    equal_nan=True,
+                    msg=lambda m, i=i: f"output {i}: {m}",
+                )
             verdict = "ok"
         except Exception as exc:  # noqa: BLE001  (reported per case)
             failed += 1
@@ -396,13 +468,13 @@ def compile_one(rec: dict, arch: int) -> dict:
     fn = _kernel(rec)
     args, kwargs = [], dict(rec["options"])
     for p in rec["params"]:
-        (kind, val), = ((k, v) for k, v in p["value"].items() if k != "align16")
+        ((kind, val),) = ((k, v) for k, v in p["value"].items() if k != "align16")
         if kind == "tl_dtype":
             val = tl.dtype(val)
         elif kind == "tensor":
             val = _Ptr(getattr(torch, val), p["value"]["align16"])
         elif kind == "int" and not p["constexpr"]:  # generic: no value specialisation
-            val = 17 if _int_width(val) == "i32" else 2 ** 33 + 1
+            val = 17 if _int_width(val) == "i32" else 2**33 + 1
         elif kind == "none":
             val = None
         (kwargs.__setitem__(p["name"], val) if p["constexpr"] else args.append(val))
@@ -417,10 +489,14 @@ def compile_one(rec: dict, arch: int) -> dict:
     knobs.nvidia.dump_ptxas_log = True
     log, t0 = io.StringIO(), _cpu_seconds()
     with contextlib.redirect_stdout(log):
-        k = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                           options=options.__dict__)
-    out = {"seconds": round(_cpu_seconds() - t0, 2), "shared": k.metadata.shared,
-           "num_warps": k.metadata.num_warps}
+        k = triton.compile(
+            ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__
+        )
+    out = {
+        "seconds": round(_cpu_seconds() - t0, 2),
+        "shared": k.metadata.shared,
+        "num_warps": k.metadata.num_warps,
+    }
     for name, pat in _PTXAS.items():
         m = re.search(pat, log.getvalue())
         out[name] = int(m.group(1)) if m else 0
@@ -451,8 +527,9 @@ def _save(path: str, cache: dict):
     os.replace(path + ".tmp", path)
 
 
-def compile_all(recs: list[dict], archs, jobs: int, cache_path: str | None,
-                test_archs=(90,)) -> list[dict]:
+def compile_all(
+    recs: list[dict], archs, jobs: int, cache_path: str | None, test_archs=(90,)
+) -> list[dict]:
     """One result per (record, arch): the record's identity plus compile_one's fields or error.
 
     Production records compile for every target in ``archs``; test-only ones (float64, odd tile
@@ -471,19 +548,24 @@ def compile_all(recs: list[dict], archs, jobs: int, cache_path: str | None,
     hashes, todo, keys = {}, {}, []
     for rec in recs:
         for arch in (a for a in archs if rec.get("prod") or a in test_archs):
-            key = hashlib.sha256(json.dumps([_source_hash(rec, hashes), spec_key(rec), arch,
-                                             version]).encode()).hexdigest()
+            key = hashlib.sha256(
+                json.dumps([_source_hash(rec, hashes), spec_key(rec), arch, version]).encode()
+            ).hexdigest()
             keys.append((rec, arch, key))
             if key not in cache:
                 todo[key] = (key, rec, arch)
-    print(f"aot_compile: triton {version}: {len(recs)} specialisations x {len(archs)} targets, "
-          f"{len(todo)} to compile ({jobs} processes)", file=sys.stderr)
+    print(
+        f"aot_compile: triton {version}: {len(recs)} specialisations x {len(archs)} targets, "
+        f"{len(todo)} to compile ({jobs} processes)",
+        file=sys.stderr,
+    )
     # A throw-away Triton cache: each compile really runs ptxas (its report is the result).
     with tempfile.TemporaryDirectory(prefix="aot_triton_") as tmp:
         os.environ["TRITON_CACHE_DIR"] = tmp
         with contextlib.ExitStack() as stack:
             if jobs > 1 and len(todo) > 1:
                 from concurrent.futures import ProcessPoolExecutor
+
                 pool = stack.enter_context(ProcessPoolExecutor(jobs))
                 done = pool.map(_job, todo.values(), chunksize=1)
             else:
@@ -493,19 +575,31 @@ def compile_all(recs: list[dict], archs, jobs: int, cache_path: str | None,
                 if cache_path and (n % 20 == 0 or n == len(todo)):  # a killed run keeps these
                     _save(cache_path, cache)
                     print(f"aot_compile: {n}/{len(todo)} compiled", file=sys.stderr)
-    return [{"kernel": f"{rec['module'].rsplit('.', 1)[-1]}:{rec['kernel']}", "arch": arch,
-             "triton": version, "prod": rec.get("prod", False), "spec": spec_label(rec),
-             **cache[key]} for rec, arch, key in keys]
+    return [
+        {
+            "kernel": f"{rec['module'].rsplit('.', 1)[-1]}:{rec['kernel']}",
+            "arch": arch,
+            "triton": version,
+            "prod": rec.get("prod", False),
+            "spec": spec_label(rec),
+            **cache[key],
+        }
+        for rec, arch, key in keys
+    ]
 
 
 def spec_label(rec: dict) -> str:
     """A short human label: non-index dtypes, constexprs, wide ints, options."""
     vals = [p["value"] for p in rec["params"]]
     dts = sorted({v["tensor"] for v in vals if "tensor" in v} - {"int64", "int32"})
-    parts = [f"{p['name']}={next(iter(p['value'].values()))}" for p in rec["params"]
-             if p["constexpr"]]
-    wide = [p["name"] for p in rec["params"] if not p["constexpr"] and "int" in p["value"]
-            and _int_width(p["value"]["int"]) != "i32"]
+    parts = [
+        f"{p['name']}={next(iter(p['value'].values()))}" for p in rec["params"] if p["constexpr"]
+    ]
+    wide = [
+        p["name"]
+        for p in rec["params"]
+        if not p["constexpr"] and "int" in p["value"] and _int_width(p["value"]["int"]) != "i32"
+    ]
     opts = [f"{k}={v}" for k, v in sorted(rec["options"].items())]
     return " ".join(["/".join(dts)] + parts + [f"{w}:i64" for w in wide] + opts)
 
@@ -520,10 +614,16 @@ def problems(results: list[dict], spill_triton: str) -> list[str]:
         where = f"{r['kernel']} sm_{r['arch']} triton {r['triton']} [{r['spec']}]"
         if not r["ok"]:
             out.append(f"compile error: {where}: {r['error']}")
-        elif (r["prod"] and r["arch"] in SPILL_ARCHS and r["triton"] == spill_triton
-              and r["spill_store"] + r["spill_load"]):
-            out.append(f"spill: {where}: {r['spill_store']} B stored / {r['spill_load']} B loaded"
-                       f" ({r['regs']} registers)")
+        elif (
+            r["prod"]
+            and r["arch"] in SPILL_ARCHS
+            and r["triton"] == spill_triton
+            and r["spill_store"] + r["spill_load"]
+        ):
+            out.append(
+                f"spill: {where}: {r['spill_store']} B stored / {r['spill_load']} B loaded"
+                f" ({r['regs']} registers)"
+            )
         elif r["shared"] > SMEM_MAX[r["arch"]]:
             out.append(f"shared memory: {where}: {r['shared']} B > {SMEM_MAX[r['arch']]} B")
     return out
@@ -538,12 +638,20 @@ def summary_rows(results: list[dict]) -> list[dict]:
     for (kernel, arch, version), rs in sorted(groups.items()):
         ok = [r for r in rs if r["ok"]]
         prod = [r for r in ok if r["prod"]]
-        rows.append({"kernel": kernel, "arch": arch, "triton": version, "variants": len(rs),
-                     "compiled": len(ok), "max_regs": max((r["regs"] for r in ok), default=None),
-                     "max_spill_bytes": max((r["spill_store"] for r in ok), default=None),
-                     "max_prod_spill_bytes": max((r["spill_store"] for r in prod), default=0),
-                     "max_shared_bytes": max((r["shared"] for r in ok), default=None),
-                     "compile_seconds": round(sum(r.get("seconds", 0) for r in ok), 1)})
+        rows.append(
+            {
+                "kernel": kernel,
+                "arch": arch,
+                "triton": version,
+                "variants": len(rs),
+                "compiled": len(ok),
+                "max_regs": max((r["regs"] for r in ok), default=None),
+                "max_spill_bytes": max((r["spill_store"] for r in ok), default=None),
+                "max_prod_spill_bytes": max((r["spill_store"] for r in prod), default=0),
+                "max_shared_bytes": max((r["shared"] for r in ok), default=None),
+                "compile_seconds": round(sum(r.get("seconds", 0) for r in ok), 1),
+            }
+        )
     return rows
 
 
@@ -563,47 +671,71 @@ def _check_main(a) -> int:
         os.remove(prod_path)
     # Recording imports the kernels under the interpreter; compiling needs them real: two
     # processes.
-    rc = subprocess.run([sys.executable, __file__, "record", "--out", prod_path],
-                        check=False).returncode
+    rc = subprocess.run(
+        [sys.executable, __file__, "record", "--out", prod_path], check=False
+    ).returncode
     if rc:
-        print(f"aot_compile: recording the production launches failed (exit {rc})",
-              file=sys.stderr)
+        print(f"aot_compile: recording the production launches failed (exit {rc})", file=sys.stderr)
         return 1
     records = [prod_path] + [p for p in a.records if os.path.exists(p)]
     missing = [p for p in a.records if not os.path.exists(p)]
     if missing:
-        print(f"aot_compile: no test records at {', '.join(missing)} (run `make test` first); "
-              "production launches only", file=sys.stderr)
+        print(
+            f"aot_compile: no test records at {', '.join(missing)} (run `make test` first); "
+            "production launches only",
+            file=sys.stderr,
+        )
     results = []
     for side in [None] + a.side:
         out = os.path.join(a.workdir, f"results_{len(results)}.json")
         env = dict(os.environ)
         env.pop("TRITON_INTERPRET", None)
         if side:
-            env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(side)]
-                                                + env.get("PYTHONPATH", "").split(os.pathsep))
-        cmd = [sys.executable, __file__, "compile", *records, "--results", out, "--jobs",
-               str(a.jobs), "--cache", os.path.join(a.workdir, "cache.json")]
+            env["PYTHONPATH"] = os.pathsep.join(
+                [os.path.abspath(side)] + env.get("PYTHONPATH", "").split(os.pathsep)
+            )
+        cmd = [
+            sys.executable,
+            __file__,
+            "compile",
+            *records,
+            "--results",
+            out,
+            "--jobs",
+            str(a.jobs),
+            "--cache",
+            os.path.join(a.workdir, "cache.json"),
+        ]
         for arch in a.arch or ARCHS:
             cmd += ["--arch", str(arch)]
         for arch in a.test_arch or ():
             cmd += ["--test-arch", str(arch)]
         rc = subprocess.run(cmd, env=env, check=False).returncode
         if rc:
-            print(f"aot_compile: compiling with {side or 'this environment'}'s Triton failed to "
-                  f"run (exit {rc})", file=sys.stderr)
+            print(
+                f"aot_compile: compiling with {side or 'this environment'}'s Triton failed to "
+                f"run (exit {rc})",
+                file=sys.stderr,
+            )
             return 1
         with open(out) as f:
             results += json.load(f)
     import torch
     import triton
-    report = {"environment": {"python": platform.python_version(), "torch": torch.__version__,
-                              "triton": sorted({r["triton"] for r in results}),
-                              "ci_triton": triton.__version__, "machine": platform.machine(),
-                              "int_arguments": "generic (neither 1 nor a multiple of 16)",
-                              "seconds": round(time.time() - t0, 1)},
-              "rows": summary_rows(results),
-              "problems": problems(results, triton.__version__)}
+
+    report = {
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "triton": sorted({r["triton"] for r in results}),
+            "ci_triton": triton.__version__,
+            "machine": platform.machine(),
+            "int_arguments": "generic (neither 1 nor a multiple of 16)",
+            "seconds": round(time.time() - t0, 1),
+        },
+        "rows": summary_rows(results),
+        "problems": problems(results, triton.__version__),
+    }
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:
@@ -611,13 +743,18 @@ def _check_main(a) -> int:
     print("| kernel | sm | triton | ok/variants | regs max | spill B max (prod) | shared B max |")
     print("|---|---|---|---|---|---|---|")
     for r in report["rows"]:
-        print(f"| {r['kernel']} | {r['arch']} | {r['triton']} | {r['compiled']}/{r['variants']} "
-              f"| {r['max_regs']} | {r['max_spill_bytes']} ({r['max_prod_spill_bytes']}) "
-              f"| {r['max_shared_bytes']} |")
+        print(
+            f"| {r['kernel']} | {r['arch']} | {r['triton']} | {r['compiled']}/{r['variants']} "
+            f"| {r['max_regs']} | {r['max_spill_bytes']} ({r['max_prod_spill_bytes']}) "
+            f"| {r['max_shared_bytes']} |"
+        )
     for p in report["problems"]:
         print(f"aot_compile: {p}", file=sys.stderr)
-    print(f"aot_compile: {len(results)} compiles, {len(report['problems'])} problems, "
-          f"{report['environment']['seconds']} s", file=sys.stderr)
+    print(
+        f"aot_compile: {len(results)} compiles, {len(report['problems'])} problems, "
+        f"{report['environment']['seconds']} s",
+        file=sys.stderr,
+    )
     return 1 if report["problems"] else 0
 
 
@@ -634,16 +771,24 @@ def main(argv=None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--arch", type=int, action="append", help="sm x 10 (default 90 and 80)")
         p.add_argument("--jobs", type=int, default=2)
-        p.add_argument("--test-arch", type=int, action="append",
-                       help="targets of the test-only records (default 90)")
+        p.add_argument(
+            "--test-arch",
+            type=int,
+            action="append",
+            help="targets of the test-only records (default 90)",
+        )
     comp, check = sub.choices["compile"], sub.choices["check"]
     comp.add_argument("records", nargs="+")
     comp.add_argument("--results", required=True, help="JSON list of every compile's result")
     comp.add_argument("--cache", help="JSON results cache (by source hash and specialisation)")
     comp.add_argument("--only", default="", help="keep kernels whose 'module:name' has this")
     check.add_argument("--records", nargs="*", default=[], help="test launches (AOT_RECORD)")
-    check.add_argument("--side", action="append", default=[],
-                       help="a folder holding another Triton (pip install --target DIR)")
+    check.add_argument(
+        "--side",
+        action="append",
+        default=[],
+        help="a folder holding another Triton (pip install --target DIR)",
+    )
     check.add_argument("--workdir", default="build/aot")
     check.add_argument("--json", help="the report (bench/results/triton_compile.json)")
     a = ap.parse_args(argv)

@@ -1,4 +1,5 @@
 """The rows of the noise benchmark: every denoiser it judges, by name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ def item_knn_scores(graph) -> torch.Tensor:
     C = RᵀR; computed user by user on the user's own item block (dense [I, I] C: small data).
     """
     import scipy.sparse as sp
+
     users, items = (t.cpu().numpy() for t in graph.edges())
-    r = sp.csr_matrix((np.ones(users.shape[0]), (users, items)),
-                      shape=(graph.num_users, graph.num_items))
+    r = sp.csr_matrix(
+        (np.ones(users.shape[0]), (users, items)), shape=(graph.num_users, graph.num_items)
+    )
     co = (r.T @ r).toarray()
     deg = co.diagonal().copy()
     rowptr = graph.rowptr_u.cpu().numpy()
@@ -50,32 +53,74 @@ class Denoiser:
     scorer: Callable | None = None
 
 
-DENOISERS = {d.name: d for d in [
-    Denoiser("lightgcn", "LightGCN, no denoising"),
-    Denoiser("oracle", "LightGCN trained with the known noise removed", oracle=True),
-    Denoiser("holdout", "LightGCN with target-edge holdout only", plugins=("holdout",)),
-    Denoiser("sgcn", "S-LightGCN as the paper: ARM masks, beta = gamma = 1e-3",
-             model="s-lightgcn"),
-    Denoiser("mask", "--mask defaults: gumbel straight-through, score head a_k z_u(<f_u,f_i>) + "
-             "b_k, holdout, keep 0.85, positives weighted by their keep probability",
-             plugins=("mask",)),
-    Denoiser("mask-score", "--mask with the positives unweighted (mask_targets off)",
-             plugins=("mask",), options={"mask_targets": False}),
-    Denoiser("mask-free", "--mask with free per-edge logits", plugins=("mask",),
-             options={"mask_head": "free", "mask_head_lr": 0.05}),
-    Denoiser("mask-linear", "--mask with the score + log-degree head", plugins=("mask",),
-             options={"mask_head": "linear"}),
-    Denoiser("mask-hc", "--mask with hard concrete gates", plugins=("mask",),
-             options={"mask_estimator": "hard_concrete", "mask_temperature": 2 / 3}),
-    Denoiser("mask-noholdout", "--mask without the target-edge holdout", plugins=("mask",),
-             options={"mask_holdout": False}),
-    Denoiser("dgr", "LightGCN + DGR (GMP + LEC); keep scores from the backbone's scores",
-             plugins=("dgr",)),
-    Denoiser("grcn", "GRCN: the refined graph's edge weights from item content (needs features)",
-             model="grcn"),
-    Denoiser("item-knn", "leave-user-out item-kNN similarity (no training)",
-             scorer=item_knn_scores),
-]}
+DENOISERS = {
+    d.name: d
+    for d in [
+        Denoiser("lightgcn", "LightGCN, no denoising"),
+        Denoiser("oracle", "LightGCN trained with the known noise removed", oracle=True),
+        Denoiser("holdout", "LightGCN with target-edge holdout only", plugins=("holdout",)),
+        Denoiser(
+            "sgcn", "S-LightGCN as the paper: ARM masks, beta = gamma = 1e-3", model="s-lightgcn"
+        ),
+        Denoiser(
+            "mask",
+            "--mask defaults: gumbel straight-through, score head a_k z_u(<f_u,f_i>) + "
+            "b_k, holdout, keep 0.85, positives weighted by their keep probability",
+            plugins=("mask",),
+        ),
+        Denoiser(
+            "mask-score",
+            "--mask with the positives unweighted (mask_targets off)",
+            plugins=("mask",),
+            options={"mask_targets": False},
+        ),
+        Denoiser(
+            "mask-free",
+            "--mask with free per-edge logits",
+            plugins=("mask",),
+            options={"mask_head": "free", "mask_head_lr": 0.05},
+        ),
+        Denoiser(
+            "mask-linear",
+            "--mask with the score + log-degree head",
+            plugins=("mask",),
+            options={"mask_head": "linear"},
+        ),
+        Denoiser(
+            "mask-hc",
+            "--mask with hard concrete gates",
+            plugins=("mask",),
+            options={"mask_estimator": "hard_concrete", "mask_temperature": 2 / 3},
+        ),
+        Denoiser(
+            "mask-noholdout",
+            "--mask without the target-edge holdout",
+            plugins=("mask",),
+            options={"mask_holdout": False},
+        ),
+        Denoiser(
+            "dgr",
+            "LightGCN + DGR (GMP + LEC); keep scores from the backbone's scores",
+            plugins=("dgr",),
+        ),
+        Denoiser(
+            "grcn",
+            "GRCN: the refined graph's edge weights from item content (needs features)",
+            model="grcn",
+        ),
+        Denoiser(
+            "item-knn", "leave-user-out item-kNN similarity (no training)", scorer=item_knn_scores
+        ),
+    ]
+}
 # grcn runs when named: it needs item content, which the real graphs here do not have.
-DEFAULT_DENOISERS = ("lightgcn", "oracle", "holdout", "sgcn", "mask", "mask-free", "dgr",
-                     "item-knn")
+DEFAULT_DENOISERS = (
+    "lightgcn",
+    "oracle",
+    "holdout",
+    "sgcn",
+    "mask",
+    "mask-free",
+    "dgr",
+    "item-knn",
+)

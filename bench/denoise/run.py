@@ -1,5 +1,6 @@
 """One row of the noise benchmark on one setting: train (or score) the denoiser, score its keep
 scores against the known noise, and optionally retrain LightGCN on the pairs it keeps."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,7 @@ def _mean_keep(scores) -> np.ndarray:
     return s.reshape(-1, s.shape[-1])
 
 
-def score_report(keep: np.ndarray, types: np.ndarray | None, kind: str,
-                 threshold: float) -> dict:
+def score_report(keep: np.ndarray, types: np.ndarray | None, kind: str, threshold: float) -> dict:
     """AUC per noise type present, and the dropped set's size/precision/recall.
 
     ``keep``: [K, E] keep scores; ``types``: noise type codes [E] (0 = clean) or None.
@@ -49,7 +49,7 @@ def score_report(keep: np.ndarray, types: np.ndarray | None, kind: str,
     if noise.any():
         # precision of the n lowest-scored pairs, n = the number of noisy ones (= their recall):
         # the dropped set's quality at the true noise rate, whatever the scores' calibration
-        lowest = np.argsort(mean, kind="stable")[:int(noise.sum())]
+        lowest = np.argsort(mean, kind="stable")[: int(noise.sum())]
         out["precision_at_noise_rate"] = float(noise[lowest].mean())
     if dropped is not None and noise.any():
         hits = int((dropped & noise).sum())
@@ -62,16 +62,23 @@ def _fields_of(denoiser: Denoiser) -> set:
     """The option names the denoiser's model and plug-ins take."""
     from fastgcn_denoise import config as cfgmod
     from fastgcn_denoise.models import model_entry, plugin_entry
-    configs = [model_entry(denoiser.model).config] + [plugin_entry(p).config
-                                                      for p in denoiser.plugins]
+
+    configs = [model_entry(denoiser.model).config] + [
+        plugin_entry(p).config for p in denoiser.plugins
+    ]
     return {f.name for c in configs for f in cfgmod.fields(c)}
 
 
-def run_one(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
-            folder: Path) -> dict:
+def run_one(
+    denoiser: Denoiser, setting: Setting, data: InteractionData, args, folder: Path
+) -> dict:
     """Train (or score) one denoiser on one setting's data; the record of the run."""
-    record = {"denoiser": denoiser.name, "kind": setting.kind, "ratio": setting.ratio,
-              "seed": setting.seed}
+    record = {
+        "denoiser": denoiser.name,
+        "kind": setting.kind,
+        "ratio": setting.ratio,
+        "seed": setting.seed,
+    }
     graph = data.train_graph()
     types = data.noise_types_per_edge(graph)
     t0 = time.perf_counter()
@@ -79,12 +86,20 @@ def run_one(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
         scores = denoiser.scorer(graph)
         record.update(score_report(_mean_keep(scores), types, setting.kind, None))
         if args.retrain is not None:
-            record["retrain"] = _retrain(data, graph, record_keep(scores), types, setting, args,
-                                         folder)
+            record["retrain"] = _retrain(
+                data, graph, record_keep(scores), types, setting, args, folder
+            )
         record["seconds"] = time.perf_counter() - t0
         return record
-    record.update(_train(denoiser, without_noise(data) if denoiser.oracle else data, setting,
-                         args, folder / "run"))
+    record.update(
+        _train(
+            denoiser,
+            without_noise(data) if denoiser.oracle else data,
+            setting,
+            args,
+            folder / "run",
+        )
+    )
     _, _, prep, model = restore_run(folder / "run" / "checkpoint.pt", device=args.device)
     model.eval()
     with torch.no_grad():
@@ -96,25 +111,41 @@ def run_one(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
     if keep is not None:
         record.update(score_report(_mean_keep(keep), prep_types, setting.kind, args.threshold))
         if args.retrain is not None:
-            record["retrain"] = _retrain(prep.data, prep.train, record_keep(keep), prep_types,
-                                         setting, args, folder)
+            record["retrain"] = _retrain(
+                prep.data, prep.train, record_keep(keep), prep_types, setting, args, folder
+            )
     record["seconds"] = time.perf_counter() - t0
     return record
 
 
-def retrain_cached(denoiser: Denoiser, setting: Setting, data: InteractionData, args,
-                   folder: Path) -> dict:
+def retrain_cached(
+    denoiser: Denoiser, setting: Setting, data: InteractionData, args, folder: Path
+) -> dict:
     """``_retrain`` for a finished run: its keep scores recomputed (scorer) or restored."""
     if denoiser.scorer is not None:
         graph = data.train_graph()
-        return _retrain(data, graph, record_keep(denoiser.scorer(graph)),
-                        data.noise_types_per_edge(graph), setting, args, folder)
+        return _retrain(
+            data,
+            graph,
+            record_keep(denoiser.scorer(graph)),
+            data.noise_types_per_edge(graph),
+            setting,
+            args,
+            folder,
+        )
     _, _, prep, model = restore_run(folder / "run" / "checkpoint.pt", device=args.device)
     model.eval()
     with torch.no_grad():
         keep = model.keep_scores(prep.train)
-    return _retrain(prep.data, prep.train, record_keep(keep),
-                    prep.data.noise_types_per_edge(prep.train), setting, args, folder)
+    return _retrain(
+        prep.data,
+        prep.train,
+        record_keep(keep),
+        prep.data.noise_types_per_edge(prep.train),
+        setting,
+        args,
+        folder,
+    )
 
 
 def record_keep(scores) -> np.ndarray:
@@ -127,32 +158,48 @@ def _train(denoiser: Denoiser, data: InteractionData, setting: Setting, args, ou
     out.mkdir(parents=True, exist_ok=True)
     path = out.parent / f"{out.name}.npz"
     save_npz(data, path)
-    options = {"epochs": args.epochs, "lr": args.lr, "eval_every": args.eval_every,
-               "patience": args.patience, "seed": setting.seed, "out": str(out),
-               "progress": False, "verbose": False, "valid_fraction": 0.1, "device": args.device,
-               "overwrite": True}
+    options = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "eval_every": args.eval_every,
+        "patience": args.patience,
+        "seed": setting.seed,
+        "out": str(out),
+        "progress": False,
+        "verbose": False,
+        "valid_fraction": 0.1,
+        "device": args.device,
+        "overwrite": True,
+    }
     options.update(denoiser.options)
     options.update({k: v for k, v in args.settings.items() if k in _fields_of(denoiser)})
     config = make_config(denoiser.model, plugins=denoiser.plugins, data=str(path), **options)
     result = train(config)
-    return {"test": {k: result["test"][k] for k in ("recall@20", "ndcg@20")},
-            "selected_epoch": result["selection"]["epoch"], "epochs_run": result["epochs_run"],
-            "seconds_per_epoch": result["timing"]["seconds_per_epoch"]}
+    return {
+        "test": {k: result["test"][k] for k in ("recall@20", "ndcg@20")},
+        "selected_epoch": result["selection"]["epoch"],
+        "epochs_run": result["epochs_run"],
+        "seconds_per_epoch": result["timing"]["seconds_per_epoch"],
+    }
 
 
-def _retrain(data: InteractionData, graph, keep: np.ndarray, types, setting: Setting, args,
-             folder: Path) -> dict:
+def _retrain(
+    data: InteractionData, graph, keep: np.ndarray, types, setting: Setting, args, folder: Path
+) -> dict:
     """LightGCN trained on ``data`` minus the ``args.retrain`` share of its training pairs with
     the lowest keep scores (the two-stage use of a denoiser: ``denoise``, then train on
     cleaned.*): its test metrics and the removed set's precision."""
     users, items = (t.cpu().numpy() for t in graph.edges())
-    drop = np.argsort(keep, kind="stable")[:round(args.retrain * keep.shape[0])]
-    gone = np.isin(data.train[0] * data.num_items + data.train[1],
-                   users[drop] * data.num_items + items[drop])
+    drop = np.argsort(keep, kind="stable")[: round(args.retrain * keep.shape[0])]
+    gone = np.isin(
+        data.train[0] * data.num_items + data.train[1], users[drop] * data.num_items + items[drop]
+    )
     cleaned = dataclasses.replace(
-        data, train=(data.train[0][~gone], data.train[1][~gone]),
+        data,
+        train=(data.train[0][~gone], data.train[1][~gone]),
         noise=None if data.noise is None else np.asarray(data.noise)[~gone],
-        noise_type=None if data.noise_type is None else np.asarray(data.noise_type)[~gone])
+        noise_type=None if data.noise_type is None else np.asarray(data.noise_type)[~gone],
+    )
     out = _train(DENOISERS["lightgcn"], cleaned, setting, args, folder / "retrain")
     out["removed"] = int(gone.sum())
     if types is not None:

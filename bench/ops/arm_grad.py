@@ -14,6 +14,7 @@ gradient (12 B). The peer also keeps 4 B per logit of uniforms resident (``resid
 
 Run: python -m bench --ops arm_grad [--device cpu|cuda] [--graphs gowalla]
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,13 +47,24 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
     for estimator in ops.ESTIMATORS:
         peer = f"torch stored-u {estimator} {tag}"
         group = f"{estimator} {tag}"
-        out.append(Bench(peer, group, lambda e=estimator: stored_uniform_grad(e, logits, u),
-                         bytes_moved=(8 if estimator == "arm" else 12) * n,
-                         info={"resident_bytes": 4 * n}))
+        out.append(
+            Bench(
+                peer,
+                group,
+                lambda e=estimator: stored_uniform_grad(e, logits, u),
+                bytes_moved=(8 if estimator == "arm" else 12) * n,
+                info={"resident_bytes": 4 * n},
+            )
+        )
         for b in fused_backends(device):
-            out.append(Bench(f"arm_grad[{b}] {estimator} {tag}", group,
-                             lambda e=estimator, b=b: ops.arm_grad(logits, 1, 0, F_POS, F_NEG, e,
-                                                                   backend=b),
-                             peer=peer, bytes_moved=8 * n, info={"resident_bytes": 0}))
+            out.append(
+                Bench(
+                    f"arm_grad[{b}] {estimator} {tag}",
+                    group,
+                    lambda e=estimator, b=b: ops.arm_grad(logits, 1, 0, F_POS, F_NEG, e, backend=b),
+                    peer=peer,
+                    bytes_moved=8 * n,
+                    info={"resident_bytes": 0},
+                )
+            )
     return out
-

@@ -12,6 +12,7 @@ softmax``. Forward, and forward + backward of sum(outputs * fixed weights) into 
 Ours and the peers are timed in turns (``time_benches(..., interleave=True)``) at each thread
 count. Writes ``<out>/cosine_attention_<device>.json`` (+ .png).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,12 @@ def _pyg_layer():
 
 def _inputs(graph, d, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(graph.num_users, d), (graph.num_items, d), (graph.num_users, d), (graph.num_items, d)]
+    shapes = [
+        (graph.num_users, d),
+        (graph.num_items, d),
+        (graph.num_users, d),
+        (graph.num_items, d),
+    ]
     leaves = [torch.randn(s, generator=gen).to(device).requires_grad_() for s in shapes]
     weights = [torch.randn(s, generator=gen).to(device) for s in shapes[:2]]  # for y_user, y_item
     return leaves, weights
@@ -70,8 +76,8 @@ def _inputs(graph, d, device, seed=0):
 def benches(device, graph, dims, quick) -> list[Bench]:
     users, items = graph.edges()
     layer, pyg_missing = _pyg_layer()
-    to_item = torch.stack([users, items])       # source user -> target item
-    to_user = torch.stack([items, users])       # source item -> target user
+    to_item = torch.stack([users, items])  # source user -> target item
+    to_user = torch.stack([items, users])  # source item -> target user
     out = []
     for d in dims:
         leaves, (w_user, w_item) = _inputs(graph, d, device)
@@ -94,6 +100,7 @@ def benches(device, graph, dims, quick) -> list[Bench]:
             def run():
                 with torch.no_grad():
                     fn()
+
             return run
 
         def fwd_bwd(fn):
@@ -102,32 +109,53 @@ def benches(device, graph, dims, quick) -> list[Bench]:
                 ((y_u * w_user).sum() + (y_i * w_item).sum()).backward()
                 for t in leaves:
                     t.grad = None
+
             return run
 
         for mode, wrap in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
             peer = f"composition {mode} d={d}"
             pyg_name = f"PyG MessagePassing {mode} d={d}"
             for backend in fused_backends(device):
-                out.append(Bench(f"fused[{backend}] {mode} d={d}", f"cosine_attention {mode} d={d}",
-                                 wrap(ours(backend)), peer=peer, other_peers=(pyg_name,)))
+                out.append(
+                    Bench(
+                        f"fused[{backend}] {mode} d={d}",
+                        f"cosine_attention {mode} d={d}",
+                        wrap(ours(backend)),
+                        peer=peer,
+                        other_peers=(pyg_name,),
+                    )
+                )
             out.append(Bench(peer, f"cosine_attention {mode} d={d}", wrap(comp)))
-            out.append(Bench(pyg_name, f"cosine_attention {mode} d={d}",
-                             None if layer is None else wrap(pyg), skipped=pyg_missing))
+            out.append(
+                Bench(
+                    pyg_name,
+                    f"cosine_attention {mode} d={d}",
+                    None if layer is None else wrap(pyg),
+                    skipped=pyg_missing,
+                )
+            )
     return out
 
 
 def _graph(spec: str, device):
     if spec == "tiktok":
         from fastgcn_denoise.data import load_lightgcn
+
         g = load_lightgcn(TIKTOK).train_graph().to(device)
-        return g, {"name": spec, "source": str(TIKTOK / "train.txt"), "users": g.num_users,
-                   "items": g.num_items, "interactions": g.num_edges}
+        return g, {
+            "name": spec,
+            "source": str(TIKTOK / "train.txt"),
+            "users": g.num_users,
+            "items": g.num_items,
+            "interactions": g.num_edges,
+        }
     return build_graph(spec, device)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ops.cosine_attention",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.ops.cosine_attention", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--graphs", nargs="+", default=["tiktok", "synth-1e6"])
     ap.add_argument("--dims", type=int, nargs="+", default=[64])
@@ -143,19 +171,36 @@ def main(argv=None) -> int:
             continue
         for threads in args.threads:
             torch.set_num_threads(threads)
-            for c in time_benches(benches(args.device, graph, args.dims, args.quick), args.device,
-                                  args.quick, interleave=True):
+            for c in time_benches(
+                benches(args.device, graph, args.dims, args.quick),
+                args.device,
+                args.quick,
+                interleave=True,
+            ):
                 cases.append(dict(c, graph=spec, threads=threads))
                 if "median_ms" in c:
                     ratio = f"  {c['speedup_vs']}" if "speedup_vs" in c else ""
-                    print(f"{spec:9s} t={threads} {c['name']:36s} {c['median_ms']:9.2f} ms{ratio}",
-                          flush=True)
+                    print(
+                        f"{spec:9s} t={threads} {c['name']:36s} {c['median_ms']:9.2f} ms{ratio}",
+                        flush=True,
+                    )
     suffix = torch.device(args.device).type
-    path = write_json(f"cosine_attention_{suffix}", {
-        "environment": environment(args.device), "machine_shared": True, "graphs": graphs,
-        "threads": args.threads, "cases": cases}, args.out)
-    plot([dict(c, graph=f"{c['graph']} t={c['threads']}") for c in cases],
-         path.with_suffix(".png"), "cosine_attention vs composition / PyG")
+    path = write_json(
+        f"cosine_attention_{suffix}",
+        {
+            "environment": environment(args.device),
+            "machine_shared": True,
+            "graphs": graphs,
+            "threads": args.threads,
+            "cases": cases,
+        },
+        args.out,
+    )
+    plot(
+        [dict(c, graph=f"{c['graph']} t={c['threads']}") for c in cases],
+        path.with_suffix(".png"),
+        "cosine_attention vs composition / PyG",
+    )
     print(f"written to {path}")
     return 0
 

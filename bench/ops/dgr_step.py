@@ -15,6 +15,7 @@ batches. Cases, all timed in turns with the LightGCN step (``time_benches(interl
 
 Run: python -m bench --ops dgr_step [--graphs gowalla] [--dims 64] [--threads 2]
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,9 +34,13 @@ ALPHA = (0.1, 1.1, 0.1)
 def layer_parts(graph, d, device, plugin):
     """(GMP alone, propagation alone): 3 layers forward + backward each."""
     gen = torch.Generator().manual_seed(1)
-    xs = [(torch.randn(graph.num_users, d, generator=gen).to(device).requires_grad_(),
-           torch.randn(graph.num_items, d, generator=gen).to(device).requires_grad_())
-          for _ in range(LAYERS)]
+    xs = [
+        (
+            torch.randn(graph.num_users, d, generator=gen).to(device).requires_grad_(),
+            torch.randn(graph.num_items, d, generator=gen).to(device).requires_grad_(),
+        )
+        for _ in range(LAYERS)
+    ]
 
     def gmp():
         total = 0
@@ -49,6 +54,7 @@ def layer_parts(graph, d, device, plugin):
         for _ in range(LAYERS):
             x_u, x_i = masked_spmm(graph, x_u, x_i, self_loop=True)
         (x_u.sum() + x_i.sum()).backward()
+
     return gmp, propagation
 
 
@@ -58,8 +64,7 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     gmp = DGRConfig(dgr_alpha=ALPHA, dgr_lec=False)
     for d in dims:
         tag = f"d={d}"
-        size = dict(num_users=graph.num_users, num_items=graph.num_items, dim=d,
-                    num_layers=LAYERS)
+        size = dict(num_users=graph.num_users, num_items=graph.num_items, dim=d, num_layers=LAYERS)
 
         def model(cls, config=None):
             torch.manual_seed(0)
@@ -84,11 +89,17 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         ]
         gmp_fn, prop_fn = layer_parts(graph, d, device, DGR(gmp, graph, LAYERS).to(device))
         benches = [Bench(name, tag, stepper(m, graph), peer=p, info=info) for name, m, p in steps]
-        benches += [Bench(f"GMP alone, 3 layers fwd+bwd {tag}", tag, gmp_fn,
-                          peer=f"propagation alone, fwd+bwd {tag}"),
-                    Bench(f"propagation alone, fwd+bwd {tag}", tag, prop_fn)]
+        benches += [
+            Bench(
+                f"GMP alone, 3 layers fwd+bwd {tag}",
+                tag,
+                gmp_fn,
+                peer=f"propagation alone, fwd+bwd {tag}",
+            ),
+            Bench(f"propagation alone, fwd+bwd {tag}", tag, prop_fn),
+        ]
         timed = time_benches(benches, device, quick, interleave=True)
-        for c in timed[:len(steps)]:  # per step, not per call
+        for c in timed[: len(steps)]:  # per step, not per call
             for key in ("median_ms", "min_ms", "max_ms"):
                 if key in c:
                     c[key] /= STEPS
@@ -98,4 +109,3 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         if "speedup_vs_peer" in c:
             c["overhead_vs_peer"] = 1 / c["speedup_vs_peer"] - 1
     return cases
-

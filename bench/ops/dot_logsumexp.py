@@ -20,6 +20,7 @@ Run: python -m bench.ops.dot_logsumexp [--threads 2] [--batch 4096] [--keys 6953
      (default keys: users + items of the Yelp split, 42,712 + 26,822); in the suite:
      python -m bench --ops dot_logsumexp (N = users + items of each graph)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ PEERS = {
     "composition": lambda q, k, qm, km: composition(q, k, TAU),
     "torch.logsumexp": lambda q, k, qm, km: torch.logsumexp((q @ k.T) / TAU, 1),
     "naive": lambda q, k, qm, km: torch.log(torch.exp((q @ k.T) / TAU).sum(1)),
-    "composition masked": lambda q, k, qm, km: composition(q, k, TAU, official_pairs(qm, km, SLACK)),
+    "composition masked": lambda q, k, qm, km: composition(
+        q, k, TAU, official_pairs(qm, km, SLACK)
+    ),
 }
 
 
@@ -75,6 +78,7 @@ def _ours(backend, masked):
     def run(q, k, qm, km):
         kw = dict(query_mask=qm, key_mask=km, slack=SLACK) if masked else {}
         return ops.dot_logsumexp(q, k, TAU, backend=backend, **kw)
+
     return run
 
 
@@ -82,6 +86,7 @@ def _fwd(fn, q, k, qm, km):
     def run():
         with torch.no_grad():
             fn(q, k, qm, km)
+
     return run
 
 
@@ -91,6 +96,7 @@ def _fwd_bwd(fn, q, k, g, qm, km):
     def run():
         qg.grad = kg.grad = None
         (fn(qg, kg, qm, km) * g).sum().backward()
+
     return run
 
 
@@ -99,9 +105,9 @@ def work_bytes(name: str, batch: int, keys: int, dim: int, threads: int) -> int:
     bn, tile = 4 * batch * keys, 4 * _TILE_ROWS * _TILE_KEYS * threads
     if name.startswith("ours"):
         return tile + (4 * batch * dim * threads if "bwd" in name else 0)
-    if "masked" in name:   # scores, masked scores, exp; the float overlap and two bool masks
+    if "masked" in name:  # scores, masked scores, exp; the float overlap and two bool masks
         return 3 * bn + bn + 3 * batch * keys
-    if "bwd" in name:      # saved scores, s - m, exp, and the softmax gradient
+    if "bwd" in name:  # saved scores, s - m, exp, and the softmax gradient
         return 4 * bn
     return 2 * bn if name.startswith("torch.logsumexp") else 3 * bn
 
@@ -117,19 +123,32 @@ def bench_list(device, batch: int, keys: int, dims) -> list[Bench]:
             masked = kind.startswith("masked")
             peer = f"composition {kind} {tag}"
             peer_fn = PEERS["composition masked" if masked else "composition"]
-            make = (lambda fn: _fwd_bwd(fn, q, k, g, qm, km)) if kind == "fwd+bwd" else \
-                (lambda fn: _fwd(fn, q, k, qm, km))
+            make = (
+                (lambda fn: _fwd_bwd(fn, q, k, g, qm, km))
+                if kind == "fwd+bwd"
+                else (lambda fn: _fwd(fn, q, k, qm, km))
+            )
             info = {"kind": kind, "batch": batch, "keys": keys, "dim": d, "tau": TAU}
             out.append(Bench(peer, f"{kind} {tag}", make(peer_fn), slow=True, info=info))
             others = []
             if kind == "fwd":
                 for name in ("torch.logsumexp", "naive"):
                     others.append(f"{name} fwd {tag}")
-                    out.append(Bench(others[-1], f"{kind} {tag}", make(PEERS[name]), slow=True,
-                                     info=info))
+                    out.append(
+                        Bench(others[-1], f"{kind} {tag}", make(PEERS[name]), slow=True, info=info)
+                    )
             for b in backends:
-                out.append(Bench(f"ours[{b}] {kind} {tag}", f"{kind} {tag}", make(_ours(b, masked)),
-                                 peer=peer, other_peers=tuple(others), slow=True, info=info))
+                out.append(
+                    Bench(
+                        f"ours[{b}] {kind} {tag}",
+                        f"{kind} {tag}",
+                        make(_ours(b, masked)),
+                        peer=peer,
+                        other_peers=tuple(others),
+                        slow=True,
+                        info=info,
+                    )
+                )
     return out
 
 
@@ -158,9 +177,14 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     batch, keys = (256 if quick else 4096), graph.num_users + graph.num_items
     need = work_bytes("composition fwd+bwd", batch, keys, SUITE_DIM, 1)
     if need > SUITE_MAX_BYTES:
-        return [{"name": f"dot_logsumexp B={batch} N={keys}", "peer": None,
-                 "skipped": f"the composition peer needs {need / 2**30:.1f} GiB of [B, N] "
-                            f"temporaries (suite limit {SUITE_MAX_BYTES / 2**30:.0f} GiB)"}]
+        return [
+            {
+                "name": f"dot_logsumexp B={batch} N={keys}",
+                "peer": None,
+                "skipped": f"the composition peer needs {need / 2**30:.1f} GiB of [B, N] "
+                f"temporaries (suite limit {SUITE_MAX_BYTES / 2**30:.0f} GiB)",
+            }
+        ]
     return cases_for(device, batch, keys, [SUITE_DIM], quick, torch.get_num_threads())
 
 
@@ -187,17 +211,27 @@ print(peak() - base)
 def peak_rss_growth(kind: str, ours: bool, batch, keys, dim, threads) -> int:
     """Bytes the peak resident set grows by during one call, in a fresh process."""
     from ..common import ROOT
+
     masked = kind.startswith("masked")
-    code = _RSS_CHILD.format(root=str(ROOT), threads=threads, batch=batch, keys=keys, dim=dim,
-                             masked=masked, ours=ours, bwd=kind == "fwd+bwd",
-                             peer="composition masked" if masked else "composition")
+    code = _RSS_CHILD.format(
+        root=str(ROOT),
+        threads=threads,
+        batch=batch,
+        keys=keys,
+        dim=dim,
+        masked=masked,
+        ours=ours,
+        bwd=kind == "fwd+bwd",
+        peer="composition masked" if masked else "composition",
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ops.dot_logsumexp",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.ops.dot_logsumexp", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (CPU)")
     ap.add_argument("--batch", type=int, default=4096)
@@ -205,9 +239,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dims", type=int, nargs="+", default=[64])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
-    ap.add_argument("--memory-only", action="store_true",
-                    help="only the peak memory growth of one call per case, each in a fresh "
-                         "process (CPU): bench_dot_logsumexp_memory_cpu_t<threads>.json")
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the peak memory growth of one call per case, each in a fresh "
+        "process (CPU): bench_dot_logsumexp_memory_cpu_t<threads>.json",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -219,13 +256,18 @@ def main(argv=None) -> int:
         return memory_report(env, args, threads)
     cases = cases_for(device, args.batch, args.keys, args.dims, args.quick, threads)
     name = f"bench_dot_logsumexp_{device.type}_t{threads}"
-    path = write_json(name, {**env, "suite": "python -m bench.ops.dot_logsumexp",
-                             "threads": threads, "cases": cases}, args.out)
+    path = write_json(
+        name,
+        {**env, "suite": "python -m bench.ops.dot_logsumexp", "threads": threads, "cases": cases},
+        args.out,
+    )
     for c in cases:
         if "median_ms" in c:
             extra = f"  {c['speedup_vs_peer']:.2f}x vs peer" if "speedup_vs_peer" in c else ""
-            print(f"{c['name']:55s} {c['median_ms']:9.1f} ms  work {c['work_bytes'] / 2**20:8.1f} "
-                  f"MiB{extra}")
+            print(
+                f"{c['name']:55s} {c['median_ms']:9.1f} ms  work {c['work_bytes'] / 2**20:8.1f} "
+                f"MiB{extra}"
+            )
         else:
             print(f"{c['name']:55s} skipped: {c['skipped']}")
     print(f"wrote {path}")
@@ -237,19 +279,38 @@ def memory_report(env: dict, args, threads: int) -> int:
     for d in args.dims:
         for kind in ("fwd", "fwd+bwd", "masked fwd"):
             for ours in (False, True):
-                name = f"{'ours[cpu]' if ours else 'composition'} {kind} B={args.batch} " \
-                       f"N={args.keys} d={d}"
+                name = (
+                    f"{'ours[cpu]' if ours else 'composition'} {kind} B={args.batch} "
+                    f"N={args.keys} d={d}"
+                )
                 grown = peak_rss_growth(kind, ours, args.batch, args.keys, d, threads)
-                rows.append({"name": name, "kind": kind, "dim": d, "peak_rss_growth_bytes": grown,
-                             "work_bytes": work_bytes(name, args.batch, args.keys, d, threads)})
-                print(f"{name:55s} peak RSS +{grown / 2**20:8.1f} MiB  (temporaries "
-                      f"{rows[-1]['work_bytes'] / 2**20:8.1f} MiB)")
-    path = write_json(f"bench_dot_logsumexp_memory_cpu_t{threads}",
-                      {**env, "suite": "python -m bench.ops.dot_logsumexp --memory-only",
-                       "threads": threads, "batch": args.batch, "keys": args.keys,
-                       "what": "growth of the peak resident set during one call (fwd, or fwd + "
-                               "backward), in a fresh process after the inputs exist",
-                       "cases": rows}, args.out)
+                rows.append(
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "dim": d,
+                        "peak_rss_growth_bytes": grown,
+                        "work_bytes": work_bytes(name, args.batch, args.keys, d, threads),
+                    }
+                )
+                print(
+                    f"{name:55s} peak RSS +{grown / 2**20:8.1f} MiB  (temporaries "
+                    f"{rows[-1]['work_bytes'] / 2**20:8.1f} MiB)"
+                )
+    path = write_json(
+        f"bench_dot_logsumexp_memory_cpu_t{threads}",
+        {
+            **env,
+            "suite": "python -m bench.ops.dot_logsumexp --memory-only",
+            "threads": threads,
+            "batch": args.batch,
+            "keys": args.keys,
+            "what": "growth of the peak resident set during one call (fwd, or fwd + "
+            "backward), in a fresh process after the inputs exist",
+            "cases": rows,
+        },
+        args.out,
+    )
     print(f"wrote {path}")
     return 0
 

@@ -17,6 +17,7 @@ writes the scores, its GB/s is an effective figure.
 
 Run: python -m bench --ops eval [--device cpu|cuda] [--graphs gowalla] [--dims 64]
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,6 +51,7 @@ def ranking_loop(user, item, train, n_users: int, batch: int, select):
             lo, hi = int(rowptr[b0]), int(rowptr[b1])
             scores.index_put_((edge_users[lo:hi] - b0, train.col_item[lo:hi]), minus_inf)
             select(scores, max(KS))
+
     return loop
 
 
@@ -59,9 +61,12 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
     n = int(min(graph.num_users, max(1, budget // graph.num_items)))
     batch = 2048 if device.type == "cuda" else 512
     rng = np.random.default_rng(0)
-    target = BipartiteGraph(np.repeat(np.arange(n), TARGET_ITEMS),
-                            rng.integers(graph.num_items, size=n * TARGET_ITEMS),
-                            graph.num_users, graph.num_items).to(device)
+    target = BipartiteGraph(
+        np.repeat(np.arange(n), TARGET_ITEMS),
+        rng.integers(graph.num_items, size=n * TARGET_ITEMS),
+        graph.num_users,
+        graph.num_items,
+    ).to(device)
     info = {"users_evaluated": n, "batch_users": batch}
     out = []
     for d in dims:
@@ -70,15 +75,33 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
         user = 0.1 * torch.randn(graph.num_users, d, device=device, generator=gen)
         item = 0.1 * torch.randn(graph.num_items, d, device=device, generator=gen)
         peer, nbytes = f"torch.topk loop {tag}", ranking_bytes(n, graph.num_items, d, batch)
-        out.append(Bench(peer, tag, ranking_loop(user, item, graph, n, batch,
-                                                 lambda s, k: torch.topk(s, k).indices),
-                         bytes_moved=nbytes, info=info))
-        out.append(Bench(f"eval.top_items loop {tag}", tag,
-                         ranking_loop(user, item, graph, n, batch, top_items),
-                         peer=peer, bytes_moved=nbytes, info=info))
-        out.append(Bench(f"evaluate_embeddings {tag}", tag,
-                         lambda u=user, i=item: evaluate_embeddings(u, i, target, [graph], KS,
-                                                                    batch),
-                         peer=peer, bytes_moved=nbytes, info=info))
+        out.append(
+            Bench(
+                peer,
+                tag,
+                ranking_loop(user, item, graph, n, batch, lambda s, k: torch.topk(s, k).indices),
+                bytes_moved=nbytes,
+                info=info,
+            )
+        )
+        out.append(
+            Bench(
+                f"eval.top_items loop {tag}",
+                tag,
+                ranking_loop(user, item, graph, n, batch, top_items),
+                peer=peer,
+                bytes_moved=nbytes,
+                info=info,
+            )
+        )
+        out.append(
+            Bench(
+                f"evaluate_embeddings {tag}",
+                tag,
+                lambda u=user, i=item: evaluate_embeddings(u, i, target, [graph], KS, batch),
+                peer=peer,
+                bytes_moved=nbytes,
+                info=info,
+            )
+        )
     return out
-

@@ -21,6 +21,7 @@ the training split (``classification.train_epoch``, ours) and of the peer's epoc
 
     python -m bench.ops.l0sign [--data twitter DBLP_v1] [--threads 1 2] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,11 +108,17 @@ def pyg_model(model: L0SIGN):
                 off = p0 != p1
                 src, dst = torch.cat([p0, p1[off]]), torch.cat([p1, p0[off]])
                 weight = torch.cat([s, s[off]])
-                first = torch.cat([torch.ones_like(s, dtype=torch.bool), torch.zeros_like(s[off], dtype=torch.bool)])
+                first = torch.cat(
+                    [
+                        torch.ones_like(s, dtype=torch.bool),
+                        torch.zeros_like(s[off], dtype=torch.bool),
+                    ]
+                )
             out = self.conv(u, torch.stack([src, dst]), weight)
             z2 = torch.where(first, (self.conv.z * self.conv.z).sum(-1), 0.0)
-            l2 = zeros.index_add(0, torch.cat([pair_graph, pair_graph[off]]) if not c.directed
-                                 else pair_graph, z2)
+            l2 = zeros.index_add(
+                0, torch.cat([pair_graph, pair_graph[off]]) if not c.directed else pair_graph, z2
+            )
             batch = torch.repeat_interleave(torch.arange(num_graphs, device=x.device), data.sizes)
             pooled = global_mean_pool(out, batch, size=num_graphs)
             return self.readout(pooled).squeeze(-1), l0, l2
@@ -127,6 +134,7 @@ def pyg_model(model: L0SIGN):
 
 class PygBatch(tuple):
     """(x [N] feature ids, p0 [P], p1 [P] node positions of the pairs i <= j, pair_graph [P], B)."""
+
     sizes: torch.Tensor
 
 
@@ -147,6 +155,7 @@ def stepper(loss_fn, model, batches):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
     return run
 
 
@@ -169,33 +178,51 @@ def benches(graphs, device) -> list[Bench]:
     device = torch.device(device)
     train = graphs.split(0)["train"]
     order = np.random.default_rng(0).permutation(train.num_graphs)
-    batches = [train.batch(order[s * 1024:(s + 1) * 1024], device) for s in range(STEPS)]
+    batches = [train.batch(order[s * 1024 : (s + 1) * 1024], device) for s in range(STEPS)]
     pyg_batches = [(pyg_batch(b), b.labels) for b in batches]
     why = pyg_or_reason()
     out = []
     for model_name, edge_prediction in (("l0-sign", True), ("sign", False)):
         group = f"{graphs.name} {model_name} step"
         peer = f"pyg {model_name}"
-        model = L0SIGN(graphs.num_features, L0SignConfig(edge_prediction=edge_prediction),
-                       seed=0).to(device)
-        info = {"data": graphs.name, "model": model_name, "steps": STEPS, "batch": 1024,
-                "pairs_per_step": int(np.mean([int((b.ptr.diff() * (b.ptr.diff() + 1) // 2).sum())
-                                               for b in batches]))}
+        model = L0SIGN(
+            graphs.num_features, L0SignConfig(edge_prediction=edge_prediction), seed=0
+        ).to(device)
+        info = {
+            "data": graphs.name,
+            "model": model_name,
+            "steps": STEPS,
+            "batch": 1024,
+            "pairs_per_step": int(
+                np.mean([int((b.ptr.diff() * (b.ptr.diff() + 1) // 2).sum()) for b in batches])
+            ),
+        }
         if why is None:
             pyg = pyg_model(model)
             info["max_score_diff_vs_ours"] = check_same_model(model, pyg, batches[0])
-            out.append(Bench(peer, group, stepper(lambda d: pyg.loss(*d), pyg, pyg_batches),
-                             info=dict(info)))
+            out.append(
+                Bench(
+                    peer, group, stepper(lambda d: pyg.loss(*d), pyg, pyg_batches), info=dict(info)
+                )
+            )
         else:
             out.append(Bench(peer, group, skipped=why))
         fused = "cpu" if device.type == "cpu" else "triton"
         for backend in (fused, "reference"):
             m = copy.deepcopy(model)
             m.backend = backend
-            out.append(Bench(f"ours[{backend}] {model_name}", group,
-                             stepper(lambda b, m=m: m.loss(b)["loss"], m, batches), peer=peer,
-                             other_peers=() if backend == "reference" else
-                             (f"ours[reference] {model_name}",), info=dict(info)))
+            out.append(
+                Bench(
+                    f"ours[{backend}] {model_name}",
+                    group,
+                    stepper(lambda b, m=m: m.loss(b)["loss"], m, batches),
+                    peer=peer,
+                    other_peers=()
+                    if backend == "reference"
+                    else (f"ours[reference] {model_name}",),
+                    info=dict(info),
+                )
+            )
     return out
 
 
@@ -213,16 +240,18 @@ def epoch_seconds(graphs, model_name: str, peer: bool) -> float:
     pyg = pyg_model(model)
     train = prepared.splits["train"]
     order = torch.randperm(train.num_graphs, generator=gen).numpy()
-    run = stepper(lambda d: pyg.loss(*d), pyg,
-                  [(pyg_batch(b), b.labels) for b in train.batches(1024, order)])
+    run = stepper(
+        lambda d: pyg.loss(*d), pyg, [(pyg_batch(b), b.labels) for b in train.batches(1024, order)]
+    )
     t0 = time.perf_counter()
     run()
     return time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ops.l0sign",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.ops.l0sign", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--data", nargs="+", default=["twitter", "DBLP_v1"])
     ap.add_argument("--device", default="cpu", help="cpu (the cpu kernel) or cuda (triton)")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -235,26 +264,46 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         for name in args.data:
             graphs = load_feature_graphs(SHARED_DATA / "l0sign" / f"{name}.data")
-            for c in time_benches(benches(graphs, args.device), args.device, args.quick,
-                                  interleave=True):
+            for c in time_benches(
+                benches(graphs, args.device), args.device, args.quick, interleave=True
+            ):
                 cases.append({"threads": threads, **c})
                 if "median_ms" in c:
-                    print(f"threads {threads} {c['name']:24s} {graphs.name:8s} "
-                          f"{c['median_ms']:9.1f} ms / {STEPS} steps"
-                          + (f"  {c['speedup_vs_peer']:.2f}x vs {c['peer']}"
-                             if "speedup_vs_peer" in c else ""), flush=True)
+                    print(
+                        f"threads {threads} {c['name']:24s} {graphs.name:8s} "
+                        f"{c['median_ms']:9.1f} ms / {STEPS} steps"
+                        + (
+                            f"  {c['speedup_vs_peer']:.2f}x vs {c['peer']}"
+                            if "speedup_vs_peer" in c
+                            else ""
+                        ),
+                        flush=True,
+                    )
             if not args.quick and name == "twitter" and args.device == "cpu":
                 for model_name in ("l0-sign", "sign"):
-                    row = {"threads": threads, "data": name, "model": model_name,
-                           "ours_seconds": epoch_seconds(graphs, model_name, peer=False)}
+                    row = {
+                        "threads": threads,
+                        "data": name,
+                        "model": model_name,
+                        "ours_seconds": epoch_seconds(graphs, model_name, peer=False),
+                    }
                     if pyg_or_reason() is None:
                         row["pyg_seconds"] = epoch_seconds(graphs, model_name, peer=True)
                     print("epoch", row, flush=True)
                     epochs.append(row)
-    path = write_json(f"bench_l0sign_{torch.device(args.device).type}", {
-        **env, "suite": "python -m bench.ops.l0sign", "steps_per_case": STEPS,
-        "machine_shared": "2-core machine shared with other sessions' jobs (timed in turns)",
-        "quick": args.quick, "cases": cases, "epochs": epochs}, args.out)
+    path = write_json(
+        f"bench_l0sign_{torch.device(args.device).type}",
+        {
+            **env,
+            "suite": "python -m bench.ops.l0sign",
+            "steps_per_case": STEPS,
+            "machine_shared": "2-core machine shared with other sessions' jobs (timed in turns)",
+            "quick": args.quick,
+            "cases": cases,
+            "epochs": epochs,
+        },
+        args.out,
+    )
     print("wrote", path)
     return 0
 

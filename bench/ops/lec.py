@@ -17,6 +17,7 @@ Gowalla's lists in < 10 s on 2 cores and < 1 GB peak.
 
 Run: python -m bench --ops lec [--graphs gowalla synth-1e5] [--threads 2]
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,12 @@ def dense_route(graph) -> ops.LECNeighbors:
     omega[omega == 0] = float("inf")
     mar_w, mar = omega.topk(K2, dim=1, largest=False)
     ok = (count >= 3 * K2)[:, None]
-    return ops.LECNeighbors(torch.where(sim_w > 0, sim, -1), sim_w.float(),
-                            torch.where(ok, mar, -1), torch.where(ok, mar_w, 0.0).float())
+    return ops.LECNeighbors(
+        torch.where(sim_w > 0, sim, -1),
+        sim_w.float(),
+        torch.where(ok, mar, -1),
+        torch.where(ok, mar_w, 0.0).float(),
+    )
 
 
 def fresh_process(graph) -> dict:
@@ -92,8 +97,13 @@ def fresh_process(graph) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/graph.npz"
         graph.save(path)
-        out = subprocess.run([sys.executable, "-m", "bench.ops.lec", "--child", path],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.ops.lec", "--child", path],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,8 +118,16 @@ def _child(path: str) -> None:
     loaded = _peak_rss_mb()
     t0 = time.perf_counter()
     ops.lec_neighbors(graph, K1, K2)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_after_load_mb": loaded,
-                      "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t0,
+                "peak_rss_after_load_mb": loaded,
+                "peak_rss_mb": _peak_rss_mb(),
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def run(device, graph, dims, quick: bool) -> list[dict]:
@@ -117,21 +135,39 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     backends = ["cpu"] if on_cpu else ["triton"]  # the product is cuSPARSE under either on GPUs
     repeats = 2 if quick else 3
     benches = [(f"lec_neighbors[{b}]", b) for b in backends]
-    dense_gb = 2 * graph.num_items ** 2 * 8 / 1e9
-    cases = [{"name": name, "group": "lec", "peer": "dense route", "backend": b,
-              "k_similar": K1, "k_marginal": K2, "runs": []} for name, b in benches]
-    dense = {"name": "dense route", "group": "lec", "peer": None, "runs": [],
-             "dense_matrices_gb": dense_gb}
+    dense_gb = 2 * graph.num_items**2 * 8 / 1e9
+    cases = [
+        {
+            "name": name,
+            "group": "lec",
+            "peer": "dense route",
+            "backend": b,
+            "k_similar": K1,
+            "k_marginal": K2,
+            "runs": [],
+        }
+        for name, b in benches
+    ]
+    dense = {
+        "name": "dense route",
+        "group": "lec",
+        "peer": None,
+        "runs": [],
+        "dense_matrices_gb": dense_gb,
+    }
     if graph.num_items > DENSE_MAX_ITEMS or not on_cpu:
-        dense["skipped"] = (f"the dense route needs two {graph.num_items} x {graph.num_items} "
-                            f"float64 matrices ({dense_gb:.1f} GB); run on CPU up to "
-                            f"{DENSE_MAX_ITEMS} items")
+        dense["skipped"] = (
+            f"the dense route needs two {graph.num_items} x {graph.num_items} "
+            f"float64 matrices ({dense_gb:.1f} GB); run on CPU up to "
+            f"{DENSE_MAX_ITEMS} items"
+        )
     # Warm-up (first-call costs: the kernels, torch's sparse code), then in turns.
     ops.lec_neighbors(graph, K1, K2, backend=backends[0])
     for _ in range(repeats):
         for case, (_, b) in zip(cases, benches):
-            case["runs"].append(measured(lambda: ops.lec_neighbors(graph, K1, K2, backend=b),
-                                         device))
+            case["runs"].append(
+                measured(lambda: ops.lec_neighbors(graph, K1, K2, backend=b), device)
+            )
         if "skipped" not in dense:
             dense["runs"].append(measured(lambda: dense_route(graph), device))
     out = []
@@ -139,9 +175,15 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         runs = c.pop("runs")
         if runs:
             times = sorted(r["ms"] for r in runs)
-            c.update({"median_ms": times[len(times) // 2], "min_ms": times[0], "max_ms": times[-1],
-                      "repeats": len(runs),
-                      "peak_extra_mb": max(r["peak_extra_mb"] for r in runs)})
+            c.update(
+                {
+                    "median_ms": times[len(times) // 2],
+                    "min_ms": times[0],
+                    "max_ms": times[-1],
+                    "repeats": len(runs),
+                    "peak_extra_mb": max(r["peak_extra_mb"] for r in runs),
+                }
+            )
         out.append(c)
     if "median_ms" in dense:
         for c in cases:
@@ -152,8 +194,12 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     return out
 
 
-if __name__ == "__main__":  # the fresh process of fresh_process: python -m bench.ops.lec --child GRAPH
+if (
+    __name__ == "__main__"
+):  # the fresh process of fresh_process: python -m bench.ops.lec --child GRAPH
     if sys.argv[1:2] != ["--child"] or len(sys.argv) != 3:
-        raise SystemExit("bench/ops/lec.py: run it with python -m bench --ops lec (--child GRAPH "
-                         "is the fresh process it starts)")
+        raise SystemExit(
+            "bench/ops/lec.py: run it with python -m bench --ops lec (--child GRAPH "
+            "is the fresh process it starts)"
+        )
     _child(sys.argv[2])

@@ -19,6 +19,7 @@ inference stores: non-zero embedding entries + per-entry weights), ``graph_entri
 
 Run: python -m bench.ops.lightgnn_inference [--threads 2] [--student runs/lightgnn/student]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,17 @@ from fastgcn_denoise.models import LightGCN
 from ..common import SHARED_DATA, Bench, environment, time_benches, write_json
 
 DIM, TOPK, SCORE_BATCH = 64, 20, 4096
-EDGE_KEEP, EMB_KEEP = 0.95 ** 5, 0.8 ** 5
+EDGE_KEEP, EMB_KEEP = 0.95**5, 0.8**5
 
 
 def scorer(forward):
     """propagation + the top-k of one serving batch of users over all items."""
+
     def run():
         with torch.no_grad():
             user, item = forward()
             torch.topk(user[:SCORE_BATCH] @ item.T, TOPK, dim=1)
+
     return run
 
 
@@ -50,6 +53,7 @@ def _no_grad(forward):
     def run():
         with torch.no_grad():
             forward()
+
     return run
 
 
@@ -79,27 +83,44 @@ def build(graph, student_path: Path | None, seed: int = 0):
             student.load_state_dict(state)
     n = graph.num_users + graph.num_items
     sizes = {
-        "LightGCN": {"layers": 3, "parameters": n * DIM, "graph_entries": graph.num_edges,
-                     "propagation_flops": 3 * 2 * 2 * graph.num_edges * DIM},
-        "teacher": {"layers": 8, "parameters": n * DIM, "graph_entries": sg.nnz,
-                    "propagation_flops": 8 * 2 * sg.nnz * DIM},
+        "LightGCN": {
+            "layers": 3,
+            "parameters": n * DIM,
+            "graph_entries": graph.num_edges,
+            "propagation_flops": 3 * 2 * 2 * graph.num_edges * DIM,
+        },
+        "teacher": {
+            "layers": 8,
+            "parameters": n * DIM,
+            "graph_entries": sg.nnz,
+            "propagation_flops": 8 * 2 * sg.nnz * DIM,
+        },
     }
     counts = student.parameter_count()
     compact = student.compacted()
-    sizes["student"] = {"layers": 2, "parameters": counts["total"],
-                        "graph_entries": compact.graph.nnz,
-                        "propagation_flops": 2 * 2 * compact.graph.nnz * DIM,
-                        "kept": student.kept_fractions(), "source": source}
+    sizes["student"] = {
+        "layers": 2,
+        "parameters": counts["total"],
+        "graph_entries": compact.graph.nnz,
+        "propagation_flops": 2 * 2 * compact.graph.nnz * DIM,
+        "kept": student.kept_fractions(),
+        "source": source,
+    }
     return {"LightGCN": lambda: lightgcn(graph), "teacher": teacher, "student": compact}, sizes
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ops.lightgnn_inference",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.ops.lightgnn_inference", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (CPU)")
     ap.add_argument("--data", default=str(SHARED_DATA / "yelp_lightgnn"))
-    ap.add_argument("--student", type=Path, default=None,
-                    help="a run's pruned.pt/checkpoint.pt, or the student stage folder")
+    ap.add_argument(
+        "--student",
+        type=Path,
+        default=None,
+        help="a run's pruned.pt/checkpoint.pt, or the student stage folder",
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -112,19 +133,31 @@ def main(argv=None) -> int:
         peer = f"LightGCN {kind}"
         benches.append(Bench(peer, kind, wrap(models["LightGCN"]), info=sizes["LightGCN"]))
         for name in ("teacher", "student"):
-            benches.append(Bench(f"{name} {kind}", kind, wrap(models[name]), peer=peer,
-                                 info=sizes[name]))
+            benches.append(
+                Bench(f"{name} {kind}", kind, wrap(models[name]), peer=peer, info=sizes[name])
+            )
     cases = time_benches(benches, "cpu", args.quick, interleave=True)
     env = environment("cpu")
     env["shared_machine"] = "2-core machine shared with other sessions; ratios timed in turns"
     threads = torch.get_num_threads()
-    path = write_json(f"bench_lightgnn_inference_cpu_t{threads}",
-                      {**env, "suite": "python -m bench.ops.lightgnn_inference", "data": args.data,
-                       "threads": threads, "sizes": sizes, "cases": cases}, args.out)
+    path = write_json(
+        f"bench_lightgnn_inference_cpu_t{threads}",
+        {
+            **env,
+            "suite": "python -m bench.ops.lightgnn_inference",
+            "data": args.data,
+            "threads": threads,
+            "sizes": sizes,
+            "cases": cases,
+        },
+        args.out,
+    )
     for c in cases:
         ratio = f"  {c['speedup_vs_peer']:.2f}x vs LightGCN" if "speedup_vs_peer" in c else ""
-        print(f"{c['name']:36s} {c['median_ms']:9.1f} ms  params {c['parameters']:>9d}  "
-              f"entries {c['graph_entries']:>8d}{ratio}")
+        print(
+            f"{c['name']:36s} {c['median_ms']:9.1f} ms  params {c['parameters']:>9d}  "
+            f"entries {c['graph_entries']:>8d}{ratio}"
+        )
     print(f"wrote {path}")
     return 0
 

@@ -16,6 +16,7 @@ fused modes) or as a separate gate op times the edge weights.
 
 Run: python -m bench --ops mask_step [--device cpu|cuda] [--graphs gowalla synth-1e5] [--threads N]
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,16 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
         peer = f"LightGCN step {tag}"
         info = {"steps_per_call": STEPS, "batch": BATCH, "layers": LAYERS, "fused": _FUSED}
         benches = [Bench(peer, tag, stepper(_model(graph, d, device, False), graph), info=info)]
-        benches += [Bench(f"{name} {tag}", tag, stepper(_model(graph, d, device, opts), graph),
-                          peer=peer, info=info) for name, opts in VARIANTS.items()]
+        benches += [
+            Bench(
+                f"{name} {tag}",
+                tag,
+                stepper(_model(graph, d, device, opts), graph),
+                peer=peer,
+                info=info,
+            )
+            for name, opts in VARIANTS.items()
+        ]
         step_cases = time_benches(benches, device, quick, interleave=True)
         for c in step_cases:  # per step, not per call
             for key in ("median_ms", "min_ms", "max_ms"):
@@ -61,4 +70,3 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
                     c[key] /= STEPS
         cases += step_cases
     return add_ratios(cases)
-

@@ -26,6 +26,7 @@ pass reads phi (4 B) and writes n weights per edge. Forward only; backward has n
 
 Run: python -m bench --ops masked_spmm [--device cpu|cuda] [--graphs gowalla] [--dims 64] [--threads 1]
 """
+
 from __future__ import annotations
 
 import os
@@ -89,10 +90,12 @@ def normalised_blocks(graph, z):
     du = torch.zeros(graph.num_users, device=z.device, dtype=z.dtype).index_add(0, users, z)
     di = torch.zeros(graph.num_items, device=z.device, dtype=z.dtype).index_add(0, items, z)
     vals = _inv_sqrt(du)[users] * z * _inv_sqrt(di)[items]
-    a = torch.sparse_csr_tensor(graph.rowptr_u, graph.col_item, vals,
-                                (graph.num_users, graph.num_items))
-    at = torch.sparse_csr_tensor(graph.rowptr_i, graph.col_user, vals[graph.perm],
-                                 (graph.num_items, graph.num_users))
+    a = torch.sparse_csr_tensor(
+        graph.rowptr_u, graph.col_item, vals, (graph.num_users, graph.num_items)
+    )
+    at = torch.sparse_csr_tensor(
+        graph.rowptr_i, graph.col_user, vals[graph.perm], (graph.num_items, graph.num_users)
+    )
     return a, at
 
 
@@ -102,12 +105,14 @@ def _flat(out):
 
 def _step(fn, leaves, backward: bool):
     """One call of ``fn(*leaves)``; with ``backward`` also the gradients of the outputs' sum."""
+
     def once():
         out = fn(*leaves)
         if backward:
             sum(t.sum() for t in _flat(out)).backward()
             for t in leaves:
                 t.grad = None
+
     return once
 
 
@@ -116,8 +121,11 @@ def _host_peers(a0, at0, x_u, x_i, device):
     to_scipy = None
     if torch.device(device).type == "cpu":
         import scipy.sparse as sp
-        a_sp = sp.csr_matrix((a0.values().numpy(), a0.col_indices().numpy(),
-                              a0.crow_indices().numpy()), shape=a0.shape)
+
+        a_sp = sp.csr_matrix(
+            (a0.values().numpy(), a0.col_indices().numpy(), a0.crow_indices().numpy()),
+            shape=a0.shape,
+        )
         at_sp = a_sp.T.tocsr()
         xu_np, xi_np = x_u.numpy(), x_i.numpy()
         to_scipy = lambda: (a_sp @ xi_np, at_sp @ xu_np)  # noqa: E731
@@ -128,9 +136,15 @@ def _host_peers(a0, at0, x_u, x_i, device):
     import cupyx.scipy.sparse as csp
 
     def to_cupy(m):
-        return csp.csr_matrix((cupy.from_dlpack(m.values().detach()),
-                               cupy.from_dlpack(m.col_indices().int()),
-                               cupy.from_dlpack(m.crow_indices().int())), shape=m.shape)
+        return csp.csr_matrix(
+            (
+                cupy.from_dlpack(m.values().detach()),
+                cupy.from_dlpack(m.col_indices().int()),
+                cupy.from_dlpack(m.crow_indices().int()),
+            ),
+            shape=m.shape,
+        )
+
     a_cp, at_cp = to_cupy(a0), to_cupy(at0)
     xu_cp, xi_cp = cupy.from_dlpack(x_u), cupy.from_dlpack(x_i)
     return peers + [("cupy csr", lambda: (a_cp @ xi_cp, at_cp @ xu_cp), None)]
@@ -146,15 +160,25 @@ def _mode_benches(graph, mode, direction, tag, xu, xi, phi, backends, others) ->
     def plain(u, i, *_):
         a, at = normalised_blocks(graph, mask_values(mode, p))
         return torch.sparse.mm(a, i), torch.sparse.mm(at, u)
+
     out = [Bench(composition, group, _step(plain, leaves, backward))]
     for b in backends:
+
         def fused(u, i, *_, b=b):
-            return ops.masked_spmm(graph, u, i, None if mode == "ones" else p, mode=mode, seed=1,
-                                   backend=b)
-        out.append(Bench(f"fused[{b}][{mode}] {direction} {tag}", group,
-                         _step(fused, leaves, backward), peer=composition,
-                         other_peers=tuple(others),
-                         bytes_moved=None if backward else layer_bytes(graph, xu.shape[1])))
+            return ops.masked_spmm(
+                graph, u, i, None if mode == "ones" else p, mode=mode, seed=1, backend=b
+            )
+
+        out.append(
+            Bench(
+                f"fused[{b}][{mode}] {direction} {tag}",
+                group,
+                _step(fused, leaves, backward),
+                peer=composition,
+                other_peers=tuple(others),
+                bytes_moved=None if backward else layer_bytes(graph, xu.shape[1]),
+            )
+        )
     return out
 
 
@@ -170,15 +194,24 @@ def _relaxed_benches(graph, mode, held, direction, tag, xu, xi, phi, backends, o
     def plain(u, i, *_):
         a, at = normalised_blocks(graph, relaxed_values(mode, p, held))
         return torch.sparse.mm(a, i), torch.sparse.mm(at, u)
+
     out = [Bench(composition, group, _step(plain, leaves, backward))]
     for b in backends:
+
         def fused(u, i, *_, b=b):
             return ops.masked_spmm(graph, u, i, p, mode=mode, seed=1, backend=b, holdout=held)
+
         plain_modes = tuple(f"fused[{b}][{m}] {direction} {tag}" for m in ("ones", "bernoulli"))
-        out.append(Bench(f"fused[{b}][{label}] {direction} {tag}", group,
-                         _step(fused, leaves, backward), peer=composition,
-                         other_peers=tuple(others) + plain_modes,
-                         bytes_moved=None if backward else layer_bytes(graph, xu.shape[1])))
+        out.append(
+            Bench(
+                f"fused[{b}][{label}] {direction} {tag}",
+                group,
+                _step(fused, leaves, backward),
+                peer=composition,
+                other_peers=tuple(others) + plain_modes,
+                bytes_moved=None if backward else layer_bytes(graph, xu.shape[1]),
+            )
+        )
     return out
 
 
@@ -187,13 +220,33 @@ def _dual_benches(graph, direction, tag, xu, xi, phi, backends) -> list[Bench]:
     backward, group, out = direction == "fwd+bwd", f"dual {direction} {tag}", []
     for b in backends:
         two = f"two single ARM passes[{b}] {direction} {tag}"
-        out.append(Bench(two, group, _step(lambda u, i, b=b: (
-            ops.masked_spmm(graph, u, i, phi, "arm_pos", 1, backend=b),
-            ops.masked_spmm(graph, u, i, phi, "arm_neg", 1, backend=b)), [xu, xi], backward)))
-        out.append(Bench(f"dual ARM pass[{b}] {direction} {tag}", group, _step(
-            lambda u, i, b=b: ops.masked_spmm_dual(graph, u, i, phi, seed=1, backend=b),
-            [xu, xi], backward), peer=two,
-            bytes_moved=None if backward else layer_bytes(graph, xu.shape[1], outputs=2)))
+        out.append(
+            Bench(
+                two,
+                group,
+                _step(
+                    lambda u, i, b=b: (
+                        ops.masked_spmm(graph, u, i, phi, "arm_pos", 1, backend=b),
+                        ops.masked_spmm(graph, u, i, phi, "arm_neg", 1, backend=b),
+                    ),
+                    [xu, xi],
+                    backward,
+                ),
+            )
+        )
+        out.append(
+            Bench(
+                f"dual ARM pass[{b}] {direction} {tag}",
+                group,
+                _step(
+                    lambda u, i, b=b: ops.masked_spmm_dual(graph, u, i, phi, seed=1, backend=b),
+                    [xu, xi],
+                    backward,
+                ),
+                peer=two,
+                bytes_moved=None if backward else layer_bytes(graph, xu.shape[1], outputs=2),
+            )
+        )
     return out
 
 
@@ -208,8 +261,9 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
         x_i = torch.randn(graph.num_items, d, device=device, generator=gen)
         phi = torch.randn(graph.num_edges, device=device, generator=gen)
         # A batch's positive edges: drawn with repeats, as a batch of interactions is.
-        holdout = torch.randint(0, graph.num_edges, (min(HOLDOUT, graph.num_edges),),
-                                device=device, generator=gen)
+        holdout = torch.randint(
+            0, graph.num_edges, (min(HOLDOUT, graph.num_edges),), device=device, generator=gen
+        )
         a0, at0 = normalised_blocks(graph, torch.ones(graph.num_edges, device=device))
         host = _host_peers(a0, at0, x_u, x_i, device)
         for direction in DIRECTIONS:
@@ -221,15 +275,18 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
             out.append(Bench(bare, f"ones {direction} {tag}", _step(bare_fn, [xu, xi], backward)))
             others = [bare]
             if not backward:  # the scipy and cupy peers: forward only
-                out += [Bench(f"{name} fwd {tag}", f"ones fwd {tag}", fn, skipped=why)
-                        for name, fn, why in host]
+                out += [
+                    Bench(f"{name} fwd {tag}", f"ones fwd {tag}", fn, skipped=why)
+                    for name, fn, why in host
+                ]
                 others += [f"{name} fwd {tag}" for name, _, _ in host]
             for mode in MODES:
                 out += _mode_benches(graph, mode, direction, tag, xu, xi, phi, backends, others)
             for mode in RELAXED:
                 for held in (None, holdout):
-                    out += _relaxed_benches(graph, mode, held, direction, tag, xu, xi, phi,
-                                            backends, others)
+                    out += _relaxed_benches(
+                        graph, mode, held, direction, tag, xu, xi, phi, backends, others
+                    )
             out += _dual_benches(graph, direction, tag, xu, xi, phi, backends)
     return out
 
@@ -240,4 +297,3 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cases = time_benches(benches(device, graph, dims, quick), device, quick, interleave=True)
     return [{**c, "threads": torch.get_num_threads(), "load_avg_1min": load} for c in cases]
-

@@ -22,6 +22,7 @@ Run: python -m bench.ops.pyg [--graphs gowalla] [--dims 64] [--threads 1 2]
      (writes bench/results/pyg_<graphs>_cpu.json with every thread count), or as the ``pyg`` op
      of the suite: python -m bench --ops pyg.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ DIRECTIONS = ("fwd", "fwd+bwd")
 def _pyg_or_reason():
     try:
         from torch_geometric.nn import LGConv
+
         return LGConv, None
     except ImportError as exc:
         return None, f"torch_geometric not importable ({exc}); pip install torch_geometric"
@@ -61,6 +63,7 @@ def _step(fn, x, backward: bool):
         if backward:
             sum(t.sum() for t in (out if isinstance(out, tuple) else (out,))).backward()
             x.grad = None
+
     return once
 
 
@@ -84,23 +87,47 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
             direct = f"masked_spmm direct {tag}"
             weighted = f"masked_spmm direct[edge_weight] {tag}"
             benches = [
-                Bench(direct, tag, _step(lambda x: ops.masked_spmm(graph, x[:users], x[users:]),
-                                         x, backward)),
-                Bench(f"pyg.LGConv {tag}", tag, _step(lambda x: ours(x, edge_index), x, backward),
-                      peer=csr, other_peers=(direct, by_index)),
-                Bench(weighted, tag, _step(lambda x: ops.masked_spmm(
-                    graph, x[:users], x[users:], edge_weight=ones), x, backward)),
-                Bench(f"pyg.LGConv[interaction_weight] {tag}", tag, _step(
-                    lambda x: ours(x, edge_index, interaction_weight=ones), x, backward),
-                    peer=weighted),
+                Bench(
+                    direct,
+                    tag,
+                    _step(lambda x: ops.masked_spmm(graph, x[:users], x[users:]), x, backward),
+                ),
+                Bench(
+                    f"pyg.LGConv {tag}",
+                    tag,
+                    _step(lambda x: ours(x, edge_index), x, backward),
+                    peer=csr,
+                    other_peers=(direct, by_index),
+                ),
+                Bench(
+                    weighted,
+                    tag,
+                    _step(
+                        lambda x: ops.masked_spmm(graph, x[:users], x[users:], edge_weight=ones),
+                        x,
+                        backward,
+                    ),
+                ),
+                Bench(
+                    f"pyg.LGConv[interaction_weight] {tag}",
+                    tag,
+                    _step(lambda x: ours(x, edge_index, interaction_weight=ones), x, backward),
+                    peer=weighted,
+                ),
             ]
             if pyg_lgconv is None:
                 benches += [Bench(csr, tag, skipped=why), Bench(by_index, tag, skipped=why)]
             else:
                 plain, normed = pyg_lgconv(normalize=False), pyg_lgconv()
-                benches += [Bench(csr, tag, _step(lambda x: plain(x, adj), x, backward)),
-                            Bench(by_index, tag, _step(lambda x: normed(x, edge_index), x,
-                                                       backward), slow=True)]
+                benches += [
+                    Bench(csr, tag, _step(lambda x: plain(x, adj), x, backward)),
+                    Bench(
+                        by_index,
+                        tag,
+                        _step(lambda x: normed(x, edge_index), x, backward),
+                        slow=True,
+                    ),
+                ]
             ours(x0, edge_index)  # the layout is parsed once, before timing (cached in training)
             cases += time_benches(benches, device, quick, interleave=True)
     return cases
@@ -129,13 +156,17 @@ def main(argv=None) -> int:
                 cases.append({"graph": spec, "threads": threads, **c})
                 if "median_ms" in c:
                     ratios = ", ".join(f"{k} {v:.2f}x" for k, v in c.get("speedup_vs", {}).items())
-                    print(f"{spec} t={threads} {c['name']}: {c['median_ms']:.1f} ms"
-                          + (f" (vs {ratios})" if ratios else ""), flush=True)
+                    print(
+                        f"{spec} t={threads} {c['name']}: {c['median_ms']:.1f} ms"
+                        + (f" (vs {ratios})" if ratios else ""),
+                        flush=True,
+                    )
     env["device"] = env["device"].split(" (")[0] + f" ({torch.get_num_threads()} threads last)"
-    path = write_json(f"pyg_{'_'.join(args.graphs)}_cpu", {**env, "graphs": graphs,
-                                                          "threads": args.threads,
-                                                          "dims": args.dims, "cases": cases},
-                      args.out)
+    path = write_json(
+        f"pyg_{'_'.join(args.graphs)}_cpu",
+        {**env, "graphs": graphs, "threads": args.threads, "dims": args.dims, "cases": cases},
+        args.out,
+    )
     print(f"wrote {path}")
     return 0
 

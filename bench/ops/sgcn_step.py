@@ -18,6 +18,7 @@ the ratio compares steps run under the same machine state.
 
 Run: python -m bench --ops sgcn_step [--device cpu|cuda] [--graphs gowalla]
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,8 @@ from fastgcn_denoise.pipelines.train import build_optimizer, make_config
 from ..common import Bench, add_ratios, time_benches
 
 BATCH, LAYERS, STEPS = 2048, 3, 4
-DEFAULTS = make_config("s-lightgcn")      # the loop's defaults (learning rate)
-SGCN_DEFAULTS = SLightGCNConfig()          # the SGCN defaults (SVD rank, depth, refresh)
+DEFAULTS = make_config("s-lightgcn")  # the loop's defaults (learning rate)
+SGCN_DEFAULTS = SLightGCNConfig()  # the SGCN defaults (SVD rank, depth, refresh)
 
 
 def stepper(model, graph):
@@ -49,6 +50,7 @@ def stepper(model, graph):
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+
     return run
 
 
@@ -61,6 +63,7 @@ def refresher(model, graph):
         for k in range(LAYERS):
             w = keep[k].clone().requires_grad_()
             nuclear_norm(graph, w, model.svd_rank, states[k], n_iter=model.svd_iters).backward()
+
     return run
 
 
@@ -69,29 +72,55 @@ def run(device, graph, dims, quick: bool) -> list[dict]:
     cases = []
     for d in dims:
         tag = f"d={d}"
-        base = {"num_users": graph.num_users, "num_items": graph.num_items, "dim": d,
-                "num_layers": LAYERS}
+        base = {
+            "num_users": graph.num_users,
+            "num_items": graph.num_items,
+            "dim": d,
+            "num_layers": LAYERS,
+        }
         # svd_every is huge here: the step reuses the nuclear gradient; the refresh is timed apart.
-        sgcn = SLightGCN(**base, num_edges=graph.num_edges, svd_rank=SGCN_DEFAULTS.svd_rank,
-                         svd_iters=SGCN_DEFAULTS.svd_iters, svd_every=10**9).to(device)
+        sgcn = SLightGCN(
+            **base,
+            num_edges=graph.num_edges,
+            svd_rank=SGCN_DEFAULTS.svd_rank,
+            svd_iters=SGCN_DEFAULTS.svd_iters,
+            svd_every=10**9,
+        ).to(device)
         torch.manual_seed(0)
         peer = f"LightGCN step {tag}"
         info = {"steps_per_call": STEPS, "batch": BATCH, "layers": LAYERS}
-        step_cases = time_benches([
-            Bench(peer, tag, stepper(LightGCN(**base).to(device), graph), info=info),
-            Bench(f"S-LightGCN step {tag}", tag, stepper(sgcn, graph), peer=peer, info=info),
-            Bench(f"nuclear-norm refresh {tag}", tag, refresher(sgcn, graph), slow=True,
-                  info={"svd_rank": sgcn.svd_rank, "svd_iters": sgcn.svd_iters}),
-        ], device, quick, interleave=True)
+        step_cases = time_benches(
+            [
+                Bench(peer, tag, stepper(LightGCN(**base).to(device), graph), info=info),
+                Bench(f"S-LightGCN step {tag}", tag, stepper(sgcn, graph), peer=peer, info=info),
+                Bench(
+                    f"nuclear-norm refresh {tag}",
+                    tag,
+                    refresher(sgcn, graph),
+                    slow=True,
+                    info={"svd_rank": sgcn.svd_rank, "svd_iters": sgcn.svd_iters},
+                ),
+            ],
+            device,
+            quick,
+            interleave=True,
+        )
         for c in step_cases[:2]:  # per step, not per call
             for key in ("median_ms", "min_ms", "max_ms"):
                 c[key] /= STEPS
         lightgcn, step, refresh = step_cases
         every = SGCN_DEFAULTS.svd_every
-        amortised = {key: step[key] + refresh[key] / every
-                     for key in ("median_ms", "min_ms", "max_ms")}
-        cases += step_cases + [{"name": f"S-LightGCN step amortised {tag}", "group": tag,
-                                "peer": peer, "derived": f"step + refresh / {every}",
-                                "svd_every": every, **amortised}]
+        amortised = {
+            key: step[key] + refresh[key] / every for key in ("median_ms", "min_ms", "max_ms")
+        }
+        cases += step_cases + [
+            {
+                "name": f"S-LightGCN step amortised {tag}",
+                "group": tag,
+                "peer": peer,
+                "derived": f"step + refresh / {every}",
+                "svd_every": every,
+                **amortised,
+            }
+        ]
     return add_ratios(cases)
-

@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/arm_grad.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import arm_grad
 
 OP = arm_grad  # the op module whose cases bench/conftest.py parametrises

@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/cosine_attention.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import cosine_attention
 
 OP = cosine_attention  # the op module whose cases bench/conftest.py parametrises

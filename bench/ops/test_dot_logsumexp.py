@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/dot_logsumexp.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import dot_logsumexp
 
 OP = dot_logsumexp  # the op module whose cases bench/conftest.py parametrises

@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/eval.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import eval as evaluation
 
 OP = evaluation  # the op module whose cases bench/conftest.py parametrises

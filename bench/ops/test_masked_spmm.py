@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/masked_spmm.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import masked_spmm
 
 OP = masked_spmm  # the op module whose cases bench/conftest.py parametrises

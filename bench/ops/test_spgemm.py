@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/spgemm.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import spgemm
 
 OP = spgemm  # the op module whose cases bench/conftest.py parametrises

@@ -2,6 +2,7 @@
 
 Cases and peers: bench/ops/truncated_svd.py. Graph and sizes: bench/conftest.py.
 """
+
 from bench.ops import truncated_svd
 
 OP = truncated_svd  # the op module whose cases bench/conftest.py parametrises

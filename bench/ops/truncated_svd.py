@@ -19,6 +19,7 @@ No bytes model: the orthonormalisation and the small eigenproblems are compute-b
 
 Run: python -m bench --ops truncated_svd [--device cpu|cuda] [--graphs gowalla] [--dims 128]
 """
+
 from __future__ import annotations
 
 import time
@@ -40,24 +41,29 @@ def descending(s) -> np.ndarray:
 
 
 def rel_error(s, ref: np.ndarray) -> float:
-    return float(np.max(np.abs(descending(s)[:len(ref)] - ref) / ref))
+    return float(np.max(np.abs(descending(s)[: len(ref)] - ref) / ref))
 
 
 def scipy_matrix(graph, w: torch.Tensor):
     import scipy.sparse as sp
-    return sp.csr_matrix((w.cpu().numpy(), graph.col_item.cpu().numpy(),
-                          graph.rowptr_u.cpu().numpy()), shape=(graph.num_users, graph.num_items))
+
+    return sp.csr_matrix(
+        (w.cpu().numpy(), graph.col_item.cpu().numpy(), graph.rowptr_u.cpu().numpy()),
+        shape=(graph.num_users, graph.num_items),
+    )
 
 
 def sparse_coo(graph, w: torch.Tensor) -> torch.Tensor:
-    return torch.sparse_coo_tensor(torch.stack(graph.edges()), w,
-                                   (graph.num_users, graph.num_items)).coalesce()
+    return torch.sparse_coo_tensor(
+        torch.stack(graph.edges()), w, (graph.num_users, graph.num_items)
+    ).coalesce()
 
 
 def reference_values(graph, k: int, w: torch.Tensor) -> tuple[np.ndarray, str]:
     """The top-k singular values of R_w, descending, and how they were computed."""
     if graph.num_edges <= SCIPY_REFERENCE_MAX_INTERACTIONS:
         from scipy.sparse.linalg import svds
+
         s = svds(scipy_matrix(graph, w.double()), k=k, return_singular_vectors=False)
         return descending(s), "scipy svds float64"
     with torch.random.fork_rng(devices=[w.device] if w.device.type == "cuda" else []):
@@ -87,10 +93,12 @@ def _exact_peers(graph, k: int, device, ref) -> list[Bench]:
     tag = f"k={k}"
     if torch.device(device).type == "cpu":
         from scipy.sparse.linalg import svds
+
         mat = scipy_matrix(graph, torch.ones(graph.num_edges, dtype=torch.float64))
         fn = lambda: svds(mat, k=k, return_singular_vectors=False)  # noqa: E731
-        scipy = Bench(f"scipy svds {tag}", tag, fn, slow=True,
-                      info={"rel_error": rel_error(fn(), ref)})
+        scipy = Bench(
+            f"scipy svds {tag}", tag, fn, slow=True, info={"rel_error": rel_error(fn(), ref)}
+        )
     else:
         scipy = Bench(f"scipy svds {tag}", tag, skipped="scipy runs on the host CPU only")
     cupy, why = cupy_or_reason(device)
@@ -98,13 +106,26 @@ def _exact_peers(graph, k: int, device, ref) -> list[Bench]:
         return [scipy, Bench(f"cupy svds {tag}", tag, skipped=why)]
     import cupyx.scipy.sparse as csp
     import cupyx.scipy.sparse.linalg as csla
-    mat = csp.csr_matrix((cupy.ones(graph.num_edges, dtype=cupy.float32),
-                          cupy.from_dlpack(graph.col_item.int()),
-                          cupy.from_dlpack(graph.rowptr_u.int())),
-                         shape=(graph.num_users, graph.num_items))
+
+    mat = csp.csr_matrix(
+        (
+            cupy.ones(graph.num_edges, dtype=cupy.float32),
+            cupy.from_dlpack(graph.col_item.int()),
+            cupy.from_dlpack(graph.rowptr_u.int()),
+        ),
+        shape=(graph.num_users, graph.num_items),
+    )
     fn = lambda: csla.svds(mat, k=k, return_singular_vectors=False)  # noqa: E731
-    return [scipy, Bench(f"cupy svds {tag}", tag, fn, slow=True,
-                         info={"rel_error": rel_error(cupy.asnumpy(fn()), ref)})]
+    return [
+        scipy,
+        Bench(
+            f"cupy svds {tag}",
+            tag,
+            fn,
+            slow=True,
+            info={"rel_error": rel_error(cupy.asnumpy(fn()), ref)},
+        ),
+    ]
 
 
 def benches(device, graph, dims, quick: bool) -> list[Bench]:
@@ -133,12 +154,19 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
         target = min((r[0] for r in results.values() if not isinstance(r, str)), default=1e-3)
         q = min(k + 16, smaller)
         niter, sweep = lowrank_sweep(coo, k, q, ref, target, 5.0 if quick else 60.0)
-        lowrank = Bench(f"torch.svd_lowrank {tag}", tag,
-                        lambda q=q, niter=niter: torch.svd_lowrank(coo, q=q, niter=niter),
-                        slow=True,
-                        info={"rel_error": sweep[-1]["rel_error"], "niter": niter, "q": q,
-                              "matched_accuracy": sweep[-1]["rel_error"] <= 2 * target,
-                              "sweep": sweep})
+        lowrank = Bench(
+            f"torch.svd_lowrank {tag}",
+            tag,
+            lambda q=q, niter=niter: torch.svd_lowrank(coo, q=q, niter=niter),
+            slow=True,
+            info={
+                "rel_error": sweep[-1]["rel_error"],
+                "niter": niter,
+                "q": q,
+                "matched_accuracy": sweep[-1]["rel_error"] <= 2 * target,
+                "sweep": sweep,
+            },
+        )
         timed = [p.name for p in peers if p.skipped is None] + [lowrank.name]
         for b, r in results.items():
             cold = f"ours[{b}] cold {tag}"
@@ -146,13 +174,26 @@ def benches(device, graph, dims, quick: bool) -> list[Bench]:
                 out.append(Bench(cold, tag, peer=timed[0], skipped=r))
                 continue
             err_cold, err_warm, v = r
-            out.append(Bench(cold, tag, lambda b=b, k=k: ops.truncated_svd(graph, k, backend=b),
-                             peer=timed[0], other_peers=tuple(timed[1:]), slow=True,
-                             info={"rel_error": err_cold, "reference": how}))
-            out.append(Bench(f"ours[{b}] warm {tag}", tag,
-                             lambda b=b, k=k, v=v: ops.truncated_svd(graph, k, w_pert, init=v,
-                                                                     backend=b),
-                             peer=cold, slow=True, info={"rel_error": err_warm, "reference": how}))
+            out.append(
+                Bench(
+                    cold,
+                    tag,
+                    lambda b=b, k=k: ops.truncated_svd(graph, k, backend=b),
+                    peer=timed[0],
+                    other_peers=tuple(timed[1:]),
+                    slow=True,
+                    info={"rel_error": err_cold, "reference": how},
+                )
+            )
+            out.append(
+                Bench(
+                    f"ours[{b}] warm {tag}",
+                    tag,
+                    lambda b=b, k=k, v=v: ops.truncated_svd(graph, k, w_pert, init=v, backend=b),
+                    peer=cold,
+                    slow=True,
+                    info={"rel_error": err_warm, "reference": how},
+                )
+            )
         out += peers + [lowrank]
     return out
-

@@ -15,6 +15,7 @@ and the number of steps ARM would need for a signal-to-noise ratio of 3 per logi
 
     python -m bench.studies.arm_signal [--data DIR] [--epochs 60] [--keep 0.9] [--out bench/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,27 +50,42 @@ def measure(net, graph, noise, keep: float, steps: int, seed: int = 1) -> dict:
     with torch.no_grad():
         for s in range(steps):
             sl = slice(s * BATCH, (s + 1) * BATCH)
-            f = [net.loss(graph, Batch(users[sl], pos[sl], neg[sl]),
-                          [{"logits": phi[k].detach(), "mode": mode, "seed": s,
-                            "offset": k * e} for k in range(layers)])["bpr"].item()
-                 for mode in ("arm_pos", "arm_neg")]
+            f = [
+                net.loss(
+                    graph,
+                    Batch(users[sl], pos[sl], neg[sl]),
+                    [
+                        {"logits": phi[k].detach(), "mode": mode, "seed": s, "offset": k * e}
+                        for k in range(layers)
+                    ],
+                )["bpr"].item()
+                for mode in ("arm_pos", "arm_neg")
+            ]
             diffs.append(abs(f[0] - f[1]))
     signal_per_step = float(signal.abs().mean() / batches)
     noise_per_step = float(torch.tensor(diffs).mean()) / math.sqrt(12)
-    out = {"keep": keep, "layers": layers, "edges": e, "batches_per_epoch": batches,
-           "signal_mean_abs_per_step": signal_per_step,
-           "arm_noise_std_per_step": noise_per_step,
-           "snr_per_step": signal_per_step / noise_per_step,
-           "steps_for_snr_3": (3 * noise_per_step / signal_per_step) ** 2}
+    out = {
+        "keep": keep,
+        "layers": layers,
+        "edges": e,
+        "batches_per_epoch": batches,
+        "signal_mean_abs_per_step": signal_per_step,
+        "arm_noise_std_per_step": noise_per_step,
+        "snr_per_step": signal_per_step / noise_per_step,
+        "steps_for_snr_3": (3 * noise_per_step / signal_per_step) ** 2,
+    }
     if noise is not None:
-        out["exact_gradient_roc_auc_per_layer"] = [roc_auc(signal[k].numpy(), noise)
-                                                   for k in range(layers)]
+        out["exact_gradient_roc_auc_per_layer"] = [
+            roc_auc(signal[k].numpy(), noise) for k in range(layers)
+        ]
         out["exact_gradient_roc_auc"] = roc_auc(signal.sum(0).numpy(), noise)
     return out
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.studies.arm_signal", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.studies.arm_signal", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--data", default=None, help="data source (default: the built-in data)")
     ap.add_argument("--epochs", type=int, default=60, help="LightGCN training epochs first")
     ap.add_argument("--keep", type=float, default=SLightGCNConfig.init_keep)
@@ -77,9 +93,16 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs/arm_signal")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    config = make_config(model="lightgcn", data=args.data, epochs=args.epochs, out=args.runs,
-                         eval_every=max(1, args.epochs // 3), progress=False, verbose=False,
-                         overwrite=True)
+    config = make_config(
+        model="lightgcn",
+        data=args.data,
+        epochs=args.epochs,
+        out=args.runs,
+        eval_every=max(1, args.epochs // 3),
+        progress=False,
+        verbose=False,
+        overwrite=True,
+    )
     result = train(config)
     _, _, prep, net = restore_run(f"{args.runs}/checkpoint.pt", weights="last")
     stats = measure(net, prep.train, prep.data.noise_per_edge(prep.train), args.keep, args.steps)
@@ -87,9 +110,14 @@ def main(argv=None) -> int:
     for key, value in stats.items():
         print(f"{key}: {value}")
     name = args.data.rstrip("/").split("/")[-1] if args.data else "synthetic"
-    print("written to", write_json(f"arm_signal_{name}", {"environment": environment("cpu"),
-                                                          "epochs": args.epochs, **stats},
-                                   args.out))
+    print(
+        "written to",
+        write_json(
+            f"arm_signal_{name}",
+            {"environment": environment("cpu"), "epochs": args.epochs, **stats},
+            args.out,
+        ),
+    )
     return 0
 
 

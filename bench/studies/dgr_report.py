@@ -15,6 +15,7 @@ reached, and its change against LightGCN's (selection on validation at equal epo
 shorter run has no test figure of the other runs at its budget); ``<out>.png``: valid Recall@20 and row-diff per
 evaluation for every run (the learning curves).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,40 +32,65 @@ def load(folder: Path) -> dict | None:
         return None
     m = json.loads(path.read_text())
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line]
-    curve = [{"epoch": r["epoch"], "valid_recall@20": r["valid"]["recall@20"],
-              "row_diff": r["valid"].get("row_diff"), "loss": r["loss"]}
-             for r in log if "valid" in r]
+    curve = [
+        {
+            "epoch": r["epoch"],
+            "valid_recall@20": r["valid"]["recall@20"],
+            "row_diff": r["valid"].get("row_diff"),
+            "loss": r["loss"],
+        }
+        for r in log
+        if "valid" in r
+    ]
     cfg = m["config"]
-    return {"run": folder.name, "model": m["model"], "dgr": "dgr" in cfg["plugins"],
-            "model_config": cfg["model_config"], "dgr_config": cfg["plugins"].get("dgr"),
-            "schedule": {k: cfg[k] for k in ("lr", "batch_size", "epochs", "eval_every",
-                                             "patience", "seed")},
-            "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
-            "stopped_early": m["stopped_early"],
-            "valid_recall@20": m["valid"]["recall@20"], "valid_ndcg@20": m["valid"]["ndcg@20"],
-            "test_recall@20": m["test"]["recall@20"], "test_ndcg@20": m["test"]["ndcg@20"],
-            "row_diff": m["test"].get("row_diff"), "mad": m["test"].get("mad"),
-            "seconds_per_epoch": m["timing"]["seconds_per_epoch"],
-            "train_minutes": m["timing"]["train_seconds"] / 60,
-            "eval_minutes": m["timing"]["eval_seconds"] / 60, "curve": curve}
+    return {
+        "run": folder.name,
+        "model": m["model"],
+        "dgr": "dgr" in cfg["plugins"],
+        "model_config": cfg["model_config"],
+        "dgr_config": cfg["plugins"].get("dgr"),
+        "schedule": {
+            k: cfg[k] for k in ("lr", "batch_size", "epochs", "eval_every", "patience", "seed")
+        },
+        "best_epoch": m["best_epoch"],
+        "epochs_run": m["epochs_run"],
+        "stopped_early": m["stopped_early"],
+        "valid_recall@20": m["valid"]["recall@20"],
+        "valid_ndcg@20": m["valid"]["ndcg@20"],
+        "test_recall@20": m["test"]["recall@20"],
+        "test_ndcg@20": m["test"]["ndcg@20"],
+        "row_diff": m["test"].get("row_diff"),
+        "mad": m["test"].get("mad"),
+        "seconds_per_epoch": m["timing"]["seconds_per_epoch"],
+        "train_minutes": m["timing"]["train_seconds"] / 60,
+        "eval_minutes": m["timing"]["eval_seconds"] / 60,
+        "curve": curve,
+    }
 
 
 def equal_budget_valid(runs: list[dict], lightgcn: dict | None) -> dict:
     """Best valid Recall@20 of every run within the largest epoch all runs were evaluated at."""
     budget = min(max(c["epoch"] for c in r["curve"]) for r in runs)
-    best = {r["run"]: max(c["valid_recall@20"] for c in r["curve"] if c["epoch"] <= budget)
-            for r in runs}
+    best = {
+        r["run"]: max(c["valid_recall@20"] for c in r["curve"] if c["epoch"] <= budget)
+        for r in runs
+    }
     out = {"epochs": budget, "valid_recall@20": best}
     if lightgcn is not None:
-        out["change_vs_lightgcn"] = {name: v / best[lightgcn["run"]] - 1
-                                     for name, v in best.items() if name != lightgcn["run"]}
+        out["change_vs_lightgcn"] = {
+            name: v / best[lightgcn["run"]] - 1
+            for name, v in best.items()
+            if name != lightgcn["run"]
+        }
     return out
 
 
 def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in runs:
         xs = [c["epoch"] for c in r["curve"]]
@@ -83,7 +109,9 @@ def plot(runs: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.studies.dgr_report", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.studies.dgr_report", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="path without suffix")
     ap.add_argument("--note", default="", help="the conditions, stored with the table")
@@ -105,12 +133,16 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     plot(runs, args.out.with_suffix(".png"))
-    print(f"{'run':28s} {'best':>5s} {'valid R@20':>10s} {'test R@20':>10s} {'test N@20':>10s} "
-          f"{'row-diff':>8s} {'s/epoch':>7s}")
+    print(
+        f"{'run':28s} {'best':>5s} {'valid R@20':>10s} {'test R@20':>10s} {'test N@20':>10s} "
+        f"{'row-diff':>8s} {'s/epoch':>7s}"
+    )
     for r in runs:
-        print(f"{r['run']:28s} {r['best_epoch']:5d} {r['valid_recall@20']:10.4f} "
-              f"{r['test_recall@20']:10.4f} {r['test_ndcg@20']:10.4f} {r['row_diff']:8.3f} "
-              f"{r['seconds_per_epoch']:7.1f}")
+        print(
+            f"{r['run']:28s} {r['best_epoch']:5d} {r['valid_recall@20']:10.4f} "
+            f"{r['test_recall@20']:10.4f} {r['test_ndcg@20']:10.4f} {r['row_diff']:8.3f} "
+            f"{r['seconds_per_epoch']:7.1f}"
+        )
     return 0
 
 

@@ -11,6 +11,7 @@ bernoulli, expect, hard_concrete with a holdout of every 10th edge; forward and 
 backward), the dual ARM pass, sddmm and gate on
 Gowalla (or ``--graph``) and prints medians as JSON. The report is the ratio B / A per case.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ def worker(graph_spec: str, d: int, threads: int, repeat: int) -> dict:
         import numpy as np
 
         from fastgcn_denoise import BipartiteGraph
+
         rng = np.random.default_rng(0)
         graph = BipartiteGraph(rng.integers(0, 3000, 100000), rng.integers(0, 4000, 100000))
     gen = torch.Generator().manual_seed(0)
@@ -55,6 +57,7 @@ def worker(graph_spec: str, d: int, threads: int, repeat: int) -> dict:
             torch.autograd.backward(list(out), grads)
             for t in leaves:
                 t.grad = None
+
         return once
 
     gxu, gxi, gphi = (t.clone().requires_grad_() for t in (xu, xi, phi))
@@ -64,10 +67,12 @@ def worker(graph_spec: str, d: int, threads: int, repeat: int) -> dict:
         "masked_spmm bernoulli fwd": lambda: ops.masked_spmm(graph, xu, xi, phi, "bernoulli"),
         "masked_spmm ones fwd+bwd": fwd_bwd(lambda u, i: ops.masked_spmm(graph, u, i), [gxu, gxi]),
         "masked_spmm expect fwd+bwd": fwd_bwd(
-            lambda u, i, p: ops.masked_spmm(graph, u, i, p, "expect"), [gxu, gxi, gphi]),
+            lambda u, i, p: ops.masked_spmm(graph, u, i, p, "expect"), [gxu, gxi, gphi]
+        ),
         "masked_spmm hard_concrete+holdout fwd+bwd": fwd_bwd(
             lambda u, i, p: ops.masked_spmm(graph, u, i, p, "hard_concrete", holdout=held),
-            [gxu, gxi, gphi]),
+            [gxu, gxi, gphi],
+        ),
         "masked_spmm_dual fwd": lambda: ops.masked_spmm_dual(graph, xu, xi, phi),
         "sddmm fwd": lambda: ops.sddmm(graph, xu, xi),
         "gate fwd+bwd": fwd_bwd(lambda p: (ops.gate(p, "hard_concrete"),), [gphi]),
@@ -106,9 +111,23 @@ def main(argv=None) -> int:
     for turn in range(args.turns):
         # A B, then B A: neither install always runs first (the machine drifts within a turn).
         for side, python, cwd in sides if turn % 2 == 0 else sides[::-1]:
-            cmd = [python, str(here), "--worker", "--graph", args.graph, "--dim", str(args.dim),
-                   "--threads", str(args.threads), "--repeat", str(args.repeat), "--a", "-",
-                   "--b", "-"]
+            cmd = [
+                python,
+                str(here),
+                "--worker",
+                "--graph",
+                args.graph,
+                "--dim",
+                str(args.dim),
+                "--threads",
+                str(args.threads),
+                "--repeat",
+                str(args.repeat),
+                "--a",
+                "-",
+                "--b",
+                "-",
+            ]
             res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True)
             runs[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
     cases = {}
@@ -118,11 +137,22 @@ def main(argv=None) -> int:
         cases[name] = {"before_ms": a, "after_ms": b, "after_over_before": b / a}
         print(f"{name:30s} before {a:8.2f} ms  after {b:8.2f} ms  ratio {b / a:.3f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({
-            "what": "eager cost of the torch.library registration, same kernels, in turns",
-            "graph": args.graph, "dim": args.dim, "threads": args.threads, "turns": args.turns,
-            "repeat": args.repeat, "machine": "shared 2-core AMD EPYC, other jobs running",
-            "cases": cases}, indent=2) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "what": "eager cost of the torch.library registration, same kernels, in turns",
+                    "graph": args.graph,
+                    "dim": args.dim,
+                    "threads": args.threads,
+                    "turns": args.turns,
+                    "repeat": args.repeat,
+                    "machine": "shared 2-core AMD EPYC, other jobs running",
+                    "cases": cases,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

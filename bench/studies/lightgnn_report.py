@@ -14,6 +14,7 @@ plots the validation curves.
 Run: python -m bench.studies.lightgnn_report --runs runs/lightgnn_cpu --name lightgnn_yelp_cpu
          --threads teacher=2,intermediate=1,student=1 --command "bash runs/cpu_schedule.sh ..."
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,22 @@ from ..common import environment, write_json
 def curve(run_dir: Path, k: int) -> list[dict]:
     """Per evaluated epoch of a run (its log.jsonl): loss and validation recall/ndcg@k."""
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line]
-    return [{"epoch": r["epoch"], "loss": r["loss"], f"recall@{k}": r["valid"][f"recall@{k}"],
-             f"ndcg@{k}": r["valid"][f"ndcg@{k}"]} for r in rows if "valid" in r]
+    return [
+        {
+            "epoch": r["epoch"],
+            "loss": r["loss"],
+            f"recall@{k}": r["valid"][f"recall@{k}"],
+            f"ndcg@{k}": r["valid"][f"ndcg@{k}"],
+        }
+        for r in rows
+        if "valid" in r
+    ]
 
 
 def plot_curves(stages: dict, k: int, path: Path) -> Path:
     """Validation recall@k per epoch, the student's runs one after another."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -43,9 +53,13 @@ def plot_curves(stages: dict, k: int, path: Path) -> Path:
     offset = 0
     for r in stages["student"]["runs"]:
         c = r["curve"]
-        ax.plot([offset + x["epoch"] for x in c], [x[f"recall@{k}"] for x in c], "s-",
-                label=f"student run {r['run']} (entries {r['kept']['edges']:.3f}, "
-                      f"emb. {r['kept']['embeddings']:.3f})")
+        ax.plot(
+            [offset + x["epoch"] for x in c],
+            [x[f"recall@{k}"] for x in c],
+            "s-",
+            label=f"student run {r['run']} (entries {r['kept']['edges']:.3f}, "
+            f"emb. {r['kept']['embeddings']:.3f})",
+        )
         offset += r["epochs_run"]
     ax.set_xlabel("epoch (student: runs one after another)")
     ax.set_ylabel(f"validation recall@{k}")
@@ -59,16 +73,24 @@ def plot_curves(stages: dict, k: int, path: Path) -> Path:
 
 def _stage(metrics: dict, kept: dict | None, threads: int | None) -> dict:
     timing = metrics["timing"]
-    return {"model": metrics["model"], "epochs_run": metrics["epochs_run"],
-            "selected_epoch": metrics["best_epoch"], "selection": metrics["selection"]["rule"],
-            "valid": metrics["valid"], "test": metrics["test"],
-            "kept": kept or {"edges": 1.0, "embeddings": 1.0},
-            "seconds": {"train": timing["train_seconds"], "eval": timing["eval_seconds"],
-                        "test": timing["test_seconds"],
-                        "per_epoch": timing["seconds_per_epoch"]},
-            "threads": threads,
-            "model_config": metrics["config"]["model_config"],
-            "loop": {k: v for k, v in metrics["config"].items() if k != "model_config"}}
+    return {
+        "model": metrics["model"],
+        "epochs_run": metrics["epochs_run"],
+        "selected_epoch": metrics["best_epoch"],
+        "selection": metrics["selection"]["rule"],
+        "valid": metrics["valid"],
+        "test": metrics["test"],
+        "kept": kept or {"edges": 1.0, "embeddings": 1.0},
+        "seconds": {
+            "train": timing["train_seconds"],
+            "eval": timing["eval_seconds"],
+            "test": timing["test_seconds"],
+            "per_epoch": timing["seconds_per_epoch"],
+        },
+        "threads": threads,
+        "model_config": metrics["config"]["model_config"],
+        "loop": {k: v for k, v in metrics["config"].items() if k != "model_config"},
+    }
 
 
 def interaction_kept(run_dir: Path, data: str) -> dict:
@@ -83,9 +105,11 @@ def interaction_kept(run_dir: Path, data: str) -> dict:
     ng = NodeGraph.build(graph, 1)
     both = mask[ng.interaction_entries(graph)]
     loops = mask[ng.entry_rows() == ng.pattern.col]
-    return {"interactions_both_directions": float(both.all(0).double().mean()),
-            "interactions_either_direction": float(both.any(0).double().mean()),
-            "self_loops": float(loops.double().mean())}
+    return {
+        "interactions_both_directions": float(both.all(0).double().mean()),
+        "interactions_either_direction": float(both.any(0).double().mean()),
+        "self_loops": float(loops.double().mean()),
+    }
 
 
 def collect(runs: Path, threads: dict) -> dict:
@@ -93,40 +117,57 @@ def collect(runs: Path, threads: dict) -> dict:
     student = json.loads((runs / "student" / "metrics.json").read_text())
     k = student["pipeline"]["ks"][0]
     for name in ("teacher", "intermediate"):
-        stages[name] = _stage(json.loads((runs / name / "metrics.json").read_text()), None,
-                              threads.get(name))
+        stages[name] = _stage(
+            json.loads((runs / name / "metrics.json").read_text()), None, threads.get(name)
+        )
         stages[name]["curve"] = curve(runs / name, k)
     pruning_runs = []
     for r in student["runs"]:
         run_dir = runs / "student" / f"run_{r['run']:02d}"
-        entry = _stage(json.loads((run_dir / "metrics.json").read_text()), r["kept"],
-                       threads.get("student"))
+        entry = _stage(
+            json.loads((run_dir / "metrics.json").read_text()), r["kept"], threads.get("student")
+        )
         pruning = json.loads((run_dir / "pruning.json").read_text())
-        pruning_runs.append({"run": r["run"], **entry, "sizes": r["sizes"],
-                             "subspace_slack": r["subspace_slack"],
-                             "pruned_after": {k: pruning[k] for k in
-                                              ("edges_dropped", "embeddings_dropped",
-                                               "kept_after")},
-                             "curve": curve(run_dir, k)})
+        pruning_runs.append(
+            {
+                "run": r["run"],
+                **entry,
+                "sizes": r["sizes"],
+                "subspace_slack": r["subspace_slack"],
+                "pruned_after": {
+                    k: pruning[k] for k in ("edges_dropped", "embeddings_dropped", "kept_after")
+                },
+                "curve": curve(run_dir, k),
+            }
+        )
     selected = student["selected"]
-    stages["student"] = {"selection": student["selection"], "runs": pruning_runs,
-                         "selected_run": selected["run"] if selected else None,
-                         "pipeline": student["pipeline"]}
+    stages["student"] = {
+        "selection": student["selection"],
+        "runs": pruning_runs,
+        "selected_run": selected["run"] if selected else None,
+        "pipeline": student["pipeline"],
+    }
     metrics = (f"recall@{k}", f"ndcg@{k}")
-    table = {name: {m: stages[name]["test"][m] for m in metrics} for name in
-             ("teacher", "intermediate")}
+    table = {
+        name: {m: stages[name]["test"][m] for m in metrics} for name in ("teacher", "intermediate")
+    }
     if selected:
         run_dir = runs / "student" / f"run_{selected['run']:02d}"
         stages["student"]["selected_kept_detail"] = interaction_kept(
-            run_dir, stages["teacher"]["loop"]["data"])
-        table["student"] = {**{m: selected["test"][m] for m in metrics}, "kept": selected["kept"],
-                            "kept_detail": stages["student"]["selected_kept_detail"]}
+            run_dir, stages["teacher"]["loop"]["data"]
+        )
+        table["student"] = {
+            **{m: selected["test"][m] for m in metrics},
+            "kept": selected["kept"],
+            "kept_detail": stages["student"]["selected_kept_detail"],
+        }
     return {"table_test": table, "stages": stages}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.studies.lightgnn_report",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.studies.lightgnn_report", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--runs", type=Path, required=True, help="the pipeline's --out folder")
     ap.add_argument("--name", required=True, help="JSON name under bench/results")
     ap.add_argument("--threads", default="", help="threads per stage: STAGE=N,...")
@@ -137,16 +178,24 @@ def main(argv=None) -> int:
     threads = {k: int(v) for k, v in (p.split("=") for p in args.threads.split(",") if p)}
     env = environment("cpu")
     env["shared_machine"] = "2-core machine shared with other sessions (other jobs running)"
-    payload = {**env, "suite": "python -m bench.studies.lightgnn_report", "runs": str(args.runs),
-               "command": args.command, "note": args.note, "threads": threads,
-               **collect(args.runs, threads)}
+    payload = {
+        **env,
+        "suite": "python -m bench.studies.lightgnn_report",
+        "runs": str(args.runs),
+        "command": args.command,
+        "note": args.note,
+        "threads": threads,
+        **collect(args.runs, threads),
+    }
     path = write_json(args.name, payload, args.out)
     k = payload["stages"]["student"]["pipeline"]["ks"][0]
     plot_curves(payload["stages"], k, path.with_suffix(".png"))
     for name, row in payload["table_test"].items():
-        print(f"{name:13s} " + "  ".join(f"{m} {v:.4f}" for m, v in row.items()
-                                         if isinstance(v, float))
-              + (f"  kept {row['kept']} {row['kept_detail']}" if "kept" in row else ""))
+        print(
+            f"{name:13s} "
+            + "  ".join(f"{m} {v:.4f}" for m, v in row.items() if isinstance(v, float))
+            + (f"  kept {row['kept']} {row['kept_detail']}" if "kept" in row else "")
+        )
     print(f"wrote {path}")
     return 0
 

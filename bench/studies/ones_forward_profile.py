@@ -11,6 +11,7 @@ products with their r gathers) against PyG's peer (one torch.sparse.mm of the pr
 [N, N] CSR) and against the same kernel on pre-normalised values (the homogeneous CSR with
 weights r_u r_i, no r gathers, no w through the permutation: what the fix would leave).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from fastgcn_denoise.data import load_lightgcn
+
     g = load_lightgcn(SHARED_DATA / "gowalla").train_graph()
     be = get_backend(torch.device("cpu"), "cpu")
     gen = torch.Generator().manual_seed(0)
@@ -49,23 +51,30 @@ def main(argv=None) -> int:
     w = be.edge_weights(None, None, (0,), 0, 0, g.num_edges, torch.float32, "cpu")
     r_u, r_i = be.degree_rsqrt(g, w, False)
     adj = normalised_adjacency(g, "cpu")
-    pattern, weight = _plain_operator(_Entry(None, parse_edge_index(g.to_edge_index())),
-                                      torch.float32, True)
+    pattern, weight = _plain_operator(
+        _Entry(None, parse_edge_index(g.to_edge_index())), torch.float32, True
+    )
     cases = {
-        "w buffer (edge_weights, ones)": lambda: be.edge_weights(None, None, (0,), 0, 0,
-                                                                 g.num_edges, torch.float32, "cpu"),
+        "w buffer (edge_weights, ones)": lambda: be.edge_weights(
+            None, None, (0,), 0, 0, g.num_edges, torch.float32, "cpu"
+        ),
         "degree pass (degree_rsqrt)": lambda: be.degree_rsqrt(g, w, False),
-        "user-side spmm (w, r gathers)": lambda: be.spmm(g.rowptr_u, g.col_item, None, w, r_u,
-                                                         r_i, xi, None),
-        "item-side spmm (w via perm, r)": lambda: be.spmm(g.rowptr_i, g.col_user, g.perm, w,
-                                                          r_i, r_u, xu, None),
-        "user-side spmm, no r": lambda: be.spmm(g.rowptr_u, g.col_item, None, w, None, None,
-                                                xi, None),
-        "item-side spmm, no r": lambda: be.spmm(g.rowptr_i, g.col_user, g.perm, w, None, None,
-                                                xu, None),
+        "user-side spmm (w, r gathers)": lambda: be.spmm(
+            g.rowptr_u, g.col_item, None, w, r_u, r_i, xi, None
+        ),
+        "item-side spmm (w via perm, r)": lambda: be.spmm(
+            g.rowptr_i, g.col_user, g.perm, w, r_i, r_u, xu, None
+        ),
+        "user-side spmm, no r": lambda: be.spmm(
+            g.rowptr_u, g.col_item, None, w, None, None, xi, None
+        ),
+        "item-side spmm, no r": lambda: be.spmm(
+            g.rowptr_i, g.col_user, g.perm, w, None, None, xu, None
+        ),
         "torch.sparse.mm [N, N] CSR (PyG LGConv csr)": lambda: torch.sparse.mm(adj, x),
         "our spmm on [N, N] pre-normalised CSR": lambda: be.spmm(
-            pattern.rowptr, pattern.col, None, weight[None], None, None, x, None),
+            pattern.rowptr, pattern.col, None, weight[None], None, None, x, None
+        ),
     }
     times = {k: [] for k in cases}
     for f in cases.values():
@@ -76,8 +85,12 @@ def main(argv=None) -> int:
             f()
             times[k].append((time.perf_counter() - t0) * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
-    pieces = ["w buffer (edge_weights, ones)", "degree pass (degree_rsqrt)",
-              "user-side spmm (w, r gathers)", "item-side spmm (w via perm, r)"]
+    pieces = [
+        "w buffer (edge_weights, ones)",
+        "degree pass (degree_rsqrt)",
+        "user-side spmm (w, r gathers)",
+        "item-side spmm (w via perm, r)",
+    ]
     med["ones forward, sum of pieces"] = sum(med[k] for k in pieces)
     for k, v in med.items():
         print(f"{k:46s} {v:8.2f} ms")
@@ -85,8 +98,18 @@ def main(argv=None) -> int:
         env = environment("cpu")
         env["note"] = "shared 2-core machine, other jobs running; medians of calls in turns"
         with open(args.out, "w") as f:
-            json.dump({**env, "graph": "gowalla", "dim": args.dim, "threads": args.threads,
-                       "rounds": args.rounds, "median_ms": med}, f, indent=2)
+            json.dump(
+                {
+                    **env,
+                    "graph": "gowalla",
+                    "dim": args.dim,
+                    "threads": args.threads,
+                    "rounds": args.rounds,
+                    "median_ms": med,
+                },
+                f,
+                indent=2,
+            )
             f.write("\n")
     return 0
 

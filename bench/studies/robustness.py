@@ -16,6 +16,7 @@ injected interactions), the learned keep probabilities are scored against it: RO
 Writes ``<out>/robustness_<data>.json`` (every run's metrics.json summary, the AUCs, the
 environment) and prints a markdown table. Runs go to ``--runs`` (default runs/robustness).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ def _setting(text: str, models=MODELS) -> tuple[str, object]:
     name, _, value = text.partition("=")
     options = _options(models=models)
     if name not in options or not value:
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with an option of the training "
-                                         f"loop or of {', '.join(models)}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected FIELD=VALUE with an option of the training "
+            f"loop or of {', '.join(models)}, got {text!r}"
+        )
     return name, cfgmod.parse_text(value, options[name])
 
 
@@ -54,13 +57,26 @@ def run(data, ratios, epochs, device, settings, runs: Path) -> list[dict]:
         for model in MODELS:
             out = runs / f"{model}-noise{ratio:g}"
             own = _options(model)  # a setting of one model only (beta, gamma) skips the other
-            config = make_config(model=model, data=data, noise=ratio, epochs=epochs, device=device,
-                                 out=str(out), progress=False, overwrite=True,
-                                 **{k: v for k, v in settings.items() if k in own})
+            config = make_config(
+                model=model,
+                data=data,
+                noise=ratio,
+                epochs=epochs,
+                device=device,
+                out=str(out),
+                progress=False,
+                overwrite=True,
+                **{k: v for k, v in settings.items() if k in own},
+            )
             result = train(config)
-            row = {"noise": ratio, "model": model, "best_epoch": result["best_epoch"],
-                   "epochs_run": result["epochs_run"], "test": result["test"],
-                   "seconds_per_epoch": result["timing"]["seconds_per_epoch"]}
+            row = {
+                "noise": ratio,
+                "model": model,
+                "best_epoch": result["best_epoch"],
+                "epochs_run": result["epochs_run"],
+                "test": result["test"],
+                "seconds_per_epoch": result["timing"]["seconds_per_epoch"],
+            }
             if model.startswith("s-"):
                 summary = denoise_checkpoint(out / "checkpoint.pt", out / "denoise")
                 row["denoise"] = summary
@@ -70,9 +86,11 @@ def run(data, ratios, epochs, device, settings, runs: Path) -> list[dict]:
 
 
 def table(rows: list[dict], k: int) -> str:
-    lines = [f"| noise | LightGCN R@{k} | S-LightGCN R@{k} | gain | LightGCN N@{k} | "
-             f"S-LightGCN N@{k} | gain | noise ROC AUC | dropped (precision / recall) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| noise | LightGCN R@{k} | S-LightGCN R@{k} | gain | LightGCN N@{k} | "
+        f"S-LightGCN N@{k} | gain | noise ROC AUC | dropped (precision / recall) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     by = {(r["noise"], r["model"]): r for r in rows}
     for ratio in sorted({r["noise"] for r in rows}):
         base, ours = by[(ratio, "lightgcn")]["test"], by[(ratio, "s-lightgcn")]
@@ -82,21 +100,33 @@ def table(rows: list[dict], k: int) -> str:
             cells += [f"{a:.4f}", f"{b:.4f}", f"{(b / a - 1) * 100:+.1f}%"]
         noise = ours["denoise"].get("planted_noise")
         cells.append("—" if not noise else f"{noise['roc_auc']:.3f}")
-        cells.append("—" if not noise else f"{ours['denoise']['dropped']} "
-                     f"({noise['dropped_precision']:.2f} / {noise['dropped_recall']:.2f})")
+        cells.append(
+            "—"
+            if not noise
+            else f"{ours['denoise']['dropped']} "
+            f"({noise['dropped_precision']:.2f} / {noise['dropped_recall']:.2f})"
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.studies.robustness",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.studies.robustness", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--data", default=None, help="data source (default: the built-in data)")
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
-                    metavar="FIELD=VALUE", help="an option of the loop or the models, applied where it exists (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an option of the loop or the models, applied where it exists (repeatable)",
+    )
     ap.add_argument("--runs", default="runs/robustness", help="training output folders")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
     args = ap.parse_args(argv)
@@ -106,10 +136,19 @@ def main(argv=None) -> int:
     text = table(rows, k)
     print(text)
     name = Path(args.data).name if args.data else "synthetic"
-    path = write_json(f"robustness_{name}", {
-        "environment": environment(args.device), "data": name, "ratios": args.ratios,
-        "epochs": args.epochs, "settings": settings, "runs": rows, "table": text},
-        args.out)
+    path = write_json(
+        f"robustness_{name}",
+        {
+            "environment": environment(args.device),
+            "data": name,
+            "ratios": args.ratios,
+            "epochs": args.epochs,
+            "settings": settings,
+            "runs": rows,
+            "table": text,
+        },
+        args.out,
+    )
     print(f"written to {path}")
     return 0
 

@@ -1,4 +1,5 @@
 """The parser's parts: one-line errors, flag value types, and one config option -> one flag."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,19 +30,33 @@ class Formatter(argparse.HelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _fill_text(self, text, width, indent):
-        return "\n\n".join(self._fill_list(para, width, indent) if "\n  " in "\n" + para else
-                           textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
-                                         subsequent_indent=indent, break_on_hyphens=False)
-                           for para in text.split("\n\n"))
+        return "\n\n".join(
+            self._fill_list(para, width, indent)
+            if "\n  " in "\n" + para
+            else textwrap.fill(
+                " ".join(para.split()),
+                width,
+                initial_indent=indent,
+                subsequent_indent=indent,
+                break_on_hyphens=False,
+            )
+            for para in text.split("\n\n")
+        )
 
     @staticmethod
     def _fill_list(para: str, width: int, indent: str) -> str:
         lines = []
         for line in para.splitlines():
             hang = re.match(r"\s+\S+\s+", line)  # the text column: after the name and its gap
-            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent
-                                       + " " * (hang.end() if hang else 0),
-                                       break_on_hyphens=False))
+            lines.append(
+                textwrap.fill(
+                    line,
+                    width,
+                    initial_indent=indent,
+                    subsequent_indent=indent + " " * (hang.end() if hang else 0),
+                    break_on_hyphens=False,
+                )
+            )
         return "\n".join(lines)
 
 
@@ -55,12 +70,17 @@ def number(low: float, high: float, low_open: bool, high_open: bool):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = (math.isfinite(value) and (value > low if low_open else value >= low)
-              and (value < high if high_open else value <= high))
+        ok = (
+            math.isfinite(value)
+            and (value > low if low_open else value >= low)
+            and (value < high if high_open else value <= high)
+        )
         if not ok:
             raise argparse.ArgumentTypeError(
-                f"expected a number in {lo}{low}, {high}{hi}, got {text}")
+                f"expected a number in {lo}{low}, {high}{hi}, got {text}"
+            )
         return value
+
     return parse
 
 
@@ -70,7 +90,8 @@ def ks(text: str) -> tuple:
         values = tuple(int(k) for k in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"cut-offs must be positive, got {text!r}")
     return values
@@ -86,12 +107,18 @@ def _expected(meta: dict) -> str:
             return "a positive integer"
         if hi is None and lo == 0:
             return "an integer >= 0"
-        return "an integer" + (f" {config.describe(meta)}" if lo is not None or hi is not None else "")
+        return "an integer" + (
+            f" {config.describe(meta)}" if lo is not None or hi is not None else ""
+        )
     if kind is float:
         if lo is not None and hi is not None:
-            return (f"a number in {'(' if meta['min_open'] else '['}{lo:g}, {hi:g}"
-                    f"{')' if meta['max_open'] else ']'}")
-        return "a number" + (f" {config.describe(meta)}" if lo is not None or hi is not None else "")
+            return (
+                f"a number in {'(' if meta['min_open'] else '['}{lo:g}, {hi:g}"
+                f"{')' if meta['max_open'] else ']'}"
+            )
+        return "a number" + (
+            f" {config.describe(meta)}" if lo is not None or hi is not None else ""
+        )
     if kind is bool:
         return "true or false"
     return "a value"
@@ -99,6 +126,7 @@ def _expected(meta: dict) -> str:
 
 def _option_type(name: str, meta: dict):
     """argparse ``type=`` for a config option: parse the text, then check it (one line on error)."""
+
     def parse(text: str):
         try:
             value = config.parse_text(text, meta)
@@ -108,6 +136,7 @@ def _option_type(name: str, meta: dict):
             return config.check_value(name, value, meta, "option")
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {_expected(meta)}, got {text}") from None
+
     return parse
 
 
@@ -127,16 +156,23 @@ def shown(default) -> str:
     return "synthetic" if default is None else str(default)
 
 
-def add_option(group, name: str, meta: dict, dest: str, default_text: str | None,
-               hidden: bool = False):
+def add_option(
+    group, name: str, meta: dict, dest: str, default_text: str | None, hidden: bool = False
+):
     """One flag for a config option (``config.option`` metadata). Its default is SUPPRESS, so
     the flags actually given are known; ``hidden`` leaves it out of ``--help`` (it still parses).
     """
-    kwargs = {"dest": dest, "default": argparse.SUPPRESS,
-              "metavar": meta["metavar"] or (None if meta["choices"] else name.upper())}
+    kwargs = {
+        "dest": dest,
+        "default": argparse.SUPPRESS,
+        "metavar": meta["metavar"] or (None if meta["choices"] else name.upper()),
+    }
     if meta["kind"] is bool:
-        kwargs = {"dest": dest, "default": argparse.SUPPRESS,
-                  "action": argparse.BooleanOptionalAction}
+        kwargs = {
+            "dest": dest,
+            "default": argparse.SUPPRESS,
+            "action": argparse.BooleanOptionalAction,
+        }
     elif name in _SPECIAL:
         kwargs["type"] = _SPECIAL[name]
     elif meta["choices"] is not None:

@@ -1,5 +1,6 @@
 """``--config FILE``: a run file's options, checked against the registries; each error names the
 file, the table and the key."""
+
 from __future__ import annotations
 
 import difflib
@@ -16,9 +17,14 @@ def _checked(path, table: str, values: dict, meta: dict) -> dict:
     for key in values:
         if key not in meta:
             close = difflib.get_close_matches(key, meta, n=1)
-            raise ValueError(f"{path}: unknown key {key!r} in [{table}]"
-                             + (f" (did you mean {close[0]!r}?)" if close else
-                                f"; its keys: {', '.join(meta) or 'none'}"))
+            raise ValueError(
+                f"{path}: unknown key {key!r} in [{table}]"
+                + (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f"; its keys: {', '.join(meta) or 'none'}"
+                )
+            )
     return {k: config.check_value(k, v, meta[k], f"{path} [{table}]") for k, v in values.items()}
 
 
@@ -35,16 +41,20 @@ def read_run_options(path) -> tuple[dict, dict, dict]:
     loop = _checked(path, "train", train, meta)
     for name, values in plugins.items():
         if name not in PLUGINS:
-            raise ValueError(f"{path}: unknown plug-in [plugins.{name}]; the plug-ins: "
-                             f"{', '.join(sorted(PLUGINS))}")
-        plugins[name] = _checked(path, f"plugins.{name}", values,
-                                 _meta(config.fields(PLUGINS[name].config)))
+            raise ValueError(
+                f"{path}: unknown plug-in [plugins.{name}]; the plug-ins: "
+                f"{', '.join(sorted(PLUGINS))}"
+            )
+        plugins[name] = _checked(
+            path, f"plugins.{name}", values, _meta(config.fields(PLUGINS[name].config))
+        )
     return loop, model, plugins
 
 
 def owners(option: str) -> list[str]:
     """The models that have ``option``."""
     from ..models import MODELS
+
     return [m for m in sorted(MODELS) if option in _meta(config.fields(MODELS[m].config))]
 
 
@@ -56,6 +66,8 @@ def check_model_options(path, model: str, values: dict) -> dict:
     own = _meta(config.fields(MODELS[model].config))
     for key in sorted(set(values) - set(own)):
         if owners(key):
-            raise ValueError(f"{path}: [model] {key} is not an option of {model} (it is an "
-                             f"option of {', '.join(owners(key))})")
+            raise ValueError(
+                f"{path}: [model] {key} is not an option of {model} (it is an "
+                f"option of {', '.join(owners(key))})"
+            )
     return _checked(path, "model", values, own)

@@ -25,6 +25,7 @@ to metrics.json). The rules, in order:
    ranked as LightGCN's own code ranks it. Not done when the data carries per-item content
    (``features``), whose rows are the item ids.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,8 +80,11 @@ def drop_train_duplicates(data: InteractionData) -> InteractionData:
         return data
     out = data.take_train(first)
     record(out.meta, "train", "duplicates", dropped)
-    add_warning(out.meta, f"train: {_count(dropped, 'duplicate interaction')} dropped (each pair "
-                          "is kept once, so it cannot land in both train and validation)")
+    add_warning(
+        out.meta,
+        f"train: {_count(dropped, 'duplicate interaction')} dropped (each pair "
+        "is kept once, so it cannot land in both train and validation)",
+    )
     return out
 
 
@@ -112,23 +116,43 @@ def check_splits(data: InteractionData, unseen: str = "drop") -> InteractionData
         users, items = pairs
         keep = np.zeros(users.shape[0], dtype=bool)
         keep[first_occurrences(users, items, num_items)] = True
-        _drop(meta, split, "duplicates", keep, ~keep, "duplicate interaction",
-              "dropped (each pair is kept once)")
+        _drop(
+            meta,
+            split,
+            "duplicates",
+            keep,
+            ~keep,
+            "duplicate interaction",
+            "dropped (each pair is kept once)",
+        )
         keys = users * num_items + items
-        _drop(meta, split, "in_train", keep, _contains(train_keys, keys), "interaction",
-              "the user already has in train dropped (evaluation masks the training items, so "
-              "it could never be a hit)")
+        _drop(
+            meta,
+            split,
+            "in_train",
+            keep,
+            _contains(train_keys, keys),
+            "interaction",
+            "the user already has in train dropped (evaluation masks the training items, so "
+            "it could never be a hit)",
+        )
         if split == "test" and "valid" in splits:
             v_users, v_items = splits["valid"]
-            _drop(meta, split, "in_valid", keep,
-                  _contains(np.unique(v_users * num_items + v_items), keys), "interaction",
-                  "the user also has in valid dropped (test evaluation masks the validation "
-                  "items)")
+            _drop(
+                meta,
+                split,
+                "in_valid",
+                keep,
+                _contains(np.unique(v_users * num_items + v_items), keys),
+                "interaction",
+                "the user also has in valid dropped (test evaluation masks the validation items)",
+            )
         no_user = keep & ~has_user[users]
         no_item = keep & ~no_user & ~has_item[items]
         for rule, mask, ids, what in (
-                ("unseen_users", no_user, users, "user"),
-                ("unseen_items", no_item, items, "item")):
+            ("unseen_users", no_user, users, "user"),
+            ("unseen_items", no_item, items, "item"),
+        ):
             if not mask.any():
                 continue
             n_ids = np.unique(ids[mask]).shape[0]
@@ -147,24 +171,33 @@ def check_splits(data: InteractionData, unseen: str = "drop") -> InteractionData
             record(meta, split, rule, int(mask.sum()))
             if unseen == "drop":
                 keep &= ~mask
-                add_warning(meta, f"{found} dropped: their embeddings would be untrained, so they "
-                                  "are not evaluated (unseen: 'keep' evaluates them anyway, 'refuse' stops)")
+                add_warning(
+                    meta,
+                    f"{found} dropped: their embeddings would be untrained, so they "
+                    "are not evaluated (unseen: 'keep' evaluates them anyway, 'refuse' stops)",
+                )
             else:
-                add_warning(meta, f"{found} kept (unseen 'keep'): they are evaluated with "
-                                  "untrained embeddings")
+                add_warning(
+                    meta,
+                    f"{found} kept (unseen 'keep'): they are evaluated with untrained embeddings",
+                )
         splits[split] = (users[keep], items[keep])
     if refused:
-        raise ValueError(f"data {data.name!r}: held-out interactions nothing was trained on ("
-                         + "; ".join(refused) + "); unseen 'refuse' stops here ('drop' drops "
-                         "them, 'keep' evaluates them anyway)")
+        raise ValueError(
+            f"data {data.name!r}: held-out interactions nothing was trained on ("
+            + "; ".join(refused)
+            + "); unseen 'refuse' stops here ('drop' drops "
+            "them, 'keep' evaluates them anyway)"
+        )
     out = dataclasses.replace(data, meta=meta, **splits)
     if getattr(data, "features", None) is not None:  # rows = item ids: keep the item space
         return out
     return _shrink_items(out, _used_items(data))
 
 
-def _drop(meta: dict, split: str, rule: str, keep: np.ndarray, bad: np.ndarray, noun: str,
-          rest: str) -> None:
+def _drop(
+    meta: dict, split: str, rule: str, keep: np.ndarray, bad: np.ndarray, noun: str, rest: str
+) -> None:
     """Clear ``keep`` where ``bad``; count the pairs that were still kept and warn
     "<split>: <n> <noun>(s) <rest>"."""
     hit = keep & bad
@@ -193,8 +226,11 @@ def _shrink_items(data: InteractionData, used_before: np.ndarray) -> Interaction
         return data
     if data.item_ids is not None:
         new_id = np.cumsum(keep) - 1
-        changes = {s: (getattr(data, s)[0], new_id[getattr(data, s)[1]])
-                   for s in ("train", "valid", "test") if getattr(data, s) is not None}
+        changes = {
+            s: (getattr(data, s)[0], new_id[getattr(data, s)[1]])
+            for s in ("train", "valid", "test")
+            if getattr(data, s) is not None
+        }
         changes.update(item_ids=np.asarray(data.item_ids)[keep], num_items=int(keep.sum()))
     else:  # ids are the source's own: only a trailing run can go without renumbering
         changes = {"num_items": int(np.flatnonzero(keep)[-1]) + 1 if keep.any() else 0}
@@ -203,7 +239,10 @@ def _shrink_items(data: InteractionData, used_before: np.ndarray) -> Interaction
     removed = data.num_items - changes["num_items"]
     meta = dict(data.meta)
     meta["checks"] = {**meta.get("checks", {}), "items_removed": removed}
-    add_warning(meta, f"{_count(removed, 'item id')} used only by dropped interactions "
-                      f"removed from the item space ({data.num_items:,} -> "
-                      f"{changes['num_items']:,} items), so no untrained row is ranked for them")
+    add_warning(
+        meta,
+        f"{_count(removed, 'item id')} used only by dropped interactions "
+        f"removed from the item space ({data.num_items:,} -> "
+        f"{changes['num_items']:,} items), so no untrained row is ranked for them",
+    )
     return dataclasses.replace(data, meta=meta, **changes)

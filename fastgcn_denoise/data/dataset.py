@@ -1,4 +1,5 @@
 """The in-memory form of a recommendation data set: id spaces, splits, planted/injected noise."""
+
 from __future__ import annotations
 
 import dataclasses

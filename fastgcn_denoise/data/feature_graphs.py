@@ -10,6 +10,7 @@ code, which builds one graph node per listed feature.
 In memory a set of graphs is CSR-like: ``ptr`` [G + 1] (graph g's nodes are
 ``nodes[ptr[g]:ptr[g + 1]]``), ``nodes`` [N] feature ids, ``labels`` [G].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ class FeatureGraphBatch:
         return int(self.ptr.shape[0]) - 1
 
     def to(self, device) -> "FeatureGraphBatch":
-        return FeatureGraphBatch(*(t.to(device) for t in (self.ptr, self.nodes, self.labels,
-                                                           self.index)))
+        return FeatureGraphBatch(
+            *(t.to(device) for t in (self.ptr, self.nodes, self.labels, self.index))
+        )
 
 
 @dataclass
@@ -51,20 +53,28 @@ class FeatureGraphs:
     """Graphs over a shared feature space ``[0, num_features)`` (numpy arrays)."""
 
     name: str
-    ptr: np.ndarray      # int64 [G + 1]
-    nodes: np.ndarray    # int64 [N]
-    labels: np.ndarray   # float32 [G], 0 or 1
+    ptr: np.ndarray  # int64 [G + 1]
+    nodes: np.ndarray  # int64 [N]
+    labels: np.ndarray  # float32 [G], 0 or 1
     num_features: int
 
     def __post_init__(self):
         ptr, nodes = self.ptr, self.nodes
-        if ptr.ndim != 1 or ptr.shape[0] < 1 or ptr[0] != 0 or ptr[-1] != nodes.shape[0] or \
-                (np.diff(ptr) < 0).any():
-            raise ValueError(f"{self.name}: ptr must start at 0, be non-decreasing and end at "
-                             f"the number of nodes ({nodes.shape[0]})")
+        if (
+            ptr.ndim != 1
+            or ptr.shape[0] < 1
+            or ptr[0] != 0
+            or ptr[-1] != nodes.shape[0]
+            or (np.diff(ptr) < 0).any()
+        ):
+            raise ValueError(
+                f"{self.name}: ptr must start at 0, be non-decreasing and end at "
+                f"the number of nodes ({nodes.shape[0]})"
+            )
         if self.labels.shape != (ptr.shape[0] - 1,):
-            raise ValueError(f"{self.name}: {self.labels.shape[0]} labels for "
-                             f"{ptr.shape[0] - 1} graphs")
+            raise ValueError(
+                f"{self.name}: {self.labels.shape[0]} labels for {ptr.shape[0] - 1} graphs"
+            )
         if nodes.size and (nodes.min() < 0 or nodes.max() >= self.num_features):
             raise ValueError(f"{self.name}: feature ids must lie in [0, {self.num_features})")
 
@@ -86,9 +96,12 @@ class FeatureGraphs:
         """The graphs ``index`` as a ``FeatureGraphBatch`` on ``device``."""
         index = np.asarray(index, dtype=np.int64)
         ptr, nodes = _gather_segments(self.ptr, self.nodes, index)
-        return FeatureGraphBatch(torch.from_numpy(ptr), torch.from_numpy(nodes),
-                                 torch.from_numpy(self.labels[index]),
-                                 torch.from_numpy(index)).to(device or "cpu")
+        return FeatureGraphBatch(
+            torch.from_numpy(ptr),
+            torch.from_numpy(nodes),
+            torch.from_numpy(self.labels[index]),
+            torch.from_numpy(index),
+        ).to(device or "cpu")
 
     def batches(self, batch_size: int, order=None, device=None):
         """Yield ``FeatureGraphBatch`` es of ``batch_size`` graphs in ``order`` (default 0..G-1)."""
@@ -96,12 +109,14 @@ class FeatureGraphs:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         order = np.arange(self.num_graphs) if order is None else np.asarray(order, dtype=np.int64)
         for start in range(0, order.shape[0], batch_size):
-            yield self.batch(order[start:start + batch_size], device)
+            yield self.batch(order[start : start + batch_size], device)
 
     def split(self, seed: int, fractions=SPLIT_FRACTIONS) -> dict[str, "FeatureGraphs"]:
         """{'train', 'valid', 'test'}: a seeded random split (``split_indices``)."""
-        return {name: self.subset(idx, f"{self.name}/{name}")
-                for name, idx in split_indices(self.num_graphs, seed, fractions).items()}
+        return {
+            name: self.subset(idx, f"{self.name}/{name}")
+            for name, idx in split_indices(self.num_graphs, seed, fractions).items()
+        }
 
 
 def _gather_segments(ptr: np.ndarray, nodes: np.ndarray, index: np.ndarray):
@@ -124,13 +139,17 @@ def split_indices(num_graphs: int, seed: int, fractions=SPLIT_FRACTIONS) -> dict
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
-                         f"got {fractions}")
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     perm = np.random.default_rng(seed).permutation(num_graphs)
     n_train = int(round(fractions[0] * num_graphs))
     n_valid = min(int(round(fractions[1] * num_graphs)), num_graphs - n_train)
-    return {"train": perm[:n_train], "valid": perm[n_train:n_train + n_valid],
-            "test": perm[n_train + n_valid:]}
+    return {
+        "train": perm[:n_train],
+        "valid": perm[n_train : n_train + n_valid],
+        "test": perm[n_train + n_valid :],
+    }
 
 
 def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
@@ -154,20 +173,28 @@ def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
             try:
                 label = float(tokens[0])
             except ValueError:
-                raise ValueError(f"{path}, line {number}: label {tokens[0].decode(errors='replace')!r}"
-                                 " is not a number (expected 0 or 1)") from None
+                raise ValueError(
+                    f"{path}, line {number}: label {tokens[0].decode(errors='replace')!r}"
+                    " is not a number (expected 0 or 1)"
+                ) from None
             if label not in (0.0, 1.0):
-                raise ValueError(f"{path}, line {number}: label {tokens[0].decode(errors='replace')!r}"
-                                 " is not 0 or 1 (binary classification)")
+                raise ValueError(
+                    f"{path}, line {number}: label {tokens[0].decode(errors='replace')!r}"
+                    " is not 0 or 1 (binary classification)"
+                )
             try:
                 ids = np.array(tokens[1:], dtype=np.int64)
             except (ValueError, OverflowError):
                 bad = next(t for t in tokens[1:] if not t.isdigit())
-                raise ValueError(f"{path}, line {number}: node {bad.decode(errors='replace')!r} is "
-                                 "not a non-negative integer feature id") from None
+                raise ValueError(
+                    f"{path}, line {number}: node {bad.decode(errors='replace')!r} is "
+                    "not a non-negative integer feature id"
+                ) from None
             if ids.size and ids.min() < 0:
-                raise ValueError(f"{path}, line {number}: node {int(ids.min())} is negative "
-                                 "(feature ids are non-negative integers)")
+                raise ValueError(
+                    f"{path}, line {number}: node {int(ids.min())} is negative "
+                    "(feature ids are non-negative integers)"
+                )
             labels.append(label)
             lines.append(number)
             sizes.append(ids.shape[0])
@@ -182,15 +209,23 @@ def load_feature_graphs(path, num_features: int | None = None) -> FeatureGraphs:
         used = np.unique(nodes).size
         if nodes.size and is_sparse(largest - 1, used):
             line = lines[int(np.searchsorted(ptr, int(np.argmax(nodes)), side="right")) - 1]
-            raise ValueError(f"{path}, line {line}: feature id {largest - 1:,}, but only {used:,} "
-                             f"distinct features occur: a table indexed by id would need "
-                             f"{largest:,} rows; renumber the features 0..{used - 1}")
+            raise ValueError(
+                f"{path}, line {line}: feature id {largest - 1:,}, but only {used:,} "
+                f"distinct features occur: a table indexed by id would need "
+                f"{largest:,} rows; renumber the features 0..{used - 1}"
+            )
         num_features = largest
     elif largest > num_features:
         raise ValueError(f"{path}: feature id {largest - 1} is outside [0, {num_features})")
-    return FeatureGraphs(path.stem, ptr, nodes, np.asarray(labels, dtype=np.float32),
-                         int(num_features))
+    return FeatureGraphs(
+        path.stem, ptr, nodes, np.asarray(labels, dtype=np.float32), int(num_features)
+    )
 
 
-__all__ = ["FeatureGraphBatch", "FeatureGraphs", "SPLIT_FRACTIONS", "load_feature_graphs",
-           "split_indices"]
+__all__ = [
+    "FeatureGraphBatch",
+    "FeatureGraphs",
+    "SPLIT_FRACTIONS",
+    "load_feature_graphs",
+    "split_indices",
+]

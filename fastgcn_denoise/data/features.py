@@ -15,6 +15,7 @@ set whose largest item id is below the row count has items without interactions 
 6,710), and its item count is raised to the rows so those items exist (they can be recommended
 from content). Fewer rows than items is an error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,10 @@ SYNTHETIC_MODALITIES = (("image", 64, 1.0), ("audio", 32, 2.0))
 
 def _check_name(name: str, where: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(f"{where}: modality name {name!r} must start with a letter and hold only "
-                         "letters, digits, '_' or '-'")
+        raise ValueError(
+            f"{where}: modality name {name!r} must start with a letter and hold only "
+            "letters, digits, '_' or '-'"
+        )
     return name
 
 
@@ -52,7 +55,9 @@ def parse_feature_specs(specs: Sequence[str]) -> dict[str, Path]:
         name, sep, path = str(spec).partition("=")
         name, path = name.strip(), path.strip()
         if not sep or not path:
-            raise ValueError(f"--features {spec!r}: expected NAME=path.npy (e.g. image=image_feat.npy)")
+            raise ValueError(
+                f"--features {spec!r}: expected NAME=path.npy (e.g. image=image_feat.npy)"
+            )
         _check_name(name, f"--features {spec!r}")
         if name in out:
             raise ValueError(f"--features: modality {name!r} is given twice")
@@ -77,17 +82,23 @@ def check_feature_matrix(name: str, matrix, where: str) -> np.ndarray:
     """``matrix`` as a C-contiguous float32 [rows, width] array; ValueError naming ``where``."""
     arr = np.asarray(matrix)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
-        raise ValueError(f"{where}: modality {name!r} must be a numeric array, got dtype {arr.dtype}")
+        raise ValueError(
+            f"{where}: modality {name!r} must be a numeric array, got dtype {arr.dtype}"
+        )
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{where}: modality {name!r} must be 2-D [items, width] with both sizes "
-                         f"> 0, got shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"{where}: modality {name!r} must be 2-D [items, width] with both sizes "
+            f"> 0, got shape {tuple(arr.shape)}"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     bad = ~np.isfinite(arr)
     if bad.any():
         row, colm = (int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(f"{where}: modality {name!r} has {int(bad.sum())} non-finite values "
-                         f"(NaN or inf), the first at item {row}, column {colm} "
-                         f"({arr[row, colm]}); a value larger than float32 holds counts as inf")
+        raise ValueError(
+            f"{where}: modality {name!r} has {int(bad.sum())} non-finite values "
+            f"(NaN or inf), the first at item {row}, column {colm} "
+            f"({arr[row, colm]}); a value larger than float32 holds counts as inf"
+        )
     return arr
 
 
@@ -106,8 +117,9 @@ def load_features(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     return out
 
 
-def attach_features(data: InteractionData, features: dict[str, np.ndarray],
-                    sources: dict[str, str] | None = None) -> InteractionData:
+def attach_features(
+    data: InteractionData, features: dict[str, np.ndarray], sources: dict[str, str] | None = None
+) -> InteractionData:
     """A copy of ``data`` with ``features`` (checked, rows = item ids) and the item count raised
     to the feature rows when they cover items without interactions (module docstring).
 
@@ -116,39 +128,57 @@ def attach_features(data: InteractionData, features: dict[str, np.ndarray],
     """
     if not features:
         return data
-    features = {_check_name(n, "features"): check_feature_matrix(n, f, "features")
-                for n, f in features.items()}
+    features = {
+        _check_name(n, "features"): check_feature_matrix(n, f, "features")
+        for n, f in features.items()
+    }
     rows = {n: f.shape[0] for n, f in features.items()}
     if len(set(rows.values())) > 1:
-        raise ValueError("features: the modalities have different numbers of rows (items): "
-                         + ", ".join(f"{n} {r}" for n, r in rows.items()))
+        raise ValueError(
+            "features: the modalities have different numbers of rows (items): "
+            + ", ".join(f"{n} {r}" for n, r in rows.items())
+        )
     num_rows = next(iter(rows.values()))
     num_items = data.num_items
     if data.item_ids is not None:
         ids = np.asarray(data.item_ids)
         if ids.dtype.kind not in "iu":
-            raise ValueError(f"features: data {data.name!r} has non-integer item ids (e.g. "
-                             f"{ids[0]!r}), so feature rows cannot be matched to items")
+            raise ValueError(
+                f"features: data {data.name!r} has non-integer item ids (e.g. "
+                f"{ids[0]!r}), so feature rows cannot be matched to items"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= num_rows):
             bad = ids[(ids < 0) | (ids >= num_rows)][0]
-            raise ValueError(f"features: item id {int(bad)} of data {data.name!r} has no feature "
-                             f"row (the features have {num_rows} rows)")
+            raise ValueError(
+                f"features: item id {int(bad)} of data {data.name!r} has no feature "
+                f"row (the features have {num_rows} rows)"
+            )
         features = {n: np.ascontiguousarray(f[ids]) for n, f in features.items()}
     elif num_rows < num_items:
-        raise ValueError(f"features: {num_rows} rows, but data {data.name!r} has {num_items} "
-                         f"items (ids 0..{num_items - 1}); every item id needs a feature row")
+        raise ValueError(
+            f"features: {num_rows} rows, but data {data.name!r} has {num_items} "
+            f"items (ids 0..{num_items - 1}); every item id needs a feature row"
+        )
     else:
         num_items = num_rows
-    meta = dict(data.meta, features={
-        n: {"width": int(f.shape[1]), **({"source": str(sources[n])} if sources and n in sources
-                                         else {})} for n, f in features.items()})
+    meta = dict(
+        data.meta,
+        features={
+            n: {
+                "width": int(f.shape[1]),
+                **({"source": str(sources[n])} if sources and n in sources else {}),
+            }
+            for n, f in features.items()
+        },
+    )
     if num_items != data.num_items:
         meta["items_without_interactions_added"] = num_items - data.num_items
     return dataclasses.replace(data, num_items=num_items, features=features, meta=meta)
 
 
-def resolve_features(data: InteractionData, specs: Sequence[str] = (),
-                     source: str | os.PathLike | None = None) -> InteractionData:
+def resolve_features(
+    data: InteractionData, specs: Sequence[str] = (), source: str | os.PathLike | None = None
+) -> InteractionData:
     """``data`` with the features a run asks for: the ``NAME=path.npy`` ``specs`` when given,
     else the ``*_feat.npy`` files beside the source's ``train.txt``, else its own (the built-in
     data's), else none. The training config's ``features`` option calls this."""
@@ -163,8 +193,9 @@ def resolve_features(data: InteractionData, specs: Sequence[str] = (),
     return attach_features(data, load_features(paths), {n: str(p) for n, p in paths.items()})
 
 
-def synthetic_item_features(item_topics: np.ndarray, modalities=SYNTHETIC_MODALITIES,
-                            seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_item_features(
+    item_topics: np.ndarray, modalities=SYNTHETIC_MODALITIES, seed: int = 0
+) -> dict[str, np.ndarray]:
     """{name: float32 [I, width]}: per modality ``q_i M + noise * N(0, 1)``.
 
     ``item_topics`` [I, K]: the items' topic profiles (rows sum to 1, mostly one topic). ``M``
@@ -178,15 +209,26 @@ def synthetic_item_features(item_topics: np.ndarray, modalities=SYNTHETIC_MODALI
     for j, (name, width, noise) in enumerate(modalities):
         _check_name(name, "synthetic features")
         if int(width) < 1 or not noise >= 0:
-            raise ValueError(f"synthetic features: modality {name!r} needs width >= 1 and noise "
-                             f">= 0, got {width}, {noise}")
+            raise ValueError(
+                f"synthetic features: modality {name!r} needs width >= 1 and noise "
+                f">= 0, got {width}, {noise}"
+            )
         rng = np.random.default_rng([seed, 3, j])
         mixing = rng.standard_normal((q.shape[1], int(width)))
         out[name] = (q @ mixing + noise * rng.standard_normal((q.shape[0], int(width)))).astype(
-            np.float32)
+            np.float32
+        )
     return out
 
 
-__all__ = ["FEATURE_SUFFIX", "SYNTHETIC_MODALITIES", "attach_features", "check_feature_matrix",
-           "find_features", "load_features", "parse_feature_specs", "resolve_features",
-           "synthetic_item_features"]
+__all__ = [
+    "FEATURE_SUFFIX",
+    "SYNTHETIC_MODALITIES",
+    "attach_features",
+    "check_feature_matrix",
+    "find_features",
+    "load_features",
+    "parse_feature_specs",
+    "resolve_features",
+    "synthetic_item_features",
+]

@@ -1,4 +1,5 @@
 """Id maps shared by the readers and writers: contiguous ids from a file's own, and back."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,5 +56,7 @@ def as_ids(values, name: str, bound: int) -> np.ndarray:
 
 def original_ids(data: InteractionData, users: np.ndarray, items: np.ndarray):
     """(users, items) given in contiguous ids, mapped back to the source's own ids."""
-    return (users if data.user_ids is None else data.user_ids[users],
-            items if data.item_ids is None else data.item_ids[items])
+    return (
+        users if data.user_ids is None else data.user_ids[users],
+        items if data.item_ids is None else data.item_ids[items],
+    )

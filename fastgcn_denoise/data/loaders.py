@@ -9,6 +9,7 @@
 pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
 ``feature__<name>`` (float32 item features).
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-import torch
 
 from .checks import add_warning, check_splits, first_occurrences, record
 from .dataset import InteractionData
@@ -56,8 +56,10 @@ def _token_error(buf: bytes, pos: int, path: Path, line: int, problem: str | Non
                 problem = "non-integer (float) id"
             except ValueError:
                 problem = "non-integer token"
-    raise ValueError(f"{path}, line {line}: {problem} {token!r}; expected non-negative integer "
-                     "ids (`user item item ...`)")
+    raise ValueError(
+        f"{path}, line {line}: {problem} {token!r}; expected non-negative integer "
+        "ids (`user item item ...`)"
+    )
 
 
 def _parse_lightgcn_chunk(buf: bytes, path: Path, first_line: int):
@@ -81,8 +83,9 @@ def _parse_lightgcn_chunk(buf: bytes, path: Path, first_line: int):
     longest = int(lengths.max())
     if longest > _MAX_DIGITS:
         pos = int(starts[np.argmax(lengths)])
-        _token_error(buf, pos, path, first_line + int(np.searchsorted(newlines, pos)),
-                     "id too large")
+        _token_error(
+            buf, pos, path, first_line + int(np.searchsorted(newlines, pos)), "id too large"
+        )
     # Horner's rule, one digit position per pass over all tokens.
     values = np.zeros(starts.shape[0], dtype=np.int64)
     for j in range(longest):
@@ -137,8 +140,9 @@ def load_lightgcn(directory: str | os.PathLike) -> InteractionData:
         if not path.is_file():
             if split == "valid":
                 continue
-            raise ValueError(f"{directory}: missing {split}.txt (LightGCN format needs train.txt "
-                             "and test.txt)")
+            raise ValueError(
+                f"{directory}: missing {split}.txt (LightGCN format needs train.txt and test.txt)"
+            )
         listed, users, items = _read_lightgcn_file(path)
         line_users.append(listed)
         splits[split] = (users, items)
@@ -146,34 +150,88 @@ def load_lightgcn(directory: str | os.PathLike) -> InteractionData:
         raise ValueError(f"{directory / 'train.txt'}: no interactions")
     meta = {"format": "lightgcn", "source": str(directory)}
     sizes, id_maps = {}, {}
-    for side, ids in (("user", np.concatenate(line_users)),
-                      ("item", np.concatenate([p[1] for p in splits.values()]))):
+    for side, ids in (
+        ("user", np.concatenate(line_users)),
+        ("item", np.concatenate([p[1] for p in splits.values()])),
+    ):
         used = np.unique(ids)
         sizes[side] = int(used[-1]) + 1 if used.size else 0
         if used.size and is_sparse(used[-1], used.size):
-            add_warning(meta, f"{directory}: {side} ids go up to {int(used[-1]):,} but only "
-                              f"{used.size:,} distinct ids occur; remapped to contiguous ids "
-                              f"0..{used.size - 1} (exports keep the original ids)")
+            add_warning(
+                meta,
+                f"{directory}: {side} ids go up to {int(used[-1]):,} but only "
+                f"{used.size:,} distinct ids occur; remapped to contiguous ids "
+                f"0..{used.size - 1} (exports keep the original ids)",
+            )
             sizes[side], id_maps[side] = used.size, used
     if id_maps:
-        splits = {split: tuple(np.searchsorted(id_maps[side], ids) if side in id_maps else ids
-                               for side, ids in zip(("user", "item"), pair))
-                  for split, pair in splits.items()}
+        splits = {
+            split: tuple(
+                np.searchsorted(id_maps[side], ids) if side in id_maps else ids
+                for side, ids in zip(("user", "item"), pair)
+            )
+            for split, pair in splits.items()
+        }
     return InteractionData(
-        name=directory.resolve().name, num_users=sizes["user"], num_items=sizes["item"],
-        train=splits["train"], test=splits["test"], valid=splits.get("valid"),
-        user_ids=id_maps.get("user"), item_ids=id_maps.get("item"), meta=meta)
+        name=directory.resolve().name,
+        num_users=sizes["user"],
+        num_items=sizes["item"],
+        train=splits["train"],
+        test=splits["test"],
+        valid=splits.get("valid"),
+        user_ids=id_maps.get("user"),
+        item_ids=id_maps.get("item"),
+        meta=meta,
+    )
 
 
 # ---------------------------------------------------------------------- user/item pairs
 # Header names of the user and item columns, compared lower-cased with "-" and " " read as "_"
 # (so userId, UserID, user-id and "User ID" all match user_id / userid).
-_USER_NAMES = ("user", "users", "user_id", "userid", "uid", "u", "customer_id", "customerid",
-               "reviewer_id", "reviewerid", "member_id", "visitor_id", "account_id")
-_ITEM_NAMES = ("item", "items", "item_id", "itemid", "iid", "i", "movie_id", "movieid",
-               "business_id", "businessid", "product_id", "productid", "asin", "track_id",
-               "trackid", "song_id", "artist_id", "book_id", "isbn", "poi_id", "venue_id",
-               "location_id", "news_id", "video_id", "recipe_id", "game_id", "anime_id")
+_USER_NAMES = (
+    "user",
+    "users",
+    "user_id",
+    "userid",
+    "uid",
+    "u",
+    "customer_id",
+    "customerid",
+    "reviewer_id",
+    "reviewerid",
+    "member_id",
+    "visitor_id",
+    "account_id",
+)
+_ITEM_NAMES = (
+    "item",
+    "items",
+    "item_id",
+    "itemid",
+    "iid",
+    "i",
+    "movie_id",
+    "movieid",
+    "business_id",
+    "businessid",
+    "product_id",
+    "productid",
+    "asin",
+    "track_id",
+    "trackid",
+    "song_id",
+    "artist_id",
+    "book_id",
+    "isbn",
+    "poi_id",
+    "venue_id",
+    "location_id",
+    "news_id",
+    "video_id",
+    "recipe_id",
+    "game_id",
+    "anime_id",
+)
 _NULLS = {"nan", "null", "none"}
 
 
@@ -221,30 +279,39 @@ def _looks_like_header(rows: list, columns: tuple) -> bool:
     if len(first) <= max(columns) or not rest:
         return False
     cells = [[f[c].strip() for f in rest if len(f) > c] for c in columns]
-    if any(not is_int(first[c]) and col and all(map(is_int, col[:100]))
-           for c, col in zip(columns, cells)):
+    if any(
+        not is_int(first[c]) and col and all(map(is_int, col[:100]))
+        for c, col in zip(columns, cells)
+    ):
         return True
-    return all(not is_int(first[c]) and first[c].strip() not in col and len(set(col)) < len(col)
-               for c, col in zip(columns, cells))
+    return all(
+        not is_int(first[c]) and first[c].strip() not in col and len(set(col)) < len(col)
+        for c, col in zip(columns, cells)
+    )
 
 
 def _find_column(path: Path, number: int, header: list, col, known: tuple, role: str) -> int:
     names = [_column_name(x) for x in header]
     if isinstance(col, int):
         if not 0 <= col < len(header):
-            raise ValueError(f"{path}, line {number}: {role}_col = {col} but the header has "
-                             f"{len(header)} columns: {header}")
+            raise ValueError(
+                f"{path}, line {number}: {role}_col = {col} but the header has "
+                f"{len(header)} columns: {header}"
+            )
         return col
     wanted = [_column_name(col)] if col is not None else known
     for name in wanted:
         if name in names:
             return names.index(name)
     if col is not None:
-        raise ValueError(f"{path}, line {number}: no column {col!r} ({role}_col); the header "
-                         f"has {header}")
-    raise ValueError(f"{path}, line {number}: the header {header} names no {role} column (known "
-                     f"names: {', '.join(known[:6])}, ...); say which with {role}_col "
-                     f"(--{role}-col NAME), or header=False if line {number} is data")
+        raise ValueError(
+            f"{path}, line {number}: no column {col!r} ({role}_col); the header has {header}"
+        )
+    raise ValueError(
+        f"{path}, line {number}: the header {header} names no {role} column (known "
+        f"names: {', '.join(known[:6])}, ...); say which with {role}_col "
+        f"(--{role}-col NAME), or header=False if line {number} is data"
+    )
 
 
 def _columns(path: Path, rows: list, header: bool | None, user_col, item_col):
@@ -256,11 +323,15 @@ def _columns(path: Path, rows: list, header: bool | None, user_col, item_col):
     the requested ones), or otherwise reads as one (``_looks_like_header``): then, naming neither,
     it is an error that lists its columns. A string of digits is a position ("0", from a flag).
     """
-    user_col, item_col = (int(c) if isinstance(c, str) and c.strip().isdigit() else c
-                          for c in (user_col, item_col))
+    user_col, item_col = (
+        int(c) if isinstance(c, str) and c.strip().isdigit() else c for c in (user_col, item_col)
+    )
     for role, col in (("user", user_col), ("item", item_col)):
-        if col is not None and (isinstance(col, bool) or not isinstance(col, (int, str))
-                                or (isinstance(col, int) and col < 0)):
+        if col is not None and (
+            isinstance(col, bool)
+            or not isinstance(col, (int, str))
+            or (isinstance(col, int) and col < 0)
+        ):
             raise ValueError(f"{role}_col must be a column name or a position >= 0, got {col!r}")
     if not rows:
         return False, 0, 1
@@ -269,19 +340,25 @@ def _columns(path: Path, rows: list, header: bool | None, user_col, item_col):
     requested = [_column_name(c) for c in (user_col, item_col) if isinstance(c, str)]
     if header is None:
         positions = tuple(c if isinstance(c, int) else d for c, d in ((user_col, 0), (item_col, 1)))
-        header = (any(n in names for n in requested)
-                  or not names.isdisjoint(_USER_NAMES + _ITEM_NAMES)
-                  or _looks_like_header(rows, positions))
+        header = (
+            any(n in names for n in requested)
+            or not names.isdisjoint(_USER_NAMES + _ITEM_NAMES)
+            or _looks_like_header(rows, positions)
+        )
     if not header:
         if requested:
-            raise ValueError(f"{path}: user_col/item_col name columns {requested} but the file "
-                             "has no header row; give positions (0-based) instead")
+            raise ValueError(
+                f"{path}: user_col/item_col name columns {requested} but the file "
+                "has no header row; give positions (0-based) instead"
+            )
         return False, 0 if user_col is None else user_col, 1 if item_col is None else item_col
     user = _find_column(path, number, first, user_col, _USER_NAMES, "user")
     item = _find_column(path, number, first, item_col, _ITEM_NAMES, "item")
     if user == item:
-        raise ValueError(f"{path}, line {number}: the user and item columns are both column "
-                         f"{user} ({first[user]!r}) of {first}")
+        raise ValueError(
+            f"{path}, line {number}: the user and item columns are both column "
+            f"{user} ({first[user]!r}) of {first}"
+        )
     return True, user, item
 
 
@@ -289,17 +366,25 @@ def _refuse_lightgcn_file(path: Path, rows: list, sep: str | None) -> None:
     """Raise ValueError if ``path`` is a LightGCN split file (``user item item ...`` per line):
     read as pairs it would keep only each line's first item."""
     folder = path.parent
-    in_folder = (path.name in {f"{s}.txt" for s in _SPLITS}
-                 and (folder / "train.txt").is_file() and (folder / "test.txt").is_file())
+    in_folder = (
+        path.name in {f"{s}.txt" for s in _SPLITS}
+        and (folder / "train.txt").is_file()
+        and (folder / "test.txt").is_file()
+    )
     widths = {len(fields) for _, fields in rows[:10000]} if sep is None else set()
     ragged = len(widths) > 1 and all(is_int(x) for _, fields in rows[:100] for x in fields)
     if not (in_folder or ragged):
         return
-    where = (f"pass its folder instead: --data {folder}" if in_folder else
-             "a LightGCN data set is a folder holding train.txt and test.txt: pass the folder")
-    raise ValueError(f"{path}: this is a LightGCN file (one line per user, `user item item ...`"
-                     + (f", lines of {min(widths)} to {max(widths)} ids" if ragged else "")
-                     + f"), not a table of user,item pairs; {where}")
+    where = (
+        f"pass its folder instead: --data {folder}"
+        if in_folder
+        else "a LightGCN data set is a folder holding train.txt and test.txt: pass the folder"
+    )
+    raise ValueError(
+        f"{path}: this is a LightGCN file (one line per user, `user item item ...`"
+        + (f", lines of {min(widths)} to {max(widths)} ids" if ragged else "")
+        + f"), not a table of user,item pairs; {where}"
+    )
 
 
 def _read_pairs_file(path: Path, sep: str | None, header: bool | None, user_col, item_col):
@@ -318,11 +403,15 @@ def _read_pairs_file(path: Path, sep: str | None, header: bool | None, user_col,
 
 def _append_row(path: Path, number: int, fields: list, columns: tuple, users: list, items: list):
     if len(fields) <= max(columns):
-        raise ValueError(f"{path}, line {number}: expected at least {max(columns) + 1} columns "
-                         f"(user in column {columns[0]}, item in column {columns[1]}), got "
-                         f"{len(fields)}: {fields!r}")
-    for kind, value, out in (("user", fields[columns[0]], users),
-                             ("item", fields[columns[1]], items)):
+        raise ValueError(
+            f"{path}, line {number}: expected at least {max(columns) + 1} columns "
+            f"(user in column {columns[0]}, item in column {columns[1]}), got "
+            f"{len(fields)}: {fields!r}"
+        )
+    for kind, value, out in (
+        ("user", fields[columns[0]], users),
+        ("item", fields[columns[1]], items),
+    ):
         value = value.strip()
         if not value:
             raise ValueError(f"{path}, line {number}: empty {kind} id")
@@ -344,9 +433,15 @@ def _pair_files(path: Path) -> dict:
     return found
 
 
-def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | None = None,
-               test_fraction: float = 0.2, seed: int = 0, user_col: str | int | None = None,
-               item_col: str | int | None = None) -> InteractionData:
+def load_pairs(
+    path: str | os.PathLike,
+    sep: str | None = None,
+    header: bool | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    user_col: str | int | None = None,
+    item_col: str | int | None = None,
+) -> InteractionData:
     """Read ``user<sep>item`` rows (extra columns ignored) with arbitrary ids.
 
     ``path`` is one file, split per user into train/test with ``test_fraction`` (seeded, see
@@ -382,14 +477,17 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
     meta = {"format": "csv" if first_sep == "," else "tsv", "source": str(path)}
     splits = {}
     for j, (split, file) in enumerate(files.items()):
-        u, i = users[sizes[j]:sizes[j + 1]], items[sizes[j]:sizes[j + 1]]
+        u, i = users[sizes[j] : sizes[j + 1]], items[sizes[j] : sizes[j + 1]]
         keep = first_occurrences(u, i, num_items)
         dropped = u.shape[0] - keep.shape[0]
         if dropped:
             # Before the test split of a single file: a repeated pair would land on both sides.
             record(meta, "train" if split == "all" else split, "duplicates", dropped)
-            add_warning(meta, f"{file.name}: {dropped:,} repeated user-item pair"
-                              f"{'' if dropped == 1 else 's'} dropped (each pair is kept once)")
+            add_warning(
+                meta,
+                f"{file.name}: {dropped:,} repeated user-item pair"
+                f"{'' if dropped == 1 else 's'} dropped (each pair is kept once)",
+            )
         splits[split] = (u[keep], i[keep])
     if "all" in splits:
         u, i = splits.pop("all")
@@ -398,8 +496,15 @@ def load_pairs(path: str | os.PathLike, sep: str | None = None, header: bool | N
         meta["test_split"] = {"fraction": float(test_fraction), "seed": int(seed)}
     return InteractionData(
         name=path.stem if path.is_file() else path.resolve().name,
-        num_users=num_users, num_items=num_items, train=splits["train"], test=splits["test"],
-        valid=splits.get("valid"), user_ids=user_ids, item_ids=item_ids, meta=meta)
+        num_users=num_users,
+        num_items=num_items,
+        train=splits["train"],
+        test=splits["test"],
+        valid=splits.get("valid"),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        meta=meta,
+    )
 
 
 # ---------------------------------------------------------------------- writing
@@ -407,14 +512,16 @@ def default_format(data: InteractionData) -> str:
     """The format ``data`` is written back in: its source's (``meta["format"]``), else "lightgcn"
     for data without id maps and "csv" for data with them."""
     return data.meta.get("format") or (
-        "lightgcn" if data.user_ids is None and data.item_ids is None else "csv")
+        "lightgcn" if data.user_ids is None and data.item_ids is None else "csv"
+    )
 
 
 WRITE_FORMATS = ("lightgcn", "csv", "tsv", "recbole")
 
 
-def write_interactions(data: InteractionData, users, items, path: str | os.PathLike,
-                       fmt: str | None = None) -> None:
+def write_interactions(
+    data: InteractionData, users, items, path: str | os.PathLike, fmt: str | None = None
+) -> None:
     """Write (user, item) pairs, given in contiguous ids, in the source's own format and ids.
 
     ``fmt``: "lightgcn" (one line per user, users ascending, items in the given order), "csv" or
@@ -424,8 +531,9 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
     """
     fmt = default_format(data) if fmt is None else fmt
     if fmt not in WRITE_FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}: expected one of "
-                         f"{', '.join(map(repr, WRITE_FORMATS))}")
+        raise ValueError(
+            f"unknown output format {fmt!r}: expected one of {', '.join(map(repr, WRITE_FORMATS))}"
+        )
     if fmt == "recbole":
         write_inter(data, users, items, path)
         return
@@ -442,8 +550,10 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
             return
         for name, ids in (("user", out_users), ("item", out_items)):
             if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0):
-                raise ValueError(f"LightGCN format needs non-negative integer {name} ids; this "
-                                 f"data set's are {ids.dtype}: write csv or tsv instead")
+                raise ValueError(
+                    f"LightGCN format needs non-negative integer {name} ids; this "
+                    f"data set's are {ids.dtype}: write csv or tsv instead"
+                )
         order = np.argsort(users, kind="stable")
         _, start = np.unique(users[order], return_index=True)
         for u, row in zip(out_users[order][start].tolist(), np.split(out_items[order], start[1:])):
@@ -452,9 +562,13 @@ def write_interactions(data: InteractionData, users, items, path: str | os.PathL
 
 def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
     """Write ``data`` to a compressed ``.npz`` (layout in the module docstring)."""
-    arrays = {"format": np.array(_NPZ_FORMAT), "name": np.array(data.name),
-              "num_users": np.int64(data.num_users), "num_items": np.int64(data.num_items),
-              "meta": np.array(json.dumps(data.meta, default=str))}
+    arrays = {
+        "format": np.array(_NPZ_FORMAT),
+        "name": np.array(data.name),
+        "num_users": np.int64(data.num_users),
+        "num_items": np.int64(data.num_items),
+        "meta": np.array(json.dumps(data.meta, default=str)),
+    }
     for split in _SPLITS:
         pairs = getattr(data, split)
         if pairs is not None:
@@ -480,8 +594,10 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
     try:
         with np.load(path, allow_pickle=False) as f:
             if "format" not in f.files or str(f["format"]) != _NPZ_FORMAT:
-                raise ValueError(f"not an InteractionData file (format tag {_NPZ_FORMAT!r} "
-                                 "missing; write it with save_npz)")
+                raise ValueError(
+                    f"not an InteractionData file (format tag {_NPZ_FORMAT!r} "
+                    "missing; write it with save_npz)"
+                )
             return _npz_data(f)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: {e}") from None
@@ -489,7 +605,8 @@ def load_npz(path: str | os.PathLike) -> InteractionData:
 
 def _npz_data(f) -> InteractionData:
     required = ["name", "num_users", "num_items", "meta"] + [
-        f"{s}_{side}" for s in ("train", "test") for side in ("users", "items")]
+        f"{s}_{side}" for s in ("train", "test") for side in ("users", "items")
+    ]
     missing = [k for k in required if k not in f.files]
     if missing:
         raise ValueError(f"missing {missing}")
@@ -506,64 +623,97 @@ def _npz_data(f) -> InteractionData:
         users = as_ids(f[f"{split}_users"], f"{split}_users", sizes["num_users"])
         items = as_ids(f[f"{split}_items"], f"{split}_items", sizes["num_items"])
         if users.shape != items.shape:
-            raise ValueError(f"{split}_users has {users.shape[0]} entries but {split}_items has "
-                             f"{items.shape[0]}")
+            raise ValueError(
+                f"{split}_users has {users.shape[0]} entries but {split}_items has {items.shape[0]}"
+            )
         return users, items
 
     train = pairs("train")
-    lengths = {"noise": train[0].shape[0], "noise_type": train[0].shape[0],
-               "user_ids": sizes["num_users"], "item_ids": sizes["num_items"]}
+    lengths = {
+        "noise": train[0].shape[0],
+        "noise_type": train[0].shape[0],
+        "user_ids": sizes["num_users"],
+        "item_ids": sizes["num_items"],
+    }
     extra = {}
     for key, n in lengths.items():
         if key in f.files:
             extra[key] = f[key]
             if extra[key].shape != (n,):
                 raise ValueError(f"{key} has shape {extra[key].shape}, expected ({n},)")
-    features = {k[len(_FEATURE_KEY):]: f[k] for k in f.files if k.startswith(_FEATURE_KEY)}
+    features = {k[len(_FEATURE_KEY) :]: f[k] for k in f.files if k.startswith(_FEATURE_KEY)}
     for name, matrix in features.items():
         if matrix.ndim != 2 or matrix.shape[0] != sizes["num_items"]:
-            raise ValueError(f"{_FEATURE_KEY}{name} has shape {matrix.shape}, expected "
-                             f"({sizes['num_items']}, d)")
+            raise ValueError(
+                f"{_FEATURE_KEY}{name} has shape {matrix.shape}, expected ({sizes['num_items']}, d)"
+            )
     try:
         meta = json.loads(str(f["meta"]))
     except json.JSONDecodeError as e:
         raise ValueError(f"meta is not JSON ({e})") from None
-    return InteractionData(name=str(f["name"]), **sizes, train=train, test=pairs("test"),
-                           valid=pairs("valid"), meta=meta, features=features or None, **extra)
+    return InteractionData(
+        name=str(f["name"]),
+        **sizes,
+        train=train,
+        test=pairs("test"),
+        valid=pairs("valid"),
+        meta=meta,
+        features=features or None,
+        **extra,
+    )
 
 
 # ---------------------------------------------------------------------- dispatch
 class Reader(NamedTuple):
     """One source format ``load_dataset`` knows."""
 
-    what: str                          # for messages: "a LightGCN directory"
-    accepts: Callable[[Path], bool]    # whether an existing path is in this format
-    read: Callable[..., InteractionData]   # read(path, seed, **options)
-    options: tuple = ()                # the keyword options ``read`` takes
+    what: str  # for messages: "a LightGCN directory"
+    accepts: Callable[[Path], bool]  # whether an existing path is in this format
+    read: Callable[..., InteractionData]  # read(path, seed, **options)
+    options: tuple = ()  # the keyword options ``read`` takes
 
 
 # Tried in order; a new format is one more entry (before the catch-all pairs reader).
 READERS = [
-    Reader("a LightGCN directory (train.txt, test.txt[, valid.txt])",
-           lambda p: p.is_dir() and (p / "train.txt").is_file(),
-           lambda path, seed: load_lightgcn(path)),
-    Reader("a .npz file (save_npz)", lambda p: p.is_file() and p.suffix.lower() == ".npz",
-           lambda path, seed: load_npz(path)),
-    Reader("a RecBole dataset folder or .inter file", is_recbole,
-           lambda path, seed, user_col=None, item_col=None, **kw: load_recbole(
-               path, seed=seed, **kw, **{k: v for k, v in (("user_field", user_col),
-                                                           ("item_field", item_col)) if v}),
-           ("min_rating", "test_fraction", "user_field", "item_field", "user_col", "item_col")),
-    Reader("a .csv/.tsv/.txt pairs file or directory",
-           lambda p: p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt"),
-           lambda path, seed, **kw: load_pairs(path, seed=seed, **kw),
-           ("sep", "header", "test_fraction", "user_col", "item_col")),
+    Reader(
+        "a LightGCN directory (train.txt, test.txt[, valid.txt])",
+        lambda p: p.is_dir() and (p / "train.txt").is_file(),
+        lambda path, seed: load_lightgcn(path),
+    ),
+    Reader(
+        "a .npz file (save_npz)",
+        lambda p: p.is_file() and p.suffix.lower() == ".npz",
+        lambda path, seed: load_npz(path),
+    ),
+    Reader(
+        "a RecBole dataset folder or .inter file",
+        is_recbole,
+        lambda path, seed, user_col=None, item_col=None, **kw: load_recbole(
+            path,
+            seed=seed,
+            **kw,
+            **{k: v for k, v in (("user_field", user_col), ("item_field", item_col)) if v},
+        ),
+        ("min_rating", "test_fraction", "user_field", "item_field", "user_col", "item_col"),
+    ),
+    Reader(
+        "a .csv/.tsv/.txt pairs file or directory",
+        lambda p: p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt"),
+        lambda path, seed, **kw: load_pairs(path, seed=seed, **kw),
+        ("sep", "header", "test_fraction", "user_col", "item_col"),
+    ),
 ]
 
 
-def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unseen: str = "drop",
-                 user_col: str | int | None = None, item_col: str | int | None = None,
-                 **options) -> InteractionData:
+def load_dataset(
+    source: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    unseen: str = "drop",
+    user_col: str | int | None = None,
+    item_col: str | int | None = None,
+    **options,
+) -> InteractionData:
     """Load a data set from ``source`` and check its splits (``checks.check_splits``).
 
     - None or "synthetic": ``make_synthetic(seed=seed, **options)``;
@@ -584,21 +734,28 @@ def load_dataset(source: str | os.PathLike | None = None, *, seed: int = 0, unse
     if source is None or str(source) == "synthetic":
         if columns:
             names = " and ".join(f"{k} (--{k.replace('_', '-')})" for k in columns)
-            raise ValueError(f"{names}: for CSV/TSV and RecBole files only; the data source "
-                             "is the built-in synthetic data")
+            raise ValueError(
+                f"{names}: for CSV/TSV and RecBole files only; the data source "
+                "is the built-in synthetic data"
+            )
         if "min_rating" in options:  # load_recbole says what min_rating applies to
             load_recbole(None, min_rating=options["min_rating"])
         from .synthetic import make_synthetic
+
         return check_splits(make_synthetic(seed=seed, **options), unseen)
     options.update(columns)
     path = Path(source)
     if not path.exists():
-        raise ValueError(f"data source {str(source)!r}: no such file or directory (or use "
-                         "'synthetic')")
+        raise ValueError(
+            f"data source {str(source)!r}: no such file or directory (or use 'synthetic')"
+        )
     reader = next((r for r in READERS if r.accepts(path)), None)
     if reader is None:
-        raise ValueError(f"data source {str(source)!r}: unrecognised (expected "
-                         + ", ".join(r.what for r in READERS) + ")")
+        raise ValueError(
+            f"data source {str(source)!r}: unrecognised (expected "
+            + ", ".join(r.what for r in READERS)
+            + ")"
+        )
     extra = sorted(set(options) - set(reader.options))
     if extra:
         raise ValueError(f"options {extra} do not apply to {str(source)!r} ({reader.what})")

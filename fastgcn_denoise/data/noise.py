@@ -11,6 +11,7 @@ Every noisy training pair carries a type code in ``InteractionData.noise_type`` 
 training pair, 0 = clean; ``NOISE_CODE``), so a benchmark can score a denoiser per type. The
 built-in generator plants all three ``NOISE_TYPES``; injection adds the first two.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,16 +29,22 @@ INJECTED_KINDS = ("uniform", "popularity")
 def noise_mix_weights(mix) -> dict:
     """``{type: weight}`` (weights summing to 1) from a type name, a mapping or (type, weight)
     pairs; ValueError naming what is wrong."""
-    pairs = [(mix, 1.0)] if isinstance(mix, str) else \
-        list(mix.items()) if isinstance(mix, Mapping) else list(mix)
+    pairs = (
+        [(mix, 1.0)]
+        if isinstance(mix, str)
+        else list(mix.items())
+        if isinstance(mix, Mapping)
+        else list(mix)
+    )
     weights = {}
     for kind, weight in pairs:
         if kind not in NOISE_CODE:
             raise ValueError(f"unknown noise type {kind!r}; choose from {', '.join(NOISE_TYPES)}")
         weight = float(weight)
         if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"noise_mix weight of {kind!r} must be a finite number >= 0, "
-                             f"got {weight}")
+            raise ValueError(
+                f"noise_mix weight of {kind!r} must be a finite number >= 0, got {weight}"
+            )
         weights[kind] = weights.get(kind, 0.0) + weight
     total = sum(weights.values())
     if total <= 0:
@@ -68,13 +75,16 @@ def _popularity_draw(data: InteractionData, rng: np.random.Generator):
     cdf /= cdf[-1]
 
     def draw(users: np.ndarray, _taken: np.ndarray) -> np.ndarray:
-        return np.minimum(np.searchsorted(cdf, rng.random(users.shape[0]), side="right"),
-                          data.num_items - 1)
+        return np.minimum(
+            np.searchsorted(cdf, rng.random(users.shape[0]), side="right"), data.num_items - 1
+        )
+
     return draw
 
 
-def inject_noise(data: InteractionData, ratio: float, seed: int = 0,
-                 kind: str = "uniform") -> InteractionData:
+def inject_noise(
+    data: InteractionData, ratio: float, seed: int = 0, kind: str = "uniform"
+) -> InteractionData:
     """A copy of ``data`` with random false-positive interactions added to ``train``.
 
     Per user, ``round(ratio * |train_u|)`` items the user has not interacted with (in any split)
@@ -86,24 +96,39 @@ def inject_noise(data: InteractionData, ratio: float, seed: int = 0,
     ``meta["injected_noise"]`` records the ratio, kind, seed and number of pairs added.
     """
     if kind not in INJECTED_KINDS:
-        raise ValueError(f"unknown injected noise kind {kind!r}; choose one of "
-                         f"{', '.join(INJECTED_KINDS)}")
+        raise ValueError(
+            f"unknown injected noise kind {kind!r}; choose one of {', '.join(INJECTED_KINDS)}"
+        )
     counts = per_user_count(ratio, data.train[0], data.num_users)
     taken = interacted_keys(data)
     absent = data.num_items - np.bincount(taken // data.num_items, minlength=data.num_users)
     counts = np.minimum(counts, absent)
     rng = np.random.default_rng(seed)
-    draw = (uniform_absent_draw(data.num_items, rng) if kind == "uniform"
-            else _popularity_draw(data, rng))
+    draw = (
+        uniform_absent_draw(data.num_items, rng)
+        if kind == "uniform"
+        else _popularity_draw(data, rng)
+    )
     users, items = draw_distinct_items(counts, taken, data.num_items, draw)
-    old = (np.zeros(data.train[0].shape[0], dtype=bool) if data.noise is None
-           else np.asarray(data.noise, dtype=bool))
+    old = (
+        np.zeros(data.train[0].shape[0], dtype=bool)
+        if data.noise is None
+        else np.asarray(data.noise, dtype=bool)
+    )
     old_types = noise_types_of(dataclasses.replace(data, noise=old))
-    meta = dict(data.meta, injected_noise={"ratio": float(ratio), "kind": kind, "seed": int(seed),
-                                           "count": int(users.shape[0])})
+    meta = dict(
+        data.meta,
+        injected_noise={
+            "ratio": float(ratio),
+            "kind": kind,
+            "seed": int(seed),
+            "count": int(users.shape[0]),
+        },
+    )
     return dataclasses.replace(
         data,
         train=(np.concatenate([data.train[0], users]), np.concatenate([data.train[1], items])),
         noise=np.concatenate([old, np.ones(users.shape[0], dtype=bool)]),
         noise_type=np.concatenate([old_types, np.full(users.shape[0], NOISE_CODE[kind], np.int8)]),
-        meta=meta)
+        meta=meta,
+    )

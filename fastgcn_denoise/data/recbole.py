@@ -17,6 +17,7 @@ timestamps not used). Tokens are remapped to contiguous ids, repeated (user, ite
 (``meta["format"]`` is "recbole": ``loaders.write_interactions`` and ``denoise`` write a typed
 ``.inter`` file with ``write_inter``).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ SPLITS = ("train", "valid", "test")
 def is_recbole(source: str | os.PathLike) -> bool:
     """Whether ``source`` is a ``.inter`` file or a folder holding one."""
     path = Path(source)
-    return (path.is_file() and path.suffix == ".inter") or (path.is_dir() and any(path.glob("*.inter")))
+    return (path.is_file() and path.suffix == ".inter") or (
+        path.is_dir() and any(path.glob("*.inter"))
+    )
 
 
 def inter_files(path: Path) -> dict:
@@ -44,18 +47,24 @@ def inter_files(path: Path) -> dict:
     if path.is_file():
         return {"all": path}
     name = path.resolve().name
-    found = {s: path / f"{name}.{s}.inter" for s in SPLITS if (path / f"{name}.{s}.inter").is_file()}
+    found = {
+        s: path / f"{name}.{s}.inter" for s in SPLITS if (path / f"{name}.{s}.inter").is_file()
+    }
     if found:
         missing = [s for s in ("train", "test") if s not in found]
         if missing:
-            raise ValueError(f"{path}: has {', '.join(f.name for f in found.values())} but not "
-                             f"{', '.join(f'{name}.{s}.inter' for s in missing)}")
+            raise ValueError(
+                f"{path}: has {', '.join(f.name for f in found.values())} but not "
+                f"{', '.join(f'{name}.{s}.inter' for s in missing)}"
+            )
         return found
     if (path / f"{name}.inter").is_file():
         return {"all": path / f"{name}.inter"}
     present = sorted(p.name for p in path.glob("*.inter"))
-    raise ValueError(f"{path}: a RecBole dataset folder named {name!r} holds {name}.inter (or "
-                     f"{name}.train.inter and {name}.test.inter); found {present or 'no .inter file'}")
+    raise ValueError(
+        f"{path}: a RecBole dataset folder named {name!r} holds {name}.inter (or "
+        f"{name}.train.inter and {name}.test.inter); found {present or 'no .inter file'}"
+    )
 
 
 def _header(path: Path, line: str, user_field: str, item_field: str, rating: bool) -> dict:
@@ -64,18 +73,24 @@ def _header(path: Path, line: str, user_field: str, item_field: str, rating: boo
     for col, field in enumerate(line.rstrip("\r\n").split("\t")):
         name, sep, kind = field.strip().rpartition(":")
         if not sep or kind not in FIELD_TYPES or not name:
-            raise ValueError(f"{path}, line 1: header field {field!r} is not name:type with type "
-                             f"one of {', '.join(FIELD_TYPES)} (RecBole atomic-file header)")
+            raise ValueError(
+                f"{path}, line 1: header field {field!r} is not name:type with type "
+                f"one of {', '.join(FIELD_TYPES)} (RecBole atomic-file header)"
+            )
         names[name] = (col, kind)
     roles = {}
-    for role, name, kind in (("user", user_field, "token"), ("item", item_field, "token"),
-                             ("rating", "rating", "float")):
+    for role, name, kind in (
+        ("user", user_field, "token"),
+        ("item", item_field, "token"),
+        ("rating", "rating", "float"),
+    ):
         if role == "rating" and not rating:
             continue
         if name not in names:
             need = " (needed by min_rating)" if role == "rating" else ""
-            raise ValueError(f"{path}: no {name!r} field{need}; the header has "
-                             f"{', '.join(names) or 'no fields'}")
+            raise ValueError(
+                f"{path}: no {name!r} field{need}; the header has {', '.join(names) or 'no fields'}"
+            )
         if names[name][1] != kind:
             raise ValueError(f"{path}: field {name!r} is {names[name][1]}, expected {kind}")
         roles[role] = names[name][0]
@@ -100,8 +115,10 @@ def _read_inter_lines(path: Path, user_field: str, item_field: str, min_rating: 
                 continue
             fields = line.split("\t")
             if len(fields) != header["columns"]:
-                raise ValueError(f"{path}, line {number}: {len(fields)} tab-separated fields, but "
-                                 f"the header has {header['columns']}")
+                raise ValueError(
+                    f"{path}, line {number}: {len(fields)} tab-separated fields, but "
+                    f"the header has {header['columns']}"
+                )
             u, i = fields[header["user"]].strip(), fields[header["item"]].strip()
             for role, value in (("user", u), ("item", i)):
                 if not value:
@@ -111,7 +128,9 @@ def _read_inter_lines(path: Path, user_field: str, item_field: str, min_rating: 
                 try:
                     value = float(text)
                 except ValueError:
-                    raise ValueError(f"{path}, line {number}: rating {text!r} is not a number") from None
+                    raise ValueError(
+                        f"{path}, line {number}: rating {text!r} is not a number"
+                    ) from None
                 if not value >= min_rating:  # NaN ratings are dropped too
                     below += 1
                     continue
@@ -120,15 +139,23 @@ def _read_inter_lines(path: Path, user_field: str, item_field: str, min_rating: 
     return users, items, below
 
 
-def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None = None,
-                 test_fraction: float = 0.2, seed: int = 0, user_field: str = "user_id",
-                 item_field: str = "item_id") -> InteractionData:
+def load_recbole(
+    source: str | os.PathLike | None,
+    *,
+    min_rating: float | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    user_field: str = "user_id",
+    item_field: str = "item_id",
+) -> InteractionData:
     """Read a RecBole dataset folder (or one ``.inter`` file); see the module docstring."""
 
     if source is None or not is_recbole(source):
         what = "the built-in synthetic data" if source is None else repr(str(source))
-        raise ValueError(f"min_rating applies to RecBole atomic files (a folder with "
-                         f"<name>.inter, or a .inter file); the data source is {what}")
+        raise ValueError(
+            f"min_rating applies to RecBole atomic files (a folder with "
+            f"<name>.inter, or a .inter file); the data source is {what}"
+        )
     if min_rating is not None and not np.isfinite(min_rating):
         raise ValueError(f"min_rating must be a finite number, got {min_rating}")
     path = Path(source)
@@ -138,8 +165,10 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
         u, i, b = _read_inter(file, user_field, item_field, min_rating)
         below += b
         if not u and split in ("all", "train"):
-            raise ValueError(f"{file}: no interactions" + (
-                f" rated >= {min_rating} ({b} below)" if min_rating is not None else ""))
+            raise ValueError(
+                f"{file}: no interactions"
+                + (f" rated >= {min_rating} ({b} below)" if min_rating is not None else "")
+            )
         tokens[split] = (u, i)
     users, user_ids = remap_ids([x for u, _ in tokens.values() for x in u])
     items, item_ids = remap_ids([x for _, i in tokens.values() for x in i])
@@ -150,9 +179,14 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
         first = np.sort(np.unique(key, return_index=True)[1])  # first occurrences, file order
         dropped += int(hi - lo) - first.shape[0]
         splits[split] = (users[lo:hi][first], items[lo:hi][first])
-    meta = {"format": "recbole", "source": str(path), "reader": "recbole", "files":
-            {s: f.name for s, f in files.items()}, "duplicates_dropped": dropped,
-            "fields": {"user": user_field, "item": item_field}}
+    meta = {
+        "format": "recbole",
+        "source": str(path),
+        "reader": "recbole",
+        "files": {s: f.name for s, f in files.items()},
+        "duplicates_dropped": dropped,
+        "fields": {"user": user_field, "item": item_field},
+    }
     if min_rating is not None:
         meta["min_rating"] = {"value": float(min_rating), "dropped": below}
     if "all" in splits:
@@ -161,9 +195,17 @@ def load_recbole(source: str | os.PathLike | None, *, min_rating: float | None =
         splits = {"train": (u[~out], i[~out]), "test": (u[out], i[out])}
         meta["test_split"] = {"fraction": float(test_fraction), "seed": int(seed)}
     name = path.resolve().name if path.is_dir() else path.name.split(".")[0]
-    return InteractionData(name=name, num_users=user_ids.shape[0], num_items=item_ids.shape[0],
-                           train=splits["train"], test=splits["test"], valid=splits.get("valid"),
-                           user_ids=user_ids, item_ids=item_ids, meta=meta)
+    return InteractionData(
+        name=name,
+        num_users=user_ids.shape[0],
+        num_items=item_ids.shape[0],
+        train=splits["train"],
+        test=splits["test"],
+        valid=splits.get("valid"),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        meta=meta,
+    )
 
 
 def write_inter(data: InteractionData, users, items, path: str | os.PathLike) -> None:

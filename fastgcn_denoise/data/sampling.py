@@ -6,6 +6,7 @@ absent items below ``s_j``. The ``r``-th absent item (0-based) is ``r + #{j : c_
 shifted keys ``u * I + c_j`` are sorted globally (``c_j <= I - deg_u < I``), so one
 ``searchsorted`` over all edges finds that count for every sample at once.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -27,8 +28,13 @@ def shifted_keys(keys: torch.Tensor, row_start: torch.Tensor, num_items: int) ->
     return keys - pos
 
 
-def absent_items(shifted: torch.Tensor, row_start: torch.Tensor, users: torch.Tensor,
-                 rank: torch.Tensor, num_items: int) -> torch.Tensor:
+def absent_items(
+    shifted: torch.Tensor,
+    row_start: torch.Tensor,
+    users: torch.Tensor,
+    rank: torch.Tensor,
+    num_items: int,
+) -> torch.Tensor:
     """The ``rank``-th item (0-based, int64) each user in ``users`` has not interacted with.
 
     ``rank`` must be below ``num_items - deg_u``; see the module docstring for why this is exact.
@@ -48,7 +54,8 @@ def _prepared(graph: BipartiteGraph) -> tuple[torch.Tensor, torch.Tensor]:
         if full.numel():
             raise ValueError(
                 f"user {int(full[0])} has interacted with every one of the {graph.num_items} "
-                "items: no negative item exists for BPR sampling")
+                "items: no negative item exists for BPR sampling"
+            )
         edge_users = graph.edge_users()
         keys = edge_users * graph.num_items + graph.col_item  # CSR(R) order: already sorted
         cached = edge_users, shifted_keys(keys, graph.rowptr_u[:-1], graph.num_items)
@@ -56,8 +63,9 @@ def _prepared(graph: BipartiteGraph) -> tuple[torch.Tensor, torch.Tensor]:
     return cached
 
 
-def sample_bpr(graph: BipartiteGraph, num_samples: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_bpr(
+    graph: BipartiteGraph, num_samples: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BPR triples: a training edge drawn uniformly, a negative uniform over its user's absent items.
 
     Fully vectorised on ``graph.device`` with no rejection loop (and no host sync after the first
@@ -73,10 +81,12 @@ def sample_bpr(graph: BipartiteGraph, num_samples: int,
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     edge_users, shifted = _prepared(graph)
     gen_device = generator.device
-    edges = torch.randint(graph.num_edges, (num_samples,), generator=generator,
-                          device=gen_device).to(graph.device)
-    unif = torch.rand(num_samples, generator=generator, device=gen_device,
-                      dtype=torch.float64).to(graph.device)
+    edges = torch.randint(
+        graph.num_edges, (num_samples,), generator=generator, device=gen_device
+    ).to(graph.device)
+    unif = torch.rand(num_samples, generator=generator, device=gen_device, dtype=torch.float64).to(
+        graph.device
+    )
     users = edge_users[edges]
     pos = graph.col_item[edges]
     available = graph.num_items - graph.deg_u[users]
@@ -95,9 +105,13 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
-def draw_distinct_items(counts: np.ndarray, taken_keys: np.ndarray, num_items: int,
-                        draw: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                        max_rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def draw_distinct_items(
+    counts: np.ndarray,
+    taken_keys: np.ndarray,
+    num_items: int,
+    draw: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    max_rounds: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
     """Give each user ``u`` up to ``counts[u]`` new distinct items, none among ``taken_keys``.
 
     Each round asks ``draw(users, taken)`` for one item per missing slot (``users`` int64 [n],
@@ -137,12 +151,14 @@ def uniform_absent_draw(num_items: int, rng: np.random.Generator):
     Exact (no rejection against ``taken``), so only duplicates within a round are retried.
     The users passed in must have at least one absent item.
     """
+
     def draw(users: np.ndarray, taken: np.ndarray) -> np.ndarray:
         num_users = int(users.max()) + 1
         bound = max(num_users, int(taken[-1] // num_items) + 1 if taken.size else 0)
         t_keys = torch.from_numpy(taken)
         row_start = torch.searchsorted(
-            t_keys, torch.arange(bound + 1, dtype=torch.int64) * num_items)
+            t_keys, torch.arange(bound + 1, dtype=torch.int64) * num_items
+        )
         available = num_items - (row_start[1:] - row_start[:-1])
         t_users = torch.from_numpy(users)
         avail_u = available[t_users]
@@ -150,4 +166,5 @@ def uniform_absent_draw(num_items: int, rng: np.random.Generator):
         rank = torch.minimum(torch.from_numpy(rank), avail_u - 1)
         shifted = shifted_keys(t_keys, row_start[:-1], num_items)
         return absent_items(shifted, row_start[:-1], t_users, rank, num_items).numpy()
+
     return draw

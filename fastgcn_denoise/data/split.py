@@ -1,4 +1,5 @@
 """Seeded per-user hold-out splits (test from a single pairs file, validation from train)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,9 @@ def _check_fraction(fraction: float) -> float:
     return fraction
 
 
-def holdout_mask(users: np.ndarray, fraction: float, rng: np.random.Generator,
-                 items: np.ndarray | None = None) -> np.ndarray:
+def holdout_mask(
+    users: np.ndarray, fraction: float, rng: np.random.Generator, items: np.ndarray | None = None
+) -> np.ndarray:
     """Mark, per user, ``round(fraction * n_u)`` of its ``n_u`` pairs chosen at random.
 
     At most ``n_u - 1`` are marked, so every user keeps at least one pair (a user with one pair
@@ -53,8 +55,9 @@ def holdout_mask(users: np.ndarray, fraction: float, rng: np.random.Generator,
     return mask
 
 
-def validation_split(data: InteractionData, fraction: float = 0.1,
-                     seed: int = 0) -> InteractionData:
+def validation_split(
+    data: InteractionData, fraction: float = 0.1, seed: int = 0
+) -> InteractionData:
     """A copy of ``data`` with a seeded per-user validation split taken out of ``train``.
 
     Train is deduplicated first (``checks.drop_train_duplicates``: a pair listed twice would

@@ -31,6 +31,7 @@ are known (the likelihood-ratio ceiling of a noise detector, ``GeneratorModel.no
 Generation is vectorised (inverse-CDF sampling with ``searchsorted``) and runs in chunks of users,
 so memory stays bounded and it scales to tens of millions of interactions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,15 +70,21 @@ def _stacked_cdf(probs: np.ndarray) -> np.ndarray:
     return (cdf + np.arange(rows, dtype=np.float64)[:, None]).ravel()
 
 
-def _sample_rows(cdf: np.ndarray, rows: np.ndarray, width: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def _sample_rows(
+    cdf: np.ndarray, rows: np.ndarray, width: int, rng: np.random.Generator
+) -> np.ndarray:
     """One column index per entry of ``rows`` from the stacked CDF (int64)."""
     idx = np.searchsorted(cdf, rows + rng.random(rows.shape[0]), side="right") - rows * width
     return np.minimum(idx, width - 1)
 
 
-def item_topics(num_items: int, dim: int, seed: int, item_concentration: float = 0.05,
-                popularity_sigma: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+def item_topics(
+    num_items: int,
+    dim: int,
+    seed: int,
+    item_concentration: float = 0.05,
+    popularity_sigma: float = 1.2,
+) -> tuple[np.ndarray, np.ndarray]:
     """The items' latent variables: (popularity ``pop`` float64 [I], topic profiles ``q`` [I, K]).
 
     The same values ``make_synthetic`` draws with these arguments (its ``[seed, 0]`` stream), for
@@ -92,18 +99,26 @@ def _chunk_size(avg_degree: float) -> int:
     return max(1, int(_CHUNK_INTERACTIONS // avg_degree))
 
 
-def user_topics(num_users: int, dim: int, seed: int, avg_degree: float = 30.0,
-                user_concentration: float = 0.1) -> np.ndarray:
+def user_topics(
+    num_users: int, dim: int, seed: int, avg_degree: float = 30.0, user_concentration: float = 0.1
+) -> np.ndarray:
     """The users' topic mixtures θ, float64 [U, K], as ``make_synthetic`` draws them.
 
     θ is the first draw of each user chunk's stream ``[seed, 1, chunk]``, so it is recomputed
     here without replaying the rest of the generation.
     """
     chunk = _chunk_size(avg_degree)
-    return np.concatenate([
-        _dirichlet_rows(np.random.default_rng([seed, 1, c]), user_concentration,
-                        min(chunk, num_users - lo), dim)
-        for c, lo in enumerate(range(0, num_users, chunk))])
+    return np.concatenate(
+        [
+            _dirichlet_rows(
+                np.random.default_rng([seed, 1, c]),
+                user_concentration,
+                min(chunk, num_users - lo),
+                dim,
+            )
+            for c, lo in enumerate(range(0, num_users, chunk))
+        ]
+    )
 
 
 @dataclass
@@ -115,22 +130,27 @@ class GeneratorModel:
     the without-replacement correction (items already drawn), which is small at these degrees.
     """
 
-    pop: np.ndarray           # [I]
-    q: np.ndarray             # [I, K]
-    theta: np.ndarray         # [U, K]
+    pop: np.ndarray  # [I]
+    q: np.ndarray  # [I, K]
+    theta: np.ndarray  # [U, K]
     near_topic_temperature: float
 
     @classmethod
     def of(cls, data_or_params) -> "GeneratorModel":
         """From an ``InteractionData`` made by ``make_synthetic`` or its ``meta["generator"]``."""
-        p = data_or_params.meta.get("generator") if isinstance(data_or_params, InteractionData) \
+        p = (
+            data_or_params.meta.get("generator")
+            if isinstance(data_or_params, InteractionData)
             else data_or_params
+        )
         if not p:
             raise ValueError("not a data set of the built-in generator (no meta['generator'])")
-        pop, q = item_topics(p["num_items"], p["dim"], p["seed"], p["item_concentration"],
-                             p["popularity_sigma"])
-        theta = user_topics(p["num_users"], p["dim"], p["seed"], p["avg_degree"],
-                            p["user_concentration"])
+        pop, q = item_topics(
+            p["num_items"], p["dim"], p["seed"], p["item_concentration"], p["popularity_sigma"]
+        )
+        theta = user_topics(
+            p["num_users"], p["dim"], p["seed"], p["avg_degree"], p["user_concentration"]
+        )
         return cls(pop, q, theta, float(p.get("near_topic_temperature", 0.3)))
 
     def _topic_mixture(self, weights: np.ndarray, users, items) -> np.ndarray:
@@ -147,8 +167,9 @@ class GeneratorModel:
         if kind == "uniform":
             return np.full(np.shape(items), 1.0 / self.pop.shape[0])
         if kind == "near_topic":
-            return self._topic_mixture(self.pop[:, None] * self.q ** self.near_topic_temperature,
-                                       users, items)
+            return self._topic_mixture(
+                self.pop[:, None] * self.q**self.near_topic_temperature, users, items
+            )
         raise ValueError(f"unknown noise type {kind!r}; choose one of {', '.join(NOISE_TYPES)}")
 
     def noise_odds(self, kind: str, users, items) -> np.ndarray:
@@ -157,14 +178,26 @@ class GeneratorModel:
         return self.noise(kind, users, items) / np.maximum(self.preference(users, items), 1e-300)
 
 
-def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
-                   avg_degree: float = 30.0, noise_ratio: float = 0.2, test_fraction: float = 0.2,
-                   seed: int = 0, *, noise_mix="popularity", near_topic_temperature: float = 0.3,
-                   clean_validation: float = 0.1, user_concentration: float = 0.1,
-                   item_concentration: float = 0.05, popularity_sigma: float = 1.2,
-                   activity_sigma: float = 0.6, min_degree: int = 5,
-                   name: str = "synthetic",
-                   features: tuple = SYNTHETIC_MODALITIES) -> InteractionData:
+def make_synthetic(
+    num_users: int = 3000,
+    num_items: int = 2000,
+    dim: int = 16,
+    avg_degree: float = 30.0,
+    noise_ratio: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    noise_mix="popularity",
+    near_topic_temperature: float = 0.3,
+    clean_validation: float = 0.1,
+    user_concentration: float = 0.1,
+    item_concentration: float = 0.05,
+    popularity_sigma: float = 1.2,
+    activity_sigma: float = 0.6,
+    min_degree: int = 5,
+    name: str = "synthetic",
+    features: tuple = SYNTHETIC_MODALITIES,
+) -> InteractionData:
     """Generate the synthetic benchmark (see the module docstring for the model).
 
     Args:
@@ -195,29 +228,42 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         (``meta["preference_shortfall"]``).
     """
     mix = noise_mix_weights(noise_mix)
-    params = dict(num_users=num_users, num_items=num_items, dim=dim, avg_degree=avg_degree,
-                  noise_ratio=noise_ratio, test_fraction=test_fraction, seed=seed,
-                  noise_mix=mix, near_topic_temperature=near_topic_temperature,
-                  clean_validation=clean_validation, user_concentration=user_concentration,
-                  item_concentration=item_concentration, popularity_sigma=popularity_sigma,
-                  activity_sigma=activity_sigma, min_degree=min_degree,
-                  features=[list(m) for m in features])
+    params = dict(
+        num_users=num_users,
+        num_items=num_items,
+        dim=dim,
+        avg_degree=avg_degree,
+        noise_ratio=noise_ratio,
+        test_fraction=test_fraction,
+        seed=seed,
+        noise_mix=mix,
+        near_topic_temperature=near_topic_temperature,
+        clean_validation=clean_validation,
+        user_concentration=user_concentration,
+        item_concentration=item_concentration,
+        popularity_sigma=popularity_sigma,
+        activity_sigma=activity_sigma,
+        min_degree=min_degree,
+        features=[list(m) for m in features],
+    )
     if num_users < 1 or num_items < 2 or dim < 1:
         raise ValueError(f"need num_users >= 1, num_items >= 2 and dim >= 1, got {params}")
     if not 1 <= min_degree <= avg_degree < num_items:
-        raise ValueError(f"need 1 <= min_degree <= avg_degree < num_items, got min_degree="
-                         f"{min_degree}, avg_degree={avg_degree}, num_items={num_items}")
+        raise ValueError(
+            f"need 1 <= min_degree <= avg_degree < num_items, got min_degree="
+            f"{min_degree}, avg_degree={avg_degree}, num_items={num_items}"
+        )
     if not 0.0 < near_topic_temperature <= 1.0:
         raise ValueError(f"near_topic_temperature must be in (0, 1], got {near_topic_temperature}")
     if not 0.0 <= clean_validation < 1.0:
         raise ValueError(f"clean_validation must be in [0, 1), got {clean_validation}")
     pop, q = item_topics(num_items, dim, seed, item_concentration, popularity_sigma)
-    item_cdf = _stacked_cdf(q.T * pop)                                   # P(i | k), [K, I]
-    near_cdf = _stacked_cdf(q.T ** near_topic_temperature * pop)         # P_near(i | k)
+    item_cdf = _stacked_cdf(q.T * pop)  # P(i | k), [K, I]
+    near_cdf = _stacked_cdf(q.T**near_topic_temperature * pop)  # P_near(i | k)
     pop_cdf = _stacked_cdf(pop[None, :])
     types = [t for t in NOISE_TYPES if mix.get(t, 0.0) > 0]
 
-    mu = np.log(avg_degree) - activity_sigma ** 2 / 2  # so the lognormal's mean is avg_degree
+    mu = np.log(avg_degree) - activity_sigma**2 / 2  # so the lognormal's mean is avg_degree
     chunk = _chunk_size(avg_degree)
     # Per split, the chunks' arrays: users, items (and the noise's type codes).
     out = {split: ([], [], []) for split in ("clean", "noise", "valid", "test")}
@@ -233,15 +279,20 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
             def draw(users, _taken):
                 topics = _sample_rows(theta_cdf, users, dim, rng)
                 return _sample_rows(cdf, topics, num_items, rng)
+
             return draw
 
-        draws = {"popularity": lambda users, _t: _sample_rows(pop_cdf, np.zeros_like(users),
-                                                              num_items, rng),
-                 "uniform": lambda users, _t: rng.integers(num_items, size=users.shape[0]),
-                 "near_topic": topic_draw(near_cdf)}
+        draws = {
+            "popularity": lambda users, _t: _sample_rows(
+                pop_cdf, np.zeros_like(users), num_items, rng
+            ),
+            "uniform": lambda users, _t: rng.integers(num_items, size=users.shape[0]),
+            "near_topic": topic_draw(near_cdf),
+        }
 
-        users, items = draw_distinct_items(want, np.zeros(0, dtype=np.int64), num_items,
-                                           topic_draw(item_cdf))
+        users, items = draw_distinct_items(
+            want, np.zeros(0, dtype=np.int64), num_items, topic_draw(item_cdf)
+        )
         shortfall += int(want.sum()) - users.shape[0]
         test = holdout_mask(users, test_fraction, rng)
         # The clean validation split comes from its own stream: the test split is the same
@@ -249,19 +300,26 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         valid = np.zeros_like(test)
         # (items given: no item loses its last training pair to it, which would make its
         # validation pairs unlearnable and dropped by the data checks.)
-        valid[~test] = holdout_mask(users[~test], clean_validation,
-                                    np.random.default_rng([seed, 2, c]), items[~test])
+        valid[~test] = holdout_mask(
+            users[~test], clean_validation, np.random.default_rng([seed, 2, c]), items[~test]
+        )
         train = ~(test | valid)
         for split, sel in (("clean", train), ("valid", valid), ("test", test)):
             out[split][0].append(lo + users[sel])
             out[split][1].append(items[sel])
         taken = users * num_items + items  # sorted: draw_distinct_items returns key order
-        noise_want = np.minimum(per_user_count(noise_ratio, users[train], n),
-                                num_items - np.bincount(users, minlength=n))
+        noise_want = np.minimum(
+            per_user_count(noise_ratio, users[train], n),
+            num_items - np.bincount(users, minlength=n),
+        )
         # One type per noisy slot, from the mix (its own stream; none needed for a single type).
-        per_type = (noise_want[:, None] if len(types) <= 1 else
-                    np.random.default_rng([seed, 3, c]).multinomial(
-                        noise_want, [mix[t] for t in types]))
+        per_type = (
+            noise_want[:, None]
+            if len(types) <= 1
+            else np.random.default_rng([seed, 3, c]).multinomial(
+                noise_want, [mix[t] for t in types]
+            )
+        )
         for t, kind in enumerate(types):
             nu, ni = draw_distinct_items(per_type[:, t], taken, num_items, draws[kind])
             taken = np.sort(np.concatenate([taken, nu * num_items + ni]), kind="stable")
@@ -273,17 +331,29 @@ def make_synthetic(num_users: int = 3000, num_items: int = 2000, dim: int = 16,
         parts = out[split][j]
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    noise_type = np.concatenate([np.zeros(cat("clean", 0).shape[0], np.int8),
-                                 cat("noise", 2, np.int8)])
+    noise_type = np.concatenate(
+        [np.zeros(cat("clean", 0).shape[0], np.int8), cat("noise", 2, np.int8)]
+    )
     planted = {t: int((noise_type == NOISE_CODE[t]).sum()) for t in types}
     return InteractionData(
-        name=name, num_users=num_users, num_items=num_items,
-        train=(np.concatenate([cat("clean", 0), cat("noise", 0)]),
-               np.concatenate([cat("clean", 1), cat("noise", 1)])),
+        name=name,
+        num_users=num_users,
+        num_items=num_items,
+        train=(
+            np.concatenate([cat("clean", 0), cat("noise", 0)]),
+            np.concatenate([cat("clean", 1), cat("noise", 1)]),
+        ),
         test=(cat("test", 0), cat("test", 1)),
         valid=(cat("valid", 0), cat("valid", 1)) if clean_validation > 0 else None,
-        noise=noise_type > 0, noise_type=noise_type,
-        meta={"format": "lightgcn", "generator": params, "preference_shortfall": shortfall,
-              "planted_noise": int(sum(planted.values())), "planted_noise_types": planted,
-              **({"validation": "clean"} if clean_validation > 0 else {})},
-        features=synthetic_item_features(q, features, seed) if features else None)
+        noise=noise_type > 0,
+        noise_type=noise_type,
+        meta={
+            "format": "lightgcn",
+            "generator": params,
+            "preference_shortfall": shortfall,
+            "planted_noise": int(sum(planted.values())),
+            "planted_noise_types": planted,
+            **({"validation": "clean"} if clean_validation > 0 else {}),
+        },
+        features=synthetic_item_features(q, features, seed) if features else None,
+    )

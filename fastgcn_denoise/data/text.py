@@ -1,5 +1,6 @@
 """Text input shared by the readers: a UTF-8 byte-order mark is skipped (Excel's "CSV UTF-8"
 writes one), and a file that is not UTF-8 is named with the line of its first bad byte."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,10 @@ def not_utf8(path: str | os.PathLike) -> ValueError:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        return ValueError(f"{path}, line {line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; "
-                          "save the file as UTF-8")
+        return ValueError(
+            f"{path}, line {line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; "
+            "save the file as UTF-8"
+        )
     return ValueError(f"{path}: not UTF-8 text")
 
 

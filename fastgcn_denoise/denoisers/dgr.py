@@ -34,6 +34,7 @@ Defaults (``DGRConfig``): α = (0.1, 1.1, 0.0) (the official LightGCN configurat
 searches each layer's α in [0, 1]), K1 = K2 = 10, the 3·K2 rule, λ1 = 1e-2, λ2 = 5e-6 (the
 official LightGCN values; its SimGCL hard-codes 5e-4 / 5e-8, its XSimGCL 1e-1 / 5e-6).
 """
+
 from __future__ import annotations
 
 import weakref
@@ -43,9 +44,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check, option
-from ..ops import lec_neighbors, sddmm
 from ..models.base import Plugin
 from ..models.registry import register_plugin
+from ..ops import lec_neighbors, sddmm
 
 Z_MODES = ("degree_sum", "twice_degree_sum")
 
@@ -54,25 +55,40 @@ Z_MODES = ("degree_sum", "twice_degree_sum")
 class DGRConfig:
     """DGR's hyper-parameters (``--dgr-*`` / ``--lec-*`` flags with ``--dgr``)."""
 
-    dgr_alpha: tuple = option((0.1, 1.1, 0.0), "GMP alpha per layer, comma-separated (one value: "
-                              "every layer)", item=float, metavar="A,A,...")
+    dgr_alpha: tuple = option(
+        (0.1, 1.1, 0.0),
+        "GMP alpha per layer, comma-separated (one value: every layer)",
+        item=float,
+        metavar="A,A,...",
+    )
     dgr_gmp: bool = option(True, "global desmoothing message passing (GMP)")
-    dgr_self_loops: bool = option(True, "GMP propagates with self-loops (the paper; the official "
-                                        "code has none)")
-    dgr_z: str = option("degree_sum", "GMP normaliser Z: degree_sum (the paper: sum of the "
-                                      "degrees) or twice_degree_sum (the official code)",
-                        choices=Z_MODES)
+    dgr_self_loops: bool = option(
+        True, "GMP propagates with self-loops (the paper; the official code has none)"
+    )
+    dgr_z: str = option(
+        "degree_sum",
+        "GMP normaliser Z: degree_sum (the paper: sum of the "
+        "degrees) or twice_degree_sum (the official code)",
+        choices=Z_MODES,
+    )
     dgr_lec: bool = option(True, "local embedding correction loss (LEC)")
     lec_similar: int = option(10, "K1: similar items per item (largest omega)", min=0)
     lec_marginal: int = option(10, "K2: marginal items per item (smallest omega)", min=0)
-    lec_min_cooccurrence: int = option(None, "items with fewer co-occurring items get no "
-                                             "marginal ones (default 3*K2, the official rule)",
-                                       kind=int, min=0)
-    lec_diagonal: bool = option(False, "an item may be its own LEC neighbour (the official "
-                                       "code; the paper: other items only)")
+    lec_min_cooccurrence: int = option(
+        None,
+        "items with fewer co-occurring items get no "
+        "marginal ones (default 3*K2, the official rule)",
+        kind=int,
+        min=0,
+    )
+    lec_diagonal: bool = option(
+        False,
+        "an item may be its own LEC neighbour (the official code; the paper: other items only)",
+    )
     lec_pos_weight: float = option(1e-2, "lambda1, weight of the similar-neighbour term", min=0)
-    lec_neg_weight: float = option(5e-6, "lambda2, weight of the marginal-neighbour term "
-                                         "(subtracted)", min=0)
+    lec_neg_weight: float = option(
+        5e-6, "lambda2, weight of the marginal-neighbour term (subtracted)", min=0
+    )
 
     def alphas(self, num_layers: int) -> tuple[float, ...]:
         """One α per layer; ValueError if ``dgr_alpha`` has neither 1 nor ``num_layers`` values."""
@@ -80,8 +96,10 @@ class DGRConfig:
         if len(alpha) == 1:
             alpha = alpha * num_layers
         if len(alpha) != num_layers:
-            raise ValueError(f"dgr_alpha has {len(alpha)} values but the backbone has "
-                             f"{num_layers} layers (give one value or one per layer)")
+            raise ValueError(
+                f"dgr_alpha has {len(alpha)} values but the backbone has "
+                f"{num_layers} layers (give one value or one per layer)"
+            )
         return alpha
 
 
@@ -89,8 +107,10 @@ def _rank_one_correction(x_user, x_item, r_user, r_item, beta, coef):
     """(β x − c r (rᵀx)) on the stacked rows [x_user; x_item]: one reduction s = rᵀx [d] over
     both sides, then one fused scale-and-add (``torch.addr``) per side."""
     s = torch.mv(x_user.T, r_user) + torch.mv(x_item.T, r_item)
-    return (torch.addr(x_user, r_user, s, beta=beta, alpha=-coef),
-            torch.addr(x_item, r_item, s, beta=beta, alpha=-coef))
+    return (
+        torch.addr(x_user, r_user, s, beta=beta, alpha=-coef),
+        torch.addr(x_item, r_item, s, beta=beta, alpha=-coef),
+    )
 
 
 class _RankOneCorrection(torch.autograd.Function):
@@ -135,23 +155,38 @@ class DGR(Plugin):
         self.register_buffer("sqrt_d", d_hat.sqrt(), persistent=False)  # cast per use
         self.lec = config.dgr_lec and (config.lec_similar > 0 or config.lec_marginal > 0)
         if self.lec:
-            nb = lec_neighbors(graph, config.lec_similar, config.lec_marginal,
-                               config.lec_min_cooccurrence, config.lec_diagonal, backend=backend)
+            nb = lec_neighbors(
+                graph,
+                config.lec_similar,
+                config.lec_marginal,
+                config.lec_min_cooccurrence,
+                config.lec_diagonal,
+                backend=backend,
+            )
             # One gather for both lists: items [I, K1 + K2] (pads -> item 0, weight 0), their ω,
             # and the per-column factor λ1 (similar) / -λ2 (marginal): L_LEC = Σ -λ ω log σ(s).
-            self.register_buffer("lec_items", torch.cat([nb.similar, nb.marginal], 1).clamp_min(0),
-                                 persistent=False)
-            self.register_buffer("lec_omega", torch.cat([nb.similar_weight, nb.marginal_weight], 1),
-                                 persistent=False)
-            self.register_buffer("lec_lambda", torch.tensor(
-                [config.lec_pos_weight] * nb.similar.shape[1]
-                + [-config.lec_neg_weight] * nb.marginal.shape[1], dtype=torch.float64),
-                persistent=False)
+            self.register_buffer(
+                "lec_items", torch.cat([nb.similar, nb.marginal], 1).clamp_min(0), persistent=False
+            )
+            self.register_buffer(
+                "lec_omega", torch.cat([nb.similar_weight, nb.marginal_weight], 1), persistent=False
+            )
+            self.register_buffer(
+                "lec_lambda",
+                torch.tensor(
+                    [config.lec_pos_weight] * nb.similar.shape[1]
+                    + [-config.lec_neg_weight] * nb.marginal.shape[1],
+                    dtype=torch.float64,
+                ),
+                persistent=False,
+            )
 
     def _check_graph(self, graph):
         if (graph.num_users, graph.num_items) != (self.num_users, self.num_items):
-            raise ValueError(f"DGR was built for a {self.num_users} x {self.num_items} graph, "
-                             f"got {graph.num_users} x {graph.num_items}")
+            raise ValueError(
+                f"DGR was built for a {self.num_users} x {self.num_items} graph, "
+                f"got {graph.num_users} x {graph.num_items}"
+            )
 
     # ------------------------------------------------------------------ seams
     def layer_kwargs(self, layer: int, graph, batch) -> dict:
@@ -164,8 +199,8 @@ class DGR(Plugin):
         if alpha == 0.0:
             return x_user, x_item
         self._check_graph(graph)
-        r_u = self.sqrt_d[:self.num_users].to(x_user.dtype)
-        r_i = self.sqrt_d[self.num_users:].to(x_item.dtype)
+        r_u = self.sqrt_d[: self.num_users].to(x_user.dtype)
+        r_i = self.sqrt_d[self.num_users :].to(x_item.dtype)
         return _RankOneCorrection.apply(x_user, x_item, r_u, r_i, 1 + alpha, alpha / self.z)
 
     def extra_loss(self, model, graph, layers, batch) -> dict:
@@ -173,7 +208,7 @@ class DGR(Plugin):
         positive items' neighbours ({} without LEC)."""
         if not self.lec:
             return {}
-        items = self.lec_items[batch.pos]                       # [B, K1 + K2]
+        items = self.lec_items[batch.pos]  # [B, K1 + K2]
         # Read out each distinct neighbour once (popular items recur across the batch).
         distinct, where = torch.unique(items, return_inverse=True)
         e_u, e_j = model.readout([(x_u[batch.users], x_i[distinct]) for x_u, x_i in layers])
@@ -202,8 +237,12 @@ class DGR(Plugin):
             model.train(was_training)
 
 
-@register_plugin("dgr", config=DGRConfig, summary="DGR (Ding et al., IJCAI'24): desmoothing "
-                 "message passing (GMP) and local embedding correction (LEC) on any backbone")
+@register_plugin(
+    "dgr",
+    config=DGRConfig,
+    summary="DGR (Ding et al., IJCAI'24): desmoothing "
+    "message passing (GMP) and local embedding correction (LEC) on any backbone",
+)
 def build_dgr(cfg: DGRConfig, model, ctx) -> DGR:
     return DGR(cfg, ctx.train, model.num_layers).attach(model)
 

@@ -37,6 +37,7 @@ Keep scores (``keep_scores``): the refined weights of the two directions [2, E],
 destination's degree, so a weight reads relative to the uniform 1/deg (1 = average, < 1 = the
 content says the edge is off-profile); higher = keep.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..ops import cosine_attention, directed_spmm
 from ..models.registry import register_model
+from ..ops import cosine_attention, directed_spmm
 
 WEIGHT_MODES = ("confid", "mean", "max")
 PRUNING = ("hard", "soft")
@@ -74,46 +75,80 @@ class GRCN(nn.Module):
         (official), the initial confidences of ``confid``. backend: force an ops backend.
     """
 
-    def __init__(self, num_users: int, num_items: int, features: dict, dim: int = 64,
-                 content_dim: int = 64, layers: int = 2, routing: int = 3,
-                 routing_mode: str = "paper", weight_mode: str = "confid", pruning: str = "hard",
-                 fusion: str = "concat", normalize: bool = True, temperature: float = 1.0,
-                 decay: float = 1e-4, confidence_init: str = "ones", backend: str | None = None):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        features: dict,
+        dim: int = 64,
+        content_dim: int = 64,
+        layers: int = 2,
+        routing: int = 3,
+        routing_mode: str = "paper",
+        weight_mode: str = "confid",
+        pruning: str = "hard",
+        fusion: str = "concat",
+        normalize: bool = True,
+        temperature: float = 1.0,
+        decay: float = 1e-4,
+        confidence_init: str = "ones",
+        backend: str | None = None,
+    ):
         super().__init__()
         if not features:
-            raise ValueError("GRCN needs item content features (--features NAME=path.npy, or "
-                             "*_feat.npy files beside train.txt); this data set has none")
-        for name, choices in (("routing_mode", ROUTING_MODES), ("weight_mode", WEIGHT_MODES),
-                              ("pruning", PRUNING), ("fusion", FUSIONS),
-                              ("confidence_init", CONFIDENCE_INITS)):
+            raise ValueError(
+                "GRCN needs item content features (--features NAME=path.npy, or "
+                "*_feat.npy files beside train.txt); this data set has none"
+            )
+        for name, choices in (
+            ("routing_mode", ROUTING_MODES),
+            ("weight_mode", WEIGHT_MODES),
+            ("pruning", PRUNING),
+            ("fusion", FUSIONS),
+            ("confidence_init", CONFIDENCE_INITS),
+        ):
             _check_choice(name, locals()[name], choices)
         if fusion == "mean" and content_dim != dim:
-            raise ValueError(f"GRCN: fusion 'mean' adds the ID and content representations, so "
-                             f"content_dim ({content_dim}) must equal dim ({dim})")
+            raise ValueError(
+                f"GRCN: fusion 'mean' adds the ID and content representations, so "
+                f"content_dim ({content_dim}) must equal dim ({dim})"
+            )
         if min(dim, content_dim) < 1 or layers < 0 or routing < 0:
-            raise ValueError(f"GRCN: need dim, content_dim >= 1 and layers, routing >= 0, got "
-                             f"{dim}, {content_dim}, {layers}, {routing}")
+            raise ValueError(
+                f"GRCN: need dim, content_dim >= 1 and layers, routing >= 0, got "
+                f"{dim}, {content_dim}, {layers}, {routing}"
+            )
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.num_layers, self.routing = int(layers), int(routing)
         self.routing_mode, self.weight_mode, self.pruning, self.fusion = (
-            routing_mode, weight_mode, pruning, fusion)
+            routing_mode,
+            weight_mode,
+            pruning,
+            fusion,
+        )
         self.normalize, self.temperature, self.decay = bool(normalize), float(temperature), decay
         self.backend = backend
         self.modalities = list(features)
         for name, x in features.items():
             x = torch.as_tensor(x, dtype=torch.float32)
             if x.dim() != 2 or x.shape[0] != num_items:
-                raise ValueError(f"GRCN: modality {name!r} has shape {tuple(x.shape)}; expected "
-                                 f"[num_items = {num_items}, width]")
+                raise ValueError(
+                    f"GRCN: modality {name!r} has shape {tuple(x.shape)}; expected "
+                    f"[num_items = {num_items}, width]"
+                )
             # Not persistent: the data set supplies the features, checkpoints hold the weights.
             self.register_buffer(f"content_{name}", x.contiguous(), persistent=False)
         self.user_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_users, dim)))
         self.item_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_items, dim)))
-        self.project = nn.ModuleDict({n: nn.Linear(int(f.shape[1]), content_dim)
-                                      for n, f in features.items()})
-        self.preference = nn.ParameterDict({
-            n: nn.Parameter(nn.init.xavier_normal_(torch.empty(num_users, content_dim)))
-            for n in features})
+        self.project = nn.ModuleDict(
+            {n: nn.Linear(int(f.shape[1]), content_dim) for n, f in features.items()}
+        )
+        self.preference = nn.ParameterDict(
+            {
+                n: nn.Parameter(nn.init.xavier_normal_(torch.empty(num_users, content_dim)))
+                for n in features
+            }
+        )
         self.confidence = None
         if weight_mode == "confid":
             conf = torch.empty(num_users + num_items, len(features))
@@ -144,11 +179,13 @@ class GRCN(nn.Module):
         p = self._unit(self.preference[name])
         if self.routing_mode == "paper":
             for _ in range(self.routing):
-                y_u, _, _, _ = cosine_attention(graph, p, f, None, f, self.temperature,
-                                                backend=self.backend)
+                y_u, _, _, _ = cosine_attention(
+                    graph, p, f, None, f, self.temperature, backend=self.backend
+                )
                 p = F.normalize(p + y_u, dim=1)
-        y_u, y_i, a_u, a_i = cosine_attention(graph, p, f, p, f, self.temperature,
-                                              backend=self.backend)
+        y_u, y_i, a_u, a_i = cosine_attention(
+            graph, p, f, p, f, self.temperature, backend=self.backend
+        )
         return p + y_u, f + y_i, a_u, a_i
 
     def refine(self, graph):
@@ -174,13 +211,17 @@ class GRCN(nn.Module):
 
     # ------------------------------------------------------------------ the ranking-model API
     def add_plugin(self, plugin):
-        raise ValueError("GRCN takes no plug-ins: it refines its own graph (its propagation is "
-                         "not masked_spmm, so the plug-in seams do not apply)")
+        raise ValueError(
+            "GRCN takes no plug-ins: it refines its own graph (its propagation is "
+            "not masked_spmm, so the plug-in seams do not apply)"
+        )
 
     def _check_graph(self, graph):
         if graph.num_users != self.num_users or graph.num_items != self.num_items:
-            raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
-                             f"model was built for {self.num_users} x {self.num_items}")
+            raise ValueError(
+                f"graph has {graph.num_users} users x {graph.num_items} items but the "
+                f"model was built for {self.num_users} x {self.num_items}"
+            )
 
     def layer_outputs(self, graph, batch=None):
         """[(X_u, X_i), (H1_u, H1_i), ..., then one (user, item) content rep per modality]."""
@@ -194,16 +235,20 @@ class GRCN(nn.Module):
     def readout(self, layers):
         """(user [U, D], item [I, D]) from ``layer_outputs`` (row-wise: works on gathered rows)."""
         ids = layers[: self.num_layers + 1]
-        content = layers[self.num_layers + 1:]
+        content = layers[self.num_layers + 1 :]
         id_u = torch.stack([u for u, _ in ids]).sum(0)
         id_i = torch.stack([i for _, i in ids]).sum(0)
         if self.fusion == "id":
             return id_u, id_i
         if self.fusion == "mean":
-            return (torch.stack([id_u] + [u for u, _ in content]).mean(0),
-                    torch.stack([id_i] + [i for _, i in content]).mean(0))
-        return (torch.cat([id_u] + [u for u, _ in content], 1),
-                torch.cat([id_i] + [i for _, i in content], 1))
+            return (
+                torch.stack([id_u] + [u for u, _ in content]).mean(0),
+                torch.stack([id_i] + [i for _, i in content]).mean(0),
+            )
+        return (
+            torch.cat([id_u] + [u for u, _ in content], 1),
+            torch.cat([id_i] + [i for _, i in content], 1),
+        )
 
     def forward(self, graph):
         return self.readout(self.layer_outputs(graph))
@@ -214,7 +259,7 @@ class GRCN(nn.Module):
         layers = self.layer_outputs(graph, batch)
         items = torch.cat([pos, neg])
         u, it = self.readout([(x_u[users], x_i[items]) for x_u, x_i in layers])
-        p, n = it[: pos.shape[0]], it[pos.shape[0]:]
+        p, n = it[: pos.shape[0]], it[pos.shape[0] :]
         bpr = F.softplus((u * n).sum(-1) - (u * p).sum(-1)).mean()
         sq = self.user_emb[users].pow(2).sum() + self.item_emb[items].pow(2).sum()
         sq = sq + sum(self.preference[m][users].pow(2).sum() for m in self.modalities)
@@ -228,58 +273,106 @@ class GRCN(nn.Module):
         self._check_graph(graph)
         _, w_u, w_i = self.refine(graph)
         users, items = graph.edges()
-        return torch.stack([w_u * graph.deg_u[users].to(w_u.dtype),
-                            w_i * graph.deg_i[items].to(w_i.dtype)])
+        return torch.stack(
+            [w_u * graph.deg_u[users].to(w_u.dtype), w_i * graph.deg_i[items].to(w_i.dtype)]
+        )
 
 
 @dataclass
 class GRCNConfig:
     dim: int = option(64, "ID embedding size", min=1)
-    layers: int = option(2, "propagations of the ID embeddings on the refined graph (official: 2)",
-                         min=0)
-    decay: float = option(1e-4, "L2 coefficient on the batch's ID embeddings and user "
-                                "preferences", min=0)
-    grcn_content_dim: int = option(64, "size of each modality's user preference and item content "
-                                       "representation", min=1)
-    grcn_routing: int = option(3, "routing iterations moving each user preference towards the "
-                                  "content of the user's items (official: 3)", min=0)
-    grcn_routing_mode: str = option("paper", "paper: routing updates the preferences; official: "
-                                             "the official code's loop, which leaves them as they "
-                                             "are", choices=ROUTING_MODES)
-    grcn_weight_mode: str = option("confid", "edge weight from the modalities' affinities: confid "
-                                             "(max of affinity x learned source confidence), mean "
-                                             "or max", choices=WEIGHT_MODES)
-    grcn_pruning: str = option("hard", "hard: negative edge weights become 0; soft: kept",
-                               choices=PRUNING)
-    grcn_fusion: str = option("concat", "prediction from the ID and content representations: "
-                                        "concat, mean or id (ID only)", choices=FUSIONS)
-    grcn_normalize: bool = option(True, "L2-normalise the ID embeddings, preferences and content "
-                                        "(official default)")
-    grcn_temperature: float = option(1.0, "softmax temperature of the cosine affinities", min=0,
-                                     min_open=True)
-    grcn_confidence_init: str = option("ones", "initial confidences (confid): ones (the refined "
-                                               "graph starts as max) or xavier (official, "
-                                               "|c| ~ 0.01: the graph starts switched off)",
-                                       choices=CONFIDENCE_INITS)
+    layers: int = option(
+        2, "propagations of the ID embeddings on the refined graph (official: 2)", min=0
+    )
+    decay: float = option(
+        1e-4, "L2 coefficient on the batch's ID embeddings and user preferences", min=0
+    )
+    grcn_content_dim: int = option(
+        64, "size of each modality's user preference and item content representation", min=1
+    )
+    grcn_routing: int = option(
+        3,
+        "routing iterations moving each user preference towards the "
+        "content of the user's items (official: 3)",
+        min=0,
+    )
+    grcn_routing_mode: str = option(
+        "paper",
+        "paper: routing updates the preferences; official: "
+        "the official code's loop, which leaves them as they "
+        "are",
+        choices=ROUTING_MODES,
+    )
+    grcn_weight_mode: str = option(
+        "confid",
+        "edge weight from the modalities' affinities: confid "
+        "(max of affinity x learned source confidence), mean "
+        "or max",
+        choices=WEIGHT_MODES,
+    )
+    grcn_pruning: str = option(
+        "hard", "hard: negative edge weights become 0; soft: kept", choices=PRUNING
+    )
+    grcn_fusion: str = option(
+        "concat",
+        "prediction from the ID and content representations: concat, mean or id (ID only)",
+        choices=FUSIONS,
+    )
+    grcn_normalize: bool = option(
+        True, "L2-normalise the ID embeddings, preferences and content (official default)"
+    )
+    grcn_temperature: float = option(
+        1.0, "softmax temperature of the cosine affinities", min=0, min_open=True
+    )
+    grcn_confidence_init: str = option(
+        "ones",
+        "initial confidences (confid): ones (the refined "
+        "graph starts as max) or xavier (official, "
+        "|c| ~ 0.01: the graph starts switched off)",
+        choices=CONFIDENCE_INITS,
+    )
 
     def check_rules(self):
         if self.grcn_fusion == "mean" and self.grcn_content_dim != self.dim:
-            raise ValueError(f"model grcn: grcn_fusion = 'mean' adds the ID and content "
-                             f"representations, so grcn_content_dim ({self.grcn_content_dim}) "
-                             f"must equal dim ({self.dim})")
+            raise ValueError(
+                f"model grcn: grcn_fusion = 'mean' adds the ID and content "
+                f"representations, so grcn_content_dim ({self.grcn_content_dim}) "
+                f"must equal dim ({self.dim})"
+            )
 
 
-@register_model("grcn", config=GRCNConfig,
-                summary="GRCN (Wei et al., ACM MM'20): the graph refined from item content "
-                        "(needs --features or *_feat.npy beside train.txt)")
+@register_model(
+    "grcn",
+    config=GRCNConfig,
+    summary="GRCN (Wei et al., ACM MM'20): the graph refined from item content "
+    "(needs --features or *_feat.npy beside train.txt)",
+)
 def build_grcn(cfg: GRCNConfig, ctx) -> GRCN:
-    return GRCN(ctx.num_users, ctx.num_items, ctx.data.features or {}, dim=cfg.dim,
-                content_dim=cfg.grcn_content_dim, layers=cfg.layers, routing=cfg.grcn_routing,
-                routing_mode=cfg.grcn_routing_mode, weight_mode=cfg.grcn_weight_mode,
-                pruning=cfg.grcn_pruning, fusion=cfg.grcn_fusion, normalize=cfg.grcn_normalize,
-                temperature=cfg.grcn_temperature, decay=cfg.decay,
-                confidence_init=cfg.grcn_confidence_init)
+    return GRCN(
+        ctx.num_users,
+        ctx.num_items,
+        ctx.data.features or {},
+        dim=cfg.dim,
+        content_dim=cfg.grcn_content_dim,
+        layers=cfg.layers,
+        routing=cfg.grcn_routing,
+        routing_mode=cfg.grcn_routing_mode,
+        weight_mode=cfg.grcn_weight_mode,
+        pruning=cfg.grcn_pruning,
+        fusion=cfg.grcn_fusion,
+        normalize=cfg.grcn_normalize,
+        temperature=cfg.grcn_temperature,
+        decay=cfg.decay,
+        confidence_init=cfg.grcn_confidence_init,
+    )
 
 
-__all__ = ["GRCN", "GRCNConfig", "WEIGHT_MODES", "PRUNING", "FUSIONS", "ROUTING_MODES",
-           "CONFIDENCE_INITS"]
+__all__ = [
+    "GRCN",
+    "GRCNConfig",
+    "WEIGHT_MODES",
+    "PRUNING",
+    "FUSIONS",
+    "ROUTING_MODES",
+    "CONFIDENCE_INITS",
+]

@@ -25,6 +25,7 @@ the paper's ARM/DisARM masks (``denoisers/sgcn.py``):
 At evaluation the masks are deterministic: gumbel keeps an edge when σ(φ) > ½ (the mode of its
 Bernoulli), hard concrete uses its mean gate. ``keep_scores`` reports P(gate ≠ 0) [K, E].
 """
+
 from __future__ import annotations
 
 import math
@@ -35,10 +36,10 @@ import torch
 from torch import nn
 
 from ..config import option
-from ..ops import gate, l0_probability, layer_offset, sddmm
-from ..modes import MODES
 from ..models.base import Plugin
 from ..models.registry import register_plugin
+from ..modes import MODES
+from ..ops import gate, l0_probability, layer_offset, sddmm
 
 ESTIMATORS = ("gumbel", "hard_concrete")
 HEADS = ("free", "score", "linear", "mlp")
@@ -66,8 +67,10 @@ def edge_ids(graph, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return query
     ids = torch.searchsorted(keys, query).clamp_max(graph.num_edges - 1)
     if not bool((keys[ids] == query).all()):
-        raise ValueError("holdout: some (user, positive item) pairs of the batch are not edges "
-                         "of the training graph")
+        raise ValueError(
+            "holdout: some (user, positive item) pairs of the batch are not edges "
+            "of the training graph"
+        )
     return ids
 
 
@@ -142,8 +145,9 @@ class MaskHead(nn.Module):
     from the unmasked graph; the bias sets the keep level unless a target overrides it.
     """
 
-    def __init__(self, head: str, num_layers: int, num_edges: int, init_keep: float = 0.9,
-                 hidden: int = 16):
+    def __init__(
+        self, head: str, num_layers: int, num_edges: int, init_keep: float = 0.9, hidden: int = 16
+    ):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown mask head {head!r}; choose one of {', '.join(HEADS)}")
@@ -205,8 +209,11 @@ class KeepControl:
         with torch.no_grad():
             # warm-started from the last step's shift: usually one or two Newton steps
             x = logits.detach() - offset
-            b = self._shift if self._shift is not None and self._shift.shape[0] == x.shape[0] \
+            b = (
+                self._shift
+                if self._shift is not None and self._shift.shape[0] == x.shape[0]
                 else torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
+            )
             b = b.to(x.dtype)
             for _ in range(30):
                 p = torch.sigmoid(x + b)
@@ -231,28 +238,58 @@ class HoldoutConfig:
 
 @dataclass
 class MaskConfig:
-    mask_estimator: str = option("gumbel", "mask: pathwise gate estimator (gumbel: binary concrete "
-                                           "straight-through; hard_concrete: Louizos et al.)",
-                                 choices=ESTIMATORS)
-    mask_head: str = option("score", "mask: logits per edge (free) or amortised on the current "
-                                     "embeddings (score, linear = score + log degrees, mlp)",
-                            choices=HEADS)
-    mask_holdout: bool = option(True, "mask: hold the step's positive edges out of its "
-                                      "propagation (target-edge holdout)")
-    mask_temperature: float = option(0.5, "mask: temperature of the relaxed gate (hard concrete's "
-                                          "beta)", min=0, min_open=True)
-    target_keep: float = option(0.85, "mask: mean keep probability per layer, held at every step "
-                                      "(none: no target)", kind=float, min=0, max=1,
-                                min_open=True, max_open=True, metavar="P")
+    mask_estimator: str = option(
+        "gumbel",
+        "mask: pathwise gate estimator (gumbel: binary concrete "
+        "straight-through; hard_concrete: Louizos et al.)",
+        choices=ESTIMATORS,
+    )
+    mask_head: str = option(
+        "score",
+        "mask: logits per edge (free) or amortised on the current "
+        "embeddings (score, linear = score + log degrees, mlp)",
+        choices=HEADS,
+    )
+    mask_holdout: bool = option(
+        True, "mask: hold the step's positive edges out of its propagation (target-edge holdout)"
+    )
+    mask_temperature: float = option(
+        0.5, "mask: temperature of the relaxed gate (hard concrete's beta)", min=0, min_open=True
+    )
+    target_keep: float = option(
+        0.85,
+        "mask: mean keep probability per layer, held at every step (none: no target)",
+        kind=float,
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+        metavar="P",
+    )
     mask_l0: float = option(0.0, "mask: coefficient of the mean-normalised L0 penalty", min=0)
-    mask_warmup: float = option(2.0, "mask: epochs before the masks apply (the heads' embeddings "
-                                     "must mean something first)", min=0, metavar="EPOCHS")
-    mask_init_keep: float = option(0.9, "mask: initial keep probability (without a target)",
-                                   min=0, max=1, min_open=True, max_open=True, metavar="P")
-    mask_head_lr: float = option(1e-2, "mask: Adam learning rate of the mask head", min=0,
-                                 min_open=True, resumable=True)
-    mask_targets: bool = option(True, "mask: also weight each positive's BPR term by its keep "
-                                       "probability (detached), so likely noise is not learned")
+    mask_warmup: float = option(
+        2.0,
+        "mask: epochs before the masks apply (the heads' embeddings must mean something first)",
+        min=0,
+        metavar="EPOCHS",
+    )
+    mask_init_keep: float = option(
+        0.9,
+        "mask: initial keep probability (without a target)",
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+        metavar="P",
+    )
+    mask_head_lr: float = option(
+        1e-2, "mask: Adam learning rate of the mask head", min=0, min_open=True, resumable=True
+    )
+    mask_targets: bool = option(
+        True,
+        "mask: also weight each positive's BPR term by its keep "
+        "probability (detached), so likely noise is not learned",
+    )
 
 
 class Holdout(Plugin):
@@ -272,35 +309,54 @@ class EdgeMask(Plugin):
         num_edges: the training graph's E. The other arguments are ``MaskConfig``'s.
     """
 
-    def __init__(self, model, num_edges: int, estimator: str = "gumbel", head: str = "score",
-                 holdout: bool = True, temperature: float = 0.5, target_keep: float | None = 0.85,
-                 l0: float = 0.0, warmup_epochs: float = 2.0, init_keep: float = 0.9,
-                 lr: float = 1e-2, targets: bool = True):
+    def __init__(
+        self,
+        model,
+        num_edges: int,
+        estimator: str = "gumbel",
+        head: str = "score",
+        holdout: bool = True,
+        temperature: float = 0.5,
+        target_keep: float | None = 0.85,
+        l0: float = 0.0,
+        warmup_epochs: float = 2.0,
+        init_keep: float = 0.9,
+        lr: float = 1e-2,
+        targets: bool = True,
+    ):
         super().__init__()
         if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; choose one of "
-                             f"{', '.join(ESTIMATORS)}")
+            raise ValueError(
+                f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
+            )
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         if not (math.isfinite(warmup_epochs) and warmup_epochs >= 0):
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
         if model.num_layers < 1:
             raise ValueError("a mask needs a backbone with at least one propagation layer")
-        self.estimator, self.holdout, self.temperature = estimator, bool(holdout), float(temperature)
+        self.estimator, self.holdout, self.temperature = (
+            estimator,
+            bool(holdout),
+            float(temperature),
+        )
         self.num_layers, self.num_edges = int(model.num_layers), int(num_edges)
         self.control = KeepControl(target_keep, l0)
         self.head = MaskHead(head, self.num_layers, self.num_edges, init_keep)
         self.warmup_examples, self.lr = warmup_epochs * self.num_edges, float(lr)
         self.targets = bool(targets)
-        self.examples = 0           # training examples seen (in the extra state)
+        self.examples = 0  # training examples seen (in the extra state)
         self._model = weakref.ref(model)  # not a submodule: the backbone owns this plug-in
-        self._embeddings = None     # (f_user, f_item) detached, from the last training step
-        self._step = None           # the current forward's (seed, logits [K, E], batch)
+        self._embeddings = None  # (f_user, f_item) detached, from the last training step
+        self._step = None  # the current forward's (seed, logits [K, E], batch)
 
     # ---------------------------------------------------------------- state
     def get_extra_state(self):
-        return {"examples": self.examples, "embeddings": self._embeddings,
-                "shift": self.control._shift}
+        return {
+            "examples": self.examples,
+            "embeddings": self._embeddings,
+            "shift": self.control._shift,
+        }
 
     def set_extra_state(self, state):
         self.examples = int(state["examples"])
@@ -327,8 +383,10 @@ class EdgeMask(Plugin):
     def logits(self, graph) -> torch.Tensor:
         """[K, E] mask logits after the keep-level shift."""
         if graph.num_edges != self.num_edges:
-            raise ValueError(f"the mask was built for a graph with {self.num_edges} edges; this "
-                             f"one has {graph.num_edges} (use the training graph)")
+            raise ValueError(
+                f"the mask was built for a graph with {self.num_edges} edges; this "
+                f"one has {graph.num_edges} (use the training graph)"
+            )
         features = None
         if self.head.amortised:
             embeddings = self._embeddings
@@ -355,8 +413,7 @@ class EdgeMask(Plugin):
             ids = None  # the batch's positive edges: held out, and reweighted in extra_loss
             if self.training and batch is not None and (self.holdout or self.targets):
                 ids = edge_ids(graph, batch.users, batch.pos)
-            hold = holdout_kwargs(graph, batch, ids=ids) if ids is not None and self.holdout \
-                else {}
+            hold = holdout_kwargs(graph, batch, ids=ids) if ids is not None and self.holdout else {}
             self._step = (seed, logits, hold, ids)
         seed, logits, hold, _ = self._step
         if logits is None:
@@ -368,8 +425,15 @@ class EdgeMask(Plugin):
             return {"edge_weight": (phi > 0).to(phi.dtype)}
         offset = layer_offset(0, layer, self.num_edges)
         if _FUSED:
-            return {"logits": phi, "mode": kind, "seed": seed, "offset": offset,
-                    "temperature": self.temperature, **stretch, **hold}
+            return {
+                "logits": phi,
+                "mode": kind,
+                "seed": seed,
+                "offset": offset,
+                "temperature": self.temperature,
+                **stretch,
+                **hold,
+            }
         z = gate(phi, kind, seed, offset, self.temperature, **stretch)
         return {"edge_weight": z * hold["edge_weight"] if hold else z}
 
@@ -395,23 +459,40 @@ class EdgeMask(Plugin):
             keep = self.keep_prob(logits.detach()[:, ids]).mean(0)
             f_user, f_item = full
             u = f_user[batch.users]
-            bpr = torch.nn.functional.softplus((u * f_item[batch.neg]).sum(-1)
-                                               - (u * f_item[batch.pos]).sum(-1))
+            bpr = torch.nn.functional.softplus(
+                (u * f_item[batch.neg]).sum(-1) - (u * f_item[batch.pos]).sum(-1)
+            )
             terms["targets"] = ((keep - 1) * bpr).mean()
         return terms
 
 
-@register_plugin("holdout", config=HoldoutConfig,
-                 summary="target-edge holdout: each step's positive edges are left out of its "
-                         "propagation")
+@register_plugin(
+    "holdout",
+    config=HoldoutConfig,
+    summary="target-edge holdout: each step's positive edges are left out of its propagation",
+)
 def build_holdout(cfg: HoldoutConfig, model, ctx) -> Holdout:
     return Holdout()
 
 
-@register_plugin("mask", config=MaskConfig,
-                 summary="learned edge masks with a pathwise estimator (gumbel / hard concrete), "
-                         "target-edge holdout, free or amortised heads and a keep-level target")
+@register_plugin(
+    "mask",
+    config=MaskConfig,
+    summary="learned edge masks with a pathwise estimator (gumbel / hard concrete), "
+    "target-edge holdout, free or amortised heads and a keep-level target",
+)
 def build_mask(cfg: MaskConfig, model, ctx) -> EdgeMask:
-    return EdgeMask(model, ctx.train.num_edges, cfg.mask_estimator, cfg.mask_head,
-                    cfg.mask_holdout, cfg.mask_temperature, cfg.target_keep, cfg.mask_l0,
-                    cfg.mask_warmup, cfg.mask_init_keep, cfg.mask_head_lr, cfg.mask_targets)
+    return EdgeMask(
+        model,
+        ctx.train.num_edges,
+        cfg.mask_estimator,
+        cfg.mask_head,
+        cfg.mask_holdout,
+        cfg.mask_temperature,
+        cfg.target_keep,
+        cfg.mask_l0,
+        cfg.mask_warmup,
+        cfg.mask_init_keep,
+        cfg.mask_head_lr,
+        cfg.mask_targets,
+    )

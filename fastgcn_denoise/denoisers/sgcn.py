@@ -39,6 +39,7 @@ The logit gradient (ARM estimate + σ'(Φ) (β + γ dN/dkeep), in closed form) e
 zero-valued linear term ``<G, Φ> - <G, Φ>.detach()``, so an ordinary ``loss.backward();
 optimizer.step()`` loop trains the masks and the embeddings together.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,13 +49,13 @@ import torch
 from torch import nn
 
 from ..config import option
-from ..ops import arm_grad, layer_offset, masked_spmm_dual, nuclear_norm, NuclearNormState
-from ..ops.arm_grad import ESTIMATORS
-from ..ops.nuclear_norm import BACKWARDS
 from ..models.base import Batch
 from ..models.lightgcn import LightGCN, LightGCNConfig
 from ..models.ngcf import NGCF, NGCFConfig
 from ..models.registry import register_model
+from ..ops import NuclearNormState, arm_grad, layer_offset, masked_spmm_dual, nuclear_norm
+from ..ops.arm_grad import ESTIMATORS
+from ..ops.nuclear_norm import BACKWARDS
 
 _ARM_BACKENDS = ("reference", "cpu", "triton")  # arm_grad's kernels; other backends dispatch
 
@@ -80,24 +81,42 @@ class SGCN(nn.Module):
 
     backbone_cls = None  # set by the concrete classes below
 
-    def __init__(self, num_users: int, num_items: int, num_edges: int, beta: float = 0.001,
-                 gamma: float = 0.001, svd_rank: int = 128, svd_every: int = 100, svd_iters: int = 2,
-                 estimator: str = "arm", nuclear_backward: str = "exact", init_keep: float = 0.9,
-                 mask_lr: float | None = None, **backbone):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        num_edges: int,
+        beta: float = 0.001,
+        gamma: float = 0.001,
+        svd_rank: int = 128,
+        svd_every: int = 100,
+        svd_iters: int = 2,
+        estimator: str = "arm",
+        nuclear_backward: str = "exact",
+        init_keep: float = 0.9,
+        mask_lr: float | None = None,
+        **backbone,
+    ):
         super().__init__()
         if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+            raise ValueError(
+                f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
+            )
         if nuclear_backward not in BACKWARDS:
-            raise ValueError(f"unknown nuclear_backward {nuclear_backward!r}; choose one of "
-                             f"{', '.join(BACKWARDS)}")
+            raise ValueError(
+                f"unknown nuclear_backward {nuclear_backward!r}; choose one of "
+                f"{', '.join(BACKWARDS)}"
+            )
         for name, value in (("beta", beta), ("gamma", gamma)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"SGCN {name} must be a finite number >= 0, got {value}")
         if not 0.0 < init_keep < 1.0:
             raise ValueError(f"SGCN init_keep must be in (0, 1), got {init_keep}")
         if min(int(num_edges), int(svd_rank), int(svd_every), int(svd_iters) + 1) <= 0:
-            raise ValueError(f"SGCN needs num_edges, svd_rank, svd_every > 0 and svd_iters >= 0, "
-                             f"got {num_edges}, {svd_rank}, {svd_every}, {svd_iters}")
+            raise ValueError(
+                f"SGCN needs num_edges, svd_rank, svd_every > 0 and svd_iters >= 0, "
+                f"got {num_edges}, {svd_rank}, {svd_every}, {svd_iters}"
+            )
         self.net = self.backbone_cls(num_users, num_items, **backbone)
         if self.net.num_layers < 1:
             raise ValueError("SGCN needs at least one propagation layer to mask")
@@ -108,11 +127,12 @@ class SGCN(nn.Module):
         self.svd_every, self.svd_iters, self.estimator = int(svd_every), int(svd_iters), estimator
         self.nuclear_backward, self.init_keep = nuclear_backward, float(init_keep)
         self.mask_lr = mask_lr
-        self.logits = nn.Parameter(torch.full((self.num_layers, self.num_edges),
-                                              math.log(init_keep / (1.0 - init_keep))))
-        self.steps = 0                      # training steps taken (in the state dict)
+        self.logits = nn.Parameter(
+            torch.full((self.num_layers, self.num_edges), math.log(init_keep / (1.0 - init_keep)))
+        )
+        self.steps = 0  # training steps taken (in the state dict)
         self._svd_states = [NuclearNormState() for _ in range(self.num_layers)]
-        self._nuclear_cache = None          # (value, d/dw [K, E]) from the last SVD step
+        self._nuclear_cache = None  # (value, d/dw [K, E]) from the last SVD step
 
     # The backbone's parameters are the ego embeddings the BPR regulariser reads.
     @property
@@ -140,18 +160,26 @@ class SGCN(nn.Module):
 
     def _check_graph(self, graph):
         if graph.num_edges != self.num_edges:
-            raise ValueError(f"SGCN learned one mask logit per interaction of a graph with "
-                             f"{self.num_edges} edges; this graph has {graph.num_edges} (run it "
-                             "on the training graph it was built for)")
+            raise ValueError(
+                f"SGCN learned one mask logit per interaction of a graph with "
+                f"{self.num_edges} edges; this graph has {graph.num_edges} (run it "
+                "on the training graph it was built for)"
+            )
 
     def mask_spec(self, mode: str, seed: int = 0, offset: int = 0) -> list[dict]:
         """Per-layer ``masked_spmm`` kwargs for ``mode`` (logits detached: ARM drives their grads).
 
         Layer k draws from counters ``offset + k * E + e`` (``layer_offset``)."""
         phi = self.logits.detach()
-        return [{"logits": phi[k], "mode": mode, "seed": seed,
-                 "offset": layer_offset(offset, k, self.num_edges)}
-                for k in range(self.num_layers)]
+        return [
+            {
+                "logits": phi[k],
+                "mode": mode,
+                "seed": seed,
+                "offset": layer_offset(offset, k, self.num_edges),
+            }
+            for k in range(self.num_layers)
+        ]
 
     def keep_probabilities(self) -> torch.Tensor:
         """σ(Φ) [K, E] (edge-id order), detached: each interaction's keep probability per layer."""
@@ -202,8 +230,14 @@ class SGCN(nn.Module):
             with torch.enable_grad():
                 for k in range(self.num_layers):
                     w = keep[k].detach().requires_grad_()
-                    value = nuclear_norm(graph, w, self.svd_rank, self._svd_states[k],
-                                         backward=self.nuclear_backward, n_iter=self.svd_iters)
+                    value = nuclear_norm(
+                        graph,
+                        w,
+                        self.svd_rank,
+                        self._svd_states[k],
+                        backward=self.nuclear_backward,
+                        n_iter=self.svd_iters,
+                    )
                     values.append(value.detach())
                     grads.append(torch.autograd.grad(value, w)[0])
             self._nuclear_cache = (torch.stack(values).sum(), torch.stack(grads))
@@ -220,12 +254,15 @@ class SGCN(nn.Module):
         net = self.net
         self._check_graph(graph)
         if mask_spec is not None or not self.training:
-            return net.loss(graph, batch, self.mask_spec("hard") if mask_spec is None else mask_spec)
+            return net.loss(
+                graph, batch, self.mask_spec("hard") if mask_spec is None else mask_spec
+            )
         seed = self._draw_seed()
         pos_specs = self.mask_spec("arm_pos", seed)
         neg_specs = self.mask_spec("arm_neg", seed)
         (pos_u, pos_i), (neg_u, neg_i) = masked_spmm_dual(
-            graph, net.user_emb, net.item_emb, pos_specs[0]["logits"], seed, 0, backend=net.backend)
+            graph, net.user_emb, net.item_emb, pos_specs[0]["logits"], seed, 0, backend=net.backend
+        )
         cuda = [graph.device] if graph.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the neg pass replays the same dropout draws
             terms = net.batch_loss(self._pass(graph, pos_u, pos_i, pos_specs), batch, net.decay)
@@ -234,8 +271,9 @@ class SGCN(nn.Module):
         bpr_pos = terms["bpr"]
         arm_backend = net.backend if net.backend in _ARM_BACKENDS else None
         phi = self.logits
-        grad = arm_grad(phi.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator,
-                        backend=arm_backend)
+        grad = arm_grad(
+            phi.detach(), seed, 0, bpr_pos.detach(), bpr_neg, self.estimator, backend=arm_backend
+        )
         with torch.no_grad():
             # The penalties' logit gradient in closed form, σ'(Φ) (β + γ dN/dkeep), added to the
             # ARM estimate: one pass over the K x E logits instead of an autograd graph of them.
@@ -269,22 +307,51 @@ class SNGCF(SGCN):
 
 @dataclass
 class _SGCNOptions:
-    beta: float = option(0.001, "SGCN: L0 coefficient (beta * sum of the keep probabilities)", min=0)
-    gamma: float = option(0.001, "SGCN: low-rank coefficient (gamma * truncated nuclear norm per "
-                                 "layer; 0: no SVD)", min=0)
+    beta: float = option(
+        0.001, "SGCN: L0 coefficient (beta * sum of the keep probabilities)", min=0
+    )
+    gamma: float = option(
+        0.001,
+        "SGCN: low-rank coefficient (gamma * truncated nuclear norm per layer; 0: no SVD)",
+        min=0,
+    )
     svd_rank: int = option(128, "SGCN: singular values in the truncated nuclear norm", min=1)
-    svd_every: int = option(100, "SGCN: recompute the SVD every N steps (its gradient is reused "
-                                 "in between)", min=1, metavar="STEPS")
-    svd_iters: int = option(2, "SGCN: maximum block-Krylov depth of each (warm-started) SVD",
-                            min=0, metavar="DEPTH")
-    estimator: str = option("arm", "SGCN: mask gradient estimator (arm: the paper's; disarm: "
-                                   "lower variance)", choices=ESTIMATORS)
-    nuclear_backward: str = option("exact", "SGCN: nuclear-norm gradient (exact U V^T, or the "
-                                            "paper's power iteration)", choices=BACKWARDS)
-    init_keep: float = option(0.9, "SGCN: initial keep probability of every interaction", min=0,
-                              max=1, min_open=True, max_open=True, metavar="P")
-    mask_lr: float = option(None, "SGCN: Adam learning rate of the mask logits (default: --lr)",
-                            kind=float, min=0, min_open=True, resumable=True)
+    svd_every: int = option(
+        100,
+        "SGCN: recompute the SVD every N steps (its gradient is reused in between)",
+        min=1,
+        metavar="STEPS",
+    )
+    svd_iters: int = option(
+        2, "SGCN: maximum block-Krylov depth of each (warm-started) SVD", min=0, metavar="DEPTH"
+    )
+    estimator: str = option(
+        "arm",
+        "SGCN: mask gradient estimator (arm: the paper's; disarm: lower variance)",
+        choices=ESTIMATORS,
+    )
+    nuclear_backward: str = option(
+        "exact",
+        "SGCN: nuclear-norm gradient (exact U V^T, or the paper's power iteration)",
+        choices=BACKWARDS,
+    )
+    init_keep: float = option(
+        0.9,
+        "SGCN: initial keep probability of every interaction",
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+        metavar="P",
+    )
+    mask_lr: float = option(
+        None,
+        "SGCN: Adam learning rate of the mask logits (default: --lr)",
+        kind=float,
+        min=0,
+        min_open=True,
+        resumable=True,
+    )
 
 
 @dataclass
@@ -298,21 +365,42 @@ class SNGCFConfig(NGCFConfig, _SGCNOptions):
 
 
 def _sgcn_kwargs(cfg, ctx) -> dict:
-    return dict(num_users=ctx.num_users, num_items=ctx.num_items, num_edges=ctx.train.num_edges,
-                beta=cfg.beta, gamma=cfg.gamma, svd_rank=cfg.svd_rank, svd_every=cfg.svd_every,
-                svd_iters=cfg.svd_iters, estimator=cfg.estimator,
-                nuclear_backward=cfg.nuclear_backward, init_keep=cfg.init_keep,
-                mask_lr=cfg.mask_lr, dim=cfg.dim, decay=cfg.decay)
+    return dict(
+        num_users=ctx.num_users,
+        num_items=ctx.num_items,
+        num_edges=ctx.train.num_edges,
+        beta=cfg.beta,
+        gamma=cfg.gamma,
+        svd_rank=cfg.svd_rank,
+        svd_every=cfg.svd_every,
+        svd_iters=cfg.svd_iters,
+        estimator=cfg.estimator,
+        nuclear_backward=cfg.nuclear_backward,
+        init_keep=cfg.init_keep,
+        mask_lr=cfg.mask_lr,
+        dim=cfg.dim,
+        decay=cfg.decay,
+    )
 
 
-@register_model("s-lightgcn", config=SLightGCNConfig,
-                summary="SGCN masks on LightGCN (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)")
+@register_model(
+    "s-lightgcn",
+    config=SLightGCNConfig,
+    summary="SGCN masks on LightGCN (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)",
+)
 def build_slightgcn(cfg: SLightGCNConfig, ctx) -> SLightGCN:
     return SLightGCN(num_layers=cfg.layers, init_std=cfg.init_std, **_sgcn_kwargs(cfg, ctx))
 
 
-@register_model("s-ngcf", config=SNGCFConfig,
-                summary="SGCN masks on NGCF (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)")
+@register_model(
+    "s-ngcf",
+    config=SNGCFConfig,
+    summary="SGCN masks on NGCF (Chen et al., SIGIR'21; ARM/DisARM, L0, nuclear norm)",
+)
 def build_sngcf(cfg: SNGCFConfig, ctx) -> SNGCF:
-    return SNGCF(layer_dims=(cfg.dim,) * cfg.layers, mess_dropout=cfg.mess_dropout,
-                 node_dropout=cfg.node_dropout, **_sgcn_kwargs(cfg, ctx))
+    return SNGCF(
+        layer_dims=(cfg.dim,) * cfg.layers,
+        mess_dropout=cfg.mess_dropout,
+        node_dropout=cfg.node_dropout,
+        **_sgcn_kwargs(cfg, ctx),
+    )

@@ -13,6 +13,7 @@ backbone through three seams, the same for every backbone:
 and denoisers report ``keep_scores(graph)``: one score per training interaction ([E] or [K, E],
 edge-id order, higher = keep), which ``denoise`` exports and the noise benchmark judges.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -26,6 +27,7 @@ from ..ops import masked_spmm
 
 class Batch(NamedTuple):
     """BPR triples: int64 [B] each, on the graph's device."""
+
     users: torch.Tensor
     pos: torch.Tensor
     neg: torch.Tensor
@@ -104,11 +106,15 @@ class GraphRecommender(nn.Module):
 
     def _check_graph(self, graph, mask_spec=None):
         if graph.num_users != self.num_users or graph.num_items != self.num_items:
-            raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
-                             f"model was built for {self.num_users} x {self.num_items}")
+            raise ValueError(
+                f"graph has {graph.num_users} users x {graph.num_items} items but the "
+                f"model was built for {self.num_users} x {self.num_items}"
+            )
         if mask_spec is not None and len(mask_spec) != self.num_layers:
-            raise ValueError(f"mask_spec has {len(mask_spec)} entries; the model has "
-                             f"{self.num_layers} layers (one dict of masked_spmm kwargs per layer)")
+            raise ValueError(
+                f"mask_spec has {len(mask_spec)} entries; the model has "
+                f"{self.num_layers} layers (one dict of masked_spmm kwargs per layer)"
+            )
 
     def layer_kwargs(self, layer: int, graph, batch=None, mask_spec=None) -> dict:
         """The masked_spmm kwargs of ``layer``: the explicit ``mask_spec[layer]`` and every
@@ -117,16 +123,23 @@ class GraphRecommender(nn.Module):
         for p in self.plugins:
             for key, value in p.layer_kwargs(layer, graph, batch).items():
                 if key in kwargs:
-                    raise ValueError(f"layer {layer}: masked_spmm argument {key!r} is set twice "
-                                     f"(by {type(p).__name__} and another mask source)")
+                    raise ValueError(
+                        f"layer {layer}: masked_spmm argument {key!r} is set twice "
+                        f"(by {type(p).__name__} and another mask source)"
+                    )
                 kwargs[key] = value
         return kwargs
 
     def propagate(self, graph, x_user, x_item, layer: int, batch=None, mask_spec=None):
         """One layer on both sides: the masked normalised product, ``transform``, then the
         plug-ins' ``after_layer``."""
-        side_user, side_item = masked_spmm(graph, x_user, x_item, backend=self.backend,
-                                           **self.layer_kwargs(layer, graph, batch, mask_spec))
+        side_user, side_item = masked_spmm(
+            graph,
+            x_user,
+            x_item,
+            backend=self.backend,
+            **self.layer_kwargs(layer, graph, batch, mask_spec),
+        )
         out = self.transform(layer, x_user, x_item, side_user, side_item)
         for p in self.plugins:
             out = p.after_layer(layer, graph, *out)
@@ -169,7 +182,7 @@ class GraphRecommender(nn.Module):
         items = torch.cat([pos, neg])
         u, it = self.readout([(x_u[users], x_i[items]) for x_u, x_i in layers])
         ego_sq = layers[0][0][users].pow(2).sum() + layers[0][1][items].pow(2).sum()
-        return _bpr_terms(u, it[:pos.shape[0]], it[pos.shape[0]:], ego_sq, decay)
+        return _bpr_terms(u, it[: pos.shape[0]], it[pos.shape[0] :], ego_sq, decay)
 
     def keep_scores(self, graph):
         """The first plug-in's keep scores ([E] or [K, E], higher = keep), or None."""

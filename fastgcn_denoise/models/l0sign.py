@@ -27,6 +27,7 @@ section 4):
 - Adagrad, lr 0.05, lr decay 1e-5, batch 1024 (the official code; the paper names none).
   A gate that sits at 0 has no gradient (the clamp), as in the paper's hard concrete.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,20 +58,27 @@ class L0SignConfig:
     edge_dim: int = option(8, "edge-prediction embedding size b", min=1)
     hidden: int = option(32, "hidden width of h and of the edge predictor", min=1)
     edge_prediction: bool = option(True, "L0 edge prediction (off: SIGN, every pair kept)")
-    l0_weight: float = option(1e-3, "lambda1: weight of the L0 term (expected kept pairs per "
-                              "graph)", min=0)
-    l2_weight: float = option(1e-3, "lambda2: weight of the L2 term on h's outputs per graph",
-                              min=0)
+    l0_weight: float = option(
+        1e-3, "lambda1: weight of the L0 term (expected kept pairs per graph)", min=0
+    )
+    l2_weight: float = option(
+        1e-3, "lambda2: weight of the L2 term on h's outputs per graph", min=0
+    )
     directed: bool = option(False, "aggregate pair (i<=j) only at j (official code), not at both")
-    loss: str = option("bce", "prediction loss: bce (logistic) or mse (official code)",
-                       choices=LOSSES)
-    init_std: float = option(1.0, "std of the node embeddings' normal init (official: 1)", min=0,
-                             min_open=True)
-    gate_temperature: float = option(2.0 / 3.0, "hard-concrete temperature beta", min=0, min_open=True)
+    loss: str = option(
+        "bce", "prediction loss: bce (logistic) or mse (official code)", choices=LOSSES
+    )
+    init_std: float = option(
+        1.0, "std of the node embeddings' normal init (official: 1)", min=0, min_open=True
+    )
+    gate_temperature: float = option(
+        2.0 / 3.0, "hard-concrete temperature beta", min=0, min_open=True
+    )
     gate_gamma: float = option(-0.1, "hard-concrete stretch: lower end (< 0)", max=0, max_open=True)
     gate_zeta: float = option(1.1, "hard-concrete stretch: upper end (> 1)", min=1, min_open=True)
-    optimizer: str = option("adagrad", "adagrad (the paper's code) or adam",
-                            choices=("adagrad", "adam"))
+    optimizer: str = option(
+        "adagrad", "adagrad (the paper's code) or adam", choices=("adagrad", "adam")
+    )
     lr_decay: float = option(1e-5, "Adagrad learning-rate decay", min=0)
 
     def validate(self) -> "L0SignConfig":
@@ -88,8 +96,9 @@ class L0SIGN(nn.Module):
     (``hard_concrete``, a fresh Philox counter range per call) and its mean in eval mode.
     """
 
-    def __init__(self, num_features: int, config: L0SignConfig, seed: int = 0,
-                 backend: str | None = None):
+    def __init__(
+        self, num_features: int, config: L0SignConfig, seed: int = 0, backend: str | None = None
+    ):
         super().__init__()
         self.config = config.validate()
         self.num_features = int(num_features)
@@ -127,16 +136,28 @@ class L0SIGN(nn.Module):
         gate = {}
         if c.edge_prediction:
             kind = "hard_concrete" if self.training else "hard_concrete_mean"
-            gate = dict(edge_emb=self.edge_emb, gate_weights=(self.g1.weight, self.g1.bias,
-                                                                self.g2.weight, self.g2.bias))
+            gate = dict(
+                edge_emb=self.edge_emb,
+                gate_weights=(self.g1.weight, self.g1.bias, self.g2.weight, self.g2.bias),
+            )
         else:
             kind = "none"
         offset = int(self.draws)
         out = ops.all_pairs_interaction(
-            batch.ptr, batch.nodes, self.node_emb,
-            (self.h1.weight, self.h1.bias, self.h2.weight, self.h2.bias), kind=kind,
-            seed=self.seed, offset=offset, temperature=c.gate_temperature, gamma=c.gate_gamma,
-            zeta=c.gate_zeta, directed=c.directed, backend=self.backend, **gate)
+            batch.ptr,
+            batch.nodes,
+            self.node_emb,
+            (self.h1.weight, self.h1.bias, self.h2.weight, self.h2.bias),
+            kind=kind,
+            seed=self.seed,
+            offset=offset,
+            temperature=c.gate_temperature,
+            gamma=c.gate_gamma,
+            zeta=c.gate_zeta,
+            directed=c.directed,
+            backend=self.backend,
+            **gate,
+        )
         if self.training and c.edge_prediction:
             k = batch.ptr.diff()
             self.draws += (k * (k + 1) // 2).sum()
@@ -165,8 +186,13 @@ class L0SIGN(nn.Module):
         total = pred + c.l0_weight * l0 + c.l2_weight * l2
         k = batch.ptr.diff()
         pairs = (k * (k + 1) // 2).sum().clamp_min(1)
-        return {"loss": total, "pred": pred.detach(), "l0": l0.detach(), "l2": l2.detach(),
-                "kept": out.kept.sum() / pairs}
+        return {
+            "loss": total,
+            "pred": pred.detach(),
+            "l0": l0.detach(),
+            "l2": l2.detach(),
+            "kept": out.kept.sum() / pairs,
+        }
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """The model's own optimiser (the trainer's hook): Adagrad as the paper's code, or Adam."""
@@ -182,17 +208,28 @@ class L0SIGN(nn.Module):
         """
         if not self.config.edge_prediction:
             graph, i, j, _ = upper_pairs(batch.ptr)
-            return graph, i, j, torch.ones(graph.shape[0], dtype=self.node_emb.dtype,
-                                           device=graph.device)
+            return (
+                graph,
+                i,
+                j,
+                torch.ones(graph.shape[0], dtype=self.node_emb.dtype, device=graph.device),
+            )
         c = self.config
-        return pair_gates(batch.ptr, batch.nodes, self.edge_emb,
-                          (self.g1.weight, self.g1.bias, self.g2.weight, self.g2.bias),
-                          "hard_concrete_mean", temperature=c.gate_temperature, gamma=c.gate_gamma,
-                          zeta=c.gate_zeta)
+        return pair_gates(
+            batch.ptr,
+            batch.nodes,
+            self.edge_emb,
+            (self.g1.weight, self.g1.bias, self.g2.weight, self.g2.bias),
+            "hard_concrete_mean",
+            temperature=c.gate_temperature,
+            gamma=c.gate_gamma,
+            zeta=c.gate_zeta,
+        )
 
 
-def interaction_table(model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 4096,
-                      device=None) -> dict:
+def interaction_table(
+    model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 4096, device=None
+) -> dict:
     """Which feature pairs the model keeps over a data set (the paper's interaction analysis).
 
     Returns numpy arrays sorted by count (then keep rate): ``feature_a`` <= ``feature_b``
@@ -216,18 +253,31 @@ def interaction_table(model: L0SIGN, graphs: FeatureGraphs, batch_size: int = 40
     kept_arr = np.concatenate(kept) if kept else np.zeros(0, dtype=bool)
     gate_arr = np.concatenate(gates) if gates else np.zeros(0)
     uniq, inverse, count = np.unique(key, return_inverse=True, return_counts=True)
-    keep_rate = np.bincount(inverse, weights=kept_arr, minlength=uniq.shape[0]) / np.maximum(count, 1)
-    mean_gate = np.bincount(inverse, weights=gate_arr, minlength=uniq.shape[0]) / np.maximum(count, 1)
+    keep_rate = np.bincount(inverse, weights=kept_arr, minlength=uniq.shape[0]) / np.maximum(
+        count, 1
+    )
+    mean_gate = np.bincount(inverse, weights=gate_arr, minlength=uniq.shape[0]) / np.maximum(
+        count, 1
+    )
     order = np.lexsort((-keep_rate, -count))
-    return {"feature_a": (uniq // graphs.num_features)[order],
-            "feature_b": (uniq % graphs.num_features)[order], "count": count[order],
-            "keep_rate": keep_rate[order], "mean_gate": mean_gate[order],
-            "pairs": int(key.shape[0]), "kept": int(kept_arr.sum())}
+    return {
+        "feature_a": (uniq // graphs.num_features)[order],
+        "feature_b": (uniq % graphs.num_features)[order],
+        "count": count[order],
+        "keep_rate": keep_rate[order],
+        "mean_gate": mean_gate[order],
+        "pairs": int(key.shape[0]),
+        "kept": int(kept_arr.sum()),
+    }
 
 
-@register_model("l0-sign", config=L0SignConfig, task="classification",
-                summary="L0-SIGN (Su et al., AAAI'21): feature-graph classification with "
-                        "hard-concrete edge prediction (--no-edge-prediction: SIGN)")
+@register_model(
+    "l0-sign",
+    config=L0SignConfig,
+    task="classification",
+    summary="L0-SIGN (Su et al., AAAI'21): feature-graph classification with "
+    "hard-concrete edge prediction (--no-edge-prediction: SIGN)",
+)
 def build_l0sign(cfg: L0SignConfig, ctx) -> L0SIGN:
     return L0SIGN(ctx.num_features, cfg, seed=ctx.seed)
 

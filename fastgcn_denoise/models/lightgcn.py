@@ -6,6 +6,7 @@
 Each layer is one ``masked_spmm`` call (``GraphRecommender.propagate``), so masks, edge weights
 and plug-ins apply per layer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ class LightGCNConfig:
     dim: int = option(64, "embedding size", min=1)
     layers: int = option(3, "propagation layers", min=0)
     decay: float = option(1e-4, "L2 coefficient on the batch's layer-0 embeddings", min=0)
-    init_std: float = option(0.1, "std of the normal initialisation of the embeddings", min=0,
-                             min_open=True)
+    init_std: float = option(
+        0.1, "std of the normal initialisation of the embeddings", min=0, min_open=True
+    )
 
 
 class LightGCN(GraphRecommender):
@@ -38,15 +40,26 @@ class LightGCN(GraphRecommender):
     dispatch by device / FASTGCN_BACKEND).
     """
 
-    def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 3,
-                 init_std: float = 0.1, decay: float = 1e-4, backend: str | None = None):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 64,
+        num_layers: int = 3,
+        init_std: float = 0.1,
+        decay: float = 1e-4,
+        backend: str | None = None,
+    ):
         super().__init__()
         if num_users <= 0 or num_items <= 0:
             raise ValueError(
-                f"LightGCN needs num_users, num_items > 0, got {num_users}, {num_items}")
+                f"LightGCN needs num_users, num_items > 0, got {num_users}, {num_items}"
+            )
         if dim <= 0 or num_layers < 0:
-            raise ValueError(f"LightGCN needs dim > 0 and num_layers >= 0, got dim={dim}, "
-                             f"num_layers={num_layers}")
+            raise ValueError(
+                f"LightGCN needs dim > 0 and num_layers >= 0, got dim={dim}, "
+                f"num_layers={num_layers}"
+            )
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.dim, self.num_layers = int(dim), int(num_layers)
         self.decay, self.backend = float(decay), backend
@@ -63,8 +76,17 @@ class LightGCN(GraphRecommender):
         return users, items
 
 
-@register_model("lightgcn", config=LightGCNConfig,
-                summary="LightGCN (He et al., SIGIR'20): mean of normalised propagations")
+@register_model(
+    "lightgcn",
+    config=LightGCNConfig,
+    summary="LightGCN (He et al., SIGIR'20): mean of normalised propagations",
+)
 def build_lightgcn(cfg: LightGCNConfig, ctx) -> LightGCN:
-    return LightGCN(ctx.num_users, ctx.num_items, dim=cfg.dim, num_layers=cfg.layers,
-                    init_std=cfg.init_std, decay=cfg.decay)
+    return LightGCN(
+        ctx.num_users,
+        ctx.num_items,
+        dim=cfg.dim,
+        num_layers=cfg.layers,
+        init_std=cfg.init_std,
+        decay=cfg.decay,
+    )

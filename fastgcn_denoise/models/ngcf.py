@@ -20,6 +20,7 @@ Choices (the paper's formula where the official code differs, stated here):
 - A ``mask_spec`` (S-NGCF) replaces node dropout for the pass it is given to.
 - Init: Xavier-uniform for embeddings and weights, zero biases (the official code's choice).
 """
+
 from __future__ import annotations
 
 import math
@@ -50,9 +51,17 @@ class NGCF(GraphRecommender):
     The readout (used for scoring) has ``dim + sum(layer_dims)`` columns.
     """
 
-    def __init__(self, num_users: int, num_items: int, dim: int = 64,
-                 layer_dims=(64, 64, 64), mess_dropout: float = 0.1, node_dropout: float = 0.0,
-                 decay: float = 1e-4, backend: str | None = None):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 64,
+        layer_dims=(64, 64, 64),
+        mess_dropout: float = 0.1,
+        node_dropout: float = 0.0,
+        decay: float = 1e-4,
+        backend: str | None = None,
+    ):
         super().__init__()
         if num_users <= 0 or num_items <= 0:
             raise ValueError(f"NGCF needs num_users, num_items > 0, got {num_users}, {num_items}")
@@ -72,8 +81,8 @@ class NGCF(GraphRecommender):
         nn.init.xavier_uniform_(self.user_emb)
         nn.init.xavier_uniform_(self.item_emb)
         dims = (self.dim,) + layer_dims
-        self.w1 = nn.ModuleList(nn.Linear(dims[l], dims[l + 1]) for l in range(self.num_layers))
-        self.w2 = nn.ModuleList(nn.Linear(dims[l], dims[l + 1]) for l in range(self.num_layers))
+        self.w1 = nn.ModuleList(nn.Linear(dims[k], dims[k + 1]) for k in range(self.num_layers))
+        self.w2 = nn.ModuleList(nn.Linear(dims[k], dims[k + 1]) for k in range(self.num_layers))
         for lin in (*self.w1, *self.w2):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -113,8 +122,18 @@ class NGCF(GraphRecommender):
         return users, items
 
 
-@register_model("ngcf", config=NGCFConfig,
-                summary="NGCF (Wang et al., SIGIR'19): transformed propagations, concatenated")
+@register_model(
+    "ngcf",
+    config=NGCFConfig,
+    summary="NGCF (Wang et al., SIGIR'19): transformed propagations, concatenated",
+)
 def build_ngcf(cfg: NGCFConfig, ctx) -> NGCF:
-    return NGCF(ctx.num_users, ctx.num_items, dim=cfg.dim, layer_dims=(cfg.dim,) * cfg.layers,
-                mess_dropout=cfg.mess_dropout, node_dropout=cfg.node_dropout, decay=cfg.decay)
+    return NGCF(
+        ctx.num_users,
+        ctx.num_items,
+        dim=cfg.dim,
+        layer_dims=(cfg.dim,) * cfg.layers,
+        mess_dropout=cfg.mess_dropout,
+        node_dropout=cfg.node_dropout,
+        decay=cfg.decay,
+    )

@@ -12,6 +12,7 @@ one::
 A plug-in (``models.base.Plugin``) changes a ranking backbone through its seams; it registers
 ``build(cfg, model, ctx) -> Plugin`` and is switched on by ``--NAME`` (``TrainConfig.plugins``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,17 +24,17 @@ TASKS = ("ranking", "classification")
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    config: type          # the model's config dataclass
-    build: Callable       # (config, ctx) -> nn.Module
-    task: str             # a TASKS entry
-    summary: str          # one line for --help
+    config: type  # the model's config dataclass
+    build: Callable  # (config, ctx) -> nn.Module
+    task: str  # a TASKS entry
+    summary: str  # one line for --help
 
 
 @dataclass(frozen=True)
 class PluginEntry:
     name: str
-    config: type          # the plug-in's config dataclass
-    build: Callable       # (config, model, ctx) -> Plugin
+    config: type  # the plug-in's config dataclass
+    build: Callable  # (config, model, ctx) -> Plugin
     summary: str
 
 
@@ -51,16 +52,19 @@ def register_model(name: str, *, config: type, summary: str, task: str = "rankin
             raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = ModelEntry(name, config, build, task, summary)
         return build
+
     return decorate
 
 
 def register_plugin(name: str, *, config: type, summary: str):
     """Decorator registering ``build(config, model, ctx) -> Plugin`` as plug-in ``name``."""
+
     def decorate(build):
         if name in PLUGINS or name in MODELS:
             raise ValueError(f"plug-in {name!r} clashes with a registered name")
         PLUGINS[name] = PluginEntry(name, config, build, summary)
         return build
+
     return decorate
 
 

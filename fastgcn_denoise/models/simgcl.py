@@ -22,6 +22,7 @@ DGR's official SimGCL hard-codes its own variant: noise in *every* forward pass,
 included (its ``perturbed`` flag is ignored) and GMP α = (0.1, 1.1, 0.1); we keep SimGCL's
 clean evaluation and take α from the DGR plug-in's configuration.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,18 +57,31 @@ class PerturbedLightGCN(LightGCN):
 
     perturb_training = False
 
-    def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 3,
-                 cl_weight: float = 0.5, cl_temperature: float = 0.2, noise_eps: float = 0.1,
-                 decay: float = 1e-4, backend: str | None = None):
-        super().__init__(num_users, num_items, dim=dim, num_layers=num_layers, decay=decay,
-                         backend=backend)
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 64,
+        num_layers: int = 3,
+        cl_weight: float = 0.5,
+        cl_temperature: float = 0.2,
+        noise_eps: float = 0.1,
+        decay: float = 1e-4,
+        backend: str | None = None,
+    ):
+        super().__init__(
+            num_users, num_items, dim=dim, num_layers=num_layers, decay=decay, backend=backend
+        )
         name = type(self).__name__
         if self.num_layers < 1:
-            raise ValueError(f"{name} needs num_layers >= 1 (its readout leaves out E^(0)), got "
-                             f"{num_layers}")
+            raise ValueError(
+                f"{name} needs num_layers >= 1 (its readout leaves out E^(0)), got {num_layers}"
+            )
         if not (cl_weight >= 0 and cl_temperature > 0 and noise_eps >= 0):
-            raise ValueError(f"{name} needs cl_weight >= 0, cl_temperature > 0, noise_eps >= 0; "
-                             f"got {cl_weight}, {cl_temperature}, {noise_eps}")
+            raise ValueError(
+                f"{name} needs cl_weight >= 0, cl_temperature > 0, noise_eps >= 0; "
+                f"got {cl_weight}, {cl_temperature}, {noise_eps}"
+            )
         self.cl_weight, self.cl_temperature = float(cl_weight), float(cl_temperature)
         self.noise_eps = float(noise_eps)
         torch.nn.init.xavier_uniform_(self.user_emb)
@@ -83,7 +97,10 @@ class PerturbedLightGCN(LightGCN):
         for k in range(self.num_layers):
             x_user, x_item = self.propagate(graph, *outs[-1], k, batch, mask_spec)
             if perturbed:
-                x_user, x_item = perturb_rows(x_user, self.noise_eps), perturb_rows(x_item, self.noise_eps)
+                x_user, x_item = (
+                    perturb_rows(x_user, self.noise_eps),
+                    perturb_rows(x_item, self.noise_eps),
+                )
             outs.append((x_user, x_item))
         return outs
 
@@ -99,8 +116,10 @@ class PerturbedLightGCN(LightGCN):
     def contrast(self, view_a, view_b) -> torch.Tensor:
         """λ (InfoNCE over users + InfoNCE over items) between two views, each a pair (user rows
         [n, D], item rows [m, D]) of the same nodes."""
-        return self.cl_weight * (info_nce(view_a[0], view_b[0], self.cl_temperature)
-                                 + info_nce(view_a[1], view_b[1], self.cl_temperature))
+        return self.cl_weight * (
+            info_nce(view_a[0], view_b[0], self.cl_temperature)
+            + info_nce(view_a[1], view_b[1], self.cl_temperature)
+        )
 
 
 class SimGCL(PerturbedLightGCN):
@@ -111,8 +130,12 @@ class SimGCL(PerturbedLightGCN):
         terms = super().loss(graph, batch, mask_spec)
         if self.cl_weight > 0:
             users, items = torch.unique(batch.users), torch.unique(batch.pos)
-            views = [self.readout_rows(self.layer_outputs(graph, batch, mask_spec, perturbed=True),
-                                       users, items) for _ in range(2)]
+            views = [
+                self.readout_rows(
+                    self.layer_outputs(graph, batch, mask_spec, perturbed=True), users, items
+                )
+                for _ in range(2)
+            ]
             terms["cl"] = self.contrast(*views)
             terms["loss"] = terms["loss"] + terms["cl"]
         return terms
@@ -125,13 +148,24 @@ class SimGCLConfig:
     decay: float = option(1e-4, "L2 coefficient on the batch's layer-0 embeddings", min=0)
     cl_weight: float = option(0.5, "lambda, weight of the contrastive (InfoNCE) term", min=0)
     cl_temperature: float = option(0.2, "tau, InfoNCE temperature", min=0, min_open=True)
-    noise_eps: float = option(0.1, "epsilon, L2 norm of the noise added to each row per layer",
-                              min=0)
+    noise_eps: float = option(
+        0.1, "epsilon, L2 norm of the noise added to each row per layer", min=0
+    )
 
 
-@register_model("simgcl", config=SimGCLConfig,
-                summary="SimGCL (Yu et al., SIGIR'22): LightGCN + InfoNCE between noise-perturbed views")
+@register_model(
+    "simgcl",
+    config=SimGCLConfig,
+    summary="SimGCL (Yu et al., SIGIR'22): LightGCN + InfoNCE between noise-perturbed views",
+)
 def build_simgcl(cfg: SimGCLConfig, ctx) -> SimGCL:
-    return SimGCL(ctx.num_users, ctx.num_items, dim=cfg.dim, num_layers=cfg.layers,
-                  cl_weight=cfg.cl_weight, cl_temperature=cfg.cl_temperature,
-                  noise_eps=cfg.noise_eps, decay=cfg.decay)
+    return SimGCL(
+        ctx.num_users,
+        ctx.num_items,
+        dim=cfg.dim,
+        num_layers=cfg.layers,
+        cl_weight=cfg.cl_weight,
+        cl_temperature=cfg.cl_temperature,
+        noise_eps=cfg.noise_eps,
+        decay=cfg.decay,
+    )

@@ -15,6 +15,7 @@ tensors only under TRITON_INTERPRET=1), ``cuda`` (csrc/cuda). Dispatch follows t
 device; ``FASTGCN_BACKEND`` (or an explicit ``backend=`` argument) forces one and raises
 ``BackendUnavailable`` with the reason when it cannot run.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -94,8 +95,9 @@ def requested_backend(name: str | None = None) -> tuple[str | None, str]:
     if name not in BACKENDS:
         where = f" in {ENV_VAR}" if source == ENV_VAR else ""
         hint = f" (or unset {ENV_VAR} to use the best backend for the device)" if where else ""
-        raise BackendUnavailable(f"unknown backend {name!r}{where}; choose one of "
-                                 f"{', '.join(BACKENDS)}{hint}")
+        raise BackendUnavailable(
+            f"unknown backend {name!r}{where}; choose one of {', '.join(BACKENDS)}{hint}"
+        )
     return name, source
 
 
@@ -103,8 +105,10 @@ def unavailable_message(name: str, source: str, device, why: str) -> str:
     """The message for a forced backend that cannot run on ``device``."""
     if source != ENV_VAR:
         return f"backend {name!r} is not available on {device}: {why}"
-    return (f"backend {name!r} is not available on {device} ({ENV_VAR}={name}): {why}; unset "
-            f"{ENV_VAR} to use the best available")
+    return (
+        f"backend {name!r} is not available on {device} ({ENV_VAR}={name}): {why}; unset "
+        f"{ENV_VAR} to use the best available"
+    )
 
 
 def get_backend(device: torch.device, name: str | None = None):

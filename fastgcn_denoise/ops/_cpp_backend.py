@@ -2,6 +2,7 @@
 
 Same primitives and signatures as ``ops/reference.py``; ``_C`` dispatches on the tensors' device.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ _NEEDS_PHI = {MODE_ID[k] for k in GATE_KINDS}
 _NO_GATE = (1.0, 0.0, 0.0)
 
 
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
-                 need_grad=False):
+def edge_weights(
+    logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None, need_grad=False
+):
     # The sigmoids come from torch (vectorised, and the reference's own function, so binary masks
     # and expect/hard values match the reference bit for bit); the kernel adds the Philox draw and
     # the gates (csrc/gates.h, from phi).
@@ -34,8 +36,20 @@ def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, dev
         p = torch.sigmoid(logits) if _NEEDS_P.intersection(modes) else None
         q = torch.sigmoid(-logits) if _NEEDS_Q.intersection(modes) else None
         phi = logits.contiguous() if _NEEDS_PHI.intersection(modes) else None
-    out = _C.edge_weights(phi, p, q, edge_weight, list(modes), _i64(seed), _i64(offset), num_edges,
-                          dtype, torch.device(device), *(gate or _NO_GATE), bool(need_grad))
+    out = _C.edge_weights(
+        phi,
+        p,
+        q,
+        edge_weight,
+        list(modes),
+        _i64(seed),
+        _i64(offset),
+        num_edges,
+        dtype,
+        torch.device(device),
+        *(gate or _NO_GATE),
+        bool(need_grad),
+    )
     return (out[0], out[1]) if need_grad else out[0]
 
 
@@ -49,5 +63,18 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
 
 
 def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
-    return _C.edge_grad(graph.rowptr_u, graph.col_item, graph.rowptr_i, graph.col_user, graph.perm,
-                        w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop)
+    return _C.edge_grad(
+        graph.rowptr_u,
+        graph.col_item,
+        graph.rowptr_i,
+        graph.col_user,
+        graph.perm,
+        w,
+        r_u,
+        r_i,
+        x_u,
+        x_i,
+        gy_u,
+        gy_i,
+        self_loop,
+    )

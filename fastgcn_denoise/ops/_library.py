@@ -14,6 +14,7 @@ Arguments a schema cannot carry are flattened: a ``BipartiteGraph`` as its five 
 bits (``int64_bits``, undone by ``uint64`` in the implementation), a Python object passed back to the caller (``NuclearNormState``) as
 outputs the wrapper stores.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -49,7 +50,13 @@ def graph_from(rowptr_u, col_item, rowptr_i, col_user, perm):
 
     g = BipartiteGraph.__new__(BipartiteGraph)
     g.num_users, g.num_items = rowptr_u.shape[0] - 1, rowptr_i.shape[0] - 1
-    g.rowptr_u, g.col_item, g.rowptr_i, g.col_user, g.perm = rowptr_u, col_item, rowptr_i, col_user, perm
+    g.rowptr_u, g.col_item, g.rowptr_i, g.col_user, g.perm = (
+        rowptr_u,
+        col_item,
+        rowptr_i,
+        col_user,
+        perm,
+    )
     g.deg_u, g.deg_i = rowptr_u.diff(), rowptr_i.diff()
     return g
 
@@ -81,5 +88,16 @@ def compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-__all__ = ["NAMESPACE", "REGISTERED", "define", "differentiable", "graph_args", "graph_from",
-           "int64_bits", "uint64", "empty", "present", "compiling"]
+__all__ = [
+    "NAMESPACE",
+    "REGISTERED",
+    "define",
+    "differentiable",
+    "graph_args",
+    "graph_from",
+    "int64_bits",
+    "uint64",
+    "empty",
+    "present",
+    "compiling",
+]

@@ -39,6 +39,7 @@ Backends: ``reference`` (explicit pair lists in PyTorch, autograd; the truth), `
 into both ends in thread-local buffers), ``triton`` (kernels/all_pairs.py: one program per graph,
 one destination node at a time against chunks of sources).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,10 +47,10 @@ from typing import NamedTuple
 
 import torch
 
+from ..modes import GATE_ID, GATE_KINDS
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
 from .gates import l0_probability
-from ..modes import GATE_ID, GATE_KINDS
 
 # Gate kinds whose dropped pairs (s = 0) have ds/dlogit = 0, so that h is never needed for them.
 # concrete_st is not one: its straight-through gradient would need z of a pair that is not there.
@@ -59,9 +60,9 @@ NO_GATE = -1  # kind id of "none" for the kernels
 
 class AllPairsResult(NamedTuple):
     pooled: torch.Tensor  # [B, d]
-    l0: torch.Tensor      # [B]
-    l2: torch.Tensor      # [B]
-    kept: torch.Tensor    # [B] int64
+    l0: torch.Tensor  # [B]
+    l2: torch.Tensor  # [B]
+    kept: torch.Tensor  # [B] int64
 
 
 def pair_pointers(ptr: torch.Tensor) -> torch.Tensor:
@@ -120,9 +121,18 @@ def _gate(kind, logit, seed, counters, tau, gamma, zeta):
     return value.detach() + slope.detach() * (logit - logit.detach())
 
 
-def pair_gates(ptr, nodes, edge_emb, gate_weights, kind: str = "hard_concrete_mean",
-               seed: int = 0, offset: int = 0, temperature: float = 2.0 / 3.0,
-               gamma: float = -0.1, zeta: float = 1.1):
+def pair_gates(
+    ptr,
+    nodes,
+    edge_emb,
+    gate_weights,
+    kind: str = "hard_concrete_mean",
+    seed: int = 0,
+    offset: int = 0,
+    temperature: float = 2.0 / 3.0,
+    gamma: float = -0.1,
+    zeta: float = 1.1,
+):
     """The gates the op uses, per pair, for analysis and export (explicit pairs, reference path).
 
     Returns (graph [P], i [P], j [P], s [P]): positions i <= j within graph ``graph``, in counter
@@ -135,13 +145,34 @@ def pair_gates(ptr, nodes, edge_emb, gate_weights, kind: str = "hard_concrete_me
     start = ptr[graph]
     w1, b1, w2, b2 = gate_weights
     logit = _pair_logits(edge_emb[nodes], start + i, start + j, w1, b1, w2, b2)
-    s = _gate(GATE_ID[kind], logit, seed, offset + pair_pointers(ptr)[graph] + q, temperature,
-              gamma, zeta)
+    s = _gate(
+        GATE_ID[kind], logit, seed, offset + pair_pointers(ptr)[graph] + q, temperature, gamma, zeta
+    )
     return graph, i, j, s
 
 
-def reference_terms(ptr, pair_ptr, x, xe, h_w1, h_b1, h_w2, h_b2, g_w1, g_b1, g_w2, g_b2,
-                    kind, seed, offset, tau, gamma, zeta, shift, directed):
+def reference_terms(
+    ptr,
+    pair_ptr,
+    x,
+    xe,
+    h_w1,
+    h_b1,
+    h_w2,
+    h_b2,
+    g_w1,
+    g_b1,
+    g_w2,
+    g_b2,
+    kind,
+    seed,
+    offset,
+    tau,
+    gamma,
+    zeta,
+    shift,
+    directed,
+):
     """(pooled, l0, l2, kept, counts [N] int32) from the per-position rows x = node_emb[nodes]
     [N, d] and xe = edge_emb[nodes] [N, b]; differentiable in the float tensors."""
     num_graphs, dim = ptr.shape[0] - 1, x.shape[1]
@@ -164,18 +195,22 @@ def reference_terms(ptr, pair_ptr, x, xe, h_w1, h_b1, h_w2, h_b2, g_w1, g_b1, g_
     msg = torch.cat([s, s[both]]).unsqueeze(-1) * torch.cat([z, z[both]])
     num_nodes = x.shape[0]
     counts = torch.zeros(num_nodes, dtype=torch.int32, device=device).index_add_(
-        0, dest, torch.cat([keep, keep[both]]).to(torch.int32))
+        0, dest, torch.cat([keep, keep[both]]).to(torch.int32)
+    )
     agg = torch.zeros(num_nodes, dim, dtype=dtype, device=device).index_add(0, dest, msg)
     # Dropped pairs add exact zeros, so a node without kept pairs has agg = 0: divide by >= 1.
     updated = agg / counts.clamp_min(1).to(dtype).unsqueeze(-1)
     sizes = ptr.diff()
-    node_graph = torch.repeat_interleave(torch.arange(num_graphs, device=device), sizes,
-                                         output_size=num_nodes)
+    node_graph = torch.repeat_interleave(
+        torch.arange(num_graphs, device=device), sizes, output_size=num_nodes
+    )
     pooled = torch.zeros(num_graphs, dim, dtype=dtype, device=device).index_add(
-        0, node_graph, updated) / sizes.clamp_min(1).to(dtype).unsqueeze(-1)
+        0, node_graph, updated
+    ) / sizes.clamp_min(1).to(dtype).unsqueeze(-1)
     l2 = zeros_b.index_add(0, graph, torch.where(keep, (z * z).sum(-1), 0.0))
     kept = torch.zeros(num_graphs, dtype=torch.int64, device=device).index_add_(
-        0, graph, keep.to(torch.int64))
+        0, graph, keep.to(torch.int64)
+    )
     return pooled, l0, l2, kept, counts
 
 
@@ -188,13 +223,20 @@ def _reference_backward(inputs, counts, g_pooled, g_l0, g_l2):
     """(g_pos [N, d], g_epos [N, b], 8 weight gradients) by autograd through reference_terms."""
     ptr, nodes, pair_ptr, (node_emb, edge_emb, *weights), scalars = inputs
     with torch.enable_grad():
-        leaves = [t.detach().requires_grad_(t.numel() > 0)
-                  for t in (node_emb[nodes], edge_emb[nodes], *weights)]
+        leaves = [
+            t.detach().requires_grad_(t.numel() > 0)
+            for t in (node_emb[nodes], edge_emb[nodes], *weights)
+        ]
         pooled, l0, l2, _, _ = reference_terms(ptr, pair_ptr, *leaves, *scalars)
         wanted = [t for t in leaves if t.requires_grad]
         outs = [(o, g) for o, g in zip((pooled, l0, l2), (g_pooled, g_l0, g_l2)) if o.requires_grad]
-        grads = iter(torch.autograd.grad([o for o, _ in outs], wanted, [g for _, g in outs],
-                                         allow_unused=True) if wanted and outs else ())
+        grads = iter(
+            torch.autograd.grad(
+                [o for o, _ in outs], wanted, [g for _, g in outs], allow_unused=True
+            )
+            if wanted and outs
+            else ()
+        )
     out = [next(grads, None) if t.requires_grad else None for t in leaves]
     return [torch.zeros_like(t) if g is None else g for g, t in zip(out, leaves)]
 
@@ -202,46 +244,85 @@ def _reference_backward(inputs, counts, g_pooled, g_l0, g_l2):
 # --------------------------------------------------------------------------- compiled / triton
 def _cpu_forward(ptr, nodes, pair_ptr, *rest):
     from .. import _C
+
     if not hasattr(_C, "all_pairs_forward"):
-        raise BackendUnavailable("fastgcn_denoise._C has no all_pairs_forward (built before it "
-                                 "was added); rebuild the extension (pip install -e .)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no all_pairs_forward (built before it "
+            "was added); rebuild the extension (pip install -e .)"
+        )
     tensors, (kind, seed, offset, tau, gamma, zeta, shift, directed) = rest[:10], rest[10:]
     from ._cpp_backend import _i64
-    return tuple(_C.all_pairs_forward(ptr, nodes, pair_ptr, list(tensors), kind, _i64(seed),
-                                      _i64(offset), tau, gamma, zeta, shift, directed))
+
+    return tuple(
+        _C.all_pairs_forward(
+            ptr,
+            nodes,
+            pair_ptr,
+            list(tensors),
+            kind,
+            _i64(seed),
+            _i64(offset),
+            tau,
+            gamma,
+            zeta,
+            shift,
+            directed,
+        )
+    )
 
 
 def _cpu_backward(inputs, counts, g_pooled, g_l0, g_l2):
     from .. import _C
     from ._cpp_backend import _i64
+
     ptr, nodes, pair_ptr, tensors, (kind, seed, offset, tau, gamma, zeta, shift, directed) = inputs
-    return _C.all_pairs_backward(ptr, nodes, pair_ptr, list(tensors), kind, _i64(seed),
-                                 _i64(offset), tau, gamma, zeta, shift, directed, counts,
-                                 g_pooled, g_l0, g_l2)
+    return _C.all_pairs_backward(
+        ptr,
+        nodes,
+        pair_ptr,
+        list(tensors),
+        kind,
+        _i64(seed),
+        _i64(offset),
+        tau,
+        gamma,
+        zeta,
+        shift,
+        directed,
+        counts,
+        g_pooled,
+        g_l0,
+        g_l2,
+    )
 
 
 def _triton_forward(ptr, nodes, pair_ptr, *rest):
     from fastgcn_denoise.kernels.all_pairs import forward
+
     return forward(ptr, nodes, pair_ptr, rest[:10], *rest[10:])
 
 
 def _triton_backward(inputs, counts, g_pooled, g_l0, g_l2):
     from fastgcn_denoise.kernels.all_pairs import backward
+
     ptr, nodes, pair_ptr, tensors, scalars = inputs
     return backward(ptr, nodes, pair_ptr, tensors, *scalars, counts, g_pooled, g_l0, g_l2)
 
 
-_IMPLS = {"reference": (_reference_forward, _reference_backward),
-          "cpu": (_cpu_forward, _cpu_backward),
-          "triton": (_triton_forward, _triton_backward)}
+_IMPLS = {
+    "reference": (_reference_forward, _reference_backward),
+    "cpu": (_cpu_forward, _cpu_backward),
+    "triton": (_triton_forward, _triton_backward),
+}
 
 
 def all_pairs_kernels(device: torch.device, backend: str | None = None):
     """(forward, backward) primitives of the chosen backend (no autograd)."""
     name = resolve_name(device, backend)
     if name not in _IMPLS:
-        raise BackendUnavailable(f"all_pairs has no {name!r} kernel; the triton backend covers "
-                                 "GPUs")
+        raise BackendUnavailable(
+            f"all_pairs has no {name!r} kernel; the triton backend covers GPUs"
+        )
     return _IMPLS[name]
 
 
@@ -260,12 +341,16 @@ class _AllPairs(torch.autograd.Function):
         ptr, nodes, pair_ptr, counts, *tensors = ctx.saved_tensors
         node_emb, edge_emb = tensors[0], tensors[1]
         num_graphs = ptr.shape[0] - 1
-        g_pooled = node_emb.new_zeros(num_graphs, node_emb.shape[1]) if g_pooled is None \
+        g_pooled = (
+            node_emb.new_zeros(num_graphs, node_emb.shape[1])
+            if g_pooled is None
             else g_pooled.contiguous()
+        )
         g_l0 = node_emb.new_zeros(num_graphs) if g_l0 is None else g_l0.contiguous()
         g_l2 = node_emb.new_zeros(num_graphs) if g_l2 is None else g_l2.contiguous()
         g_pos, g_epos, *g_weights = ctx.backward_kernel(
-            (ptr, nodes, pair_ptr, tensors, ctx.scalars), counts, g_pooled, g_l0, g_l2)
+            (ptr, nodes, pair_ptr, tensors, ctx.scalars), counts, g_pooled, g_l0, g_l2
+        )
         # Per-position gradients into the tables (a feature can occur in many graphs).
         g_node = torch.zeros_like(node_emb).index_add_(0, nodes, g_pos.to(node_emb.dtype))
         g_edge = torch.zeros_like(edge_emb)
@@ -290,24 +375,43 @@ def _check_batch(ptr, nodes, num_features, device):
             raise ValueError(f"{name} must be a 1-D int64 tensor")
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but node_emb is on {device}")
-    if ptr.shape[0] < 1 or int(ptr[0]) != 0 or int(ptr[-1]) != nodes.shape[0] or \
-            (ptr.shape[0] > 1 and bool((ptr.diff() < 0).any())):
-        raise ValueError(f"ptr must start at 0, be non-decreasing and end at len(nodes) = "
-                         f"{nodes.shape[0]} (got ptr[0] = {int(ptr[0]) if ptr.numel() else None}, "
-                         f"ptr[-1] = {int(ptr[-1]) if ptr.numel() else None})")
+    if (
+        ptr.shape[0] < 1
+        or int(ptr[0]) != 0
+        or int(ptr[-1]) != nodes.shape[0]
+        or (ptr.shape[0] > 1 and bool((ptr.diff() < 0).any()))
+    ):
+        raise ValueError(
+            f"ptr must start at 0, be non-decreasing and end at len(nodes) = "
+            f"{nodes.shape[0]} (got ptr[0] = {int(ptr[0]) if ptr.numel() else None}, "
+            f"ptr[-1] = {int(ptr[-1]) if ptr.numel() else None})"
+        )
     if nodes.numel():
         lo, hi = (int(v) for v in torch.aminmax(nodes))
         if lo < 0 or hi >= num_features:
             bad = int(torch.nonzero((nodes < 0) | (nodes >= num_features))[0])
-            raise ValueError(f"nodes[{bad}] = {int(nodes[bad])} is outside the embedding "
-                             f"tables' [0, {num_features})")
+            raise ValueError(
+                f"nodes[{bad}] = {int(nodes[bad])} is outside the embedding "
+                f"tables' [0, {num_features})"
+            )
 
 
-def all_pairs_interaction(ptr: torch.Tensor, nodes: torch.Tensor, node_emb: torch.Tensor,
-                          h_weights, edge_emb: torch.Tensor | None = None, gate_weights=None,
-                          kind: str = "hard_concrete", seed: int = 0, offset: int = 0,
-                          temperature: float = 2.0 / 3.0, gamma: float = -0.1, zeta: float = 1.1,
-                          directed: bool = False, backend: str | None = None) -> AllPairsResult:
+def all_pairs_interaction(
+    ptr: torch.Tensor,
+    nodes: torch.Tensor,
+    node_emb: torch.Tensor,
+    h_weights,
+    edge_emb: torch.Tensor | None = None,
+    gate_weights=None,
+    kind: str = "hard_concrete",
+    seed: int = 0,
+    offset: int = 0,
+    temperature: float = 2.0 / 3.0,
+    gamma: float = -0.1,
+    zeta: float = 1.1,
+    directed: bool = False,
+    backend: str | None = None,
+) -> AllPairsResult:
     """The fused pair pass of L0-SIGN (module docstring) over a batch of feature graphs.
 
     Args:
@@ -325,8 +429,11 @@ def all_pairs_interaction(ptr: torch.Tensor, nodes: torch.Tensor, node_emb: torc
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if not isinstance(node_emb, torch.Tensor) or node_emb.dim() != 2 or \
-            node_emb.dtype not in (torch.float32, torch.float64):
+    if (
+        not isinstance(node_emb, torch.Tensor)
+        or node_emb.dim() != 2
+        or node_emb.dtype not in (torch.float32, torch.float64)
+    ):
         raise ValueError("node_emb must be a float32 or float64 tensor [num_features, d]")
     dtype, device = node_emb.dtype, node_emb.device
     num_features, dim = node_emb.shape
@@ -334,8 +441,9 @@ def all_pairs_interaction(ptr: torch.Tensor, nodes: torch.Tensor, node_emb: torc
     if len(h_weights) != 4:
         raise ValueError("h_weights must be (W1 [H, d], b1 [H], W2 [d, H], b2 [d])")
     hidden = h_weights[0].shape[0] if isinstance(h_weights[0], torch.Tensor) else -1
-    for name, t, shape in zip(("W1", "b1", "W2", "b2"), h_weights,
-                              ((hidden, dim), (hidden,), (dim, hidden), (dim,))):
+    for name, t, shape in zip(
+        ("W1", "b1", "W2", "b2"), h_weights, ((hidden, dim), (hidden,), (dim, hidden), (dim,))
+    ):
         _check_tensor(f"h_weights {name}", t, shape, dtype, device)
     if kind == "none":
         if edge_emb is not None or gate_weights is not None:
@@ -345,34 +453,57 @@ def all_pairs_interaction(ptr: torch.Tensor, nodes: torch.Tensor, node_emb: torc
         kind_id, shift = NO_GATE, 0.0
     else:
         if edge_emb is None or gate_weights is None or len(gate_weights) != 4:
-            raise ValueError(f"kind {kind!r} needs edge_emb [F, b] and gate_weights "
-                             "(W1g [Hg, b], b1g [Hg], w2g [1, Hg], b2g [1])")
+            raise ValueError(
+                f"kind {kind!r} needs edge_emb [F, b] and gate_weights "
+                "(W1g [Hg, b], b1g [Hg], w2g [1, Hg], b2g [1])"
+            )
         g_hidden = gate_weights[0].shape[0] if isinstance(gate_weights[0], torch.Tensor) else -1
-        e_dim = edge_emb.shape[1] if isinstance(edge_emb, torch.Tensor) and edge_emb.dim() == 2 else -1
+        e_dim = (
+            edge_emb.shape[1] if isinstance(edge_emb, torch.Tensor) and edge_emb.dim() == 2 else -1
+        )
         _check_tensor("edge_emb", edge_emb, (num_features, e_dim), dtype, device)
         w2g, b2g = gate_weights[2], gate_weights[3]
         w2g = w2g.reshape(-1) if isinstance(w2g, torch.Tensor) else w2g
         b2g = b2g.reshape(-1) if isinstance(b2g, torch.Tensor) else b2g
-        for name, t, shape in zip(("W1g", "b1g", "w2g", "b2g"),
-                                  (gate_weights[0], gate_weights[1], w2g, b2g),
-                                  ((g_hidden, e_dim), (g_hidden,), (g_hidden,), (1,))):
+        for name, t, shape in zip(
+            ("W1g", "b1g", "w2g", "b2g"),
+            (gate_weights[0], gate_weights[1], w2g, b2g),
+            ((g_hidden, e_dim), (g_hidden,), (g_hidden,), (1,)),
+        ):
             _check_tensor(f"gate_weights {name}", t, shape, dtype, device)
         gate_tensors = [edge_emb, gate_weights[0], gate_weights[1], w2g, b2g]
         kind_id = GATE_ID[kind]
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         if kind.startswith("hard_concrete") and not (gamma < 0 < 1 < zeta):
-            raise ValueError(f"hard concrete needs gamma < 0 and zeta > 1, got gamma={gamma}, "
-                             f"zeta={zeta}")
+            raise ValueError(
+                f"hard concrete needs gamma < 0 and zeta > 1, got gamma={gamma}, zeta={zeta}"
+            )
         shift = l0_shift(kind, temperature, gamma, zeta)
     tensors = [node_emb, gate_tensors[0], *h_weights, *gate_tensors[1:]]
     tensors = [t.contiguous() for t in tensors]
-    scalars = (kind_id, int(seed), int(offset), float(temperature), float(gamma), float(zeta),
-               shift, bool(directed))
-    pooled, l0, l2, kept = _AllPairs.apply(ptr.contiguous(), nodes.contiguous(),
-                                           pair_pointers(ptr), scalars, backend, *tensors)
+    scalars = (
+        kind_id,
+        int(seed),
+        int(offset),
+        float(temperature),
+        float(gamma),
+        float(zeta),
+        shift,
+        bool(directed),
+    )
+    pooled, l0, l2, kept = _AllPairs.apply(
+        ptr.contiguous(), nodes.contiguous(), pair_pointers(ptr), scalars, backend, *tensors
+    )
     return AllPairsResult(pooled, l0, l2, kept)
 
 
-__all__ = ["AllPairsResult", "KINDS", "all_pairs_interaction", "all_pairs_kernels",
-           "pair_gates", "pair_pointers", "upper_pairs"]
+__all__ = [
+    "AllPairsResult",
+    "KINDS",
+    "all_pairs_interaction",
+    "all_pairs_kernels",
+    "pair_gates",
+    "pair_pointers",
+    "upper_pairs",
+]

@@ -19,6 +19,7 @@ Backends: ``reference`` (torch), ``cpu`` (``_C.arm_grad``, OpenMP), ``triton``
 reference from torch's sigmoid, triton in-kernel), so a gradient uses exactly the masks its
 forward passes used.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,10 +28,10 @@ from typing import Optional
 
 import torch
 
+from ..modes import MODE_ID
 from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
-from ..modes import MODE_ID
 
 ESTIMATORS = ("arm", "disarm")
 
@@ -50,10 +51,14 @@ def _reference(logits, seed, offset, df, disarm):
 
 def _cpu(logits, seed, offset, df, disarm):
     from .. import _C
+
     if not hasattr(_C, "arm_grad"):
-        raise BackendUnavailable("fastgcn_denoise._C has no arm_grad (built before it was added); "
-                                 "rebuild the extension (pip install -e . or make build)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no arm_grad (built before it was added); "
+            "rebuild the extension (pip install -e . or make build)"
+        )
     from ._cpp_backend import _i64
+
     p = q = None
     if disarm:  # the cpu propagation's masks compare u with torch's sigmoids: use the same ones
         p, q = torch.sigmoid(logits), torch.sigmoid(-logits)
@@ -62,6 +67,7 @@ def _cpu(logits, seed, offset, df, disarm):
 
 def _triton(logits, seed, offset, df, disarm):
     from fastgcn_denoise.kernels.arm_grad import arm_grad as kernel
+
     return kernel(logits, seed, offset, df, disarm)
 
 
@@ -75,8 +81,10 @@ def _loss_difference(f_pos, f_neg, device) -> torch.Tensor:
     for name, f in (("f_pos", f_pos), ("f_neg", f_neg)):
         if isinstance(f, torch.Tensor):
             if f.numel() != 1 or not f.is_floating_point():
-                raise ValueError(f"{name} must be a float or a 1-element float tensor (a loss), "
-                                 f"got a {f.dtype} tensor of shape {tuple(f.shape)}")
+                raise ValueError(
+                    f"{name} must be a float or a 1-element float tensor (a loss), "
+                    f"got a {f.dtype} tensor of shape {tuple(f.shape)}"
+                )
             if f.device.type != "cpu" and f.device != device:
                 raise ValueError(f"{name} is on {f.device} but the logits are on {device}")
             f = f.detach().reshape(()).to(torch.float64)
@@ -89,29 +97,51 @@ def _loss_difference(f_pos, f_neg, device) -> torch.Tensor:
     return df if isinstance(df, torch.Tensor) else torch.tensor(float(df), dtype=torch.float64)
 
 
-def _arm_grad_op(logits: torch.Tensor, seed: int, offset: int, df: torch.Tensor, disarm: bool,
-                 backend: Optional[str]) -> torch.Tensor:
+def _arm_grad_op(
+    logits: torch.Tensor,
+    seed: int,
+    offset: int,
+    df: torch.Tensor,
+    disarm: bool,
+    backend: Optional[str],
+) -> torch.Tensor:
     # min/max are NaN or inf exactly when some value is: one reduction instead of an isfinite
     # pass over all K x E logits every step; the search for the first bad one only on failure.
-    if logits.device.type == "cpu" and logits.numel() and not torch.isfinite(
-            torch.stack(torch.aminmax(logits))).all():
-        raise ValueError(f"logits has non-finite values (first at flat index "
-                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
+    if (
+        logits.device.type == "cpu"
+        and logits.numel()
+        and not torch.isfinite(torch.stack(torch.aminmax(logits))).all()
+    ):
+        raise ValueError(
+            f"logits has non-finite values (first at flat index "
+            f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})"
+        )
     name = resolve_name(logits.device, backend)
     if name not in _IMPLS:
         raise BackendUnavailable(f"arm_grad has no {name!r} kernel; the triton backend covers GPUs")
     if df.device.type == "cpu":
         df = float(df)  # a host scalar for the kernels (no device sync: it is on the host)
-    return _IMPLS[name](logits.contiguous(), library.uint64(seed), library.uint64(offset), df,
-                        disarm)
+    return _IMPLS[name](
+        logits.contiguous(), library.uint64(seed), library.uint64(offset), df, disarm
+    )
 
 
-_op = library.define("arm_grad", _arm_grad_op,
-                     lambda logits, seed, offset, df, disarm, backend: torch.empty_like(logits))
+_op = library.define(
+    "arm_grad",
+    _arm_grad_op,
+    lambda logits, seed, offset, df, disarm, backend: torch.empty_like(logits),
+)
 
 
-def arm_grad(logits: torch.Tensor, seed: int, offset: int, f_pos, f_neg, estimator: str = "arm",
-             backend: str | None = None) -> torch.Tensor:
+def arm_grad(
+    logits: torch.Tensor,
+    seed: int,
+    offset: int,
+    f_pos,
+    f_neg,
+    estimator: str = "arm",
+    backend: str | None = None,
+) -> torch.Tensor:
     """Unbiased one-sample gradient of E_z[f(z)] w.r.t. the mask logits.
 
     Args:
@@ -132,8 +162,14 @@ def arm_grad(logits: torch.Tensor, seed: int, offset: int, f_pos, f_neg, estimat
     if logits.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"logits must be float32 or float64, got {logits.dtype}")
     df = _loss_difference(f_pos, f_neg, logits.device)
-    return _op(logits.detach().contiguous(), library.int64_bits(seed), library.int64_bits(offset),
-               df, estimator == "disarm", backend)
+    return _op(
+        logits.detach().contiguous(),
+        library.int64_bits(seed),
+        library.int64_bits(offset),
+        df,
+        estimator == "disarm",
+        backend,
+    )
 
 
 __all__ = ["arm_grad", "ESTIMATORS"]

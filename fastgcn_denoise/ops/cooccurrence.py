@@ -27,6 +27,7 @@ Backends of the product: ``cpu`` (``_C.cooccurrence``: Gustavson, a dense accumu
 thread, two passes), ``reference`` and GPUs (torch's sparse CSR product; cuSPARSE on CUDA); the
 selection runs on ``segment_topk``'s backend (its Triton kernel on GPUs).
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,13 +49,18 @@ def _torch_sparse(graph, begin, end, diagonal, scale):
     n, device = end - begin, cu.device
 
     def coo(rowptr, col, shape):  # a CSR (rows sorted, columns ascending) as a coalesced COO
-        rows = torch.repeat_interleave(torch.arange(shape[0], device=device), rowptr.diff(),
-                                       output_size=col.shape[0])
-        return torch.sparse_coo_tensor(torch.stack([rows, col]), torch.ones(
-            col.shape[0], dtype=torch.float32, device=device), shape, is_coalesced=True,
-            check_invariants=False)
+        rows = torch.repeat_interleave(
+            torch.arange(shape[0], device=device), rowptr.diff(), output_size=col.shape[0]
+        )
+        return torch.sparse_coo_tensor(
+            torch.stack([rows, col]),
+            torch.ones(col.shape[0], dtype=torch.float32, device=device),
+            shape,
+            is_coalesced=True,
+            check_invariants=False,
+        )
 
-    block_t = coo(rp_i[begin:end + 1] - lo, cu[lo:hi], (n, graph.num_users))
+    block_t = coo(rp_i[begin : end + 1] - lo, cu[lo:hi], (n, graph.num_users))
     r = coo(graph.rowptr_u, graph.col_item, (graph.num_users, graph.num_items))
     with warnings.catch_warnings():  # torch's "sparse support is in beta" notice
         warnings.simplefilter("ignore", UserWarning)
@@ -74,20 +80,37 @@ def _torch_sparse(graph, begin, end, diagonal, scale):
 
 def _cpu(graph, begin, end, diagonal, scale):
     from .. import _C
+
     if not hasattr(_C, "cooccurrence"):
-        raise BackendUnavailable("fastgcn_denoise._C has no cooccurrence (built before it was "
-                                 "added); rebuild the extension (pip install -e .)")
-    rowptr, col, value = _C.cooccurrence(graph.rowptr_i, graph.col_user, graph.rowptr_u,
-                                         graph.col_item, graph.num_items, begin, end, diagonal,
-                                         scale)
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no cooccurrence (built before it was "
+            "added); rebuild the extension (pip install -e .)"
+        )
+    rowptr, col, value = _C.cooccurrence(
+        graph.rowptr_i,
+        graph.col_user,
+        graph.rowptr_u,
+        graph.col_item,
+        graph.num_items,
+        begin,
+        end,
+        diagonal,
+        scale,
+    )
     return rowptr, col, value
 
 
 _IMPLS = {"reference": _torch_sparse, "cpu": _cpu, "triton": _torch_sparse, "cuda": _torch_sparse}
 
 
-def item_cooccurrence(graph, begin: int = 0, end: int | None = None, diagonal: bool = True,
-                      scale: torch.Tensor | None = None, backend: str | None = None):
+def item_cooccurrence(
+    graph,
+    begin: int = 0,
+    end: int | None = None,
+    diagonal: bool = True,
+    scale: torch.Tensor | None = None,
+    backend: str | None = None,
+):
     """(rowptr int64 [n + 1], col int64 [nnz], value float32 [nnz]): rows ``begin .. end - 1``
     of G = RᵀR (n = end - begin), columns ascending, zeros not stored; ``diagonal=False`` leaves
     out G_ii. value = G_ij (exact up to 2^24 users per pair), or (G_ij · scale_i) · scale_j in
@@ -107,9 +130,14 @@ def cooccurrence_mass(graph) -> torch.Tensor:
     """D [I] float64: D_i = Σ_j G_ij (diagonal included) = Σ over item i's users of their degree."""
     users = graph.col_user
     return torch.zeros(graph.num_items, dtype=torch.float64, device=graph.device).index_add_(
-        0, torch.repeat_interleave(torch.arange(graph.num_items, device=graph.device),
-                                   graph.deg_i, output_size=graph.num_edges),
-        graph.deg_u[users].double())
+        0,
+        torch.repeat_interleave(
+            torch.arange(graph.num_items, device=graph.device),
+            graph.deg_i,
+            output_size=graph.num_edges,
+        ),
+        graph.deg_u[users].double(),
+    )
 
 
 @dataclass
@@ -125,8 +153,12 @@ class LECNeighbors:
     marginal_weight: torch.Tensor
 
     def to(self, device) -> "LECNeighbors":
-        return LECNeighbors(*(t.to(device) for t in (self.similar, self.similar_weight,
-                                                      self.marginal, self.marginal_weight)))
+        return LECNeighbors(
+            *(
+                t.to(device)
+                for t in (self.similar, self.similar_weight, self.marginal, self.marginal_weight)
+            )
+        )
 
 
 def _blocks(mass: torch.Tensor, block_work: int) -> list[tuple[int, int]]:
@@ -142,10 +174,16 @@ def _blocks(mass: torch.Tensor, block_work: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def lec_neighbors(graph, k_similar: int = 10, k_marginal: int = 10,
-                  min_cooccurrence: int | None = None, diagonal: bool = False,
-                  block_work: int = DEFAULT_BLOCK_WORK, backend: str | None = None,
-                  progress: bool = False) -> LECNeighbors:
+def lec_neighbors(
+    graph,
+    k_similar: int = 10,
+    k_marginal: int = 10,
+    min_cooccurrence: int | None = None,
+    diagonal: bool = False,
+    block_work: int = DEFAULT_BLOCK_WORK,
+    backend: str | None = None,
+    progress: bool = False,
+) -> LECNeighbors:
     """DGR's LEC neighbour lists of every item (module docstring), never forming the dense G.
 
     Args:
@@ -171,19 +209,29 @@ def lec_neighbors(graph, k_similar: int = 10, k_marginal: int = 10,
     num_items, device = graph.num_items, graph.device
     mass = cooccurrence_mass(graph)
     scale = (mass + 1).rsqrt().float()  # 1 / √(D + 1)
-    out = LECNeighbors(torch.full((num_items, k1), -1, dtype=torch.int64, device=device),
-                       torch.zeros(num_items, k1, device=device),
-                       torch.full((num_items, k2), -1, dtype=torch.int64, device=device),
-                       torch.zeros(num_items, k2, device=device))
+    out = LECNeighbors(
+        torch.full((num_items, k1), -1, dtype=torch.int64, device=device),
+        torch.zeros(num_items, k1, device=device),
+        torch.full((num_items, k2), -1, dtype=torch.int64, device=device),
+        torch.zeros(num_items, k2, device=device),
+    )
     blocks = _blocks(mass, int(block_work))
-    for begin, end in tqdm(blocks, desc="LEC neighbours", unit="block", disable=not progress,
-                           file=sys.stderr, leave=False):
+    for begin, end in tqdm(
+        blocks,
+        desc="LEC neighbours",
+        unit="block",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ):
         rowptr, col, omega = item_cooccurrence(graph, begin, end, diagonal, scale, backend)
         if col.numel() == 0:  # no co-occurrences in the block: its rows stay padding
             continue
         lengths = rowptr.diff()
-        for k, largest, items, weights in ((k1, True, out.similar, out.similar_weight),
-                                           (k2, False, out.marginal, out.marginal_weight)):
+        for k, largest, items, weights in (
+            (k1, True, out.similar, out.similar_weight),
+            (k2, False, out.marginal, out.marginal_weight),
+        ):
             pos, val = segment_topk(rowptr, omega, k, largest, backend)
             found = pos >= 0
             if not largest:
@@ -193,5 +241,10 @@ def lec_neighbors(graph, k_similar: int = 10, k_marginal: int = 10,
     return out
 
 
-__all__ = ["item_cooccurrence", "cooccurrence_mass", "lec_neighbors", "LECNeighbors",
-           "DEFAULT_BLOCK_WORK"]
+__all__ = [
+    "item_cooccurrence",
+    "cooccurrence_mass",
+    "lec_neighbors",
+    "LECNeighbors",
+    "DEFAULT_BLOCK_WORK",
+]

@@ -29,6 +29,7 @@ cuda backend has no kernel of its own: forced, the fused passes run on triton (t
 ``composition`` is the same computation written as plain autograd PyTorch on [E, d] gathers (the
 tests' gradient truth and the benchmark's peer).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -44,8 +45,9 @@ NORM_EPS = 1e-12  # F.normalize's default: a zero key has cosine 0 with everythi
 
 # --------------------------------------------------------------------------- reference primitives
 def _rows_of(rowptr: torch.Tensor, nnz: int) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(rowptr.shape[0] - 1, device=rowptr.device),
-                                   rowptr.diff(), output_size=nnz)
+    return torch.repeat_interleave(
+        torch.arange(rowptr.shape[0] - 1, device=rowptr.device), rowptr.diff(), output_size=nnz
+    )
 
 
 def segment_softmax(s: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
@@ -79,7 +81,9 @@ def _reference_backward(rowptr, col, eid, alpha, g_alpha, gy, v_col):
     pos = torch.arange(nnz, device=col.device) if eid is None else eid
     a = alpha[pos]
     d = (gy[rows] * v_col[col]).sum(-1) + g_alpha[pos]
-    total = torch.zeros(rowptr.shape[0] - 1, dtype=d.dtype, device=d.device).index_add_(0, rows, a * d)
+    total = torch.zeros(rowptr.shape[0] - 1, dtype=d.dtype, device=d.device).index_add_(
+        0, rows, a * d
+    )
     return torch.empty_like(d).index_copy_(0, pos, a * (d - total[rows]))
 
 
@@ -93,24 +97,30 @@ def composition(graph, key_user, key_item, value_user, value_item, temperature: 
     a_u = segment_softmax(s, users, graph.num_users)
     a_i = segment_softmax(s, items, graph.num_items)
     y_u = value_item.new_zeros(graph.num_users, value_item.shape[1]).index_add(
-        0, users, a_u.unsqueeze(-1) * value_item[items])
+        0, users, a_u.unsqueeze(-1) * value_item[items]
+    )
     y_i = value_user.new_zeros(graph.num_items, value_user.shape[1]).index_add(
-        0, items, a_i.unsqueeze(-1) * value_user[users])
+        0, items, a_i.unsqueeze(-1) * value_user[users]
+    )
     return y_u, y_i, a_u, a_i
 
 
 # --------------------------------------------------------------------------- compiled / triton
 def _cpu_ext():
     from .. import _C
+
     if not hasattr(_C, "cosine_attention_forward"):
-        raise BackendUnavailable("fastgcn_denoise._C has no cosine_attention (built before it was "
-                                 "added); rebuild the extension (pip install -e .)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no cosine_attention (built before it was "
+            "added); rebuild the extension (pip install -e .)"
+        )
     return _C
 
 
 def _cpu_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
-    y, alpha, cos_e = _cpu_ext().cosine_attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col,
-                                                          float(inv_tau))
+    y, alpha, cos_e = _cpu_ext().cosine_attention_forward(
+        rowptr, col, eid, cos, k_row, k_col, v_col, float(inv_tau)
+    )
     return y, alpha, cos_e
 
 
@@ -120,17 +130,21 @@ def _cpu_backward(rowptr, col, eid, alpha, g_alpha, gy, v_col):
 
 def _triton_forward(*args):
     from fastgcn_denoise.kernels.cosine_attention import attention_forward
+
     return attention_forward(*args)
 
 
 def _triton_backward(*args):
     from fastgcn_denoise.kernels.cosine_attention import attention_backward
+
     return attention_backward(*args)
 
 
-_IMPLS = {"reference": (_reference_forward, _reference_backward),
-          "cpu": (_cpu_forward, _cpu_backward),
-          "triton": (_triton_forward, _triton_backward)}
+_IMPLS = {
+    "reference": (_reference_forward, _reference_backward),
+    "cpu": (_cpu_forward, _cpu_backward),
+    "triton": (_triton_forward, _triton_backward),
+}
 
 
 def attention_kernels(device: torch.device, backend: str | None = None):
@@ -146,11 +160,19 @@ def attention_kernels(device: torch.device, backend: str | None = None):
 # --------------------------------------------------------------------------- autograd
 # fastgcn::cosine_attention returns [y_user, y_item, alpha_to_user, alpha_to_item]; a skipped
 # direction gives empty tensors (each its own: returns may not alias), the wrapper returns None.
-def _cosine_attention_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
-                         col_user: torch.Tensor, perm: torch.Tensor, inv_tau: float,
-                         k_user: torch.Tensor, k_item: torch.Tensor,
-                         v_user: Optional[torch.Tensor], v_item: Optional[torch.Tensor],
-                         backend: Optional[str]) -> list[torch.Tensor]:
+def _cosine_attention_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    inv_tau: float,
+    k_user: torch.Tensor,
+    k_item: torch.Tensor,
+    v_user: Optional[torch.Tensor],
+    v_item: Optional[torch.Tensor],
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     fwd, _ = attention_kernels(k_user.device, backend)
     y_u = y_i = a_u = a_i = cos = None
     if v_item is not None:
@@ -160,29 +182,45 @@ def _cosine_attention_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_
     return [t if t is not None else library.empty(k_user) for t in (y_u, y_i, a_u, a_i)]
 
 
-def _cosine_attention_fake(rowptr_u, col_item, rowptr_i, col_user, perm, inv_tau, k_user, k_item,
-                           v_user, v_item, backend):
+def _cosine_attention_fake(
+    rowptr_u, col_item, rowptr_i, col_user, perm, inv_tau, k_user, k_item, v_user, v_item, backend
+):
     e = col_item.shape[0]
-    return [k_user.new_empty(rowptr_u.shape[0] - 1, v_item.shape[1]) if v_item is not None
-            else library.empty(k_user),
-            k_user.new_empty(rowptr_i.shape[0] - 1, v_user.shape[1]) if v_user is not None
-            else library.empty(k_user),
-            k_user.new_empty(e) if v_item is not None else library.empty(k_user),
-            k_user.new_empty(e) if v_user is not None else library.empty(k_user)]
+    return [
+        k_user.new_empty(rowptr_u.shape[0] - 1, v_item.shape[1])
+        if v_item is not None
+        else library.empty(k_user),
+        k_user.new_empty(rowptr_i.shape[0] - 1, v_user.shape[1])
+        if v_user is not None
+        else library.empty(k_user),
+        k_user.new_empty(e) if v_item is not None else library.empty(k_user),
+        k_user.new_empty(e) if v_user is not None else library.empty(k_user),
+    ]
 
 
-def _cosine_attention_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor,
-                                  rowptr_i: torch.Tensor, col_user: torch.Tensor,
-                                  perm: torch.Tensor, inv_tau: float, k_user: torch.Tensor,
-                                  k_item: torch.Tensor, v_user: Optional[torch.Tensor],
-                                  v_item: Optional[torch.Tensor], a_u: torch.Tensor,
-                                  a_i: torch.Tensor, grads: list[torch.Tensor],
-                                  needs: list[bool], backend: Optional[str]) -> list[torch.Tensor]:
+def _cosine_attention_backward_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    inv_tau: float,
+    k_user: torch.Tensor,
+    k_item: torch.Tensor,
+    v_user: Optional[torch.Tensor],
+    v_item: Optional[torch.Tensor],
+    a_u: torch.Tensor,
+    a_i: torch.Tensor,
+    grads: list[torch.Tensor],
+    needs: list[bool],
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """[dL/dk_user, dL/dk_item, dL/dv_user, dL/dv_item], empty where not needed or absent."""
     gy_u, gy_i, ga_u, ga_i = grads
     _, bwd = attention_kernels(k_user.device, backend)
-    be = get_backend(k_user.device, None if resolve_name(k_user.device, backend) == "cuda"
-                     else backend)
+    be = get_backend(
+        k_user.device, None if resolve_name(k_user.device, backend) == "cuda" else backend
+    )
     by_user = (rowptr_u, col_item, None)
     by_item = (rowptr_i, col_user, perm)
 
@@ -205,16 +243,34 @@ def _cosine_attention_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor
     return [library.empty(k_user) if t is None else t for t in (gk_user, gk_item, gv_user, gv_item)]
 
 
-def _cosine_attention_backward_fake(rowptr_u, col_item, rowptr_i, col_user, perm, inv_tau, k_user,
-                                    k_item, v_user, v_item, a_u, a_i, grads, needs, backend):
+def _cosine_attention_backward_fake(
+    rowptr_u,
+    col_item,
+    rowptr_i,
+    col_user,
+    perm,
+    inv_tau,
+    k_user,
+    k_item,
+    v_user,
+    v_item,
+    a_u,
+    a_i,
+    grads,
+    needs,
+    backend,
+):
     shapes = (k_user, k_item, v_user, v_item)
-    return [torch.empty_like(t) if need and t is not None else library.empty(k_user)
-            for t, need in zip(shapes, needs)]
+    return [
+        torch.empty_like(t) if need and t is not None else library.empty(k_user)
+        for t, need in zip(shapes, needs)
+    ]
 
 
 _forward = library.define("cosine_attention", _cosine_attention_op, _cosine_attention_fake)
-_backward = library.define("cosine_attention_backward", _cosine_attention_backward_op,
-                           _cosine_attention_backward_fake)
+_backward = library.define(
+    "cosine_attention_backward", _cosine_attention_backward_op, _cosine_attention_backward_fake
+)
 
 
 def _setup(ctx, inputs, output):
@@ -225,8 +281,19 @@ def _setup(ctx, inputs, output):
 
 def _grad(ctx, grads):
     *graph, k_user, k_item, v_user, v_item, a_u, a_i = ctx.saved_tensors
-    out = _backward(*graph, ctx.inv_tau, k_user, k_item, v_user, v_item, a_u, a_i, list(grads),
-                    list(ctx.needs_input_grad[6:10]), ctx.backend)
+    out = _backward(
+        *graph,
+        ctx.inv_tau,
+        k_user,
+        k_item,
+        v_user,
+        v_item,
+        a_u,
+        a_i,
+        list(grads),
+        list(ctx.needs_input_grad[6:10]),
+        ctx.backend,
+    )
     return (None,) * 6 + tuple(library.present(t) for t in out) + (None,)
 
 
@@ -245,9 +312,15 @@ def _check_rows(name, x, rows, what, graph, dtype=None):
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}")
 
 
-def cosine_attention(graph, key_user: torch.Tensor, key_item: torch.Tensor,
-                     value_user: torch.Tensor | None, value_item: torch.Tensor | None,
-                     temperature: float = 1.0, backend: str | None = None):
+def cosine_attention(
+    graph,
+    key_user: torch.Tensor,
+    key_item: torch.Tensor,
+    value_user: torch.Tensor | None,
+    value_item: torch.Tensor | None,
+    temperature: float = 1.0,
+    backend: str | None = None,
+):
     """(y_user [U, dv] | None, y_item [I, dv] | None, alpha_to_user [E] | None,
     alpha_to_item [E] | None): the module docstring's computation, differentiable in every input.
 
@@ -263,8 +336,10 @@ def cosine_attention(graph, key_user: torch.Tensor, key_item: torch.Tensor,
     _check_rows("key_user", key_user, graph.num_users, "num_users", graph)
     _check_rows("key_item", key_item, graph.num_items, "num_items", graph, key_user.dtype)
     if key_user.shape[1] != key_item.shape[1]:
-        raise ValueError(f"key_user ({key_user.shape[1]} columns) and key_item "
-                         f"({key_item.shape[1]} columns) must have the same width")
+        raise ValueError(
+            f"key_user ({key_user.shape[1]} columns) and key_item "
+            f"({key_item.shape[1]} columns) must have the same width"
+        )
     if value_user is None and value_item is None:
         raise ValueError("value_user and value_item are both None: nothing to aggregate")
     if value_user is not None:
@@ -276,13 +351,23 @@ def cosine_attention(graph, key_user: torch.Tensor, key_item: torch.Tensor,
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     k_user = F.normalize(key_user, dim=1, eps=NORM_EPS).contiguous()
     k_item = F.normalize(key_item, dim=1, eps=NORM_EPS).contiguous()
-    out = _forward(*library.graph_args(graph), 1.0 / temperature, k_user, k_item,
-                   None if value_user is None else value_user.contiguous(),
-                   None if value_item is None else value_item.contiguous(), backend)
+    out = _forward(
+        *library.graph_args(graph),
+        1.0 / temperature,
+        k_user,
+        k_item,
+        None if value_user is None else value_user.contiguous(),
+        None if value_item is None else value_item.contiguous(),
+        backend,
+    )
     y_u, y_i, a_u, a_i = out
     to_user, to_item = value_item is not None, value_user is not None
-    return (y_u if to_user else None, y_i if to_item else None,
-            a_u if to_user else None, a_i if to_item else None)
+    return (
+        y_u if to_user else None,
+        y_i if to_item else None,
+        a_u if to_user else None,
+        a_i if to_item else None,
+    )
 
 
 __all__ = ["cosine_attention", "attention_kernels", "composition", "segment_softmax", "NORM_EPS"]

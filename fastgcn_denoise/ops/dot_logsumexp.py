@@ -17,6 +17,7 @@ Backends: ``reference`` (materialises the scores in row chunks, torch.logsumexp:
 ``cpu`` (csrc/cpu/dot_logsumexp.cpp: a GEMM per L2 tile + online max/sum, OpenMP),
 ``triton`` (kernels/dot_logsumexp.py: flash-style tiles in registers, two backward kernels).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     bits[:, :d] = (mask != 0).to(torch.int64)
     shifts = torch.arange(_WORD, dtype=torch.int64, device=mask.device)
     packed = (bits.view(n, words, _WORD) << shifts).sum(-1)
-    return torch.where(packed >= 2 ** 31, packed - 2 ** 32, packed).to(torch.int32)
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
 
 
 def _popcount(x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +91,12 @@ def _ref_backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k):
 
 def _cpu_ext():
     from .. import _C
+
     if not hasattr(_C, "dot_logsumexp_fwd"):
-        raise BackendUnavailable("fastgcn_denoise._C has no dot_logsumexp (built before it was "
-                                 "added); rebuild the extension (pip install -e .)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no dot_logsumexp (built before it was "
+            "added); rebuild the extension (pip install -e .)"
+        )
     return _C
 
 
@@ -107,16 +111,21 @@ def _cpu_backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k):
 
 def _triton_forward(*args):
     from fastgcn_denoise.kernels.dot_logsumexp import forward
+
     return forward(*args)
 
 
 def _triton_backward(*args):
     from fastgcn_denoise.kernels.dot_logsumexp import backward
+
     return backward(*args)
 
 
-_IMPLS = {"reference": (_ref_forward, _ref_backward), "cpu": (_cpu_forward, _cpu_backward),
-          "triton": (_triton_forward, _triton_backward)}
+_IMPLS = {
+    "reference": (_ref_forward, _ref_backward),
+    "cpu": (_cpu_forward, _cpu_backward),
+    "triton": (_triton_forward, _triton_backward),
+}
 
 
 def dot_logsumexp_kernels(device: torch.device, backend: str | None = None):
@@ -125,8 +134,9 @@ def dot_logsumexp_kernels(device: torch.device, backend: str | None = None):
     ``backward(q, k, tau, q_bits, k_bits, slack, lse, g, need_q, need_k) -> (dq, dk)``."""
     name = resolve_name(device, backend)
     if name not in _IMPLS:
-        raise BackendUnavailable(f"dot_logsumexp has no {name!r} kernel; the triton backend "
-                                 "covers GPUs")
+        raise BackendUnavailable(
+            f"dot_logsumexp has no {name!r} kernel; the triton backend covers GPUs"
+        )
     return _IMPLS[name]
 
 
@@ -154,15 +164,24 @@ def _check(name, x, what):
         raise ValueError(f"{name} must be a 2-D tensor [{what}, d], got {shape}")
     if x.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
-    if x.device.type == "cpu" and x.numel() and not torch.isfinite(
-            torch.stack(torch.aminmax(x.detach().reshape(-1)))).all():
+    if (
+        x.device.type == "cpu"
+        and x.numel()
+        and not torch.isfinite(torch.stack(torch.aminmax(x.detach().reshape(-1)))).all()
+    ):
         bad = (~torch.isfinite(x.detach())).nonzero()[0].tolist()
         raise ValueError(f"{name} has non-finite values (first at {tuple(bad)})")
 
 
-def dot_logsumexp(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 1.0,
-                  query_mask: torch.Tensor | None = None, key_mask: torch.Tensor | None = None,
-                  slack: int = 0, backend: str | None = None) -> torch.Tensor:
+def dot_logsumexp(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 1.0,
+    query_mask: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+    slack: int = 0,
+    backend: str | None = None,
+) -> torch.Tensor:
     """lse [B] = log sum_j exp(<queries[b], keys[j]> / temperature), differentiable in both.
 
     Args:
@@ -176,31 +195,45 @@ def dot_logsumexp(queries: torch.Tensor, keys: torch.Tensor, temperature: float 
     _check("queries", queries, "B")
     _check("keys", keys, "N")
     if queries.shape[1] != keys.shape[1] or queries.dtype != keys.dtype:
-        raise ValueError(f"queries (d = {queries.shape[1]}, {queries.dtype}) and keys "
-                         f"(d = {keys.shape[1]}, {keys.dtype}) must share d and dtype")
+        raise ValueError(
+            f"queries (d = {queries.shape[1]}, {queries.dtype}) and keys "
+            f"(d = {keys.shape[1]}, {keys.dtype}) must share d and dtype"
+        )
     if queries.device != keys.device:
         raise ValueError(f"queries are on {queries.device} but keys on {keys.device}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+    if not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if (query_mask is None) != (key_mask is None):
         raise ValueError("give both query_mask and key_mask, or neither")
     q_bits = k_bits = None
     if query_mask is not None:
-        for name, m, rows in (("query_mask", query_mask, queries.shape[0]),
-                              ("key_mask", key_mask, keys.shape[0])):
+        for name, m, rows in (
+            ("query_mask", query_mask, queries.shape[0]),
+            ("key_mask", key_mask, keys.shape[0]),
+        ):
             if not isinstance(m, torch.Tensor) or m.dim() != 2 or m.shape[0] != rows:
                 shape = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
                 raise ValueError(f"{name} must have shape [{rows}, m], got {shape}")
             if m.device != queries.device:
                 raise ValueError(f"{name} is on {m.device} but the queries on {queries.device}")
         if query_mask.shape[1] != key_mask.shape[1]:
-            raise ValueError(f"query_mask has {query_mask.shape[1]} columns but key_mask "
-                             f"{key_mask.shape[1]}")
+            raise ValueError(
+                f"query_mask has {query_mask.shape[1]} columns but key_mask {key_mask.shape[1]}"
+            )
         if int(slack) != slack or slack < 0:
             raise ValueError(f"slack must be an integer >= 0, got {slack!r}")
         q_bits, k_bits = pack_mask(query_mask), pack_mask(key_mask)
-    return _DotLogSumExp.apply(queries.contiguous(), keys.contiguous(), float(temperature),
-                               q_bits, k_bits, int(slack), backend)
+    return _DotLogSumExp.apply(
+        queries.contiguous(),
+        keys.contiguous(),
+        float(temperature),
+        q_bits,
+        k_bits,
+        int(slack),
+        backend,
+    )
 
 
 __all__ = ["dot_logsumexp", "dot_logsumexp_kernels", "pack_mask"]

@@ -23,6 +23,7 @@ This file is the public op; the formulas live once per language: ``reference.gat
 (PyTorch, the truth), ``csrc/gates.h`` (C++: this op's cpu kernel and the compiled propagation),
 ``kernels/gates.py`` (``gate_eval``, called by every Triton kernel that draws a gate).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,26 +31,31 @@ from typing import Optional
 
 import torch
 
+from ..modes import GATE_ID, GATE_KINDS
 from . import _library as library
 from . import reference
 from ._backend import BackendUnavailable, resolve_name
-from ..modes import GATE_ID, GATE_KINDS
 
 HARD_CONCRETE_DEFAULTS = {"temperature": 2.0 / 3.0, "gamma": -0.1, "zeta": 1.1}
 
 
 def _cpu(logits, kind, seed, offset, tau, gamma, zeta, need_grad):
     from .. import _C
+
     if not hasattr(_C, "gate"):
-        raise BackendUnavailable("fastgcn_denoise._C has no gate (built before it was added); "
-                                 "rebuild the extension (pip install -e .)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no gate (built before it was added); "
+            "rebuild the extension (pip install -e .)"
+        )
     from ._cpp_backend import _i64
+
     out = _C.gate(logits, kind, _i64(seed), _i64(offset), tau, gamma, zeta, need_grad)
     return out[0], (out[1] if need_grad else None)
 
 
 def _triton(*args):
     from fastgcn_denoise.kernels.gates import gate as kernel
+
     return kernel(*args)
 
 
@@ -65,20 +71,38 @@ def gate_kernel(device: torch.device, backend: str | None = None):
     return _IMPLS[name]
 
 
-def _gate_op(logits: torch.Tensor, kind: int, seed: int, offset: int, tau: float, gamma: float,
-             zeta: float, need_grad: bool, backend: Optional[str]) -> list[torch.Tensor]:
+def _gate_op(
+    logits: torch.Tensor,
+    kind: int,
+    seed: int,
+    offset: int,
+    tau: float,
+    gamma: float,
+    zeta: float,
+    need_grad: bool,
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """[z, dz/dphi (empty unless need_grad)]; the logits' values are checked here, where the data is."""
-    if logits.numel() and logits.device.type == "cpu" and not torch.isfinite(
-            torch.stack(torch.aminmax(logits.reshape(-1)))).all():
-        raise ValueError(f"logits has non-finite values (first at flat index "
-                         f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})")
-    z, dz = gate_kernel(logits.device, backend)(logits, kind, library.uint64(seed),
-                                                library.uint64(offset), tau, gamma, zeta, need_grad)
+    if (
+        logits.numel()
+        and logits.device.type == "cpu"
+        and not torch.isfinite(torch.stack(torch.aminmax(logits.reshape(-1)))).all()
+    ):
+        raise ValueError(
+            f"logits has non-finite values (first at flat index "
+            f"{int((~torch.isfinite(logits)).reshape(-1).nonzero()[0])})"
+        )
+    z, dz = gate_kernel(logits.device, backend)(
+        logits, kind, library.uint64(seed), library.uint64(offset), tau, gamma, zeta, need_grad
+    )
     return [z, dz if need_grad else library.empty(logits)]
 
 
 def _gate_fake(logits, kind, seed, offset, tau, gamma, zeta, need_grad, backend):
-    return [torch.empty_like(logits), torch.empty_like(logits) if need_grad else library.empty(logits)]
+    return [
+        torch.empty_like(logits),
+        torch.empty_like(logits) if need_grad else library.empty(logits),
+    ]
 
 
 def _setup(ctx, inputs, output):
@@ -100,13 +124,22 @@ def _check_params(kind: str, temperature: float, gamma: float, zeta: float) -> N
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"gate temperature must be a finite number > 0, got {temperature}")
     if kind.startswith("hard_concrete") and not (gamma < 0 < 1 < zeta):
-        raise ValueError(f"hard concrete needs gamma < 0 and zeta > 1 (a stretch around [0, 1]), "
-                         f"got gamma={gamma}, zeta={zeta}")
+        raise ValueError(
+            f"hard concrete needs gamma < 0 and zeta > 1 (a stretch around [0, 1]), "
+            f"got gamma={gamma}, zeta={zeta}"
+        )
 
 
-def gate(logits: torch.Tensor, kind: str = "hard_concrete", seed: int = 0, offset: int = 0,
-         temperature: float = 2.0 / 3.0, gamma: float = -0.1, zeta: float = 1.1,
-         backend: str | None = None) -> torch.Tensor:
+def gate(
+    logits: torch.Tensor,
+    kind: str = "hard_concrete",
+    seed: int = 0,
+    offset: int = 0,
+    temperature: float = 2.0 / 3.0,
+    gamma: float = -0.1,
+    zeta: float = 1.1,
+    backend: str | None = None,
+) -> torch.Tensor:
     """Gates z, the shape and dtype of ``logits``, differentiable in the logits (module docstring).
 
     Args:
@@ -118,18 +151,31 @@ def gate(logits: torch.Tensor, kind: str = "hard_concrete", seed: int = 0, offse
     """
     _check_params(kind, temperature, gamma, zeta)
     if not isinstance(logits, torch.Tensor) or logits.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"logits must be a float32 or float64 tensor, got "
-                         f"{logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__}")
-    z, _ = _forward(logits.contiguous(), GATE_ID[kind], library.int64_bits(seed),
-                    library.int64_bits(offset),
-                    float(temperature), float(gamma), float(zeta),
-                    logits.requires_grad and torch.is_grad_enabled(), backend)
+        raise ValueError(
+            f"logits must be a float32 or float64 tensor, got "
+            f"{logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__}"
+        )
+    z, _ = _forward(
+        logits.contiguous(),
+        GATE_ID[kind],
+        library.int64_bits(seed),
+        library.int64_bits(offset),
+        float(temperature),
+        float(gamma),
+        float(zeta),
+        logits.requires_grad and torch.is_grad_enabled(),
+        backend,
+    )
     return z
 
 
-def l0_probability(logits: torch.Tensor, kind: str = "hard_concrete",
-                   temperature: float = 2.0 / 3.0, gamma: float = -0.1,
-                   zeta: float = 1.1) -> torch.Tensor:
+def l0_probability(
+    logits: torch.Tensor,
+    kind: str = "hard_concrete",
+    temperature: float = 2.0 / 3.0,
+    gamma: float = -0.1,
+    zeta: float = 1.1,
+) -> torch.Tensor:
     """P(z != 0) per gate, differentiable: the expected L0 norm's summands.
 
     Hard concrete: sigmoid(phi - tau log(-gamma / zeta)) (Louizos et al. 2018, Eq. 12);

@@ -11,6 +11,7 @@ One ``torch.distributed.all_to_all_single`` per call (gloo on CPU, NCCL on GPU),
 process group unless ``group`` is given; with one process (or none initialised) it is an index.
 The plan itself costs two small all-to-alls (the counts, then the requested row ids).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,10 @@ def exchange_plan(requests: list, group=None) -> ExchangePlan:
     """The plan that delivers ``requests[s]`` (int64 rows of rank s's block) from every rank s."""
     world = _world(group)
     if len(requests) != world:
-        raise ValueError(f"requests has {len(requests)} entries; the process group has {world} "
-                         "ranks (one request tensor per rank)")
+        raise ValueError(
+            f"requests has {len(requests)} entries; the process group has {world} "
+            "ranks (one request tensor per rank)"
+        )
     wanted = [r.to(torch.int64) for r in requests]
     if world == 1:
         return ExchangePlan(wanted[0], [wanted[0].shape[0]], [wanted[0].shape[0]], group)
@@ -93,8 +96,10 @@ class _GatherRows(torch.autograd.Function):
         grad = torch.cat(grads, 1)
         if len(plan.send_counts) > 1:  # the reverse all-to-all: gradients back to the owners
             grad = _all_to_all(grad, plan.recv_counts, plan.send_counts, plan.group)
-        outs = [grad.new_zeros((n, w)).index_add_(0, plan.send_index, g)
-                for n, w, g in zip(ctx.rows, ctx.widths, grad.split(ctx.widths, 1))]
+        outs = [
+            grad.new_zeros((n, w)).index_add_(0, plan.send_index, g)
+            for n, w, g in zip(ctx.rows, ctx.widths, grad.split(ctx.widths, 1))
+        ]
         return (None, *outs)
 
 

@@ -27,6 +27,7 @@ every backend with one rule: masks, weights and degrees in float32, every sum ac
 float32, outputs and gradients in the embeddings' dtype (the triton kernels read half inputs
 directly; the other backends compute on a float32 copy).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,11 +35,11 @@ from typing import Optional
 
 import torch
 
+from ..modes import DIFFERENTIABLE_MODES, GATE_KINDS, MODE_ID, MODES
 from . import _library as library
 from . import reference
 from ._backend import get_backend
 from .gates import HARD_CONCRETE_DEFAULTS, _check_params
-from ..modes import DIFFERENTIABLE_MODES, GATE_KINDS, MODE_ID, MODES
 
 _DUAL_MODES = (MODE_ID["arm_pos"], MODE_ID["arm_neg"])
 _DIFFERENTIABLE = frozenset(MODE_ID[m] for m in DIFFERENTIABLE_MODES)
@@ -74,18 +75,23 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize,
     """Shapes, dtypes and devices (the values are checked in the op: ``_check_values``)."""
     if mode not in MODE_ID:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    for name, x, n, what in (("x_user", x_user, graph.num_users, "num_users"),
-                             ("x_item", x_item, graph.num_items, "num_items")):
+    for name, x, n, what in (
+        ("x_user", x_user, graph.num_users, "num_users"),
+        ("x_item", x_item, graph.num_items, "num_items"),
+    ):
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            raise ValueError(f"{name} must be a 2-D tensor [n, d], got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"{name} must be a 2-D tensor [n, d], got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         if x.shape[0] != n:
             raise ValueError(f"{name} has {x.shape[0]} rows but the graph has {what} = {n}")
         if x.dtype not in _FLOATS:
             raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
         if x.device != graph.device:
-            raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; "
-                             "use graph.to(device)")
+            raise ValueError(
+                f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)"
+            )
     if x_user.shape[1] != x_item.shape[1]:
         raise ValueError(f"x_user has d = {x_user.shape[1]} but x_item has d = {x_item.shape[1]}")
     if x_user.dtype != x_item.dtype:
@@ -97,16 +103,24 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize,
             continue
         if not isinstance(t, torch.Tensor) or t.shape != (graph.num_edges,):
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}")
+            raise ValueError(
+                f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}"
+            )
         if not t.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {t.dtype}")
         if t.device != graph.device:
             raise ValueError(f"{name} is on {t.device} but the graph is on {graph.device}")
     if holdout is not None:
-        if not isinstance(holdout, torch.Tensor) or holdout.dim() != 1 or holdout.dtype not in (
-                torch.int64, torch.int32):
-            what = (f"a {holdout.dim()}-D {holdout.dtype} tensor"
-                    if isinstance(holdout, torch.Tensor) else type(holdout).__name__)
+        if (
+            not isinstance(holdout, torch.Tensor)
+            or holdout.dim() != 1
+            or holdout.dtype not in (torch.int64, torch.int32)
+        ):
+            what = (
+                f"a {holdout.dim()}-D {holdout.dtype} tensor"
+                if isinstance(holdout, torch.Tensor)
+                else type(holdout).__name__
+            )
             raise ValueError(f"holdout must be a 1-D int64 tensor of edge ids, got {what}")
         if holdout.device != graph.device:
             raise ValueError(f"holdout is on {holdout.device} but the graph is on {graph.device}")
@@ -122,13 +136,17 @@ def _check_values(num_edges, logits, edge_weight, holdout, renormalize):
             _check_finite(name, t)
     if renormalize and edge_weight is not None and (edge_weight < 0).any():
         first = int((edge_weight < 0).nonzero()[0])
-        raise ValueError(f"edge_weight must be >= 0 with renormalize=True (negative at edge {first})")
+        raise ValueError(
+            f"edge_weight must be >= 0 with renormalize=True (negative at edge {first})"
+        )
     if holdout is not None and holdout.numel():
         bad = (holdout < 0) | (holdout >= num_edges)
         if bad.any():
             first = int(bad.nonzero()[0])
-            raise ValueError(f"holdout[{first}] = {int(holdout[first])} is not an edge id "
-                             f"(0 <= id < num_edges = {num_edges})")
+            raise ValueError(
+                f"holdout[{first}] = {int(holdout[first])} is not an edge id "
+                f"(0 <= id < num_edges = {num_edges})"
+            )
 
 
 def _compute_inputs(be, dtype, x_user, x_item):
@@ -149,12 +167,25 @@ def _unit_rsqrt(deg: torch.Tensor, self_loop: bool, dtype: torch.dtype) -> torch
 # dtype), then what backward needs: w [M, E], r_u [M, U], r_i [M, I] (``compute_dtype``; r empty
 # without renormalisation). ``gate``: (temperature, gamma, zeta); ``holdout``: int64 edge ids with
 # weight 0, or None.
-def _masked_spmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
-                    col_user: torch.Tensor, perm: torch.Tensor, x_user: torch.Tensor,
-                    x_item: torch.Tensor, logits: Optional[torch.Tensor],
-                    edge_weight: Optional[torch.Tensor], holdout: Optional[torch.Tensor],
-                    modes: list[int], seed: int, offset: int, gate: list[float], self_loop: bool,
-                    renormalize: bool, backend: Optional[str]) -> list[torch.Tensor]:
+def _masked_spmm_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    x_user: torch.Tensor,
+    x_item: torch.Tensor,
+    logits: Optional[torch.Tensor],
+    edge_weight: Optional[torch.Tensor],
+    holdout: Optional[torch.Tensor],
+    modes: list[int],
+    seed: int,
+    offset: int,
+    gate: list[float],
+    self_loop: bool,
+    renormalize: bool,
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     num_edges = col_item.shape[0]
     _check_values(num_edges, logits, edge_weight, holdout, renormalize)
     graph = library.graph_from(rowptr_u, col_item, rowptr_i, col_user, perm)
@@ -162,8 +193,17 @@ def _masked_spmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: to
     out_dtype = x_user.dtype
     dtype = compute_dtype(out_dtype)
     x_user, x_item = _compute_inputs(be, dtype, x_user, x_item)
-    w = be.edge_weights(logits, edge_weight, tuple(modes), library.uint64(seed),
-                        library.uint64(offset), num_edges, dtype, x_user.device, tuple(gate))
+    w = be.edge_weights(
+        logits,
+        edge_weight,
+        tuple(modes),
+        library.uint64(seed),
+        library.uint64(offset),
+        num_edges,
+        dtype,
+        x_user.device,
+        tuple(gate),
+    )
     if holdout is not None:
         w.index_fill_(1, holdout, 0)  # the buffer is the backend's own: no graph copy
     if not renormalize:
@@ -171,29 +211,60 @@ def _masked_spmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: to
     elif modes == [MODE_ID["ones"]] and edge_weight is None and holdout is None:
         # Unit weights: the degrees are the graph's, r from rowptr in O(U + I) instead of a pass
         # over the E weights (the item side through perm): a sixth of the Gowalla forward.
-        r_u, r_i = (_unit_rsqrt(graph.deg_u, self_loop, dtype)[None],
-                    _unit_rsqrt(graph.deg_i, self_loop, dtype)[None])
+        r_u, r_i = (
+            _unit_rsqrt(graph.deg_u, self_loop, dtype)[None],
+            _unit_rsqrt(graph.deg_i, self_loop, dtype)[None],
+        )
     else:
         r_u, r_i = be.degree_rsqrt(graph, w, self_loop)
     y_u = be.spmm(rowptr_u, col_item, None, w, r_u, r_i, x_item, x_user if self_loop else None)
     y_i = be.spmm(rowptr_i, col_user, perm, w, r_i, r_u, x_user, x_item if self_loop else None)
     # Returns may not alias each other: mask 0 keeps the kernel's buffer, later masks are copied
     # out of it (the dual pass: one copy of one side's [U + I, d]).
-    ys = [y[0] if m == 0 else y[m].clone()
-          for y in (y_u.to(out_dtype), y_i.to(out_dtype)) for m in range(y.shape[0])]
-    return [*ys, w, library.empty(w) if r_u is None else r_u,
-            library.empty(w) if r_i is None else r_i]
+    ys = [
+        y[0] if m == 0 else y[m].clone()
+        for y in (y_u.to(out_dtype), y_i.to(out_dtype))
+        for m in range(y.shape[0])
+    ]
+    return [
+        *ys,
+        w,
+        library.empty(w) if r_u is None else r_u,
+        library.empty(w) if r_i is None else r_i,
+    ]
 
 
-def _masked_spmm_fake(rowptr_u, col_item, rowptr_i, col_user, perm, x_user, x_item, logits,
-                      edge_weight, holdout, modes, seed, offset, gate, self_loop, renormalize,
-                      backend):
+def _masked_spmm_fake(
+    rowptr_u,
+    col_item,
+    rowptr_i,
+    col_user,
+    perm,
+    x_user,
+    x_item,
+    logits,
+    edge_weight,
+    holdout,
+    modes,
+    seed,
+    offset,
+    gate,
+    self_loop,
+    renormalize,
+    backend,
+):
     m, d = len(modes), x_user.shape[1]
     nu, ni = rowptr_u.shape[0] - 1, rowptr_i.shape[0] - 1
     w = x_user.new_empty(m, col_item.shape[0], dtype=compute_dtype(x_user.dtype))
-    return ([x_user.new_empty(nu, d) for _ in range(m)] + [x_user.new_empty(ni, d) for _ in range(m)]
-            + [w, w.new_empty(m, nu) if renormalize else library.empty(w),
-               w.new_empty(m, ni) if renormalize else library.empty(w)])
+    return (
+        [x_user.new_empty(nu, d) for _ in range(m)]
+        + [x_user.new_empty(ni, d) for _ in range(m)]
+        + [
+            w,
+            w.new_empty(m, nu) if renormalize else library.empty(w),
+            w.new_empty(m, ni) if renormalize else library.empty(w),
+        ]
+    )
 
 
 def _grads_present(modes, grads, needs) -> list[bool]:
@@ -205,19 +276,38 @@ def _grads_present(modes, grads, needs) -> list[bool]:
     num_masks = len(modes)
     used = [grads[m] is not None or grads[num_masks + m] is not None for m in range(num_masks)]
     differentiable = any(u and modes[m] in _DIFFERENTIABLE for m, u in enumerate(used))
-    return [needs[0] and any(used), needs[1] and any(used), needs[2] and differentiable,
-            needs[3] and any(used)]
+    return [
+        needs[0] and any(used),
+        needs[1] and any(used),
+        needs[2] and differentiable,
+        needs[3] and any(used),
+    ]
 
 
-def _masked_spmm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor,
-                             rowptr_i: torch.Tensor, col_user: torch.Tensor, perm: torch.Tensor,
-                             w: torch.Tensor, r_u: torch.Tensor, r_i: torch.Tensor,
-                             x_user: torch.Tensor, x_item: torch.Tensor,
-                             logits: Optional[torch.Tensor], edge_weight: Optional[torch.Tensor],
-                             holdout: Optional[torch.Tensor], grads: list[Optional[torch.Tensor]],
-                             modes: list[int], seed: int, offset: int, gate: list[float],
-                             self_loop: bool, renormalize: bool, needs: list[bool],
-                             backend: Optional[str]) -> list[torch.Tensor]:
+def _masked_spmm_backward_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    w: torch.Tensor,
+    r_u: torch.Tensor,
+    r_i: torch.Tensor,
+    x_user: torch.Tensor,
+    x_item: torch.Tensor,
+    logits: Optional[torch.Tensor],
+    edge_weight: Optional[torch.Tensor],
+    holdout: Optional[torch.Tensor],
+    grads: list[Optional[torch.Tensor]],
+    modes: list[int],
+    seed: int,
+    offset: int,
+    gate: list[float],
+    self_loop: bool,
+    renormalize: bool,
+    needs: list[bool],
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """[dL/dx_user, dL/dx_item (x's dtype), dL/dlogits, dL/dedge_weight (w's dtype)].
 
     ``grads``: one per output mask and side (None for an output unused downstream: the ARM half
@@ -240,31 +330,50 @@ def _masked_spmm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor,
             continue
         gy_u = torch.zeros_like(x_user) if gy_u is None else gy_u.to(x_user.dtype).contiguous()
         gy_i = torch.zeros_like(x_item) if gy_i is None else gy_i.to(x_item.dtype).contiguous()
-        wm = w[m:m + 1]
-        rum = None if r_u is None else r_u[m:m + 1]
-        rim = None if r_i is None else r_i[m:m + 1]
+        wm = w[m : m + 1]
+        rum = None if r_u is None else r_u[m : m + 1]
+        rim = None if r_i is None else r_i[m : m + 1]
         # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product.
         if need_xu:
-            t = be.spmm(g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i,
-                        gy_u if self_loop else None)[0]
+            t = be.spmm(
+                g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i, gy_u if self_loop else None
+            )[0]
             gx_u = t if gx_u is None else gx_u + t
         if need_xi:
-            t = be.spmm(g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u,
-                        gy_i if self_loop else None)[0]
+            t = be.spmm(
+                g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u, gy_i if self_loop else None
+            )[0]
             gx_i = t if gx_i is None else gx_i + t
         if need_w or (need_phi and m in differentiable):
-            gw = be.edge_grad(g, w[m], None if r_u is None else r_u[m],
-                              None if r_i is None else r_i[m], x_user, x_item, gy_u, gy_i,
-                              self_loop)
+            gw = be.edge_grad(
+                g,
+                w[m],
+                None if r_u is None else r_u[m],
+                None if r_i is None else r_i[m],
+                x_user,
+                x_item,
+                gy_u,
+                gy_i,
+                self_loop,
+            )
             if holdout is not None:  # w = 0 there whatever z and omega: no gradient to them
                 gw.index_fill_(0, holdout, 0)
             gws[m] = gw
     if need_w or need_phi:
         # z (mask without omega) and dz/dphi are regenerated from the same uniforms rather than
         # stored (omega may be zero; the uniforms are never stored).
-        out = be.edge_weights(logits, None, tuple(modes), library.uint64(seed),
-                              library.uint64(offset), g.num_edges, w.dtype, w.device, tuple(gate),
-                              need_grad=need_phi)
+        out = be.edge_weights(
+            logits,
+            None,
+            tuple(modes),
+            library.uint64(seed),
+            library.uint64(offset),
+            g.num_edges,
+            w.dtype,
+            w.device,
+            tuple(gate),
+            need_grad=need_phi,
+        )
         z, dz = out if need_phi else (out, None)
         if need_w:
             g_w = sum(gw * z[m] for m, gw in gws.items())
@@ -272,26 +381,67 @@ def _masked_spmm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor,
             g_phi = sum(gws[m] * dz[m] for m in differentiable if m in gws)
             if edge_weight is not None:
                 g_phi = g_phi * edge_weight
-    return [library.empty(w) if t is None else t.to(dt) for t, dt in
-            ((gx_u, out_dtype), (gx_i, out_dtype), (g_phi, w.dtype), (g_w, w.dtype))]
+    return [
+        library.empty(w) if t is None else t.to(dt)
+        for t, dt in ((gx_u, out_dtype), (gx_i, out_dtype), (g_phi, w.dtype), (g_w, w.dtype))
+    ]
 
 
-def _masked_spmm_backward_fake(rowptr_u, col_item, rowptr_i, col_user, perm, w, r_u, r_i, x_user,
-                               x_item, logits, edge_weight, holdout, grads, modes, seed, offset,
-                               gate, self_loop, renormalize, needs, backend):
-    out = [torch.empty_like(x_user), torch.empty_like(x_item),
-           w.new_empty(w.shape[1]), w.new_empty(w.shape[1])]
+def _masked_spmm_backward_fake(
+    rowptr_u,
+    col_item,
+    rowptr_i,
+    col_user,
+    perm,
+    w,
+    r_u,
+    r_i,
+    x_user,
+    x_item,
+    logits,
+    edge_weight,
+    holdout,
+    grads,
+    modes,
+    seed,
+    offset,
+    gate,
+    self_loop,
+    renormalize,
+    needs,
+    backend,
+):
+    out = [
+        torch.empty_like(x_user),
+        torch.empty_like(x_item),
+        w.new_empty(w.shape[1]),
+        w.new_empty(w.shape[1]),
+    ]
     return [t if h else library.empty(w) for t, h in zip(out, _grads_present(modes, grads, needs))]
 
 
 _forward = library.define("masked_spmm", _masked_spmm_op, _masked_spmm_fake)
-_backward = library.define("masked_spmm_backward", _masked_spmm_backward_op,
-                           _masked_spmm_backward_fake)
+_backward = library.define(
+    "masked_spmm_backward", _masked_spmm_backward_op, _masked_spmm_backward_fake
+)
 
 
 def _setup(ctx, inputs, output):
-    (*graph, x_user, x_item, logits, edge_weight, holdout, modes, seed, offset, gate, self_loop,
-     renormalize, backend) = inputs
+    (
+        *graph,
+        x_user,
+        x_item,
+        logits,
+        edge_weight,
+        holdout,
+        modes,
+        seed,
+        offset,
+        gate,
+        self_loop,
+        renormalize,
+        backend,
+    ) = inputs
     ctx.save_for_backward(*graph, *output[-3:], x_user, x_item, logits, edge_weight, holdout)
     ctx.args = (modes, seed, offset, gate, self_loop, renormalize)
     ctx.backend = backend
@@ -302,7 +452,7 @@ def _setup(ctx, inputs, output):
 
 def _grad(ctx, grads):
     modes = ctx.args[0]
-    grads, needs = list(grads[:2 * len(modes)]), list(ctx.needs_input_grad[5:9])
+    grads, needs = list(grads[: 2 * len(modes)]), list(ctx.needs_input_grad[5:9])
     out = _backward(*ctx.saved_tensors, grads, *ctx.args, needs, ctx.backend)
     # An absent gradient is None (not its placeholder: an empty graph's real [0] gradient looks
     # the same).
@@ -313,8 +463,21 @@ def _grad(ctx, grads):
 library.differentiable(_forward, _grad, _setup)
 
 
-def _run(graph, x_user, x_item, logits, modes, seed, offset, edge_weight, self_loop, renormalize,
-         backend, gate, holdout):
+def _run(
+    graph,
+    x_user,
+    x_item,
+    logits,
+    modes,
+    seed,
+    offset,
+    edge_weight,
+    self_loop,
+    renormalize,
+    backend,
+    gate,
+    holdout,
+):
     dtype = compute_dtype(x_user.dtype)
     if logits is not None and logits.dtype != dtype:
         logits = logits.to(dtype)
@@ -322,17 +485,42 @@ def _run(graph, x_user, x_item, logits, modes, seed, offset, edge_weight, self_l
         edge_weight = edge_weight.to(dtype)
     if holdout is not None:
         holdout = holdout.to(torch.int64).contiguous() if holdout.numel() else None
-    out = _forward(*library.graph_args(graph), x_user.contiguous(), x_item.contiguous(),
-                   None if logits is None else logits.contiguous(),
-                   None if edge_weight is None else edge_weight.contiguous(), holdout,
-                   list(modes), library.int64_bits(seed), library.int64_bits(offset),
-                   [float(v) for v in gate], bool(self_loop), bool(renormalize), backend)
-    return tuple(out[:2 * len(modes)])
+    out = _forward(
+        *library.graph_args(graph),
+        x_user.contiguous(),
+        x_item.contiguous(),
+        None if logits is None else logits.contiguous(),
+        None if edge_weight is None else edge_weight.contiguous(),
+        holdout,
+        list(modes),
+        library.int64_bits(seed),
+        library.int64_bits(offset),
+        [float(v) for v in gate],
+        bool(self_loop),
+        bool(renormalize),
+        backend,
+    )
+    return tuple(out[: 2 * len(modes)])
 
 
-def masked_spmm(graph, x_user, x_item, logits=None, mode="ones", seed=0, offset=0,
-                edge_weight=None, self_loop=False, renormalize=True, backend=None, *,
-                temperature=2.0 / 3.0, gamma=-0.1, zeta=1.1, holdout=None):
+def masked_spmm(
+    graph,
+    x_user,
+    x_item,
+    logits=None,
+    mode="ones",
+    seed=0,
+    offset=0,
+    edge_weight=None,
+    self_loop=False,
+    renormalize=True,
+    backend=None,
+    *,
+    temperature=2.0 / 3.0,
+    gamma=-0.1,
+    zeta=1.1,
+    holdout=None,
+):
     """One masked, renormalised propagation in both directions (the op ``fastgcn::masked_spmm``).
 
     Args:
@@ -358,12 +546,37 @@ def masked_spmm(graph, x_user, x_item, logits=None, mode="ones", seed=0, offset=
     _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize, holdout)
     if mode in GATE_KINDS:
         _check_params(mode, temperature, gamma, zeta)
-    return _run(graph, x_user, x_item, logits, (MODE_ID[mode],), seed, offset, edge_weight,
-                self_loop, renormalize, backend, (temperature, gamma, zeta), holdout)
+    return _run(
+        graph,
+        x_user,
+        x_item,
+        logits,
+        (MODE_ID[mode],),
+        seed,
+        offset,
+        edge_weight,
+        self_loop,
+        renormalize,
+        backend,
+        (temperature, gamma, zeta),
+        holdout,
+    )
 
 
-def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weight=None,
-                     self_loop=False, renormalize=True, backend=None, *, holdout=None):
+def masked_spmm_dual(
+    graph,
+    x_user,
+    x_item,
+    logits,
+    seed=0,
+    offset=0,
+    edge_weight=None,
+    self_loop=False,
+    renormalize=True,
+    backend=None,
+    *,
+    holdout=None,
+):
     """The two antithetic ARM propagations (``arm_pos`` and ``arm_neg``, same uniforms) in one pass.
 
     Returns ((y_user_pos, y_item_pos), (y_user_neg, y_item_neg)), each as ``masked_spmm``'s.
@@ -371,14 +584,36 @@ def masked_spmm_dual(graph, x_user, x_item, logits, seed=0, offset=0, edge_weigh
     in both halves.
     """
     _check_inputs(graph, x_user, x_item, logits, edge_weight, "arm_pos", renormalize, holdout)
-    pos_u, neg_u, pos_i, neg_i = _run(graph, x_user, x_item, logits, _DUAL_MODES, seed, offset,
-                                      edge_weight, self_loop, renormalize, backend,
-                                      tuple(HARD_CONCRETE_DEFAULTS.values()), holdout)
+    pos_u, neg_u, pos_i, neg_i = _run(
+        graph,
+        x_user,
+        x_item,
+        logits,
+        _DUAL_MODES,
+        seed,
+        offset,
+        edge_weight,
+        self_loop,
+        renormalize,
+        backend,
+        tuple(HARD_CONCRETE_DEFAULTS.values()),
+        holdout,
+    )
     return (pos_u, pos_i), (neg_u, neg_i)
 
 
-def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None, *,
-                temperature=2.0 / 3.0, gamma=-0.1, zeta=1.1):
+def sample_mask(
+    graph,
+    logits,
+    mode="bernoulli",
+    seed=0,
+    offset=0,
+    backend=None,
+    *,
+    temperature=2.0 / 3.0,
+    gamma=-0.1,
+    zeta=1.1,
+):
     """The mask z the propagation would use: [E] for logits [E], [K, E] for per-layer logits.
 
     Row k of [K, E] logits uses counters ``offset + k * E + e`` (``layer_offset``), i.e. the
@@ -389,41 +624,74 @@ def sample_mask(graph, logits, mode="bernoulli", seed=0, offset=0, backend=None,
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode in GATE_KINDS:
         _check_params(mode, temperature, gamma, zeta)
-    if not isinstance(logits, torch.Tensor) or logits.dim() not in (1, 2) or \
-            logits.shape[-1] != graph.num_edges:
+    if (
+        not isinstance(logits, torch.Tensor)
+        or logits.dim() not in (1, 2)
+        or logits.shape[-1] != graph.num_edges
+    ):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"logits must have shape [num_edges] or [K, num_edges] with num_edges = "
-                         f"{graph.num_edges}, got {shape}")
+        raise ValueError(
+            f"logits must have shape [num_edges] or [K, num_edges] with num_edges = "
+            f"{graph.num_edges}, got {shape}"
+        )
     if logits.device != graph.device:
         raise ValueError(f"logits is on {logits.device} but the graph is on {graph.device}")
-    return _sample_mask(logits.detach().contiguous(), MODE_ID[mode], library.int64_bits(seed),
-                        library.int64_bits(offset),
-                        [float(temperature), float(gamma), float(zeta)], backend)
+    return _sample_mask(
+        logits.detach().contiguous(),
+        MODE_ID[mode],
+        library.int64_bits(seed),
+        library.int64_bits(offset),
+        [float(temperature), float(gamma), float(zeta)],
+        backend,
+    )
 
 
 def _sample_mask_dtype(logits: torch.Tensor) -> torch.dtype:
     return logits.dtype if logits.is_floating_point() else torch.float32
 
 
-def _sample_mask_op(logits: torch.Tensor, mode: int, seed: int, offset: int, gate: list[float],
-                    backend: Optional[str]) -> torch.Tensor:
+def _sample_mask_op(
+    logits: torch.Tensor,
+    mode: int,
+    seed: int,
+    offset: int,
+    gate: list[float],
+    backend: Optional[str],
+) -> torch.Tensor:
     if logits.is_floating_point() and (logits.device.type == "cpu" or _validate_values()):
         _check_finite("logits", logits, "flat index")
     be = get_backend(logits.device, backend)
     out_dtype = _sample_mask_dtype(logits)
     dtype = compute_dtype(out_dtype)
     # Counter offset + k E + e is offset + the flat index: one draw over the flattened logits.
-    z = be.edge_weights(logits.reshape(-1).to(dtype).contiguous(), None, (mode,),
-                        library.uint64(seed), library.uint64(offset), logits.numel(), dtype,
-                        logits.device, tuple(gate))[0]
+    z = be.edge_weights(
+        logits.reshape(-1).to(dtype).contiguous(),
+        None,
+        (mode,),
+        library.uint64(seed),
+        library.uint64(offset),
+        logits.numel(),
+        dtype,
+        logits.device,
+        tuple(gate),
+    )[0]
     return z.reshape(logits.shape).to(out_dtype)
 
 
 _sample_mask = library.define(
-    "sample_mask", _sample_mask_op,
+    "sample_mask",
+    _sample_mask_op,
     lambda logits, mode, seed, offset, gate, backend: torch.empty_like(
-        logits, dtype=_sample_mask_dtype(logits)))
+        logits, dtype=_sample_mask_dtype(logits)
+    ),
+)
 
 
-__all__ = ["masked_spmm", "masked_spmm_dual", "sample_mask", "layer_offset", "compute_dtype",
-           "reference"]
+__all__ = [
+    "masked_spmm",
+    "masked_spmm_dual",
+    "sample_mask",
+    "layer_offset",
+    "compute_dtype",
+    "reference",
+]

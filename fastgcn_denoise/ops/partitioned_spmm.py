@@ -13,6 +13,7 @@ stored and nothing is scattered.
 The mask ``z`` (``partition_mask``) is drawn from the same Philox counters as the single process
 (``offset + global edge id``), so a binary mask is the same whatever the partition.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,14 +39,27 @@ class PartitionedOperator:
     (None: ones). ``backend``: force a backend of the ``spmm`` primitive.
     """
 
-    def __init__(self, part, plan: ExchangePlan, z_u=None, z_i=None, dtype=torch.float32,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        part,
+        plan: ExchangePlan,
+        z_u=None,
+        z_i=None,
+        dtype=torch.float32,
+        backend: str | None = None,
+    ):
         device = part.col_u.device
         self.part, self.plan, self.backend = part, plan, backend
-        self.w_u = (torch.ones(part.col_u.shape[0], dtype=dtype, device=device) if z_u is None
-                    else z_u.to(dtype))[None]
-        self.w_i = (torch.ones(part.col_i.shape[0], dtype=dtype, device=device) if z_i is None
-                    else z_i.to(dtype))[None]
+        self.w_u = (
+            torch.ones(part.col_u.shape[0], dtype=dtype, device=device)
+            if z_u is None
+            else z_u.to(dtype)
+        )[None]
+        self.w_i = (
+            torch.ones(part.col_i.shape[0], dtype=dtype, device=device)
+            if z_i is None
+            else z_i.to(dtype)
+        )[None]
         self.r_u = _row_rsqrt(part.rowptr_u, self.w_u[0])[:, None]
         self.r_i = _row_rsqrt(part.rowptr_i, self.w_i[0])[:, None]
 
@@ -85,16 +99,20 @@ def partitioned_spmm(op: PartitionedOperator, x_user: torch.Tensor, x_item: torc
     Every rank must call it (and its backward) the same number of times: it communicates.
     """
     part = op.part
-    for name, x, n in (("x_user", x_user, part.num_own_users),
-                       ("x_item", x_item, part.num_own_items)):
+    for name, x, n in (
+        ("x_user", x_user, part.num_own_users),
+        ("x_item", x_item, part.num_own_items),
+    ):
         if x.dim() != 2 or x.shape[0] != n:
-            raise ValueError(f"{name} must be [{n}, d] (the rows rank {part.rank} owns), got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must be [{n}, d] (the rows rank {part.rank} owns), got {tuple(x.shape)}"
+            )
     return _Propagate.apply(x_user, x_item, op)
 
 
-def partition_mask(part, logits_u: torch.Tensor, logits_i: torch.Tensor, mode: str, seed: int,
-                   offset: int = 0):
+def partition_mask(
+    part, logits_u: torch.Tensor, logits_i: torch.Tensor, mode: str, seed: int, offset: int = 0
+):
     """(z_u [E_U], z_i [E_I]): the mask of the owned-user and owned-item edges, drawn at the
     single process's counters ``offset + global edge id`` (``sample_mask``'s values).
 
@@ -105,9 +123,11 @@ def partition_mask(part, logits_u: torch.Tensor, logits_i: torch.Tensor, mode: s
         raise ValueError(f"unknown mode {mode!r}")
     eid_u = part.edge_start + torch.arange(part.col_u.shape[0], device=part.col_u.device)
     return tuple(
-        reference.mask_from_uniforms(MODE_ID[mode], logits,
-                                     reference.philox_uniform(seed, int(offset) + eid))
-        for logits, eid in ((logits_u, eid_u), (logits_i, part.eid_i)))
+        reference.mask_from_uniforms(
+            MODE_ID[mode], logits, reference.philox_uniform(seed, int(offset) + eid)
+        )
+        for logits, eid in ((logits_u, eid_u), (logits_i, part.eid_i))
+    )
 
 
 __all__ = ["PartitionedOperator", "partition_mask", "partitioned_spmm"]

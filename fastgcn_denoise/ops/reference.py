@@ -7,6 +7,7 @@ Random numbers: ``philox_uniform`` is Philox4x32-10 keyed by the 64-bit ``seed``
 counter ``offset + e`` in the first two counter words, converted to float32 exactly the way
 Triton's ``tl.rand`` does, so a mask drawn here is bit-identical to one drawn in a kernel.
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,8 +71,9 @@ def mode_needs_uniform(mode: int) -> bool:
     return MODES[mode] in _SAMPLED
 
 
-def mask_and_derivative(mode: int, logits: torch.Tensor | None, u: torch.Tensor, gate=None,
-                        need_grad: bool = True):
+def mask_and_derivative(
+    mode: int, logits: torch.Tensor | None, u: torch.Tensor, gate=None, need_grad: bool = True
+):
     """(z, dz/dphi or None) for mode id ``mode``, logits phi [E] and uniforms u [E].
 
     In logits' dtype. ``gate`` = (temperature, gamma, zeta), needed by the gate modes (the kinds of
@@ -96,15 +98,17 @@ def mask_and_derivative(mode: int, logits: torch.Tensor | None, u: torch.Tensor,
     return z, (torch.zeros_like(z) if need_grad else None)
 
 
-def mask_from_uniforms(mode: int, logits: torch.Tensor | None, u: torch.Tensor,
-                       gate=None) -> torch.Tensor:
+def mask_from_uniforms(
+    mode: int, logits: torch.Tensor | None, u: torch.Tensor, gate=None
+) -> torch.Tensor:
     """z for one mode given logits phi [E] and uniforms u [E] (result in logits' dtype)."""
     return mask_and_derivative(mode, logits, u, gate, need_grad=False)[0]
 
 
 # --------------------------------------------------------------------------- backend primitives
-def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None,
-                 need_grad=False):
+def edge_weights(
+    logits, edge_weight, modes, seed, offset, num_edges, dtype, device, gate=None, need_grad=False
+):
     """w [M, E] = z_m(phi, u) * omega for each mode id in ``modes`` (uniforms shared).
 
     ``gate``: (temperature, gamma, zeta), needed by the gate modes. With ``need_grad`` the pair
@@ -113,14 +117,20 @@ def edge_weights(logits, edge_weight, modes, seed, offset, num_edges, dtype, dev
     # Only the sampling modes need uniforms; `ones`/`expect`/`hard`/`hard_concrete_mean` skip
     # the Philox pass.
     sampled = any(mode_needs_uniform(m) for m in modes)
-    u = edge_uniforms(seed, offset, num_edges, device) if sampled else torch.zeros(num_edges, device=device)
+    u = (
+        edge_uniforms(seed, offset, num_edges, device)
+        if sampled
+        else torch.zeros(num_edges, device=device)
+    )
     phi = None if logits is None else logits.to(dtype)
     rows, grads = [], []
     for mode in modes:
         z, dz = mask_and_derivative(mode, phi, u, gate, need_grad)
         rows.append(z.to(dtype) if edge_weight is None else z.to(dtype) * edge_weight.to(dtype))
         if need_grad:
-            grads.append(dz.to(dtype) if edge_weight is None else dz.to(dtype) * edge_weight.to(dtype))
+            grads.append(
+                dz.to(dtype) if edge_weight is None else dz.to(dtype) * edge_weight.to(dtype)
+            )
     return (torch.stack(rows), torch.stack(grads)) if need_grad else torch.stack(rows)
 
 
@@ -129,12 +139,18 @@ def degree_rsqrt(graph, w, self_loop):
     users = graph.edge_users()
     m = w.shape[0]
     d_u = torch.zeros(m, graph.num_users, dtype=w.dtype, device=w.device).index_add_(1, users, w)
-    d_i = torch.zeros(m, graph.num_items, dtype=w.dtype, device=w.device).index_add_(1, graph.col_item, w)
+    d_i = torch.zeros(m, graph.num_items, dtype=w.dtype, device=w.device).index_add_(
+        1, graph.col_item, w
+    )
     if self_loop:
         d_u += 1
         d_i += 1
-    r_u = torch.where(d_u > 0, d_u.clamp_min(torch.finfo(w.dtype).tiny).rsqrt(), torch.zeros_like(d_u))
-    r_i = torch.where(d_i > 0, d_i.clamp_min(torch.finfo(w.dtype).tiny).rsqrt(), torch.zeros_like(d_i))
+    r_u = torch.where(
+        d_u > 0, d_u.clamp_min(torch.finfo(w.dtype).tiny).rsqrt(), torch.zeros_like(d_u)
+    )
+    r_i = torch.where(
+        d_i > 0, d_i.clamp_min(torch.finfo(w.dtype).tiny).rsqrt(), torch.zeros_like(d_i)
+    )
     return r_u, r_i
 
 
@@ -145,8 +161,9 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
     renormalisation (factor 1). ``x_self`` [R, d] adds ``r_row^2 * x_self`` (or ``x_self``).
     """
     num_rows = rowptr.shape[0] - 1
-    rows = torch.repeat_interleave(torch.arange(num_rows, device=x.device), rowptr.diff(),
-                                   output_size=col.shape[0])
+    rows = torch.repeat_interleave(
+        torch.arange(num_rows, device=x.device), rowptr.diff(), output_size=col.shape[0]
+    )
     coef = w if eid is None else w[:, eid]
     if r_row is not None:
         coef = coef * r_row[:, rows] * r_col[:, col]
@@ -154,7 +171,7 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
     y = torch.zeros(w.shape[0], num_rows, x.shape[1], dtype=x.dtype, device=x.device)
     y.index_add_(1, rows, msg)
     if x_self is not None:
-        y += (x_self.unsqueeze(0) if r_row is None else (r_row * r_row).unsqueeze(-1) * x_self)
+        y += x_self.unsqueeze(0) if r_row is None else (r_row * r_row).unsqueeze(-1) * x_self
     return y
 
 
@@ -175,12 +192,23 @@ def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
     if self_loop:
         s_u += 2 * r_u * r_u * (gy_u * x_u).sum(-1)
         t_i += 2 * r_i * r_i * (gy_i * x_i).sum(-1)
-    return r_u[users] * r_i[items] * g - 0.5 * (r_u * r_u * s_u)[users] - 0.5 * (r_i * r_i * t_i)[items]
+    return (
+        r_u[users] * r_i[items] * g
+        - 0.5 * (r_u * r_u * s_u)[users]
+        - 0.5 * (r_i * r_i * t_i)[items]
+    )
 
 
 # --------------------------------------------------------------------------- relaxed gates
-def gate_from_uniforms(kind: int, logits: torch.Tensor, u: torch.Tensor, temperature: float,
-                       gamma: float, zeta: float, need_grad: bool = True):
+def gate_from_uniforms(
+    kind: int,
+    logits: torch.Tensor,
+    u: torch.Tensor,
+    temperature: float,
+    gamma: float,
+    zeta: float,
+    need_grad: bool = True,
+):
     """(z, dz/dphi or None) of gate ``kind`` (a GATE_ID) for logits phi and uniforms u (same shape).
 
     Computed in logits' dtype; u (float32) is cast to it.
@@ -192,7 +220,11 @@ def gate_from_uniforms(kind: int, logits: torch.Tensor, u: torch.Tensor, tempera
         stretched = p * (zeta - gamma) + gamma
         z = stretched.clamp(0.0, 1.0)
         inside = (stretched > 0) & (stretched < 1)
-        dz = torch.where(inside, (zeta - gamma) * p * (1 - p), torch.zeros_like(p)) if need_grad else None
+        dz = (
+            torch.where(inside, (zeta - gamma) * p * (1 - p), torch.zeros_like(p))
+            if need_grad
+            else None
+        )
         return z, dz
     uc = u.to(dtype).clamp(GATE_U_EPS, 1.0 - GATE_U_EPS)
     noise = torch.log(uc) - torch.log1p(-uc)
@@ -207,7 +239,9 @@ def gate_from_uniforms(kind: int, logits: torch.Tensor, u: torch.Tensor, tempera
     stretched = s * (zeta - gamma) + gamma  # hard_concrete
     z = stretched.clamp(0.0, 1.0)
     if need_grad:
-        ds = torch.where((stretched > 0) & (stretched < 1), (zeta - gamma) * ds, torch.zeros_like(ds))
+        ds = torch.where(
+            (stretched > 0) & (stretched < 1), (zeta - gamma) * ds, torch.zeros_like(ds)
+        )
     return z, ds
 
 

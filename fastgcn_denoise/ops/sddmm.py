@@ -9,6 +9,7 @@ weighted products of the propagation backend (no renormalisation), each row-para
 Backends: ``reference`` (chunked torch), ``cpu`` (``_C.sddmm``), ``triton`` (kernels/sddmm.py).
 Registered as ``fastgcn::sddmm`` (+ ``sddmm_backward``; ``_library``).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,25 +23,30 @@ _CHUNK_ELEMENTS = 1 << 22  # reference: gathered elements per chunk (bounds its 
 
 
 def _reference(rowptr, col, a, b):
-    rows = torch.repeat_interleave(torch.arange(rowptr.shape[0] - 1, device=a.device), rowptr.diff(),
-                                   output_size=col.shape[0])
+    rows = torch.repeat_interleave(
+        torch.arange(rowptr.shape[0] - 1, device=a.device), rowptr.diff(), output_size=col.shape[0]
+    )
     out = torch.empty(col.shape[0], dtype=a.dtype, device=a.device)
     step = max(1, _CHUNK_ELEMENTS // max(1, a.shape[1]))
     for s in range(0, col.shape[0], step):
-        out[s:s + step] = (a[rows[s:s + step]] * b[col[s:s + step]]).sum(-1)
+        out[s : s + step] = (a[rows[s : s + step]] * b[col[s : s + step]]).sum(-1)
     return out
 
 
 def _cpu(rowptr, col, a, b):
     from .. import _C
+
     if not hasattr(_C, "sddmm"):
-        raise BackendUnavailable("fastgcn_denoise._C has no sddmm (built before it was added); "
-                                 "rebuild the extension (pip install -e . or make build)")
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no sddmm (built before it was added); "
+            "rebuild the extension (pip install -e . or make build)"
+        )
     return _C.sddmm(rowptr, col, a, b)
 
 
 def _triton(rowptr, col, a, b):
     from fastgcn_denoise.kernels.sddmm import sddmm as kernel
+
     return kernel(rowptr, col, a, b)
 
 
@@ -56,31 +62,55 @@ def sddmm_kernel(device: torch.device, backend: str | None = None):
 
 
 # fastgcn::sddmm takes the whole graph (both CSRs) so that its backward finds the transpose.
-def _sddmm_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
-              col_user: torch.Tensor, perm: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-              backend: Optional[str]) -> torch.Tensor:
+def _sddmm_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    backend: Optional[str],
+) -> torch.Tensor:
     return sddmm_kernel(a.device, backend)(rowptr_u, col_item, a, b)
 
 
-def _sddmm_backward_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
-                       col_user: torch.Tensor, perm: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                       g: torch.Tensor, need_a: bool, need_b: bool,
-                       backend: Optional[str]) -> list[torch.Tensor]:
+def _sddmm_backward_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    g: torch.Tensor,
+    need_a: bool,
+    need_b: bool,
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """[dL/da or empty, dL/db or empty]: dL/da = R_g b and dL/db = R_g^T a."""
     be = get_backend(a.device, backend)
     w = g.contiguous().unsqueeze(0)
-    ga = be.spmm(rowptr_u, col_item, None, w, None, None, b, None)[0] if need_a else library.empty(a)
-    gb = be.spmm(rowptr_i, col_user, perm, w, None, None, a, None)[0] if need_b else library.empty(b)
+    ga = (
+        be.spmm(rowptr_u, col_item, None, w, None, None, b, None)[0] if need_a else library.empty(a)
+    )
+    gb = (
+        be.spmm(rowptr_i, col_user, perm, w, None, None, a, None)[0] if need_b else library.empty(b)
+    )
     return [ga, gb]
 
 
-_forward = library.define("sddmm", _sddmm_op,
-                          lambda pu, ci, pi, cu, perm, a, b, backend: a.new_empty(ci.shape[0]))
+_forward = library.define(
+    "sddmm", _sddmm_op, lambda pu, ci, pi, cu, perm, a, b, backend: a.new_empty(ci.shape[0])
+)
 _backward = library.define(
-    "sddmm_backward", _sddmm_backward_op,
+    "sddmm_backward",
+    _sddmm_backward_op,
     lambda pu, ci, pi, cu, perm, a, b, g, need_a, need_b, backend: [
         torch.empty_like(a) if need_a else library.empty(a),
-        torch.empty_like(b) if need_b else library.empty(b)])
+        torch.empty_like(b) if need_b else library.empty(b),
+    ],
+)
 
 
 def _setup(ctx, inputs, output):
@@ -91,8 +121,9 @@ def _setup(ctx, inputs, output):
 
 def _grad(ctx, g):
     *graph, a, b = ctx.saved_tensors
-    ga, gb = _backward(*graph, a, b, g, ctx.needs_input_grad[5], ctx.needs_input_grad[6],
-                       ctx.backend)
+    ga, gb = _backward(
+        *graph, a, b, g, ctx.needs_input_grad[5], ctx.needs_input_grad[6], ctx.backend
+    )
     return None, None, None, None, None, library.present(ga), library.present(gb), None
 
 
@@ -107,7 +138,10 @@ def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -
         a [U, k], b [I, k]: float32 or float64 (same dtype).
         backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
     """
-    for name, x, n, what in (("a", a, graph.num_users, "num_users"), ("b", b, graph.num_items, "num_items")):
+    for name, x, n, what in (
+        ("a", a, graph.num_users, "num_users"),
+        ("b", b, graph.num_items, "num_items"),
+    ):
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != n:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{name} must have shape [{what} = {n}, k], got {shape}")
@@ -116,8 +150,10 @@ def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -
         if x.device != graph.device:
             raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}")
     if a.shape[1] != b.shape[1] or a.dtype != b.dtype:
-        raise ValueError(f"a ({a.shape[1]} columns, {a.dtype}) and b ({b.shape[1]} columns, {b.dtype}) "
-                         "must share k and dtype")
+        raise ValueError(
+            f"a ({a.shape[1]} columns, {a.dtype}) and b ({b.shape[1]} columns, {b.dtype}) "
+            "must share k and dtype"
+        )
     return _forward(*library.graph_args(graph), a.contiguous(), b.contiguous(), backend)
 
 

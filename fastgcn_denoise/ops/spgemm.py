@@ -16,6 +16,7 @@ GPUs torch.sparse.mm on CSR tensors (cuSPARSE) for ``triton``/``cuda``: a one-of
 step, where a Triton SpGEMM would not pay for itself. The products carry no autograd (graphs
 are data, not parameters).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,12 +47,15 @@ class CSRMatrix:
         index_tensor(what, "rowptr", self.rowptr, exact=True)
         index_tensor(what, "col", self.col, exact=True)
         if self.rowptr.shape[0] != num_rows + 1:
-            raise ValueError(f"{what}: rowptr has {self.rowptr.shape[0]} entries, expected "
-                             f"num_rows + 1 = {num_rows + 1}")
+            raise ValueError(
+                f"{what}: rowptr has {self.rowptr.shape[0]} entries, expected "
+                f"num_rows + 1 = {num_rows + 1}"
+            )
         if not isinstance(self.val, torch.Tensor) or self.val.shape != self.col.shape:
             shape = tuple(self.val.shape) if isinstance(self.val, torch.Tensor) else type(self.val)
-            raise ValueError(f"{what}: val must be a tensor of col's shape "
-                             f"{tuple(self.col.shape)}, got {shape}")
+            raise ValueError(
+                f"{what}: val must be a tensor of col's shape {tuple(self.col.shape)}, got {shape}"
+            )
         check_csr(what, self.rowptr, self.col, num_cols)
 
     @property
@@ -61,20 +65,29 @@ class CSRMatrix:
     @classmethod
     def identity(cls, n: int, dtype=torch.float64, device="cpu") -> "CSRMatrix":
         idx = torch.arange(n, dtype=torch.int64, device=device)
-        return cls(torch.arange(n + 1, dtype=torch.int64, device=device), idx,
-                   torch.ones(n, dtype=dtype, device=device), n, n)
+        return cls(
+            torch.arange(n + 1, dtype=torch.int64, device=device),
+            idx,
+            torch.ones(n, dtype=dtype, device=device),
+            n,
+            n,
+        )
 
     def to_dense(self) -> torch.Tensor:
-        rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
-                                       self.rowptr.diff())
-        out = torch.zeros(self.num_rows, self.num_cols, dtype=self.val.dtype, device=self.val.device)
+        rows = torch.repeat_interleave(
+            torch.arange(self.num_rows, device=self.col.device), self.rowptr.diff()
+        )
+        out = torch.zeros(
+            self.num_rows, self.num_cols, dtype=self.val.dtype, device=self.val.device
+        )
         out[rows, self.col] = self.val
         return out
 
     def pattern(self) -> CSRPattern:
         """The pattern with its transpose, for ``weighted_spmm`` (entry e = position e here)."""
-        return CSRPattern.from_csr(self.rowptr.cpu().numpy(), self.col.cpu().numpy(),
-                                   self.num_cols).to(self.col.device)
+        return CSRPattern.from_csr(
+            self.rowptr.cpu().numpy(), self.col.cpu().numpy(), self.num_cols
+        ).to(self.col.device)
 
 
 def _from_coalesced(c: torch.Tensor, rows: int, cols: int) -> CSRMatrix:
@@ -86,8 +99,9 @@ def _from_coalesced(c: torch.Tensor, rows: int, cols: int) -> CSRMatrix:
 
 def _coo(m: CSRMatrix) -> torch.Tensor:
     rows = torch.repeat_interleave(torch.arange(m.num_rows, device=m.col.device), m.rowptr.diff())
-    return torch.sparse_coo_tensor(torch.stack([rows, m.col]), m.val, (m.num_rows, m.num_cols),
-                                   check_invariants=False)
+    return torch.sparse_coo_tensor(
+        torch.stack([rows, m.col]), m.val, (m.num_rows, m.num_cols), check_invariants=False
+    )
 
 
 def _reference(a: CSRMatrix, b: CSRMatrix, plus_identity: bool) -> CSRMatrix:
@@ -100,9 +114,11 @@ def _reference(a: CSRMatrix, b: CSRMatrix, plus_identity: bool) -> CSRMatrix:
 def _cusparse(a: CSRMatrix, b: CSRMatrix, plus_identity: bool) -> CSRMatrix:
     def csr(m):
         return torch.sparse_csr_tensor(m.rowptr, m.col, m.val, (m.num_rows, m.num_cols))
+
     prod = csr(a) @ csr(b)  # columns may come unsorted within rows: re-coalesce from COO
-    c = _coo(CSRMatrix(prod.crow_indices(), prod.col_indices(), prod.values(), a.num_rows,
-                       b.num_cols))
+    c = _coo(
+        CSRMatrix(prod.crow_indices(), prod.col_indices(), prod.values(), a.num_rows, b.num_cols)
+    )
     if plus_identity:
         c = c + _coo(CSRMatrix.identity(a.num_rows, a.val.dtype, a.val.device))
     return _from_coalesced(c.coalesce(), a.num_rows, b.num_cols)
@@ -110,19 +126,26 @@ def _cusparse(a: CSRMatrix, b: CSRMatrix, plus_identity: bool) -> CSRMatrix:
 
 def _cpu(a: CSRMatrix, b: CSRMatrix, plus_identity: bool) -> CSRMatrix:
     from .. import _C
+
     if not hasattr(_C, "spgemm"):
-        raise BackendUnavailable("fastgcn_denoise._C has no spgemm (built before it was added); "
-                                 "rebuild the extension (pip install -e .)")
-    rowptr, col, val = _C.spgemm(*(t.contiguous() for t in (a.rowptr, a.col, a.val, b.rowptr,
-                                                              b.col, b.val)), b.num_cols, plus_identity)
+        raise BackendUnavailable(
+            "fastgcn_denoise._C has no spgemm (built before it was added); "
+            "rebuild the extension (pip install -e .)"
+        )
+    rowptr, col, val = _C.spgemm(
+        *(t.contiguous() for t in (a.rowptr, a.col, a.val, b.rowptr, b.col, b.val)),
+        b.num_cols,
+        plus_identity,
+    )
     return CSRMatrix(rowptr, col, val, a.num_rows, b.num_cols)
 
 
 _IMPLS = {"reference": _reference, "cpu": _cpu, "triton": _cusparse, "cuda": _cusparse}
 
 
-def spgemm(a: CSRMatrix, b: CSRMatrix, plus_identity: bool = False,
-           backend: str | None = None) -> CSRMatrix:
+def spgemm(
+    a: CSRMatrix, b: CSRMatrix, plus_identity: bool = False, backend: str | None = None
+) -> CSRMatrix:
     """C = A B (+ I): CSR with columns sorted in every row and every structural nonzero of the
     product kept (also entries that cancel to 0.0).
 
@@ -132,14 +155,17 @@ def spgemm(a: CSRMatrix, b: CSRMatrix, plus_identity: bool = False,
         backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
     """
     if a.num_cols != b.num_rows:
-        raise ValueError(f"spgemm: A is {a.num_rows} x {a.num_cols} but B is "
-                         f"{b.num_rows} x {b.num_cols}")
+        raise ValueError(
+            f"spgemm: A is {a.num_rows} x {a.num_cols} but B is {b.num_rows} x {b.num_cols}"
+        )
     if plus_identity and a.num_rows != b.num_cols:
-        raise ValueError(f"spgemm: plus_identity needs a square product, got "
-                         f"{a.num_rows} x {b.num_cols}")
+        raise ValueError(
+            f"spgemm: plus_identity needs a square product, got {a.num_rows} x {b.num_cols}"
+        )
     if a.val.dtype != b.val.dtype or not a.val.is_floating_point():
-        raise ValueError(f"spgemm: values must share one float dtype, got {a.val.dtype} and "
-                         f"{b.val.dtype}")
+        raise ValueError(
+            f"spgemm: values must share one float dtype, got {a.val.dtype} and {b.val.dtype}"
+        )
     if a.col.device != b.col.device:
         raise ValueError(f"spgemm: A is on {a.col.device} but B on {b.col.device}")
     return _IMPLS[resolve_name(a.col.device, backend)](a, b, plus_identity)

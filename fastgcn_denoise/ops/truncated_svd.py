@@ -22,6 +22,7 @@ Sparse products go through the propagation backend's ``spmm`` primitive with no 
 (the C++ kernel when ``fastgcn_denoise._C`` is built, else the reference). Registered as
 ``fastgcn::truncated_svd`` (no gradient; ``_library``) unless a ``generator`` is passed.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,8 +36,8 @@ from ._backend import get_backend
 # depth 6 with a max relative error of 4.5e-5 against scipy's svds (depth 5: 6.7e-4, 7: 2e-6).
 # The error after stopping is well below tol because convergence is geometric (~15x per depth).
 DEFAULT_OVERSAMPLE = 16  # b = k + 16: a few extra vectors speed convergence of the k-th value
-DEFAULT_N_ITER = 12      # maximum Krylov depth (steps beyond the start block)
-DEFAULT_TOL = 1e-3       # relative change of the top-k values between depths that stops early
+DEFAULT_N_ITER = 12  # maximum Krylov depth (steps beyond the start block)
+DEFAULT_TOL = 1e-3  # relative change of the top-k values between depths that stops early
 
 
 class _Operator:
@@ -48,11 +49,15 @@ class _Operator:
 
     def _users_from_items(self, x):  # R_w x: [I, d] -> [U, d]
         g = self.graph
-        return self.be.spmm(g.rowptr_u, g.col_item, None, self.w, None, None, x.contiguous(), None)[0]
+        return self.be.spmm(g.rowptr_u, g.col_item, None, self.w, None, None, x.contiguous(), None)[
+            0
+        ]
 
     def _items_from_users(self, y):  # R_w^T y: [U, d] -> [I, d]
         g = self.graph
-        return self.be.spmm(g.rowptr_i, g.col_user, g.perm, self.w, None, None, y.contiguous(), None)[0]
+        return self.be.spmm(
+            g.rowptr_i, g.col_user, g.perm, self.w, None, None, y.contiguous(), None
+        )[0]
 
     def __call__(self, x):
         return self._items_from_users(x) if self.transpose else self._users_from_items(x)
@@ -77,15 +82,16 @@ def _qr(y, generator):
     scale = gram.diagonal().clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
     chol, info = torch.linalg.cholesky_ex(gram * scale[:, None] * scale[None, :])
     diag = chol.diagonal()
-    if int(info) == 0 and bool(diag.min() > 8 * eps ** 0.5 * diag.max()):
+    if int(info) == 0 and bool(diag.min() > 8 * eps**0.5 * diag.max()):
         eye = torch.eye(chol.shape[0], dtype=chol.dtype, device=chol.device)
         inv_lt = torch.linalg.solve_triangular(chol, eye, upper=False).mT
         return y @ (scale[:, None] * inv_lt).to(y.dtype), False
     q, r = torch.linalg.qr(y / y.norm(dim=0).clamp_min(torch.finfo(y.dtype).tiny))
-    lost = r.diagonal().abs() <= eps ** 0.5
+    lost = r.diagonal().abs() <= eps**0.5
     if lost.any():
-        q[:, lost] = torch.randn(q.shape[0], int(lost.sum()), dtype=q.dtype, device=q.device,
-                                 generator=generator)
+        q[:, lost] = torch.randn(
+            q.shape[0], int(lost.sum()), dtype=q.dtype, device=q.device, generator=generator
+        )
     return q, bool(lost.any())
 
 
@@ -117,10 +123,18 @@ def _check_args(graph, k, edge_weight, n_iter, tol, init, oversample, dtype):
         raise ValueError(f"k must be an int in [1, min(num_users, num_items) = {n_min}], got {k!r}")
     if edge_weight is not None:
         if not isinstance(edge_weight, torch.Tensor) or edge_weight.shape != (graph.num_edges,):
-            shape = tuple(edge_weight.shape) if isinstance(edge_weight, torch.Tensor) else type(edge_weight).__name__
-            raise ValueError(f"edge_weight must have shape [num_edges] = [{graph.num_edges}], got {shape}")
+            shape = (
+                tuple(edge_weight.shape)
+                if isinstance(edge_weight, torch.Tensor)
+                else type(edge_weight).__name__
+            )
+            raise ValueError(
+                f"edge_weight must have shape [num_edges] = [{graph.num_edges}], got {shape}"
+            )
         if edge_weight.device != graph.device:
-            raise ValueError(f"edge_weight is on {edge_weight.device} but the graph is on {graph.device}")
+            raise ValueError(
+                f"edge_weight is on {edge_weight.device} but the graph is on {graph.device}"
+            )
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"truncated_svd works in float32 or float64, got {dtype}")
     if n_iter is not None and (not isinstance(n_iter, int) or n_iter < 0):
@@ -130,17 +144,31 @@ def _check_args(graph, k, edge_weight, n_iter, tol, init, oversample, dtype):
     if oversample is not None and (not isinstance(oversample, int) or oversample < 0):
         raise ValueError(f"oversample must be a non-negative int, got {oversample!r}")
     if init is not None:
-        if not isinstance(init, torch.Tensor) or init.dim() != 2 or init.shape[0] != graph.num_items:
+        if (
+            not isinstance(init, torch.Tensor)
+            or init.dim() != 2
+            or init.shape[0] != graph.num_items
+        ):
             shape = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
-            raise ValueError(f"init must be item-side vectors [num_items = {graph.num_items}, j], got {shape}")
+            raise ValueError(
+                f"init must be item-side vectors [num_items = {graph.num_items}, j], got {shape}"
+            )
         if init.device != graph.device:
             raise ValueError(f"init is on {init.device} but the graph is on {graph.device}")
 
 
-def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter: int | None = None,
-                  tol: float | None = None, init: torch.Tensor | None = None,
-                  oversample: int | None = None, dtype: torch.dtype | None = None,
-                  generator: torch.Generator | None = None, backend: str | None = None):
+def truncated_svd(
+    graph,
+    k: int,
+    edge_weight: torch.Tensor | None = None,
+    n_iter: int | None = None,
+    tol: float | None = None,
+    init: torch.Tensor | None = None,
+    oversample: int | None = None,
+    dtype: torch.dtype | None = None,
+    generator: torch.Generator | None = None,
+    backend: str | None = None,
+):
     """Top-k singular values and vectors of R_w (R binary on the graph's pattern, w = edge_weight or 1).
 
     Args:
@@ -169,34 +197,66 @@ def truncated_svd(graph, k: int, edge_weight: torch.Tensor | None = None, n_iter
     edge_weight = None if edge_weight is None else edge_weight.detach()
     init = None if init is None else init.detach()
     if generator is not None:  # a schema cannot carry a Generator: run the implementation as is
-        return _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator,
-                           backend)
-    u, s, v = _op(*library.graph_args(graph), k, edge_weight, n_iter, tol, init, oversample, dtype,
-                  backend)
+        return _krylov_svd(
+            graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator, backend
+        )
+    u, s, v = _op(
+        *library.graph_args(graph), k, edge_weight, n_iter, tol, init, oversample, dtype, backend
+    )
     return u, s, v
 
 
-def _truncated_svd_op(rowptr_u: torch.Tensor, col_item: torch.Tensor, rowptr_i: torch.Tensor,
-                      col_user: torch.Tensor, perm: torch.Tensor, k: int,
-                      edge_weight: Optional[torch.Tensor], n_iter: int, tol: float,
-                      init: Optional[torch.Tensor], oversample: int, dtype: torch.dtype,
-                      backend: Optional[str]) -> list[torch.Tensor]:
+def _truncated_svd_op(
+    rowptr_u: torch.Tensor,
+    col_item: torch.Tensor,
+    rowptr_i: torch.Tensor,
+    col_user: torch.Tensor,
+    perm: torch.Tensor,
+    k: int,
+    edge_weight: Optional[torch.Tensor],
+    n_iter: int,
+    tol: float,
+    init: Optional[torch.Tensor],
+    oversample: int,
+    dtype: torch.dtype,
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """``fastgcn::truncated_svd``: [U, S, V], the Gaussian start drawn from a generator seeded 0."""
-    if edge_weight is not None and edge_weight.device.type == "cpu" and not torch.isfinite(
-            edge_weight).all():
+    if (
+        edge_weight is not None
+        and edge_weight.device.type == "cpu"
+        and not torch.isfinite(edge_weight).all()
+    ):
         bad = int((~torch.isfinite(edge_weight)).nonzero()[0])
         raise ValueError(f"edge_weight has non-finite values (first at edge {bad})")
     graph = library.graph_from(rowptr_u, col_item, rowptr_i, col_user, perm)
     generator = torch.Generator(rowptr_u.device).manual_seed(0)
-    return list(_krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype,
-                            generator, backend))
+    return list(
+        _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator, backend)
+    )
 
 
-def _truncated_svd_fake(rowptr_u, col_item, rowptr_i, col_user, perm, k, edge_weight, n_iter, tol,
-                        init, oversample, dtype, backend):
+def _truncated_svd_fake(
+    rowptr_u,
+    col_item,
+    rowptr_i,
+    col_user,
+    perm,
+    k,
+    edge_weight,
+    n_iter,
+    tol,
+    init,
+    oversample,
+    dtype,
+    backend,
+):
     new = col_item.new_empty
-    return [new(rowptr_u.shape[0] - 1, k, dtype=dtype), new(k, dtype=dtype),
-            new(rowptr_i.shape[0] - 1, k, dtype=dtype)]
+    return [
+        new(rowptr_u.shape[0] - 1, k, dtype=dtype),
+        new(k, dtype=dtype),
+        new(rowptr_i.shape[0] - 1, k, dtype=dtype),
+    ]
 
 
 _op = library.define("truncated_svd", _truncated_svd_op, _truncated_svd_fake)
@@ -205,8 +265,11 @@ _op = library.define("truncated_svd", _truncated_svd_op, _truncated_svd_fake)
 def _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, generator, backend):
     """The algorithm of the module docstring on checked arguments (see ``truncated_svd``)."""
     device = graph.device
-    w = (torch.ones(graph.num_edges, dtype=dtype, device=device) if edge_weight is None
-         else edge_weight.to(dtype))
+    w = (
+        torch.ones(graph.num_edges, dtype=dtype, device=device)
+        if edge_weight is None
+        else edge_weight.to(dtype)
+    )
 
     # Basis on the smaller side: A = R_w (users x items) or R_w^T.
     transpose = graph.num_users > graph.num_items
@@ -231,20 +294,22 @@ def _krylov_svd(graph, k, edge_weight, n_iter, tol, init, oversample, dtype, gen
     prev = None
     for step in range(n_iter + 1):
         q = basis[:, :m]
-        y = op(op.t(q[:, m - bj:]))  # A A^T Q_step
-        coef = q.mT @ y               # H[:m, block step] = Q^T A A^T Q_step
-        h[:m, m - bj:m] = coef.double()
-        h[m - bj:m, :m] = coef.double().mT
+        y = op(op.t(q[:, m - bj :]))  # A A^T Q_step
+        coef = q.mT @ y  # H[:m, block step] = Q^T A A^T Q_step
+        h[:m, m - bj : m] = coef.double()
+        h[m - bj : m, :m] = coef.double().mT
         vals = _ritz_values(h[:m, :m], k)
         # H holds s^2 with rounding error ~eps s_1^2, i.e. ~eps s_1^2 / s_j on s_j: changes below
         # that are noise (and a value at zero is settled).
-        noise = torch.finfo(dtype).eps * vals[0] ** 2 / vals.clamp_min(torch.finfo(torch.float64).tiny)
+        noise = (
+            torch.finfo(dtype).eps * vals[0] ** 2 / vals.clamp_min(torch.finfo(torch.float64).tiny)
+        )
         converged = prev is not None and bool(((vals - prev).abs() <= tol * vals + noise).all())
         prev = vals
         if converged or step == n_iter or m == n:
             break
         bj = min(b, n - m)
-        basis[:, m:m + bj] = _orthonormalise(y[:, :bj], q, generator, coef[:, :bj])
+        basis[:, m : m + bj] = _orthonormalise(y[:, :bj], q, generator, coef[:, :bj])
         m += bj
 
     # Ritz vectors of the top k, then their exact singular triplets within that k-dim subspace: the

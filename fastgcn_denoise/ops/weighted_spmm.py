@@ -16,6 +16,7 @@ x[col_e]> (an SDDMM on the pattern). Both run on the backend primitives of ``mas
 (``spmm``) and ``sddmm``: every backend, row-parallel, no atomics, deterministic. The cuda backend
 has no SDDMM kernel: with it forced, the weight gradient runs on triton (the GPU default).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,22 +55,31 @@ class CSRPattern:
         what = "CSRPattern"
         num_rows = check_count(what, "num_rows", self.num_rows)
         num_cols = check_count(what, "num_cols", self.num_cols)
-        for name in ("rowptr", "col", "t_rowptr", "t_col") + (("t_perm",) * (self.t_perm is not None)):
+        for name in ("rowptr", "col", "t_rowptr", "t_col") + (
+            ("t_perm",) * (self.t_perm is not None)
+        ):
             index_tensor(what, name, getattr(self, name), exact=True)
         for rowptr, col, rows, cols, names in (
-                (self.rowptr, self.col, num_rows, num_cols, ("rowptr", "col")),
-                (self.t_rowptr, self.t_col, num_cols, num_rows, ("t_rowptr", "t_col"))):
+            (self.rowptr, self.col, num_rows, num_cols, ("rowptr", "col")),
+            (self.t_rowptr, self.t_col, num_cols, num_rows, ("t_rowptr", "t_col")),
+        ):
             if rowptr.shape[0] != rows + 1:
-                raise ValueError(f"{what}: {names[0]} has {rowptr.shape[0]} entries, expected "
-                                 f"{rows + 1} (one per row + 1)")
+                raise ValueError(
+                    f"{what}: {names[0]} has {rowptr.shape[0]} entries, expected "
+                    f"{rows + 1} (one per row + 1)"
+                )
             check_csr(what, rowptr, col, cols, names)
         if self.t_col.shape[0] != self.col.shape[0]:
-            raise ValueError(f"{what}: t_col has {self.t_col.shape[0]} entries but col has "
-                             f"{self.col.shape[0]}; the transpose holds the same entries")
+            raise ValueError(
+                f"{what}: t_col has {self.t_col.shape[0]} entries but col has "
+                f"{self.col.shape[0]}; the transpose holds the same entries"
+            )
         if self.t_perm is not None:
             if self.t_perm.shape != self.col.shape:
-                raise ValueError(f"{what}: t_perm has {self.t_perm.shape[0]} entries, expected "
-                                 f"nnz = {self.col.shape[0]}")
+                raise ValueError(
+                    f"{what}: t_perm has {self.t_perm.shape[0]} entries, expected "
+                    f"nnz = {self.col.shape[0]}"
+                )
             check_ids(what, "t_perm", self.t_perm, self.col.shape[0])
 
     @classmethod
@@ -86,11 +96,20 @@ class CSRPattern:
         t_rowptr = np.zeros(num_cols + 1, dtype=np.int64)
         np.cumsum(np.bincount(col, minlength=num_cols), out=t_rowptr[1:])
         as_t = torch.from_numpy
-        return cls(as_t(rowptr), as_t(col), as_t(t_rowptr), as_t(np.ascontiguousarray(rows[perm])),
-                   as_t(perm), int(num_rows), int(num_cols))
+        return cls(
+            as_t(rowptr),
+            as_t(col),
+            as_t(t_rowptr),
+            as_t(np.ascontiguousarray(rows[perm])),
+            as_t(perm),
+            int(num_rows),
+            int(num_cols),
+        )
 
     @classmethod
-    def from_coo(cls, rows, cols, num_rows: int, num_cols: int) -> tuple["CSRPattern", torch.Tensor]:
+    def from_coo(
+        cls, rows, cols, num_rows: int, num_cols: int
+    ) -> tuple["CSRPattern", torch.Tensor]:
         """(pattern, order) from entry lists; entry e of the pattern is input entry ``order[e]``
         (row-major, columns ascending). Duplicate (row, col) entries are refused."""
         what = "CSRPattern.from_coo"
@@ -99,8 +118,10 @@ class CSRPattern:
         rows = index_tensor(what, "rows", rows)
         cols = index_tensor(what, "cols", cols)
         if rows.shape != cols.shape:
-            raise ValueError(f"{what}: rows has {rows.shape[0]} entries but cols has "
-                             f"{cols.shape[0]}; they must be of equal length")
+            raise ValueError(
+                f"{what}: rows has {rows.shape[0]} entries but cols has "
+                f"{cols.shape[0]}; they must be of equal length"
+            )
         check_ids(what, "rows", rows, num_rows)
         check_ids(what, "cols", cols, num_cols)
         rows, cols = rows.cpu().numpy(), cols.cpu().numpy()
@@ -125,38 +146,69 @@ class CSRPattern:
         device = torch.device(device)
         if device == self.device:
             return self
-        return CSRPattern(*(t.to(device) for t in (self.rowptr, self.col, self.t_rowptr, self.t_col,
-                                                   self.t_perm)), self.num_rows, self.num_cols)
+        return CSRPattern(
+            *(
+                t.to(device)
+                for t in (self.rowptr, self.col, self.t_rowptr, self.t_col, self.t_perm)
+            ),
+            self.num_rows,
+            self.num_cols,
+        )
 
 
-def _weighted_spmm_op(rowptr: torch.Tensor, col: torch.Tensor, eid: Optional[torch.Tensor],
-                      t_rowptr: torch.Tensor, t_col: torch.Tensor, t_eid: Optional[torch.Tensor],
-                      weight: torch.Tensor, x: torch.Tensor, name: str,
-                      backend: Optional[str]) -> torch.Tensor:
+def _weighted_spmm_op(
+    rowptr: torch.Tensor,
+    col: torch.Tensor,
+    eid: Optional[torch.Tensor],
+    t_rowptr: torch.Tensor,
+    t_col: torch.Tensor,
+    t_eid: Optional[torch.Tensor],
+    weight: torch.Tensor,
+    x: torch.Tensor,
+    name: str,
+    backend: Optional[str],
+) -> torch.Tensor:
     """y = A x for A given as a CSR (rowptr, col, eid | None) and its transpose's; ``name`` is the
     weight's name for the value check (here, where the data is read)."""
     # One reduction on the hot path; the search for the first bad entry only on failure.
-    if weight.device.type == "cpu" and weight.numel() and not torch.isfinite(
-            torch.stack(torch.aminmax(weight))).all():
-        raise ValueError(f"{name} has non-finite values (first at entry "
-                         f"{int((~torch.isfinite(weight)).nonzero()[0])})")
+    if (
+        weight.device.type == "cpu"
+        and weight.numel()
+        and not torch.isfinite(torch.stack(torch.aminmax(weight))).all()
+    ):
+        raise ValueError(
+            f"{name} has non-finite values (first at entry "
+            f"{int((~torch.isfinite(weight)).nonzero()[0])})"
+        )
     be = get_backend(x.device, backend)
     return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
 
 
-def _weighted_spmm_backward_op(rowptr: torch.Tensor, col: torch.Tensor, eid: Optional[torch.Tensor],
-                               t_rowptr: torch.Tensor, t_col: torch.Tensor,
-                               t_eid: Optional[torch.Tensor], weight: torch.Tensor,
-                               x: torch.Tensor, gy: torch.Tensor, need_w: bool, need_x: bool,
-                               backend: Optional[str]) -> list[torch.Tensor]:
+def _weighted_spmm_backward_op(
+    rowptr: torch.Tensor,
+    col: torch.Tensor,
+    eid: Optional[torch.Tensor],
+    t_rowptr: torch.Tensor,
+    t_col: torch.Tensor,
+    t_eid: Optional[torch.Tensor],
+    weight: torch.Tensor,
+    x: torch.Tensor,
+    gy: torch.Tensor,
+    need_w: bool,
+    need_x: bool,
+    backend: Optional[str],
+) -> list[torch.Tensor]:
     """[dL/dw or empty, dL/dx or empty]: dL/dx = A^T gy, dL/dw_e = <gy[row_e], x[col_e]>."""
     gy = gy.contiguous()
     gw = gx = library.empty(x)
     if need_x:
-        gx = get_backend(x.device, backend).spmm(t_rowptr, t_col, t_eid, weight.unsqueeze(0),
-                                                 None, None, gy, None)[0]
+        gx = get_backend(x.device, backend).spmm(
+            t_rowptr, t_col, t_eid, weight.unsqueeze(0), None, None, gy, None
+        )[0]
     if need_w:
-        sddmm = sddmm_kernel(x.device, None if resolve_name(x.device, backend) == "cuda" else backend)
+        sddmm = sddmm_kernel(
+            x.device, None if resolve_name(x.device, backend) == "cuda" else backend
+        )
         # Computed on whichever CSR has positions = entry ids.
         gw = sddmm(rowptr, col, gy, x) if eid is None else sddmm(t_rowptr, t_col, x, gy)
     return [gw, gx]
@@ -166,15 +218,19 @@ def _weighted_spmm_fake(rowptr, col, eid, t_rowptr, t_col, t_eid, weight, x, nam
     return x.new_empty(rowptr.shape[0] - 1, x.shape[1])
 
 
-def _weighted_spmm_backward_fake(rowptr, col, eid, t_rowptr, t_col, t_eid, weight, x, gy, need_w,
-                                 need_x, backend):
-    return [torch.empty_like(weight) if need_w else library.empty(x),
-            torch.empty_like(x) if need_x else library.empty(x)]
+def _weighted_spmm_backward_fake(
+    rowptr, col, eid, t_rowptr, t_col, t_eid, weight, x, gy, need_w, need_x, backend
+):
+    return [
+        torch.empty_like(weight) if need_w else library.empty(x),
+        torch.empty_like(x) if need_x else library.empty(x),
+    ]
 
 
 _forward = library.define("weighted_spmm", _weighted_spmm_op, _weighted_spmm_fake)
-_backward = library.define("weighted_spmm_backward", _weighted_spmm_backward_op,
-                           _weighted_spmm_backward_fake)
+_backward = library.define(
+    "weighted_spmm_backward", _weighted_spmm_backward_op, _weighted_spmm_backward_fake
+)
 
 
 def _setup(ctx, inputs, output):
@@ -183,8 +239,9 @@ def _setup(ctx, inputs, output):
 
 
 def _grad(ctx, gy):
-    gw, gx = _backward(*ctx.saved_tensors, gy, ctx.needs_input_grad[6], ctx.needs_input_grad[7],
-                       ctx.backend)
+    gw, gx = _backward(
+        *ctx.saved_tensors, gy, ctx.needs_input_grad[6], ctx.needs_input_grad[7], ctx.backend
+    )
     return (None,) * 6 + (library.present(gw), library.present(gx), None, None)
 
 
@@ -215,8 +272,9 @@ def _check_weight(name, w, nnz, dtype, device):
         raise ValueError(f"{name} is on {w.device} but the pattern is on {device}")
 
 
-def weighted_spmm(pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor,
-                  backend: str | None = None) -> torch.Tensor:
+def weighted_spmm(
+    pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
     """y [num_rows, d] = A x with A_{row_e, col_e} = weight[e].
 
     Args:
@@ -226,12 +284,24 @@ def weighted_spmm(pattern: CSRPattern, weight: torch.Tensor, x: torch.Tensor,
     """
     _check_embeddings("x", x, pattern.num_cols, "num_cols", pattern.device)
     _check_weight("weight", weight, pattern.nnz, x.dtype, pattern.device)
-    return _product((pattern.rowptr, pattern.col, None),
-                    (pattern.t_rowptr, pattern.t_col, pattern.t_perm), weight, x, "weight", backend)
+    return _product(
+        (pattern.rowptr, pattern.col, None),
+        (pattern.t_rowptr, pattern.t_col, pattern.t_perm),
+        weight,
+        x,
+        "weight",
+        backend,
+    )
 
 
-def directed_spmm(graph, x_user: torch.Tensor, x_item: torch.Tensor, w_to_user: torch.Tensor,
-                  w_to_item: torch.Tensor, backend: str | None = None):
+def directed_spmm(
+    graph,
+    x_user: torch.Tensor,
+    x_item: torch.Tensor,
+    w_to_user: torch.Tensor,
+    w_to_item: torch.Tensor,
+    backend: str | None = None,
+):
     """(y_user [U, d], y_item [I, d]): the bipartite product with one weight per edge and direction.
 
     Args:
@@ -242,8 +312,10 @@ def directed_spmm(graph, x_user: torch.Tensor, x_item: torch.Tensor, w_to_user: 
     _check_embeddings("x_user", x_user, graph.num_users, "num_users", graph.device)
     _check_embeddings("x_item", x_item, graph.num_items, "num_items", graph.device)
     if x_user.dtype != x_item.dtype or x_user.shape[1] != x_item.shape[1]:
-        raise ValueError(f"x_user ({x_user.dtype}, d = {x_user.shape[1]}) and x_item "
-                         f"({x_item.dtype}, d = {x_item.shape[1]}) must share dtype and d")
+        raise ValueError(
+            f"x_user ({x_user.dtype}, d = {x_user.shape[1]}) and x_item "
+            f"({x_item.dtype}, d = {x_item.shape[1]}) must share dtype and d"
+        )
     _check_weight("w_to_user", w_to_user, graph.num_edges, x_user.dtype, graph.device)
     _check_weight("w_to_item", w_to_item, graph.num_edges, x_user.dtype, graph.device)
     by_user = (graph.rowptr_u, graph.col_item, None)

@@ -22,6 +22,7 @@ Files under ``--out``: ``rank<r>-of-<P>.pt`` (per-rank checkpoints; ``--resume``
 P), ``checkpoint.pt`` (the merged single-file export, readable by ``evaluate``), ``log.jsonl``,
 ``metrics.json``. Plug-ins (mask, DGR, ...) and the other models are single-process for now.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,9 +85,17 @@ def launch(argv: list) -> int:
         raise ValueError("--world-size needs a number of processes, e.g. --world-size 2") from None
     if world < 1:
         raise ValueError(f"--world-size must be >= 1, got {world}")
-    del argv[at:at + 2]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={world}", "-m", "fastgcn_denoise", *argv]
+    del argv[at : at + 2]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={world}",
+        "-m",
+        "fastgcn_denoise",
+        *argv,
+    ]
     return subprocess.call(cmd)
 
 
@@ -115,16 +124,22 @@ def cli_config(args, build) -> TrainConfig:
 
 def _check_supported(config: TrainConfig) -> None:
     if config.model not in SUPPORTED_MODELS:
-        raise ValueError(f"model {config.model!r} is single-process for now: distributed training "
-                         f"covers {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
-                         "--world-size)")
+        raise ValueError(
+            f"model {config.model!r} is single-process for now: distributed training "
+            f"covers {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
+            "--world-size)"
+        )
     if config.plugins:
-        raise ValueError(f"plug-ins {', '.join(config.plugins)} are single-process for now: "
-                         "distributed training runs the plain backbones (drop the plug-ins or "
-                         "run without torchrun / --world-size)")
+        raise ValueError(
+            f"plug-ins {', '.join(config.plugins)} are single-process for now: "
+            "distributed training runs the plain backbones (drop the plug-ins or "
+            "run without torchrun / --world-size)"
+        )
     if config.model_config.get("node_dropout", 0) > 0:
-        raise ValueError("ngcf --node-dropout > 0 is single-process for now (distributed NGCF "
-                         "runs with --node-dropout 0)")
+        raise ValueError(
+            "ngcf --node-dropout > 0 is single-process for now (distributed NGCF "
+            "runs with --node-dropout 0)"
+        )
 
 
 def data_fingerprint(graph: BipartiteGraph, info: dict) -> str:
@@ -141,9 +156,11 @@ def check_same(value, what: str, group=None) -> None:
     dist.all_gather_object(values, value, group=group)
     odd = [r for r, v in enumerate(values) if v != values[0]]
     if odd:
-        raise ValueError(f"the ranks disagree on {what}: rank 0 has {values[0]!r}, rank "
-                         f"{odd[0]} has {values[odd[0]]!r}; give every rank the same --data, "
-                         "--seed, --noise and --valid-fraction")
+        raise ValueError(
+            f"the ranks disagree on {what}: rank 0 has {values[0]!r}, rank "
+            f"{odd[0]} has {values[odd[0]]!r}; give every rank the same --data, "
+            "--seed, --noise and --valid-fraction"
+        )
 
 
 # ---------------------------------------------------------------------- the partitioned model
@@ -163,7 +180,8 @@ class PartitionedRecommender:
         num_items = part.num_items
         items = part.buffer_keys[part.col_u] - part.num_users
         local_users = torch.repeat_interleave(
-            torch.arange(part.num_own_users, device=items.device), part.rowptr_u.diff())
+            torch.arange(part.num_own_users, device=items.device), part.rowptr_u.diff()
+        )
         # Negative sampling on the owned rows: the single process's keys, user ids made local.
         self.shifted = shifted_keys(local_users * num_items + items, part.rowptr_u[:-1], num_items)
         self.remote_rows_per_step = 0  # item rows the last step fetched from other ranks
@@ -198,8 +216,9 @@ class PartitionedRecommender:
         part = self.part
         uniq, inverse = torch.unique(items, return_inverse=True)
         owners = owner_of(uniq, part.item_bounds)
-        plan = exchange_plan([uniq[owners == s] - part.item_bounds[s]
-                              for s in range(part.world_size)])
+        plan = exchange_plan(
+            [uniq[owners == s] - part.item_bounds[s] for s in range(part.world_size)]
+        )
         self.remote_rows_per_step = plan.rows_received - plan.recv_counts[part.rank]
         # Owners are ascending in the ids, so the rows arrive in ``uniq``'s order.
         return plan, inverse
@@ -245,20 +264,26 @@ class PartitionedRecommender:
         """Bytes this rank keeps: ``tables`` (owned embedding rows + their Adam state), ``graph``
         (the partition's index arrays and exchange plan), ``edge_weights`` (w and r of the
         operator), ``sampler`` (the negative-sampling keys)."""
-        tables = sum(p.numel() * p.element_size() for p in (self.model.user_emb,
-                                                               self.model.item_emb))
+        tables = sum(
+            p.numel() * p.element_size() for p in (self.model.user_emb, self.model.item_emb)
+        )
         if optimizer is not None:
             for p in (self.model.user_emb, self.model.item_emb):
-                tables += sum(t.numel() * t.element_size() for t in
-                              optimizer.state.get(p, {}).values() if torch.is_tensor(t)
-                              and t.dim() > 0)
+                tables += sum(
+                    t.numel() * t.element_size()
+                    for t in optimizer.state.get(p, {}).values()
+                    if torch.is_tensor(t) and t.dim() > 0
+                )
 
         def size(*ts):
             return sum(t.numel() * t.element_size() for t in ts)
 
-        return {"tables": tables, "graph": self.part.nbytes() + size(self.plan.send_index),
-                "edge_weights": size(self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i),
-                "sampler": size(self.shifted)}
+        return {
+            "tables": tables,
+            "graph": self.part.nbytes() + size(self.plan.send_index),
+            "edge_weights": size(self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i),
+            "sampler": size(self.shifted),
+        }
 
 
 def slice_model(model, part) -> None:
@@ -271,9 +296,11 @@ def slice_model(model, part) -> None:
 
 def _csr_rows(graph: BipartiteGraph, u0: int, u1: int) -> tuple:
     """(rowptr [n + 1], items) of users [u0, u1) of a graph, as numpy (rebuilt at evaluation)."""
-    rowptr = graph.rowptr_u[u0:u1 + 1].cpu()
-    return ((rowptr - rowptr[0]).numpy(),
-            graph.col_item[int(rowptr[0]):int(rowptr[-1])].cpu().numpy())
+    rowptr = graph.rowptr_u[u0 : u1 + 1].cpu()
+    return (
+        (rowptr - rowptr[0]).numpy(),
+        graph.col_item[int(rowptr[0]) : int(rowptr[-1])].cpu().numpy(),
+    )
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -283,14 +310,15 @@ def _all_items(final_i: torch.Tensor, part) -> torch.Tensor:
         return final_i
     sizes = [part.item_bounds[s + 1] - part.item_bounds[s] for s in range(part.world_size)]
     pad = final_i.new_zeros((max(sizes), final_i.shape[1]))
-    pad[:final_i.shape[0]] = final_i
+    pad[: final_i.shape[0]] = final_i
     parts = [torch.empty_like(pad) for _ in sizes]
     dist.all_gather(parts, pad)
     return torch.cat([t[:n] for t, n in zip(parts, sizes)])
 
 
-def evaluate_partitioned(net: PartitionedRecommender, target: tuple, exclude: list, ks,
-                         batch_users: int) -> dict:
+def evaluate_partitioned(
+    net: PartitionedRecommender, target: tuple, exclude: list, ks, batch_users: int
+) -> dict:
     """Recall/NDCG@K over all test users: each rank ranks its users, the sums are all-reduced.
 
     ``target`` / ``exclude``: (rowptr, items) numpy CSR rows of the owned users."""
@@ -302,11 +330,18 @@ def evaluate_partitioned(net: PartitionedRecommender, target: tuple, exclude: li
     def graph(rows):
         return BipartiteGraph.from_csr(rows[0], rows[1], part.num_items).to(device)
 
-    local = rank_metrics(lambda users: final_u[users] @ items_t, graph(target),
-                         [graph(g) for g in exclude], ks, batch_users, fresh_scores=True)
+    local = rank_metrics(
+        lambda users: final_u[users] @ items_t,
+        graph(target),
+        [graph(g) for g in exclude],
+        ks,
+        batch_users,
+        fresh_scores=True,
+    )
     keys = [k for k in local if k != "users"]
-    sums = torch.tensor([local[k] * local["users"] for k in keys] + [local["users"]],
-                        dtype=torch.float64)
+    sums = torch.tensor(
+        [local[k] * local["users"] for k in keys] + [local["users"]], dtype=torch.float64
+    )
     if part.world_size > 1:
         sums = sums.to(device)
         dist.all_reduce(sums)
@@ -325,13 +360,20 @@ def rank_file(out: Path, rank: int, world: int) -> Path:
 def _load_rank_checkpoint(out: Path, rank: int, world: int) -> dict:
     path = rank_file(out, rank, world)
     if not path.exists():
-        others = sorted({int(m.group(2)) for p in Path(out).glob("rank*-of-*.pt")
-                         if (m := _RANK_FILE.search(p.name))})
+        others = sorted(
+            {
+                int(m.group(2))
+                for p in Path(out).glob("rank*-of-*.pt")
+                if (m := _RANK_FILE.search(p.name))
+            }
+        )
         if others:
-            raise ValueError(f"resume: {out} holds a checkpoint written by "
-                             f"{' / '.join(map(str, others))} ranks, and this run has {world}; "
-                             f"resume with --nproc_per_node {others[0]} (the partition depends on "
-                             "it), or start a new run")
+            raise ValueError(
+                f"resume: {out} holds a checkpoint written by "
+                f"{' / '.join(map(str, others))} ranks, and this run has {world}; "
+                f"resume with --nproc_per_node {others[0]} (the partition depends on "
+                "it), or start a new run"
+            )
         raise ValueError(f"resume: no checkpoint at {path} (train without --resume first)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt.get("format") != DIST_FORMAT or ckpt.get("world_size") != world:
@@ -353,7 +395,7 @@ def merge_checkpoints(out) -> Path:
         raise ValueError(f"{out}: no rank<r>-of-<P>.pt checkpoints to merge")
     if len(found) > 1:
         raise ValueError(f"{out} mixes runs of {sorted(found)} ranks; keep one run per directory")
-    (world, files), = found.items()
+    ((world, files),) = found.items()
     missing = sorted(set(range(world)) - set(files))
     if missing:
         raise ValueError(f"{out}: rank files {missing} of {world} are missing")
@@ -369,13 +411,26 @@ def merge_checkpoints(out) -> Path:
 
     first = ckpts[0]
     path = out / "checkpoint.pt"
-    save_atomic({
-        "format": CHECKPOINT_FORMAT, "config": first["config"], "model_name": first["model_name"],
-        "task": "ranking", "data_info": first["data_info"], "model": merged("model"),
-        "optimizer": None, "best_model": merged("best_model"), "state": first["state"],
-        "rng": None, "merged_from": {"world_size": world, "user_bounds": first["user_bounds"],
-                                     "item_bounds": first["item_bounds"]},
-    }, path)
+    save_atomic(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": first["config"],
+            "model_name": first["model_name"],
+            "task": "ranking",
+            "data_info": first["data_info"],
+            "model": merged("model"),
+            "optimizer": None,
+            "best_model": merged("best_model"),
+            "state": first["state"],
+            "rng": None,
+            "merged_from": {
+                "world_size": world,
+                "user_bounds": first["user_bounds"],
+                "item_bounds": first["item_bounds"],
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -404,11 +459,20 @@ def setup(config: TrainConfig, balance: str | None = None):
     model = build_run_model(config, task.context(prep, config))
     slice_model(model, part)
     u0, u1 = part.users
-    splits = {name: None if g is None else _csr_rows(g, u0, u1)
-              for name, g in (("valid", prep.valid), ("test", prep.test))}
-    info = {"data_info": prep.info, "fingerprint": fingerprint, "warnings": list(prep.warnings),
-            "rank": rank, "world_size": world, "balance": balance, "user_bounds": user_bounds,
-            "item_bounds": item_bounds}
+    splits = {
+        name: None if g is None else _csr_rows(g, u0, u1)
+        for name, g in (("valid", prep.valid), ("test", prep.test))
+    }
+    info = {
+        "data_info": prep.info,
+        "fingerprint": fingerprint,
+        "warnings": list(prep.warnings),
+        "rank": rank,
+        "world_size": world,
+        "balance": balance,
+        "user_bounds": user_bounds,
+        "item_bounds": item_bounds,
+    }
     del prep, train
     gc.collect()  # the global graph and data are dropped: the rank keeps its share
     net = PartitionedRecommender(model, part, config.backend)
@@ -435,9 +499,11 @@ def collective_failure(exc: Exception) -> RuntimeError | None:
     if not any(s in text for s in ("Connection", "connection", "timed out", "Timeout", "closed")):
         return None
     rank = dist.get_rank() if dist.is_initialized() else "?"
-    return RuntimeError(f"rank {rank}: a collective failed: another rank died or stopped "
-                        f"answering (timeout {os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s, "
-                        f"set by {TIMEOUT_ENV}): {text.splitlines()[0] if text else type(exc)}")
+    return RuntimeError(
+        f"rank {rank}: a collective failed: another rank died or stopped "
+        f"answering (timeout {os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s, "
+        f"set by {TIMEOUT_ENV}): {text.splitlines()[0] if text else type(exc)}"
+    )
 
 
 def _exclude(splits, train_rows, split):
@@ -463,8 +529,14 @@ def _train(config: TrainConfig, balance) -> dict | None:
     sampler = torch.Generator().manual_seed(config.seed)  # the single process's sampler
     # Dropout differs per rank (its rows); the BPR draws do not (the sampler above).
     torch.manual_seed(config.seed + rank)
-    state = {"epoch": 0, "best": None, "evals": 0, "evals_since_best": 0, "train_seconds": 0.0,
-             "eval_seconds": 0.0}
+    state = {
+        "epoch": 0,
+        "best": None,
+        "evals": 0,
+        "evals_since_best": 0,
+        "train_seconds": 0.0,
+        "eval_seconds": 0.0,
+    }
     best_model = None
     if config.resume:
         ckpt = _load_rank_checkpoint(out, rank, world)
@@ -472,8 +544,10 @@ def _train(config: TrainConfig, balance) -> dict | None:
         if ckpt["fingerprint"] != info["fingerprint"] or ckpt["user_bounds"] != info["user_bounds"]:
             changed.append("the data or the partition (--data, --seed, FASTGCN_PARTITION)")
         if changed:
-            raise ValueError(f"resume: the run's settings differ from "
-                             f"{rank_file(out, rank, world)}: " + ", ".join(changed))
+            raise ValueError(
+                f"resume: the run's settings differ from "
+                f"{rank_file(out, rank, world)}: " + ", ".join(changed)
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["rng"]["sampler"])
@@ -486,32 +560,48 @@ def _train(config: TrainConfig, balance) -> dict | None:
     if rank == 0:
         kept = []
         if log_path.exists():
-            kept = [line for line in log_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["epoch"] <= state["epoch"]]
+            kept = [
+                line
+                for line in log_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["epoch"] <= state["epoch"]
+            ]
         log_path.write_text("".join(line + "\n" for line in kept))
 
     def save_checkpoint():
-        save_atomic({
-            "format": DIST_FORMAT, "world_size": world, "rank": rank,
-            "user_bounds": info["user_bounds"], "item_bounds": info["item_bounds"],
-            "fingerprint": info["fingerprint"], "config": dataclasses.asdict(config),
-            "model_name": config.model, "data_info": info["data_info"],
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "best_model": best_model, "state": dict(state),
-            "rng": {"sampler": sampler.get_state(), "torch": torch.get_rng_state()},
-        }, rank_file(out, rank, world))
+        save_atomic(
+            {
+                "format": DIST_FORMAT,
+                "world_size": world,
+                "rank": rank,
+                "user_bounds": info["user_bounds"],
+                "item_bounds": info["item_bounds"],
+                "fingerprint": info["fingerprint"],
+                "config": dataclasses.asdict(config),
+                "model_name": config.model,
+                "data_info": info["data_info"],
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "best_model": best_model,
+                "state": dict(state),
+                "rng": {"sampler": sampler.get_state(), "torch": torch.get_rng_state()},
+            },
+            rank_file(out, rank, world),
+        )
 
     def train_rows():
         rowptr = part.rowptr_u.cpu().numpy()
         return rowptr, (part.buffer_keys[part.col_u] - part.num_users).cpu().numpy()
 
     def evaluate(split):
-        return evaluate_partitioned(net, splits[split], _exclude(splits, train_rows(), split),
-                                    config.ks, config.eval_batch)
+        return evaluate_partitioned(
+            net, splits[split], _exclude(splits, train_rows(), split), config.ks, config.eval_batch
+        )
 
-    say(f"{config.model} on {info['data_info']['name']} over {world} ranks ({info['balance']} "
+    say(
+        f"{config.model} on {info['data_info']['name']} over {world} ranks ({info['balance']} "
         f"ranges): rank 0 owns {part.num_own_users} users, {part.num_own_items} items, "
-        f"{part.col_u.shape[0]} + {part.col_i.shape[0]} edge rows, halo {part.num_halo} rows")
+        f"{part.col_u.shape[0]} + {part.col_i.shape[0]} edge rows, halo {part.num_halo} rows"
+    )
     has_valid = splits["valid"] is not None
     early = has_valid and config.select == "best"
     stopped = early and state["evals_since_best"] >= config.patience
@@ -531,14 +621,17 @@ def _train(config: TrainConfig, balance) -> dict | None:
             terms["loss"].backward()
             net.reduce_shared_grads()
             optimizer.step()
-            sums += torch.stack([terms[k].detach().double() for k in ("loss", "bpr", "reg")]) \
+            sums += (
+                torch.stack([terms[k].detach().double() for k in ("loss", "bpr", "reg")])
                 * edges[sl].shape[0]
+            )
         if world > 1:
             dist.all_reduce(sums)
         terms = dict(zip(("loss", "bpr", "reg"), (sums / num_train).tolist()))
         if not math.isfinite(terms["loss"]):
-            raise FloatingPointError(f"epoch {epoch}: the training loss is {terms['loss']}; "
-                                     "lower --lr")
+            raise FloatingPointError(
+                f"epoch {epoch}: the training loss is {terms['loss']}; lower --lr"
+            )
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         state["epoch"] = epoch
@@ -588,21 +681,36 @@ def _train(config: TrainConfig, balance) -> dict | None:
         return None
     export = merge_checkpoints(out)
     result = {
-        "model": config.model, "task": "ranking", "data": info["data_info"],
+        "model": config.model,
+        "task": "ranking",
+        "data": info["data_info"],
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "backend": resolve_name(device, config.backend),
-        "distributed": {"world_size": world, "balance": info["balance"],
-                        "user_bounds": info["user_bounds"], "item_bounds": info["item_bounds"],
-                        "per_rank": per_rank, "export": str(export)},
-        "selection": {"rule": "best validation " + headline if config.select == "best"
-                      else "the last epoch", "epoch": selected},
-        "best_epoch": selected, "epochs_run": state["epoch"],
-        "valid": state["best"]["metrics"] if state["best"] else None, "test": test_metrics,
+        "distributed": {
+            "world_size": world,
+            "balance": info["balance"],
+            "user_bounds": info["user_bounds"],
+            "item_bounds": info["item_bounds"],
+            "per_rank": per_rank,
+            "export": str(export),
+        },
+        "selection": {
+            "rule": "best validation " + headline if config.select == "best" else "the last epoch",
+            "epoch": selected,
+        },
+        "best_epoch": selected,
+        "epochs_run": state["epoch"],
+        "valid": state["best"]["metrics"] if state["best"] else None,
+        "test": test_metrics,
         "warnings": info["warnings"],
-        "timing": {"data_seconds": t_data, "train_seconds": state["train_seconds"],
-                   "seconds_per_epoch": state["train_seconds"] / max(state["epoch"], 1),
-                   "eval_seconds": state["eval_seconds"],
-                   "test_seconds": time.perf_counter() - t2, "device": str(device)},
+        "timing": {
+            "data_seconds": t_data,
+            "train_seconds": state["train_seconds"],
+            "seconds_per_epoch": state["train_seconds"] / max(state["epoch"], 1),
+            "eval_seconds": state["eval_seconds"],
+            "test_seconds": time.perf_counter() - t2,
+            "device": str(device),
+        },
         "out": str(out),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -613,12 +721,14 @@ def summary(result: dict) -> str:
     """The lines the CLI prints for a distributed run."""
     k = result["config"]["ks"][0]
     d, t = result["distributed"], result["timing"]
-    return (f"{result['model']} on {result['data']['name']} over {d['world_size']} ranks: selected "
-            f"{result['selection']['rule']}, epoch {result['best_epoch']} of "
-            f"{result['epochs_run']}, {t['seconds_per_epoch']:.2f} s/epoch\n"
-            f"test ({result['test']['users']} users): Recall@{k} {result['test'][f'recall@{k}']:.4f}"
-            f"  NDCG@{k} {result['test'][f'ndcg@{k}']:.4f}\n"
-            f"written to {result['out']}/metrics.json; merged export {d['export']}")
+    return (
+        f"{result['model']} on {result['data']['name']} over {d['world_size']} ranks: selected "
+        f"{result['selection']['rule']}, epoch {result['best_epoch']} of "
+        f"{result['epochs_run']}, {t['seconds_per_epoch']:.2f} s/epoch\n"
+        f"test ({result['test']['users']} users): Recall@{k} {result['test'][f'recall@{k}']:.4f}"
+        f"  NDCG@{k} {result['test'][f'ndcg@{k}']:.4f}\n"
+        f"written to {result['out']}/metrics.json; merged export {d['export']}"
+    )
 
 
 __all__ = [

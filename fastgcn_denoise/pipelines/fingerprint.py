@@ -8,6 +8,7 @@ The checkpoint stores it; ``--resume``, ``evaluate`` and ``denoise --checkpoint`
 (``check_same_data``), so a data set that moved is recognised and one with the same counts but
 other content is refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,14 +35,17 @@ def _digest(*arrays) -> str:
 def data_fingerprint(prep) -> dict[str, str]:
     """{part: hex digest} of a task's prepared data (module docstring)."""
     if isinstance(prep, ClassificationData):
-        return {f"{name} graphs": _digest(g.num_features, g.ptr, g.nodes, g.labels)
-                for name, g in prep.splits.items()}
+        return {
+            f"{name} graphs": _digest(g.num_features, g.ptr, g.nodes, g.labels)
+            for name, g in prep.splits.items()
+        }
     parts = {}
     for name in ("train", "valid", "test"):
         graph = getattr(prep, name)
         if graph is not None:
-            parts[f"{name} interactions"] = _digest(graph.num_users, graph.num_items,
-                                                    *graph.edges())
+            parts[f"{name} interactions"] = _digest(
+                graph.num_users, graph.num_items, *graph.edges()
+            )
     for name, matrix in sorted((prep.data.features or {}).items()):
         parts[f"item features {name}"] = _digest(matrix)
     return parts
@@ -51,17 +55,28 @@ def check_same_data(saved_info: dict, saved_fingerprint: dict | None, prep, wher
     """ValueError unless ``prep`` is the data the checkpoint at ``where`` (its path) was trained
     on: the same counts, then the same content part by part."""
     info = prep.info
-    if {k: saved_info[k] for k in saved_info if k != "name"} != \
-            {k: info.get(k) for k in saved_info if k != "name"}:
-        raise ValueError(f"data {info['name']!r} ({info}) is not the data the checkpoint was "
-                         f"trained on ({saved_info}; {where}): another data set, or other "
-                         "--noise/--seed/--valid-fraction")
+    if {k: saved_info[k] for k in saved_info if k != "name"} != {
+        k: info.get(k) for k in saved_info if k != "name"
+    }:
+        raise ValueError(
+            f"data {info['name']!r} ({info}) is not the data the checkpoint was "
+            f"trained on ({saved_info}; {where}): another data set, or other "
+            "--noise/--seed/--valid-fraction"
+        )
     if saved_fingerprint is None:
-        warnings.warn(f"checkpoint {where} predates data fingerprints: only the counts were checked")
+        warnings.warn(
+            f"checkpoint {where} predates data fingerprints: only the counts were checked",
+            stacklevel=2,
+        )
         return
     now = data_fingerprint(prep)
-    differ = [part for part in sorted(set(saved_fingerprint) | set(now))
-              if saved_fingerprint.get(part) != now.get(part)]
+    differ = [
+        part
+        for part in sorted(set(saved_fingerprint) | set(now))
+        if saved_fingerprint.get(part) != now.get(part)
+    ]
     if differ:
-        raise ValueError(f"data {info['name']!r} is not the data the checkpoint was trained on "
-                         f"({where}): same counts, other content ({', '.join(differ)} differ)")
+        raise ValueError(
+            f"data {info['name']!r} is not the data the checkpoint was trained on "
+            f"({where}): same counts, other content ({', '.join(differ)} differ)"
+        )

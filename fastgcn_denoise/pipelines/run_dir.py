@@ -14,6 +14,7 @@ ends, fails or is interrupted (Ctrl-C).
 line: ``read_log`` drops it with a warning (that epoch is redone on resume); damage anywhere else
 is an error naming the line.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,13 +31,16 @@ _CLEARED = ("checkpoint.pt", "checkpoint.pt.tmp", "metrics.json", "log.jsonl")  
 def holds_run(out: Path) -> bool:
     """Whether ``out`` has a run's checkpoint, metrics or logged epochs."""
     log = out / "log.jsonl"
-    return any((out / name).exists() for name in _RUN_FILES) or \
-        (log.is_file() and log.stat().st_size > 0)
+    return any((out / name).exists() for name in _RUN_FILES) or (
+        log.is_file() and log.stat().st_size > 0
+    )
 
 
 def _refuse_existing(out: Path) -> None:
-    raise ValueError(f"--out {out} already holds a run (checkpoint.pt, log.jsonl or metrics.json): "
-                     "continue it with --resume, or replace it with --overwrite")
+    raise ValueError(
+        f"--out {out} already holds a run (checkpoint.pt, log.jsonl or metrics.json): "
+        "continue it with --resume, or replace it with --overwrite"
+    )
 
 
 def _holder(lock: Path) -> dict | None:
@@ -58,24 +62,27 @@ def _alive(holder: dict | None) -> bool:
         os.kill(holder["pid"], 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:        # it exists, under another user
+    except PermissionError:  # it exists, under another user
         return True
     return True
 
 
 def _refuse_busy(out: Path, holder: dict) -> None:
     lock = out / LOCK
-    raise ValueError(f"--out {out} is in use by another run (process {holder['pid']} on "
-                     f"{holder['host']}): wait for it to end or choose another --out; if that run "
-                     f"is gone, delete {lock}")
+    raise ValueError(
+        f"--out {out} is in use by another run (process {holder['pid']} on "
+        f"{holder['host']}): wait for it to end or choose another --out; if that run "
+        f"is gone, delete {lock}"
+    )
 
 
 def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, an ``out`` that cannot take this run (ValueError, one line):
     a file, an unwritable place, a run there without ``resume``/``overwrite``, a live lock."""
     if resume and overwrite:
-        raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
-                         "give one of them")
+        raise ValueError(
+            "--resume continues the run in --out and --overwrite replaces it: give one of them"
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory: choose a directory")
     existing = next(p for p in (out, *out.parents) if p.exists())
@@ -102,8 +109,11 @@ def _take_lock(out: Path) -> list[str]:
             holder = _holder(lock)
             if _alive(holder):
                 _refuse_busy(out, holder)
-            who = "an unreadable lock" if holder is None else \
-                f"the lock of process {holder['pid']} on {holder['host']}, which is no longer running"
+            who = (
+                "an unreadable lock"
+                if holder is None
+                else f"the lock of process {holder['pid']} on {holder['host']}, which is no longer running"
+            )
             notes.append(f"{out}: took over {who} ({lock})")
             lock.unlink(missing_ok=True)
             continue
@@ -140,8 +150,11 @@ def read_log(path: Path, upto_epoch: int) -> tuple[list[dict], list[str]]:
     """The log's records up to ``upto_epoch`` and the warnings (a torn last line dropped)."""
     if not path.exists():
         return [], []
-    lines = [(n, line) for n, line in enumerate(
-        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1) if line.strip()]
+    lines = [
+        (n, line)
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if line.strip()
+    ]
     records, notes = [], []
     for k, (n, line) in enumerate(lines):
         try:
@@ -152,11 +165,15 @@ def read_log(path: Path, upto_epoch: int) -> tuple[list[dict], list[str]]:
             why = "no epoch in it"
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
             if k < len(lines) - 1:
-                raise ValueError(f"{path}, line {n}: not a log record ({why}); the log is "
-                                 "damaged: repair or delete that line, or start again with "
-                                 "--overwrite")
-            notes.append(f"{path}, line {n}: dropped a torn last line (the run was killed while "
-                         "writing it); that epoch is redone")
+                raise ValueError(
+                    f"{path}, line {n}: not a log record ({why}); the log is "
+                    "damaged: repair or delete that line, or start again with "
+                    "--overwrite"
+                )
+            notes.append(
+                f"{path}, line {n}: dropped a torn last line (the run was killed while "
+                "writing it); that epoch is redone"
+            )
             continue
         records.append(record)
     return [r for r in records if r["epoch"] <= upto_epoch], notes

@@ -3,6 +3,7 @@
 ``ranking`` (recommenders: BPR, full-ranking Recall/NDCG@K) lives in ``ranking.py``; a task is an
 object with the methods listed there, and the trainer (``pipelines/train.py``) only talks to it.
 """
+
 from __future__ import annotations
 
 from .classification import ClassificationTask

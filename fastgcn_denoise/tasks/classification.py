@@ -13,6 +13,7 @@ The pieces the shared training loop calls (the same shape as the ranking task's)
 ``batch_size`` (graphs per step) and ``eval_batch`` (graphs per evaluation batch): the trainer's
 ``TrainConfig``. ``ClassificationTask`` is the object the trainer calls (``tasks.TASKS``).
 """
+
 from __future__ import annotations
 
 import math
@@ -50,36 +51,55 @@ class ClassificationData:
 def prepare(config) -> ClassificationData:
     """Load ``config.data`` and split it with ``config.seed`` (70 / 15 / 15, the paper's)."""
     if not config.data:
-        raise ValueError("the classification task needs --data: a `label node node ...` file "
-                         "(e.g. ../shared/data/l0sign/twitter.data)")
+        raise ValueError(
+            "the classification task needs --data: a `label node node ...` file "
+            "(e.g. ../shared/data/l0sign/twitter.data)"
+        )
     graphs = load_feature_graphs(config.data)
     classes = np.unique(graphs.labels)
     if classes.size < 2:
-        raise ValueError(f"data {config.data!r}: all {graphs.num_graphs} graphs have label "
-                         f"{int(classes[0])}; AUC (the selection metric) needs both classes")
+        raise ValueError(
+            f"data {config.data!r}: all {graphs.num_graphs} graphs have label "
+            f"{int(classes[0])}; AUC (the selection metric) needs both classes"
+        )
     splits = graphs.split(config.seed)
     warnings = []
     for name in ("valid", "test"):
         if splits[name].num_graphs == 0:
-            raise ValueError(f"data {config.data!r}: {graphs.num_graphs} graphs leave the "
-                             f"{name} split empty")
+            raise ValueError(
+                f"data {config.data!r}: {graphs.num_graphs} graphs leave the {name} split empty"
+            )
         one = np.unique(splits[name].labels)
         if one.size < 2:
-            what = (f"data {config.data!r}: every graph of the {name} split "
-                    f"({splits[name].num_graphs}) has label {int(one[0])}, so its AUC is undefined")
+            what = (
+                f"data {config.data!r}: every graph of the {name} split "
+                f"({splits[name].num_graphs}) has label {int(one[0])}, so its AUC is undefined"
+            )
             if name == "valid":  # model selection would compare NaNs
                 raise ValueError(f"{what}; use more data or another --seed")
             warnings.append(f"{what} (reported as nan)")
     sizes = graphs.sizes()
-    info = {"name": graphs.name, "graphs": graphs.num_graphs, "features": graphs.num_features,
-            "nodes_per_graph": float(sizes.mean()) if sizes.size else 0.0,
-            "empty_graphs": int((sizes == 0).sum()), "positive_rate": float(graphs.labels.mean()),
-            **{name: part.num_graphs for name, part in splits.items()}}
+    info = {
+        "name": graphs.name,
+        "graphs": graphs.num_graphs,
+        "features": graphs.num_features,
+        "nodes_per_graph": float(sizes.mean()) if sizes.size else 0.0,
+        "empty_graphs": int((sizes == 0).sum()),
+        "positive_rate": float(graphs.labels.mean()),
+        **{name: part.num_graphs for name, part in splits.items()},
+    }
     return ClassificationData(graphs, splits, info, warnings)
 
 
-def train_epoch(model, optimizer, prepared: ClassificationData, config, epoch: int,
-                generator: torch.Generator, progress: bool = False) -> dict:
+def train_epoch(
+    model,
+    optimizer,
+    prepared: ClassificationData,
+    config,
+    epoch: int,
+    generator: torch.Generator,
+    progress: bool = False,
+) -> dict:
     """One pass over the training graphs in a random order; the terms' means, weighted by graphs."""
     from tqdm.auto import tqdm
 
@@ -90,8 +110,15 @@ def train_epoch(model, optimizer, prepared: ClassificationData, config, epoch: i
     sums: dict[str, torch.Tensor] = {}
     steps = math.ceil(train.num_graphs / batch_size)
     batches = train.batches(batch_size, order, device=config.device)
-    for batch in tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False,
-                      disable=not progress, file=sys.stderr, unit="batch"):
+    for batch in tqdm(
+        batches,
+        total=steps,
+        desc=f"epoch {epoch}",
+        leave=False,
+        disable=not progress,
+        file=sys.stderr,
+        unit="batch",
+    ):
         terms = model.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -100,8 +127,9 @@ def train_epoch(model, optimizer, prepared: ClassificationData, config, epoch: i
             sums[name] = sums.get(name, 0.0) + value.detach().double() * batch.num_graphs
     means = {name: float(value) / max(train.num_graphs, 1) for name, value in sums.items()}
     if not math.isfinite(means.get("loss", 0.0)):
-        raise FloatingPointError(f"epoch {epoch}: the training loss is {means['loss']}; lower the "
-                                 "learning rate")
+        raise FloatingPointError(
+            f"epoch {epoch}: the training loss is {means['loss']}; lower the learning rate"
+        )
     return means
 
 
@@ -159,15 +187,19 @@ def baseline(prepared: ClassificationData, split: str, smoothing: float = 1.0) -
     count1 = np.bincount(train.nodes[y], minlength=f)
     count0 = np.bincount(train.nodes[~y], minlength=f)
     n1, n0 = float(train.labels.sum()), float(train.num_graphs - train.labels.sum())
-    llr = np.log((count1 + smoothing) / (n1 + 2 * smoothing)) - \
-        np.log((count0 + smoothing) / (n0 + 2 * smoothing))
+    llr = np.log((count1 + smoothing) / (n1 + 2 * smoothing)) - np.log(
+        (count0 + smoothing) / (n0 + 2 * smoothing)
+    )
     graphs = prepared.splits[split]
     graph_of = np.repeat(np.arange(graphs.num_graphs), graphs.sizes())
     logit = math.log(max(n1, 1.0) / max(n0, 1.0)) + np.bincount(
-        graph_of, weights=llr[graphs.nodes], minlength=graphs.num_graphs)
+        graph_of, weights=llr[graphs.nodes], minlength=graphs.num_graphs
+    )
     # No pairs are formed: "kept" is nan (the key the model's metrics share).
-    return {**classification_metrics(graphs.labels, 1.0 / (1.0 + np.exp(-logit))),
-            "kept": float("nan")}
+    return {
+        **classification_metrics(graphs.labels, 1.0 / (1.0 + np.exp(-logit))),
+        "kept": float("nan"),
+    }
 
 
 @dataclass
@@ -194,9 +226,11 @@ class ClassificationTask:
 
     @staticmethod
     def describe(info: dict) -> str:
-        return (f"{info['graphs']} graphs over {info['features']} features "
-                f"({info['nodes_per_graph']:.2f} nodes per graph); {info['train']} train / "
-                f"{info['valid']} valid / {info['test']} test")
+        return (
+            f"{info['graphs']} graphs over {info['features']} features "
+            f"({info['nodes_per_graph']:.2f} nodes per graph); {info['train']} train / "
+            f"{info['valid']} valid / {info['test']} test"
+        )
 
     @staticmethod
     def context(prep: ClassificationData, config) -> ClassificationContext:
@@ -208,12 +242,25 @@ class ClassificationTask:
 
     @staticmethod
     def table(result: dict) -> str:
-        rows = [(result["model"], result["test"]),
-                ("naive Bayes", result["baselines"]["naive_bayes"]["test"])]
+        rows = [
+            (result["model"], result["test"]),
+            ("naive Bayes", result["baselines"]["naive_bayes"]["test"]),
+        ]
         lines = [f"{'test':24s} {'AUC':>8s} {'ACC':>8s}"]
         lines += [f"{name:24s} {m['auc']:8.4f} {m['acc']:8.4f}" for name, m in rows]
         return "\n".join(lines)
 
 
-__all__ = ["ClassificationContext", "ClassificationData", "ClassificationTask", "HEADLINE", "baseline", "classification_metrics", "evaluate",
-           "prepare", "roc_auc", "scores", "train_epoch"]
+__all__ = [
+    "ClassificationContext",
+    "ClassificationData",
+    "ClassificationTask",
+    "HEADLINE",
+    "baseline",
+    "classification_metrics",
+    "evaluate",
+    "prepare",
+    "roc_auc",
+    "scores",
+    "train_epoch",
+]

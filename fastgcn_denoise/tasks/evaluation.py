@@ -25,6 +25,7 @@ Two implementations of the ranking step, with identical results for identical sc
   the torch path, so scores that tie to within an ulp can swap; the order for given scores is the
   same.
 """
+
 from __future__ import annotations
 
 import sys
@@ -107,22 +108,30 @@ def _rows_of(graph: BipartiteGraph, users: torch.Tensor):
     return rows, graph.col_item[pos]
 
 
-def _check_args(target: BipartiteGraph, exclude: Sequence[BipartiteGraph], ks: Sequence[int],
-                batch_users: int) -> list[int]:
+def _check_args(
+    target: BipartiteGraph, exclude: Sequence[BipartiteGraph], ks: Sequence[int], batch_users: int
+) -> list[int]:
     ks = [int(k) for k in ks]
     if not ks or min(ks) <= 0:
         raise ValueError(f"ks must be positive cut-offs, got {ks}")
     if batch_users <= 0:
         raise ValueError(f"batch_users must be positive, got {batch_users}")
     for g in exclude:
-        if (g.num_users, g.num_items) != (target.num_users, target.num_items) or \
-                g.device != target.device:
+        if (g.num_users, g.num_items) != (
+            target.num_users,
+            target.num_items,
+        ) or g.device != target.device:
             raise ValueError(f"exclude graph {g} does not match the target graph {target}")
     return ks
 
 
-def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target: BipartiteGraph,
-                ks: list[int], batch_users: int, progress: bool = False) -> dict:
+def _accumulate(
+    batch_hits: Callable[[torch.Tensor, int], torch.Tensor],
+    target: BipartiteGraph,
+    ks: list[int],
+    batch_users: int,
+    progress: bool = False,
+) -> dict:
     """Average Recall@K / NDCG@K over the users with targets.
 
     ``batch_hits(users [B], kmax)`` -> bool [B, kmax]: whether each user's r-th ranked item is a
@@ -135,15 +144,20 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
     disc = 1.0 / torch.log2(torch.arange(kmax, device=device, dtype=torch.float64) + 2)
     cum = torch.cumsum(disc, 0)
     users_all = torch.nonzero(target.deg_u > 0).flatten()
-    sums = {f"{m}@{k}": torch.zeros((), dtype=torch.float64, device=device)
-            for k in ks for m in ("recall", "ndcg")}
+    sums = {
+        f"{m}@{k}": torch.zeros((), dtype=torch.float64, device=device)
+        for k in ks
+        for m in ("recall", "ndcg")
+    }
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=users_all.shape[0], desc="evaluate", unit="user", leave=False,
-                   file=sys.stderr)
+
+        bar = tqdm(
+            total=users_all.shape[0], desc="evaluate", unit="user", leave=False, file=sys.stderr
+        )
     for b0 in range(0, users_all.shape[0], batch_users):
-        users = users_all[b0:b0 + batch_users]
+        users = users_all[b0 : b0 + batch_users]
         hits = batch_hits(users, kmax).to(torch.float64)
         n_target = target.deg_u[users].to(torch.float64)
         dcg = torch.cumsum(hits * disc, 1)
@@ -156,8 +170,9 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
         if bar is not None:
             bar.update(users.shape[0])
             done = b0 + users.shape[0]
-            bar.set_postfix_str(f"recall@{ks[0]} {float(sums[f'recall@{ks[0]}']) / done:.4f}",
-                                refresh=False)
+            bar.set_postfix_str(
+                f"recall@{ks[0]} {float(sums[f'recall@{ks[0]}']) / done:.4f}", refresh=False
+            )
     if bar is not None:
         bar.close()
     n = users_all.shape[0]
@@ -166,10 +181,16 @@ def _accumulate(batch_hits: Callable[[torch.Tensor, int], torch.Tensor], target:
     return out
 
 
-def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: BipartiteGraph,
-                 exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                 batch_users: int = 512, *, fresh_scores: bool = False,
-                 progress: bool = False) -> dict:
+def rank_metrics(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    target: BipartiteGraph,
+    exclude: Sequence[BipartiteGraph] = (),
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_users: int = 512,
+    *,
+    fresh_scores: bool = False,
+    progress: bool = False,
+) -> dict:
     """Recall@K / NDCG@K of the ranking given by ``score_fn`` against ``target`` (torch path).
 
     Args:
@@ -193,8 +214,10 @@ def rank_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], target: Bipar
     def batch_hits(users: torch.Tensor, kmax: int) -> torch.Tensor:
         scores = score_fn(users)
         if scores.shape != (users.shape[0], num_items):
-            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected "
-                             f"{(users.shape[0], num_items)}")
+            raise ValueError(
+                f"score_fn returned shape {tuple(scores.shape)}, expected "
+                f"{(users.shape[0], num_items)}"
+            )
         scores = scores.to(torch.float32, copy=not fresh_scores)
         for g in exclude:
             rows, items = _rows_of(g, users)
@@ -211,8 +234,9 @@ def _pair_keys(graph: BipartiteGraph) -> torch.Tensor:
     return graph.edge_users() * graph.num_items + graph.col_item
 
 
-def _is_target(target_keys: torch.Tensor, users: torch.Tensor, top: torch.Tensor,
-               num_items: int) -> torch.Tensor:
+def _is_target(
+    target_keys: torch.Tensor, users: torch.Tensor, top: torch.Tensor, num_items: int
+) -> torch.Tensor:
     """bool [B, k]: whether item ``top[b, r]`` is a target of ``users[b]`` (binary search of the
     target's sorted pair keys; only called for users with targets, so there is at least one)."""
     query = users.unsqueeze(1) * num_items + top
@@ -220,8 +244,9 @@ def _is_target(target_keys: torch.Tensor, users: torch.Tensor, top: torch.Tensor
     return target_keys[pos] == query
 
 
-def exclusion_csr(exclude: Sequence[BipartiteGraph], num_users: int, num_items: int,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+def exclusion_csr(
+    exclude: Sequence[BipartiteGraph], num_users: int, num_items: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(rowptr [U+1], col, longest row): one CSR of the union of the ``exclude`` graphs.
 
     Rows are items ascending and deduplicated (a graph's own CSR(R) when there is one graph).
@@ -240,9 +265,15 @@ def exclusion_csr(exclude: Sequence[BipartiteGraph], num_users: int, num_items: 
     return rowptr, col, max_row
 
 
-def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
-                        exclude: Sequence[BipartiteGraph], ks: Sequence[int],
-                        batch_users: int, progress: bool = False) -> dict:
+def _fused_rank_metrics(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    target: BipartiteGraph,
+    exclude: Sequence[BipartiteGraph],
+    ks: Sequence[int],
+    batch_users: int,
+    progress: bool = False,
+) -> dict:
     """``rank_metrics`` of dot-product scores through the fused Triton top-k (kernels/topk.py)."""
     from ..kernels.topk import masked_topk
 
@@ -251,8 +282,10 @@ def _fused_rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
     if user_emb.device != device or item_emb.device != device:
         raise ValueError(f"embeddings on {user_emb.device}/{item_emb.device}, graphs on {device}")
     if item_emb.shape[0] != num_items or user_emb.shape[0] < target.num_users:
-        raise ValueError(f"embeddings {tuple(user_emb.shape)} / {tuple(item_emb.shape)} do not "
-                         f"match the target graph {target}")
+        raise ValueError(
+            f"embeddings {tuple(user_emb.shape)} / {tuple(item_emb.shape)} do not "
+            f"match the target graph {target}"
+        )
     rowptr, col, max_row = exclusion_csr(exclude, target.num_users, num_items, device)
     target_keys = _pair_keys(target)
 
@@ -274,15 +307,22 @@ def _use_fused(device: torch.device, backend: str | None, kmax: int, dtype: torc
             raise BackendUnavailable(unavailable_message(name, source, device, why))
         return False
     from ..kernels.topk import MAX_K
-    return kmax <= MAX_K and dtype in (torch.float16, torch.bfloat16, torch.float32,
-                                       torch.float64)
+
+    return kmax <= MAX_K and dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @torch.no_grad()
-def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: BipartiteGraph,
-                        exclude: Sequence[BipartiteGraph] = (), ks: Sequence[int] = DEFAULT_KS,
-                        batch_users: int = 512, *, backend: str | None = None,
-                        progress: bool = False) -> dict:
+def evaluate_embeddings(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    target: BipartiteGraph,
+    exclude: Sequence[BipartiteGraph] = (),
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_users: int = 512,
+    *,
+    backend: str | None = None,
+    progress: bool = False,
+) -> dict:
     """``rank_metrics`` for dot-product scores ``user_emb [U, d] @ item_emb [I, d]^T``.
 
     ``backend``: "triton" forces the fused top-k, another backend name the torch path; None
@@ -293,15 +333,29 @@ def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, target: 
     if kmax > 0 and _use_fused(user_emb.device, backend, kmax, user_emb.dtype):
         return _fused_rank_metrics(user_emb, item_emb, target, exclude, ks, batch_users, progress)
     item_t = item_emb.t().contiguous()
-    return rank_metrics(lambda users: user_emb[users] @ item_t, target, exclude, ks, batch_users,
-                        fresh_scores=True, progress=progress)
+    return rank_metrics(
+        lambda users: user_emb[users] @ item_t,
+        target,
+        exclude,
+        ks,
+        batch_users,
+        fresh_scores=True,
+        progress=progress,
+    )
 
 
 @torch.no_grad()
-def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
-                   exclude: Sequence[BipartiteGraph], ks: Sequence[int] = DEFAULT_KS,
-                   batch_users: int = 512, *, backend: str | None = None,
-                   progress: bool = False) -> dict:
+def evaluate_model(
+    model,
+    graph: BipartiteGraph,
+    target: BipartiteGraph,
+    exclude: Sequence[BipartiteGraph],
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_users: int = 512,
+    *,
+    backend: str | None = None,
+    progress: bool = False,
+) -> dict:
     """Evaluate ``model`` (switched to eval mode for the call) propagating on ``graph``.
 
     ``backend`` selects the top-k implementation and ``progress`` shows a bar
@@ -313,8 +367,9 @@ def evaluate_model(model, graph: BipartiteGraph, target: BipartiteGraph,
         user_emb, item_emb = model(graph)
     finally:
         model.train(was_training)
-    return evaluate_embeddings(user_emb, item_emb, target, exclude, ks, batch_users,
-                               backend=backend, progress=progress)
+    return evaluate_embeddings(
+        user_emb, item_emb, target, exclude, ks, batch_users, backend=backend, progress=progress
+    )
 
 
 def most_popular(graph: BipartiteGraph) -> torch.Tensor:
@@ -322,13 +377,22 @@ def most_popular(graph: BipartiteGraph) -> torch.Tensor:
     return graph.deg_i.to(torch.float32)
 
 
-def evaluate_most_popular(train: BipartiteGraph, target: BipartiteGraph,
-                          exclude: Sequence[BipartiteGraph] | None = None,
-                          ks: Sequence[int] = DEFAULT_KS, batch_users: int = 512) -> dict:
+def evaluate_most_popular(
+    train: BipartiteGraph,
+    target: BipartiteGraph,
+    exclude: Sequence[BipartiteGraph] | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_users: int = 512,
+) -> dict:
     """``rank_metrics`` of the most-popular baseline (popularity counted on ``train``).
 
     ``exclude`` defaults to ``[train]``.
     """
     pop = most_popular(train)
-    return rank_metrics(lambda users: pop.expand(users.shape[0], -1), target,
-                        [train] if exclude is None else exclude, ks, batch_users)
+    return rank_metrics(
+        lambda users: pop.expand(users.shape[0], -1),
+        target,
+        [train] if exclude is None else exclude,
+        ks,
+        batch_users,
+    )

@@ -12,6 +12,7 @@ in chunks), otherwise estimated from ``sample`` rows drawn without replacement (
 mean distance over their distinct pairs times (n − 1)/n, which is unbiased for the n² mean;
 its (first-order, approximate) standard error is reported with it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,7 @@ def _mean_pair_distance(x: torch.Tensor) -> tuple[float, torch.Tensor]:
     n = x.shape[0]
     row_sums = torch.empty(n, dtype=torch.float64, device=x.device)
     for s in range(0, n, _CHUNK):
-        row_sums[s:s + _CHUNK] = torch.cdist(x[s:s + _CHUNK], x).sum(1)
+        row_sums[s : s + _CHUNK] = torch.cdist(x[s : s + _CHUNK], x).sum(1)
     per_row = row_sums / (n - 1)
     return float(per_row.mean()), per_row
 
@@ -48,7 +49,7 @@ def row_diff(emb: torch.Tensor, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> 
     m = x.shape[0]
     # A pair mean is a U-statistic of order 2: first-order standard error 2 σ_row / √m, with the
     # finite-population correction of drawing m of n rows without replacement.
-    se = 0.0 if exact else 2 * float(per_row.std()) / m ** 0.5 * (1 - m / n) ** 0.5
+    se = 0.0 if exact else 2 * float(per_row.std()) / m**0.5 * (1 - m / n) ** 0.5
     return {"row_diff": mean * scale, "row_diff_se": se * scale, "row_diff_rows": m}
 
 
@@ -65,8 +66,9 @@ def mad(emb: torch.Tensor) -> float:
     return float(1.0 - mean_cos)
 
 
-def smoothness_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor,
-                       sample: int = DEFAULT_SAMPLE, seed: int = 0) -> dict:
+def smoothness_metrics(
+    user_emb: torch.Tensor, item_emb: torch.Tensor, sample: int = DEFAULT_SAMPLE, seed: int = 0
+) -> dict:
     """{"row_diff", "row_diff_se", "mad"} of the users' and items' final embeddings stacked
     ([U + I, d]); row_diff_se is 0 when row_diff is exact (U + I <= ``sample``)."""
     emb = torch.cat([user_emb, item_emb])

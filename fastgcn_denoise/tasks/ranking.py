@@ -11,6 +11,7 @@ What the trainer (``pipelines/train.py``) asks of a task, here for recommenders:
     describe(info) -> str                one line about the data, for the log
     table(result) -> str                 the test metrics beside the baselines, for the CLI
 """
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data import (InteractionData, inject_noise, load_dataset, resolve_features, sample_bpr,
-                    validation_split)
-from .evaluation import evaluate_embeddings, evaluate_most_popular
+from ..data import (
+    InteractionData,
+    inject_noise,
+    load_dataset,
+    resolve_features,
+    sample_bpr,
+    validation_split,
+)
 from ..graph import BipartiteGraph
 from ..models.base import Batch
+from .evaluation import evaluate_embeddings, evaluate_most_popular
 from .oversmoothing import smoothness_metrics
 
 # Below this many validation users (or interactions) a Recall@K difference between epochs is
@@ -37,7 +44,7 @@ class RankingData:
 
     data: InteractionData
     train: BipartiteGraph
-    valid: BipartiteGraph | None     # None: no validation split (--valid-fraction 0)
+    valid: BipartiteGraph | None  # None: no validation split (--valid-fraction 0)
     test: BipartiteGraph
     info: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -78,8 +85,13 @@ class RankingTask:
         """
         # The built-in generator draws a clean validation split itself (like test) unless the
         # realistic noisy one is asked for; validation_split keeps a split the data has.
-        generator = {} if config.data is not None else {
-            "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0}
+        generator = (
+            {}
+            if config.data is not None
+            else {
+                "clean_validation": config.valid_fraction if config.validation == "clean" else 0.0
+            }
+        )
         if config.min_rating is not None:
             generator["min_rating"] = config.min_rating
         for column in ("user_col", "item_col"):  # a pairs or RecBole file's columns, by name
@@ -101,12 +113,19 @@ class RankingTask:
         valid = data.split_graph("valid")
         warnings = list(data.meta.get("warnings", []))
         if valid is None and config.valid_fraction > 0:
-            raise ValueError(f"data {data.name!r}: the validation split is empty (every user has "
-                             "a single training interaction?); use --valid-fraction 0 --select "
-                             "last to train on all of train without validation")
-        info = {"name": data.name, "users": data.num_users, "items": data.num_items,
-                "train": train.num_edges, "valid": 0 if valid is None else valid.num_edges,
-                "test": test.num_edges}
+            raise ValueError(
+                f"data {data.name!r}: the validation split is empty (every user has "
+                "a single training interaction?); use --valid-fraction 0 --select "
+                "last to train on all of train without validation"
+            )
+        info = {
+            "name": data.name,
+            "users": data.num_users,
+            "items": data.num_items,
+            "train": train.num_edges,
+            "valid": 0 if valid is None else valid.num_edges,
+            "test": test.num_edges,
+        }
         if valid is not None:
             valid_users = int((valid.deg_u > 0).sum())
             info["valid_users"] = valid_users
@@ -115,23 +134,45 @@ class RankingTask:
                     f"the validation split has only {valid_users} users and {valid.num_edges} "
                     "interactions: too few to select a model on (every score is noise at this "
                     "size); use a larger validation split, or --valid-fraction 0 --select last to "
-                    "train on all of train for a fixed number of epochs")
-        return RankingData(data, train, None if valid is None else valid.to(device),
-                           test.to(device), info, warnings)
+                    "train on all of train for a fixed number of epochs"
+                )
+        return RankingData(
+            data,
+            train,
+            None if valid is None else valid.to(device),
+            test.to(device),
+            info,
+            warnings,
+        )
 
     @staticmethod
     def describe(info: dict) -> str:
-        return (f"{info['users']} users x {info['items']} items; {info['train']} train / "
-                f"{info['valid']} valid / {info['test']} test interactions")
+        return (
+            f"{info['users']} users x {info['items']} items; {info['train']} train / "
+            f"{info['valid']} valid / {info['test']} test interactions"
+        )
 
     @staticmethod
     def context(prep: RankingData, config) -> RankingContext:
-        return RankingContext(prep.data, prep.train, prep.data.num_users, prep.data.num_items,
-                              torch.device(config.device), config.seed)
+        return RankingContext(
+            prep.data,
+            prep.train,
+            prep.data.num_users,
+            prep.data.num_items,
+            torch.device(config.device),
+            config.seed,
+        )
 
     @staticmethod
-    def train_epoch(model, optimizer, prep: RankingData, config, epoch: int,
-                    sampler: torch.Generator, progress: bool) -> dict:
+    def train_epoch(
+        model,
+        optimizer,
+        prep: RankingData,
+        config,
+        epoch: int,
+        sampler: torch.Generator,
+        progress: bool,
+    ) -> dict:
         """One epoch of BPR: |train| triples in batches; returns the mean of every loss term."""
         from tqdm.auto import tqdm
 
@@ -141,8 +182,14 @@ class RankingTask:
         users, pos, neg = sample_bpr(graph, num_train, sampler)
         sums, names = None, None
         steps = math.ceil(num_train / config.batch_size)
-        bar = tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=not progress,
-                   file=sys.stderr, unit="batch")
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not progress,
+            file=sys.stderr,
+            unit="batch",
+        )
         for step in bar:
             sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
             terms = model.loss(graph, Batch(users[sl], pos[sl], neg[sl]))
@@ -157,8 +204,9 @@ class RankingTask:
             sums += values * users[sl].shape[0]
         means = dict(zip(names, (sums / num_train).tolist()))
         if not math.isfinite(means["loss"]):
-            raise FloatingPointError(f"epoch {epoch}: the training loss is {means['loss']}; "
-                                     "lower --lr")
+            raise FloatingPointError(
+                f"epoch {epoch}: the training loss is {means['loss']}; lower --lr"
+            )
         return means
 
     @staticmethod
@@ -175,25 +223,41 @@ class RankingTask:
             model.train(was_training)
         # The trainer's bars setting (None: when stderr is a terminal): a bar over user batches.
         progress = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-        metrics = evaluate_embeddings(user_emb, item_emb, target, prep.exclude(split), config.ks,
-                                      config.eval_batch, progress=progress)
+        metrics = evaluate_embeddings(
+            user_emb,
+            item_emb,
+            target,
+            prep.exclude(split),
+            config.ks,
+            config.eval_batch,
+            progress=progress,
+        )
         metrics.update(smoothness_metrics(user_emb, item_emb, seed=config.seed))
         return metrics
 
     @staticmethod
     def baselines(prep: RankingData, config) -> dict:
         splits = {"test": prep.test} | ({} if prep.valid is None else {"valid": prep.valid})
-        return {"most_popular": {
-            split: evaluate_most_popular(prep.train, target, prep.exclude(split), config.ks,
-                                         config.eval_batch)
-            for split, target in splits.items()}}
+        return {
+            "most_popular": {
+                split: evaluate_most_popular(
+                    prep.train, target, prep.exclude(split), config.ks, config.eval_batch
+                )
+                for split, target in splits.items()
+            }
+        }
 
     @staticmethod
     def table(result: dict) -> str:
         k = result["config"]["ks"][0]
         ours = result["test"]
-        rows = [(result["model"], ours), ("most popular", result["baselines"]["most_popular"]["test"])]
-        lines = [f"{'test (' + str(ours['users']) + ' users)':24s} {'Recall@' + str(k):>10s} "
-                 f"{'NDCG@' + str(k):>10s}"]
+        rows = [
+            (result["model"], ours),
+            ("most popular", result["baselines"]["most_popular"]["test"]),
+        ]
+        lines = [
+            f"{'test (' + str(ours['users']) + ' users)':24s} {'Recall@' + str(k):>10s} "
+            f"{'NDCG@' + str(k):>10s}"
+        ]
         lines += [f"{name:24s} {m[f'recall@{k}']:10.4f} {m[f'ndcg@{k}']:10.4f}" for name, m in rows]
         return "\n".join(lines)

@@ -37,19 +37,34 @@ numbers; ``../shared/research/official_code.md`` section 1 has the details):
 Modules: ``model`` (the node graph, ``PrunableLightGCN``), ``distill`` (the losses), ``prune``
 (Eq. 8), ``stages`` (the three registered models and their configs).
 """
+
 from .distill import LossWeights, TeacherView, info_nce, lightgnn_loss, prediction_kd
 from .model import NodeGraph, PrunableLightGCN
 from .prune import Importance, edge_importance, prune
 from .stages import (
-                     DistillConfig,
-                     LightGNNIntermediateConfig,
-                     LightGNNStudentConfig,
-                     LightGNNTeacherConfig,
-                     load_stage,
-                     node_graph,
+    DistillConfig,
+    LightGNNIntermediateConfig,
+    LightGNNStudentConfig,
+    LightGNNTeacherConfig,
+    load_stage,
+    node_graph,
 )
 
-__all__ = ["DistillConfig", "Importance", "LightGNNIntermediateConfig", "LightGNNStudentConfig",
-           "LightGNNTeacherConfig", "LossWeights", "NodeGraph", "PrunableLightGCN", "TeacherView",
-           "edge_importance", "info_nce", "lightgnn_loss", "load_stage", "node_graph",
-           "prediction_kd", "prune"]
+__all__ = [
+    "DistillConfig",
+    "Importance",
+    "LightGNNIntermediateConfig",
+    "LightGNNStudentConfig",
+    "LightGNNTeacherConfig",
+    "LossWeights",
+    "NodeGraph",
+    "PrunableLightGCN",
+    "TeacherView",
+    "edge_importance",
+    "info_nce",
+    "lightgnn_loss",
+    "load_stage",
+    "node_graph",
+    "prediction_kd",
+    "prune",
+]

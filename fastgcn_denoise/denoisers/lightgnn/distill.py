@@ -1,5 +1,6 @@
 """LightGNN's training objective: BPR, prediction and embedding KD, uniformity, the subspace
 constraint (Eqs. 5-10; the package docstring says where we follow the official code)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ class TeacherView:
     def of(cls, model: nn.Module, ekd_from_layer: int) -> "TeacherView":
         layers = model.layer_outputs()
         if not 0 <= ekd_from_layer <= model.num_layers:
-            raise ValueError(f"ekd_from_layer = {ekd_from_layer} is outside the teacher's layers "
-                             f"0..{model.num_layers}")
+            raise ValueError(
+                f"ekd_from_layer = {ekd_from_layer} is outside the teacher's layers "
+                f"0..{model.num_layers}"
+            )
         user, item = model.split(sum(layers))
         high_user, high_item = model.split(sum(layers[ekd_from_layer:]))
         return cls(user, item, high_user, high_item, model.edge_weight.detach().clone())
@@ -38,20 +41,20 @@ class TeacherView:
 class LossWeights:
     """The loss terms' weights and temperatures (official defaults; LightGNN Eq. 11)."""
 
-    softreg: float = 1.0      # prediction-level KD weight (lambda_1)
-    tempsoft: float = 0.03    # its temperature
+    softreg: float = 1.0  # prediction-level KD weight (lambda_1)
+    tempsoft: float = 0.03  # its temperature
     kd_triples: int = 100_000  # random (u, i1, i2) triples per step
-    cdreg: float = 1e-2       # embedding-level KD (InfoNCE) weight (lambda_2)
-    tempcd: float = 0.1       # its temperature
-    screg: float = 1.0        # uniformity weight (lambda_3)
-    tempsc: float = 1.0       # its temperature
-    subspcreg: float = 1e-4   # subspace constraint weight (pruning runs >= 2)
-    tempsubsp: float = 1.0    # its temperature
-    reg: float = 1e-6         # weight decay on the whole embedding tables (lambda_4)
-    ereg: float = 1e-10       # weight decay on the per-entry weights
-    kd_anchors: int = 0       # at most this many anchors per side and step (0: every unique
-                              # batch user / positive item, as the code; a cap is a cheaper,
-                              # sampled estimate of the same mean, for CPU schedules)
+    cdreg: float = 1e-2  # embedding-level KD (InfoNCE) weight (lambda_2)
+    tempcd: float = 0.1  # its temperature
+    screg: float = 1.0  # uniformity weight (lambda_3)
+    tempsc: float = 1.0  # its temperature
+    subspcreg: float = 1e-4  # subspace constraint weight (pruning runs >= 2)
+    tempsubsp: float = 1.0  # its temperature
+    reg: float = 1e-6  # weight decay on the whole embedding tables (lambda_4)
+    ereg: float = 1e-10  # weight decay on the per-entry weights
+    kd_anchors: int = 0  # at most this many anchors per side and step (0: every unique
+    # batch user / positive item, as the code; a cap is a cheaper,
+    # sampled estimate of the same mean, for CPU schedules)
 
 
 def bpr(user, item, users, pos, neg) -> torch.Tensor:
@@ -87,9 +90,16 @@ def _sample(anchors: torch.Tensor, cap: int, generator: torch.Generator | None) 
     return anchors[torch.randperm(anchors.numel(), generator=generator)[:cap].to(anchors.device)]
 
 
-def lightgnn_loss(model: nn.Module, users, pos, neg, weights: LossWeights,
-                  teacher: TeacherView | None, generator: torch.Generator | None = None,
-                  subspace_slack: int | None = None) -> dict:
+def lightgnn_loss(
+    model: nn.Module,
+    users,
+    pos,
+    neg,
+    weights: LossWeights,
+    teacher: TeacherView | None,
+    generator: torch.Generator | None = None,
+    subspace_slack: int | None = None,
+) -> dict:
     """The multi-task loss (Eq. 11) of one batch; ``{"loss": total, term: value, ...}``.
 
     ``teacher`` None: BPR + weight decay only (the teacher's own training). ``subspace_slack``
@@ -105,27 +115,49 @@ def lightgnn_loss(model: nn.Module, users, pos, neg, weights: LossWeights,
     terms["reg"] = reg
     if teacher is not None:
         n, dev = weights.kd_triples, users.device
-        triples = tuple(torch.randint(hi, (n,), generator=generator).to(dev)
-                        for hi in (model.num_users, model.num_items, model.num_items))
-        terms["pkd"] = weights.softreg * prediction_kd((user, item), (teacher.user, teacher.item),
-                                                       triples, weights.tempsoft)
+        triples = tuple(
+            torch.randint(hi, (n,), generator=generator).to(dev)
+            for hi in (model.num_users, model.num_items, model.num_items)
+        )
+        terms["pkd"] = weights.softreg * prediction_kd(
+            (user, item), (teacher.user, teacher.item), triples, weights.tempsoft
+        )
         ua, ia = (_sample(torch.unique(x), weights.kd_anchors, generator) for x in (users, pos))
-        terms["ekd"] = weights.cdreg * (info_nce(teacher.high_user, user, ua, weights.tempcd, be)
-                                        + info_nce(teacher.high_item, item, ia, weights.tempcd, be))
+        terms["ekd"] = weights.cdreg * (
+            info_nce(teacher.high_user, user, ua, weights.tempcd, be)
+            + info_nce(teacher.high_item, item, ia, weights.tempcd, be)
+        )
         lse = {}
-        for name, q, k in (("ui", user[ua], item), ("iu", item[ia], user),
-                           ("uu", user[ua], user), ("ii", item[ia], item)):
+        for name, q, k in (
+            ("ui", user[ua], item),
+            ("iu", item[ia], user),
+            ("uu", user[ua], user),
+            ("ii", item[ia], item),
+        ):
             lse[name] = dot_logsumexp(q, k, weights.tempsc, backend=be)
         terms["unif"] = weights.screg * sum(v.mean() for v in lse.values())
         if subspace_slack is not None:
             masks = model.split(model.emb_mask)
             sub = 0
-            for name, side, mask, anchors in (("uu", user, masks[0], ua), ("ii", item, masks[1], ia)):
+            for name, side, mask, anchors in (
+                ("uu", user, masks[0], ua),
+                ("ii", item, masks[1], ia),
+            ):
                 q = side[anchors]
-                every = lse[name] if weights.tempsubsp == weights.tempsc else \
-                    dot_logsumexp(q, side, weights.tempsubsp, backend=be)
-                positive = dot_logsumexp(q, side, weights.tempsubsp, query_mask=mask[anchors],
-                                         key_mask=mask, slack=subspace_slack, backend=be)
+                every = (
+                    lse[name]
+                    if weights.tempsubsp == weights.tempsc
+                    else dot_logsumexp(q, side, weights.tempsubsp, backend=be)
+                )
+                positive = dot_logsumexp(
+                    q,
+                    side,
+                    weights.tempsubsp,
+                    query_mask=mask[anchors],
+                    key_mask=mask,
+                    slack=subspace_slack,
+                    backend=be,
+                )
                 sub = sub + (every - positive).mean()
             terms["subsp"] = weights.subspcreg * sub
     terms["loss"] = sum(terms.values())

@@ -1,5 +1,6 @@
 """LightGNN's one model class for its three stages: the node graph and ``PrunableLightGCN``
 (formulas and the code-vs-paper decisions: the package docstring)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,12 @@ class NodeGraph:
     @classmethod
     def build(cls, graph, order: int, backend: str | None = None) -> "NodeGraph":
         c = power_sum(graph, order, backend=backend)
-        rows = torch.repeat_interleave(torch.arange(c.num_rows, device=c.val.device), c.rowptr.diff())
-        deg = torch.zeros(c.num_rows, dtype=torch.float64, device=c.val.device).index_add_(0, rows, c.val)
+        rows = torch.repeat_interleave(
+            torch.arange(c.num_rows, device=c.val.device), c.rowptr.diff()
+        )
+        deg = torch.zeros(c.num_rows, dtype=torch.float64, device=c.val.device).index_add_(
+            0, rows, c.val
+        )
         r = deg.pow(-0.5)  # every node has its self-loop: deg >= 1
         values = (r[rows] * c.val * r[c.col]).to(torch.float32)
         return cls(c.pattern(), values, c.val, graph.num_users, graph.num_items, int(order))
@@ -46,8 +51,11 @@ class NodeGraph:
 
     def entry_rows(self) -> torch.Tensor:
         """int64 [nnz]: the row (source node of the product's output) of each entry."""
-        return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.values.device),
-                                       self.pattern.rowptr.diff(), output_size=self.nnz)
+        return torch.repeat_interleave(
+            torch.arange(self.num_nodes, device=self.values.device),
+            self.pattern.rowptr.diff(),
+            output_size=self.nnz,
+        )
 
     def keys(self) -> torch.Tensor:
         """int64 [nnz] row * N + col, ascending (CSR order)."""
@@ -58,8 +66,9 @@ class NodeGraph:
         mine, theirs = self.keys(), other.keys()
         pos = torch.searchsorted(mine, theirs).clamp_(max=max(self.nnz - 1, 0))
         if other.nnz and not torch.equal(mine[pos], theirs):
-            raise ValueError(f"the order-{other.order} graph is not contained in the "
-                             f"order-{self.order} graph")
+            raise ValueError(
+                f"the order-{other.order} graph is not contained in the order-{self.order} graph"
+            )
         return pos
 
     def interaction_entries(self, graph) -> torch.Tensor:
@@ -73,8 +82,14 @@ class NodeGraph:
         return torch.stack([forward, backward])
 
     def to(self, device) -> "NodeGraph":
-        return NodeGraph(self.pattern.to(device), self.values.to(device), self.counts.to(device),
-                         self.num_users, self.num_items, self.order)
+        return NodeGraph(
+            self.pattern.to(device),
+            self.values.to(device),
+            self.counts.to(device),
+            self.num_users,
+            self.num_items,
+            self.order,
+        )
 
 
 class PrunableLightGCN(nn.Module):
@@ -87,8 +102,14 @@ class PrunableLightGCN(nn.Module):
         backend: force a ``weighted_spmm`` backend.
     """
 
-    def __init__(self, graph: NodeGraph, dim: int = 64, num_layers: int = 2,
-                 learn_weights: bool = True, backend: str | None = None):
+    def __init__(
+        self,
+        graph: NodeGraph,
+        dim: int = 64,
+        num_layers: int = 2,
+        learn_weights: bool = True,
+        backend: str | None = None,
+    ):
         super().__init__()
         if dim <= 0 or num_layers < 0:
             raise ValueError(f"need dim > 0 and num_layers >= 0, got {dim}, {num_layers}")
@@ -102,8 +123,8 @@ class PrunableLightGCN(nn.Module):
         self.register_buffer("emb_mask", torch.ones(graph.num_nodes, dim))
         # Set by the registered builders (``build_*``): what ``loss`` and ``keep_scores`` use.
         self.loss_weights = LossWeights()
-        self.teacher: TeacherView | None = None   # the frozen model distilled from
-        self.subspace_slack: int | None = None   # delta of Eq. 10 (None: no subspace term)
+        self.teacher: TeacherView | None = None  # the frozen model distilled from
+        self.subspace_slack: int | None = None  # delta of Eq. 10 (None: no subspace term)
         self.importance: Importance | None = None  # the student's Eq. 8 ingredients
 
     def to(self, *args, **kwargs):
@@ -125,7 +146,7 @@ class PrunableLightGCN(nn.Module):
         return outs
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:self.num_users], x[self.num_users:]
+        return x[: self.num_users], x[self.num_users :]
 
     def forward(self, graph=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user_emb [U, d], item_emb [I, d]): the sum over layers; scores are dot products.
@@ -138,23 +159,34 @@ class PrunableLightGCN(nn.Module):
     # ------------------------------------------------------------------ the trainer's API
     def _check_graph(self, graph):
         if (graph.num_users, graph.num_items) != (self.num_users, self.num_items):
-            raise ValueError(f"graph has {graph.num_users} users x {graph.num_items} items but the "
-                             f"model was built for {self.num_users} x {self.num_items}")
+            raise ValueError(
+                f"graph has {graph.num_users} users x {graph.num_items} items but the "
+                f"model was built for {self.num_users} x {self.num_items}"
+            )
 
     def param_groups(self, lr: float) -> list[dict]:
         """Adam's groups: the trainable parameters only (the teacher's weights W stay 1)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     def add_plugin(self, plugin):
-        raise ValueError("the LightGNN models take no plug-ins: they propagate on their own node "
-                         "graph (weighted_spmm), where the masked_spmm seams do not apply")
+        raise ValueError(
+            "the LightGNN models take no plug-ins: they propagate on their own node "
+            "graph (weighted_spmm), where the masked_spmm seams do not apply"
+        )
 
     def loss(self, graph, batch) -> dict:
         """``lightgnn_loss`` of a batch (users, pos, neg) with the builder's settings."""
         self._check_graph(graph)
         users, pos, neg = batch
-        return lightgnn_loss(self, users, pos, neg, self.loss_weights, self.teacher,
-                             subspace_slack=self.subspace_slack)
+        return lightgnn_loss(
+            self,
+            users,
+            pos,
+            neg,
+            self.loss_weights,
+            self.teacher,
+            subspace_slack=self.subspace_slack,
+        )
 
     @torch.no_grad()
     def keep_scores(self, graph):
@@ -176,8 +208,11 @@ class PrunableLightGCN(nn.Module):
 
     def parameter_count(self) -> dict:
         """What inference stores: non-zero embedding entries and graph entries (with weights)."""
-        return {"embedding_entries": int(self.emb_mask.sum()), "graph_entries": int(self.edge_mask.sum()),
-                "total": int(self.emb_mask.sum()) + int(self.edge_mask.sum())}
+        return {
+            "embedding_entries": int(self.emb_mask.sum()),
+            "graph_entries": int(self.edge_mask.sum()),
+            "total": int(self.emb_mask.sum()) + int(self.edge_mask.sum()),
+        }
 
     @torch.no_grad()
     def compacted(self) -> "PrunableLightGCN":
@@ -189,12 +224,20 @@ class PrunableLightGCN(nn.Module):
         rows = g.entry_rows()[keep]
         rowptr = torch.zeros(g.num_nodes + 1, dtype=torch.int64, device=rows.device)
         rowptr[1:] = torch.cumsum(torch.bincount(rows, minlength=g.num_nodes), 0)
-        pattern = CSRPattern.from_csr(rowptr.cpu().numpy(), g.pattern.col[keep].cpu().numpy(),
-                                      g.num_nodes).to(rows.device)
-        small = NodeGraph(pattern, self.entry_weights()[keep].contiguous(), g.counts[keep],
-                          g.num_users, g.num_items, g.order)
-        out = PrunableLightGCN(small, self.dim, self.num_layers, learn_weights=False,
-                               backend=self.backend).to(rows.device)
-        out.user_emb.copy_(self.user_emb * self.emb_mask[:self.num_users])
-        out.item_emb.copy_(self.item_emb * self.emb_mask[self.num_users:])
+        pattern = CSRPattern.from_csr(
+            rowptr.cpu().numpy(), g.pattern.col[keep].cpu().numpy(), g.num_nodes
+        ).to(rows.device)
+        small = NodeGraph(
+            pattern,
+            self.entry_weights()[keep].contiguous(),
+            g.counts[keep],
+            g.num_users,
+            g.num_items,
+            g.order,
+        )
+        out = PrunableLightGCN(
+            small, self.dim, self.num_layers, learn_weights=False, backend=self.backend
+        ).to(rows.device)
+        out.user_emb.copy_(self.user_emb * self.emb_mask[: self.num_users])
+        out.item_emb.copy_(self.item_emb * self.emb_mask[self.num_users :])
         return out.requires_grad_(False)

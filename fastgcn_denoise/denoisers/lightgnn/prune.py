@@ -1,5 +1,6 @@
 """LightGNN's pruning (Eq. 8): edge importance from the student, the intermediate model's
 embeddings and weights, and the global k-th-value cut of edges and embedding entries."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ class Importance:
 
     view: TeacherView
     closure_positions: torch.Tensor  # int64 [student nnz]
-    beta1: float = 1.0   # on sigma(e_r . e_c)
+    beta1: float = 1.0  # on sigma(e_r . e_c)
     beta2: float = 0.05  # on the intermediate's weight w~
 
 
@@ -31,8 +32,9 @@ def edge_importance(student: nn.Module, imp: Importance) -> torch.Tensor:
     p = student.graph.pattern
     pred = sddmm_kernel(e.device, student.backend)(p.rowptr, p.col, e, e)
     w_tilde = imp.view.weights[imp.closure_positions]
-    return (student.edge_weight + imp.beta1 * torch.sigmoid(pred) + imp.beta2 * w_tilde) * \
-        student.edge_mask
+    return (
+        student.edge_weight + imp.beta1 * torch.sigmoid(pred) + imp.beta2 * w_tilde
+    ) * student.edge_mask
 
 
 def _smallest(values: torch.Tensor, alive: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -45,8 +47,9 @@ def _smallest(values: torch.Tensor, alive: torch.Tensor, ratio: float) -> torch.
 
 
 @torch.no_grad()
-def prune(student: nn.Module, importance: torch.Tensor, edge_ratio: float,
-          emb_ratio: float) -> dict:
+def prune(
+    student: nn.Module, importance: torch.Tensor, edge_ratio: float, emb_ratio: float
+) -> dict:
     """Drop the ``edge_ratio`` least important kept entries and the ``emb_ratio`` smallest kept
     embedding entries (global over users and items), in place: masks updated, pruned embedding
     entries zeroed, the surviving entries keep their trained values, and the edge weights reset
