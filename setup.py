@@ -12,7 +12,7 @@ Environment switches:
 import glob
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -86,17 +86,16 @@ def _ext_modules():
 ext_modules, cmdclass = _ext_modules()
 
 setup(
-    packages=[
-        "fastgcn_denoise",
-        "fastgcn_denoise.ops",
-        "fastgcn_denoise.models",
-        "fastgcn_denoise.denoisers",
-        "fastgcn_denoise.pipelines",
-        "fastgcn_denoise.tasks",
-        "fastgcn_denoise.data",
-        "fastgcn_denoise.kernels",
-        "fastgcn_denoise.cli",
-    ],
+    # Every package under fastgcn_denoise/ (a new subpackage needs no edit here), and the Triton
+    # kernels, which live in kernels/ beside it and install as fastgcn_denoise.kernels.
+    packages=sorted(
+        {
+            p
+            for p in find_packages(include=["fastgcn_denoise", "fastgcn_denoise.*"])
+            if not p.startswith("fastgcn_denoise.kernels")
+        }
+        | {"fastgcn_denoise.kernels"}
+    ),
     package_dir={"fastgcn_denoise.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
