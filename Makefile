@@ -31,7 +31,10 @@ $(VENV)/bin/python:
 	$(PIP) install -q torch==2.13.0 triton==3.9.0
 
 # Non-editable install: the tests run against the installed package, not the source tree.
+# build/lib is removed first: setuptools never deletes a module that left the tree from it, and
+# the wheel would install it again.
 $(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
+	rm -rf build/lib.* build/bdist.*
 	MAX_JOBS=2 $(PIP) install -q --no-build-isolation --force-reinstall --no-deps .
 	$(PIP) install -q --no-build-isolation ".[test,plot]"
 	touch $@
