@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastgcn_denoise.data import make_synthetic, save_npz
+from fastgcn_denoise.data import make_synthetic, sample_bpr, save_npz
 from fastgcn_denoise.denoisers.tce import adt_loss, drop_rate
+from fastgcn_denoise.models.base import Batch
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 
@@ -87,8 +88,6 @@ def test_plugin_replaces_the_bpr_term_on_every_backbone(tiny, tmp_path, model, p
     assert keep.shape == (prep.train.num_edges,) and bool(((keep > 0) & (keep <= 1)).all())
     assert int((adt.loss_count > 0).sum()) > 0.5 * prep.train.num_edges
     # the total is reg + the ADT loss: the BPR term is replaced, not added to
-    from fastgcn_denoise.models.base import Batch
-    from fastgcn_denoise.data import sample_bpr
     net.train()
     users, pos, neg = sample_bpr(prep.train, 32, torch.Generator().manual_seed(0))
     torch.manual_seed(1)  # the same dropout / perturbation draws in both passes

@@ -46,7 +46,7 @@ def drop_rate(step: int, max_rate: float, num_gradual: int) -> float:
 def truncated_mask(loss_pos: torch.Tensor, rate: float) -> torch.Tensor:
     """bool [B]: the positives kept, i.e. all but the ``round(rate · B)`` largest losses (ties:
     the later index is dropped first, deterministic)."""
-    drop = int(round(rate * loss_pos.shape[0]))
+    drop = round(rate * loss_pos.shape[0])
     keep = torch.ones_like(loss_pos, dtype=torch.bool)
     if drop > 0:
         keep[torch.topk(loss_pos.detach(), drop, sorted=False).indices] = False
