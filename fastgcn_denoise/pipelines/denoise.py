@@ -43,7 +43,7 @@ from .clean import lowest_k
 from .detect import DETECTORS, detect
 from .train import restore_run, train
 
-DEFAULT_DETECTOR = "knn"
+DEFAULT_DETECTOR = "ensemble"
 DEFAULT_GRID = (0.1, 0.2)
 
 

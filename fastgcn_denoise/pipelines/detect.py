@@ -5,7 +5,7 @@ Each returns float64 [E] in the training graph's edge-id order, higher = keep:
     knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training)
     knn-lift   the same with lift (co-occurrence over what popularity predicts)
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
-    ensemble   rank average of knn, knn-lift and score
+    ensemble   rank average of knn-lift and score (the default: see ``denoise.DEFAULT_DETECTOR``)
     mask, dgr, t-ce, r-ce, rgcf
                the keep scores of the backbone trained with that plug-in (one more training;
                their options come from the plug-in's flags)
@@ -35,8 +35,8 @@ DETECTORS = {d.name: d for d in [
     Detector("knn", "leave-user-out item-kNN, cosine similarity (no training)"),
     Detector("knn-lift", "leave-user-out item-kNN, lift (popularity-corrected; no training)"),
     Detector("score", "the noisy baseline's own score <f_u, f_i>"),
-    Detector("ensemble", "rank average of knn, knn-lift and score",
-             parts=("knn", "knn-lift", "score")),
+    Detector("ensemble", "rank average of knn-lift and score",
+             parts=("knn-lift", "score")),
     Detector("mask", "keep probabilities of the backbone + mask plug-in", plugin="mask"),
     Detector("dgr", "keep scores of the backbone + DGR plug-in", plugin="dgr"),
     Detector("t-ce", "mean T-CE loss of each interaction while training with it", plugin="t-ce"),
