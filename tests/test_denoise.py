@@ -93,7 +93,7 @@ def test_export_keeps_the_input_ids(tmp_path):
     assert summary["format"] == "csv" and summary["dropped"] > 0
     cleaned = load_pairs(tmp_path / "export" / "cleaned.csv")
     dropped = load_pairs(tmp_path / "export" / "dropped.csv")
-    ids = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}  # noqa: E731
+    ids = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}
     assert ids(cleaned) | ids(dropped) <= pairs
     assert not ids(cleaned) & ids(dropped)
 
