@@ -274,7 +274,9 @@ def denoise(config, detector: str = DEFAULT_DETECTOR, grid=DEFAULT_GRID,
         say(f"[retrain {fraction:g}] {config.model} without the {info['dropped']} lowest-scored "
             "interactions")
         t2 = time.perf_counter()
+        # the npz holds the split data, its noise and features: nothing is loaded or added again
         res = train(dataclasses.replace(config, data=str(folder / "data.npz"), noise=0.0,
+                                        min_rating=None, features=(),
                                         out=str(folder)))
         row = {"fraction": fraction, **info, **_metrics(res, headline),
                "seconds": time.perf_counter() - t2}
