@@ -91,8 +91,9 @@ def _by_type(keep_mean: np.ndarray, dropped: np.ndarray, types: np.ndarray) -> d
 
 
 def _noise_report(keep: np.ndarray, dropped: np.ndarray, types) -> dict | None:
-    """ROC AUC of 1 - keep [K, E] against the known noise, the dropped set's precision/recall."""
-    if types is None:
+    """ROC AUC of 1 - keep [K, E] against the known noise, the dropped set's precision/recall
+    (None when no interaction is known to be noise)."""
+    if types is None or not (types > 0).any():
         return None
     noise = types > 0
     keep_mean = keep.mean(0)
