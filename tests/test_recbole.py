@@ -140,7 +140,10 @@ def test_denoise_exports_recbole_inter_files(tmp_path):
         path = tmp_path / "export" / f"{part}.inter"
         assert path.read_text().startswith("user_id:token\titem_id:token\n")
         got[part] = pairs(load_recbole(path, test_fraction=0.0))
-    # Every training interaction once, in RecBole's tokens, split by the drop rule.
+    # Every interaction of the file once, in RecBole's tokens, split by the drop rule: its test
+    # part (split off here, not judged) is in cleaned, and counted.
+    test = {(data.user_ids[u], data.item_ids[i]) for u, i in zip(*data.test)}
     assert not got["cleaned"] & got["dropped"]
-    assert got["cleaned"] | got["dropped"] == pairs(data)
+    assert got["cleaned"] | got["dropped"] == pairs(data) | test
+    assert summary["test_in_cleaned"] == len(test) > 0
     assert len(got["dropped"]) == summary["dropped"]
