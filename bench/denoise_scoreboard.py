@@ -239,6 +239,8 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="runs/denoise_scoreboard")
     ap.add_argument("--fresh", action="store_true", help="redo cached runs")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: write the JSON from the runs cached so far")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
     ap.add_argument("--tag", default=None, help="appended to the results' name")
     ap.add_argument("--quick", action="store_true",
@@ -278,6 +280,8 @@ def main(argv=None) -> int:
                     # the generator's clean graph is the same at every ratio of a seed
                     rec = dict(_noise_free(records, runs, seed),
                                **{"from": "lightgcn on the seed's noise-free setting"})
+                elif args.cached_only:
+                    continue
                 else:
                     print(f"[{time.perf_counter() - t_start:.0f} s] {kind} {ratio:g} seed {seed}: "
                           f"{method} ...", flush=True)
@@ -291,9 +295,12 @@ def main(argv=None) -> int:
                       + (f", auc {rec['auc']:.3f}" if rec.get("auc") is not None else ""),
                       flush=True)
             rows = rows_of(records, data_name)
+            if not rows:
+                continue
             payload = {"environment": environment("cpu"), "epochs": args.epochs, "rows": rows,
                        "seeds": sorted({k[3] for k in records}),
-                       "protocol": {k: v for k, v in vars(args).items() if k != "fresh"},
+                       "protocol": {k: v for k, v in vars(args).items()
+                                    if k not in ("fresh", "cached_only")},
                        "details": [dict(zip(("noise", "ratio", "method", "seed"), k), **v)
                                    for k, v in records.items()],
                        "wall_seconds": time.perf_counter() - t_start}
