@@ -299,3 +299,45 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert code == 0
     summary = json.loads((tmp_path / "m" / "denoise.json").read_text())
     assert summary["detector"] == "mask" and (tmp_path / "m" / "detector-mask").is_dir()
+
+
+# ---------------------------------------------------------------------- the scoreboard
+def _scoreboard():
+    import sys
+    from pathlib import Path
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench is not installed
+    from bench import denoise_scoreboard
+    return denoise_scoreboard
+
+
+def test_scoreboard_rows_have_the_issue_shape_and_the_gap():
+    sb = _scoreboard()
+    rec = lambda r: {"test": {"recall@20": r, "ndcg@20": r / 2}}
+    records = {("uniform", 0.1, "lightgcn", 0): rec(0.20), ("uniform", 0.1, "oracle", 0): rec(0.24),
+               ("uniform", 0.1, "pipeline", 0): dict(rec(0.23), auc=0.8),
+               ("uniform", 0.1, "pipeline", 1): dict(rec(0.21), auc=0.9),
+               ("uniform", 0.1, "lightgcn", 1): rec(0.20), ("uniform", 0.1, "oracle", 1): rec(0.24)}
+    rows = {r["method"]: r for r in sb.rows_of(records, "synthetic")}
+    assert set(rows["pipeline"]) == {"data", "noise", "ratio", "method", "recall@20",
+                                     "recall@20_std", "ndcg@20", "auc", "gap_recovered"}
+    assert rows["pipeline"]["recall@20"] == pytest.approx(0.22)
+    assert rows["pipeline"]["recall@20_std"] == pytest.approx(0.01)
+    assert rows["pipeline"]["gap_recovered"] == pytest.approx(0.5)
+    assert rows["pipeline"]["auc"] == pytest.approx(0.85)
+    assert rows["lightgcn"]["gap_recovered"] is None and rows["oracle"]["auc"] is None
+
+
+def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
+    sb = _scoreboard()
+    argv = ["--quick", "--seeds", "0", "--settings", "uniform:0.2", "--methods", "lightgcn",
+            "oracle", "pipeline", "knn-retrain", "--runs", str(tmp_path)]
+    assert sb.main(argv) == 0
+    payload = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
+    methods = {r["method"] for r in payload["rows"]}
+    assert methods == {"lightgcn", "oracle", "pipeline", "knn-retrain"}
+    assert payload["seeds"] == [0] and payload["epochs"] == 2
+    cached = sorted(p.name for p in (tmp_path / "synthetic" / "uniform-0.2-s0").glob("*.json"))
+    assert cached == ["knn-retrain.json", "lightgcn.json", "oracle.json", "pipeline.json"]
+    assert sb.main(argv + ["--cached-only"]) == 0
+    again = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
+    assert again["rows"] == payload["rows"]
