@@ -6,6 +6,7 @@ selection, the rows
     lightgcn      LightGCN on the noisy graph (the pipeline's own baseline run)
     oracle        LightGCN on the same graph without the known noise
     pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults
+    pipeline-ensemble   the same with the ensemble detector (knn-lift + the baseline's score)
     t-ce, r-ce, rgcf, mask, dgr   LightGCN with that plug-in (its paper's defaults; T-CE's
                   ramp scaled to the data, see ``--tce-ramp-epochs``)
     knn-retrain   item-kNN keep scores, the lowest 20 % dropped, LightGCN retrained
@@ -41,14 +42,15 @@ import torch
 from fastgcn_denoise.data import inject_noise, load_dataset, make_synthetic, save_npz
 from fastgcn_denoise.denoisers.knn import item_knn_scores
 from fastgcn_denoise.pipelines.clean import lowest_k
-from fastgcn_denoise.pipelines.denoise import denoise, roc_auc
+from fastgcn_denoise.pipelines.denoise import DEFAULT_DETECTOR, denoise, roc_auc
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
 
 HEADLINE, NDCG = "recall@20", "ndcg@20"
 DEFAULT_SETTINGS = ("none", "uniform:0.1", "uniform:0.2", "popularity:0.1")
-METHODS = ("lightgcn", "oracle", "pipeline", "t-ce", "r-ce", "rgcf", "knn-retrain", "mask", "dgr")
+METHODS = ("lightgcn", "oracle", "pipeline", "pipeline-ensemble", "t-ce", "r-ce", "rgcf",
+           "knn-retrain", "mask", "dgr")
 DEFAULT_METHODS = ("lightgcn", "oracle", "pipeline", "t-ce", "r-ce", "rgcf", "knn-retrain")
 PLUGIN_METHODS = ("t-ce", "r-ce", "rgcf", "mask", "dgr")
 REAL = {"gowalla": "gowalla", "yelp": "yelp_lightgnn"}
@@ -102,8 +104,9 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
     if method in ("lightgcn", "oracle"):
         rec = _result(train(make_config("lightgcn", **_options(args, seed, folder / "run",
                                                                  path))))
-    elif method == "pipeline":
-        summary = denoise(make_config("lightgcn", **_options(args, seed, folder / "run", path)))
+    elif method.startswith("pipeline"):
+        summary = denoise(make_config("lightgcn", **_options(args, seed, folder / "run", path)),
+                          **({"detector": "ensemble"} if method == "pipeline-ensemble" else {}))
         rec = {"test": {k: summary["retrained"]["test"][k] for k in (HEADLINE, NDCG)},
                "baseline": {k: summary["baseline"]["test"][k] for k in (HEADLINE, NDCG)},
                "detector": summary["detector"], "drop_fraction": summary["drop_fraction"],
@@ -171,6 +174,13 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
                      "ndcg@20": _stat([r["test"][NDCG] for r in recs])[0],
                      "auc": _stat([r.get("auc") for r in recs])[0], "gap_recovered": gap})
     return rows
+
+
+def _current(method: str, cache: Path) -> bool:
+    """Whether a cached pipeline run used today's default detector (others are always current)."""
+    if method != "pipeline":
+        return True
+    return json.loads(cache.read_text()).get("detector") == DEFAULT_DETECTOR
 
 
 def _noise_free(records: dict, runs: Path, seed: int) -> dict | None:
@@ -264,13 +274,15 @@ def main(argv=None) -> int:
         for kind, ratio in sorted(args.settings, key=lambda st: st[1] > 0):
             data, clean = setting_data(args, kind, ratio, seed)
             # the pipeline first: its baseline run is the lightgcn row (same data, seed, budget)
-            order = sorted(args.methods, key=lambda m: (m != "pipeline", m == "oracle"))
+            order = sorted(args.methods, key=lambda m: (not m.startswith("pipeline"),
+                                                        m == "oracle"))
             for method in order:
                 if method == "oracle" and ratio == 0:
                     continue  # the clean graph: the oracle is LightGCN itself
                 cache = runs / f"{kind}-{ratio:g}-s{seed}" / f"{method}.json"
-                pipeline = records.get((kind, ratio, "pipeline", seed))
-                if cache.exists() and not args.fresh:
+                pipeline = records.get((kind, ratio, "pipeline", seed)) or \
+                    records.get((kind, ratio, "pipeline-ensemble", seed))
+                if cache.exists() and not args.fresh and _current(method, cache):
                     rec = json.loads(cache.read_text())
                 elif method == "lightgcn" and pipeline is not None:
                     rec = {"test": pipeline["baseline"], "from": "the pipeline's baseline run"}

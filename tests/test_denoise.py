@@ -278,7 +278,7 @@ def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector flag: the ensemble detector, a grid chosen on validation, the metrics side by
+    """No detector flag: the kNN detector, a grid chosen on validation, the metrics side by
     side, the known noise's AUC; a plug-in flag alone picks that plug-in as the detector."""
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
@@ -289,7 +289,7 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
-    assert summary["detector"] == "ensemble"
+    assert summary["detector"] == "knn"
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
     best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
     assert summary["drop_fraction"] == best["fraction"]

@@ -2,10 +2,11 @@
 
 Each returns float64 [E] in the training graph's edge-id order, higher = keep:
 
-    knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training)
+    knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training; the
+               default: see ``denoise.DEFAULT_DETECTOR``)
     knn-lift   the same with lift (co-occurrence over what popularity predicts)
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
-    ensemble   rank average of knn-lift and score (the default: see ``denoise.DEFAULT_DETECTOR``)
+    ensemble   rank average of knn-lift and score
     mask, dgr, t-ce, r-ce, rgcf
                the keep scores of the backbone trained with that plug-in (one more training;
                their options come from the plug-in's flags)
