@@ -14,11 +14,11 @@ import pytest
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench.denoise.cli import main, parse_args  # noqa: E402
-from bench.denoise.rows import item_knn_scores  # noqa: E402
 from bench.denoise.run import score_report  # noqa: E402
 from bench.denoise.settings import subsample  # noqa: E402
 from fastgcn_denoise import BipartiteGraph  # noqa: E402
 from fastgcn_denoise.data import InteractionData  # noqa: E402
+from fastgcn_denoise.denoisers.knn import item_knn_scores  # noqa: E402
 from fastgcn_denoise.pipelines.denoise import roc_auc  # noqa: E402
 
 

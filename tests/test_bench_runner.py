@@ -231,6 +231,7 @@ def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
         "__main__.py",
         "suite.py",
         "denoise",
+        "denoise_scoreboard.py",
         "distributed.py",
         "common.py",
         "conftest.py",

@@ -1,4 +1,5 @@
 """The denoise export: ROC AUC, the drop rule, files in the input's format and ids, CLI."""
+
 import csv
 import itertools
 import json
@@ -8,14 +9,14 @@ import pytest
 import torch
 
 from fastgcn_denoise.cli import main
-from fastgcn_denoise.data import load_pairs, make_synthetic, save_npz
+from fastgcn_denoise.data import load_dataset, load_pairs, make_synthetic, save_npz
 from fastgcn_denoise.pipelines.denoise import denoise_checkpoint, roc_auc
 from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
 
 def brute_auc(scores, labels):
-    pos = [s for s, l in zip(scores, labels) if l]
-    neg = [s for s, l in zip(scores, labels) if not l]
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 
@@ -31,9 +32,21 @@ def test_roc_auc_matches_pair_counting(seed):
 
 
 def _train_tiny(tmp_path, data, **kw):
-    config = make_config(model="s-lightgcn", data=str(data), out=str(tmp_path / "run"), epochs=2,
-                         eval_every=1, dim=8, layers=2, batch_size=64, ks=(5,), svd_rank=4,
-                         progress=False, verbose=False, **kw)
+    config = make_config(
+        model="s-lightgcn",
+        data=str(data),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        eval_every=1,
+        dim=8,
+        layers=2,
+        batch_size=64,
+        ks=(5,),
+        svd_rank=4,
+        progress=False,
+        verbose=False,
+        **kw,
+    )
     train(config)
     return tmp_path / "run" / "checkpoint.pt"
 
@@ -63,8 +76,11 @@ def test_export_rule_and_files(tmp_path):
     lines = (out / "cleaned.txt").read_text().split("\n")
     cleaned = {(ln.split()[0], it) for ln in lines if ln for it in ln.split()[1:]}
     assert not cleaned & dropped
-    assert len(cleaned) == summary["cleaned"] == \
-        summary["scored"] + summary["held_out_for_validation"] - summary["dropped"]
+    assert (
+        len(cleaned)
+        == summary["cleaned"]
+        == summary["scored"] + summary["held_out_for_validation"] - summary["dropped"]
+    )
     noise = summary["planted_noise"]
     labels = [r["noise"] != "clean" for r in rows]
     assert noise["count"] == sum(labels) > 0
@@ -78,7 +94,8 @@ def test_export_rule_and_files(tmp_path):
         assert row["count"] == mine.sum() and row["dropped"] == (mine & want_dropped).sum()
     clean = np.array([r["noise"] == "clean" for r in rows])
     assert by_type["popularity"]["roc_auc"] == pytest.approx(
-        roc_auc(1 - keep_mean[~clean | clean], ~clean), abs=1e-5)
+        roc_auc(1 - keep_mean[~clean | clean], ~clean), abs=1e-5
+    )
     assert summary["warnings"] == []
     assert json.loads((out / "denoise.json").read_text())["dropped"] == summary["dropped"]
 
@@ -86,14 +103,19 @@ def test_export_rule_and_files(tmp_path):
 def test_export_keeps_the_input_ids(tmp_path):
     path = tmp_path / "pairs.csv"
     rng = np.random.default_rng(1)
-    pairs = {(f"u{u}", f"item-{i}") for u, i in zip(rng.integers(0, 30, 400), rng.integers(0, 25, 400))}
+    pairs = {
+        (f"u{u}", f"item-{i}") for u, i in zip(rng.integers(0, 30, 400), rng.integers(0, 25, 400))
+    }
     path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in sorted(pairs)))
     ckpt = _train_tiny(tmp_path, path)
     summary = denoise_checkpoint(ckpt, tmp_path / "export", threshold=0.95)  # drop most
     assert summary["format"] == "csv" and summary["dropped"] > 0
     cleaned = load_pairs(tmp_path / "export" / "cleaned.csv")
     dropped = load_pairs(tmp_path / "export" / "dropped.csv")
-    ids = lambda d: {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}  # noqa: E731
+
+    def ids(d):
+        return {(d.user_ids[u], d.item_ids[i]) for u, i in zip(*d.train)}
+
     assert ids(cleaned) | ids(dropped) <= pairs
     assert not ids(cleaned) & ids(dropped)
 
@@ -120,52 +142,77 @@ def test_threshold_warnings(tmp_path):
 def test_denoise_refuses_a_model_without_masks(tmp_path, capsys):
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=40, num_items=30, dim=4, avg_degree=6, seed=4), data)
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "lg"), "--epochs", "1",
-                 "--dim", "4", "--layers", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "lg"),
+            "--epochs",
+            "1",
+            "--dim",
+            "4",
+            "--layers",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     capsys.readouterr()
     code = main(["denoise", "--checkpoint", str(tmp_path / "lg" / "checkpoint.pt")])
     err = capsys.readouterr().err
     assert code == 2 and "reports no keep scores" in err and err.count("\n") == 1
-    code = main(["denoise", "--model", "lightgcn", "--data", str(data)])
-    assert code == 2 and "no masks to export" in capsys.readouterr().err
 
 
 def test_denoise_cli_trains_then_exports(tmp_path, capsys):
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), data)
     out = tmp_path / "dn"
-    code = main(["denoise", "--model", "s-lightgcn", "--data", str(data), "--out", str(out),
-                 "--epochs", "2", "--eval-every", "1", "--dim", "8", "--layers", "2",
-                 "--batch-size", "64", "--svd-rank", "4", "--estimator", "disarm", "--ks", "5",
-                 "--quiet"])
+    code = main(
+        [
+            "denoise",
+            "--model",
+            "s-lightgcn",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--eval-every",
+            "1",
+            "--dim",
+            "8",
+            "--layers",
+            "2",
+            "--batch-size",
+            "64",
+            "--svd-rank",
+            "4",
+            "--estimator",
+            "disarm",
+            "--ks",
+            "5",
+            "--quiet",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert "judged noise" in stdout and "ROC AUC" in stdout
-    for name in ("keep_probabilities.csv", "cleaned.txt", "dropped.txt", "denoise.json",
-                 "checkpoint.pt", "metrics.json"):
+    for name in (
+        "keep_probabilities.csv",
+        "cleaned.txt",
+        "dropped.txt",
+        "denoise.json",
+        "checkpoint.pt",
+        "metrics.json",
+    ):
         assert (out / name).exists(), name
-    assert json.loads((out / "metrics.json").read_text())["config"]["model_config"]["estimator"] == "disarm"
-
-
-def test_denoise_default_is_the_mask(tmp_path, capsys):
-    """Without --model, denoise trains LightGCN with the mask plug-in and reports per type."""
-    data = tmp_path / "tiny.npz"
-    save_npz(make_synthetic(num_users=80, num_items=50, dim=4, avg_degree=8, seed=2,
-                            noise_mix={"popularity": 1, "uniform": 1}), data)
-    out = tmp_path / "dn"
-    code = main(["denoise", "--data", str(data), "--out", str(out), "--epochs", "3",
-                 "--eval-every", "1", "--dim", "8", "--layers", "2", "--batch-size", "64",
-                 "--mask-warmup", "1", "--target-keep", "0.3", "--ks", "5", "--quiet"])
-    stdout = capsys.readouterr().out
-    assert code == 0, stdout
-    config = json.loads((out / "metrics.json").read_text())["config"]
-    assert config["model"] == "lightgcn" and config["plugins"]["mask"]["target_keep"] == 0.3
-    assert "lightgcn --mask" in stdout
-    for kind in ("clean", "popularity", "uniform"):
-        assert f"  {kind}: " in stdout
-    summary = json.loads((out / "denoise.json").read_text())
-    assert summary["model"] == "lightgcn" and summary["dropped"] > 0
+    assert (
+        json.loads((out / "metrics.json").read_text())["config"]["model_config"]["estimator"]
+        == "disarm"
+    )
 
 
 def test_export_refuses_other_data(tmp_path):
@@ -176,3 +223,265 @@ def test_export_refuses_other_data(tmp_path):
     save_npz(make_synthetic(num_users=60, num_items=40, dim=4, avg_degree=6, seed=9), other)
     with pytest.raises(ValueError, match="not the data the checkpoint was trained on"):
         denoise_checkpoint(ckpt, tmp_path / "export", data=str(other))
+
+
+# ---------------------------------------------------------------------- the pipeline
+TINY = [
+    "--epochs",
+    "2",
+    "--eval-every",
+    "1",
+    "--dim",
+    "8",
+    "--layers",
+    "2",
+    "--batch-size",
+    "128",
+    "--ks",
+    "5",
+    "--quiet",
+]
+
+
+def _pairs_file(tmp_path, fmt):
+    """The same interactions (string ids for csv/tsv/recbole) written in ``fmt``; the source
+    path and the set of (user, item) pairs it holds, in its own ids."""
+    rng = np.random.default_rng(5)
+    raw = {(int(u), int(i)) for u, i in zip(rng.integers(0, 60, 900), rng.integers(0, 45, 900))}
+    if fmt == "lightgcn":
+        folder = tmp_path / "lg"
+        folder.mkdir()
+        by_user = {}
+        for u, i in sorted(raw):
+            by_user.setdefault(u, []).append(i)
+        train, test = [], []
+        for u, items in by_user.items():
+            cut = max(1, len(items) // 5)
+            train.append(f"{u} " + " ".join(map(str, items[cut:])))
+            test.append(f"{u} " + " ".join(map(str, items[:cut])))
+        (folder / "train.txt").write_text("\n".join(train) + "\n")
+        (folder / "test.txt").write_text("\n".join(test) + "\n")
+        given = {(str(u), str(i)) for line in train for u, *items in [line.split()] for i in items}
+        return folder, given, "txt"
+    pairs = {(f"u{u}", f"i{i}") for u, i in raw}
+    sep, ext, head = {
+        "csv": (",", "csv", "user,item"),
+        "tsv": ("\t", "tsv", "user\titem"),
+        "recbole": ("\t", "inter", "user_id:token\titem_id:token"),
+    }[fmt]
+    path = tmp_path / f"log.{ext}"
+    path.write_text(head + "\n" + "".join(f"{u}{sep}{i}\n" for u, i in sorted(pairs)))
+    return path, pairs, ext
+
+
+def _read_pairs(path):
+    """(user, item) pairs of an export file, as strings, with their multiplicity."""
+    lines = path.read_text().splitlines()
+    if path.suffix == ".txt":
+        return [(u, i) for line in lines for u, *items in [line.split()] for i in items]
+    sep = "," if path.suffix == ".csv" else "\t"
+    return [tuple(line.split(sep)[:2]) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("fmt", ["lightgcn", "csv", "tsv", "recbole"])
+def test_pipeline_export_partitions_the_input(tmp_path, capsys, fmt):
+    source, given, ext = _pairs_file(tmp_path, fmt)
+    before = {p: p.read_bytes() for p in ([source] if source.is_file() else source.iterdir())}
+    out = tmp_path / "dn"
+    code = main(
+        [
+            "denoise",
+            "--data",
+            str(source),
+            "--out",
+            str(out),
+            "--noise",
+            "0.2",
+            "--drop-fraction",
+            "0.3",
+            *TINY,
+        ]
+    )
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    cleaned = _read_pairs(out / f"cleaned.{ext}")
+    dropped = _read_pairs(out / f"dropped.{ext}")
+    # exactly the user's interactions, each once: no injected pair, nothing lost
+    assert len(cleaned) + len(dropped) == len(given)
+    assert set(cleaned) | set(dropped) == given and not set(cleaned) & set(dropped)
+    summary = json.loads((out / "denoise.json").read_text())
+    assert summary["given"] == len(given) and summary["cleaned"] == len(cleaned)
+    assert summary["injected"] > 0 and summary["injected_dropped"] > 0
+    # a single file: its test part (held out for the evaluation) is in cleaned, and counted
+    test_part = len(load_dataset(source, unseen="keep").test[0])
+    assert summary["test_in_cleaned"] == (0 if fmt == "lightgcn" else test_part)
+    with open(out / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(int(r["injected"]) for r in rows) == summary["injected"]
+    assert {(r["user"], r["item"]) for r in rows if r["injected"] == "0"} <= given
+    assert before == {p: p.read_bytes() for p in before}  # the input is untouched
+
+
+def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
+    from fastgcn_denoise.pipelines.clean import lowest_k
+
+    users = np.repeat(np.arange(16), 12)  # 16 users with 12 pairs each
+    items = np.tile(np.arange(12), 16)
+    keep = np.full(users.shape[0], 0.85)  # every score tied (a mask in its warm-up)
+    dropped, info = lowest_k(keep, users, items, 16, 12, 0.5, seed=0)
+    assert info["dropped"] == 96 and any("tied" in w for w in info["warnings"])
+    per_user = np.bincount(users[dropped], minlength=16)
+    assert per_user.max() < 12 and per_user.min() > 0  # not the first users' pairs in id order
+    again, _ = lowest_k(keep, users, items, 16, 12, 0.5, seed=0)
+    other, _ = lowest_k(keep, users, items, 16, 12, 0.5, seed=1)
+    assert (again == dropped).all() and (other != dropped).any()
+    # the floor: a user with two pairs, both lowest: one is protected
+    users = np.array([0, 0, 1, 1, 1, 2, 2, 2])
+    items = np.array([0, 1, 0, 1, 2, 0, 1, 2])
+    keep = np.array([0.0, 0.1, 0.5, 0.6, 0.7, 0.5, 0.6, 0.7])
+    dropped, info = lowest_k(keep, users, items, 3, 3, 0.25, seed=0)
+    assert info["protected"] == 1 and dropped[0] and not dropped[1] and dropped.sum() == 2
+    assert any("protected" in w or "last training pair" in w for w in info["warnings"])
+    for u in range(3):
+        assert (~dropped[users == u]).any()
+    for i in range(3):
+        assert (~dropped[items == i]).any()
+
+
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["--drop-grid", "0.1,1.5"], "--drop-grid"),
+        (["--drop-fraction", "1"], "--drop-fraction"),
+        (["--threshold", "0.5"], "--threshold"),
+        (["--valid-fraction", "0", "--select", "last"], "--valid-fraction"),
+        (["--detector", "knn", "--mask"], "--mask"),
+        (["--detector", "telepathy"], "--detector"),
+    ],
+)
+def test_pipeline_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, argv, flag):
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=40, num_items=30, dim=4, avg_degree=6, seed=4), data)
+    code = main(["denoise", "--data", str(data), "--out", str(tmp_path / "dn"), *argv, *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err and err.count("\n") == 1, err
+
+
+def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
+    source = tmp_path / "cleaned.csv"
+    source.write_text(
+        "user,item\n" + "".join(f"u{u},i{(u * 7 + k) % 20}\n" for u in range(30) for k in range(6))
+    )
+    text = source.read_text()
+    code = main(["denoise", "--data", str(source), "--out", str(tmp_path), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and "would overwrite the input file" in err and source.read_text() == text
+
+
+def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
+    """No detector flag: the kNN detector, a grid chosen on validation, the metrics side by
+    side, the known noise's AUC; a plug-in flag alone picks that plug-in as the detector."""
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
+    out = tmp_path / "dn"
+    code = main(["denoise", "--data", str(data), "--out", str(out), *TINY])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
+    assert "ROC AUC" in stdout
+    summary = json.loads((out / "denoise.json").read_text())
+    assert summary["detector"] == "knn"
+    assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
+    best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
+    assert summary["drop_fraction"] == best["fraction"]
+    assert summary["retrained"]["test"] == best["test"]
+    code = main(
+        [
+            "denoise",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--mask",
+            "--mask-warmup",
+            "0",
+            "--drop-fraction",
+            "0.1",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "m" / "denoise.json").read_text())
+    assert summary["detector"] == "mask" and (tmp_path / "m" / "detector-mask").is_dir()
+
+
+# ---------------------------------------------------------------------- the scoreboard
+def _scoreboard():
+    import sys
+    from pathlib import Path
+
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench is not installed
+    from bench import denoise_scoreboard
+
+    return denoise_scoreboard
+
+
+def test_scoreboard_rows_have_the_issue_shape_and_the_gap():
+    sb = _scoreboard()
+
+    def rec(r):
+        return {"test": {"recall@20": r, "ndcg@20": r / 2}}
+
+    records = {
+        ("uniform", 0.1, "lightgcn", 0): rec(0.20),
+        ("uniform", 0.1, "oracle", 0): rec(0.24),
+        ("uniform", 0.1, "pipeline", 0): dict(rec(0.23), auc=0.8),
+        ("uniform", 0.1, "pipeline", 1): dict(rec(0.21), auc=0.9),
+        ("uniform", 0.1, "lightgcn", 1): rec(0.20),
+        ("uniform", 0.1, "oracle", 1): rec(0.24),
+    }
+    rows = {r["method"]: r for r in sb.rows_of(records, "synthetic")}
+    assert set(rows["pipeline"]) == {
+        "data",
+        "noise",
+        "ratio",
+        "method",
+        "recall@20",
+        "recall@20_std",
+        "ndcg@20",
+        "auc",
+        "gap_recovered",
+    }
+    assert rows["pipeline"]["recall@20"] == pytest.approx(0.22)
+    assert rows["pipeline"]["recall@20_std"] == pytest.approx(0.01)
+    assert rows["pipeline"]["gap_recovered"] == pytest.approx(0.5)
+    assert rows["pipeline"]["auc"] == pytest.approx(0.85)
+    assert rows["lightgcn"]["gap_recovered"] is None and rows["oracle"]["auc"] is None
+
+
+def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
+    sb = _scoreboard()
+    argv = [
+        "--quick",
+        "--seeds",
+        "0",
+        "--settings",
+        "uniform:0.2",
+        "--methods",
+        "lightgcn",
+        "oracle",
+        "pipeline",
+        "knn-retrain",
+        "--runs",
+        str(tmp_path),
+    ]
+    assert sb.main(argv) == 0
+    payload = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
+    methods = {r["method"] for r in payload["rows"]}
+    assert methods == {"lightgcn", "oracle", "pipeline", "knn-retrain"}
+    assert payload["seeds"] == [0] and payload["epochs"] == 2
+    cached = sorted(p.name for p in (tmp_path / "synthetic" / "uniform-0.2-s0").glob("*.json"))
+    assert cached == ["knn-retrain.json", "lightgcn.json", "oracle.json", "pipeline.json"]
+    assert sb.main(argv + ["--cached-only"]) == 0
+    again = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
+    assert again["rows"] == payload["rows"]

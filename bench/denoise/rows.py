@@ -5,37 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-import torch
-
-
-def item_knn_scores(graph) -> torch.Tensor:
-    """Leave-user-out item-kNN keep score [E]: the mean cosine similarity of the edge's item to
-    the user's other items, with co-occurrences counted without the user itself (float64).
-
-    For user u and items i, j of u: cos_{-u}(i, j) = (C_ij - 1) / sqrt((d_i - 1)(d_j - 1)), where
-    C = RᵀR; computed user by user on the user's own item block (dense [I, I] C: small data).
-    """
-    import scipy.sparse as sp
-
-    users, items = (t.cpu().numpy() for t in graph.edges())
-    r = sp.csr_matrix(
-        (np.ones(users.shape[0]), (users, items)), shape=(graph.num_users, graph.num_items)
-    )
-    co = (r.T @ r).toarray()
-    deg = co.diagonal().copy()
-    rowptr = graph.rowptr_u.cpu().numpy()
-    out = np.zeros(users.shape[0])
-    for u in range(graph.num_users):
-        lo, hi = rowptr[u], rowptr[u + 1]
-        if hi - lo < 2:
-            continue
-        mine = items[lo:hi]
-        d = np.maximum(deg[mine] - 1.0, 0.0)
-        sim = (co[np.ix_(mine, mine)] - 1.0) / np.sqrt(np.maximum(np.outer(d, d), 1e-12))
-        np.fill_diagonal(sim, 0.0)
-        out[lo:hi] = sim.sum(1) / (hi - lo - 1)
-    return torch.from_numpy(out)
+from fastgcn_denoise.denoisers.knn import item_knn_scores
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ TrainConfig of the flags given; ``run_file``: ``--config FILE`` checked against 
 missing data, unavailable backend) print one line ``fastgcn-denoise: error: ...`` and exit with
 status 2, without a traceback. Nothing imports this package (the top layer under ``__main__``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,10 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 def build_parser(argv=()) -> argparse.ArgumentParser:
     """The parser; ``argv`` (the command line) picks the flags that ``--help`` shows."""
-    parser = Parser(prog=PROG, description="Fused kernels and models for denoising "
-                                           "graph-convolutional recommenders.")
+    parser = Parser(
+        prog=PROG,
+        description="Fused kernels and models for denoising graph-convolutional recommenders.",
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (text, add_arguments, run) in COMMANDS.items():
@@ -40,13 +43,19 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["train"] and "--world-size" in argv:  # torchrun started for you
             from ..pipelines.distributed import launch
+
             return launch(argv)
         args = build_parser(argv).parse_args(argv)
         if getattr(args, "run", None) is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see {PROG} --help)")
         return args.run(args)
-    except (UsageError, ValueError, BackendUnavailable, OSError,  # OSError: a path (names it)
-            FloatingPointError) as exc:
+    except (
+        UsageError,
+        ValueError,
+        BackendUnavailable,
+        OSError,  # OSError: a path (names it)
+        FloatingPointError,
+    ) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Each command's flags and runner: ``COMMANDS`` (name -> (help, add_arguments, run)), so a new
 command plugs in with one entry. ``add_arguments(parser, argv)`` gets the command's arguments
 (``train`` and ``denoise`` show one model's flags in ``--help``, see ``run_flags``)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ import os
 import platform
 
 from .. import __version__
-from .flags import UsageError, add_option, ks, number
+from . import denoise
+from .flags import add_option, ks
 from .run_flags import add_run_flags, help_view, train_config
 
 
@@ -27,6 +29,7 @@ def _run_info(args) -> int:
     print(f"python {platform.python_version()}, torch {torch.__version__}", end="")
     try:
         import triton
+
         print(f", triton {triton.__version__}")
     except ImportError:
         print(", triton not installed")
@@ -37,8 +40,14 @@ def _run_info(args) -> int:
     else:
         print("cuda: not available (torch.cuda.is_available() is False)")
     forced = os.environ.get(ENV_VAR)
-    print(f"{ENV_VAR}: " + (f"{forced!r} (every op is forced onto it)" if forced
-                            else "not set (each op picks the best backend for its tensors)"))
+    print(
+        f"{ENV_VAR}: "
+        + (
+            f"{forced!r} (every op is forced onto it)"
+            if forced
+            else "not set (each op picks the best backend for its tensors)"
+        )
+    )
     for device in devices:
         avail = availability(device)
         print(f"backends for {device} tensors:")
@@ -70,9 +79,11 @@ def _run_train(args) -> int:
         return 0
     result = train(train_config(args))
     t = result["timing"]
-    print(f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "
-          f"epoch {result['best_epoch']} of {result['epochs_run']}, {t['seconds_per_epoch']:.2f} "
-          f"s/epoch on {t['device']} ({result['backend']} backend)")
+    print(
+        f"{result['model']} on {result['data']['name']}: selected {result['selection']['rule']}, "
+        f"epoch {result['best_epoch']} of {result['epochs_run']}, {t['seconds_per_epoch']:.2f} "
+        f"s/epoch on {t['device']} ({result['backend']} backend)"
+    )
     print(get_task(result["task"]).table(result))
     for w in result["warnings"]:
         print(f"warning: {w}")
@@ -82,19 +93,43 @@ def _run_train(args) -> int:
 
 # ---------------------------------------------------------------------- evaluate
 def _add_evaluate(p, argv):
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="checkpoint.pt written by 'train', or its run directory (required)")
-    p.add_argument("--data", metavar="DIR|FILE", default=None,
-                   help="data source (default: the one the checkpoint was trained on)")
-    p.add_argument("--split", choices=["test", "valid"], default="test",
-                   help="split to evaluate; 'test' masks train and valid items (default: test)")
-    p.add_argument("--weights", choices=["best", "last"], default="best",
-                   help="the validation-selected weights or the last epoch's (default: best)")
-    p.add_argument("--device", metavar="cpu|cuda", default=None,
-                   help="device: cpu, cuda or cuda:N (default: the one the checkpoint was "
-                        "trained on)")
-    p.add_argument("--ks", type=ks, metavar="K,K,...", default=None,
-                   help="ranking cut-offs (default: the training run's)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="checkpoint.pt written by 'train', or its run directory (required)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR|FILE",
+        default=None,
+        help="data source (default: the one the checkpoint was trained on)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["test", "valid"],
+        default="test",
+        help="split to evaluate; 'test' masks train and valid items (default: test)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=["best", "last"],
+        default="best",
+        help="the validation-selected weights or the last epoch's (default: best)",
+    )
+    p.add_argument(
+        "--device",
+        metavar="cpu|cuda",
+        default=None,
+        help="device: cpu, cuda or cuda:N (default: the one the checkpoint was trained on)",
+    )
+    p.add_argument(
+        "--ks",
+        type=ks,
+        metavar="K,K,...",
+        default=None,
+        help="ranking cut-offs (default: the training run's)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON (default: table)")
 
 
@@ -104,8 +139,11 @@ def _metric_table(rows: list) -> str:
     keys = [k for k, v in rows[0][1].items() if isinstance(v, float)]
     width = max(12, *(len(k) + 2 for k in keys))
     lines = [f"{'':16s}" + "".join(f"{k:>{width}s}" for k in keys)]
-    lines += [f"{name:16s}" + "".join(f"{m[k]:{width}.4f}" if k in m else f"{'-':>{width}s}"
-                                      for k in keys) for name, m in rows]
+    lines += [
+        f"{name:16s}"
+        + "".join(f"{m[k]:{width}.4f}" if k in m else f"{'-':>{width}s}" for k in keys)
+        for name, m in rows
+    ]
     return "\n".join(lines)
 
 
@@ -113,122 +151,70 @@ def _run_evaluate(args) -> int:
     from ..pipelines.train import evaluate_checkpoint
 
     data = None if args.data == "synthetic" else args.data
-    res = evaluate_checkpoint(args.checkpoint, data=data, split=args.split, device=args.device,
-                              ks=args.ks, weights=args.weights)
+    res = evaluate_checkpoint(
+        args.checkpoint,
+        data=data,
+        split=args.split,
+        device=args.device,
+        ks=args.ks,
+        weights=args.weights,
+    )
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     count = res["metrics"].get("users", res["metrics"].get("count"))
-    print(f"{args.split}" + (f" ({count} {'users' if 'users' in res['metrics'] else 'examples'})"
-                             if count is not None else "")
-          + f", {args.weights} weights (epoch {res['epoch']})")
-    rows = [("model", res["metrics"])] + [(name.replace("_", " "), m)
-                                          for name, m in res["baselines"].items()]
+    print(
+        f"{args.split}"
+        + (
+            f" ({count} {'users' if 'users' in res['metrics'] else 'examples'})"
+            if count is not None
+            else ""
+        )
+        + f", {args.weights} weights (epoch {res['epoch']})"
+    )
+    rows = [("model", res["metrics"])] + [
+        (name.replace("_", " "), m) for name, m in res["baselines"].items()
+    ]
     print(_metric_table(rows))
     return 0
 
 
 # ---------------------------------------------------------------------- denoise
-_DENOISE_DEFAULT_OUT = "runs/denoise"
-
-
-def _add_denoise(p, argv):
-    add_run_flags(p, help_view(argv), model="lightgcn", out=_DENOISE_DEFAULT_OUT)
-    p.add_argument("--checkpoint", metavar="PATH", default=None,
-                   help="export from this checkpoint.pt of a denoiser instead of training one "
-                        "(the training flags are then ignored, except --data and --device)")
-    rule = p.add_mutually_exclusive_group()
-    rule.add_argument("--threshold", type=number(0, 1, True, True), default=0.5, metavar="P",
-                      help="an interaction is judged noise when its keep score is <= P in every "
-                           "layer, i.e. the deterministic masks drop it everywhere (default: 0.5)")
-    rule.add_argument("--drop-fraction", type=number(0, 1, False, True), default=None,
-                      metavar="F", help="instead: judge the fraction F of the interactions with "
-                                        "the lowest mean keep score noise (e.g. an expected "
-                                        "noise rate)")
-    p.add_argument("--weights", choices=["best", "last"], default="best",
-                   help="the validation-selected weights or the last epoch's (default: best)")
-    p.add_argument("--format", choices=["lightgcn", "csv", "tsv", "recbole"], default=None,
-                   help="format of cleaned.* and dropped.* (default: the input's)")
-    p.epilog = ("Without --checkpoint, trains --model into --out first: by default LightGCN with "
-                "the mask plug-in (--mask: gumbel straight-through gates, score head, target-edge "
-                "holdout, keep level 0.85); --model s-lightgcn trains the paper's ARM masks "
-                "instead; with --config, the file names the model and its plug-ins. Writes to "
-                "--out (with "
-                "--checkpoint: default CHECKPOINT_DIR/denoise): keep_probabilities.csv (each "
-                "training interaction's keep probability per layer, in the input's ids), "
-                "cleaned.* (the training interactions minus the dropped ones, in the input's "
-                "format), dropped.*, and denoise.json (counts; ROC AUC against the planted noise "
-                "when it is known).\n\n" + p.epilog)
-
-
-def _run_denoise(args) -> int:
-    from pathlib import Path
-
-    from ..models import MODELS
-    from ..pipelines.denoise import denoise_checkpoint
-    from ..pipelines.train import train
-
-    data = getattr(args, "data", None)
-    data = None if data == "synthetic" else data
-    if args.checkpoint is None:
-        given = vars(args)
-        if "model" not in given and "config" not in given and not any(
-                k.startswith("plugin:") and k.count(":") == 1 for k in given):
-            given["plugin:mask"] = True  # the default denoiser: the mask plug-in
-        config = train_config(args, model="lightgcn", out=_DENOISE_DEFAULT_OUT)
-        task = MODELS[config.model].task
-        if task != "ranking":  # plug-ins such as --mask are for ranking backbones only
-            raise UsageError(f"--model {config.model} is a {task} model: denoise scores the "
-                             "interactions of a ranking denoiser (lightgcn --mask, the default, "
-                             "or s-lightgcn, s-ngcf)")
-        if not config.model.startswith("s-") and not config.plugins:
-            raise UsageError(f"--model {config.model} has no masks to export: add --mask, or "
-                             "use s-lightgcn or s-ngcf")
-        result = train(config)
-        print(f"{result['model']}{''.join(' --' + n for n in config.plugins)}: selected epoch "
-              f"{result['best_epoch']}, test recall@{config.ks[0]} "
-              f"{result['test'][f'recall@{config.ks[0]}']:.4f}")
-        checkpoint, out, data = Path(config.out) / "checkpoint.pt", config.out, None
-    else:
-        checkpoint = args.checkpoint
-        out = getattr(args, "out", str(Path(checkpoint).parent / "denoise"))
-    summary = denoise_checkpoint(checkpoint, out, threshold=args.threshold,
-                                 drop_fraction=args.drop_fraction, weights=args.weights,
-                                 fmt=args.format, data=data, device=getattr(args, "device", None))
-    print(f"{summary['dropped']} of {summary['scored']} training interactions judged noise "
-          f"({summary['rule']}); written to {out}/")
-    noise = summary.get("planted_noise")
-    if noise:
-        print(f"against the {noise['count']} known noisy interactions: ROC AUC "
-              f"{noise['roc_auc']:.3f}, dropped precision {noise['dropped_precision']:.3f}, "
-              f"recall {noise['dropped_recall']:.3f}")
-        for kind, row in noise["by_type"].items():
-            auc = f", ROC AUC {row['roc_auc']:.3f} against the clean ones" if "roc_auc" in row else ""
-            print(f"  {kind}: {row['dropped']} of {row['count']} dropped{auc}")
-    for w in summary["warnings"]:
-        print(f"warning: {w}")
-    return 0
-
-
 # ---------------------------------------------------------------------- lightgnn
 def _add_lightgnn(p, argv):
     from ..pipelines.lightgnn import add_arguments
+
     add_arguments(p, add_option)
 
 
 def _run_lightgnn(args) -> int:
     from ..pipelines.lightgnn import run_from_args
+
     return run_from_args(args)
 
 
 COMMANDS = {
-    "info": ("versions and, per device, which backends can run (and why not)",
-             _add_info, _run_info),
-    "train": ("train a model, select it on validation, report its test metrics beside the "
-              + "baselines", _add_train, _run_train),
+    "info": (
+        "versions and, per device, which backends can run (and why not)",
+        _add_info,
+        _run_info,
+    ),
+    "train": (
+        "train a model, select it on validation, report its test metrics beside the " + "baselines",
+        _add_train,
+        _run_train,
+    ),
     "evaluate": ("evaluate a training checkpoint with full ranking", _add_evaluate, _run_evaluate),
-    "denoise": ("train (or load) a denoiser and export which interactions it judged noise",
-                _add_denoise, _run_denoise),
-    "lightgnn": ("LightGNN's pipeline: teacher, intermediate model on the closure graph, pruned "
-                 + "distilled student (stage by stage, resumable)", _add_lightgnn, _run_lightgnn),
+    "denoise": (
+        "detect noisy interactions, drop them, retrain; export the cleaned data and the "
+        "before/after metrics",
+        denoise.add_arguments,
+        denoise.run,
+    ),
+    "lightgnn": (
+        "LightGNN's pipeline: teacher, intermediate model on the closure graph, pruned "
+        + "distilled student (stage by stage, resumable)",
+        _add_lightgnn,
+        _run_lightgnn,
+    ),
 }

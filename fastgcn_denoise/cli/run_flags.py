@@ -10,6 +10,7 @@ Every flag parses whatever the model; ``--help`` shows the loop's flags and one 
 ``--model`` given, else the one of ``--config``, else the default) with the plug-ins of its task,
 and ``--help-all`` every flag.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,9 @@ ALL = "--help-all"  # the help view with every flag
 # given is passed to TrainConfig by name; a new one is a line here (and its TrainConfig field).
 SWITCHES = {
     "resume": "continue from OUT/checkpoint.pt; the saved settings are used except for the flags "
-              "given (default: off)",
+    "given (default: off)",
     "overwrite": "replace the run already in OUT (without it, or --resume, an OUT that holds a "
-                 "run is refused) (default: off)",
+    "run is refused) (default: off)",
 }
 
 
@@ -35,6 +36,7 @@ def _registries():
     top: the command line configures OpenMP before torch loads)."""
     from ..models import MODELS, PLUGINS
     from ..pipelines.train import TrainConfig
+
     return TrainConfig, MODELS, PLUGINS
 
 
@@ -67,8 +69,10 @@ def _model_options(first: str) -> dict:
         for f in config.fields(MODELS[name].config):
             meta, defaults = options.setdefault(f.name, (f.metadata, {}))
             if meta["kind"] is not f.metadata["kind"]:
-                raise TypeError(f"option {f.name!r} has type {f.metadata['kind'].__name__} in model "
-                                f"{name!r} but {meta['kind'].__name__} elsewhere: rename one")
+                raise TypeError(
+                    f"option {f.name!r} has type {f.metadata['kind'].__name__} in model "
+                    f"{name!r} but {meta['kind'].__name__} elsewhere: rename one"
+                )
             defaults.setdefault(name, f.default)
     return options
 
@@ -81,8 +85,11 @@ def _defaults_text(defaults: dict, default_model: str) -> str | None:
     if len(values) == 1:
         return next(iter(values))
     text = ", ".join(f"{m}: {shown(v)}" for m, v in sorted(defaults.items()) if m != default_model)
-    return f"{shown(defaults[default_model])} for {default_model}; {text}" \
-        if default_model in defaults else text
+    return (
+        f"{shown(defaults[default_model])} for {default_model}; {text}"
+        if default_model in defaults
+        else text
+    )
 
 
 def add_run_flags(p, view: str | None, **shown_defaults) -> None:
@@ -105,26 +112,45 @@ def _add_loop_flags(loop, shown_defaults: dict) -> None:
     for f in config.fields(TrainConfig):
         meta = dict(f.metadata)
         if f.name == "model":
-            meta.update(choices=tuple(sorted(MODELS)), metavar="NAME",
-                        help="the model to train (the models are listed below)")
+            meta.update(
+                choices=tuple(sorted(MODELS)),
+                metavar="NAME",
+                help="the model to train (the models are listed below)",
+            )
         default = shown_defaults.get(f.name, f.default)
-        text = None if (default is None and f.name != "data") or (f.name == "features" and
-                                                                  not default) else shown(default)
+        text = (
+            None
+            if (default is None and f.name != "data") or (f.name == "features" and not default)
+            else shown(default)
+        )
         add_option(loop, f.name, meta, f.name, text)
-    loop.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                      help="run settings from a TOML file with the tables [train], [model] and "
-                           "[plugins.NAME], as every run writes to OUT/config.toml; the flags "
-                           "given override it")
+    loop.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="run settings from a TOML file with the tables [train], [model] and "
+        "[plugins.NAME], as every run writes to OUT/config.toml; the flags "
+        "given override it",
+    )
     for name, text in SWITCHES.items():
         loop.add_argument(flag(name), action="store_true", default=argparse.SUPPRESS, help=text)
     bars = loop.add_mutually_exclusive_group()
-    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="show progress bars on stderr (default: only when stderr is a terminal; "
-                           "otherwise one line per epoch)")
-    bars.add_argument("--no-progress", dest="progress", action="store_false",
-                      help="never show progress bars")
-    loop.add_argument("--quiet", action="store_true",
-                      help="no progress lines on stderr, only warnings and errors (default: off)")
+    bars.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show progress bars on stderr (default: only when stderr is a terminal; "
+        "otherwise one line per epoch)",
+    )
+    bars.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show progress bars"
+    )
+    loop.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr, only warnings and errors (default: off)",
+    )
     loop.add_argument(ALL, action="help", help="show every model's and plug-in's flags and exit")
 
 
@@ -134,20 +160,32 @@ def _add_model_flags(p, hidden, view: str, default_model: str) -> None:
     _, MODELS, _ = _registries()
     options = _model_options(first=view)
     if view == ALL:
-        group = p.add_argument_group("model options", "each applies to every model unless "
-                                                      "brackets list the ones it applies to")
+        group = p.add_argument_group(
+            "model options",
+            "each applies to every model unless brackets list the ones it applies to",
+        )
         for name, (meta, defaults) in sorted(options.items()):
             where = "" if len(defaults) == len(MODELS) else f" [{', '.join(sorted(defaults))}]"
-            add_option(group, name, dict(meta, help=meta["help"] + where), f"model:{name}",
-                       _defaults_text(defaults, default_model))
+            add_option(
+                group,
+                name,
+                dict(meta, help=meta["help"] + where),
+                f"model:{name}",
+                _defaults_text(defaults, default_model),
+            )
         return
     entry = MODELS[view]
     title = f"{view} options" + (" (the default model)" if view == default_model else "")
     group = p.add_argument_group(title, entry.summary)
     own = config.fields(entry.config)
     for f in own:
-        add_option(group, f.name, f.metadata, f"model:{f.name}",
-                   None if f.default is None else shown(f.default))
+        add_option(
+            group,
+            f.name,
+            f.metadata,
+            f"model:{f.name}",
+            None if f.default is None else shown(f.default),
+        )
     for name in sorted(set(options) - {f.name for f in own}):
         add_option(hidden, name, options[name][0], f"model:{name}", None, hidden=True)
 
@@ -157,15 +195,27 @@ def _add_plugin_flags(p, hidden, view: str) -> None:
     _, MODELS, PLUGINS = _registries()
     show = view == ALL or MODELS[view].task == "ranking"
     for plugin in sorted(PLUGINS):
-        group = p.add_argument_group(f"plug-in {plugin}", PLUGINS[plugin].summary) if show \
-            else hidden
-        group.add_argument(flag(plugin), dest=f"plugin:{plugin}", action="store_true",
-                           default=argparse.SUPPRESS,
-                           help=f"add the {plugin} plug-in to the model (default: off)" if show
-                           else argparse.SUPPRESS)
+        group = (
+            p.add_argument_group(f"plug-in {plugin}", PLUGINS[plugin].summary) if show else hidden
+        )
+        group.add_argument(
+            flag(plugin),
+            dest=f"plugin:{plugin}",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=f"add the {plugin} plug-in to the model (default: off)"
+            if show
+            else argparse.SUPPRESS,
+        )
         for f in config.fields(PLUGINS[plugin].config):
-            add_option(group, f.name, f.metadata, f"plugin:{plugin}:{f.name}",
-                       None if f.default is None else shown(f.default), hidden=not show)
+            add_option(
+                group,
+                f.name,
+                f.metadata,
+                f"plugin:{plugin}:{f.name}",
+                None if f.default is None else shown(f.default),
+                hidden=not show,
+            )
 
 
 def _models_text(prog: str, view: str, MODELS) -> str:
@@ -176,8 +226,11 @@ def _models_text(prog: str, view: str, MODELS) -> str:
         others = ", ".join(sorted(set(MODELS) - {view}))
         return f"Shown: the flags of --model {view}. Other models: {others}. {how}"
     width = max(map(len, MODELS)) + 2
-    return "models:\n" + "\n".join(f"  {n:{width}s}{MODELS[n].summary}" for n in sorted(MODELS)) \
+    return (
+        "models:\n"
+        + "\n".join(f"  {n:{width}s}{MODELS[n].summary}" for n in sorted(MODELS))
         + f"\n\n{how}"
+    )
 
 
 def train_config(args, **defaults):
@@ -196,8 +249,10 @@ def train_config(args, **defaults):
     plugin_opts = {k: v for k, v in given.items() if k.startswith("plugin:") and k.count(":") == 2}
     path = given.get("config")
     if path is not None and given.get("resume"):
-        raise UsageError("--config and --resume do not go together: a resumed run takes the "
-                         "settings of its checkpoint (and the flags given)")
+        raise UsageError(
+            "--config and --resume do not go together: a resumed run takes the "
+            "settings of its checkpoint (and the flags given)"
+        )
     file_model, enabled = {}, {}
     if path is not None:
         file_loop, file_model, enabled = read_run_options(path)
@@ -209,8 +264,10 @@ def train_config(args, **defaults):
         ckpt = load_checkpoint(out / "checkpoint.pt")
         loop["out"] = str(out)  # the run resumes where it was read: never where the file says
         if "model" in loop and loop["model"] != ckpt["config"]["model"]:
-            raise UsageError(f"--model {loop['model']} does not match the checkpoint's model "
-                             f"{ckpt['config']['model']!r} (resume continues that run)")
+            raise UsageError(
+                f"--model {loop['model']} does not match the checkpoint's model "
+                f"{ckpt['config']['model']!r} (resume continues that run)"
+            )
         base = config_from_checkpoint(ckpt)
         model, enabled = base.model, dict(base.plugins)
     else:
@@ -219,14 +276,18 @@ def train_config(args, **defaults):
         file_model = check_model_options(path, model, file_model)
     foreign = sorted(set(model_opts) - {f.name for f in config.fields(MODELS[model].config)})
     if foreign:
-        raise UsageError(f"{flag(foreign[0])} does not apply to --model {model} (it is an option "
-                         f"of {', '.join(owners(foreign[0]))})")
+        raise UsageError(
+            f"{flag(foreign[0])} does not apply to --model {model} (it is an option "
+            f"of {', '.join(owners(foreign[0]))})"
+        )
     for name in switched:
         enabled.setdefault(name, {})
     for key, value in plugin_opts.items():
         _, plugin, name = key.split(":")
         if plugin not in enabled:
-            raise UsageError(f"{flag(name)} is an option of the {plugin} plug-in: add {flag(plugin)}")
+            raise UsageError(
+                f"{flag(name)} is an option of the {plugin} plug-in: add {flag(plugin)}"
+            )
         enabled[plugin][name] = value
     if loop["resume"]:
         return config_from_checkpoint(ckpt, plugins=enabled, **loop, **model_opts)

@@ -5,9 +5,10 @@ SGCN's learned masks (``sgcn``: S-LightGCN / S-NGCF), the mask plug-in on any ba
 (``lightgnn``) and GRCN's refined graph (``grcn``). Each registers in ``models.registry``, so
 ``train --model NAME`` / ``--PLUGIN`` finds it once this package is imported (the pipelines do).
 """
-from . import dgr, grcn, lightgnn, masks, sgcn  # noqa: F401  (registers the denoisers)
+
+from . import dgr, grcn, lightgnn, masks, rgcf, sgcn, tce  # noqa: F401  (registers the denoisers)
 from .dgr import DGR, DGRConfig
 from .grcn import GRCN, GRCNConfig
-from .sgcn import SGCN, SLightGCN, SNGCF
+from .sgcn import SGCN, SNGCF, SLightGCN
 
 __all__ = ["DGR", "DGRConfig", "GRCN", "GRCNConfig", "SGCN", "SLightGCN", "SNGCF"]

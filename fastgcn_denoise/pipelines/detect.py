@@ -1,0 +1,118 @@
+"""Detectors of the denoising pipeline: a keep score for every training interaction.
+
+Each returns float64 [E] in the training graph's edge-id order, higher = keep:
+
+    knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training; the
+               default: see ``denoise.DEFAULT_DETECTOR``)
+    knn-lift   the same with lift (co-occurrence over what popularity predicts)
+    score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
+    ensemble   rank average of knn-lift and score
+    mask, dgr, t-ce, r-ce, rgcf
+               the keep scores of the backbone trained with that plug-in (one more training;
+               their options come from the plug-in's flags)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..denoisers.knn import item_knn_scores
+from ..ops import sddmm
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    summary: str
+    plugin: str | None = None  # trained: the backbone with this plug-in
+    parts: tuple = ()  # an ensemble: the detectors whose ranks are averaged
+
+
+DETECTORS = {
+    d.name: d
+    for d in [
+        Detector("knn", "leave-user-out item-kNN, cosine similarity (no training)"),
+        Detector("knn-lift", "leave-user-out item-kNN, lift (popularity-corrected; no training)"),
+        Detector("score", "the noisy baseline's own score <f_u, f_i>"),
+        Detector("ensemble", "rank average of knn-lift and score", parts=("knn-lift", "score")),
+        Detector("mask", "keep probabilities of the backbone + mask plug-in", plugin="mask"),
+        Detector("dgr", "keep scores of the backbone + DGR plug-in", plugin="dgr"),
+        Detector(
+            "t-ce", "mean T-CE loss of each interaction while training with it", plugin="t-ce"
+        ),
+        Detector("r-ce", "mean loss of each interaction while training with R-CE", plugin="r-ce"),
+        Detector("rgcf", "RGCF's reliability of each interaction", plugin="rgcf"),
+    ]
+}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks scaled to (0, 1] (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(x) / x.shape[0]
+
+
+def own_scores(model, graph) -> np.ndarray:
+    """<f_u, f_i> of every training edge under the model's evaluation embeddings (float64 [E])."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            f_user, f_item = model(graph)
+            return sddmm(graph, f_user.contiguous(), f_item.contiguous()).double().cpu().numpy()
+    finally:
+        model.train(was)
+
+
+def detect(
+    name: str, prep, baseline, config, out, plugin_options: dict | None = None, progress=None
+) -> np.ndarray:
+    """Keep scores of detector ``name`` for ``prep.train`` (float64 [E]).
+
+    ``baseline``: the backbone trained on the noisy graph; ``config``: its ``TrainConfig`` (a
+    trained detector reuses it with its plug-in, writing to ``out``/detector-NAME);
+    ``progress``: an optional callable(users done) for the kNN detectors.
+    """
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    det = DETECTORS[name]
+    graph = prep.train
+    if det.parts:
+        return np.mean(
+            [
+                _ranks(detect(p, prep, baseline, config, out, plugin_options, progress))
+                for p in det.parts
+            ],
+            axis=0,
+        )
+    if name in ("knn", "knn-lift"):
+        sim = "cosine" if name == "knn" else "lift"
+        return item_knn_scores(graph, sim, progress=progress).numpy()
+    if name == "score":
+        return own_scores(baseline, graph)
+    from .train import restore_run, train
+
+    run = Path(out) / f"detector-{name}"
+    cfg = dataclasses.replace(
+        config, plugins={det.plugin: dict(plugin_options or {})}, out=str(run)
+    )
+    train(cfg)
+    _, _, dprep, model = restore_run(run / "checkpoint.pt")
+    if dprep.train.num_edges != graph.num_edges:
+        raise RuntimeError(
+            f"detector {name}: its run saw {dprep.train.num_edges} training "
+            f"interactions, the baseline {graph.num_edges}"
+        )
+    model.eval()
+    with torch.no_grad():
+        scores = model.keep_scores(dprep.train)
+    if scores is None:
+        raise ValueError(f"detector {name}: the {det.plugin} plug-in reports no keep scores")
+    s = scores.detach().double().cpu().numpy()
+    return s.reshape(-1, graph.num_edges).mean(0)
