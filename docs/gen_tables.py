@@ -99,6 +99,23 @@ DENOISE = (
 RETRAIN = (Col("retrained Recall@20", "retrain_recall@20", "pm4"),)
 M = "methods/"
 TABLES = [
+    # The denoising guide: the scoreboard of the pipeline and the field's denoisers.
+    Table(
+        "denoise_scoreboard",
+        "denoise_scoreboard.json",
+        ("denoising.md",),
+        (
+            Col("data", "data"),
+            Col("noise", "noise"),
+            Col("ratio", "ratio", "pct"),
+            Col("method", "method"),
+            Col("Recall@20", "recall@20", "pm4", std="recall@20_std"),
+            Col("NDCG@20", "ndcg@20", "f4"),
+            Col("noise ROC AUC", "auc", "f3"),
+            Col("gap recovered", "gap_recovered", "pct"),
+        ),
+        rows="rows",
+    ),
     # The denoising guide: the noise benchmark (bench/denoise/).
     Table(
         "denoise_injected",
