@@ -507,7 +507,10 @@ def test_resume_writes_where_the_checkpoint_was_read_never_where_it_says(
 
 def test_an_export_into_a_file_is_one_line(capsys, tmp_path):
     data, run = _tiny(tmp_path), tmp_path / "run"
-    assert run_main(capsys, "denoise", "--data", str(data), "--out", str(run), *TINY_FLAGS)[0] == 0
+    assert (
+        run_main(capsys, "train", "--mask", "--data", str(data), "--out", str(run), *TINY_FLAGS)[0]
+        == 0
+    )
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / "file", tmp_path / "file" / "sub"):
         code, _, err = run_main(capsys, "denoise", "--checkpoint", str(run), "--out", str(out))

@@ -161,7 +161,7 @@ def run(args) -> int:
     if model in MODELS and MODELS[model].task != "ranking":
         raise UsageError(
             f"--model {model} is a {MODELS[model].task} model: denoise scores the interactions "
-            "of a ranking recommender (lightgcn, the default, or s-lightgcn, s-ngcf, ...)"
+            "of a ranking denoiser (the pipeline on lightgcn, the default, or s-lightgcn, s-ngcf)"
         )
     if model.startswith("s-") and args.detector is None:
         # SGCN's own masks: train it and export them (the denoiser is the model itself).
