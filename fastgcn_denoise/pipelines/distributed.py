@@ -59,6 +59,7 @@ from .train import (
     _seed_everything,
     build_run_model,
     config_from_checkpoint,
+    loop_state,
 )
 
 DIST_FORMAT = "fastgcn_denoise.distributed/1"
@@ -529,14 +530,7 @@ def _train(config: TrainConfig, balance) -> dict | None:
     sampler = torch.Generator().manual_seed(config.seed)  # the single process's sampler
     # Dropout differs per rank (its rows); the BPR draws do not (the sampler above).
     torch.manual_seed(config.seed + rank)
-    state = {
-        "epoch": 0,
-        "best": None,
-        "evals": 0,
-        "evals_since_best": 0,
-        "train_seconds": 0.0,
-        "eval_seconds": 0.0,
-    }
+    state = loop_state()
     best_model = None
     if config.resume:
         ckpt = _load_rank_checkpoint(out, rank, world)

@@ -475,6 +475,18 @@ def train(config: TrainConfig) -> dict:
         return _fit(config, task, prep, ckpt, t_data, lock_notes)
 
 
+def loop_state() -> dict:
+    """The training loop's counters at epoch 0 (saved in every checkpoint, restored on resume)."""
+    return {
+        "epoch": 0,
+        "best": None,
+        "evals": 0,
+        "evals_since_best": 0,
+        "train_seconds": 0.0,
+        "eval_seconds": 0.0,
+    }
+
+
 def _fit(
     config: TrainConfig, task, prep, ckpt: dict | None, t_data: float, notes: list[str]
 ) -> dict:
@@ -492,14 +504,7 @@ def _fit(
     optimizer = build_optimizer(model, config)
     sampler = torch.Generator().manual_seed(config.seed)  # CPU: same samples on every device
 
-    state = {
-        "epoch": 0,
-        "best": None,
-        "evals": 0,
-        "evals_since_best": 0,
-        "train_seconds": 0.0,
-        "eval_seconds": 0.0,
-    }
+    state = loop_state()
     best_model = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
