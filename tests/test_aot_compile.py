@@ -163,3 +163,12 @@ def test_force_cuda_without_a_toolchain_fails_loudly():
     )
     assert proc.returncode != 0
     assert "FORCE_CUDA=1 cannot build the CUDA kernels" in proc.stderr
+
+
+def test_a_tests_own_kernel_is_neither_recorded_nor_compiled(tmp_path):
+    # tests/test_reference.py launches a helper kernel of its own: not shipped, and not
+    # importable from the repository root, where the compile step runs.
+    ours, theirs = _rec(), dict(_rec(), module="test_reference", kernel="_philox_kernel")
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (ours, theirs)))
+    assert [r["module"] for r in aot.read_records([str(path)])] == [ours["module"]]
