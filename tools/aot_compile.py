@@ -700,9 +700,10 @@ def _check_main(a) -> int:
         env = dict(os.environ)
         env.pop("TRITON_INTERPRET", None)
         if side:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [os.path.abspath(side)] + env.get("PYTHONPATH", "").split(os.pathsep)
-            )
+            # No empty entry: it would put the working directory, the source tree (which
+            # has no fastgcn_denoise/kernels), before the installed package.
+            rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(side), *rest])
         cmd = [
             sys.executable,
             __file__,
