@@ -67,3 +67,19 @@ def random_graph(num_users, num_items, density, seed=0, isolated=True) -> Bipart
         mask[0, 0] = True
     users, items = np.nonzero(mask)
     return BipartiteGraph(users, items, num_users, num_items).to(DEVICE)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A 60-user built-in data set saved as .npz (a Path), without a generator-drawn validation
+    split (the trainer splits one off train: --valid-fraction); for the run-level tests."""
+    from fastgcn_denoise.data import make_synthetic, save_npz
+
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    save_npz(
+        make_synthetic(
+            num_users=60, num_items=45, dim=4, avg_degree=8, seed=1, clean_validation=0.0
+        ),
+        path,
+    )
+    return path

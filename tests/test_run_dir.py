@@ -17,21 +17,9 @@ import torch
 from conftest import DEVICE
 
 from fastgcn_denoise.checkpoint import load_checkpoint
-from fastgcn_denoise.data import load_dataset, make_synthetic, save_npz
+from fastgcn_denoise.data import load_dataset, save_npz
 from fastgcn_denoise.pipelines.denoise import denoise_checkpoint
 from fastgcn_denoise.pipelines.train import evaluate_checkpoint, make_config, train
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_npz(
-        make_synthetic(
-            num_users=60, num_items=45, dim=4, avg_degree=8, seed=1, clean_validation=0.0
-        ),
-        path,
-    )
-    return path
 
 
 def config(data, out, **kw):
@@ -52,9 +40,9 @@ def config(data, out, **kw):
 
 
 # ---------------------------------------------------------------------- existing runs, --overwrite
-def test_an_existing_run_is_refused_without_resume_or_overwrite(tiny, tmp_path):
+def test_an_existing_run_is_refused_without_resume_or_overwrite(tiny_data, tmp_path):
     out = tmp_path / "run"
-    first = train(config(tiny, out))
+    first = train(config(tiny_data, out))
     before = {
         name: (out / name).read_bytes() for name in ("metrics.json", "log.jsonl", "checkpoint.pt")
     }
@@ -63,22 +51,22 @@ def test_an_existing_run_is_refused_without_resume_or_overwrite(tiny, tmp_path):
         match=rf"--out {out} already holds a run .*--resume.*"
         r"--overwrite",
     ):
-        train(config(tiny, out, lr=0.05))
+        train(config(tiny_data, out, lr=0.05))
     assert {name: (out / name).read_bytes() for name in before} == before  # nothing touched
     with pytest.raises(ValueError, match="give one of them"):
-        train(config(tiny, out, resume=True, overwrite=True))
-    again = train(config(tiny, out, lr=0.05, overwrite=True, epochs=1))
+        train(config(tiny_data, out, resume=True, overwrite=True))
+    again = train(config(tiny_data, out, lr=0.05, overwrite=True, epochs=1))
     assert again["epochs_run"] == 1 and again["config"]["lr"] == 0.05 != first["config"]["lr"]
     assert [json.loads(r)["epoch"] for r in (out / "log.jsonl").read_text().splitlines()] == [1]
     assert not (out / "run.lock").exists()
 
 
-def test_a_directory_without_a_run_is_fine(tiny, tmp_path):
+def test_a_directory_without_a_run_is_fine(tiny_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "log.jsonl").write_text("")  # a run killed before its first epoch
-    assert train(config(tiny, out, epochs=1))["epochs_run"] == 1
+    assert train(config(tiny_data, out, epochs=1))["epochs_run"] == 1
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -87,7 +75,7 @@ def _holder_process():
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
-def test_a_second_writer_stops_and_a_stale_lock_is_taken_over(tiny, tmp_path):
+def test_a_second_writer_stops_and_a_stale_lock_is_taken_over(tiny_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     other = _holder_process()
@@ -98,17 +86,17 @@ def test_a_second_writer_stops_and_a_stale_lock_is_taken_over(tiny, tmp_path):
             match=rf"--out {out} is in use by another run \(process "
             rf"{other.pid} on {socket.gethostname()}\)",
         ):
-            train(config(tiny, out))
+            train(config(tiny_data, out))
         assert not (out / "log.jsonl").exists()
     finally:
         other.kill()
         other.wait()
-    result = train(config(tiny, out, epochs=1))  # its process is gone: the lock is stale
+    result = train(config(tiny_data, out, epochs=1))  # its process is gone: the lock is stale
     assert any(f"took over the lock of process {other.pid}" in w for w in result["warnings"])
     assert not (out / "run.lock").exists()
 
 
-def test_a_lock_from_another_host_is_not_taken_over(tiny, tmp_path):
+def test_a_lock_from_another_host_is_not_taken_over(tiny_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
@@ -117,11 +105,11 @@ def test_a_lock_from_another_host_is_not_taken_over(tiny, tmp_path):
         match=r"process 1 on elsewhere.example.*if that run is gone, "
         r"delete .*run.lock",
     ):
-        train(config(tiny, out))
+        train(config(tiny_data, out))
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
-def test_the_lock_is_released_when_the_run_fails(tiny, tmp_path, monkeypatch, error):
+def test_the_lock_is_released_when_the_run_fails(tiny_data, tmp_path, monkeypatch, error):
     from fastgcn_denoise.tasks import ranking
 
     def fail(*args):
@@ -129,17 +117,17 @@ def test_the_lock_is_released_when_the_run_fails(tiny, tmp_path, monkeypatch, er
 
     monkeypatch.setattr(ranking.RankingTask, "train_epoch", staticmethod(fail))
     with pytest.raises(error):
-        train(config(tiny, tmp_path / "run"))
+        train(config(tiny_data, tmp_path / "run"))
     assert not (tmp_path / "run" / "run.lock").exists()
 
 
 # ---------------------------------------------------------------------- the log
-def test_a_torn_last_log_line_is_dropped_on_resume(tiny, tmp_path):
+def test_a_torn_last_log_line_is_dropped_on_resume(tiny_data, tmp_path):
     out = tmp_path / "run"
-    train(config(tiny, out, epochs=2))
+    train(config(tiny_data, out, epochs=2))
     with open(out / "log.jsonl", "a") as f:
         f.write('{"epoch": 3, "loss": 0.69')  # killed mid-line
-    result = train(config(tiny, out, epochs=3, resume=True))
+    result = train(config(tiny_data, out, epochs=3, resume=True))
     assert any("log.jsonl, line 3: dropped a torn last line" in w for w in result["warnings"])
     assert [json.loads(r)["epoch"] for r in (out / "log.jsonl").read_text().splitlines()] == [
         1,
@@ -149,16 +137,16 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tiny, tmp_path):
     lines = (out / "log.jsonl").read_text().splitlines()
     (out / "log.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
     with pytest.raises(ValueError, match=r"log.jsonl, line 2: not a log record"):
-        train(config(tiny, out, epochs=4, resume=True))
+        train(config(tiny_data, out, epochs=4, resume=True))
 
 
 # ---------------------------------------------------------------------- --out
-def test_out_that_is_a_file_or_read_only_is_refused(tiny, tmp_path, monkeypatch):
+def test_out_that_is_a_file_or_read_only_is_refused(tiny_data, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match=r"--out .*file is a file, not a directory"):
-        train(config(tiny, tmp_path / "file"))
+        train(config(tiny_data, tmp_path / "file"))
     with pytest.raises(ValueError, match=r"--out .*file/run: .*file is a file, not a directory"):
-        train(config(tiny, tmp_path / "file" / "run"))
+        train(config(tiny_data, tmp_path / "file" / "run"))
     locked = tmp_path / "ro"
     locked.mkdir()
     locked.chmod(0o500)
@@ -171,14 +159,14 @@ def test_out_that_is_a_file_or_read_only_is_refused(tiny, tmp_path, monkeypatch)
         monkeypatch.setattr(Path, "mkdir", refuse)
     try:
         with pytest.raises(ValueError, match=r"--out .*ro/run: .*ro is not writable"):
-            train(config(tiny, locked / "run"))
+            train(config(tiny_data, locked / "run"))
     finally:
         locked.chmod(0o700)
 
 
 # ---------------------------------------------------------------------- an interrupted save
 def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(
-    tiny, tmp_path, monkeypatch, capsys
+    tiny_data, tmp_path, monkeypatch, capsys
 ):
     from fastgcn_denoise import checkpoint
 
@@ -196,7 +184,7 @@ def test_ctrl_c_during_the_save_reports_the_epoch_the_checkpoint_holds(
     with pytest.raises(KeyboardInterrupt):
         train(
             make_config(
-                data=str(tiny),
+                data=str(tiny_data),
                 out=str(out),
                 dim=8,
                 layers=1,
@@ -233,10 +221,10 @@ def _same_counts_other_content(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_moved_data_resumes_and_other_content_is_refused(tiny, tmp_path):
+def test_moved_data_resumes_and_other_content_is_refused(tiny_data, tmp_path):
     out = tmp_path / "run"
     data = tmp_path / "d.npz"
-    data.write_bytes(tiny.read_bytes())
+    data.write_bytes(tiny_data.read_bytes())
     train(config(data, out, epochs=1))
     moved = tmp_path / "moved" / "d.npz"
     moved.parent.mkdir()

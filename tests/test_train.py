@@ -10,22 +10,9 @@ from fastgcn_denoise.data import make_synthetic, save_npz
 from fastgcn_denoise.pipelines.train import evaluate_checkpoint, load_checkpoint, make_config, train
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    # No generator-drawn validation: the trainer splits it off train (--valid-fraction).
-    save_npz(
-        make_synthetic(
-            num_users=60, num_items=45, dim=4, avg_degree=8, seed=1, clean_validation=0.0
-        ),
-        path,
-    )
-    return str(path)
-
-
 def config(tiny_data, out, **kw):
     base = dict(
-        data=tiny_data,
+        data=str(tiny_data),
         out=str(out),
         dim=8,
         layers=2,
