@@ -32,7 +32,7 @@ def flags_in(text: str) -> set:
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def cli_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     save_npz(make_synthetic(num_users=50, num_items=40, dim=4, avg_degree=8, seed=2), path)
     return path
@@ -133,8 +133,8 @@ def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, message):
     assert message in err and "Traceback" not in err
 
 
-def test_train_then_evaluate(capsys, tmp_path, tiny_data):
-    data = tiny_data
+def test_train_then_evaluate(capsys, tmp_path, cli_data):
+    data = cli_data
     out = tmp_path / "run"
     code, stdout, _ = run_main(
         capsys,
@@ -294,17 +294,17 @@ TRAIN = [
         ],
     ],
 )
-def test_a_run_replays_from_its_config_toml(capsys, tmp_path, tiny_data, extra):
+def test_a_run_replays_from_its_config_toml(capsys, tmp_path, cli_data, extra):
     import tomllib
 
     first, again = tmp_path / "first", tmp_path / "again"
     code, _, err = run_main(
-        capsys, "train", "--data", str(tiny_data), "--out", str(first), *TRAIN, *extra
+        capsys, "train", "--data", str(cli_data), "--out", str(first), *TRAIN, *extra
     )
     assert code == 0, err
     saved = tomllib.loads((first / "config.toml").read_text())
     assert saved["train"]["epochs"] == 2 and saved["model"]["dim"] == 8
-    assert saved["train"]["data"] == str(tiny_data.resolve())
+    assert saved["train"]["data"] == str(cli_data.resolve())
     assert ("dgr" in saved.get("plugins", {})) == bool(extra)
     code, _, err = run_main(
         capsys, "train", "--config", str(first / "config.toml"), "--out", str(again), "--quiet"
@@ -319,12 +319,12 @@ def test_a_run_replays_from_its_config_toml(capsys, tmp_path, tiny_data, extra):
     assert replayed == saved
 
 
-def test_config_file_with_flags_over_it(capsys, tmp_path, tiny_data):
+def test_config_file_with_flags_over_it(capsys, tmp_path, cli_data):
     import tomllib
 
     path = tmp_path / "run.toml"
     path.write_text(
-        f'# a hand-written run\n[train]\nmodel = "ngcf"\ndata = "{tiny_data}"\n'
+        f'# a hand-written run\n[train]\nmodel = "ngcf"\ndata = "{cli_data}"\n'
         "epochs = 3\neval_every = 1\nbatch_size = 64\nks = [5]\nlr = 0.01\n\n"
         "[model]\ndim = 8\nlayers = 1\n\n[plugins.holdout]\n"
     )
