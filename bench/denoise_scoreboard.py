@@ -6,7 +6,8 @@ selection, the rows
     lightgcn      LightGCN on the noisy graph (the pipeline's own baseline run)
     oracle        LightGCN on the same graph without the known noise
     pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults
-    pipeline-ensemble   the same with the ensemble detector (knn-lift + the baseline's score)
+    pipeline-D    the same with detector D instead of the default (``detect.DETECTORS``:
+                  pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-ensemble)
     t-ce, r-ce, rgcf, mask, dgr   LightGCN with that plug-in (its paper's defaults; T-CE's
                   ramp scaled to the data, see ``--tce-ramp-epochs``)
     knn-retrain   item-kNN keep scores, the lowest 20 % dropped, LightGCN retrained
@@ -54,7 +55,7 @@ METHODS = (
     "lightgcn",
     "oracle",
     "pipeline",
-    "pipeline-ensemble",
+    *(f"pipeline-{d}" for d in ("knn", "spectral", "knn-spectral", "ensemble")),
     "t-ce",
     "r-ce",
     "rgcf",
@@ -130,7 +131,7 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
     elif method.startswith("pipeline"):
         summary = denoise(
             make_config("lightgcn", **_options(args, seed, folder / "run", path)),
-            **({"detector": "ensemble"} if method == "pipeline-ensemble" else {}),
+            **({"detector": method.removeprefix("pipeline-")} if method != "pipeline" else {}),
         )
         rec = {
             "test": {k: summary["retrained"]["test"][k] for k in (HEADLINE, NDCG)},
@@ -346,8 +347,13 @@ def main(argv=None) -> int:
                 if method == "oracle" and ratio == 0:
                     continue  # the clean graph: the oracle is LightGCN itself
                 cache = runs / f"{kind}-{ratio:g}-s{seed}" / f"{method}.json"
-                pipeline = records.get((kind, ratio, "pipeline", seed)) or records.get(
-                    (kind, ratio, "pipeline-ensemble", seed)
+                pipeline = next(
+                    (
+                        records[(kind, ratio, m, seed)]
+                        for m in METHODS
+                        if m.startswith("pipeline") and (kind, ratio, m, seed) in records
+                    ),
+                    None,
                 )
                 if cache.exists() and not args.fresh and _current(method, cache):
                     rec = json.loads(cache.read_text())

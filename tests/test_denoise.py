@@ -378,8 +378,25 @@ def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
     assert code == 2 and "would overwrite the input file" in err and source.read_text() == text
 
 
+def test_knn_spectral_averages_three_equal_votes():
+    """knn-spectral = (rank of kNN + 2 x rank of spectral) / 3, spectral being a mean of two
+    ranks; its rank is chosen on the validation graph."""
+    from types import SimpleNamespace
+
+    from scipy.stats import rankdata
+
+    from fastgcn_denoise.pipelines.detect import detect
+
+    data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
+    prep = SimpleNamespace(train=data.train_graph(), valid=data.split_graph("valid"))
+    knn, spectral = (detect(n, prep, None, None, None) for n in ("knn", "spectral"))
+    both = detect("knn-spectral", prep, None, None, None)
+    n = knn.shape[0]
+    np.testing.assert_allclose(both, (rankdata(knn) + 2 * rankdata(spectral)) / (3 * n))
+
+
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector flag: the kNN detector, a grid chosen on validation, the metrics side by
+    """No detector flag: the knn-spectral detector, a grid chosen on validation, the metrics side by
     side, the known noise's AUC; a plug-in flag alone picks that plug-in as the detector."""
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
@@ -390,7 +407,7 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
-    assert summary["detector"] == "knn"
+    assert summary["detector"] == "knn-spectral"
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
     best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
     assert summary["drop_fraction"] == best["fraction"]
