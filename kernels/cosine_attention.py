@@ -58,6 +58,7 @@ def _forward_kernel(
     BLOCK_NZ: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    ONE_TILE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     dt = tl.program_id(1).to(tl.int64)
@@ -72,7 +73,9 @@ def _forward_kernel(
             c = tl.load(cos_ptr + e, mask=valid, other=0.0).to(ACC)
         else:
             col = tl.load(col_ptr + pos, mask=valid, other=0)
-            c = _row_dot(k_row_ptr, k_col_ptr, row, col, valid, dk, ACC, BLOCK_NZ, BLOCK_K)
+            c = _row_dot(
+                k_row_ptr, k_col_ptr, row, col, valid, dk, ACC, BLOCK_NZ, BLOCK_K, ONE_TILE
+            )
             tl.store(cos_ptr + e, c.to(cos_ptr.dtype.element_ty), mask=valid)
         m = tl.maximum(m, tl.where(valid, c * inv_tau, float("-inf")))
     row_max = tl.max(m, axis=0)
@@ -118,6 +121,7 @@ def _backward_kernel(
     ACC: tl.constexpr,
     BLOCK_NZ: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    ONE_TILE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     start = tl.load(rowptr_ptr + row)
@@ -126,11 +130,11 @@ def _backward_kernel(
     for j0 in range(start, end, BLOCK_NZ):
         pos, valid, e = _chunk(j0, end, eid_ptr, HAS_EID, BLOCK_NZ)
         col = tl.load(col_ptr + pos, mask=valid, other=0)
-        d = _row_dot(gy_ptr, v_ptr, row, col, valid, dv, ACC, BLOCK_NZ, BLOCK_K)
+        d = _row_dot(gy_ptr, v_ptr, row, col, valid, dv, ACC, BLOCK_NZ, BLOCK_K, ONE_TILE)
         d += tl.load(g_alpha_ptr + e, mask=valid, other=0.0).to(ACC)
         a = tl.load(alpha_ptr + e, mask=valid, other=0.0).to(ACC)
         tl.store(gs_ptr + e, d.to(gs_ptr.dtype.element_ty), mask=valid)
-        total += tl.where(valid, a * d, 0.0)
+        total += a * d  # 0 off the row (both loads masked to 0); a tl.where here spilled on sm_80
     row_total = tl.sum(total, axis=0)
     tl.debug_barrier()
     for j0 in range(start, end, BLOCK_NZ):
@@ -176,6 +180,7 @@ def attention_forward(rowptr, col, eid, cos, k_row, k_col, v_col, inv_tau):
         BLOCK_NZ=block_nz,
         BLOCK_K=block_k,
         BLOCK_D=block_d,
+        ONE_TILE=dk <= block_k,
     )
     return y, alpha, cos_e
 
@@ -203,5 +208,6 @@ def attention_backward(rowptr, col, eid, alpha, g_alpha, gy, v_col):
         ACC=acc,
         BLOCK_NZ=block_nz,
         BLOCK_K=block_k,
+        ONE_TILE=dv <= block_k,
     )
     return gs

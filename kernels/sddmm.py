@@ -27,11 +27,15 @@ def row_dot(
     ACC: tl.constexpr,
     BLOCK_NZ: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    ONE_TILE: tl.constexpr = False,
 ):
     """[BLOCK_NZ]: <a[row], b[col_j]> for a chunk of a row's nonzeros (``valid`` masks the chunk),
-    tiled over k (also the per-edge dot of ``cosine_attention``'s kernels)."""
+    tiled over k (also the per-edge dot of ``cosine_attention``'s kernels). ``ONE_TILE`` (the
+    caller knows k <= BLOCK_K) makes the loop over k a compile-time single step: a runtime loop
+    nested in the caller's loop over nonzeros is what makes ptxas spill cosine_attention's kernels
+    (a few bytes on sm_90 and sm_80, Triton 3.6 and 3.9)."""
     acc = tl.zeros([BLOCK_NZ], ACC)
-    for t0 in range(0, k, BLOCK_K):
+    for t0 in range(0, BLOCK_K if ONE_TILE else k, BLOCK_K):
         t = t0 + tl.arange(0, BLOCK_K).to(tl.int64)
         tm = t < k
         a = tl.load(a_ptr + row * k + t, mask=tm, other=0.0).to(ACC)
