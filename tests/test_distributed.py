@@ -80,8 +80,16 @@ def test_partition_covers_each_edge_once_with_its_halo(balance, world):
         # Every buffer column names the right endpoint; the halo holds only remote rows.
         assert torch.equal(keys[p.col_u] - g.num_users, items[eid_u])
         assert torch.equal(keys[p.col_i], users[p.eid_i])
+        assert torch.equal(p.item_ids(p.col_u), items[eid_u])
         own = p.num_own_users + p.num_own_items
-        assert p.num_halo == sum(r.shape[0] for r in p.requests)
+        # The requests (derived from halo_keys) name the halo rows in the owners' blocks.
+        asked = []
+        for s, rows in enumerate(p.requests):
+            nu_s = ub[s + 1] - ub[s]
+            asked.append(
+                torch.where(rows < nu_s, ub[s] + rows, g.num_users + ib[s] + rows - nu_s)
+            )
+        assert torch.equal(torch.cat(asked), p.halo_keys)
         halo = keys[own:]
         u0, u1 = p.users
         i0, i1 = p.items

@@ -179,7 +179,7 @@ class PartitionedRecommender:
         owned = {id(model.user_emb), id(model.item_emb)}
         self.shared = [p for p in model.parameters() if id(p) not in owned]
         num_items = part.num_items
-        items = part.buffer_keys[part.col_u] - part.num_users
+        items = part.item_ids(part.col_u)
         local_users = torch.repeat_interleave(
             torch.arange(part.num_own_users, device=items.device), part.rowptr_u.diff()
         )
@@ -205,7 +205,7 @@ class PartitionedRecommender:
         own = (edges >= start) & (edges < start + count)
         local = edges[own] - start
         users = torch.searchsorted(part.rowptr_u[1:], local, right=True)
-        pos = part.buffer_keys[part.col_u[local]] - part.num_users
+        pos = part.item_ids(part.col_u[local])
         available = part.num_items - part.rowptr_u.diff()[users]
         rank = torch.minimum((unif[own] * available).long(), available - 1)
         neg = absent_items(self.shifted, part.rowptr_u[:-1], users, rank, part.num_items)
@@ -584,7 +584,7 @@ def _train(config: TrainConfig, balance) -> dict | None:
 
     def train_rows():
         rowptr = part.rowptr_u.cpu().numpy()
-        return rowptr, (part.buffer_keys[part.col_u] - part.num_users).cpu().numpy()
+        return rowptr, part.item_ids(part.col_u).cpu().numpy()
 
     def evaluate(split):
         return evaluate_partitioned(
