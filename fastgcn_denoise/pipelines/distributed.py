@@ -133,8 +133,8 @@ def cli_config(args, build) -> TrainConfig:
 def _check_supported(config: TrainConfig) -> None:
     if config.model not in SUPPORTED_MODELS:
         raise ValueError(
-            f"model {config.model!r} is single-process for now: distributed training "
-            f"covers {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
+            f"--model {config.model} is single-process for now: distributed training "
+            f"covers --model {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
             "--world-size)"
         )
     other = [name for name in config.plugins if name not in SUPPORTED_PLUGINS]
@@ -143,6 +143,8 @@ def _check_supported(config: TrainConfig) -> None:
             f"plug-in --{other[0]} is single-process for now: distributed training covers "
             f"--{', --'.join(SUPPORTED_PLUGINS)} (drop it or run without torchrun / --world-size)"
         )
+    if "mask" in config.plugins and "holdout" in config.plugins:
+        raise ValueError("--holdout with --mask: the mask holds the positives out itself")
     if config.model_config.get("node_dropout", 0) > 0:
         raise ValueError(
             "ngcf --node-dropout > 0 is single-process for now (distributed NGCF "

@@ -324,9 +324,6 @@ def adapters(model, part, graph, edge_bounds: list, rng_state) -> list:
             )
         adapter.bind(model)
         out.append(adapter)
-    masks = [a for a in out if isinstance(a, PartitionedMask)]
-    if len(masks) > 1:
-        raise ValueError("--mask and --holdout both set the edge weights: choose one")
     return out
 
 
