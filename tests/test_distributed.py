@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import DEVICE, backend_params
 
 from fastgcn_denoise import BipartiteGraph
+from fastgcn_denoise.cli import main as cli_main
 from fastgcn_denoise.graph_partition import partition_bounds, partition_graph
 from fastgcn_denoise.ops import masked_spmm, sample_mask
 from fastgcn_denoise.ops.halo_exchange import exchange_plan
@@ -180,8 +181,13 @@ def test_one_rank_weighted_propagation_is_masked_spmm(self_loop):
         torch.testing.assert_close(a, b)
 
 
-def test_unsupported_runs_are_refused(tmp_path):
+def test_unsupported_runs_are_refused(tmp_path, capsys, monkeypatch):
     data = _write_data(tmp_path / "d")
+    assert cli_main(["denoise", "--world-size", "2"]) == 2
+    assert "denoise is single-process for now: only train" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path)]) == 2
+    assert "evaluate is single-process for now" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--model simgcl is single-process for now"):
         distributed._check_supported(_config(data, tmp_path / "o", model="simgcl"))
     for plugin in ("rgcf", "t-ce"):
