@@ -153,16 +153,18 @@ def test_one_rank_propagation_is_masked_spmm(mode, backend):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("self_loop", [False, True])
-def test_one_rank_weighted_propagation_is_masked_spmm(self_loop):
+def test_one_rank_weighted_propagation_is_masked_spmm(self_loop, backend):
     # The learned-mask path: gradients reach the edge weights through the renormalisation.
-    g = _graph(3)
-    p = partition_graph(g, 0, [0, g.num_users], [0, g.num_items])
+    g = _graph(3).to(DEVICE)
+    p = partition_graph(g, 0, [0, g.num_users], [0, g.num_items]).to(DEVICE)
+    dtype = torch.float32 if backend == "triton" else torch.float64
     gen = torch.Generator().manual_seed(2)
-    w = torch.rand(g.num_edges, dtype=torch.float64, generator=gen)
+    w = torch.rand(g.num_edges, dtype=dtype, generator=gen).to(DEVICE)
     w[::5] = 0  # held-out edges
-    xu = torch.randn(g.num_users, 3, dtype=torch.float64, generator=gen)
-    xi = torch.randn(g.num_items, 3, dtype=torch.float64, generator=gen)
+    xu = torch.randn(g.num_users, 3, dtype=dtype, generator=gen).to(DEVICE)
+    xi = torch.randn(g.num_items, 3, dtype=dtype, generator=gen).to(DEVICE)
     gy = [torch.randn_like(xu), torch.randn_like(xi)]
     grads = []
     for ours in (True, False):
@@ -170,7 +172,7 @@ def test_one_rank_weighted_propagation_is_masked_spmm(self_loop):
         if ours:
             z_i = leaves[2][p.eid_i]  # the item side's copy of the same weights
             out = weighted_partitioned_spmm(
-                p, exchange_plan(p.requests), *leaves[:2], leaves[2], z_i, self_loop
+                p, exchange_plan(p.requests), *leaves[:2], leaves[2], z_i, self_loop, backend
             )
         else:
             out = masked_spmm(

@@ -22,6 +22,9 @@ from ..modes import MODE_ID
 from . import reference
 from ._backend import get_backend
 from .halo_exchange import ExchangePlan, exchange_rows, gather_rows
+from .sddmm import sddmm_kernel
+
+_CHUNK_ELEMENTS = 1 << 22  # gathered elements per chunk of the scatter (its temporary memory)
 
 
 def _row_rsqrt(rowptr: torch.Tensor, w: torch.Tensor, self_loop: bool = False) -> torch.Tensor:
@@ -100,6 +103,40 @@ class _Propagate(torch.autograd.Function):
         return g_user, g_item, None
 
 
+class _WeightedRows(torch.autograd.Function):
+    """y [n, d] = sum_{j in row} w_j x[col_j] on one local CSR (no renormalisation),
+    differentiable in w and x. Forward: the backend's ``spmm``; backward: dL/dw by the backend's
+    SDDMM, dL/dx by a scatter in chunks (the local CSR has no transpose), so nothing [E, d] is
+    kept for the backward."""
+
+    @staticmethod
+    def forward(ctx, rowptr, col, w, x, backend):
+        ctx.save_for_backward(rowptr, col, w, x)
+        ctx.backend = backend
+        be = get_backend(x.device, backend)
+        return be.spmm(rowptr, col, None, w[None].contiguous(), None, None, x, None)[0]
+
+    @staticmethod
+    def backward(ctx, gy):
+        rowptr, col, w, x = ctx.saved_tensors
+        gy = gy.contiguous()
+        gw = gx = None
+        if ctx.needs_input_grad[2]:
+            gw = sddmm_kernel(x.device, ctx.backend)(rowptr, col, gy, x)
+        if ctx.needs_input_grad[3]:
+            rows = torch.repeat_interleave(
+                torch.arange(rowptr.shape[0] - 1, device=x.device),
+                rowptr.diff(),
+                output_size=col.shape[0],
+            )
+            gx = torch.zeros_like(x)
+            step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[1]))
+            for s in range(0, col.shape[0], step):
+                sl = slice(s, s + step)
+                gx.index_add_(0, col[sl], w[sl, None] * gy[rows[sl]])
+        return None, None, gw, gx, None
+
+
 def partitioned_spmm(op: PartitionedOperator, x_user: torch.Tensor, x_item: torch.Tensor):
     """One propagation of the owned rows (module docstring), differentiable in x_user, x_item.
 
@@ -125,12 +162,14 @@ def weighted_partitioned_spmm(
     z_u: torch.Tensor,
     z_i: torch.Tensor,
     self_loop: bool = False,
+    backend: str | None = None,
 ):
     """``partitioned_spmm`` with edge weights z_u [E_U], z_i [E_I] that get gradients too (a
     learned mask), the degrees renormalised from them; ``z_i`` must hold the same values as the
     owners' ``z_u`` for those edges (it is their copy). Built from differentiable pieces: the
-    reference ``spmm`` (an [E, d] message per product), the differentiable halo exchange, so the
-    edge gradient needs no partitioned kernel of its own.
+    degrees, the halo exchange and the local weighted products (``_WeightedRows``), so the edge
+    gradient needs no partitioned kernel of its own (it is two passes more than the fused
+    single-process kernel's).
 
     Every rank must call it (and its backward) the same number of times: it communicates.
     """
@@ -144,8 +183,8 @@ def weighted_partitioned_spmm(
         (part.rowptr_u, part.col_u, z_u, r_u, own[:nu]),
         (part.rowptr_i, part.col_i, z_i, r_i, own[nu:]),
     ):
-        y = reference.spmm(rowptr, col, None, z.to(buffer.dtype)[None], None, None, buffer, None)
-        ys.append((y[0] + x_self if self_loop else y[0]) * r)
+        y = _WeightedRows.apply(rowptr, col, z.to(buffer.dtype), buffer, backend)
+        ys.append((y + x_self if self_loop else y) * r)
     return tuple(ys)
 
 

@@ -213,7 +213,7 @@ class PartitionedRecommender:
             return partitioned_spmm(self.op, x_user, x_item)
         if weights[0].requires_grad:
             return weighted_partitioned_spmm(
-                self.part, self.plan, x_user, x_item, *weights, self.self_loop
+                self.part, self.plan, x_user, x_item, *weights, self.self_loop, self.backend
             )
         op = PartitionedOperator(
             self.part, self.plan, *weights, x_user.dtype, self.backend, self.self_loop

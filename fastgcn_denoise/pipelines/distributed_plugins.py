@@ -302,7 +302,7 @@ class PartitionedDGR:
             return {}
         rows = self._rows(batch["pos"])
         e_u = batch["user_rows"]
-        e_j = extra.reshape(e_u.shape[0], -1, e_u.shape[1])
+        e_j = extra.reshape(e_u.shape[0], self.lec_items.shape[1], e_u.shape[1])
         scores = (e_j * e_u[:, None]).sum(-1)
         lam = self.plugin.lec_lambda.to(scores.dtype)
         weights = self.lec_omega[rows].to(scores.dtype) * lam
