@@ -318,7 +318,8 @@ class PartitionedRecommender:
     def nbytes(self, optimizer=None) -> dict:
         """Bytes this rank keeps: ``tables`` (owned embedding rows + their Adam state), ``graph``
         (the partition's index arrays and exchange plan), ``edge_weights`` (w and r of the
-        operator), ``sampler`` (the negative-sampling keys)."""
+        operator), ``sampler`` (the negative-sampling keys), ``plugins`` (the plug-ins' per-rank
+        state: a mask's logits, features and edge exchange plan, DGR's LEC rows)."""
         tables = sum(
             p.numel() * p.element_size() for p in (self.model.user_emb, self.model.item_emb)
         )
@@ -338,6 +339,7 @@ class PartitionedRecommender:
             "graph": self.part.nbytes() + size(self.plan.send_index),
             "edge_weights": size(self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i),
             "sampler": size(self.shifted),
+            "plugins": sum(a.nbytes() for a in self.plugins),
         }
 
 

@@ -73,7 +73,42 @@ def _global_standardise(x: torch.Tensor, total: int) -> torch.Tensor:
     return ((x - mean.to(x.dtype)) / std.to(x.dtype).clamp_min(1e-12)).to(x.dtype)
 
 
-class PartitionedMask:
+class _Adapter:
+    """What ``PartitionedRecommender`` calls on a plug-in's adapter, each step in this order:
+    ``begin`` (once per forward pass), ``weights`` and ``after_layer`` (per layer),
+    ``extra_items`` (item rows its loss term reads) and ``extra_loss``. Defaults: no change."""
+
+    self_loop = False
+    partitioned: dict = {}  # state_dict keys held in slices -> how they merge
+
+    def bind(self, model) -> None:
+        """Remember the plug-in's state_dict prefix in ``model``."""
+        (self._name,) = [f"plugins.{j}" for j, p in enumerate(model.plugins) if p is self.plugin]
+
+    def begin(self, net, training: bool, positives) -> None:
+        pass
+
+    def weights(self, layer: int):
+        """(z_u [E_U], z_i [E_I]) of ``layer`` for this forward pass, or None (all ones)."""
+        return None
+
+    def after_layer(self, layer, x_user, x_item):
+        return x_user, x_item
+
+    def extra_items(self, users, pos) -> torch.Tensor:
+        return pos.new_empty(0)
+
+    def extra_loss(self, net, layers, batch, extra) -> dict:
+        return {}
+
+    def nbytes(self) -> int:
+        """Bytes of the tensors the adapter keeps (per-rank plug-in state)."""
+        return sum(
+            t.numel() * t.element_size() for t in vars(self).values() if torch.is_tensor(t)
+        )
+
+
+class PartitionedMask(_Adapter):
     """The ``mask`` (``EdgeMask``) or ``holdout`` plug-in on rank ``part.rank`` (module docstring).
 
     Args:
@@ -135,9 +170,12 @@ class PartitionedMask:
             out[f"{name}.head.logits"] = 1
         return out
 
-    def bind(self, model) -> None:
-        """Remember the plug-in's state_dict prefix in ``model``."""
-        (self._name,) = [f"plugins.{j}" for j, p in enumerate(model.plugins) if p is self.plugin]
+    def nbytes(self) -> int:
+        index = self.edge_plan.send_index
+        size = super().nbytes() + index.numel() * index.element_size()
+        if self.is_mask and self.plugin.head.head == "free":
+            size += self.plugin.head.logits.numel() * self.plugin.head.logits.element_size()
+        return size
 
     def rng_state(self):
         return self.seeds.get_state()
@@ -209,14 +247,7 @@ class PartitionedMask:
         self._weights = [(z[k], z_i[k]) for k in range(z.shape[0])]
 
     def weights(self, layer: int):
-        """(z_u [E_U], z_i [E_I]) of ``layer`` for this forward pass, or None (all ones)."""
         return None if self._weights is None else self._weights[layer]
-
-    def after_layer(self, layer, x_user, x_item):
-        return x_user, x_item
-
-    def extra_items(self, users, pos) -> torch.Tensor:
-        return pos.new_empty(0)
 
     def extra_loss(self, net, layers, batch, extra) -> dict:
         """The rank's shares of the L0 term and of the positives' reweighting; remembers the
@@ -242,11 +273,11 @@ class PartitionedMask:
         return terms
 
 
-class PartitionedDGR:
+class PartitionedDGR(_Adapter):
     """The ``dgr`` plug-in on rank ``part.rank`` (module docstring); its global buffers are
     replaced by the rank's rows (they are not saved, so checkpoints are unchanged)."""
 
-    def __init__(self, plugin: DGR, part, graph, edge_bounds=None, rng_state=None):
+    def __init__(self, plugin: DGR, part, graph):
         self.plugin, self.part = plugin, part
         cfg = plugin.config
         self.self_loop = bool(cfg.dgr_gmp and cfg.dgr_self_loops)
@@ -262,16 +293,6 @@ class PartitionedDGR:
             self.lec_omega = plugin.lec_omega[self.lec_keys].clone()
             plugin.lec_items = plugin.lec_items.new_empty((0, plugin.lec_items.shape[1]))
             plugin.lec_omega = plugin.lec_omega.new_empty((0, plugin.lec_omega.shape[1]))
-        self.partitioned = {}
-
-    def bind(self, model) -> None:
-        pass
-
-    def begin(self, net, training: bool, positives) -> None:
-        pass
-
-    def weights(self, layer: int):
-        return None
 
     def after_layer(self, layer, x_user, x_item):
         """GMP: (1 + α) Ê − α √d̂ (√d̂ᵀ Ê) / Z, the reduction summed over the ranks."""
