@@ -159,7 +159,7 @@ def _worker(rank: int, world: int, port: int, args, out: str) -> None:
         dist.barrier()
         _sync(device)
         t0 = time.perf_counter()
-        users, pos, neg = net.triples(edges, unif)
+        users, pos, neg, _ = net.triples(edges, unif)
         loss = net.loss(users, pos, neg, args.batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

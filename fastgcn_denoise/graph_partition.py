@@ -13,6 +13,10 @@ from their owners in the order of ``requests`` (by owner rank, then that owner's
 items, ids ascending), and both local CSRs index that buffer (``col_u``, ``col_i``), so the two
 products of a layer read one buffer. The owner-side block of rank s is ``[its users | its items]``
 and ``requests[s]`` holds row indices into that block.
+
+What a rank keeps is its share and nothing sized by the global graph: the owned rows' index
+arrays and the node ids of its halo rows (``halo_keys``). The requests (needed once, to build the
+exchange plan) and the full buffer keys are derived from ``halo_keys`` on demand.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ class LocalPartition:
     edge_start: global edge id of the first owned-user edge (owned-user edge j is edge_start + j).
     rowptr_i [ni + 1], col_i [E_I], eid_i [E_I]: CSR(R^T) rows of the owned items, columns into
         the buffer, and each position's global edge id.
-    requests: P tensors; requests[s] = rows of rank s's block this rank receives (its halo).
-    buffer_keys [nu + ni + halo]: the node of each buffer row (user u -> u, item i -> U + i).
+    halo_keys [halo]: the node of each halo buffer row (user u -> u, item i -> U + i), in
+        receive order (by owner rank, its users then its items, ascending).
     """
 
     rank: int
@@ -76,8 +80,7 @@ class LocalPartition:
     rowptr_i: torch.Tensor
     col_i: torch.Tensor
     eid_i: torch.Tensor
-    requests: list
-    buffer_keys: torch.Tensor
+    halo_keys: torch.Tensor
 
     @property
     def users(self) -> tuple[int, int]:
@@ -97,13 +100,51 @@ class LocalPartition:
 
     @property
     def num_halo(self) -> int:
-        return int(self.buffer_keys.shape[0]) - self.num_own_users - self.num_own_items
+        return int(self.halo_keys.shape[0])
 
     @property
     def num_halo_users(self) -> int:
-        return int(
-            (self.buffer_keys[self.num_own_users + self.num_own_items :] < self.num_users).sum()
+        return int((self.halo_keys < self.num_users).sum())
+
+    @property
+    def buffer_keys(self) -> torch.Tensor:
+        """[nu + ni + halo]: the node of every buffer row (built on demand, not kept)."""
+        (u0, u1), (i0, i1) = self.users, self.items
+        device = self.halo_keys.device
+        return torch.cat(
+            [
+                torch.arange(u0, u1, device=device),
+                self.num_users + torch.arange(i0, i1, device=device),
+                self.halo_keys,
+            ]
         )
+
+    @property
+    def requests(self) -> list:
+        """P tensors: requests[s] = the rows of rank s's block ``[its users | its items]`` this
+        rank receives (its halo from s), in receive order. Derived from ``halo_keys`` (setup)."""
+        keys, ub, ib = self.halo_keys, self.user_bounds, self.item_bounds
+        is_user = keys < self.num_users
+        owner = torch.where(
+            is_user, owner_of(keys, ub), owner_of(keys - self.num_users, ib)
+        )
+        ubt = torch.tensor(ub, dtype=torch.int64, device=keys.device)
+        ibt = torch.tensor(ib, dtype=torch.int64, device=keys.device)
+        row = torch.where(
+            is_user,
+            keys - ubt[owner],
+            ubt[owner + 1] - ubt[owner] + keys - self.num_users - ibt[owner],
+        )
+        return [row[owner == s] for s in range(self.world_size)]
+
+    def item_ids(self, cols: torch.Tensor) -> torch.Tensor:
+        """Global item ids of buffer rows ``cols`` that hold items (e.g. ``col_u``)."""
+        nu, own = self.num_own_users, self.num_own_users + self.num_own_items
+        owned = cols - nu + self.items[0]
+        if not self.num_halo:
+            return owned
+        halo = self.halo_keys[(cols - own).clamp_min(0)] - self.num_users
+        return torch.where(cols < own, owned, halo)
 
     def nbytes(self) -> int:
         """Bytes of the partition's tensors (the graph share this rank keeps)."""
@@ -115,15 +156,14 @@ class LocalPartition:
                 self.rowptr_i,
                 self.col_i,
                 self.eid_i,
-                self.buffer_keys,
-                *self.requests,
+                self.halo_keys,
             )
         )
 
     def to(self, device) -> LocalPartition:
         moved = {
             name: getattr(self, name).to(device)
-            for name in ("rowptr_u", "col_u", "rowptr_i", "col_i", "eid_i", "buffer_keys")
+            for name in ("rowptr_u", "col_u", "rowptr_i", "col_i", "eid_i", "halo_keys")
         }
         return LocalPartition(
             self.rank,
@@ -133,7 +173,6 @@ class LocalPartition:
             self.user_bounds,
             self.item_bounds,
             edge_start=self.edge_start,
-            requests=[r.to(device) for r in self.requests],
             **moved,
         )
 
@@ -169,16 +208,14 @@ def partition_graph(graph, rank: int, user_bounds: list, item_bounds: list) -> L
     users = graph.col_user[p0:p1].cpu()
     halo_items, halo_users = _halo(items, i0, i1), _halo(users, u0, u1)
     user_owner, item_owner = owner_of(halo_users, user_bounds), owner_of(halo_items, item_bounds)
-    # Receive order: by owner, its users then its items; the request is the owner-block row.
-    requests, keys = [], []
-    for s in range(world):
-        hu, hi = halo_users[user_owner == s], halo_items[item_owner == s]
-        own_users_s = user_bounds[s + 1] - user_bounds[s]
-        requests.append(torch.cat([hu - user_bounds[s], own_users_s + hi - item_bounds[s]]))
-        keys.append(torch.cat([hu, num_users + hi]))
+    # Receive order: by owner, its users then its items.
+    halo_keys = torch.cat(
+        [
+            torch.cat([halo_users[user_owner == s], num_users + halo_items[item_owner == s]])
+            for s in range(world)
+        ]
+    )
     nu, ni = u1 - u0, i1 - i0
-    halo_keys = torch.cat(keys)
-    buffer_keys = torch.cat([torch.arange(u0, u1), num_users + torch.arange(i0, i1), halo_keys])
     order = torch.argsort(halo_keys)
     sorted_keys = halo_keys[order]
 
@@ -209,8 +246,7 @@ def partition_graph(graph, rank: int, user_bounds: list, item_bounds: list) -> L
         rowptr_i=rowptr_i[i0 : i1 + 1] - p0,
         col_i=col_i,
         eid_i=graph.perm[p0:p1].cpu().clone(),
-        requests=requests,
-        buffer_keys=buffer_keys,
+        halo_keys=halo_keys,
     )
 
 

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import DEVICE, backend_params
 
 from fastgcn_denoise import BipartiteGraph
+from fastgcn_denoise.cli import main as cli_main
 from fastgcn_denoise.graph_partition import partition_bounds, partition_graph
 from fastgcn_denoise.ops import masked_spmm, sample_mask
 from fastgcn_denoise.ops.halo_exchange import exchange_plan
@@ -20,6 +21,7 @@ from fastgcn_denoise.ops.partitioned_spmm import (
     PartitionedOperator,
     partition_mask,
     partitioned_spmm,
+    weighted_partitioned_spmm,
 )
 from fastgcn_denoise.pipelines import distributed
 from fastgcn_denoise.pipelines.train import make_config, train
@@ -44,6 +46,22 @@ def _write_data(path, seed=0, users=60, items=50):
             tr.write(" ".join(map(str, [u, *sorted(items_u[:-2])])) + "\n")
             te.write(" ".join(map(str, [u, *sorted(items_u[-2:])])) + "\n")
     return str(path)
+
+
+# The plug-ins that run distributed, each against its single-process run: gumbel gates with an
+# amortised head on degree features, the keep target, the holdout and the reweighted positives;
+# hard concrete with free per-edge logits, L0 and a warm-up; DGR (GMP with self-loops and LEC).
+PLUGIN_RUNS = {
+    "mask": {"plugins": ["mask"], "mask_warmup": 0.0, "mask_head": "linear"},
+    "mask-free": {
+        "plugins": ["mask"],
+        "mask_head": "free",
+        "mask_estimator": "hard_concrete",
+        "mask_warmup": 0.5,
+        "mask_l0": 0.1,
+    },
+    "dgr": {"plugins": ["dgr"]},
+}
 
 
 def _config(data, out, **kw):
@@ -80,8 +98,16 @@ def test_partition_covers_each_edge_once_with_its_halo(balance, world):
         # Every buffer column names the right endpoint; the halo holds only remote rows.
         assert torch.equal(keys[p.col_u] - g.num_users, items[eid_u])
         assert torch.equal(keys[p.col_i], users[p.eid_i])
+        assert torch.equal(p.item_ids(p.col_u), items[eid_u])
         own = p.num_own_users + p.num_own_items
-        assert p.num_halo == sum(r.shape[0] for r in p.requests)
+        # The requests (derived from halo_keys) name the halo rows in the owners' blocks.
+        asked = []
+        for s, rows in enumerate(p.requests):
+            nu_s = ub[s + 1] - ub[s]
+            asked.append(
+                torch.where(rows < nu_s, ub[s] + rows, g.num_users + ib[s] + rows - nu_s)
+            )
+        assert torch.equal(torch.cat(asked), p.halo_keys)
         halo = keys[own:]
         u0, u1 = p.users
         i0, i1 = p.items
@@ -127,12 +153,50 @@ def test_one_rank_propagation_is_masked_spmm(mode, backend):
         torch.testing.assert_close(a, b)
 
 
-def test_unsupported_runs_are_refused(tmp_path):
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("self_loop", [False, True])
+def test_one_rank_weighted_propagation_is_masked_spmm(self_loop, backend):
+    # The learned-mask path: gradients reach the edge weights through the renormalisation.
+    g = _graph(3).to(DEVICE)
+    p = partition_graph(g, 0, [0, g.num_users], [0, g.num_items]).to(DEVICE)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    gen = torch.Generator().manual_seed(2)
+    w = torch.rand(g.num_edges, dtype=dtype, generator=gen).to(DEVICE)
+    w[::5] = 0  # held-out edges
+    xu = torch.randn(g.num_users, 3, dtype=dtype, generator=gen).to(DEVICE)
+    xi = torch.randn(g.num_items, 3, dtype=dtype, generator=gen).to(DEVICE)
+    gy = [torch.randn_like(xu), torch.randn_like(xi)]
+    grads = []
+    for ours in (True, False):
+        leaves = [t.clone().requires_grad_() for t in (xu, xi, w)]
+        if ours:
+            z_i = leaves[2][p.eid_i]  # the item side's copy of the same weights
+            out = weighted_partitioned_spmm(
+                p, exchange_plan(p.requests), *leaves[:2], leaves[2], z_i, self_loop, backend
+            )
+        else:
+            out = masked_spmm(
+                g, *leaves[:2], edge_weight=leaves[2], self_loop=self_loop, backend="reference"
+            )
+        grads.append([*out, *torch.autograd.grad(out, leaves, gy)])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_unsupported_runs_are_refused(tmp_path, capsys, monkeypatch):
     data = _write_data(tmp_path / "d")
-    with pytest.raises(ValueError, match="single-process for now"):
+    assert cli_main(["denoise", "--world-size", "2"]) == 2
+    assert "denoise is single-process for now: only train" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path)]) == 2
+    assert "evaluate is single-process for now" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--model simgcl is single-process for now"):
         distributed._check_supported(_config(data, tmp_path / "o", model="simgcl"))
-    with pytest.raises(ValueError, match="plug-ins .* single-process"):
-        distributed._check_supported(_config(data, tmp_path / "o", plugins=["dgr"]))
+    for plugin in ("rgcf", "t-ce"):
+        with pytest.raises(ValueError, match=f"plug-in --{plugin} is single-process for now"):
+            distributed._check_supported(_config(data, tmp_path / "o", plugins=[plugin]))
+    with pytest.raises(ValueError, match="--holdout with --mask"):
+        distributed._check_supported(_config(data, tmp_path / "o", plugins=["mask", "holdout"]))
     with pytest.raises(ValueError, match="--world-size needs a number"):
         distributed.launch(["train", "--world-size", "two"])
 
@@ -153,6 +217,10 @@ def _worker(rank, world, port, data, out, tmp):
         _config(data, out + "-ngcf", model="ngcf", mess_dropout=0.0), balance="degree"
     )
     report = {"result": result, "ngcf": ngcf}
+    for name, options in PLUGIN_RUNS.items():
+        report[name] = distributed.train_distributed(
+            _config(data, f"{out}-{name}", **options), balance="degree" if name == "dgr" else None
+        )
     # The propagation and its backward against the single process, in float64, with a mask.
     g = _graph(2)
     ub, ib = partition_bounds(g.deg_u, world), partition_bounds(g.deg_i, world)
@@ -207,6 +275,8 @@ def two_ranks(tmp_path_factory):
     mp.spawn(_worker, args=(2, _free_port(), data, str(tmp / "p2"), str(tmp)), nprocs=2)
     single = train(_config(data, tmp / "single"))
     train(_config(data, tmp / "single-ngcf", model="ngcf", mess_dropout=0.0))
+    for name, options in PLUGIN_RUNS.items():
+        train(_config(data, tmp / f"single-{name}", **options))
     return (
         tmp,
         data,
@@ -256,6 +326,43 @@ def test_two_ranks_train_ngcf_like_one_process(two_ranks):
     # on float32 rounding (the all-reduced sums of the dense weights add in another order).
     for name, value in want.items():
         torch.testing.assert_close(got[name], value, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(PLUGIN_RUNS))
+def test_two_ranks_train_plugins_like_one_process(two_ranks, name):
+    tmp = two_ranks[0]
+
+    def log(run):
+        return [json.loads(line) for line in (tmp / run / "log.jsonl").read_text().splitlines()]
+
+    got_log, want_log = log(f"p2-{name}"), log(f"single-{name}")
+    assert got_log[0].keys() >= {"loss", "bpr", "reg"}
+    for got_r, want_r in zip(got_log, want_log, strict=True):
+        for key, value in want_r.items():  # every loss term (lec, l0, targets) and metric
+            if key in ("seconds", "eval_seconds", "epoch") or key not in got_r:
+                continue
+            if key == "valid":
+                for k, v in got_r[key].items():  # the single process adds smoothness metrics
+                    assert v == pytest.approx(value[k], abs=1e-4), (name, k)
+            else:
+                assert got_r[key] == pytest.approx(value, rel=1e-5), (name, key)
+    assert {k for k in want_log[0] if "seconds" not in k} <= set(got_log[0]) | {"epoch"}
+    single = json.loads((tmp / f"single-{name}" / "metrics.json").read_text())
+    for key, value in two_ranks[3][0][name]["test"].items():
+        assert value == pytest.approx(single["test"][key], abs=1e-4), key
+    # The merged export is a single-process checkpoint: the same keys, shapes and values.
+    want = torch.load(tmp / f"single-{name}" / "checkpoint.pt", weights_only=False)["model"]
+    got = torch.load(tmp / f"p2-{name}" / "checkpoint.pt", weights_only=False)["model"]
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if key.endswith("_extra_state"):
+            for a, b in zip(got[key]["embeddings"] or (), value["embeddings"] or (), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+            continue
+        # Adam with the mask head's lr 1e-2: a weight whose gradient is ~0 (the keep target's
+        # shift absorbs the bias's) moves by float32 noise.
+        tol = 1e-3 if key.endswith("head.bias") else 1e-5
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=tol)
 
 
 def test_two_ranks_hold_half_the_tables(two_ranks):

@@ -11,6 +11,7 @@ status 2, without a traceback. Nothing imports this package (the top layer under
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__, _runtime
@@ -45,6 +46,13 @@ def main(argv=None) -> int:
             from ..pipelines.distributed import launch
 
             return launch(argv)
+        if argv[:1] != ["train"] and (
+            "--world-size" in argv or int(os.environ.get("WORLD_SIZE", "1")) > 1
+        ):
+            raise UsageError(
+                f"{argv[0] if argv else 'this command'} is single-process for now: only train "
+                "runs distributed (--world-size / torchrun)"
+            )
         args = build_parser(argv).parse_args(argv)
         if getattr(args, "run", None) is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see {PROG} --help)")

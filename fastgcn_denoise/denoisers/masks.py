@@ -197,12 +197,14 @@ class KeepControl:
         self.target_keep, self.l0 = target_keep, float(l0)
         self._shift = None  # the last b [K, 1]: the next solve starts there
 
-    def shift(self, logits: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    def shift(self, logits: torch.Tensor, offset: float = 0.0, mean=None) -> torch.Tensor:
         """``logits`` [K, E] shifted per layer so that mean σ(logits + shift - offset) = target.
 
         ``offset``: the keep probability is σ(φ - offset) (0 for gumbel; hard concrete's
-        τ log(-γ/ζ)).
+        τ log(-γ/ζ)). ``mean``: [K, E'] -> [K, 1] per-layer mean over all the edges (default:
+        over the E' given; a partitioned graph passes its global mean).
         """
+        mean = mean or (lambda x: x.mean(1, keepdim=True))
         if self.target_keep is None:
             return logits
         target = self.target_keep
@@ -217,18 +219,18 @@ class KeepControl:
             b = b.to(x.dtype)
             for _ in range(30):
                 p = torch.sigmoid(x + b)
-                residual = p.mean(1, keepdim=True) - target
+                residual = mean(p) - target
                 if float(residual.abs().max()) < 1e-5:
                     break
-                slope = (p * (1 - p)).mean(1, keepdim=True).clamp_min(1e-6)
+                slope = mean(p * (1 - p)).clamp_min(1e-6)
                 b = b - (residual / slope).clamp(-5.0, 5.0)  # damped: the mean is sigmoid-shaped
             self._shift = b
         shifted = logits + b.to(logits.dtype)
         # The last Newton step is taken with or without gradient, so that the value does not
         # depend on requires_grad (the solve stops at a 1e-5 residual; this step squares it).
         p = torch.sigmoid(shifted - offset)
-        slope = (p * (1 - p)).detach().mean(1, keepdim=True).clamp_min(1e-12)
-        return shifted - (p.mean(1, keepdim=True) - target) / slope
+        slope = mean((p * (1 - p)).detach()).clamp_min(1e-12)
+        return shifted - (mean(p) - target) / slope
 
 
 @dataclass

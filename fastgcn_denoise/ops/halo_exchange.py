@@ -26,7 +26,8 @@ def _world(group) -> int:
 
 @dataclass
 class ExchangePlan:
-    """send_index [S]: rows of the local block to send, grouped by destination rank;
+    """send_index [S] (int32, or int64 past 2^31 rows): rows of the local block to send, grouped
+    by destination rank;
     send_counts / recv_counts: rows per destination / per source (lists of P ints)."""
 
     send_index: torch.Tensor
@@ -49,6 +50,14 @@ def _all_to_all(x: torch.Tensor, send_counts: list, recv_counts: list, group) ->
     return out
 
 
+def _compact(index: torch.Tensor) -> torch.Tensor:
+    """int32 row ids when they fit (a rank's block has < 2^31 rows): the plan is kept for the
+    whole run, and index_select / index_add_ take int32 as well as int64."""
+    if index.numel() and int(index.max()) >= 2**31:
+        return index
+    return index.to(torch.int32)
+
+
 def exchange_plan(requests: list, group=None) -> ExchangePlan:
     """The plan that delivers ``requests[s]`` (int64 rows of rank s's block) from every rank s."""
     world = _world(group)
@@ -59,14 +68,16 @@ def exchange_plan(requests: list, group=None) -> ExchangePlan:
         )
     wanted = [r.to(torch.int64) for r in requests]
     if world == 1:
-        return ExchangePlan(wanted[0], [wanted[0].shape[0]], [wanted[0].shape[0]], group)
+        return ExchangePlan(
+            _compact(wanted[0]), [wanted[0].shape[0]], [wanted[0].shape[0]], group
+        )
     device = wanted[0].device
     ask = torch.tensor([w.shape[0] for w in wanted], dtype=torch.int64, device=device)
     asked = torch.empty_like(ask)
     dist.all_to_all_single(asked, ask, group=group)
     send_counts, recv_counts = asked.tolist(), ask.tolist()
     send_index = _all_to_all(torch.cat(wanted), recv_counts, send_counts, group)
-    return ExchangePlan(send_index, send_counts, recv_counts, group)
+    return ExchangePlan(_compact(send_index), send_counts, recv_counts, group)
 
 
 def _send(rows: torch.Tensor, plan: ExchangePlan) -> torch.Tensor:

@@ -21,13 +21,17 @@ import torch
 from ..modes import MODE_ID
 from . import reference
 from ._backend import get_backend
-from .halo_exchange import ExchangePlan, exchange_rows
+from .halo_exchange import ExchangePlan, exchange_rows, gather_rows
+from .sddmm import sddmm_kernel
+
+_CHUNK_ELEMENTS = 1 << 22  # gathered elements per chunk of the scatter (its temporary memory)
 
 
-def _row_rsqrt(rowptr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """[rows]: (sum of w over each CSR row)^-1/2, 0 for an empty row."""
-    cum = torch.cat([w.new_zeros(1), torch.cumsum(w.to(torch.float64), 0)])
-    d = (cum[rowptr[1:]] - cum[rowptr[:-1]]).to(w.dtype)
+def _row_rsqrt(rowptr: torch.Tensor, w: torch.Tensor, self_loop: bool = False) -> torch.Tensor:
+    """[rows]: (sum of w over each CSR row, + 1 with self-loops)^-1/2, 0 where that is 0.
+    Differentiable in w."""
+    cum = torch.cat([w.new_zeros(1, dtype=torch.float64), torch.cumsum(w.to(torch.float64), 0)])
+    d = (cum[rowptr[1:]] - cum[rowptr[:-1]] + float(self_loop)).to(w.dtype)
     return torch.where(d > 0, d.clamp_min(1e-30).rsqrt(), torch.zeros_like(d))
 
 
@@ -36,7 +40,8 @@ class PartitionedOperator:
 
     ``part``: ``LocalPartition`` on the embeddings' device; ``plan``: the ``ExchangePlan`` of its
     ``requests``; ``z_u`` [E_U], ``z_i`` [E_I]: weights of the owned-user and owned-item edges
-    (None: ones). ``backend``: force a backend of the ``spmm`` primitive.
+    (None: ones), not differentiated (``weighted_partitioned_spmm`` is). ``self_loop``: Â of
+    A + I (DGR), d = Σ w + 1. ``backend``: force a backend of the ``spmm`` primitive.
     """
 
     def __init__(
@@ -47,21 +52,23 @@ class PartitionedOperator:
         z_i=None,
         dtype=torch.float32,
         backend: str | None = None,
+        self_loop: bool = False,
     ):
         device = part.col_u.device
-        self.part, self.plan, self.backend = part, plan, backend
+        self.part, self.plan, self.backend, self.self_loop = part, plan, backend, self_loop
         self.w_u = (
             torch.ones(part.col_u.shape[0], dtype=dtype, device=device)
             if z_u is None
-            else z_u.to(dtype)
+            else z_u.to(dtype).contiguous()
         )[None]
         self.w_i = (
             torch.ones(part.col_i.shape[0], dtype=dtype, device=device)
             if z_i is None
-            else z_i.to(dtype)
+            else z_i.to(dtype).contiguous()
         )[None]
-        self.r_u = _row_rsqrt(part.rowptr_u, self.w_u[0])[:, None]
-        self.r_i = _row_rsqrt(part.rowptr_i, self.w_i[0])[:, None]
+        self.r_u = _row_rsqrt(part.rowptr_u, self.w_u[0].detach(), self_loop)[:, None]
+        self.r_i = _row_rsqrt(part.rowptr_i, self.w_i[0].detach(), self_loop)[:, None]
+        self.w_u, self.w_i = self.w_u.detach(), self.w_i.detach()
 
     def apply(self, x_user: torch.Tensor, x_item: torch.Tensor):
         """(y_user [nu, d], y_item [ni, d]) from the owned rows x_user [nu, d], x_item [ni, d]."""
@@ -72,11 +79,14 @@ class PartitionedOperator:
         buffer = x_user.new_empty((own + part.num_halo, x_user.shape[1]))
         torch.mul(x_user, self.r_u.to(x_user.dtype), out=buffer[:nu])
         torch.mul(x_item, self.r_i.to(x_item.dtype), out=buffer[nu:own])
-        if part.num_halo:
-            buffer[own:] = exchange_rows(buffer[:own], self.plan)
+        # Every rank takes part, halo or not: the others may ask for its rows.
+        buffer[own:] = exchange_rows(buffer[:own], self.plan)
         w_u, w_i = self.w_u.to(buffer.dtype), self.w_i.to(buffer.dtype)
         y_u = be.spmm(part.rowptr_u, part.col_u, None, w_u, None, None, buffer, None)[0]
         y_i = be.spmm(part.rowptr_i, part.col_i, None, w_i, None, None, buffer, None)[0]
+        if self.self_loop:  # r (r x): the scaled owned rows
+            y_u += buffer[:nu]
+            y_i += buffer[nu:own]
         return y_u.mul_(self.r_u.to(y_u.dtype)), y_i.mul_(self.r_i.to(y_i.dtype))
 
 
@@ -91,6 +101,40 @@ class _Propagate(torch.autograd.Function):
         # dL/dx_user = Â gy_item, dL/dx_item = Â^T gy_user: the same operator (symmetric A).
         g_user, g_item = ctx.op.apply(gy_user.contiguous(), gy_item.contiguous())
         return g_user, g_item, None
+
+
+class _WeightedRows(torch.autograd.Function):
+    """y [n, d] = sum_{j in row} w_j x[col_j] on one local CSR (no renormalisation),
+    differentiable in w and x. Forward: the backend's ``spmm``; backward: dL/dw by the backend's
+    SDDMM, dL/dx by a scatter in chunks (the local CSR has no transpose), so nothing [E, d] is
+    kept for the backward."""
+
+    @staticmethod
+    def forward(ctx, rowptr, col, w, x, backend):
+        ctx.save_for_backward(rowptr, col, w, x)
+        ctx.backend = backend
+        be = get_backend(x.device, backend)
+        return be.spmm(rowptr, col, None, w[None].contiguous(), None, None, x, None)[0]
+
+    @staticmethod
+    def backward(ctx, gy):
+        rowptr, col, w, x = ctx.saved_tensors
+        gy = gy.contiguous()
+        gw = gx = None
+        if ctx.needs_input_grad[2]:
+            gw = sddmm_kernel(x.device, ctx.backend)(rowptr, col, gy, x)
+        if ctx.needs_input_grad[3]:
+            rows = torch.repeat_interleave(
+                torch.arange(rowptr.shape[0] - 1, device=x.device),
+                rowptr.diff(),
+                output_size=col.shape[0],
+            )
+            gx = torch.zeros_like(x)
+            step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[1]))
+            for s in range(0, col.shape[0], step):
+                sl = slice(s, s + step)
+                gx.index_add_(0, col[sl], w[sl, None] * gy[rows[sl]])
+        return None, None, gw, gx, None
 
 
 def partitioned_spmm(op: PartitionedOperator, x_user: torch.Tensor, x_item: torch.Tensor):
@@ -108,6 +152,40 @@ def partitioned_spmm(op: PartitionedOperator, x_user: torch.Tensor, x_item: torc
                 f"{name} must be [{n}, d] (the rows rank {part.rank} owns), got {tuple(x.shape)}"
             )
     return _Propagate.apply(x_user, x_item, op)
+
+
+def weighted_partitioned_spmm(
+    part,
+    plan: ExchangePlan,
+    x_user: torch.Tensor,
+    x_item: torch.Tensor,
+    z_u: torch.Tensor,
+    z_i: torch.Tensor,
+    self_loop: bool = False,
+    backend: str | None = None,
+):
+    """``partitioned_spmm`` with edge weights z_u [E_U], z_i [E_I] that get gradients too (a
+    learned mask), the degrees renormalised from them; ``z_i`` must hold the same values as the
+    owners' ``z_u`` for those edges (it is their copy). Built from differentiable pieces: the
+    degrees, the halo exchange and the local weighted products (``_WeightedRows``), so the edge
+    gradient needs no partitioned kernel of its own (it is two passes more than the fused
+    single-process kernel's).
+
+    Every rank must call it (and its backward) the same number of times: it communicates.
+    """
+    nu = part.num_own_users
+    r_u = _row_rsqrt(part.rowptr_u, z_u, self_loop)[:, None].to(x_user.dtype)
+    r_i = _row_rsqrt(part.rowptr_i, z_i, self_loop)[:, None].to(x_item.dtype)
+    own = torch.cat([x_user * r_u, x_item * r_i])
+    buffer = torch.cat([own, gather_rows([own], plan)[0]])
+    ys = []
+    for rowptr, col, z, r, x_self in (
+        (part.rowptr_u, part.col_u, z_u, r_u, own[:nu]),
+        (part.rowptr_i, part.col_i, z_i, r_i, own[nu:]),
+    ):
+        y = _WeightedRows.apply(rowptr, col, z.to(buffer.dtype), buffer, backend)
+        ys.append((y + x_self if self_loop else y) * r)
+    return tuple(ys)
 
 
 def partition_mask(
@@ -130,4 +208,9 @@ def partition_mask(
     )
 
 
-__all__ = ["PartitionedOperator", "partition_mask", "partitioned_spmm"]
+__all__ = [
+    "PartitionedOperator",
+    "partition_mask",
+    "partitioned_spmm",
+    "weighted_partitioned_spmm",
+]

@@ -20,7 +20,8 @@ rows (``ops.partitioned_spmm``). The algorithm is the single process's, step for
 
 Files under ``--out``: ``rank<r>-of-<P>.pt`` (per-rank checkpoints; ``--resume`` needs the same
 P), ``checkpoint.pt`` (the merged single-file export, readable by ``evaluate``), ``log.jsonl``,
-``metrics.json``. Plug-ins (mask, DGR, ...) and the other models are single-process for now.
+``metrics.json``. The plug-ins ``--mask``, ``--holdout`` and ``--dgr`` run partitioned too
+(``distributed_plugins``); the other plug-ins and models are single-process for now.
 """
 
 from __future__ import annotations
@@ -50,9 +51,15 @@ from ..graph_partition import BALANCES, owner_of, partition_bounds, partition_gr
 from ..models import model_entry
 from ..ops import get_backend, resolve_name
 from ..ops.halo_exchange import exchange_plan, gather_rows
-from ..ops.partitioned_spmm import PartitionedOperator, partitioned_spmm
+from ..ops.partitioned_spmm import (
+    PartitionedOperator,
+    partitioned_spmm,
+    weighted_partitioned_spmm,
+)
 from ..tasks import get_task
 from ..tasks.evaluation import rank_metrics
+from .distributed_plugins import SUPPORTED as SUPPORTED_PLUGINS
+from .distributed_plugins import adapters
 from .train import (
     TrainConfig,
     _resume_conflicts,
@@ -126,16 +133,18 @@ def cli_config(args, build) -> TrainConfig:
 def _check_supported(config: TrainConfig) -> None:
     if config.model not in SUPPORTED_MODELS:
         raise ValueError(
-            f"model {config.model!r} is single-process for now: distributed training "
-            f"covers {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
+            f"--model {config.model} is single-process for now: distributed training "
+            f"covers --model {', '.join(SUPPORTED_MODELS)} (run without torchrun / "
             "--world-size)"
         )
-    if config.plugins:
+    other = [name for name in config.plugins if name not in SUPPORTED_PLUGINS]
+    if other:
         raise ValueError(
-            f"plug-ins {', '.join(config.plugins)} are single-process for now: "
-            "distributed training runs the plain backbones (drop the plug-ins or "
-            "run without torchrun / --world-size)"
+            f"plug-in --{other[0]} is single-process for now: distributed training covers "
+            f"--{', --'.join(SUPPORTED_PLUGINS)} (drop it or run without torchrun / --world-size)"
         )
+    if "mask" in config.plugins and "holdout" in config.plugins:
+        raise ValueError("--holdout with --mask: the mask holds the positives out itself")
     if config.model_config.get("node_dropout", 0) > 0:
         raise ValueError(
             "ngcf --node-dropout > 0 is single-process for now (distributed NGCF "
@@ -169,17 +178,25 @@ class PartitionedRecommender:
     """A ``GraphRecommender`` whose tables hold only the owned rows, with its partition.
 
     ``model``: the backbone with ``user_emb`` / ``item_emb`` already sliced to the owned rows;
-    ``part``: the rank's ``LocalPartition`` on the model's device.
+    ``part``: the rank's ``LocalPartition`` on the model's device; ``plugins``: the adapters of
+    the model's plug-ins (``distributed_plugins.adapters``).
     """
 
-    def __init__(self, model, part, backend=None):
-        self.model, self.part = model, part
+    def __init__(self, model, part, backend=None, plugins=()):
+        self.model, self.part, self.backend = model, part, backend
+        self.plugins = list(plugins)
         self.plan = exchange_plan(part.requests)
-        self.op = PartitionedOperator(part, self.plan, dtype=model.user_emb.dtype, backend=backend)
-        owned = {id(model.user_emb), id(model.item_emb)}
-        self.shared = [p for p in model.parameters() if id(p) not in owned]
+        self.self_loop = any(getattr(a, "self_loop", False) for a in self.plugins)
+        self.op = PartitionedOperator(
+            part, self.plan, dtype=model.user_emb.dtype, backend=backend, self_loop=self.self_loop
+        )
+        # state_dict keys sliced by rank -> how they merge into one checkpoint
+        self.partitioned = {"user_emb": 0, "item_emb": 0}
+        for a in self.plugins:
+            self.partitioned.update(a.partitioned)
+        self.shared = [p for n, p in model.named_parameters() if n not in self.partitioned]
         num_items = part.num_items
-        items = part.buffer_keys[part.col_u] - part.num_users
+        items = part.item_ids(part.col_u)
         local_users = torch.repeat_interleave(
             torch.arange(part.num_own_users, device=items.device), part.rowptr_u.diff()
         )
@@ -188,28 +205,50 @@ class PartitionedRecommender:
         self.remote_rows_per_step = 0  # item rows the last step fetched from other ranks
 
     # -- forward
-    def layers(self):
-        """[(E_user^(k), E_item^(k)) of the owned rows for k = 0..K]."""
+    def _propagate(self, layer: int, x_user, x_item):
+        weights = None
+        for a in self.plugins:
+            weights = weights if weights is not None else a.weights(layer)
+        if weights is None:
+            return partitioned_spmm(self.op, x_user, x_item)
+        if weights[0].requires_grad:
+            return weighted_partitioned_spmm(
+                self.part, self.plan, x_user, x_item, *weights, self.self_loop, self.backend
+            )
+        op = PartitionedOperator(
+            self.part, self.plan, *weights, x_user.dtype, self.backend, self.self_loop
+        )
+        return partitioned_spmm(op, x_user, x_item)
+
+    def layers(self, positives=None):
+        """[(E_user^(k), E_item^(k)) of the owned rows for k = 0..K]; ``positives``: the local
+        edge ids of the training batch's positives (None at evaluation)."""
         m = self.model
+        for a in self.plugins:
+            a.begin(self, m.training, positives)
         outs = [(m.user_emb, m.item_emb)]
         for k in range(m.num_layers):
-            side = partitioned_spmm(self.op, *outs[-1])
-            outs.append(m.transform(k, *outs[-1], *side))
+            side = self._propagate(k, *outs[-1])
+            out = m.transform(k, *outs[-1], *side)
+            for a in self.plugins:
+                out = a.after_layer(k, *out)
+            outs.append(out)
         return outs
 
     def triples(self, edges: torch.Tensor, unif: torch.Tensor):
         """The owned part of a global BPR batch (``sample_bpr``'s edges and uniforms): (local user
-        rows, global positive items, global negative items), as the single process samples them."""
+        rows, global positive items, global negative items, the positives' local edge ids), as
+        the single process samples them."""
         part = self.part
         start, count = part.edge_start, part.col_u.shape[0]
         own = (edges >= start) & (edges < start + count)
         local = edges[own] - start
         users = torch.searchsorted(part.rowptr_u[1:], local, right=True)
-        pos = part.buffer_keys[part.col_u[local]] - part.num_users
+        pos = part.item_ids(part.col_u[local])
         available = part.num_items - part.rowptr_u.diff()[users]
         rank = torch.minimum((unif[own] * available).long(), available - 1)
         neg = absent_items(self.shifted, part.rowptr_u[:-1], users, rank, part.num_items)
-        return users, pos, neg
+        return users, pos, neg, local
 
     def item_plan(self, items: torch.Tensor):
         """(plan, inverse): the exchange that fetches the rows of the distinct global ``items``
@@ -224,23 +263,38 @@ class PartitionedRecommender:
         # Owners are ascending in the ids, so the rows arrive in ``uniq``'s order.
         return plan, inverse
 
-    def loss(self, users, pos, neg, batch_size: int) -> dict:
-        """This rank's share of the single process's BPR loss for a global batch of
-        ``batch_size`` triples (summing the ranks' shares gives the single process's terms).
+    def loss(self, users, pos, neg, batch_size: int, positives=None) -> dict:
+        """This rank's share of the single process's loss terms for a global batch of
+        ``batch_size`` triples (summing the ranks' shares gives the single process's terms);
+        ``positives``: the triples' local edge ids (``triples``), for the plug-ins.
 
         As ``GraphRecommender.batch_loss``, only the batch's rows are read out (the readouts
-        are row-wise); the item rows of every layer come from their owners in one message.
+        are row-wise); the item rows of every layer (the triples', and those the plug-ins' loss
+        terms read) come from their owners in one message.
         """
-        layers = self.layers()
-        plan, inverse = self.item_plan(torch.cat([pos, neg]))
+        layers = self.layers(positives)
+        extras = [a.extra_items(users, pos) for a in self.plugins]
+        plan, inverse = self.item_plan(torch.cat([pos, neg, *extras]))
         fetched = gather_rows([x_i for _, x_i in layers], plan)
         rows = [(x_u[users], got[inverse]) for (x_u, _), got in zip(layers, fetched)]
         u, items = self.model.readout(rows)
         n = pos.shape[0]
-        bpr = F.softplus((u * items[n:]).sum(-1) - (u * items[:n]).sum(-1)).sum() / batch_size
-        ego_sq = rows[0][0].pow(2).sum() + rows[0][1].pow(2).sum()
+        per = F.softplus((u * items[n : 2 * n]).sum(-1) - (u * items[:n]).sum(-1))
+        bpr = per.sum() / batch_size
+        ego_sq = rows[0][0].pow(2).sum() + rows[0][1][: 2 * n].pow(2).sum()
         reg = self.model.decay * ego_sq / (2 * batch_size)
-        return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
+        terms = {"loss": bpr + reg, "bpr": bpr, "reg": reg}
+        batch = {"size": batch_size, "pos": pos, "bpr": per, "user_rows": u}
+        at = 2 * n
+        for a, extra in zip(self.plugins, extras):
+            got = items[at : at + extra.shape[0]]
+            at += extra.shape[0]
+            for name, value in a.extra_loss(self, layers, batch, got).items():
+                if name in terms:
+                    raise ValueError(f"loss term {name!r} is reported twice")
+                terms[name] = value
+                terms["loss"] = terms["loss"] + value
+        return terms
 
     def reduce_shared_grads(self) -> None:
         """Sum the replicated weights' gradients over the ranks (the loss is the ranks' sum)."""
@@ -264,7 +318,8 @@ class PartitionedRecommender:
     def nbytes(self, optimizer=None) -> dict:
         """Bytes this rank keeps: ``tables`` (owned embedding rows + their Adam state), ``graph``
         (the partition's index arrays and exchange plan), ``edge_weights`` (w and r of the
-        operator), ``sampler`` (the negative-sampling keys)."""
+        operator), ``sampler`` (the negative-sampling keys), ``plugins`` (the plug-ins' per-rank
+        state: a mask's logits, features and edge exchange plan, DGR's LEC rows)."""
         tables = sum(
             p.numel() * p.element_size() for p in (self.model.user_emb, self.model.item_emb)
         )
@@ -284,6 +339,7 @@ class PartitionedRecommender:
             "graph": self.part.nbytes() + size(self.plan.send_index),
             "edge_weights": size(self.op.w_u, self.op.w_i, self.op.r_u, self.op.r_i),
             "sampler": size(self.shifted),
+            "plugins": sum(a.nbytes() for a in self.plugins),
         }
 
 
@@ -384,8 +440,9 @@ def _load_rank_checkpoint(out: Path, rank: int, world: int) -> dict:
 
 def merge_checkpoints(out) -> Path:
     """Merge ``out``'s ``rank<r>-of-<P>.pt`` into one single-process ``checkpoint.pt`` (the
-    tables concatenated in rank order; replicated weights from rank 0) for ``evaluate``,
-    ``denoise --checkpoint`` or any single-process use. Returns its path."""
+    tables, and what the plug-ins hold per rank, concatenated in rank order; replicated weights
+    from rank 0) for ``evaluate``, ``denoise --checkpoint`` or any single-process use. Returns
+    its path."""
     out = Path(out)
     found = {}
     for p in out.glob("rank*-of-*.pt"):
@@ -402,12 +459,22 @@ def merge_checkpoints(out) -> Path:
         raise ValueError(f"{out}: rank files {missing} of {world} are missing")
     ckpts = [torch.load(files[r], map_location="cpu", weights_only=False) for r in range(world)]
 
+    layout = ckpts[0].get("partitioned", {"user_emb": 0, "item_emb": 0})
+
     def merged(key):
         if ckpts[0][key] is None:
             return None
         state = dict(ckpts[0][key])
-        for name in ("user_emb", "item_emb"):
-            state[name] = torch.cat([c[key][name] for c in ckpts])
+        for name, how in layout.items():
+            parts = [c[key][name] for c in ckpts]
+            if how == "embeddings":  # a mask head's input: (f_user, f_item) rows of each rank
+                state[name] = dict(parts[0])
+                if parts[0]["embeddings"] is not None:
+                    state[name]["embeddings"] = tuple(
+                        torch.cat([p["embeddings"][j] for p in parts]) for j in range(2)
+                    )
+            else:
+                state[name] = torch.cat(parts, int(how))
         return state
 
     first = ckpts[0]
@@ -458,7 +525,11 @@ def setup(config: TrainConfig, balance: str | None = None):
     item_bounds = partition_bounds(train.deg_i.cpu(), world, balance)
     part = partition_graph(train, rank, user_bounds, item_bounds).to(device)
     model = build_run_model(config, task.context(prep, config))
+    # The single process draws its mask seeds from the torch RNG as it is after the init.
+    rng_after_init = torch.get_rng_state()
     slice_model(model, part)
+    edge_bounds = [int(train.rowptr_u[b]) for b in user_bounds]
+    plugins = adapters(model, part, train, edge_bounds, rng_after_init)
     u0, u1 = part.users
     splits = {
         name: None if g is None else _csr_rows(g, u0, u1)
@@ -476,7 +547,7 @@ def setup(config: TrainConfig, balance: str | None = None):
     }
     del prep, train
     gc.collect()  # the global graph and data are dropped: the rank keeps its share
-    net = PartitionedRecommender(model, part, config.backend)
+    net = PartitionedRecommender(model, part, config.backend, plugins)
     return splits, net, build_optimizer(model, config), info
 
 
@@ -546,6 +617,9 @@ def _train(config: TrainConfig, balance) -> dict | None:
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["rng"]["sampler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        for a, rng in zip(net.plugins, ckpt["rng"].get("plugins", [])):
+            if rng is not None:
+                a.set_rng_state(rng)
         state.update(ckpt["state"])
         best_model = ckpt["best_model"]
         say(f"resuming {out} after epoch {state['epoch']} on {world} ranks")
@@ -570,6 +644,7 @@ def _train(config: TrainConfig, balance) -> dict | None:
                 "user_bounds": info["user_bounds"],
                 "item_bounds": info["item_bounds"],
                 "fingerprint": info["fingerprint"],
+                "partitioned": net.partitioned,
                 "config": dataclasses.asdict(config),
                 "model_name": config.model,
                 "data_info": info["data_info"],
@@ -577,14 +652,20 @@ def _train(config: TrainConfig, balance) -> dict | None:
                 "optimizer": optimizer.state_dict(),
                 "best_model": best_model,
                 "state": dict(state),
-                "rng": {"sampler": sampler.get_state(), "torch": torch.get_rng_state()},
+                "rng": {
+                    "sampler": sampler.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "plugins": [
+                        a.rng_state() if hasattr(a, "rng_state") else None for a in net.plugins
+                    ],
+                },
             },
             rank_file(out, rank, world),
         )
 
     def train_rows():
         rowptr = part.rowptr_u.cpu().numpy()
-        return rowptr, (part.buffer_keys[part.col_u] - part.num_users).cpu().numpy()
+        return rowptr, part.item_ids(part.col_u).cpu().numpy()
 
     def evaluate(split):
         return evaluate_partitioned(
@@ -606,22 +687,25 @@ def _train(config: TrainConfig, balance) -> dict | None:
         # sample_bpr's draws, in its order: every rank draws the same global batch.
         edges = torch.randint(num_train, (num_train,), generator=sampler)
         unif = torch.rand(num_train, generator=sampler, dtype=torch.float64)
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
+        sums, names = None, None
         for step in range(steps):
             sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            users, pos, neg = net.triples(edges[sl].to(device), unif[sl].to(device))
-            terms = net.loss(users, pos, neg, edges[sl].shape[0])
+            users, pos, neg, ids = net.triples(edges[sl].to(device), unif[sl].to(device))
+            terms = net.loss(users, pos, neg, edges[sl].shape[0], ids)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             net.reduce_shared_grads()
             optimizer.step()
+            if names is None:  # every term, as the single process logs them
+                names = list(terms)
+                sums = torch.zeros(len(names), dtype=torch.float64, device=device)
             sums += (
-                torch.stack([terms[k].detach().double() for k in ("loss", "bpr", "reg")])
+                torch.stack([terms[k].detach().reshape(()).double() for k in names])
                 * edges[sl].shape[0]
             )
         if world > 1:
             dist.all_reduce(sums)
-        terms = dict(zip(("loss", "bpr", "reg"), (sums / num_train).tolist()))
+        terms = dict(zip(names, (sums / num_train).tolist()))
         if not math.isfinite(terms["loss"]):
             raise FloatingPointError(
                 f"epoch {epoch}: the training loss is {terms['loss']}; lower --lr"
@@ -641,7 +725,10 @@ def _train(config: TrainConfig, balance) -> dict | None:
             if state["best"] is None or metrics[headline] > state["best"]["metrics"][headline]:
                 state["best"] = {"epoch": epoch, "metrics": metrics}
                 state["evals_since_best"] = 0
-                best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_model = {
+                    k: v.detach().cpu().clone() if torch.is_tensor(v) else v
+                    for k, v in model.state_dict().items()
+                }
             else:
                 state["evals_since_best"] += 1
             line += f"  valid {headline} {metrics[headline]:.4f}"
