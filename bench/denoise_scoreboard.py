@@ -86,7 +86,7 @@ def setting_data(args, kind: str, ratio: float, seed: int):
             seed=seed, noise_ratio=ratio, noise_mix=kind if ratio else "popularity", **sizes
         )
     else:
-        from .denoise import subsample  # the noise benchmark's seeded user subsample
+        from .denoise.settings import subsample  # the noise benchmark's seeded user subsample
 
         source = SHARED_DATA / REAL[args.data] if args.data in REAL else Path(args.data)
         base = subsample(load_dataset(source), args.users, args.min_item, seed=0)

@@ -502,3 +502,24 @@ def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
     assert sb.main(argv + ["--cached-only"]) == 0
     again = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
     assert again["rows"] == payload["rows"]
+
+
+def test_scoreboard_real_data_path_subsamples_and_injects(tmp_path):
+    """A LightGCN folder (the gowalla / yelp path): a seeded user subsample, noise injected into
+    train, and the same subsample without it as the oracle's data."""
+    sb = _scoreboard()
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, count in (("train.txt", 12), ("test.txt", 3)):
+        lines = [
+            " ".join(map(str, [u, *sorted(set(rng.integers(0, 50, count).tolist()))]))
+            for u in range(40)
+        ]
+        (folder / name).write_text("\n".join(lines) + "\n")
+    args = sb.parse_args(["--data", str(folder), "--users", "30", "--min-item", "1"])
+    noisy, clean = sb.setting_data(args, "uniform", 0.2, seed=0)
+    assert noisy.num_users <= 30 and np.asarray(noisy.noise, bool).any()
+    assert len(clean.train[0]) == len(noisy.train[0]) - int(np.asarray(noisy.noise).sum())
+    same, _ = sb.setting_data(args, "none", 0.0, seed=0)
+    assert same.noise is None or not np.asarray(same.noise, bool).any()
