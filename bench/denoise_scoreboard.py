@@ -185,17 +185,28 @@ def _stat(values):
 
 
 def rows_of(records: dict, data_name: str) -> list[dict]:
-    """The scoreboard rows (issue 22's shape) from {(kind, ratio, method, seed): record}."""
+    """The scoreboard rows (issue 22's shape) from {(kind, ratio, method, seed): record}.
+
+    A method's gap is taken against LightGCN's and the oracle's means over the same seeds as the
+    method's own (a method run on fewer seeds is not compared with other seeds' baselines)."""
     groups: dict = {}
-    for (kind, ratio, method, _), rec in records.items():
-        groups.setdefault((kind, ratio, method), []).append(rec)
-    means = {key: _stat([r["test"][HEADLINE] for r in recs])[0] for key, recs in groups.items()}
+    for (kind, ratio, method, seed), rec in records.items():
+        groups.setdefault((kind, ratio, method), {})[seed] = rec
+
+    def mean_over(kind, ratio, method, seeds):
+        have = groups.get((kind, ratio, method), {})
+        if not set(seeds) <= set(have):
+            return None
+        return _stat([have[s]["test"][HEADLINE] for s in seeds])[0]
+
     rows = []
-    for (kind, ratio, method), recs in sorted(
+    for (kind, ratio, method), by_seed in sorted(
         groups.items(), key=lambda kv: (kv[0][1], kv[0][0], METHODS.index(kv[0][2]))
     ):
+        recs = list(by_seed.values())
         mean, std = _stat([r["test"][HEADLINE] for r in recs])
-        noisy, oracle = means.get((kind, ratio, "lightgcn")), means.get((kind, ratio, "oracle"))
+        noisy = mean_over(kind, ratio, "lightgcn", by_seed)
+        oracle = mean_over(kind, ratio, "oracle", by_seed)
         gap = None
         if (
             method not in ("lightgcn", "oracle")
@@ -215,6 +226,7 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
                 "ndcg@20": _stat([r["test"][NDCG] for r in recs])[0],
                 "auc": _stat([r.get("auc") for r in recs])[0],
                 "gap_recovered": gap,
+                "seeds": len(recs),
             }
         )
     return rows

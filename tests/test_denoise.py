@@ -456,8 +456,11 @@ def test_scoreboard_rows_have_the_issue_shape_and_the_gap():
         ("uniform", 0.1, "pipeline", 1): dict(rec(0.21), auc=0.9),
         ("uniform", 0.1, "lightgcn", 1): rec(0.20),
         ("uniform", 0.1, "oracle", 1): rec(0.24),
+        ("uniform", 0.1, "t-ce", 1): rec(0.22),  # one seed: compared with seed 1's baselines
+        ("uniform", 0.1, "lightgcn", 2): rec(0.10),  # a seed t-ce and the pipeline lack
     }
     rows = {r["method"]: r for r in sb.rows_of(records, "synthetic")}
+    assert rows["t-ce"]["gap_recovered"] == pytest.approx(0.5) and rows["t-ce"]["seeds"] == 1
     assert set(rows["pipeline"]) == {
         "data",
         "noise",
@@ -468,8 +471,9 @@ def test_scoreboard_rows_have_the_issue_shape_and_the_gap():
         "ndcg@20",
         "auc",
         "gap_recovered",
+        "seeds",
     }
-    assert rows["pipeline"]["recall@20"] == pytest.approx(0.22)
+    assert rows["pipeline"]["recall@20"] == pytest.approx(0.22) and rows["pipeline"]["seeds"] == 2
     assert rows["pipeline"]["recall@20_std"] == pytest.approx(0.01)
     assert rows["pipeline"]["gap_recovered"] == pytest.approx(0.5)
     assert rows["pipeline"]["auc"] == pytest.approx(0.85)
