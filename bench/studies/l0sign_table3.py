@@ -55,7 +55,7 @@ RECIPE = {
     ("DBLP_v1", "sign"): {"patience": 10},
     ("twitter", "l0-sign"): {"l0_weight": 1e-4},
 }
-OPTIONS = ("l0_weight", "l2_weight", "loss", "directed", "init_std", "pool", "lr")
+OPTIONS = ("l0_weight", "l2_weight", "loss", "directed", "init_std", "lr")
 OPTIONS += tuple(SCHEDULE)
 
 
@@ -85,7 +85,6 @@ def run_one(data_name: str, model_name: str, seed: int, args, prepared) -> dict:
         loss=opts.loss,
         directed=opts.directed,
         init_std=opts.init_std,
-        pool=opts.pool,
     )
     torch.manual_seed(seed)
     model = L0SIGN(prepared.num_features, config, seed=seed)
@@ -380,7 +379,6 @@ def main(argv=None) -> int:
             "--" + name.replace("_", "-"), type=float, help=unset % getattr(L0SignConfig, name)
         )
     ap.add_argument("--loss", choices=["bce", "mse"], help=unset % L0SignConfig.loss)
-    ap.add_argument("--pool", choices=["mean", "sum"], help=unset % L0SignConfig.pool)
     ap.add_argument(
         "--directed",
         action=argparse.BooleanOptionalAction,

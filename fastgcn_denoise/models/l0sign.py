@@ -81,9 +81,6 @@ class L0SignConfig:
     loss: str = option(
         "mse", "prediction loss: bce (logistic) or mse (official code)", choices=LOSSES
     )
-    pool: str = option(
-        "mean", "graph readout: mean of the nodes (the paper) or their sum", choices=("mean", "sum")
-    )
     init_std: float = option(
         0.1, "std of the node embeddings' normal init (official: 1)", min=0, min_open=True
     )
@@ -182,10 +179,7 @@ class L0SIGN(nn.Module):
     def forward(self, batch: FeatureGraphBatch):
         """(score [B], AllPairsResult): score = the readout of the pooled embedding."""
         out = self.interactions(batch)
-        pooled = out.pooled
-        if self.config.pool == "sum":  # the mean times the graph's node count
-            pooled = pooled * batch.ptr.diff().unsqueeze(-1).to(pooled.dtype)
-        return self.readout(pooled).squeeze(-1), out
+        return self.readout(out.pooled).squeeze(-1), out
 
     def predict(self, score: torch.Tensor) -> torch.Tensor:
         """Scores as P(label = 1) (bce: sigmoid; mse: the regression value itself)."""
