@@ -1,19 +1,21 @@
 """L0-SIGN and SIGN on the paper's graph-classification sets (its Table 3), several seeds.
 
-Study: does L0-SIGN / SIGN reach the paper's Table 3 on Twitter and DBLP? Answer:
-bench/results/l0sign_table3.json (+ .png, the kept interactions in l0sign/); a reproduction row
-that the future bench/reproduce.py harness (issue 23) will gather.
+Study: does L0-SIGN / SIGN reach the paper's Table 3 on Twitter and DBLP, and beat naive Bayes
+and logistic regression there? Answer: bench/results/l0sign_table3.json (+ .png) and the rows of
+bench/results/reproduction_l0sign.json that bench/reproduce.py gathers (issue 23).
 
-Each (data set, model, seed) run: the seeded 70/15/15 split, the model's defaults (Adagrad, batch
-1024, d = 8, hidden 32), one validation evaluation per epoch, the epoch with the best validation
-AUC selected (early stop after ``--patience`` epochs without a better one), its weights tested.
-A run writes ``<work>/<data>-<model>-s<seed>/`` (log.jsonl: one line per epoch; metrics.json) and
-is skipped when its metrics.json exists, so an interrupted sweep resumes where it stopped. The
-summary (mean +- std of test AUC / ACC over seeds, next to the paper's figures and the naive
-Bayes baseline) goes to ``<out>/l0sign_table3.json`` with the validation curves in a PNG.
+Each (data set, model, seed) run: the seeded 70/15/15 split, the model's defaults (the recipe
+of ``models/l0sign.py``) with the row's ``RECIPE`` and schedule, one validation evaluation per
+epoch, the epoch with the best validation AUC selected (early stop after ``patience`` epochs
+without a better one), its weights tested. A run writes ``<work>/<data>-<model>-s<seed>/``
+(log.jsonl: one line per epoch; state.pt after every epoch, so a stopped run resumes at the
+next one; metrics.json when done, and a run with one is skipped). Naive Bayes and logistic
+regression are fitted on every seed's split (cached in ``<work>/baselines-<data>-s<seed>.json``).
+The summary (mean +- std of test AUC / ACC over seeds, next to the paper and both baselines) goes
+to ``<out>/<name>.json`` with the validation curves in a PNG.
 
     python -m bench.studies.l0sign_table3 [--data twitter DBLP_v1] [--models l0-sign sign]
-                                  [--seeds 0 1 2 3 4] [--epochs 40] [--patience 8] [--threads 1]
+                                  [--seeds 0 1 2 3 4] [--epochs N] [--patience N] [--threads 1]
 """
 
 from __future__ import annotations
