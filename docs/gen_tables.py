@@ -297,6 +297,8 @@ TABLES = [
             Col("test ACC", "test_acc_mean", "pm4", std="test_acc_std"),
             Col("edges kept", "kept_mean", "pct"),
             Col("paper AUC, ACC", "paper_auc_acc"),
+            Col("naive Bayes AUC", "baselines_test_auc.naive-bayes", "f4"),
+            Col("logistic regression AUC", "baselines_test_auc.logistic-regression", "f4"),
         ),
         rows="rows",
     ),

@@ -57,6 +57,21 @@ def test_learns_a_planted_interaction(edge_prediction):
     assert task.baseline(data, "valid")["auc"] < 0.6
 
 
+@pytest.mark.parametrize("signal", ["feature", "xor"])
+def test_logistic_baseline(signal):
+    # A label carried by one feature is what a linear model over feature counts sees; the planted
+    # XOR interaction is what it cannot see.
+    graphs = planted(1500, seed=2)
+    if signal == "feature":
+        graphs.labels = (graphs.nodes.reshape(-1, 4) == 0).any(1).astype(np.float32)
+    out = task.logistic_baseline(prepared(graphs), l2_grid=(10.0, 1.0))
+    assert set(out) == {"valid", "test", "l2"} and out["l2"] in (10.0, 1.0)
+    if signal == "feature":
+        assert out["valid"]["auc"] > 0.99 and out["test"]["auc"] > 0.99, out
+    else:
+        assert out["test"]["auc"] < 0.6, out
+
+
 def test_draws_advance_in_training_only():
     graphs = planted(40, k=3)
     model = L0SIGN(graphs.num_features, L0SignConfig(), seed=2)
