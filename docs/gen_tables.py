@@ -113,6 +113,7 @@ TABLES = [
             Col("NDCG@20", "ndcg@20", "f4"),
             Col("noise ROC AUC", "auc", "f3"),
             Col("gap recovered", "gap_recovered", "pct"),
+            Col("seeds", "seeds"),
         ),
         rows="rows",
     ),
