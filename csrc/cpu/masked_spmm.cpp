@@ -235,6 +235,113 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
       g[e] = ru[u] * ri[ci[e]] * g[e] - hs_u[u] - ht_i[ci[e]];
 }
 
+
+// The backward of one propagation (one mask) with the edge gradient, in two row-parallel passes
+// over the gathered rows instead of the four of spmm + spmm + edge_grad (edge_grad_kernel's
+// formula):
+//   user pass (CSR(R)):   gx_u[u] = r_u sum_e w_e r_i gy_i[i] (+ r_u^2 gy_u[u]) and
+//                         G_e = <gy_u[u], x_i[i]> + <gy_i[i], x_u[u]>: the gathered gy_i row serves
+//                         both, x_i is the one extra gather; s_u from G while the row is in cache;
+//   item pass (CSR(R^T)): gx_i[i] = r_i sum_e w_e r_u gy_u[u] (+ r_i^2 gy_i[i]), t_i from G,
+//                         then dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i on its edges.
+// r_u == nullptr: no renormalisation (dL/dw = G, no degree terms). gx_u/gx_i null: not formed.
+template <typename T, int64_t KC, bool kFull>
+inline void backward_user_row(const int64_t* ci, const T* w, const T* ri, const T* xi, const T* gi,
+                              const T* xu_row, const T* gu_row, int64_t begin, int64_t end,
+                              int64_t d, int64_t k0, int64_t n, bool need_acc, T (&acc)[KC],
+                              T* G) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t len = kFull ? KC : n;
+  for (int64_t j = begin; j < end; ++j) {
+    if (j + kPrefetch < end) {
+      const int64_t off = ci[j + kPrefetch] * d + k0;
+      for (int64_t k = 0; k < len; k += kLine) {
+        __builtin_prefetch(gi + off + k);
+        __builtin_prefetch(xi + off + k);
+      }
+    }
+    const int64_t c = ci[j];
+    const T* gic = gi + c * d + k0;
+    const T* xic = xi + c * d + k0;
+    T dot = 0;
+    if (need_acc) {
+      const T coef = w[j] * (ri ? ri[c] : T(1));
+#pragma omp simd reduction(+ : dot)
+      for (int64_t k = 0; k < len; ++k) {
+        const T g = gic[k];
+        acc[k] += coef * g;
+        dot += gu_row[k] * xic[k] + g * xu_row[k];
+      }
+    } else {
+#pragma omp simd reduction(+ : dot)
+      for (int64_t k = 0; k < len; ++k) dot += gu_row[k] * xic[k] + gic[k] * xu_row[k];
+    }
+    G[j] = k0 == 0 ? dot : G[j] + dot;
+  }
+}
+
+template <typename T, int64_t KC>
+void spmm_backward_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi,
+                          const int64_t* cu, const int64_t* eid, const T* w, const T* ru,
+                          const T* ri, const T* xu, const T* xi, const T* gu, const T* gi,
+                          bool self_loop, int64_t nu, int64_t ni, int64_t d, T* gxu, T* gxi,
+                          T* G) {
+  std::vector<T> hs_u(ru ? nu : 0);
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t u = 0; u < nu; ++u) {
+    const int64_t begin = pu[u], end = pu[u + 1];
+    for (int64_t k0 = 0; k0 < d; k0 += KC) {
+      const int64_t n = std::min(KC, d - k0);
+      T acc[KC] = {};
+      const T* xr = xu + u * d + k0;
+      const T* gr = gu + u * d + k0;
+      if (n == KC)
+        backward_user_row<T, KC, true>(ci, w, ri, xi, gi, xr, gr, begin, end, d, k0, n, gxu != nullptr,
+                                       acc, G);
+      else
+        backward_user_row<T, KC, false>(ci, w, ri, xi, gi, xr, gr, begin, end, d, k0, n,
+                                        gxu != nullptr, acc, G);
+      if (gxu) {
+        const T rr = ru ? ru[u] : T(1);
+        T* y = gxu + u * d + k0;
+        for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gr[k] : T(0));
+      }
+    }
+    if (ru) {
+      T s = self_loop ? 2 * ru[u] * ru[u] * dot(gu + u * d, xu + u * d, d) : T(0);
+      for (int64_t e = begin; e < end; ++e) s += G[e] * ru[u] * w[e] * ri[ci[e]];
+      hs_u[u] = T(0.5) * ru[u] * ru[u] * s;
+    }
+  }
+  // Item pass: the item side's product (the forward's accumulate_row), then t_i from G read
+  // through perm, and the item's edges finished while they are in cache (each edge has one item).
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t i = 0; i < ni; ++i) {
+    const int64_t begin = pi[i], end = pi[i + 1];
+    for (int64_t k0 = 0; gxi && k0 < d; k0 += KC) {
+      const int64_t n = std::min(KC, d - k0);
+      T acc[1][KC] = {};
+      if (n == KC)
+        accumulate_row<T, 1, KC, true>(cu, eid, w, ru, gu, begin, end, nu, 0, d, k0, n, acc);
+      else
+        accumulate_row<T, 1, KC, false>(cu, eid, w, ru, gu, begin, end, nu, 0, d, k0, n, acc);
+      const T rr = ri ? ri[i] : T(1);
+      const T* xs = gi + i * d + k0;
+      T* y = gxi + i * d + k0;
+      for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[0][k] + (self_loop ? rr * rr * xs[k] : T(0));
+    }
+    if (!ru) continue;
+    T t = 0;
+    for (int64_t j = begin; j < end; ++j) t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
+    t *= ri[i];
+    if (self_loop) t += 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d);
+    const T ht = T(0.5) * ri[i] * ri[i] * t;
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t e = eid[j], u = cu[j];
+      G[e] = ru[u] * ri[i] * G[e] - hs_u[u] - ht;
+    }
+  }
+}
 }  // namespace
 
 // ------------------------------------------------------------------------- ATen entry points
@@ -326,6 +433,37 @@ torch::Tensor edge_grad(const torch::Tensor& rowptr_u, const torch::Tensor& col_
         rowptr_u.numel() - 1, rowptr_i.numel() - 1, x_u.size(1), g.data_ptr<scalar_t>());
   });
   return g;
+}
+
+
+std::vector<torch::Tensor> spmm_backward(const torch::Tensor& rowptr_u, const torch::Tensor& col_item,
+                                         const torch::Tensor& rowptr_i, const torch::Tensor& col_user,
+                                         const torch::Tensor& perm, const torch::Tensor& w,
+                                         const c10::optional<torch::Tensor>& r_u,
+                                         const c10::optional<torch::Tensor>& r_i,
+                                         const torch::Tensor& x_u, const torch::Tensor& x_i,
+                                         const torch::Tensor& gy_u, const torch::Tensor& gy_i,
+                                         bool self_loop, bool need_xu, bool need_xi) {
+  TORCH_CHECK(w.device().is_cpu(), "spmm_backward (cpu): CPU tensors only");
+  TORCH_CHECK(w.dim() == 1, "spmm_backward (cpu): w must be one mask [E]");
+  const int64_t d = x_u.size(1);
+  auto G = torch::empty_like(w);
+  auto gxu = need_xu ? torch::empty_like(x_u) : torch::Tensor();
+  auto gxi = need_xi ? torch::empty_like(x_i) : torch::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "spmm_backward_cpu", [&] {
+    constexpr int64_t wide = kWideCols<scalar_t>;
+    auto kernel = d <= wide / 4   ? spmm_backward_kernel<scalar_t, wide / 4>
+                  : d <= wide / 2 ? spmm_backward_kernel<scalar_t, wide / 2>
+                                  : spmm_backward_kernel<scalar_t, wide>;
+    kernel(rowptr_u.data_ptr<int64_t>(), col_item.data_ptr<int64_t>(), rowptr_i.data_ptr<int64_t>(),
+           col_user.data_ptr<int64_t>(), perm.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+           ptr_or_null<scalar_t>(r_u), ptr_or_null<scalar_t>(r_i), x_u.data_ptr<scalar_t>(),
+           x_i.data_ptr<scalar_t>(), gy_u.data_ptr<scalar_t>(), gy_i.data_ptr<scalar_t>(), self_loop,
+           rowptr_u.numel() - 1, rowptr_i.numel() - 1, d,
+           need_xu ? gxu.data_ptr<scalar_t>() : nullptr, need_xi ? gxi.data_ptr<scalar_t>() : nullptr,
+           G.data_ptr<scalar_t>());
+  });
+  return {need_xu ? gxu : torch::Tensor(), need_xi ? gxi : torch::Tensor(), G};
 }
 
 }  // namespace cpu
