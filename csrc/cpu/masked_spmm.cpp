@@ -236,47 +236,81 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
 }
 
 
-// The backward of one propagation (one mask) with the edge gradient, in two row-parallel passes
-// over the gathered rows instead of the four of spmm + spmm + edge_grad (edge_grad_kernel's
-// formula):
-//   user pass (CSR(R)):   gx_u[u] = r_u sum_e w_e r_i gy_i[i] (+ r_u^2 gy_u[u]) and
-//                         G_e = <gy_u[u], x_i[i]> + <gy_i[i], x_u[u]>: the gathered gy_i row serves
-//                         both, x_i is the one extra gather; s_u from G while the row is in cache;
-//   item pass (CSR(R^T)): gx_i[i] = r_i sum_e w_e r_u gy_u[u] (+ r_i^2 gy_i[i]), t_i from G,
-//                         then dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i on its edges.
-// r_u == nullptr: no renormalisation (dL/dw = G, no degree terms). gx_u/gx_i null: not formed.
+// The backward of one propagation (one mask) with the edge gradient, with the row gathers of
+// the two products only (spmm + spmm + edge_grad gather four rows per edge, in four passes):
+//   user pass (CSR(R)):   gx_u[u] = r_u sum_e w_e r_i gy_i[i] (+ r_u^2 gy_u[u]); the gathered
+//                         gy_i row also gives the half <gy_i[i], x_u[u]> of G_e;
+//   item pass (CSR(R^T)): gx_i[i] = r_i sum_e w_e r_u gy_u[u] (+ r_i^2 gy_i[i]); the gathered
+//                         gy_u row gives the other half <gy_u[u], x_i[i]>, completing G_e, and
+//                         t_i = r_i sum_e G_e w_e r_u while the item's edges are in cache;
+//   user pass, scalars:   s_u = r_u sum_e G_e w_e r_i, then
+//                         dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i (edge_grad_kernel).
+// r_u == nullptr: no renormalisation (dL/dw = G). gx_u/gx_i null: not formed (G still is).
+
+// One row of either pass: acc[k] += w_e r_col gy_col[col, k0 + k] (k < n; n == KC when kFull, so
+// acc is register-allocated) and G_e (+)= <gy_col[col], x_row> over the block, for each edge j
+// of the row (edge id eid[j], or j itself in CSR(R)).
 template <typename T, int64_t KC, bool kFull>
-inline void backward_user_row(const int64_t* ci, const T* w, const T* ri, const T* xi, const T* gi,
-                              const T* xu_row, const T* gu_row, int64_t begin, int64_t end,
-                              int64_t d, int64_t k0, int64_t n, bool need_acc, T (&acc)[KC],
-                              T* G) {
+inline void backward_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_col,
+                         const T* g_col, const T* x_row, int64_t begin, int64_t end, int64_t d,
+                         int64_t k0, int64_t n, bool need_acc, bool add, T (&acc)[KC], T* G) {
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t len = kFull ? KC : n;
   for (int64_t j = begin; j < end; ++j) {
-    if (j + kPrefetch < end) {
-      const int64_t off = ci[j + kPrefetch] * d + k0;
-      for (int64_t k = 0; k < len; k += kLine) {
-        __builtin_prefetch(gi + off + k);
-        __builtin_prefetch(xi + off + k);
+    if (j + kPrefetch < end) {  // the gathers are the latency: fetch kPrefetch edges ahead
+      const T* ahead = g_col + col[j + kPrefetch] * d + k0;
+      for (int64_t k = 0; k < len; k += kLine) __builtin_prefetch(ahead + k);
+      if (eid) {
+        __builtin_prefetch(w + eid[j + kPrefetch]);
+        __builtin_prefetch(G + eid[j + kPrefetch]);
       }
     }
-    const int64_t c = ci[j];
-    const T* gic = gi + c * d + k0;
-    const T* xic = xi + c * d + k0;
+    const int64_t c = col[j];
+    const int64_t e = eid ? eid[j] : j;
+    const T* gc = g_col + c * d + k0;
     T dot = 0;
     if (need_acc) {
-      const T coef = w[j] * (ri ? ri[c] : T(1));
+      const T coef = w[e] * (r_col ? r_col[c] : T(1));
 #pragma omp simd reduction(+ : dot)
       for (int64_t k = 0; k < len; ++k) {
-        const T g = gic[k];
-        acc[k] += coef * g;
-        dot += gu_row[k] * xic[k] + g * xu_row[k];
+        const T v = gc[k];
+        acc[k] += coef * v;
+        dot += v * x_row[k];
       }
     } else {
 #pragma omp simd reduction(+ : dot)
-      for (int64_t k = 0; k < len; ++k) dot += gu_row[k] * xic[k] + gic[k] * xu_row[k];
+      for (int64_t k = 0; k < len; ++k) dot += gc[k] * x_row[k];
     }
-    G[j] = k0 == 0 ? dot : G[j] + dot;
+    G[e] = add ? G[e] + dot : dot;
+  }
+}
+
+// One pass of backward_row over every row of a CSR, writing gx (when given) with the epilogue
+// y = r_row acc (+ r_row^2 g_self). ``add``: G accumulates onto the other pass's half.
+template <typename T, int64_t KC>
+void backward_pass(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
+                   const T* r_row, const T* r_col, const T* g_col, const T* x, const T* g_self,
+                   bool self_loop, bool add, int64_t num_rows, int64_t d, T* gx, T* G) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const int64_t begin = rowptr[r], end = rowptr[r + 1];
+    for (int64_t k0 = 0; k0 < d; k0 += KC) {
+      const int64_t n = std::min(KC, d - k0);
+      const bool add_k = add || k0 > 0;
+      T acc[KC] = {};
+      if (n == KC)
+        backward_row<T, KC, true>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
+                                  n, gx != nullptr, add_k, acc, G);
+      else
+        backward_row<T, KC, false>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
+                                   n, gx != nullptr, add_k, acc, G);
+      if (gx) {
+        const T rr = r_row ? r_row[r] : T(1);
+        const T* gs = g_self + r * d + k0;
+        T* y = gx + r * d + k0;
+        for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gs[k] : T(0));
+      }
+    }
   }
 }
 
@@ -286,60 +320,25 @@ void spmm_backward_kernel(const int64_t* pu, const int64_t* ci, const int64_t* p
                           const T* ri, const T* xu, const T* xi, const T* gu, const T* gi,
                           bool self_loop, int64_t nu, int64_t ni, int64_t d, T* gxu, T* gxi,
                           T* G) {
-  std::vector<T> hs_u(ru ? nu : 0);
+  backward_pass<T, KC>(pu, ci, nullptr, w, ru, ri, gi, xu, gu, self_loop, false, nu, d, gxu, G);
+  backward_pass<T, KC>(pi, cu, eid, w, ri, ru, gu, xi, gi, self_loop, true, ni, d, gxi, G);
+  if (!ru) return;
+  std::vector<T> ht_i(ni);
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t i = 0; i < ni; ++i) {
+    T t = 0;
+    for (int64_t j = pi[i]; j < pi[i + 1]; ++j) t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
+    t *= ri[i];
+    if (self_loop) t += 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d);
+    ht_i[i] = T(0.5) * ri[i] * ri[i] * t;
+  }
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t u = 0; u < nu; ++u) {
     const int64_t begin = pu[u], end = pu[u + 1];
-    for (int64_t k0 = 0; k0 < d; k0 += KC) {
-      const int64_t n = std::min(KC, d - k0);
-      T acc[KC] = {};
-      const T* xr = xu + u * d + k0;
-      const T* gr = gu + u * d + k0;
-      if (n == KC)
-        backward_user_row<T, KC, true>(ci, w, ri, xi, gi, xr, gr, begin, end, d, k0, n, gxu != nullptr,
-                                       acc, G);
-      else
-        backward_user_row<T, KC, false>(ci, w, ri, xi, gi, xr, gr, begin, end, d, k0, n,
-                                        gxu != nullptr, acc, G);
-      if (gxu) {
-        const T rr = ru ? ru[u] : T(1);
-        T* y = gxu + u * d + k0;
-        for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gr[k] : T(0));
-      }
-    }
-    if (ru) {
-      T s = self_loop ? 2 * ru[u] * ru[u] * dot(gu + u * d, xu + u * d, d) : T(0);
-      for (int64_t e = begin; e < end; ++e) s += G[e] * ru[u] * w[e] * ri[ci[e]];
-      hs_u[u] = T(0.5) * ru[u] * ru[u] * s;
-    }
-  }
-  // Item pass: the item side's product (the forward's accumulate_row), then t_i from G read
-  // through perm, and the item's edges finished while they are in cache (each edge has one item).
-#pragma omp parallel for schedule(dynamic, kRowChunk)
-  for (int64_t i = 0; i < ni; ++i) {
-    const int64_t begin = pi[i], end = pi[i + 1];
-    for (int64_t k0 = 0; gxi && k0 < d; k0 += KC) {
-      const int64_t n = std::min(KC, d - k0);
-      T acc[1][KC] = {};
-      if (n == KC)
-        accumulate_row<T, 1, KC, true>(cu, eid, w, ru, gu, begin, end, nu, 0, d, k0, n, acc);
-      else
-        accumulate_row<T, 1, KC, false>(cu, eid, w, ru, gu, begin, end, nu, 0, d, k0, n, acc);
-      const T rr = ri ? ri[i] : T(1);
-      const T* xs = gi + i * d + k0;
-      T* y = gxi + i * d + k0;
-      for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[0][k] + (self_loop ? rr * rr * xs[k] : T(0));
-    }
-    if (!ru) continue;
-    T t = 0;
-    for (int64_t j = begin; j < end; ++j) t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
-    t *= ri[i];
-    if (self_loop) t += 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d);
-    const T ht = T(0.5) * ri[i] * ri[i] * t;
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t e = eid[j], u = cu[j];
-      G[e] = ru[u] * ri[i] * G[e] - hs_u[u] - ht;
-    }
+    T s = self_loop ? 2 * ru[u] * ru[u] * dot(gu + u * d, xu + u * d, d) : T(0);
+    for (int64_t e = begin; e < end; ++e) s += G[e] * ru[u] * w[e] * ri[ci[e]];
+    const T hs = T(0.5) * ru[u] * ru[u] * s;
+    for (int64_t e = begin; e < end; ++e) G[e] = ru[u] * ri[ci[e]] * G[e] - hs - ht_i[ci[e]];
   }
 }
 }  // namespace
