@@ -29,12 +29,17 @@ FGD_DECLARE_MASKED_SPMM(cuda)
 #endif
 
 // Ops with CPU kernels only (on GPUs their triton kernels run; spgemm's GPU path is cuSPARSE
-// through torch.sparse, cooccurrence's too): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp,
+// through torch.sparse, cooccurrence's too; spmm_backward is the fused spmm + spmm + edge_grad of
+// masked_spmm.cpp): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp,
 // segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp.
 namespace fgd {
 namespace cpu {
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+Tensor sddmm_row_standardised(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double);
+std::vector<Tensor> spmm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, bool, bool, bool);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
 std::vector<Tensor> cosine_attention_forward(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
                                              const Tensor&, const Tensor&, const Tensor&, double);
@@ -130,9 +135,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("degree_rsqrt", &degree_rsqrt, "(r_u [M, U], r_i [M, I]) of the weighted degrees");
   m.def("spmm", &spmm, "y [M, R, d]: row-parallel CSR product with per-edge weights and renormalisation");
   m.def("edge_grad", &edge_grad, "dL/dw [E] through the degree renormalisation");
+  m.def("spmm_backward", &fgd::cpu::spmm_backward,
+        "[dL/dx_user | None, dL/dx_item | None, dL/dw] of one propagation in two passes (CPU tensors)");
   m.def("arm_grad", &fgd::cpu::arm_grad,
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
+  m.def("sddmm_row_standardised", &fgd::cpu::sddmm_row_standardised,
+        "sddmm's scores standardised within each CSR row (CPU tensors)");
   m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
   m.def("cosine_attention_forward", &fgd::cpu::cosine_attention_forward,
         "[y, alpha, cos]: cosine SDDMM, row softmax and aggregation per CSR row (CPU tensors)");

@@ -145,7 +145,7 @@ def test_mask_forward_is_the_gated_holdout_propagation(estimator):
     batch, picked = batch_of(g, 5)
     torch.manual_seed(7)
     terms = model.loss(g, batch)
-    seed, logits, _, _ = mask._step
+    seed, logits, *_ = mask._step
     kind = "concrete_st" if estimator == "gumbel" else "hard_concrete"
     stretch = {} if estimator == "gumbel" else {"gamma": -0.1, "zeta": 1.1}
     hold = torch.ones(g.num_edges)

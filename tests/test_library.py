@@ -50,6 +50,7 @@ def samples(backend):
             gate,
             False,
             True,
+            True,  # keep dw/dphi for backward
             backend,
         ]
 
@@ -66,9 +67,23 @@ def samples(backend):
             w_for(["concrete", "concrete_st"]),
             w_for(["bernoulli"], held),
             w_for(["hard_concrete", "hard_concrete_mean"], held),
-            [*g, xu, xi, None, None, None, [MODE_ID["ones"]], 0, 0, gate, True, False, backend],
-            [*g, xu, xi, None, None, held, [MODE_ID["ones"]], 0, 0, gate, False, True, backend],
-            [*g, *x16, phi32, None, None, [MODE_ID["concrete"]], 1, 0, gate, False, True, backend],
+            [*g, xu, xi, None, None, None, [MODE_ID["ones"]], 0, 0, gate, True, False, False, backend],
+            [*g, xu, xi, None, None, held, [MODE_ID["ones"]], 0, 0, gate, False, True, False, backend],
+            [
+                *g,
+                *x16,
+                phi32,
+                None,
+                None,
+                [MODE_ID["concrete"]],
+                1,
+                0,
+                gate,
+                False,
+                True,
+                True,
+                backend,
+            ],
             # No edges: the logits' gradient is a real [0] tensor.
             [
                 *library.graph_args(EMPTY),
@@ -83,6 +98,7 @@ def samples(backend):
                 gate,
                 True,
                 True,
+                True,
                 backend,
             ],
         ],
@@ -92,6 +108,7 @@ def samples(backend):
                 omega.detach()[None],
                 rand(1, 6, seed=5),
                 rand(1, 5, seed=6),
+                rand(0),  # no dw/dphi kept: regenerated
                 xu.detach(),
                 xi.detach(),
                 phi.detach(),
@@ -112,6 +129,7 @@ def samples(backend):
                 omega.detach()[None],
                 rand(1, 6, seed=5),
                 rand(1, 5, seed=6),
+                rand(1, E, seed=28),  # dw/dphi kept by the forward
                 xu.detach(),
                 xi.detach(),
                 phi.detach(),

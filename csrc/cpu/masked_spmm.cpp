@@ -235,6 +235,112 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
       g[e] = ru[u] * ri[ci[e]] * g[e] - hs_u[u] - ht_i[ci[e]];
 }
 
+
+// The backward of one propagation (one mask) with the edge gradient, with the row gathers of
+// the two products only (spmm + spmm + edge_grad gather four rows per edge, in four passes):
+//   user pass (CSR(R)):   gx_u[u] = r_u sum_e w_e r_i gy_i[i] (+ r_u^2 gy_u[u]); the gathered
+//                         gy_i row also gives the half <gy_i[i], x_u[u]> of G_e;
+//   item pass (CSR(R^T)): gx_i[i] = r_i sum_e w_e r_u gy_u[u] (+ r_i^2 gy_i[i]); the gathered
+//                         gy_u row gives the other half <gy_u[u], x_i[i]>, completing G_e, and
+//                         t_i = r_i sum_e G_e w_e r_u while the item's edges are in cache;
+//   user pass, scalars:   s_u = r_u sum_e G_e w_e r_i, then
+//                         dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i (edge_grad_kernel).
+// r_u == nullptr: no renormalisation (dL/dw = G). gx_u/gx_i null: not formed (G still is).
+
+// One row of either pass: acc[k] += w_e r_col gy_col[col, k0 + k] (k < n; n == KC when kFull, so
+// acc is register-allocated) and G_e (+)= <gy_col[col], x_row> over the block, for each edge j
+// of the row (edge id eid[j], or j itself in CSR(R)).
+template <typename T, int64_t KC, bool kFull>
+inline void backward_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_col,
+                         const T* g_col, const T* x_row, int64_t begin, int64_t end, int64_t d,
+                         int64_t k0, int64_t n, bool need_acc, bool add, T (&acc)[KC], T* G) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t len = kFull ? KC : n;
+  for (int64_t j = begin; j < end; ++j) {
+    if (j + kPrefetch < end) {  // the gathers are the latency: fetch kPrefetch edges ahead
+      const T* ahead = g_col + col[j + kPrefetch] * d + k0;
+      for (int64_t k = 0; k < len; k += kLine) __builtin_prefetch(ahead + k);
+      if (eid) {
+        __builtin_prefetch(w + eid[j + kPrefetch]);
+        __builtin_prefetch(G + eid[j + kPrefetch]);
+      }
+    }
+    const int64_t c = col[j];
+    const int64_t e = eid ? eid[j] : j;
+    const T* gc = g_col + c * d + k0;
+    T dot = 0;
+    if (need_acc) {
+      const T coef = w[e] * (r_col ? r_col[c] : T(1));
+#pragma omp simd reduction(+ : dot)
+      for (int64_t k = 0; k < len; ++k) {
+        const T v = gc[k];
+        acc[k] += coef * v;
+        dot += v * x_row[k];
+      }
+    } else {
+#pragma omp simd reduction(+ : dot)
+      for (int64_t k = 0; k < len; ++k) dot += gc[k] * x_row[k];
+    }
+    G[e] = add ? G[e] + dot : dot;
+  }
+}
+
+// One pass of backward_row over every row of a CSR, writing gx (when given) with the epilogue
+// y = r_row acc (+ r_row^2 g_self). ``add``: G accumulates onto the other pass's half.
+template <typename T, int64_t KC>
+void backward_pass(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
+                   const T* r_row, const T* r_col, const T* g_col, const T* x, const T* g_self,
+                   bool self_loop, bool add, int64_t num_rows, int64_t d, T* gx, T* G) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const int64_t begin = rowptr[r], end = rowptr[r + 1];
+    for (int64_t k0 = 0; k0 < d; k0 += KC) {
+      const int64_t n = std::min(KC, d - k0);
+      const bool add_k = add || k0 > 0;
+      T acc[KC] = {};
+      if (n == KC)
+        backward_row<T, KC, true>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
+                                  n, gx != nullptr, add_k, acc, G);
+      else
+        backward_row<T, KC, false>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
+                                   n, gx != nullptr, add_k, acc, G);
+      if (gx) {
+        const T rr = r_row ? r_row[r] : T(1);
+        const T* gs = g_self + r * d + k0;
+        T* y = gx + r * d + k0;
+        for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gs[k] : T(0));
+      }
+    }
+  }
+}
+
+template <typename T, int64_t KC>
+void spmm_backward_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi,
+                          const int64_t* cu, const int64_t* eid, const T* w, const T* ru,
+                          const T* ri, const T* xu, const T* xi, const T* gu, const T* gi,
+                          bool self_loop, int64_t nu, int64_t ni, int64_t d, T* gxu, T* gxi,
+                          T* G) {
+  backward_pass<T, KC>(pu, ci, nullptr, w, ru, ri, gi, xu, gu, self_loop, false, nu, d, gxu, G);
+  backward_pass<T, KC>(pi, cu, eid, w, ri, ru, gu, xi, gi, self_loop, true, ni, d, gxi, G);
+  if (!ru) return;
+  std::vector<T> ht_i(ni);
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t i = 0; i < ni; ++i) {
+    T t = 0;
+    for (int64_t j = pi[i]; j < pi[i + 1]; ++j) t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
+    t *= ri[i];
+    if (self_loop) t += 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d);
+    ht_i[i] = T(0.5) * ri[i] * ri[i] * t;
+  }
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t u = 0; u < nu; ++u) {
+    const int64_t begin = pu[u], end = pu[u + 1];
+    T s = self_loop ? 2 * ru[u] * ru[u] * dot(gu + u * d, xu + u * d, d) : T(0);
+    for (int64_t e = begin; e < end; ++e) s += G[e] * ru[u] * w[e] * ri[ci[e]];
+    const T hs = T(0.5) * ru[u] * ru[u] * s;
+    for (int64_t e = begin; e < end; ++e) G[e] = ru[u] * ri[ci[e]] * G[e] - hs - ht_i[ci[e]];
+  }
+}
 }  // namespace
 
 // ------------------------------------------------------------------------- ATen entry points
@@ -326,6 +432,37 @@ torch::Tensor edge_grad(const torch::Tensor& rowptr_u, const torch::Tensor& col_
         rowptr_u.numel() - 1, rowptr_i.numel() - 1, x_u.size(1), g.data_ptr<scalar_t>());
   });
   return g;
+}
+
+
+std::vector<torch::Tensor> spmm_backward(const torch::Tensor& rowptr_u, const torch::Tensor& col_item,
+                                         const torch::Tensor& rowptr_i, const torch::Tensor& col_user,
+                                         const torch::Tensor& perm, const torch::Tensor& w,
+                                         const c10::optional<torch::Tensor>& r_u,
+                                         const c10::optional<torch::Tensor>& r_i,
+                                         const torch::Tensor& x_u, const torch::Tensor& x_i,
+                                         const torch::Tensor& gy_u, const torch::Tensor& gy_i,
+                                         bool self_loop, bool need_xu, bool need_xi) {
+  TORCH_CHECK(w.device().is_cpu(), "spmm_backward (cpu): CPU tensors only");
+  TORCH_CHECK(w.dim() == 1, "spmm_backward (cpu): w must be one mask [E]");
+  const int64_t d = x_u.size(1);
+  auto G = torch::empty_like(w);
+  auto gxu = need_xu ? torch::empty_like(x_u) : torch::Tensor();
+  auto gxi = need_xi ? torch::empty_like(x_i) : torch::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "spmm_backward_cpu", [&] {
+    constexpr int64_t wide = kWideCols<scalar_t>;
+    auto kernel = d <= wide / 4   ? spmm_backward_kernel<scalar_t, wide / 4>
+                  : d <= wide / 2 ? spmm_backward_kernel<scalar_t, wide / 2>
+                                  : spmm_backward_kernel<scalar_t, wide>;
+    kernel(rowptr_u.data_ptr<int64_t>(), col_item.data_ptr<int64_t>(), rowptr_i.data_ptr<int64_t>(),
+           col_user.data_ptr<int64_t>(), perm.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+           ptr_or_null<scalar_t>(r_u), ptr_or_null<scalar_t>(r_i), x_u.data_ptr<scalar_t>(),
+           x_i.data_ptr<scalar_t>(), gy_u.data_ptr<scalar_t>(), gy_i.data_ptr<scalar_t>(), self_loop,
+           rowptr_u.numel() - 1, rowptr_i.numel() - 1, d,
+           need_xu ? gxu.data_ptr<scalar_t>() : nullptr, need_xi ? gxi.data_ptr<scalar_t>() : nullptr,
+           G.data_ptr<scalar_t>());
+  });
+  return {need_xu ? gxu : torch::Tensor(), need_xi ? gxi : torch::Tensor(), G};
 }
 
 }  // namespace cpu

@@ -3,6 +3,9 @@
 // thread, no atomics; with CSR(R) positions are edge ids.
 #include <torch/extension.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace fgd {
 namespace cpu {
 namespace {
@@ -25,6 +28,39 @@ void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T
   }
 }
 
+
+// The same scores standardised within each row: out[j] = (s_j - mean_r) / max(std_r, eps) over
+// the row's positions (population std; a row of one gets 0). The row's scores stay in cache
+// between the dot products and the two moments, summed in double.
+template <typename T>
+void row_standardised_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T* b,
+                             int64_t rows, int64_t k, double eps, T* out) {
+#pragma omp parallel for schedule(dynamic, kRowChunk)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* ar = a + r * k;
+    const int64_t begin = rowptr[r], end = rowptr[r + 1];
+    double sum = 0;
+    for (int64_t j = begin; j < end; ++j) {
+      const T* bc = b + col[j] * k;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t t = 0; t < k; ++t) s += ar[t] * bc[t];
+      out[j] = s;
+      sum += s;
+    }
+    const double n = end - begin > 0 ? double(end - begin) : 1.0;
+    const T mean = static_cast<T>(sum / n);
+    double sq = 0;
+    for (int64_t j = begin; j < end; ++j) {
+      const T c = out[j] - mean;
+      out[j] = c;
+      sq += double(c) * double(c);
+    }
+    const T scale = static_cast<T>(1.0 / std::max(std::sqrt(sq / n), eps));
+    for (int64_t j = begin; j < end; ++j) out[j] *= scale;
+  }
+}
+
 }  // namespace
 
 torch::Tensor sddmm(const torch::Tensor& rowptr, const torch::Tensor& col, const torch::Tensor& a,
@@ -40,6 +76,28 @@ torch::Tensor sddmm(const torch::Tensor& rowptr, const torch::Tensor& col, const
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sddmm", [&] {
     sddmm_kernel<scalar_t>(rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(), ac.data_ptr<scalar_t>(),
                            bc.data_ptr<scalar_t>(), ac.size(0), ac.size(1), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+
+torch::Tensor sddmm_row_standardised(const torch::Tensor& rowptr, const torch::Tensor& col,
+                                     const torch::Tensor& a, const torch::Tensor& b, double eps) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(),
+              "sddmm_row_standardised (cpu): CPU tensors only");
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1),
+              "sddmm_row_standardised (cpu): a [R, k] and b [C, k] must share k");
+  TORCH_CHECK(a.size(0) == rowptr.numel() - 1,
+              "sddmm_row_standardised (cpu): a must have one row per CSR row");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(),
+              "sddmm_row_standardised (cpu): a and b must share a dtype");
+  auto rp = rowptr.contiguous(), cl = col.contiguous();
+  auto ac = a.contiguous(), bc = b.contiguous();
+  auto out = torch::empty({cl.numel()}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sddmm_row_standardised", [&] {
+    row_standardised_kernel<scalar_t>(rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(),
+                                      ac.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), ac.size(0),
+                                      ac.size(1), eps, out.data_ptr<scalar_t>());
   });
   return out;
 }

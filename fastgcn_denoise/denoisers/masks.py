@@ -39,7 +39,7 @@ from ..config import option
 from ..models.base import Plugin
 from ..models.registry import register_plugin
 from ..modes import MODES
-from ..ops import gate, l0_probability, layer_offset, sddmm
+from ..ops import gate, l0_probability, layer_offset, row_standardised_sddmm
 
 ESTIMATORS = ("gumbel", "hard_concrete")
 HEADS = ("free", "score", "linear", "mlp")
@@ -109,30 +109,13 @@ def _degree_features(graph) -> torch.Tensor:
     return feats
 
 
-def _standardise_per_user(graph, x: torch.Tensor) -> torch.Tensor:
-    """x [E] standardised within each user's interactions (a user with one has 0)."""
-    x = x.detach()
-    deg, rowptr = graph.deg_u, graph.rowptr_u
-
-    def per_edge(values):  # a user's value on each of its edges (edges are user-major)
-        return torch.repeat_interleave(values, deg, output_size=x.shape[0])
-
-    def user_sums(values):  # segment sums over CSR(R) rows, from one float64 prefix sum
-        c = torch.cat([values.new_zeros(1, dtype=torch.float64), values.double().cumsum(0)])
-        return (c[rowptr[1:]] - c[rowptr[:-1]]).to(x.dtype)
-
-    n = deg.to(x.dtype).clamp_min(1)
-    centred = x - per_edge(user_sums(x) / n)
-    return centred / per_edge((user_sums(centred * centred) / n).sqrt().clamp_min(1e-6))
-
-
 def edge_features(graph, f_user: torch.Tensor, f_item: torch.Tensor, head: str) -> torch.Tensor:
     """[E, F] per-edge features of an amortised head, detached: the score ⟨f_u, f_i⟩ standardised
     within each user's interactions (every user's noise is a share of its own interactions, so
     the question is which of them fit the user least; measured on the built-in data, this raises
     the score's noise AUC by about 0.02 over a global standardisation), and for
     ``linear``/``mlp`` also the standardised log item and log user degrees."""
-    score = _standardise_per_user(graph, sddmm(graph, f_user.detach(), f_item.detach()))
+    score = row_standardised_sddmm(graph, f_user, f_item)
     if head == "score":
         return score[:, None]
     return torch.cat([score[:, None], _degree_features(graph).to(score.dtype)], dim=1)
@@ -174,7 +157,33 @@ class MaskHead(nn.Module):
         if self.head == "free":
             return self.logits
         x = torch.tanh(self.hidden(features)) if self.head == "mlp" else features
-        return self.weight @ x.T + self.bias[:, None]
+        return torch.addmm(self.bias[:, None], self.weight, x.T)
+
+
+class _TargetStep(torch.autograd.Function):
+    """The last Newton step of the keep-level solve, with its implicit derivative.
+
+    forward: logits + c_k, c_k = b_k - (mean_e p - target) / slope_k, p = σ(logits + b_k - offset)
+    given (``p`` [K, E] at the solved b); backward: g - σ'(·) mean_e(g) / slope_k (slope_k =
+    mean_e σ', detached), so the common shift gets no gradient. One pass each way over [K, E]
+    instead of the half-dozen of autograd through sigmoid, mean and the subtraction. ``mean``:
+    [K, E] -> [K, 1], the per-layer mean over all the edges (a partitioned graph's is global, and
+    so is its gradient's, which every rank's loss shares).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, p, b, target, mean):
+        level = mean(p)
+        slope = (level - mean(p.square())).clamp_min(1e-12)  # mean p (1 - p)
+        ctx.save_for_backward(p, slope)
+        ctx.mean = mean
+        return logits + (b - (level - target) / slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        p, slope = ctx.saved_tensors
+        coef = ctx.mean(g) / slope
+        return g - p * (1 - p) * coef, None, None, None, None
 
 
 class KeepControl:
@@ -210,27 +219,28 @@ class KeepControl:
         target = self.target_keep
         with torch.no_grad():
             # warm-started from the last step's shift: usually one or two Newton steps
-            x = logits.detach() - offset
+            x = logits.detach()
             b = (
                 self._shift
                 if self._shift is not None and self._shift.shape[0] == x.shape[0]
                 else torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
             )
             b = b.to(x.dtype)
+            p = torch.empty_like(x)
             for _ in range(30):
-                p = torch.sigmoid(x + b)
-                residual = mean(p) - target
+                torch.add(x, b - offset, out=p).sigmoid_()
+                level = mean(p)
+                residual = level - target
                 if float(residual.abs().max()) < 1e-5:
                     break
-                slope = mean(p * (1 - p)).clamp_min(1e-6)
+                slope = (level - mean(p.square())).clamp_min(1e-6)
                 b = b - (residual / slope).clamp(-5.0, 5.0)  # damped: the mean is sigmoid-shaped
+            else:  # p must be the probabilities at the final b
+                torch.add(x, b - offset, out=p).sigmoid_()
             self._shift = b
-        shifted = logits + b.to(logits.dtype)
         # The last Newton step is taken with or without gradient, so that the value does not
         # depend on requires_grad (the solve stops at a 1e-5 residual; this step squares it).
-        p = torch.sigmoid(shifted - offset)
-        slope = mean((p * (1 - p)).detach()).clamp_min(1e-12)
-        return shifted - (mean(p) - target) / slope
+        return _TargetStep.apply(logits, p, b.to(logits.dtype), target, mean)
 
 
 @dataclass
@@ -350,7 +360,7 @@ class EdgeMask(Plugin):
         self.examples = 0  # training examples seen (in the extra state)
         self._model = weakref.ref(model)  # not a submodule: the backbone owns this plug-in
         self._embeddings = None  # (f_user, f_item) detached, from the last training step
-        self._step = None  # the current forward's (seed, logits [K, E], batch)
+        self._step = None  # the current forward's (seed, logits [K, E], their rows, holdout, ids)
 
     # ---------------------------------------------------------------- state
     def get_extra_state(self):
@@ -416,11 +426,14 @@ class EdgeMask(Plugin):
             if self.training and batch is not None and (self.holdout or self.targets):
                 ids = edge_ids(graph, batch.users, batch.pos)
             hold = holdout_kwargs(graph, batch, ids=ids) if ids is not None and self.holdout else {}
-            self._step = (seed, logits, hold, ids)
-        seed, logits, hold, _ = self._step
+            # one view per layer: their gradients are stacked once in backward (indexing would
+            # give each layer's a zero [K, E] buffer and sum them)
+            layers = None if logits is None else logits.unbind(0)
+            self._step = (seed, logits, layers, hold, ids)
+        seed, logits, layers, hold, _ = self._step
         if logits is None:
             return hold
-        phi = logits[layer]
+        phi = layers[layer]
         stretch = _STRETCH if self.estimator == "hard_concrete" else {}
         kind = _GATE[self.estimator] if self.training else _EVAL_GATE[self.estimator]
         if kind is None:  # gumbel at evaluation (no holdout then): the mode of the Bernoulli
@@ -442,27 +455,31 @@ class EdgeMask(Plugin):
     def extra_loss(self, model, graph, layers, batch):
         """Remember the final embeddings (the heads' next input); the L0 term and the positives'
         reweighting when on."""
-        _, logits, _, ids = self._step
+        _, logits, _, _, ids = self._step
         reweight = self.targets and self.training and logits is not None
-        full = None  # the final embeddings of every node: the heads' input, the reweighted BPR
         if self.training:
             self.examples += int(batch.users.shape[0])
-            if self.head.amortised or reweight:
-                full = model.readout(layers)
-            if self.head.amortised:
-                self._embeddings = tuple(x.detach() for x in full)
+            if self.head.amortised:  # an input, not differentiated: no full readout in backward
+                with torch.no_grad():
+                    self._embeddings = model.readout(layers)
         terms = {}
         if logits is None:
             return terms
         if self.control.l0 > 0:
             terms["l0"] = self.control.l0 * self.keep_prob(logits).mean()
         if reweight:
-            # mean_b keep_b * bpr_b = the backbone's mean bpr_b + this correction
+            # mean_b keep_b * bpr_b = the backbone's mean bpr_b + this correction, on the triples'
+            # rows only (the readouts are row-wise, as the backbone's batch loss); index_select,
+            # not indexing: half the time each way (its backward is an index_add)
             keep = self.keep_prob(logits.detach()[:, ids]).mean(0)
-            f_user, f_item = full
-            u = f_user[batch.users]
+            users, pos, neg = batch
+            items = torch.cat([pos, neg])
+            f_user, f_item = model.readout(
+                [(x_u.index_select(0, users), x_i.index_select(0, items)) for x_u, x_i in layers]
+            )
+            n = pos.shape[0]
             bpr = torch.nn.functional.softplus(
-                (u * f_item[batch.neg]).sum(-1) - (u * f_item[batch.pos]).sum(-1)
+                (f_user * f_item[n:]).sum(-1) - (f_user * f_item[:n]).sum(-1)
             )
             terms["targets"] = ((keep - 1) * bpr).mean()
         return terms

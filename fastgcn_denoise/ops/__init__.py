@@ -10,6 +10,7 @@ from .dot_logsumexp import dot_logsumexp
 from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
+from .row_standardised_sddmm import row_standardised_sddmm
 from .sddmm import sddmm
 from .segment_topk import segment_topk
 from .spgemm import CSRMatrix, power_sum, spgemm
@@ -32,6 +33,7 @@ __all__ = [
     "gate",
     "l0_probability",
     "sddmm",
+    "row_standardised_sddmm",
     "truncated_svd",
     "BACKWARDS",
     "NuclearNormState",

@@ -9,6 +9,9 @@ A backend is a module-like object exposing the primitives of ``ops/reference.py`
   spmm(rowptr, col, eid | None, w [M, E], r_row [M, R] | None, r_col [M, C] | None,
        x [C, d], x_self [R, d] | None) -> y [M, R, d]
   edge_grad(graph, w [E], r_u [U] | None, r_i [I] | None, x_u, x_i, gy_u, gy_i, self_loop) -> [E]
+  spmm_backward(graph, w [E], r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop, need_xu, need_xi)
+               -> (dL/dx_u | None, dL/dx_i | None, dL/dw [E]): optional (the ``cpu`` backend's
+               fusion of the two products with edge_grad; used for CPU tensors when present)
 
 Names: ``reference`` (pure PyTorch), ``cpu`` (C++/OpenMP in csrc/cpu), ``triton`` (kernels/; CPU
 tensors only under TRITON_INTERPRET=1), ``cuda`` (csrc/cuda). Dispatch follows the tensors'

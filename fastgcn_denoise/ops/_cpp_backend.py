@@ -62,6 +62,29 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
     return _C.spmm(rowptr, col, eid, w, r_row, r_col, x, x_self)
 
 
+def spmm_backward(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop, need_xu, need_xi):
+    """(dL/dx_user | None, dL/dx_item | None, dL/dw [E]) of one propagation (w [E]), CPU tensors:
+    ``spmm`` twice and ``edge_grad`` fused into two passes over the gathered rows."""
+    gx_u, gx_i, gw = _C.spmm_backward(
+        graph.rowptr_u,
+        graph.col_item,
+        graph.rowptr_i,
+        graph.col_user,
+        graph.perm,
+        w,
+        r_u,
+        r_i,
+        x_u,
+        x_i,
+        gy_u,
+        gy_i,
+        self_loop,
+        need_xu,
+        need_xi,
+    )
+    return gx_u, gx_i, gw
+
+
 def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
     return _C.edge_grad(
         graph.rowptr_u,

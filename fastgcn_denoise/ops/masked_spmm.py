@@ -165,8 +165,9 @@ def _unit_rsqrt(deg: torch.Tensor, self_loop: bool, dtype: torch.dtype) -> torch
 
 # fastgcn::masked_spmm: M masks drawn from one set of uniforms; returns M [U, d], M [I, d] (x's
 # dtype), then what backward needs: w [M, E], r_u [M, U], r_i [M, I] (``compute_dtype``; r empty
-# without renormalisation). ``gate``: (temperature, gamma, zeta); ``holdout``: int64 edge ids with
-# weight 0, or None.
+# without renormalisation), dw/dphi [M, E] when ``keep_grad`` (the logits need a gradient: drawn
+# with w instead of a second Philox and gate pass in backward; else empty). ``gate``:
+# (temperature, gamma, zeta); ``holdout``: int64 edge ids with weight 0, or None.
 def _masked_spmm_op(
     rowptr_u: torch.Tensor,
     col_item: torch.Tensor,
@@ -184,6 +185,7 @@ def _masked_spmm_op(
     gate: list[float],
     self_loop: bool,
     renormalize: bool,
+    keep_grad: bool,
     backend: Optional[str],
 ) -> list[torch.Tensor]:
     num_edges = col_item.shape[0]
@@ -203,7 +205,9 @@ def _masked_spmm_op(
         dtype,
         x_user.device,
         tuple(gate),
+        need_grad=keep_grad,
     )
+    w, dw = w if keep_grad else (w, None)
     if holdout is not None:
         w.index_fill_(1, holdout, 0)  # the buffer is the backend's own: no graph copy
     if not renormalize:
@@ -231,6 +235,7 @@ def _masked_spmm_op(
         w,
         library.empty(w) if r_u is None else r_u,
         library.empty(w) if r_i is None else r_i,
+        library.empty(w) if dw is None else dw,
     ]
 
 
@@ -251,6 +256,7 @@ def _masked_spmm_fake(
     gate,
     self_loop,
     renormalize,
+    keep_grad,
     backend,
 ):
     m, d = len(modes), x_user.shape[1]
@@ -263,6 +269,7 @@ def _masked_spmm_fake(
             w,
             w.new_empty(m, nu) if renormalize else library.empty(w),
             w.new_empty(m, ni) if renormalize else library.empty(w),
+            torch.empty_like(w) if keep_grad else library.empty(w),
         ]
     )
 
@@ -293,6 +300,7 @@ def _masked_spmm_backward_op(
     w: torch.Tensor,
     r_u: torch.Tensor,
     r_i: torch.Tensor,
+    dw: torch.Tensor,
     x_user: torch.Tensor,
     x_item: torch.Tensor,
     logits: Optional[torch.Tensor],
@@ -311,7 +319,8 @@ def _masked_spmm_backward_op(
     """[dL/dx_user, dL/dx_item (x's dtype), dL/dlogits, dL/dedge_weight (w's dtype)].
 
     ``grads``: one per output mask and side (None for an output unused downstream: the ARM half
-    evaluated without grad costs nothing here); ``needs``: the four inputs' needs_input_grad.
+    evaluated without grad costs nothing here); ``needs``: the four inputs' needs_input_grad;
+    ``dw``: dw/dphi [M, E] from the forward, or empty (then regenerated here).
     """
     g = library.graph_from(rowptr_u, col_item, rowptr_i, col_user, perm)
     be = get_backend(x_user.device, backend)
@@ -324,6 +333,8 @@ def _masked_spmm_backward_op(
     differentiable = [m for m in range(num_masks) if modes[m] in _DIFFERENTIABLE]
     gx_u = gx_i = g_phi = g_w = None
     gws = {}
+    # The CPU backend forms both products and the edge gradient in one fused kernel.
+    fused = getattr(be, "spmm_backward", None) if x_user.device.type == "cpu" else None
     for m in range(num_masks):
         gy_u, gy_i = grads[m], grads[num_masks + m]
         if gy_u is None and gy_i is None:
@@ -333,19 +344,9 @@ def _masked_spmm_backward_op(
         wm = w[m : m + 1]
         rum = None if r_u is None else r_u[m : m + 1]
         rim = None if r_i is None else r_i[m : m + 1]
-        # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product.
-        if need_xu:
-            t = be.spmm(
-                g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i, gy_u if self_loop else None
-            )[0]
-            gx_u = t if gx_u is None else gx_u + t
-        if need_xi:
-            t = be.spmm(
-                g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u, gy_i if self_loop else None
-            )[0]
-            gx_i = t if gx_i is None else gx_i + t
-        if need_w or (need_phi and m in differentiable):
-            gw = be.edge_grad(
+        need_gw = need_w or (need_phi and m in differentiable)
+        if need_gw and fused is not None:
+            t_u, t_i, gw = fused(
                 g,
                 w[m],
                 None if r_u is None else r_u[m],
@@ -355,10 +356,44 @@ def _masked_spmm_backward_op(
                 gy_u,
                 gy_i,
                 self_loop,
+                need_xu,
+                need_xi,
             )
+        else:
+            # The propagation is symmetric: d/dx_item = A^T gy_user is the item-side product.
+            t_u = t_i = gw = None
+            if need_xu:
+                t_u = be.spmm(
+                    g.rowptr_u, g.col_item, None, wm, rum, rim, gy_i, gy_u if self_loop else None
+                )[0]
+            if need_xi:
+                t_i = be.spmm(
+                    g.rowptr_i, g.col_user, g.perm, wm, rim, rum, gy_u, gy_i if self_loop else None
+                )[0]
+            if need_gw:
+                gw = be.edge_grad(
+                    g,
+                    w[m],
+                    None if r_u is None else r_u[m],
+                    None if r_i is None else r_i[m],
+                    x_user,
+                    x_item,
+                    gy_u,
+                    gy_i,
+                    self_loop,
+                )
+        if t_u is not None:
+            gx_u = t_u if gx_u is None else gx_u + t_u
+        if t_i is not None:
+            gx_i = t_i if gx_i is None else gx_i + t_i
+        if gw is not None:
             if holdout is not None:  # w = 0 there whatever z and omega: no gradient to them
                 gw.index_fill_(0, holdout, 0)
             gws[m] = gw
+    dw = library.present(dw)
+    if need_phi and dw is not None:  # kept by the forward: omega dz/dphi
+        g_phi = sum(gws[m] * dw[m] for m in differentiable if m in gws)
+        need_phi = False
     if need_w or need_phi:
         # z (mask without omega) and dz/dphi are regenerated from the same uniforms rather than
         # stored (omega may be zero; the uniforms are never stored).
@@ -396,6 +431,7 @@ def _masked_spmm_backward_fake(
     w,
     r_u,
     r_i,
+    dw,
     x_user,
     x_item,
     logits,
@@ -440,9 +476,10 @@ def _setup(ctx, inputs, output):
         gate,
         self_loop,
         renormalize,
+        keep_grad,
         backend,
     ) = inputs
-    ctx.save_for_backward(*graph, *output[-3:], x_user, x_item, logits, edge_weight, holdout)
+    ctx.save_for_backward(*graph, *output[-4:], x_user, x_item, logits, edge_weight, holdout)
     ctx.args = (modes, seed, offset, gate, self_loop, renormalize)
     ctx.backend = backend
     # One output per mask and side, so a mask whose outputs are unused downstream (the ARM
@@ -457,7 +494,7 @@ def _grad(ctx, grads):
     # An absent gradient is None (not its placeholder: an empty graph's real [0] gradient looks
     # the same).
     have = _grads_present(modes, grads, needs)
-    return (None,) * 5 + tuple(t if h else None for t, h in zip(out, have)) + (None,) * 8
+    return (None,) * 5 + tuple(t if h else None for t, h in zip(out, have)) + (None,) * 9
 
 
 library.differentiable(_forward, _grad, _setup)
@@ -485,6 +522,12 @@ def _run(
         edge_weight = edge_weight.to(dtype)
     if holdout is not None:
         holdout = holdout.to(torch.int64).contiguous() if holdout.numel() else None
+    keep_grad = (
+        logits is not None
+        and logits.requires_grad
+        and torch.is_grad_enabled()
+        and any(m in _DIFFERENTIABLE for m in modes)
+    )
     out = _forward(
         *library.graph_args(graph),
         x_user.contiguous(),
@@ -498,6 +541,7 @@ def _run(
         [float(v) for v in gate],
         bool(self_loop),
         bool(renormalize),
+        keep_grad,
         backend,
     )
     return tuple(out[: 2 * len(modes)])

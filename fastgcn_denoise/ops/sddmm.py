@@ -130,14 +130,9 @@ def _grad(ctx, g):
 library.differentiable(_forward, _grad, _setup)
 
 
-def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-    """out [E] with out[e] = <a[u_e], b[i_e]>.
-
-    Args:
-        graph: ``BipartiteGraph`` on the tensors' device.
-        a [U, k], b [I, k]: float32 or float64 (same dtype).
-        backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
-    """
+def check_inputs(graph, a: torch.Tensor, b: torch.Tensor) -> None:
+    """ValueError unless a [U, k] and b [I, k] are float32/float64 of one dtype on the graph's
+    device."""
     for name, x, n, what in (
         ("a", a, graph.num_users, "num_users"),
         ("b", b, graph.num_items, "num_items"),
@@ -154,7 +149,18 @@ def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -
             f"a ({a.shape[1]} columns, {a.dtype}) and b ({b.shape[1]} columns, {b.dtype}) "
             "must share k and dtype"
         )
+
+
+def sddmm(graph, a: torch.Tensor, b: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """out [E] with out[e] = <a[u_e], b[i_e]>.
+
+    Args:
+        graph: ``BipartiteGraph`` on the tensors' device.
+        a [U, k], b [I, k]: float32 or float64 (same dtype).
+        backend: force a backend (default: FASTGCN_BACKEND or the best for the device).
+    """
+    check_inputs(graph, a, b)
     return _forward(*library.graph_args(graph), a.contiguous(), b.contiguous(), backend)
 
 
-__all__ = ["sddmm", "sddmm_kernel"]
+__all__ = ["sddmm", "sddmm_kernel", "check_inputs"]

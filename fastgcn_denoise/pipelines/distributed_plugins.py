@@ -33,9 +33,9 @@ from torch import nn
 
 from ..denoisers.dgr import DGR
 from ..denoisers.masks import _EVAL_GATE, _GATE, _STRETCH, EdgeMask, Holdout
-from ..denoisers.masks import _standardise_per_user as standardise_per_user
 from ..graph_partition import owner_of
 from ..ops import gate, layer_offset
+from ..ops.row_standardised_sddmm import standardise_rows
 from ..ops.halo_exchange import exchange_plan, exchange_rows, gather_rows
 
 SUPPORTED = ("mask", "holdout", "dgr")
@@ -199,7 +199,7 @@ class PartitionedMask(_Adapter):
         for a in range(0, self.num_edges, chunk):
             b = min(a + chunk, self.num_edges)
             score[a:b] = (buffer[self.edge_users[a:b]] * buffer[part.col_u[a:b]]).sum(-1)
-        score = standardise_per_user(self.csr, score)
+        score = standardise_rows(self.csr, score.detach())
         if plugin.head.head == "score":
             return score[:, None]
         return torch.cat([score[:, None], self.degree_features.to(score.dtype)], dim=1)
