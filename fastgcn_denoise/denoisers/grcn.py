@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
+from ..graph import BipartiteGraph
 from ..models.registry import register_model
 from ..ops import cosine_attention, directed_spmm
 
@@ -92,6 +93,7 @@ class GRCN(nn.Module):
         temperature: float = 1.0,
         decay: float = 1e-4,
         confidence_init: str = "ones",
+        edge_dropout: float = 0.0,
         backend: str | None = None,
     ):
         super().__init__()
@@ -113,6 +115,8 @@ class GRCN(nn.Module):
                 f"GRCN: fusion 'mean' adds the ID and content representations, so "
                 f"content_dim ({content_dim}) must equal dim ({dim})"
             )
+        if not 0 <= edge_dropout < 1:
+            raise ValueError(f"GRCN: edge_dropout = {edge_dropout}; need 0 <= edge_dropout < 1")
         if min(dim, content_dim) < 1 or layers < 0 or routing < 0:
             raise ValueError(
                 f"GRCN: need dim, content_dim >= 1 and layers, routing >= 0, got "
@@ -127,7 +131,7 @@ class GRCN(nn.Module):
             fusion,
         )
         self.normalize, self.temperature, self.decay = bool(normalize), float(temperature), decay
-        self.backend = backend
+        self.edge_dropout, self.backend = float(edge_dropout), backend
         self.modalities = list(features)
         for name, x in features.items():
             x = torch.as_tensor(x, dtype=torch.float32)
@@ -253,9 +257,21 @@ class GRCN(nn.Module):
     def forward(self, graph):
         return self.readout(self.layer_outputs(graph))
 
+    def _dropped(self, graph):
+        """The training graph less a random ``edge_dropout`` share of its edges (drawn anew each
+        step from torch's generator), as the official code's ``--dropout`` does before refining."""
+        users, items = graph.edges()
+        keep = torch.rand(graph.num_edges, device=users.device) >= self.edge_dropout
+        return BipartiteGraph(
+            users[keep].cpu().numpy(), items[keep].cpu().numpy(), graph.num_users, graph.num_items
+        ).to(graph.device)
+
     def loss(self, graph, batch) -> dict:
-        """{"loss", "bpr", "reg"} for a batch (users, pos, neg) of BPR triples."""
+        """{"loss", "bpr", "reg"} for a batch (users, pos, neg) of BPR triples; with
+        ``edge_dropout`` the whole step runs on a thinned copy of ``graph``."""
         users, pos, neg = batch
+        if self.training and self.edge_dropout > 0:
+            graph = self._dropped(graph)
         layers = self.layer_outputs(graph, batch)
         items = torch.cat([pos, neg])
         u, it = self.readout([(x_u[users], x_i[items]) for x_u, x_i in layers])
@@ -332,6 +348,15 @@ class GRCNConfig:
         choices=CONFIDENCE_INITS,
     )
 
+    grcn_edge_dropout: float = option(
+        0.0,
+        "share of the training edges dropped at random on each step before the graph is "
+        "refined (the official --dropout; its README runs 0)",
+        min=0,
+        max=1,
+        max_open=True,
+    )
+
     def check_rules(self):
         if self.grcn_fusion == "mean" and self.grcn_content_dim != self.dim:
             raise ValueError(
@@ -364,6 +389,7 @@ def build_grcn(cfg: GRCNConfig, ctx) -> GRCN:
         temperature=cfg.grcn_temperature,
         decay=cfg.decay,
         confidence_init=cfg.grcn_confidence_init,
+        edge_dropout=cfg.grcn_edge_dropout,
     )
 
 
