@@ -167,6 +167,8 @@ def _slug(text: str) -> str:
 def reproduction_rows(runs: list[dict], seeds: list[int], lightgcn_tiktok_issue: float) -> list:
     """The rows of reproduction_grcn.json (bench/reproduce.py's shape) from the protocol's runs."""
     by_model = {m: [r for r in runs if r["model"] == m] for m in MODELS}
+    if not all(by_model.values()):  # a model not run yet (--models): no rows
+        return []
     pop = by_model["lightgcn"][0]["baselines"]["most_popular"]["test"][METRIC]
     seed_flags = " ".join(map(str, seeds))
     command = (
@@ -360,7 +362,7 @@ def protocol_main(args) -> int:
 
     if args.experiment == "reproduce":
         for seed in args.seeds:
-            for model in MODELS:
+            for model in args.models:
                 runs.append(_protocol_run(model, "default", {}, seed, args))
                 summaries.append(brief(runs[-1]))
                 rows = reproduction_rows(runs, args.seeds, LIGHTGCN_ISSUE)
@@ -370,7 +372,7 @@ def protocol_main(args) -> int:
                     "machine_shared": True,
                     "protocol": PROTOCOL,
                     "lr": LR,
-                    "rows": rows if all(r["seeds"] for r in rows[:2]) else [],
+                    "rows": rows,
                     "runs": summaries,
                 }
                 path = write_json("reproduction_grcn", payload, args.out)
@@ -378,9 +380,13 @@ def protocol_main(args) -> int:
             print(f"{r['method']:13s} test {METRIC} {r['ours']:.4f} +- {r['ours_std']:.4f}"
                   f"  seeds {r['seeds']}  {r['status']}")
     else:
-        for variant, settings in ABLATIONS.items():
-            runs.append(_protocol_run("grcn", variant, settings, 0, args))
+        # The default last: it is also the reproduction's seed 0 (a concurrent ``reproduce``
+        # may be training it; with --resume its finished run is read back here).
+        order = sorted(ABLATIONS, key=lambda v: v == "default")
+        for variant in order:
+            runs.append(_protocol_run("grcn", variant, ABLATIONS[variant], 0, args))
             summaries.append(brief(runs[-1]))
+            summaries.sort(key=lambda r: list(ABLATIONS).index(r["variant"]))
             payload = {
                 "environment": environment("cpu"),
                 "threads": torch.get_num_threads(),

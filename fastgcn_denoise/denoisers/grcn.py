@@ -70,10 +70,12 @@ class GRCN(nn.Module):
         dim: ID embedding size. content_dim: C, the modality representation size.
         layers: ID-branch propagations (official: 2). routing: routing iterations (official: 3).
         routing_mode, weight_mode, pruning, fusion: see the module docstring.
-        normalize: L2-normalise the ID embeddings, preferences and content (official default).
+        normalize: L2-normalise the ID embeddings, preferences and content (the official
+        default; off by default here, see the module docstring).
         temperature: softmax temperature of the affinities (GRCN: 1).
         decay: L2 coefficient of the loss. confidence_init: ``ones`` (default) or ``xavier``
-        (official), the initial confidences of ``confid``. backend: force an ops backend.
+        (official), the initial confidences of ``confid``. edge_dropout: share of the training
+        edges dropped on each step (the official ``--dropout``). backend: force an ops backend.
     """
 
     def __init__(
@@ -89,11 +91,11 @@ class GRCN(nn.Module):
         weight_mode: str = "confid",
         pruning: str = "hard",
         fusion: str = "concat",
-        normalize: bool = True,
+        normalize: bool = False,
         temperature: float = 1.0,
-        decay: float = 1e-4,
+        decay: float = 1e-3,
         confidence_init: str = "ones",
-        edge_dropout: float = 0.0,
+        edge_dropout: float = 0.3,
         backend: str | None = None,
     ):
         super().__init__()
@@ -301,7 +303,10 @@ class GRCNConfig:
         2, "propagations of the ID embeddings on the refined graph (official: 2)", min=0
     )
     decay: float = option(
-        1e-4, "L2 coefficient on the batch's ID embeddings and user preferences", min=0
+        1e-3,
+        "L2 coefficient on the batch's ID embeddings and user preferences (chosen on "
+        "TikTok validation; the official README's TikTok --weight_decay is 1e-3 too)",
+        min=0,
     )
     grcn_content_dim: int = option(
         64, "size of each modality's user preference and item content representation", min=1
@@ -335,7 +340,9 @@ class GRCNConfig:
         choices=FUSIONS,
     )
     grcn_normalize: bool = option(
-        True, "L2-normalise the ID embeddings, preferences and content (official default)"
+        False,
+        "L2-normalise the ID embeddings, preferences and content (the official default; "
+        "off here: it ranked lower on TikTok)",
     )
     grcn_temperature: float = option(
         1.0, "softmax temperature of the cosine affinities", min=0, min_open=True
@@ -349,9 +356,9 @@ class GRCNConfig:
     )
 
     grcn_edge_dropout: float = option(
-        0.0,
+        0.3,
         "share of the training edges dropped at random on each step before the graph is "
-        "refined (the official --dropout; its README runs 0)",
+        "refined (the official --dropout; its README runs 0, which overfits TikTok)",
         min=0,
         max=1,
         max_open=True,
