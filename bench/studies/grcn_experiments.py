@@ -47,7 +47,7 @@ METRIC = "recall@20"
 # every 2 epochs, stop after 5 evaluations without a better one, the selected epoch tested once.
 PROTOCOL = {"epochs": 60, "batch_size": 2048, "eval_every": 2, "patience": 5}
 # Each model's learning rate, chosen on validation (LightGCN's from the issue-15 comparison;
-# GRCN's seed 0 peaked at valid Recall@20 0.0956 with 2e-3 (epoch 6), 0.1009+ with 1e-3).
+# GRCN's seed 0 peaked at valid Recall@20 0.0956 with 2e-3 (epoch 6), 0.1013 with 1e-3 (epoch 24)).
 LR = {"lightgcn": 5e-3, "grcn": 1e-3}
 # The ablation (issue 23) runs at 2e-3, where GRCN peaks in about 6 epochs instead of 20 (the
 # machine's budget): GRCN's defaults, then one part changed at a time.
