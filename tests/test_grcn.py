@@ -130,6 +130,34 @@ def test_training_steps_lower_the_loss(small):
     assert loss.item() < first
 
 
+@pytest.mark.parametrize("rate", [0.3, 0.6])
+def test_edge_dropout(small, rate):
+    """Training steps run on a thinned graph (about ``rate`` of the edges gone, a fresh draw each
+    step, so the training pair's own edge is often absent); evaluation and keep scores see every
+    edge, the same as without dropout."""
+    data, g = small
+    plain = model_for(data)
+    drop = model_for(data, edge_dropout=rate)
+    drop.load_state_dict(plain.state_dict())
+    b = batch(g)
+    plain.eval(), drop.eval()
+    torch.testing.assert_close(drop.loss(g, b)["loss"], plain.loss(g, b)["loss"])
+    torch.testing.assert_close(drop.keep_scores(g), plain.keep_scores(g))
+    drop.train()
+    thinned = [drop._dropped(g) for _ in range(2)]
+    for t in thinned:
+        assert (t.num_users, t.num_items) == (g.num_users, g.num_items)
+        assert abs(1 - t.num_edges / g.num_edges - rate) < 0.08, (t.num_edges, g.num_edges)
+    assert not torch.equal(thinned[0].col_item, thinned[1].col_item)
+    torch.manual_seed(1)
+    first = drop.loss(g, b)["loss"]
+    assert not torch.allclose(first, plain.loss(g, b)["loss"])
+    first.backward()
+    assert all(p.grad is not None for p in drop.parameters())
+    with pytest.raises(ValueError, match="edge_dropout = 1.0"):
+        model_for(data, edge_dropout=1.0)
+
+
 def test_routing_on_content_exposes_noise():
     """On the built-in data (topic-bearing content, popularity noise), the routed preferences of
     an untrained GRCN already weight off-topic clicks down: keep-score ROC AUC well above 0.5."""
