@@ -117,6 +117,23 @@ TABLES = [
         ),
         rows="rows",
     ),
+    Table(
+        "denoise_scoreboard_gowalla",
+        "denoise_scoreboard_gowalla.json",
+        ("denoising.md",),
+        (
+            Col("data", "data"),
+            Col("noise", "noise"),
+            Col("ratio", "ratio", "pct"),
+            Col("method", "method"),
+            Col("Recall@20", "recall@20", "pm4", std="recall@20_std"),
+            Col("NDCG@20", "ndcg@20", "f4"),
+            Col("noise ROC AUC", "auc", "f3"),
+            Col("gap recovered", "gap_recovered", "pct"),
+            Col("seeds", "seeds"),
+        ),
+        rows="rows",
+    ),
     # The denoising guide: the noise benchmark (bench/denoise/).
     Table(
         "denoise_injected",
