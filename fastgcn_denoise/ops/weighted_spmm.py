@@ -19,6 +19,7 @@ has no SDDMM kernel: with it forced, the weight gradient runs on triton (the GPU
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -154,6 +155,41 @@ class CSRPattern:
             self.num_rows,
             self.num_cols,
         )
+
+
+# Per graph: {(dtype, normalize): (pattern, weight)}, built once (a graph is immutable).
+_OPERATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def bipartite_operator(graph, dtype: torch.dtype = torch.float32, normalize: bool = True):
+    """(pattern, weight): the bipartite graph's unmasked, unweighted propagation as one
+    homogeneous [N, N] product, N = U + I (users first), cached per graph.
+
+    ``weight`` [2E] is r_u r_i with r = deg^-1/2 (``normalize``; computed in float64, then cast
+    to ``dtype``) or ones. A is symmetric with symmetric values: its transpose is itself, entry
+    for entry, so the backward product runs on the same CSR (``t_perm`` None: positions are entry
+    ids) and reads the weights in order instead of through a permutation. ``weighted_spmm(pattern,
+    weight, x)`` is then ``masked_spmm(graph, x[:U], x[U:])`` (renormalised or not) in one piece:
+    no degree pass, no per-call mask buffer, no concatenation of the two sides.
+    """
+    cache = _OPERATORS.setdefault(graph, {})
+    key = (dtype, bool(normalize))
+    if key not in cache:
+        device, e, u = graph.device, graph.num_edges, graph.num_users
+        rowptr = torch.cat([graph.rowptr_u, graph.rowptr_i[1:] + e])
+        col = torch.cat([graph.col_item + u, graph.col_user])
+        n = u + graph.num_items
+        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
+        if normalize:
+            r = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
+            rows = torch.repeat_interleave(
+                torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
+            )
+            weight = (r[rows] * r[col]).to(dtype)
+        else:
+            weight = torch.ones(2 * e, dtype=dtype, device=device)
+        cache[key] = (pattern, weight)
+    return cache[key]
 
 
 def _weighted_spmm_op(
