@@ -187,12 +187,18 @@ def cupy_or_reason(device):
     return cupy, None
 
 
-def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
-    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
+def copy_bench(device, nbytes: int = 512 * 2**20, name: str = "copy") -> Bench:
+    """A tensor copy of ``nbytes`` on ``device``; ``bytes_moved`` counts the read and the write."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), device, repeat=9)
-    return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
+    return Bench(name, name, lambda: dst.copy_(src), bytes_moved=2 * nbytes)
+
+
+def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
+    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
+    copy = copy_bench(device, nbytes)
+    t = measure(copy.fn, device, repeat=9)
+    return copy.bytes_moved / (t["median_ms"] * 1e-3) / 1e9
 
 
 def _cpu_model() -> str:

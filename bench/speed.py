@@ -34,9 +34,10 @@ backward + the training optimiser's step, on fixed BPR batches):
                        + backward is the gradient of the output's sum. ``layer_fwd`` also has the
                        achieved bandwidth (``bytes``: each of the 2E entries reads its column id,
                        weight and gathered row, each of the U + I rows its row pointer and writes
-                       its output row; ``gbps``), the machine's copy bandwidth measured at the
-                       same thread count (``copy_bandwidth_gbps``: a 512 MiB tensor copy, read +
-                       write) and their ratio ``fraction_of_copy_bandwidth``; goal >= 0.6.
+                       its output row; ``gbps``), the machine's copy bandwidth measured in the
+                       same turns (``copy_bandwidth_gbps``: a 512 MiB tensor copy, read + write,
+                       ``common.copy_bench``) and their ratio ``fraction_of_copy_bandwidth``;
+                       goal >= 0.6.
 
 Each row's two callables take turns (``time_benches(interleave=True)``: ours, peer, ours, peer,
 ... ``--repeats`` times each after one warm-up call), and the medians are compared, so a ratio
@@ -73,7 +74,7 @@ from .common import (
     SHARED_DATA,
     Bench,
     build_graph,
-    copy_bandwidth,
+    copy_bench,
     environment,
     subject_missing,
     time_benches,
@@ -122,7 +123,10 @@ QUICK_GRAPH = "synth-1e4"
 class Row(SimpleNamespace):
     """One row to time: ``ours`` and ``peer`` (``Bench``es, the peer possibly skipped), ``per``
     (calls' time is divided by it: steps per call, or the share of an epoch timed), ``unit``,
-    ``graph`` and ``info`` (extra fields of the row)."""
+    ``info`` (extra fields of the row) and ``copy`` (a ``copy_bench`` timed in the same turns, or
+    None)."""
+
+    copy = None
 
 
 def _lightgcn(graph, device, plugin_config=None, cls=LightGCN):
@@ -256,6 +260,7 @@ def _layer(backward: bool):
             per=1,
             unit="call",
             info={"d": DIM},
+            copy=None if backward else copy_bench(device, (64 if quick else 512) * 2**20),
         )
 
     return build
@@ -307,11 +312,12 @@ def l0sign_row(case: str, device, quick) -> tuple[Row | None, dict]:
 
 
 def time_row(case: str, row: Row, device, repeats: int, threads: int) -> dict:
-    """Ours and the peer in turns; the row of the scoreboard."""
-    ours, peer = time_benches([row.ours, row.peer], device, False, interleave=True, repeat=repeats)
+    """Ours and the peer (and the copy) in turns; the row of the scoreboard."""
+    benches = [row.ours, row.peer] + ([row.copy] if row.copy is not None else [])
+    ours, peer, *copy = time_benches(benches, device, False, interleave=True, repeat=repeats)
     out = {"case": case, "threads": threads}
     out["ours_ms"] = ours["median_ms"] / row.per if "median_ms" in ours else None
-    out["peer"] = LIGHTGCN_STEP if row.peer.name == LIGHTGCN_STEP else row.peer.name
+    out["peer"] = row.peer.name
     out["peer_ms"] = peer["median_ms"] / row.per if "median_ms" in peer else None
     both = out["ours_ms"] is not None and out["peer_ms"] is not None
     out["ratio"] = out["peer_ms"] / out["ours_ms"] if both else None
@@ -323,6 +329,9 @@ def time_row(case: str, row: Row, device, repeats: int, threads: int) -> dict:
     out.update(row.info)
     if "gbps" in ours:
         out["bytes"], out["gbps"] = ours["bytes"], ours["gbps"]
+        if copy and "gbps" in copy[0]:
+            out["copy_bandwidth_gbps"] = copy[0]["gbps"]
+            out["fraction_of_copy_bandwidth"] = ours["gbps"] / copy[0]["gbps"]
     return out
 
 
@@ -374,7 +383,7 @@ def main(argv=None) -> int:
         quick=args.quick,
         command="python -m bench.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    graphs, data, rows, copy_bw = {}, {}, [], {}
+    graphs, data, rows = {}, {}, []
     threads_before = torch.get_num_threads()
     try:
         for threads in args.threads:
@@ -401,11 +410,6 @@ def main(argv=None) -> int:
                     else:
                         timed = time_row(case, row, device, repeats, threads)
                     timed["graph"] = spec
-                    if case == "layer_fwd" and "gbps" in timed:
-                        if threads not in copy_bw:
-                            copy_bw[threads] = copy_bandwidth(device)
-                        timed["copy_bandwidth_gbps"] = copy_bw[threads]
-                        timed["fraction_of_copy_bandwidth"] = timed["gbps"] / copy_bw[threads]
                     rows.append(judge(timed))
                     print(_line(timed), flush=True)
     finally:

@@ -334,7 +334,26 @@ TABLES = [
         ),
         rows=None,
     ),
-    # Performance: the op suite and the harnesses.
+    # Performance: the speed scoreboard (python -m bench.speed), the op suite and the harnesses.
+    Table(
+        "speed_scoreboard",
+        "speed_scoreboard.json",
+        ("performance.md",),
+        (
+            Col("case", "case"),
+            Col("graph", "graph"),
+            Col("threads", "threads"),
+            Col("ours, ms", "ours_ms", "ms"),
+            Col("per", "unit"),
+            Col("peer", "peer"),
+            Col("peer, ms", "peer_ms", "ms"),
+            Col("ratio (peer / ours)", "ratio", "f2"),
+            Col("of copy bandwidth", "fraction_of_copy_bandwidth", "pct"),
+            Col("goal", "goal"),
+            Col("met", "met"),
+        ),
+        rows="rows",
+    ),
     Table(
         "masked_spmm_turns",
         "bench_masked_spmm_cpu.json",
