@@ -6,8 +6,8 @@
 Writes ``<out>/speed_scoreboard.json``: ``{"environment": {..., "loadavg": [1, 5, 15 min] at the
 start, "loadavg_end": at the end}, "rows": [{"case", "threads", "ours_ms", "peer", "peer_ms",
 "ratio", ...}]}`` with ``ratio`` = peer_ms / ours_ms (above 1: ours is faster). A row also names
-its ``graph`` (data set), the ``unit`` its times are per, and its ``goal`` (the ratio it should
-reach) with ``met``. Rows, d = 64, 3 layers, batch 2048 (``bench/ops/sgcn_step.stepper``: loss +
+its ``graph`` (data set), the ``unit`` its times are per, the ``loadavg`` when it finished, and
+its ``goal`` (the ratio it should reach) with ``met``. Rows, d = 64, 3 layers, batch 2048 (``bench/ops/sgcn_step.stepper``: loss +
 backward + the training optimiser's step, on fixed BPR batches):
 
   mask_step            the mask plug-in's step (``--mask`` defaults: ``bench/ops/mask_step``)
@@ -326,6 +326,7 @@ def time_row(case: str, row: Row, device, repeats: int, threads: int) -> dict:
         out["skipped"] = "; ".join(skipped)
     out["unit"] = row.unit
     out["repeats"] = repeats
+    out["loadavg"] = list(os.getloadavg())  # when the row finished: a shared machine shows here
     out.update(row.info)
     if "gbps" in ours:
         out["bytes"], out["gbps"] = ours["bytes"], ours["gbps"]

@@ -30,9 +30,10 @@ FGD_DECLARE_MASKED_SPMM(cuda)
 
 // Ops with CPU kernels only (on GPUs their triton kernels run; spgemm's GPU path is cuSPARSE
 // through torch.sparse, cooccurrence's too): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp,
-// segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp.
+// segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp, csr_spmm.cpp.
 namespace fgd {
 namespace cpu {
+Tensor csr_spmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> gate(const Tensor&, int64_t, int64_t, int64_t, double, double, double, bool);
@@ -132,6 +133,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("edge_grad", &edge_grad, "dL/dw [E] through the degree renormalisation");
   m.def("arm_grad", &fgd::cpu::arm_grad,
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
+  m.def("csr_spmm", &fgd::cpu::csr_spmm,
+        "y [R, d] = A x for a CSR A with its values in storage order (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("gate", &fgd::cpu::gate, "relaxed Bernoulli gates [z, dz/dphi] from Philox uniforms (CPU tensors)");
   m.def("cosine_attention_forward", &fgd::cpu::cosine_attention_forward,

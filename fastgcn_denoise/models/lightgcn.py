@@ -80,8 +80,9 @@ class LightGCN(GraphRecommender):
 
     def loss(self, graph, batch: Batch, mask_spec=None) -> dict:
         """``GraphRecommender.loss``; for a plain LightGCN (this class, no plug-in, no mask) on
-        ``ops.propagation_rows``: the same terms up to float rounding, about 1.4x faster a step
-        on Gowalla (the layer products on the cached operator, one backward buffer)."""
+        ``ops.propagation_rows``: the same terms up to float rounding (tests/
+        test_propagation_rows.py), 1.3-1.5x faster a step on Gowalla at 1 thread (the layer
+        products on the cached operator, one backward buffer; bench/speed.py lightgcn_epoch)."""
         if self.plugins or mask_spec is not None or type(self) is not LightGCN:
             return super().loss(graph, batch, mask_spec)
         self._check_graph(graph)

@@ -28,7 +28,7 @@ import torch
 
 from ..graph import check_count, check_csr, check_ids, index_tensor
 from . import _library as library
-from ._backend import get_backend, resolve_name
+from ._backend import BackendUnavailable, get_backend, resolve_name
 from .sddmm import sddmm_kernel
 
 
@@ -192,6 +192,23 @@ def bipartite_operator(graph, dtype: torch.dtype = torch.float32, normalize: boo
     return cache[key]
 
 
+def csr_product(rowptr, col, eid, weight, x, backend=None) -> torch.Tensor:
+    """y = A x for A = CSR (rowptr, col, eid | None) with entry weights ``weight`` [nnz]: the
+    backend's ``spmm``, except on the cpu backend when positions are entry ids (``eid`` None),
+    where ``_C.csr_spmm`` runs (values read in order, gathers fetched ahead across rows)."""
+    if eid is None and resolve_name(x.device, backend) == "cpu":
+        from .. import _C
+
+        if not hasattr(_C, "csr_spmm"):
+            raise BackendUnavailable(
+                "fastgcn_denoise._C has no csr_spmm (built before it was added); "
+                "rebuild the extension (pip install -e . or make build)"
+            )
+        return _C.csr_spmm(rowptr, col, weight, x)
+    be = get_backend(x.device, backend)
+    return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
+
+
 def _weighted_spmm_op(
     rowptr: torch.Tensor,
     col: torch.Tensor,
@@ -216,8 +233,7 @@ def _weighted_spmm_op(
             f"{name} has non-finite values (first at entry "
             f"{int((~torch.isfinite(weight)).nonzero()[0])})"
         )
-    be = get_backend(x.device, backend)
-    return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
+    return csr_product(rowptr, col, eid, weight, x, backend)
 
 
 def _weighted_spmm_backward_op(
@@ -238,9 +254,7 @@ def _weighted_spmm_backward_op(
     gy = gy.contiguous()
     gw = gx = library.empty(x)
     if need_x:
-        gx = get_backend(x.device, backend).spmm(
-            t_rowptr, t_col, t_eid, weight.unsqueeze(0), None, None, gy, None
-        )[0]
+        gx = csr_product(t_rowptr, t_col, t_eid, weight, gy, backend)
     if need_w:
         sddmm = sddmm_kernel(
             x.device, None if resolve_name(x.device, backend) == "cuda" else backend
