@@ -75,6 +75,7 @@ FORMATS = {
     "x": lambda v: f"{v:.2f}x",
     "pct": lambda v: f"{100 * v:.1f}%",
     "sci": lambda v: f"{v:.2g}",
+    "load": lambda v: ", ".join(f"{x:.1f}" for x in v),  # a load average (1, 5, 15 min)
 }
 
 # The harness tables of `python -m bench` and its op modules: the cases that have a peer.
@@ -351,6 +352,7 @@ TABLES = [
             Col("of copy bandwidth", "fraction_of_copy_bandwidth", "pct"),
             Col("goal", "goal"),
             Col("met", "met"),
+            Col("load average after", "loadavg", "load"),
         ),
         rows="rows",
     ),
