@@ -44,7 +44,9 @@ Each row's two callables take turns (``time_benches(interleave=True)``: ours, pe
 is not a measure of a shared machine's drift. A peer that cannot run (PyG not installed, data
 not found) leaves its row with ``peer_ms`` and ``ratio`` null and ``skipped`` saying why.
 ``--quick`` (a smoke test: every graph synth-1e4, tiny random L0-SIGN graphs, 2 repeats, 2 epoch
-steps) writes under runs/bench-quick, never into bench/results.
+steps) writes under runs/bench-quick, never into bench/results. On a machine shared with other
+jobs set ``OMP_WAIT_POLICY=PASSIVE`` (bench/__init__.py): with OpenMP's active wait the 2-thread
+rows measured the contention (a LightGCN epoch 4.7x slower at 2 threads than at 1, load 20).
 """
 
 from __future__ import annotations
