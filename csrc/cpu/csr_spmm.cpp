@@ -5,8 +5,9 @@
 // Why not masked_spmm.cpp's spmm: its prefetch looks kPrefetch edges ahead *within* a row, so
 // every row starts with cold gathers; at Gowalla's ~23 entries a row (the bipartite operator)
 // that is a fifth of the gathers. Here the lookahead runs over the flat entry array, across row
-// ends, and further (kLookahead): one LightGCN layer on Gowalla, d = 64, 1 thread, measured
-// 1.2-1.5x faster than the in-row prefetch of 4 (bench/speed.py, layer_fwd).
+// ends, and further (kLookahead): one LightGCN layer on Gowalla, d = 64, 1 thread, in turns on
+// the shared 2-core EPYC: the in-row prefetch of 4 1.2-1.5x slower than a flat lookahead of 16;
+// flat 16 / 24 / 32 / 48 / 64 / 96 / 128: 27 / 22 / 21 / 18-21 / 20 / 22 / 27 ms.
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -15,8 +16,8 @@ namespace fgd {
 namespace cpu {
 namespace {
 
-constexpr int kRowChunk = 64;    // rows per dynamic OpenMP chunk (degrees are long-tailed)
-constexpr int64_t kLookahead = 16;  // entries whose gathered rows are fetched ahead
+constexpr int kRowChunk = 64;       // rows per dynamic OpenMP chunk (degrees are long-tailed)
+constexpr int64_t kLookahead = 48;  // entries ahead whose gathered rows are fetched
 
 // Columns per pass: a block of 256 bytes stays in registers across a row (AVX2: 8 registers).
 template <typename T>
