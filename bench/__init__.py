@@ -2,6 +2,8 @@
 
   ops/          one microbenchmark per op against its peer (+ its pytest-benchmark test_<op>.py)
   suite.py      the suite runner, ``python -m bench``: the ops of ops/, side by side
+  speed.py      the speed scoreboard, ``python -m bench.speed``: every path of a training step
+                against its peer, in turns, at 1 and 2 threads
   denoise/      the noise benchmark, ``python -m bench.denoise``: every denoiser on known noise
   gpu_suite.sh  one call on a GPU machine: install, tests and the suite on CUDA
   common.py     shared plumbing (timing, cases, graphs, the machine, JSON, plots); conftest.py

@@ -91,8 +91,12 @@ class Bench:
         return (3, 1) if quick else (7, 2)
 
 
-def time_benches(benches: list[Bench], device, quick: bool, interleave: bool = False) -> list[dict]:
+def time_benches(
+    benches: list[Bench], device, quick: bool, interleave: bool = False, repeat: int | None = None
+) -> list[dict]:
     """Time every bench; a backend that turns out to be unavailable becomes a skip.
+
+    ``repeat``: timed calls per bench (one warm-up call), instead of each bench's ``repeats``.
 
     By default each bench's calls run in a row. With ``interleave`` the benches take turns, one
     call each per round, so a case and its peer see the same machine state (on a shared CPU the
@@ -106,15 +110,15 @@ def time_benches(benches: list[Bench], device, quick: bool, interleave: bool = F
             c["other_peers"] = list(b.other_peers)
         skipped = b.skipped
         if skipped is None:
-            repeat, warmup = b.repeats(quick)
+            repeats, warmup = b.repeats(quick) if repeat is None else (repeat, 1)
             try:
                 if interleave:
                     for _ in range(warmup):
                         b.fn()
                     sync(device)
-                    runnable[len(cases)] = (b, repeat, [])
+                    runnable[len(cases)] = (b, repeats, [])
                 else:
-                    c.update(measure(b.fn, device, repeat, warmup))
+                    c.update(measure(b.fn, device, repeats, warmup))
             except ops.BackendUnavailable as exc:
                 skipped = str(exc)
         if skipped is not None:
@@ -183,12 +187,18 @@ def cupy_or_reason(device):
     return cupy, None
 
 
-def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
-    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
+def copy_bench(device, nbytes: int = 512 * 2**20, name: str = "copy") -> Bench:
+    """A tensor copy of ``nbytes`` on ``device``; ``bytes_moved`` counts the read and the write."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), device, repeat=9)
-    return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
+    return Bench(name, name, lambda: dst.copy_(src), bytes_moved=2 * nbytes)
+
+
+def copy_bandwidth(device, nbytes: int = 512 * 2**20) -> float:
+    """Measured device copy bandwidth in GB/s (bytes read + bytes written)."""
+    copy = copy_bench(device, nbytes)
+    t = measure(copy.fn, device, repeat=9)
+    return copy.bytes_moved / (t["median_ms"] * 1e-3) / 1e9
 
 
 def _cpu_model() -> str:

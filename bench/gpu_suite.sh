@@ -16,6 +16,8 @@
 #            files of the GPU ops (-k "triton or cuda"), one log and one junit XML each
 #   bench    python -m bench on Gowalla (data from FASTGCN_SHARED_DATA) and one synthetic
 #            5e7-interaction graph, d = 64, the ops of BENCH_OPS (JSON rewritten after each op)
+#   speed    python -m bench.speed on CUDA: the speed scoreboard's rows (mask, L0-SIGN, GMP,
+#            SimGCL steps, the LightGCN epoch, the layer), 3 repeats, into OUT/bench
 #
 # Budget (seconds), from the compile counts of bench/results/triton_compile.json: the tests and
 # the production launches reach 396 specialisations of 16 Triton kernels; compiling them ahead of
@@ -27,10 +29,12 @@
 #   tests   110   the other ~360 specialisations over PARALLEL=8 processes (~20 s of compiling
 #                 each) + ~900 CUDA/Triton tests
 #   bench   100   two graph builds (the 5e7 synthetic one ~20 s) + the timed cases
-#   total   350 s at most (5.8 minutes), so a rerun fits in a 15-minute window
+#   speed    90   Gowalla and synth-1e5 builds, the two L0-SIGN sets, ~20 timed pairs
+#   total   440 s at most (7.3 minutes)
 # Environment: PYTHON (python3), FASTGCN_SHARED_DATA (the data sets: gowalla/train.txt),
 # PARALLEL (8), BENCH_OPS, per-step limits INSTALL_TIMEOUT SMOKE_TIMEOUT TEST_TIMEOUT
-# BENCH_TIMEOUT. The bench modules it calls: python -m bench (ops by name), tools/aot_compile.py.
+# BENCH_TIMEOUT SPEED_TIMEOUT. The bench modules it calls: python -m bench (ops by name),
+# python -m bench.speed, tools/aot_compile.py.
 set -uo pipefail
 
 out=${1:?usage: bash bench/gpu_suite.sh OUTDIR [--dry-run]}
@@ -97,6 +101,7 @@ if [ "$dry" -eq 1 ]; then
     # shellcheck disable=SC2086  # BENCH_OPS is a list of op names
     step bench "${BENCH_TIMEOUT:-100}" "$py" -m bench --device cpu --ops $bench_ops \
         --graphs gowalla synth-5e7 --dims 64 --help
+    step speed "${SPEED_TIMEOUT:-90}" "$py" -m bench.speed --device cpu --help
     [ -f "$FASTGCN_SHARED_DATA/gowalla/train.txt" ] ||
         echo "note: no $FASTGCN_SHARED_DATA/gowalla/train.txt here (the GPU run needs it)"
     exit $status
@@ -112,4 +117,6 @@ step tests "${TEST_TIMEOUT:-110}" parallel_tests
 # shellcheck disable=SC2086  # BENCH_OPS is a list of op names
 step bench "${BENCH_TIMEOUT:-100}" "$py" -u -m bench --device cuda --ops $bench_ops \
     --graphs gowalla synth-5e7 --dims 64 --out "$out/bench"
+step speed "${SPEED_TIMEOUT:-90}" "$py" -u -m bench.speed --device cuda --threads 1 --repeats 3 \
+    --out "$out/bench"
 exit $status

@@ -75,6 +75,7 @@ FORMATS = {
     "x": lambda v: f"{v:.2f}x",
     "pct": lambda v: f"{100 * v:.1f}%",
     "sci": lambda v: f"{v:.2g}",
+    "load": lambda v: ", ".join(f"{x:.1f}" for x in v),  # a load average (1, 5, 15 min)
 }
 
 # The harness tables of `python -m bench` and its op modules: the cases that have a peer.
@@ -384,7 +385,27 @@ TABLES = [
         ),
         rows=None,
     ),
-    # Performance: the op suite and the harnesses.
+    # Performance: the speed scoreboard (python -m bench.speed), the op suite and the harnesses.
+    Table(
+        "speed_scoreboard",
+        "speed_scoreboard.json",
+        ("performance.md",),
+        (
+            Col("case", "case"),
+            Col("graph", "graph"),
+            Col("threads", "threads"),
+            Col("ours, ms", "ours_ms", "ms"),
+            Col("per", "unit"),
+            Col("peer", "peer"),
+            Col("peer, ms", "peer_ms", "ms"),
+            Col("ratio (peer / ours)", "ratio", "f2"),
+            Col("of copy bandwidth", "fraction_of_copy_bandwidth", "pct"),
+            Col("goal", "goal"),
+            Col("met", "met"),
+            Col("load average after", "loadavg", "load"),
+        ),
+        rows="rows",
+    ),
     Table(
         "masked_spmm_turns",
         "bench_masked_spmm_cpu.json",

@@ -12,7 +12,7 @@ fused op on ``x[:U]`` and ``x[U:]``. Keyword-only extras: mask ``logits`` with a
 ``seed``/``offset``), and ``interaction_weight`` (one weight per interaction, tied across the
 two directions). Without them (the plain LightGCN layer) the normalised adjacency is a constant of
 the graph: it is built once with the layout and the layer is one ``ops.weighted_spmm`` over the
-(U + I)-row CSR (``_plain_operator``).
+(U + I)-row CSR (``ops.bipartite_operator``, cached per graph).
 
 Cache key: the ``edge_index`` tensor object itself (a strong reference is kept, so its memory
 cannot be freed and reused by another tensor at the same address) together with its version
@@ -32,17 +32,16 @@ import torch
 from torch import nn
 
 from .graph import EdgeIndexLayout, parse_edge_index
-from .ops import CSRPattern, masked_spmm, weighted_spmm
+from .ops import bipartite_operator, masked_spmm, weighted_spmm
 
 CACHE_SIZE = 4
 
 
 class _Entry:
-    """A cached edge_index: the tensor (held, see the module docstring), its layout, and the
-    plain operators built from it ({(dtype, normalize): (pattern, weight)})."""
+    """A cached edge_index: the tensor (held, see the module docstring) and its layout."""
 
     def __init__(self, edge_index, layout):
-        self.edge_index, self.layout, self.plain = edge_index, layout, {}
+        self.edge_index, self.layout = edge_index, layout
 
 
 _LAYOUTS: "OrderedDict[tuple, _Entry]" = OrderedDict()
@@ -91,37 +90,6 @@ def edge_index_layout(
 ) -> EdgeIndexLayout:
     """The cached ``parse_edge_index`` of ``edge_index`` (module docstring), on ``device``."""
     return _entry(edge_index, num_nodes, num_users, device).layout
-
-
-def _plain_operator(entry: _Entry, dtype: torch.dtype, normalize: bool):
-    """(pattern, weight) of the unmasked, unweighted layer as one homogeneous [N, N] product.
-
-    Without masks or weights the normalised adjacency depends on the graph alone, so its values
-    r_u r_i are computed once and the layer is a single ``ops.weighted_spmm`` over the (U + I)-row
-    CSR: no degree passes, no per-call mask buffer, one output (no concatenation), and the
-    backward is the same product again (A is symmetric; the gradient of x in one piece).
-    """
-    key = (dtype, normalize)
-    if key not in entry.plain:
-        g = entry.layout.graph
-        device, e, u = g.device, g.num_edges, g.num_users
-        rowptr = torch.cat([g.rowptr_u, g.rowptr_i[1:] + e])
-        col = torch.cat([g.col_item + u, g.col_user])
-        # A is symmetric with symmetric values: its transpose is itself, entry for entry, so
-        # the backward product runs on the same CSR (t_perm None: positions are entry ids) and
-        # reads the weights in order instead of through a permutation.
-        n = u + g.num_items
-        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
-        if normalize:
-            r = torch.cat([g.deg_u, g.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
-            rows = torch.repeat_interleave(
-                torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
-            )
-            weight = (r[rows] * r[col]).to(dtype)
-        else:
-            weight = torch.ones(2 * e, dtype=dtype, device=device)
-        entry.plain[key] = (pattern, weight)
-    return entry.plain[key]
 
 
 def _per_interaction(name: str, t: torch.Tensor, layout: EdgeIndexLayout) -> torch.Tensor:
@@ -211,7 +179,7 @@ class LGConv(nn.Module):
             and holdout is None
             and x.dtype in (torch.float32, torch.float64)
         ):
-            pattern, weight = _plain_operator(entry, x.dtype, self.normalize)
+            pattern, weight = bipartite_operator(graph, x.dtype, self.normalize)
             return weighted_spmm(pattern, weight, x, backend=self.backend)
         weight = None
         if edge_weight is not None and interaction_weight is not None:

@@ -230,6 +230,7 @@ def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
         "__init__.py",
         "__main__.py",
         "suite.py",
+        "speed.py",
         "denoise",
         "denoise_scoreboard.py",
         "distributed.py",

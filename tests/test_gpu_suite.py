@@ -27,7 +27,7 @@ def test_dry_run_passes_every_step(tmp_path):
     )
     steps = (tmp_path / "steps.txt").read_text().split("\n")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert [s.split()[0] for s in steps if s] == ["install", "smoke", "tests", "bench"]
+    assert [s.split()[0] for s in steps if s] == ["install", "smoke", "tests", "bench", "speed"]
     assert all(" rc=0 " in s for s in steps if s), steps
     # The smoke cases resolved, and each test group collected something.
     assert "dot_logsumexp float32 d64" in (tmp_path / "smoke.log").read_text()

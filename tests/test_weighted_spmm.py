@@ -36,7 +36,7 @@ def dense(rows, cols, r, c, w, shape):
 
 @pytest.mark.parametrize("backend", BACKEND)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,d", [((9, 7), 5), ((1, 4), 1), ((12, 12), 33)])
+@pytest.mark.parametrize("shape,d", [((9, 7), 5), ((1, 4), 1), ((12, 12), 33), ((10, 8), 130)])
 def test_weighted_spmm_matches_dense(backend, dtype, shape, d):
     pattern, r, c = random_pattern(*shape, 0.4, seed=d)
     w = rand((pattern.nnz,), dtype, 1)

@@ -10,12 +10,13 @@ from .dot_logsumexp import dot_logsumexp
 from .gates import gate, l0_probability
 from .masked_spmm import layer_offset, masked_spmm, masked_spmm_dual, sample_mask
 from .nuclear_norm import BACKWARDS, NuclearNormState, nuclear_norm
+from .propagation_rows import propagation_rows
 from .row_standardised_sddmm import row_standardised_sddmm
 from .sddmm import sddmm
 from .segment_topk import segment_topk
 from .spgemm import CSRMatrix, power_sum, spgemm
 from .truncated_svd import truncated_svd
-from .weighted_spmm import CSRPattern, directed_spmm, weighted_spmm
+from .weighted_spmm import CSRPattern, bipartite_operator, directed_spmm, weighted_spmm
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +41,8 @@ __all__ = [
     "nuclear_norm",
     "CSRPattern",
     "weighted_spmm",
+    "bipartite_operator",
+    "propagation_rows",
     "directed_spmm",
     "cosine_attention",
     "AllPairsResult",

@@ -19,6 +19,7 @@ has no SDDMM kernel: with it forced, the weight gradient runs on triton (the GPU
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,7 +28,7 @@ import torch
 
 from ..graph import check_count, check_csr, check_ids, index_tensor
 from . import _library as library
-from ._backend import get_backend, resolve_name
+from ._backend import BackendUnavailable, get_backend, resolve_name
 from .sddmm import sddmm_kernel
 
 
@@ -156,6 +157,58 @@ class CSRPattern:
         )
 
 
+# Per graph: {(dtype, normalize): (pattern, weight)}, built once (a graph is immutable).
+_OPERATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def bipartite_operator(graph, dtype: torch.dtype = torch.float32, normalize: bool = True):
+    """(pattern, weight): the bipartite graph's unmasked, unweighted propagation as one
+    homogeneous [N, N] product, N = U + I (users first), cached per graph.
+
+    ``weight`` [2E] is r_u r_i with r = deg^-1/2 (``normalize``; computed in float64, then cast
+    to ``dtype``) or ones. A is symmetric with symmetric values: its transpose is itself, entry
+    for entry, so the backward product runs on the same CSR (``t_perm`` None: positions are entry
+    ids) and reads the weights in order instead of through a permutation. ``weighted_spmm(pattern,
+    weight, x)`` is then ``masked_spmm(graph, x[:U], x[U:])`` (renormalised or not) in one piece:
+    no degree pass, no per-call mask buffer, no concatenation of the two sides.
+    """
+    cache = _OPERATORS.setdefault(graph, {})
+    key = (dtype, bool(normalize))
+    if key not in cache:
+        device, e, u = graph.device, graph.num_edges, graph.num_users
+        rowptr = torch.cat([graph.rowptr_u, graph.rowptr_i[1:] + e])
+        col = torch.cat([graph.col_item + u, graph.col_user])
+        n = u + graph.num_items
+        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
+        if normalize:
+            r = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
+            rows = torch.repeat_interleave(
+                torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
+            )
+            weight = (r[rows] * r[col]).to(dtype)
+        else:
+            weight = torch.ones(2 * e, dtype=dtype, device=device)
+        cache[key] = (pattern, weight)
+    return cache[key]
+
+
+def csr_product(rowptr, col, eid, weight, x, backend=None) -> torch.Tensor:
+    """y = A x for A = CSR (rowptr, col, eid | None) with entry weights ``weight`` [nnz]: the
+    backend's ``spmm``, except on the cpu backend when positions are entry ids (``eid`` None),
+    where ``_C.csr_spmm`` runs (values read in order, gathers fetched ahead across rows)."""
+    if eid is None and resolve_name(x.device, backend) == "cpu":
+        from .. import _C
+
+        if not hasattr(_C, "csr_spmm"):
+            raise BackendUnavailable(
+                "fastgcn_denoise._C has no csr_spmm (built before it was added); "
+                "rebuild the extension (pip install -e . or make build)"
+            )
+        return _C.csr_spmm(rowptr, col, weight, x)
+    be = get_backend(x.device, backend)
+    return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
+
+
 def _weighted_spmm_op(
     rowptr: torch.Tensor,
     col: torch.Tensor,
@@ -180,8 +233,7 @@ def _weighted_spmm_op(
             f"{name} has non-finite values (first at entry "
             f"{int((~torch.isfinite(weight)).nonzero()[0])})"
         )
-    be = get_backend(x.device, backend)
-    return be.spmm(rowptr, col, eid, weight.unsqueeze(0), None, None, x, None)[0]
+    return csr_product(rowptr, col, eid, weight, x, backend)
 
 
 def _weighted_spmm_backward_op(
@@ -202,9 +254,7 @@ def _weighted_spmm_backward_op(
     gy = gy.contiguous()
     gw = gx = library.empty(x)
     if need_x:
-        gx = get_backend(x.device, backend).spmm(
-            t_rowptr, t_col, t_eid, weight.unsqueeze(0), None, None, gy, None
-        )[0]
+        gx = csr_product(t_rowptr, t_col, t_eid, weight, gy, backend)
     if need_w:
         sddmm = sddmm_kernel(
             x.device, None if resolve_name(x.device, backend) == "cuda" else backend

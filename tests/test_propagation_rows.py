@@ -1,0 +1,95 @@
+"""ops.propagation_rows (a plain LightGCN's propagation read out at a batch's rows) on every
+backend present, against masked_spmm's layers and LightGCN's generic loss, values and gradients."""
+
+import pytest
+import torch
+from conftest import DEVICE, backend_params, random_graph
+
+from fastgcn_denoise import ops
+from fastgcn_denoise.models import Batch, LightGCN
+from fastgcn_denoise.models.base import GraphRecommender
+
+BACKEND = backend_params()
+
+
+def embeddings(graph, d, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(n, d, generator=gen, dtype=torch.float64).to(DEVICE, dtype).requires_grad_()
+        for n in (graph.num_users, graph.num_items)
+    ]
+
+
+def truth(graph, x_user, x_item, rows, num_layers):
+    """The readout through the op's definition: masked_spmm layers (reference), then gathers."""
+    layers = [torch.cat([x_user, x_item])]
+    x_u, x_i = x_user, x_item
+    for _ in range(num_layers):
+        x_u, x_i = ops.masked_spmm(graph, x_u, x_i, backend="reference")
+        layers.append(torch.cat([x_u, x_i]))
+    return torch.stack([x[rows] for x in layers]).mean(0), layers[0][rows]
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_values_and_gradients_match_the_layers(backend, num_layers):
+    graph = random_graph(7, 9, 0.35, seed=num_layers).to(DEVICE)  # with isolated nodes
+    x_user, x_item = embeddings(graph, 5, torch.float64)
+    rows = torch.tensor([0, 3, 3, 7 + 2, 7 + 8, 0, 6, 7 + 2], device=DEVICE)  # repeats
+    mean, ego = ops.propagation_rows(graph, x_user, x_item, rows, num_layers, backend=backend)
+    want_mean, want_ego = truth(graph, x_user, x_item, rows, num_layers)
+    torch.testing.assert_close(mean, want_mean)
+    torch.testing.assert_close(ego, want_ego)
+    gen = torch.Generator().manual_seed(1)
+    g_mean, g_ego = (torch.randn(mean.shape, generator=gen, dtype=mean.dtype) for _ in range(2))
+    got = torch.autograd.grad((mean * g_mean.to(DEVICE)).sum() + (ego * g_ego.to(DEVICE)).sum(),
+                              (x_user, x_item))
+    want = torch.autograd.grad(
+        (want_mean * g_mean.to(DEVICE)).sum() + (want_ego * g_ego.to(DEVICE)).sum(),
+        (x_user, x_item),
+    )
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+def test_gradcheck(backend):
+    graph = random_graph(5, 6, 0.4, seed=3).to(DEVICE)
+    x_user, x_item = embeddings(graph, 3, torch.float64, seed=2)
+    rows = torch.tensor([1, 5 + 0, 5 + 4, 1], device=DEVICE)
+    assert torch.autograd.gradcheck(
+        lambda u, i: ops.propagation_rows(graph, u, i, rows, 2, backend=backend), (x_user, x_item)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lightgcn_loss_is_the_generic_loss(dtype):
+    """LightGCN.loss (on propagation_rows) against GraphRecommender.loss (masked_spmm layers):
+    every term and the embeddings' gradients."""
+    graph = random_graph(30, 40, 0.15, seed=5).to(DEVICE)
+    torch.manual_seed(0)
+    model = LightGCN(graph.num_users, graph.num_items, dim=8, num_layers=3).to(DEVICE, dtype)
+    gen = torch.Generator().manual_seed(0)
+    users = torch.randint(graph.num_users, (64,), generator=gen).to(DEVICE)
+    items = torch.randint(graph.num_items, (128,), generator=gen).to(DEVICE)
+    batch = Batch(users, items[:64], items[64:])
+    fast = model.loss(graph, batch)
+    fast_grads = torch.autograd.grad(fast["loss"], (model.user_emb, model.item_emb))
+    slow = GraphRecommender.loss(model, graph, batch)
+    slow_grads = torch.autograd.grad(slow["loss"], (model.user_emb, model.item_emb))
+    assert set(fast) == set(slow) == {"loss", "bpr", "reg"}
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else {}
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], **tol)
+    for a, b in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_bad_inputs_are_refused():
+    graph = random_graph(4, 5, 0.5).to(DEVICE)
+    x_user, x_item = embeddings(graph, 2, torch.float32)
+    rows = torch.tensor([0], device=DEVICE)
+    with pytest.raises(ValueError, match="num_layers must be >= 0"):
+        ops.propagation_rows(graph, x_user, x_item, rows, -1)
+    with pytest.raises(ValueError, match="the graph has 4 users and 5 items"):
+        ops.propagation_rows(graph, x_item, x_user, rows, 1)
