@@ -8,8 +8,8 @@ from test_models import dense_laplacian, split
 
 from fastgcn_denoise.models.base import Batch, Plugin
 from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows, propagate_rows
-from fastgcn_denoise.ops import masked_spmm
 from fastgcn_denoise.models.xsimgcl import XSimGCL
+from fastgcn_denoise.ops import masked_spmm
 
 
 def batch_of(graph, seed=0):
