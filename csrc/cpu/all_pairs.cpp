@@ -90,28 +90,37 @@ inline void store(T* p, Vec<T, L> v) {
   *reinterpret_cast<Vec<T, L>*>(p) = v;
 }
 
+// Lanes per vector in the products below: 64 bytes, one AVX-512 register (two AVX2 ones). A wider
+// GCC vector would be lowered through the stack.
+template <typename T>
+constexpr int kW = 64 / sizeof(T);
+
 // out[o][p] = bias[o] + sum_i w[o, i] in[i][p] (bias may be null: 0), for L lanes p.
 template <int L, int NI, int NO, typename T>
 inline void lanes_linear(const T* __restrict w, const T* __restrict bias, const T* __restrict in,
                          int64_t ni_, int64_t no_, T* __restrict out) {
+  constexpr int W = kW<T>;
   const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
-  for (int64_t o = 0; o < no; ++o) {
-    Vec<T, L> acc = Vec<T, L>{} + (bias ? bias[o] : T(0));
-    for (int64_t i = 0; i < ni; ++i) acc += w[o * ni + i] * load<L>(in + i * L);
-    store<L>(out + o * L, acc);
-  }
+  for (int64_t o = 0; o < no; ++o)
+    for (int c = 0; c < L; c += W) {
+      Vec<T, W> acc = Vec<T, W>{} + (bias ? bias[o] : T(0));
+      for (int64_t i = 0; i < ni; ++i) acc += w[o * ni + i] * load<W>(in + i * L + c);
+      store<W>(out + o * L + c, acc);
+    }
 }
 
 // out[i][p] = sum_o w[o, i] in[o][p] (W^T across the lanes), for L lanes p.
 template <int L, int NI, int NO, typename T>
 inline void lanes_linear_t(const T* __restrict w, const T* __restrict in, int64_t ni_, int64_t no_,
                            T* __restrict out) {
+  constexpr int W = kW<T>;
   const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
-  for (int64_t i = 0; i < ni; ++i) {
-    Vec<T, L> acc = Vec<T, L>{};
-    for (int64_t o = 0; o < no; ++o) acc += w[o * ni + i] * load<L>(in + o * L);
-    store<L>(out + i * L, acc);
-  }
+  for (int64_t i = 0; i < ni; ++i)
+    for (int c = 0; c < L; c += W) {
+      Vec<T, W> acc = Vec<T, W>{};
+      for (int64_t o = 0; o < no; ++o) acc += w[o * ni + i] * load<W>(in + o * L + c);
+      store<W>(out + i * L + c, acc);
+    }
 }
 
 // acc[o, i][l] += sum over the lanes p = l (mod kAW) of a[o][p] c[i][p]: the weight gradient
