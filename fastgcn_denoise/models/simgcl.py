@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import option
-from ..ops import masked_spmm
+from ..ops import dot_logsumexp, masked_spmm
 from .lightgcn import LightGCN
 from .registry import register_model
 
@@ -44,9 +44,12 @@ def perturb_rows(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """mean_r -log softmax_j(cos(a_r, b_j) / τ)[r] for two views a, b [n, d] of n nodes."""
-    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
-    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+    """mean_r -log softmax_j(cos(a_r, b_j) / τ)[r] for two views a, b [n, d] of n nodes.
+
+    The log-sum-exp over j is ``ops.dot_logsumexp`` (fused, the [n, n] logits never stored).
+    """
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    return (dot_logsumexp(a, b, temperature) - (a * b).sum(1) / temperature).mean()
 
 
 class PerturbedLightGCN(LightGCN):
