@@ -10,7 +10,9 @@ embedding's signs and of fixed L2 norm ε per row (``perturb_rows``):
 v1, v2 are the readouts of two independently perturbed passes; the InfoNCE terms run over the
 batch's distinct users and distinct positive items, with cosine similarity / τ (``info_nce``).
 So a step is three propagation passes (one clean, two perturbed), as in the official code;
-evaluation uses the clean pass. The noise comes after the plug-ins' ``after_layer`` (DGR's GMP
+without plug-ins they are computed as one clean pass plus the views' deviations from it, with
+one backward (``SimGCL.view_deviations``; same values and gradients). Evaluation uses the clean
+pass. The noise comes after the plug-ins' ``after_layer`` (DGR's GMP
 desmooths the propagated embeddings, then the layer is perturbed).
 
 Defaults: the authors' settings for Yelp2018 (their SELFRec library's configuration; DGR's own
