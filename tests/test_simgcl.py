@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from conftest import DEVICE, random_graph
 from test_models import dense_laplacian, split
 
-from fastgcn_denoise.models.base import Batch
-from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows
+from fastgcn_denoise.models.base import Batch, Plugin
+from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows, propagate_rows
 from fastgcn_denoise.models.xsimgcl import XSimGCL
+from fastgcn_denoise.ops import masked_spmm
 
 
 def batch_of(graph, seed=0):
@@ -157,3 +158,42 @@ def test_no_contrast_without_weight_and_bad_settings():
         SimGCL(6, 5, cl_temperature=0.0)
     with pytest.raises(ValueError, match=r"cl_layer must be in \[1, num_layers = 2\]"):
         XSimGCL(6, 5, num_layers=2, cl_layer=3)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_simgcl_one_pass_backward_matches_three_passes(layers):
+    # Without plug-ins SimGCL propagates only the views' deviations from the clean pass and lets
+    # the clean pass carry their gradient; a no-op plug-in forces the three explicit passes. Same
+    # seed, same uniforms: the same terms and gradients to rounding.
+    graph = random_graph(14, 11, 0.3, seed=layers + 10)
+    batch = batch_of(graph, seed=3)
+    got = []
+    for explicit in (False, True):
+        torch.manual_seed(0)
+        model = SimGCL(14, 11, dim=5, num_layers=layers, cl_weight=0.6, noise_eps=0.3)
+        model = model.double().to(DEVICE)
+        if explicit:
+            model.add_plugin(Plugin())
+        torch.manual_seed(9)
+        terms = model.loss(graph, batch)
+        terms["loss"].backward()
+        got.append((terms, model.user_emb.grad, model.item_emb.grad))
+    (fast, fu, fi), (slow, su, si) = got
+    assert set(fast) == set(slow) == {"bpr", "reg", "cl", "loss"}
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-12, atol=1e-14, msg=name)
+    torch.testing.assert_close(fu, su, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(fi, si, rtol=1e-10, atol=1e-14)
+
+
+def test_propagate_rows_is_masked_spmm_on_those_rows():
+    graph = random_graph(13, 17, 0.25, seed=5)
+    gen = torch.Generator().manual_seed(1)
+    x = (
+        torch.randn(13, 6, generator=gen, dtype=torch.float64).to(DEVICE),
+        torch.randn(17, 6, generator=gen, dtype=torch.float64).to(DEVICE),
+    )
+    rows = (torch.tensor([0, 4, 4, 12], device=DEVICE), torch.tensor([16, 2, 0], device=DEVICE))
+    want = masked_spmm(graph, *x)
+    for got, full, r in zip(propagate_rows(graph, x, rows), want, rows):
+        torch.testing.assert_close(got, full[r], rtol=1e-12, atol=1e-14)

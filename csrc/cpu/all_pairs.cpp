@@ -1,16 +1,23 @@
 // CPU (OpenMP) kernels of ops.all_pairs_interaction (L0-SIGN's gated all-pairs pass); semantics in
-// fastgcn_denoise/ops/all_pairs.py. One thread per graph: it walks the graph's k(k+1)/2 pairs
-// i <= j once, runs the gate MLP, draws the gate from Philox (csrc/gates.h, the one formula), runs
-// h, and scatters s * z into the ends' sums in thread-local buffers: no atomics. Backward
-// recomputes every pair (uniforms regenerated) from the per-node kept counts saved by forward.
-// Weight gradients are summed per thread and reduced in thread order after the loop (schedule
-// static): deterministic for a given thread count.
+// fastgcn_denoise/ops/all_pairs.py. Each thread owns a contiguous range of graphs and walks their
+// pairs i <= j in counter order, kNB = kPhiloxBlock pairs at a time (a block may span graphs: the
+// counters of a thread's pairs are consecutive). A block is laid out pair-major in lanes ("lane"
+// = one pair; every array below is [rows][lanes]), so that each MLP layer is a run of vector
+// FMAs across pairs with the weights broadcast, and the gates' exp/log run as one simd loop:
+// per pair, the old one-pair-at-a-time loops were chains of dependent FMAs (latency bound) and
+// four scalar libm calls. h runs only on the kept pairs of a block, compacted into kNH lanes.
+// Backward recomputes the block (uniforms regenerated) from the per-node kept counts saved by
+// forward; the weight gradients accumulate in per-thread, kAW-lane accumulators, reduced over the
+// lanes and then the threads in order at the end: deterministic for a given thread count.
+// Every lane of a simd loop runs (pad lanes repeat a real pair), so a pair's gate has the same
+// bits in forward and backward wherever its block starts (vector libm rounds as itself).
 #include <torch/extension.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "cpu/vector_math.h"  // before gates.h: its exp/log calls vectorise
 #include "gates.h"
 
 namespace fgd {
@@ -19,60 +26,12 @@ namespace {
 
 using torch::Tensor;
 
-// The tensors in the op's order, as raw pointers; the two weight matrices of each MLP are
-// transposed once per call so that every inner loop runs over a contiguous hidden or output axis.
-template <typename T>
-struct Model {
-  const T* node_emb;  // [F, d]
-  const T* edge_emb;  // [F, b]
-  int64_t d, b, hidden, g_hidden;
-  std::vector<T> w1t, b1, w2t, b2;    // h: W1^T [d, H], b1 [H], W2^T [H, d], b2 [d]
-  std::vector<T> gw1t, gb1, gw2;      // gate: W1g^T [b, Hg], b1g [Hg], w2g [Hg]
-  const T *w1, *w2, *gw1;             // the same in nn.Linear's [out, in] (backward's products)
-  T gb2 = T(0);
-  bool gated;
+constexpr int kNB = kPhiloxBlock;  // pairs per block (the gate lanes)
+constexpr int kNH = 16;            // lanes of h (the kept pairs of a block, in one or two runs)
+constexpr int kAW = 8;             // lanes of the weight-gradient accumulators
 
-  Model(const std::vector<Tensor>& t, bool gated_) : gated(gated_) {
-    node_emb = t[0].data_ptr<T>();
-    edge_emb = t[1].data_ptr<T>();
-    d = t[0].size(1);
-    b = t[1].size(1);
-    hidden = t[2].size(0);
-    w1t = transposed(t[2]);
-    w1 = t[2].data_ptr<T>();
-    w2 = t[4].data_ptr<T>();
-    gw1 = t[6].data_ptr<T>();
-    b1 = flat(t[3]);
-    w2t = transposed(t[4]);
-    b2 = flat(t[5]);
-    if (gated) {
-      g_hidden = t[6].size(0);
-      gw1t = transposed(t[6]);
-      gb1 = flat(t[7]);
-      gw2 = flat(t[8]);
-      gb2 = t[9].data_ptr<T>()[0];
-    } else {
-      g_hidden = 0;
-    }
-  }
-
-  static std::vector<T> flat(const Tensor& x) {
-    const T* p = x.data_ptr<T>();
-    return std::vector<T>(p, p + x.numel());
-  }
-  static std::vector<T> transposed(const Tensor& x) {  // [r, c] -> [c, r]
-    const int64_t r = x.size(0), c = x.size(1);
-    const T* p = x.data_ptr<T>();
-    std::vector<T> out(r * c);
-    for (int64_t i = 0; i < r; ++i)
-      for (int64_t j = 0; j < c; ++j) out[j * r + i] = p[i * c + j];
-    return out;
-  }
-};
-
-// out[n] = bias[n] + sum_t x[t] w[t * n_out + n], then ReLU into act (both [n_out]).
 // Widths known at compile time (0: given at run time). The paper's model (d = b = 8, hidden 32)
-// runs a specialisation whose loops the compiler unrolls into whole SIMD vectors.
+// runs a specialisation whose loops the compiler unrolls.
 template <int D_, int B_, int H_, int G_>
 struct Sizes {
   static constexpr int D = D_, B = B_, H = H_, G = G_;
@@ -85,92 +44,124 @@ constexpr int64_t width(int64_t n) {
   return N ? N : n;
 }
 
-template <int NI, int NO, typename T>
-inline void dense_relu(const T* __restrict x, int64_t n_in_, const T* __restrict wt,
-                       const T* __restrict bias, int64_t n_out_, T* __restrict pre, T* __restrict act) {
-  const int64_t n_in = width<NI>(n_in_), n_out = width<NO>(n_out_);
-  std::copy(bias, bias + n_out, pre);
-  for (int64_t t = 0; t < n_in; ++t) {
-    const T xt = x[t];
-    const T* row = wt + t * n_out;
-    for (int64_t n = 0; n < n_out; ++n) pre[n] += xt * row[n];
-  }
-  for (int64_t n = 0; n < n_out; ++n) act[n] = pre[n] > T(0) ? pre[n] : T(0);
-}
+// The tensors in the op's order (nn.Linear layouts [out, in]).
+template <typename T>
+struct Model {
+  const T *node_emb, *edge_emb;           // [F, d], [F, b]
+  const T *w1, *b1, *w2, *b2;             // h: W1 [H, d], b1 [H], W2 [d, H], b2 [d]
+  const T *gw1, *gb1, *gw2;               // gate: W1g [Hg, b], b1g [Hg], w2g [Hg]
+  T gb2 = T(0);
+  int64_t d, b, hidden, g_hidden;
+  bool gated;
 
-// Backward of the first layer of an MLP on the product x = row_i * row_j: accumulates dW^T [n_in,
-// n_out] += x dpre^T into gwt, then d row_i += (W^T dpre) * row_j and d row_j += (W^T dpre) * row_i.
-// W is read in nn.Linear's [n_out, n_in] layout, so that W^T dpre is a sum of rows (SIMD over n_in)
-// and not a chain of dependent scalar additions.
-template <int NI, int NO, typename T>
-inline void product_layer_backward(const T* __restrict x, int64_t n_in_, const T* __restrict w,
-                                   const T* __restrict dpre, int64_t n_out_, T* __restrict gwt,
-                                   const T* row_i, const T* row_j, T* g_i, T* g_j) {
-  const int64_t n_in = width<NI>(n_in_), n_out = width<NO>(n_out_);
-  T dx[NI ? NI : 64];
-  T* dxp = n_in <= 64 ? dx : new T[n_in];
-  for (int64_t t = 0; t < n_in; ++t) dxp[t] = T(0);
-  for (int64_t n = 0; n < n_out; ++n) {
-    const T dn = dpre[n];
-    const T* row = w + n * n_in;
-    for (int64_t t = 0; t < n_in; ++t) dxp[t] += row[t] * dn;
-  }
-  for (int64_t t = 0; t < n_in; ++t) {
-    T* gw = gwt + t * n_out;
-    for (int64_t n = 0; n < n_out; ++n) gw[n] += x[t] * dpre[n];
-    g_i[t] += dxp[t] * row_j[t];
-    g_j[t] += dxp[t] * row_i[t];
-  }
-  if (dxp != dx) delete[] dxp;
-}
-
-// One pair's forward values; the buffers live in the thread's scratch.
-template <typename T, typename S>
-struct Pair {
-  std::vector<T> a, hpre, r, z, ae, epre, re;
-  T logit = T(0), s = T(1), ds = T(0), pi = T(0);
-
-  explicit Pair(const Model<T>& m)
-      : a(m.d), hpre(m.hidden), r(m.hidden), z(m.d), ae(m.b), epre(m.g_hidden), re(m.g_hidden) {}
-
-  // The gate of the pair of features (fi, fj) (s = 1 without one); counter: its Philox counter.
-  void gate(const Model<T>& m, int64_t fi, int64_t fj, int kind, uint64_t seed, uint64_t counter, T tau,
-            T gamma, T zeta, T shift) {
-    if (!m.gated) {
-      s = T(1);
-      ds = T(0);
-      return;
-    }
-    const int64_t b = width<S::B>(m.b), Hg = width<S::G>(m.g_hidden);
-    const T* ei = m.edge_emb + fi * b;
-    const T* ej = m.edge_emb + fj * b;
-    for (int64_t t = 0; t < b; ++t) ae[t] = ei[t] * ej[t];
-    dense_relu<S::B, S::G>(ae.data(), b, m.gw1t.data(), m.gb1.data(), Hg, epre.data(), re.data());
-    logit = m.gb2;
-    for (int64_t h = 0; h < Hg; ++h) logit += m.gw2[h] * re[h];
-    const float u = gate_needs_uniform(kind) ? philox_uniform(seed, counter) : 0.0f;
-    const GateValue<T> g = gate_eval<T>(kind, logit, u, tau, gamma, zeta);
-    s = g.z;
-    ds = g.dz;
-    pi = T(1) / (T(1) + std::exp(-(logit + shift)));
-  }
-
-  // h on the pair: a = u_i * u_j, hpre, r = relu(hpre), z (only for kept pairs).
-  void interact(const Model<T>& m, int64_t fi, int64_t fj) {
-    const int64_t d = width<S::D>(m.d), H = width<S::H>(m.hidden);
-    const T* ui = m.node_emb + fi * d;
-    const T* uj = m.node_emb + fj * d;
-    for (int64_t t = 0; t < d; ++t) a[t] = ui[t] * uj[t];
-    dense_relu<S::D, S::H>(a.data(), d, m.w1t.data(), m.b1.data(), H, hpre.data(), r.data());
-    T* __restrict zp = z.data();
-    const T* __restrict w2t = m.w2t.data();
-    for (int64_t c = 0; c < d; ++c) zp[c] = m.b2[c];
-    for (int64_t h = 0; h < H; ++h) {
-      const T rh = r[h];
-      for (int64_t c = 0; c < d; ++c) zp[c] += rh * w2t[h * d + c];
-    }
+  Model(const std::vector<Tensor>& t, bool gated_) : gated(gated_) {
+    node_emb = t[0].data_ptr<T>();
+    edge_emb = t[1].data_ptr<T>();
+    w1 = t[2].data_ptr<T>();
+    b1 = t[3].data_ptr<T>();
+    w2 = t[4].data_ptr<T>();
+    b2 = t[5].data_ptr<T>();
+    d = t[0].size(1);
+    b = t[1].size(1);
+    hidden = t[2].size(0);
+    g_hidden = gated ? t[6].size(0) : 0;
+    gw1 = t[6].data_ptr<T>();
+    gb1 = t[7].data_ptr<T>();
+    gw2 = t[8].data_ptr<T>();
+    if (gated) gb2 = t[9].data_ptr<T>()[0];
   }
 };
+
+// L lanes of T as one GCC vector (explicit, so that every lane op is whole SIMD registers whatever
+// the auto-vectoriser makes of the loops), loaded from and stored to unaligned T arrays.
+template <typename T, int L>
+struct LaneType {
+  typedef T V __attribute__((vector_size(sizeof(T) * L), aligned(sizeof(T)), may_alias));
+};
+template <typename T, int L>
+using Vec = typename LaneType<T, L>::V;
+
+template <int L, typename T>
+inline Vec<T, L> load(const T* p) {
+  return *reinterpret_cast<const Vec<T, L>*>(p);
+}
+template <int L, typename T>
+inline void store(T* p, Vec<T, L> v) {
+  *reinterpret_cast<Vec<T, L>*>(p) = v;
+}
+
+// Lanes per vector in the products below: 64 bytes, one AVX-512 register (two AVX2 ones). A wider
+// GCC vector would be lowered through the stack.
+template <typename T>
+constexpr int kW = 64 / sizeof(T);
+
+// out[o][p] = bias[o] + sum_i w[o, i] in[i][p] (bias may be null: 0), for L lanes p.
+template <int L, int NI, int NO, typename T>
+inline void lanes_linear(const T* __restrict w, const T* __restrict bias, const T* __restrict in,
+                         int64_t ni_, int64_t no_, T* __restrict out) {
+  constexpr int W = kW<T>;
+  const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
+  for (int64_t o = 0; o < no; ++o)
+    for (int c = 0; c < L; c += W) {
+      Vec<T, W> acc = Vec<T, W>{} + (bias ? bias[o] : T(0));
+      for (int64_t i = 0; i < ni; ++i) acc += w[o * ni + i] * load<W>(in + i * L + c);
+      store<W>(out + o * L + c, acc);
+    }
+}
+
+// out[i][p] = sum_o w[o, i] in[o][p] (W^T across the lanes), for L lanes p.
+template <int L, int NI, int NO, typename T>
+inline void lanes_linear_t(const T* __restrict w, const T* __restrict in, int64_t ni_, int64_t no_,
+                           T* __restrict out) {
+  constexpr int W = kW<T>;
+  const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
+  for (int64_t i = 0; i < ni; ++i)
+    for (int c = 0; c < L; c += W) {
+      Vec<T, W> acc = Vec<T, W>{};
+      for (int64_t o = 0; o < no; ++o) acc += w[o * ni + i] * load<W>(in + o * L + c);
+      store<W>(out + i * L + c, acc);
+    }
+}
+
+// acc[o, i][l] += sum over the lanes p = l (mod kAW) of a[o][p] c[i][p]: the weight gradient
+// sum_p a_p c_p^T ([no, ni], nn.Linear layout) in kAW-lane partial sums.
+template <int L, int NI, int NO, typename T>
+inline void lanes_outer_acc(T* __restrict acc, const T* __restrict a, const T* __restrict c,
+                            int64_t ni_, int64_t no_) {
+  const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
+  for (int64_t o = 0; o < no; ++o) {
+    const T* ao = a + o * L;
+    for (int64_t i = 0; i < ni; ++i) {
+      const T* ci = c + i * L;
+      T* dst = acc + (o * ni + i) * kAW;
+      Vec<T, kAW> s = load<kAW>(dst);
+      for (int q = 0; q < L / kAW; ++q) s += load<kAW>(ao + q * kAW) * load<kAW>(ci + q * kAW);
+      store<kAW>(dst, s);
+    }
+  }
+}
+
+// acc[o][l] += sum over the lanes p = l (mod kAW) of a[o][p] (a bias gradient).
+template <int L, typename T>
+inline void lanes_sum_acc(T* __restrict acc, const T* __restrict a, int64_t no) {
+  for (int64_t o = 0; o < no; ++o) {
+    Vec<T, kAW> s = load<kAW>(acc + o * kAW);
+    for (int q = 0; q < L / kAW; ++q) s += load<kAW>(a + o * L + q * kAW);
+    store<kAW>(acc + o * kAW, s);
+  }
+}
+
+// rows[t][p] = x[fa[p], t] * x[fb[p], t]: the pair products of L lanes from a table [F, n].
+template <int L, int N, typename T>
+inline void lanes_products(const T* __restrict x, const int64_t* fa, const int64_t* fb, int64_t n_,
+                           T* __restrict rows) {
+  const int64_t n = width<N>(n_);
+  for (int p = 0; p < L; ++p) {
+    const T* xa = x + fa[p] * n;
+    const T* xb = x + fb[p] * n;
+    for (int64_t t = 0; t < n; ++t) rows[t * L + p] = xa[t] * xb[t];
+  }
+}
 
 struct Scalars {
   int kind;
@@ -179,142 +170,327 @@ struct Scalars {
   bool directed;
 };
 
+// The pairs of one block: graph, node positions (global), features and the first pair's counter.
+struct PairBlock {
+  int64_t graph[kNB], pos_i[kNB], pos_j[kNB], f_i[kNB], f_j[kNB];
+  int n = 0;
+  uint64_t first = 0;
+};
+
+// Walks the pairs of graphs [g0, g1) in counter order and calls run(block) for every full block
+// and the last partial one. Pad lanes repeat the block's first pair (their results are ignored).
+template <typename F>
+void for_each_block(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t g0,
+                    int64_t g1, uint64_t offset, PairBlock& blk, F&& run) {
+  blk.n = 0;
+  auto flush = [&] {
+    for (int p = blk.n; p < kNB; ++p) {
+      blk.graph[p] = blk.graph[0];
+      blk.pos_i[p] = blk.pos_i[0];
+      blk.pos_j[p] = blk.pos_j[0];
+      blk.f_i[p] = blk.f_i[0];
+      blk.f_j[p] = blk.f_j[0];
+    }
+    run(blk);
+    blk.n = 0;
+  };
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t base = ptr[g], k = ptr[g + 1] - base;
+    uint64_t counter = offset + static_cast<uint64_t>(pair_ptr[g]);
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = i; j < k; ++j, ++counter) {
+        if (blk.n == 0) blk.first = counter;
+        const int p = blk.n++;
+        blk.graph[p] = g;
+        blk.pos_i[p] = base + i;
+        blk.pos_j[p] = base + j;
+        blk.f_i[p] = nodes[base + i];
+        blk.f_j[p] = nodes[base + j];
+        if (blk.n == kNB) flush();
+      }
+  }
+  if (blk.n > 0) flush();
+}
+
+// Per-thread scratch of the lane arrays (the widths are the model's).
+template <typename T>
+struct Lanes {
+  std::vector<T> ae, epre, logit, s, ds, pi;  // gate: [b][kNB], [Hg][kNB], [kNB] x 4
+  std::vector<T> a, hpre, r, z;               // h: [d][kNH], [H][kNH] x 2, [d][kNH]
+  int kept[kNB];
+  int num_kept = 0;
+  explicit Lanes(const Model<T>& m)
+      : ae(m.b * kNB), epre(m.g_hidden * kNB), logit(kNB), s(kNB), ds(kNB), pi(kNB),
+        a(m.d * kNH), hpre(m.hidden * kNH), r(m.hidden * kNH), z(m.d * kNH) {}
+};
+
+// s, ds/dlogit and P(s != 0) of the kNB lanes from their logits, gate kind kKind (a compile-time
+// kind, so that the loop is branch-free and its exp/log calls vectorise).
+template <int kKind, typename T>
+inline void gate_lanes(const Scalars& sc, const float* u, Lanes<T>& ln) {
+  const T tau = T(sc.tau), gamma = T(sc.gamma), zeta = T(sc.zeta), shift = T(sc.shift);
+  const T* __restrict lg = ln.logit.data();
+  T* __restrict s = ln.s.data();
+  T* __restrict ds = ln.ds.data();
+  T* __restrict pi = ln.pi.data();
+#pragma omp simd
+  for (int p = 0; p < kNB; ++p) {
+    const GateValue<T> g = gate_eval<T>(kKind, lg[p], u[p], tau, gamma, zeta);
+    s[p] = g.z;
+    ds[p] = g.dz;
+    pi[p] = T(1) / (T(1) + std::exp(-(lg[p] + shift)));
+  }
+}
+
+// The gates of a block (s = 1 without edge prediction) and the compacted list of its kept pairs.
+template <typename T, typename S>
+void block_gates(const Model<T>& m, const Scalars& sc, const PairBlock& blk, Lanes<T>& ln) {
+  if (!m.gated) {
+    for (int p = 0; p < kNB; ++p) {
+      ln.s[p] = T(1);
+      ln.ds[p] = ln.pi[p] = T(0);
+    }
+  } else {
+    const int64_t b = width<S::B>(m.b), Hg = width<S::G>(m.g_hidden);
+    lanes_products<kNB, S::B>(m.edge_emb, blk.f_i, blk.f_j, b, ln.ae.data());
+    lanes_linear<kNB, S::B, S::G>(m.gw1, m.gb1, ln.ae.data(), b, Hg, ln.epre.data());
+    T* __restrict lg = ln.logit.data();
+    for (int p = 0; p < kNB; ++p) lg[p] = m.gb2;
+    for (int64_t h = 0; h < Hg; ++h) {
+      const T w = m.gw2[h];
+      const T* e = ln.epre.data() + h * kNB;
+      for (int p = 0; p < kNB; ++p) lg[p] += w * (e[p] > T(0) ? e[p] : T(0));
+    }
+    float u[kNB] = {0};
+    if (gate_needs_uniform(sc.kind)) philox_uniform_block(sc.seed, blk.first, u);
+    switch (sc.kind) {
+      case CONCRETE: gate_lanes<CONCRETE>(sc, u, ln); break;
+      case HARD_CONCRETE: gate_lanes<HARD_CONCRETE>(sc, u, ln); break;
+      default: gate_lanes<HARD_CONCRETE_MEAN>(sc, u, ln); break;
+    }
+  }
+  ln.num_kept = 0;
+  for (int p = 0; p < blk.n; ++p)
+    if (ln.s[p] > T(0)) ln.kept[ln.num_kept++] = p;
+}
+
+// h on the kept pairs kept[r0 .. r0 + kNH) of the block (pad lanes repeat kept[r0]):
+// a = u_i * u_j, hpre, r = relu(hpre), z.
+template <typename T, typename S>
+void run_h(const Model<T>& m, const PairBlock& blk, Lanes<T>& ln, int r0) {
+  const int64_t d = width<S::D>(m.d), H = width<S::H>(m.hidden);
+  int64_t fa[kNH], fb[kNH];
+  for (int q = 0; q < kNH; ++q) {
+    const int p = ln.kept[r0 + q < ln.num_kept ? r0 + q : r0];
+    fa[q] = blk.f_i[p];
+    fb[q] = blk.f_j[p];
+  }
+  lanes_products<kNH, S::D>(m.node_emb, fa, fb, d, ln.a.data());
+  lanes_linear<kNH, S::D, S::H>(m.w1, m.b1, ln.a.data(), d, H, ln.hpre.data());
+  const T* __restrict hp = ln.hpre.data();
+  T* __restrict r = ln.r.data();
+  for (int64_t n = 0; n < H * kNH; ++n) r[n] = hp[n] > T(0) ? hp[n] : T(0);
+  lanes_linear<kNH, S::H, S::D>(m.w2, m.b2, ln.r.data(), H, d, ln.z.data());
+}
+
+// Graphs [g0, g1) of thread t of nt (contiguous, balanced by count).
+inline void thread_range(int64_t num_graphs, int t, int nt, int64_t* g0, int64_t* g1) {
+  *g0 = num_graphs * t / nt;
+  *g1 = num_graphs * (t + 1) / nt;
+}
+
 template <typename T, typename S>
 void forward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t num_graphs,
                   const Model<T>& m, const Scalars& sc, T* pooled, T* l0, T* l2, int64_t* kept,
-                  int32_t* counts) {
-  const T tau = T(sc.tau), gamma = T(sc.gamma), zeta = T(sc.zeta), shift = T(sc.shift);
+                  int32_t* counts, T* agg) {
   const int64_t d = width<S::D>(m.d);
 #pragma omp parallel
   {
-    Pair<T, S> p(m);
-    std::vector<T> acc;
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < num_graphs; ++g) {
-      const int64_t base = ptr[g], k = ptr[g + 1] - base;
-      acc.assign(k * d, T(0));
-      int32_t* cnt = counts + base;
-      std::fill(cnt, cnt + k, 0);
-      T l0_sum = T(0), l2_sum = T(0);
-      int64_t kept_sum = 0, q = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        for (int64_t j = i; j < k; ++j, ++q) {
-          const int64_t fi = nodes[base + i], fj = nodes[base + j];
-          p.gate(m, fi, fj, sc.kind, sc.seed, sc.offset + static_cast<uint64_t>(pair_ptr[g] + q), tau, gamma,
-                 zeta, shift);
-          l0_sum += p.pi;
-          if (!(p.s > T(0))) continue;  // a dropped pair: no h, no message
-          ++kept_sum;
-          p.interact(m, fi, fj);
-          for (int64_t c = 0; c < d; ++c) l2_sum += p.z[c] * p.z[c];
-          T* dj = acc.data() + j * d;
-          for (int64_t c = 0; c < d; ++c) dj[c] += p.s * p.z[c];
-          ++cnt[j];
-          if (!sc.directed && i != j) {
-            T* di = acc.data() + i * d;
-            for (int64_t c = 0; c < d; ++c) di[c] += p.s * p.z[c];
-            ++cnt[i];
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t g0, g1;
+    thread_range(num_graphs, t, nt, &g0, &g1);
+    const int64_t n0 = ptr[g0], n1 = ptr[g1];
+    std::fill(agg + n0 * d, agg + n1 * d, T(0));
+    std::fill(counts + n0, counts + n1, 0);
+    std::fill(l0 + g0, l0 + g1, T(0));
+    std::fill(l2 + g0, l2 + g1, T(0));
+    std::fill(kept + g0, kept + g1, int64_t(0));
+    Lanes<T> ln(m);
+    PairBlock blk;
+    for_each_block(ptr, nodes, pair_ptr, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
+      block_gates<T, S>(m, sc, bk, ln);
+      if (m.gated)
+        for (int p = 0; p < bk.n; ++p) l0[bk.graph[p]] += ln.pi[p];
+      for (int r0 = 0; r0 < ln.num_kept; r0 += kNH) {
+        run_h<T, S>(m, bk, ln, r0);
+        const int count = std::min(kNH, ln.num_kept - r0);
+        for (int q = 0; q < count; ++q) {
+          const int p = ln.kept[r0 + q];
+          const int64_t g = bk.graph[p], pi = bk.pos_i[p], pj = bk.pos_j[p];
+          const T s = ln.s[p];
+          T sq = T(0);
+          T* dj = agg + pj * d;
+          for (int64_t c = 0; c < d; ++c) {
+            const T zc = ln.z[c * kNH + q];
+            sq += zc * zc;
+            dj[c] += s * zc;
           }
+          ++counts[pj];
+          if (!sc.directed && pi != pj) {
+            T* di = agg + pi * d;
+            for (int64_t c = 0; c < d; ++c) di[c] += s * ln.z[c * kNH + q];
+            ++counts[pi];
+          }
+          l2[g] += sq;
+          ++kept[g];
         }
       }
+    });
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t base = ptr[g], k = ptr[g + 1] - base;
       T* out = pooled + g * d;
       std::fill(out, out + d, T(0));
-      for (int64_t t = 0; t < k; ++t) {
-        if (cnt[t] == 0) continue;
-        const T inv = T(1) / T(cnt[t]);
-        for (int64_t c = 0; c < d; ++c) out[c] += acc[t * d + c] * inv;
+      for (int64_t n = base; n < base + k; ++n) {
+        if (counts[n] == 0) continue;
+        const T inv = T(1) / T(counts[n]);
+        for (int64_t c = 0; c < d; ++c) out[c] += agg[n * d + c] * inv;
       }
       if (k > 0)
         for (int64_t c = 0; c < d; ++c) out[c] /= T(k);
-      l0[g] = m.gated ? l0_sum : T(0);
-      l2[g] = l2_sum;
-      kept[g] = kept_sum;
     }
   }
 }
+
+// Offsets of the weight gradients (nn.Linear layouts) in the flat accumulator, in kAW-lane units.
+struct GradLayout {
+  int64_t w1, b1, w2, b2, gw1, gb1, gw2, gb2, size;
+  GradLayout(int64_t d, int64_t b, int64_t H, int64_t Hg) {
+    w1 = 0;
+    b1 = w1 + H * d;
+    w2 = b1 + H;
+    b2 = w2 + d * H;
+    gw1 = b2 + d;
+    gb1 = gw1 + Hg * b;
+    gw2 = gb1 + Hg;
+    gb2 = gw2 + Hg;
+    size = gb2 + 1;
+  }
+};
 
 template <typename T, typename S>
 void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t num_graphs,
                    const Model<T>& m, const Scalars& sc, const int32_t* counts, const T* g_pooled,
                    const T* g_l0, const T* g_l2, T* g_pos, T* g_epos, std::vector<T>& g_weights) {
-  const T tau = T(sc.tau), gamma = T(sc.gamma), zeta = T(sc.zeta), shift = T(sc.shift);
   const int64_t d = width<S::D>(m.d), b = width<S::B>(m.b), H = width<S::H>(m.hidden),
                 Hg = width<S::G>(m.g_hidden);
-  // Weight-gradient layout: W1^T [d, H], b1, W2^T [H, d], b2, W1g^T [b, Hg], b1g, w2g, b2g.
-  const int64_t o_b1 = d * H, o_w2 = o_b1 + H, o_b2 = o_w2 + H * d, o_gw1 = o_b2 + d;
-  const int64_t o_gb1 = o_gw1 + b * Hg, o_gw2 = o_gb1 + Hg, o_gb2 = o_gw2 + Hg, size = o_gb2 + 1;
+  const GradLayout o(d, b, H, Hg);
   const int threads = omp_get_max_threads();
   std::vector<std::vector<T>> partial(threads);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<T>& acc = partial[omp_get_thread_num()];
-    acc.assign(size, T(0));
-    Pair<T, S> p(m);
-    std::vector<T> gz(d), dhpre(H), dre(Hg);
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < num_graphs; ++g) {
-      const int64_t base = ptr[g], k = ptr[g + 1] - base;
-      T* du = g_pos + base * d;
-      std::fill(du, du + k * d, T(0));
-      T* de = m.gated ? g_epos + base * b : nullptr;
-      if (de) std::fill(de, de + k * b, T(0));
-      if (k == 0) continue;
-      const T* G = g_pooled + g * d;
-      const T gl0 = m.gated ? g_l0[g] : T(0), gl2 = g_l2[g], inv_k = T(1) / T(k);
-      int64_t q = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        for (int64_t j = i; j < k; ++j, ++q) {
-          const int64_t fi = nodes[base + i], fj = nodes[base + j];
-          p.gate(m, fi, fj, sc.kind, sc.seed, sc.offset + static_cast<uint64_t>(pair_ptr[g] + q), tau, gamma,
-                 zeta, shift);
-          const bool kept = p.s > T(0);
-          T gz_dot = T(0), w = T(0);
-          if (kept) {
-            // w: d pooled / d message of this pair, summed over the nodes it is delivered to.
-            w = inv_k / T(counts[base + j]);
-            if (!sc.directed && i != j) w += inv_k / T(counts[base + i]);
-            p.interact(m, fi, fj);
-            for (int64_t c = 0; c < d; ++c) {
-              gz_dot += G[c] * p.z[c];
-              gz[c] = p.s * w * G[c] + T(2) * gl2 * p.z[c];
-            }
-            // h backward: W2, b2, then through the ReLU into W1, b1 and a = u_i * u_j.
-            T* __restrict dh = dhpre.data();
-            for (int64_t h = 0; h < H; ++h) dh[h] = T(0);
-            for (int64_t c = 0; c < d; ++c) {  // W2^T gz as a sum of W2's rows
-              const T gc = gz[c];
-              const T* row = m.w2 + c * H;
-              for (int64_t h = 0; h < H; ++h) dh[h] += row[h] * gc;
-            }
-            for (int64_t h = 0; h < H; ++h) {
-              T* grow = acc.data() + o_w2 + h * d;
-              for (int64_t c = 0; c < d; ++c) grow[c] += p.r[h] * gz[c];
-              if (!(p.hpre[h] > T(0))) dh[h] = T(0);
-            }
-            for (int64_t c = 0; c < d; ++c) acc[o_b2 + c] += gz[c];
-            for (int64_t h = 0; h < H; ++h) acc[o_b1 + h] += dhpre[h];
-            product_layer_backward<S::D, S::H>(p.a.data(), d, m.w1, dhpre.data(), H, acc.data(),
-                                   m.node_emb + fi * d, m.node_emb + fj * d, du + i * d, du + j * d);
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    std::vector<T>& acc = partial[t];
+    acc.assign(o.size * kAW, T(0));
+    T* A = acc.data();
+    int64_t g0, g1;
+    thread_range(num_graphs, t, nt, &g0, &g1);
+    const int64_t n0 = ptr[g0], n1 = ptr[g1];
+    std::fill(g_pos + n0 * d, g_pos + n1 * d, T(0));
+    if (m.gated) std::fill(g_epos + n0 * b, g_epos + n1 * b, T(0));
+    Lanes<T> ln(m);
+    PairBlock blk;
+    // Per lane: w = d pooled / d message summed over the ends, <G, z>, and h's backward rows.
+    std::vector<T> w(kNB), gz_dot(kNB), gz(d * kNH), dh(H * kNH), da(d * kNH), gl(kNB),
+        dre(Hg * kNB), re(Hg * kNB), dae(b * kNB);
+    for_each_block(ptr, nodes, pair_ptr, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
+      block_gates<T, S>(m, sc, bk, ln);
+      std::fill(w.begin(), w.end(), T(0));
+      std::fill(gz_dot.begin(), gz_dot.end(), T(0));
+      for (int r0 = 0; r0 < ln.num_kept; r0 += kNH) {
+        run_h<T, S>(m, bk, ln, r0);
+        const int count = std::min(kNH, ln.num_kept - r0);
+        // gz = s w G + 2 g_l2 z on the valid lanes, 0 on the pad lanes.
+        for (int q = 0; q < kNH; ++q) {
+          const int p = ln.kept[r0 + q < ln.num_kept ? r0 + q : r0];
+          const int64_t g = bk.graph[p], pi = bk.pos_i[p], pj = bk.pos_j[p];
+          const int64_t k = ptr[g + 1] - ptr[g];
+          const T inv_k = T(1) / T(k);
+          T wp = inv_k / T(counts[pj]);
+          if (!sc.directed && pi != pj) wp += inv_k / T(counts[pi]);
+          const bool valid = q < count;
+          const T* G = g_pooled + g * d;
+          const T sw = valid ? ln.s[p] * wp : T(0), g2 = valid ? T(2) * g_l2[g] : T(0);
+          T dot = T(0);
+          for (int64_t c = 0; c < d; ++c) {
+            const T zc = ln.z[c * kNH + q];
+            dot += G[c] * zc;
+            gz[c * kNH + q] = sw * G[c] + g2 * zc;
           }
-          if (!m.gated) continue;
-          // gate backward: ds/dlogit and the L0 term, then the gate MLP and the edge rows.
-          const T gl = p.ds * w * gz_dot + gl0 * p.pi * (T(1) - p.pi);
-          if (gl == T(0)) continue;
-          acc[o_gb2] += gl;
-          for (int64_t h = 0; h < Hg; ++h) {
-            acc[o_gw2 + h] += gl * p.re[h];
-            dre[h] = p.epre[h] > T(0) ? gl * m.gw2[h] : T(0);
-            acc[o_gb1 + h] += dre[h];
+          if (valid) {
+            w[p] = wp;
+            gz_dot[p] = dot;
           }
-          product_layer_backward<S::B, S::G>(p.ae.data(), b, m.gw1, dre.data(), Hg, acc.data() + o_gw1,
-                                 m.edge_emb + fi * b, m.edge_emb + fj * b, de + i * b, de + j * b);
+        }
+        // h backward: W2, b2, then through the ReLU into W1, b1 and a = u_i * u_j.
+        lanes_sum_acc<kNH>(A + o.b2 * kAW, gz.data(), d);
+        lanes_outer_acc<kNH, S::H, S::D>(A + o.w2 * kAW, gz.data(), ln.r.data(), H, d);
+        lanes_linear_t<kNH, S::H, S::D>(m.w2, gz.data(), H, d, dh.data());
+        for (int64_t n = 0; n < H * kNH; ++n)
+          if (!(ln.hpre[n] > T(0))) dh[n] = T(0);
+        lanes_sum_acc<kNH>(A + o.b1 * kAW, dh.data(), H);
+        lanes_outer_acc<kNH, S::D, S::H>(A + o.w1 * kAW, dh.data(), ln.a.data(), d, H);
+        lanes_linear_t<kNH, S::D, S::H>(m.w1, dh.data(), d, H, da.data());
+        for (int q = 0; q < count; ++q) {
+          const int p = ln.kept[r0 + q];
+          const T* ui = m.node_emb + bk.f_i[p] * d;
+          const T* uj = m.node_emb + bk.f_j[p] * d;
+          T* gi = g_pos + bk.pos_i[p] * d;
+          T* gj = g_pos + bk.pos_j[p] * d;
+          for (int64_t c = 0; c < d; ++c) {
+            const T dac = da[c * kNH + q];
+            gi[c] += dac * uj[c];
+            gj[c] += dac * ui[c];
+          }
         }
       }
-    }
+      if (!m.gated) return;
+      // gate backward: ds/dlogit and the L0 term (pad lanes 0), then the gate MLP and edge rows.
+      for (int p = 0; p < kNB; ++p) {
+        const T gl0 = g_l0[bk.graph[p]];
+        gl[p] = p < bk.n ? ln.ds[p] * w[p] * gz_dot[p] + gl0 * ln.pi[p] * (T(1) - ln.pi[p]) : T(0);
+      }
+      for (int64_t n = 0; n < Hg * kNB; ++n) {
+        const T e = ln.epre[n];
+        re[n] = e > T(0) ? e : T(0);
+      }
+      for (int64_t h = 0; h < Hg; ++h) {
+        const T wg = m.gw2[h];
+        for (int p = 0; p < kNB; ++p) {
+          const int64_t n = h * kNB + p;
+          dre[n] = ln.epre[n] > T(0) ? gl[p] * wg : T(0);
+        }
+      }
+      lanes_sum_acc<kNB>(A + o.gb2 * kAW, gl.data(), 1);
+      lanes_outer_acc<kNB, S::G, 1>(A + o.gw2 * kAW, gl.data(), re.data(), Hg, 1);
+      lanes_sum_acc<kNB>(A + o.gb1 * kAW, dre.data(), Hg);
+      lanes_outer_acc<kNB, S::B, S::G>(A + o.gw1 * kAW, dre.data(), ln.ae.data(), b, Hg);
+      lanes_linear_t<kNB, S::B, S::G>(m.gw1, dre.data(), b, Hg, dae.data());
+      for (int p = 0; p < bk.n; ++p) {
+        const T* ei = m.edge_emb + bk.f_i[p] * b;
+        const T* ej = m.edge_emb + bk.f_j[p] * b;
+        T* gi = g_epos + bk.pos_i[p] * b;
+        T* gj = g_epos + bk.pos_j[p] * b;
+        for (int64_t c = 0; c < b; ++c) {
+          const T dc = dae[c * kNB + p];
+          gi[c] += dc * ej[c];
+          gj[c] += dc * ei[c];
+        }
+      }
+    });
   }
-  g_weights.assign(size, T(0));
+  g_weights.assign(o.size, T(0));
   for (const auto& acc : partial)  // a thread the runtime did not start has no buffer
-    for (size_t n = 0; n < acc.size(); ++n) g_weights[n] += acc[n];
+    for (size_t n = 0; n < acc.size(); ++n) g_weights[n / kAW] += acc[n];
 }
 
 void check_inputs(const Tensor& ptr, const Tensor& nodes, const Tensor& pair_ptr,
@@ -338,7 +514,8 @@ bool paper_sizes(const Model<T>& m) {
 
 Scalars scalars(int64_t kind, int64_t seed, int64_t offset, double tau, double gamma, double zeta,
                 double shift, bool directed) {
-  TORCH_CHECK(kind >= -1 && kind <= HARD_CONCRETE_MEAN, "all_pairs (cpu): unknown gate kind ", kind);
+  TORCH_CHECK(kind >= -1 && kind <= HARD_CONCRETE_MEAN && kind != CONCRETE_ST,
+              "all_pairs (cpu): unknown gate kind ", kind, " (concrete_st needs h of dropped pairs)");
   return {static_cast<int>(kind), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), tau, gamma,
           zeta, shift, directed};
 }
@@ -358,13 +535,14 @@ std::vector<Tensor> all_pairs_forward(const Tensor& ptr, const Tensor& nodes, co
   auto l2 = torch::empty({num_graphs}, emb.options());
   auto kept = torch::empty({num_graphs}, ptr.options());
   auto counts = torch::empty({nodes.size(0)}, ptr.options().dtype(at::kInt));
+  auto agg = torch::empty({nodes.size(0), emb.size(1)}, emb.options());  // sum of s z per node
   AT_DISPATCH_FLOATING_TYPES(emb.scalar_type(), "all_pairs_forward_cpu", [&] {
     const Model<scalar_t> m(tensors, kind >= 0);
     auto run = [&](auto sizes) {
       forward_impl<scalar_t, decltype(sizes)>(
           ptr.data_ptr<int64_t>(), nodes.data_ptr<int64_t>(), pair_ptr.data_ptr<int64_t>(), num_graphs, m, sc,
           pooled.data_ptr<scalar_t>(), l0.data_ptr<scalar_t>(), l2.data_ptr<scalar_t>(), kept.data_ptr<int64_t>(),
-          counts.data_ptr<int32_t>());
+          counts.data_ptr<int32_t>(), agg.data_ptr<scalar_t>());
     };
     if (paper_sizes(m)) run(PaperSizes{}); else run(RuntimeSizes{});
   });
@@ -398,23 +576,20 @@ std::vector<Tensor> all_pairs_backward(const Tensor& ptr, const Tensor& nodes, c
           g_l2.data_ptr<scalar_t>(), g_pos.data_ptr<scalar_t>(), g_epos.data_ptr<scalar_t>(), gw);
     };
     if (paper_sizes(m)) run(PaperSizes{}); else run(RuntimeSizes{});
-    // Back from the transposed layouts into nn.Linear's [out, in].
-    const int64_t d = m.d, b = m.b, H = m.hidden, Hg = m.g_hidden;
+    const GradLayout o(m.d, m.b, m.hidden, m.g_hidden);
     auto opts = emb.options();
     auto from = [&](int64_t at, std::vector<int64_t> shape) {
       return torch::from_blob(gw.data() + at, shape, opts).clone();
     };
-    const int64_t o_b1 = d * H, o_w2 = o_b1 + H, o_b2 = o_w2 + H * d, o_gw1 = o_b2 + d;
-    const int64_t o_gb1 = o_gw1 + b * Hg, o_gw2 = o_gb1 + Hg, o_gb2 = o_gw2 + Hg;
-    out.push_back(from(0, {d, H}).t().contiguous());      // W1 [H, d]
-    out.push_back(from(o_b1, {H}));
-    out.push_back(from(o_w2, {H, d}).t().contiguous());   // W2 [d, H]
-    out.push_back(from(o_b2, {d}));
+    out.push_back(from(o.w1, {m.hidden, m.d}));
+    out.push_back(from(o.b1, {m.hidden}));
+    out.push_back(from(o.w2, {m.d, m.hidden}));
+    out.push_back(from(o.b2, {m.d}));
     if (m.gated) {
-      out.push_back(from(o_gw1, {b, Hg}).t().contiguous());  // W1g [Hg, b]
-      out.push_back(from(o_gb1, {Hg}));
-      out.push_back(from(o_gw2, {Hg}));
-      out.push_back(from(o_gb2, {1}));
+      out.push_back(from(o.gw1, {m.g_hidden, m.b}));
+      out.push_back(from(o.gb1, {m.g_hidden}));
+      out.push_back(from(o.gw2, {m.g_hidden}));
+      out.push_back(from(o.gb2, {1}));
     } else {
       for (int n = 6; n < 10; ++n) out.push_back(torch::zeros_like(tensors[n]));
     }

@@ -35,8 +35,9 @@ keeps only the per-node counts of kept pairs from forward ([N] int32). The count
 constant in s, so it carries no gradient (a pair dropped by the gate has s = 0 and ds = 0).
 
 Backends: ``reference`` (explicit pair lists in PyTorch, autograd; the truth), ``cpu``
-(``_C.all_pairs_forward/backward``: one thread per graph over the k(k+1)/2 pairs, scattering each
-into both ends in thread-local buffers), ``triton`` (kernels/all_pairs.py: one program per graph,
+(``_C.all_pairs_forward/backward``: each thread a range of graphs, their pairs in counter order
+32 at a time as SIMD lanes, so that the MLPs are vector FMAs across pairs and the gates one
+vectorised exp/log loop; h on a block's kept pairs only; csrc/cpu/all_pairs.cpp), ``triton`` (kernels/all_pairs.py: one program per graph,
 one destination node at a time against chunks of sources).
 """
 
