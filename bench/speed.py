@@ -162,7 +162,9 @@ def gmp_overhead(graph, device, quick) -> Row:
 
 
 def simgcl_step(graph, device, quick) -> Row:
-    return _against_lightgcn_step("simgcl_step", _lightgcn(graph, device, cls=SimGCL), graph, device)
+    return _against_lightgcn_step(
+        "simgcl_step", _lightgcn(graph, device, cls=SimGCL), graph, device
+    )
 
 
 def _bpr(u, p, n, ego_sq, decay):
@@ -396,7 +398,9 @@ def main(argv=None) -> int:
                 if case in L0SIGN_DATA:
                     row, data[case] = l0sign_row(case, device, args.quick)
                     specs.append((data[case]["name"], row, data[case].get("skipped")))
-                for spec in () if case in L0SIGN_DATA else GRAPHS[case][: 1 if args.quick else None]:
+                for spec in (
+                    () if case in L0SIGN_DATA else GRAPHS[case][: 1 if args.quick else None]
+                ):
                     spec = QUICK_GRAPH if args.quick else spec
                     if spec not in graphs:
                         graphs[spec] = build_graph(spec, device)

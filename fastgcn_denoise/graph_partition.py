@@ -125,9 +125,7 @@ class LocalPartition:
         rank receives (its halo from s), in receive order. Derived from ``halo_keys`` (setup)."""
         keys, ub, ib = self.halo_keys, self.user_bounds, self.item_bounds
         is_user = keys < self.num_users
-        owner = torch.where(
-            is_user, owner_of(keys, ub), owner_of(keys - self.num_users, ib)
-        )
+        owner = torch.where(is_user, owner_of(keys, ub), owner_of(keys - self.num_users, ib))
         ubt = torch.tensor(ub, dtype=torch.int64, device=keys.device)
         ibt = torch.tensor(ib, dtype=torch.int64, device=keys.device)
         row = torch.where(

@@ -11,8 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if not (ROOT / "bench" / "speed.py").is_file():
-    pytest.skip(f"no {ROOT / 'bench' / 'speed.py'} (tests run outside the repository)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no {ROOT / 'bench' / 'speed.py'} (tests run outside the repository)",
+        allow_module_level=True,
+    )
 
 KEYS = ("case", "threads", "ours_ms", "peer", "peer_ms", "ratio")
 

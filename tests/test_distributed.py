@@ -104,9 +104,7 @@ def test_partition_covers_each_edge_once_with_its_halo(balance, world):
         asked = []
         for s, rows in enumerate(p.requests):
             nu_s = ub[s + 1] - ub[s]
-            asked.append(
-                torch.where(rows < nu_s, ub[s] + rows, g.num_users + ib[s] + rows - nu_s)
-            )
+            asked.append(torch.where(rows < nu_s, ub[s] + rows, g.num_users + ib[s] + rows - nu_s))
         assert torch.equal(torch.cat(asked), p.halo_keys)
         halo = keys[own:]
         u0, u1 = p.users

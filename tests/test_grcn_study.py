@@ -19,8 +19,19 @@ from bench.studies.grcn_experiments import (  # noqa: E402
     reproduction_rows,
 )
 
-REQUIRED = ("method", "data", "metric", "ours", "ours_std", "seeds", "epochs", "baseline",
-            "baseline_value", "paper", "command")
+REQUIRED = (
+    "method",
+    "data",
+    "metric",
+    "ours",
+    "ours_std",
+    "seeds",
+    "epochs",
+    "baseline",
+    "baseline_value",
+    "paper",
+    "command",
+)
 
 
 def fake_run(model, seed, test, pop=0.064):

@@ -756,7 +756,9 @@ def test_fused_cpu_backward_equals_the_composition(
         need_xi,
     )
     want_u = cpp.spmm(g.rowptr_u, g.col_item, None, w, r_u, r_i, gy_i, gy_u if self_loop else None)
-    want_i = cpp.spmm(g.rowptr_i, g.col_user, g.perm, w, r_i, r_u, gy_u, gy_i if self_loop else None)
+    want_i = cpp.spmm(
+        g.rowptr_i, g.col_user, g.perm, w, r_i, r_u, gy_u, gy_i if self_loop else None
+    )
     want_w = reference.edge_grad(
         g,
         w[0],

@@ -42,8 +42,9 @@ def test_values_and_gradients_match_the_layers(backend, num_layers):
     torch.testing.assert_close(ego, want_ego)
     gen = torch.Generator().manual_seed(1)
     g_mean, g_ego = (torch.randn(mean.shape, generator=gen, dtype=mean.dtype) for _ in range(2))
-    got = torch.autograd.grad((mean * g_mean.to(DEVICE)).sum() + (ego * g_ego.to(DEVICE)).sum(),
-                              (x_user, x_item))
+    got = torch.autograd.grad(
+        (mean * g_mean.to(DEVICE)).sum() + (ego * g_ego.to(DEVICE)).sum(), (x_user, x_item)
+    )
     want = torch.autograd.grad(
         (want_mean * g_mean.to(DEVICE)).sum() + (want_ego * g_ego.to(DEVICE)).sum(),
         (x_user, x_item),

@@ -41,14 +41,21 @@ def test_single_and_equal_scores_give_zero(backend):
     g = BipartiteGraph([0, 1, 1], [0, 1, 2], 2, 3).to(DEVICE)
     a = torch.ones(2, 3, device=DEVICE)
     b = torch.ones(3, 3, device=DEVICE)
-    assert torch.equal(row_standardised_sddmm(g, a, b, backend=backend), torch.zeros(3, device=DEVICE))
+    assert torch.equal(
+        row_standardised_sddmm(g, a, b, backend=backend), torch.zeros(3, device=DEVICE)
+    )
 
 
 def test_rejects_mismatched_inputs():
     g = random_graph(5, 4, 0.5)
     with pytest.raises(ValueError, match="num_users"):
-        row_standardised_sddmm(g, torch.randn(4, 3, device=DEVICE), torch.randn(4, 3, device=DEVICE))
+        row_standardised_sddmm(
+            g, torch.randn(4, 3, device=DEVICE), torch.randn(4, 3, device=DEVICE)
+        )
     with pytest.raises(ValueError, match="share k"):
         row_standardised_sddmm(
-            g, torch.randn(5, 3, device=DEVICE), torch.randn(4, 2, device=DEVICE), backend="reference"
+            g,
+            torch.randn(5, 3, device=DEVICE),
+            torch.randn(4, 2, device=DEVICE),
+            backend="reference",
         )

@@ -622,11 +622,7 @@ def problems(results: list[dict]) -> list[str]:
         where = f"{r['kernel']} sm_{r['arch']} triton {r['triton']} [{r['spec']}]"
         if not r["ok"]:
             out.append(f"compile error: {where}: {r['error']}")
-        elif (
-            r["prod"]
-            and r["arch"] in SPILL_ARCHS
-            and r["spill_store"] + r["spill_load"]
-        ):
+        elif r["prod"] and r["arch"] in SPILL_ARCHS and r["spill_store"] + r["spill_load"]:
             out.append(
                 f"spill: {where}: {r['spill_store']} B stored / {r['spill_load']} B loaded"
                 f" ({r['regs']} registers)"

@@ -174,9 +174,7 @@ def reproduction_rows(runs: list[dict], seeds: list[int], lightgcn_tiktok_issue:
         return []
     pop = by_model["lightgcn"][0]["baselines"]["most_popular"]["test"][METRIC]
     seed_flags = " ".join(map(str, seeds))
-    command = (
-        f"python -m bench.studies.grcn_experiments reproduce --seeds {seed_flags} --resume"
-    )
+    command = f"python -m bench.studies.grcn_experiments reproduce --seeds {seed_flags} --resume"
     stats = {m: _mean_std([r["test"][METRIC] for r in rs]) for m, rs in by_model.items()}
     rows = []
     for model in MODELS:
@@ -380,16 +378,16 @@ def protocol_main(args) -> int:
                 }
                 path = write_json("reproduction_grcn", payload, args.out)
         for r in payload["rows"]:
-            print(f"{r['method']:13s} test {METRIC} {r['ours']:.4f} +- {r['ours_std']:.4f}"
-                  f"  seeds {r['seeds']}  {r['status']}")
+            print(
+                f"{r['method']:13s} test {METRIC} {r['ours']:.4f} +- {r['ours_std']:.4f}"
+                f"  seeds {r['seeds']}  {r['status']}"
+            )
     else:
         # The default last: it is also the reproduction's seed 0 (a concurrent ``reproduce``
         # may be training it; with --resume its finished run is read back here).
         order = sorted(ABLATIONS, key=lambda v: v == "default")
         for variant in order:
-            runs.append(
-                _protocol_run("grcn", variant, ABLATIONS[variant], 0, args, ABLATION_LR)
-            )
+            runs.append(_protocol_run("grcn", variant, ABLATIONS[variant], 0, args, ABLATION_LR))
             summaries.append(brief(runs[-1]))
             summaries.sort(key=lambda r: list(ABLATIONS).index(r["variant"]))
             payload = {
@@ -404,8 +402,10 @@ def protocol_main(args) -> int:
             }
             path = write_json("grcn_ablation", payload, args.out)
         for r in summaries:
-            print(f"{r['variant']:48s} best epoch {r['best_epoch']:3d}  valid {r['valid']:.4f}"
-                  f"  test {r['test']:.4f}")
+            print(
+                f"{r['variant']:48s} best epoch {r['best_epoch']:3d}  valid {r['valid']:.4f}"
+                f"  test {r['test']:.4f}"
+            )
     print(f"written to {path}")
     return 0
 

@@ -370,13 +370,17 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     unset = " (default: the row's RECIPE, else %s)"
-    ap.add_argument("--epochs", type=int, help="maximum epochs per run" + unset % SCHEDULE["epochs"])
+    ap.add_argument(
+        "--epochs", type=int, help="maximum epochs per run" + unset % SCHEDULE["epochs"]
+    )
     ap.add_argument(
         "--patience",
         type=int,
         help="epochs without a better valid AUC" + unset % SCHEDULE["patience"],
     )
-    ap.add_argument("--batch-size", type=int, help="graphs per step" + unset % SCHEDULE["batch_size"])
+    ap.add_argument(
+        "--batch-size", type=int, help="graphs per step" + unset % SCHEDULE["batch_size"]
+    )
     ap.add_argument("--lr", type=float, help="Adagrad's" + unset % TRAIN_DEFAULTS["lr"])
     for name in ("l0_weight", "l2_weight", "init_std"):
         ap.add_argument(

@@ -153,8 +153,10 @@ class SimGCL(PerturbedLightGCN):
         clean = self.readout_rows(layers, users, items)
         dev_u, dev_i = self.view_deviations(graph, layers, users, items)
         d = self.dim
-        views = [(clean[0] + dev_u[:, v * d : (v + 1) * d], clean[1] + dev_i[:, v * d : (v + 1) * d])
-                 for v in range(2)]
+        views = [
+            (clean[0] + dev_u[:, v * d : (v + 1) * d], clean[1] + dev_i[:, v * d : (v + 1) * d])
+            for v in range(2)
+        ]
         terms["cl"] = self.contrast(*views)
         terms["loss"] = terms["loss"] + terms["cl"]
         return terms
@@ -196,7 +198,9 @@ class SimGCL(PerturbedLightGCN):
                 if last:
                     clean = clean[rows[side]]
                 if prop is None:
-                    delta = torch.empty(clean.shape[0], 2 * d, dtype=clean.dtype, device=clean.device)
+                    delta = torch.empty(
+                        clean.shape[0], 2 * d, dtype=clean.dtype, device=clean.device
+                    )
                     sign = torch.sign(clean)
                 for v in range(2):
                     u = draws[v][k][side]

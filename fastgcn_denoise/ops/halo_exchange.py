@@ -68,9 +68,7 @@ def exchange_plan(requests: list, group=None) -> ExchangePlan:
         )
     wanted = [r.to(torch.int64) for r in requests]
     if world == 1:
-        return ExchangePlan(
-            _compact(wanted[0]), [wanted[0].shape[0]], [wanted[0].shape[0]], group
-        )
+        return ExchangePlan(_compact(wanted[0]), [wanted[0].shape[0]], [wanted[0].shape[0]], group)
     device = wanted[0].device
     ask = torch.tensor([w.shape[0] for w in wanted], dtype=torch.int64, device=device)
     asked = torch.empty_like(ask)

@@ -82,15 +82,11 @@ def propagation_rows(
     if num_layers < 0:
         raise ValueError(f"propagation_rows: num_layers must be >= 0, got {num_layers}")
     if x_user.dtype != x_item.dtype:
-        raise ValueError(
-            f"propagation_rows: x_user is {x_user.dtype} but x_item is {x_item.dtype}"
-        )
+        raise ValueError(f"propagation_rows: x_user is {x_user.dtype} but x_item is {x_item.dtype}")
     if x_user.shape[0] != graph.num_users or x_item.shape[0] != graph.num_items:
         raise ValueError(
             f"propagation_rows: x_user has {x_user.shape[0]} rows and x_item {x_item.shape[0]}; "
             f"the graph has {graph.num_users} users and {graph.num_items} items"
         )
     pattern, weight = bipartite_operator(graph, x_user.dtype)
-    return _PropagationRows.apply(
-        x_user, x_item, rows, int(num_layers), pattern, weight, backend
-    )
+    return _PropagationRows.apply(x_user, x_item, rows, int(num_layers), pattern, weight, backend)

@@ -35,8 +35,8 @@ from ..denoisers.dgr import DGR
 from ..denoisers.masks import _EVAL_GATE, _GATE, _STRETCH, EdgeMask, Holdout
 from ..graph_partition import owner_of
 from ..ops import gate, layer_offset
-from ..ops.row_standardised_sddmm import standardise_rows
 from ..ops.halo_exchange import exchange_plan, exchange_rows, gather_rows
+from ..ops.row_standardised_sddmm import standardise_rows
 
 SUPPORTED = ("mask", "holdout", "dgr")
 
@@ -103,9 +103,7 @@ class _Adapter:
 
     def nbytes(self) -> int:
         """Bytes of the tensors the adapter keeps (per-rank plug-in state)."""
-        return sum(
-            t.numel() * t.element_size() for t in vars(self).values() if torch.is_tensor(t)
-        )
+        return sum(t.numel() * t.element_size() for t in vars(self).values() if torch.is_tensor(t))
 
 
 class PartitionedMask(_Adapter):
@@ -130,10 +128,7 @@ class PartitionedMask(_Adapter):
         owners = owner_of(part.eid_i, edge_bounds)
         order = torch.argsort(owners, stable=True)
         self.edge_plan = exchange_plan(
-            [
-                part.eid_i[order][owners[order] == s] - edge_bounds[s]
-                for s in range(part.world_size)
-            ]
+            [part.eid_i[order][owners[order] == s] - edge_bounds[s] for s in range(part.world_size)]
         )
         self.edge_inverse = torch.argsort(order)
         self.edge_users = torch.repeat_interleave(
