@@ -98,6 +98,18 @@ DENOISE = (
 )
 # Retraining without what item-kNN scores lowest: only the runs with --retrain have it.
 RETRAIN = (Col("retrained Recall@20", "retrain_recall@20", "pm4"),)
+# The denoising scoreboard's rows (bench/denoise_scoreboard.py), one table per data set.
+SCOREBOARD = (
+    Col("data", "data"),
+    Col("noise", "noise"),
+    Col("ratio", "ratio", "pct"),
+    Col("method", "method"),
+    Col("Recall@20", "recall@20", "pm4", std="recall@20_std"),
+    Col("NDCG@20", "ndcg@20", "f4"),
+    Col("noise ROC AUC", "auc", "f3"),
+    Col("gap recovered", "gap_recovered", "pct"),
+    Col("seeds", "seeds"),
+)
 M = "methods/"
 TABLES = [
     # The denoising guide: the scoreboard of the pipeline and the field's denoisers.
@@ -105,34 +117,14 @@ TABLES = [
         "denoise_scoreboard",
         "denoise_scoreboard.json",
         ("denoising.md",),
-        (
-            Col("data", "data"),
-            Col("noise", "noise"),
-            Col("ratio", "ratio", "pct"),
-            Col("method", "method"),
-            Col("Recall@20", "recall@20", "pm4", std="recall@20_std"),
-            Col("NDCG@20", "ndcg@20", "f4"),
-            Col("noise ROC AUC", "auc", "f3"),
-            Col("gap recovered", "gap_recovered", "pct"),
-            Col("seeds", "seeds"),
-        ),
+        SCOREBOARD,
         rows="rows",
     ),
     Table(
         "denoise_scoreboard_gowalla",
         "denoise_scoreboard_gowalla.json",
         ("denoising.md",),
-        (
-            Col("data", "data"),
-            Col("noise", "noise"),
-            Col("ratio", "ratio", "pct"),
-            Col("method", "method"),
-            Col("Recall@20", "recall@20", "pm4", std="recall@20_std"),
-            Col("NDCG@20", "ndcg@20", "f4"),
-            Col("noise ROC AUC", "auc", "f3"),
-            Col("gap recovered", "gap_recovered", "pct"),
-            Col("seeds", "seeds"),
-        ),
+        SCOREBOARD,
         rows="rows",
     ),
     # The denoising guide: the noise benchmark (bench/denoise/).
