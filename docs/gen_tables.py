@@ -99,6 +99,25 @@ DENOISE = (
 RETRAIN = (Col("retrained Recall@20", "retrain_recall@20", "pm4"),)
 M = "methods/"
 TABLES = [
+    # The reproduction table of issue 23 (python -m bench.reproduce): every method, its bar.
+    Table(
+        "reproduction",
+        "reproduction.json",
+        ("reproductions.md",),
+        (
+            Col("method", "method"),
+            Col("data", "data"),
+            Col("metric", "metric"),
+            Col("ours (test)", "ours", "pm4", std="ours_std"),
+            Col("seeds", "seeds"),
+            Col("epochs", "epochs"),
+            Col("baseline", "baseline"),
+            Col("baseline value", "baseline_value", "f4"),
+            Col("paper", "paper", "f4"),
+            Col("target", "status"),
+        ),
+        rows="rows",
+    ),
     # The denoising guide: the scoreboard of the pipeline and the field's denoisers.
     Table(
         "denoise_scoreboard",
