@@ -221,6 +221,21 @@ TABLES = [
         ),
         rows="runs",
     ),
+    # Which part of DGR helps on the Yelp split (issue 23): the component study on a sample.
+    Table(
+        "dgr_components",
+        "dgr_components_yelp_sub.json",
+        (M + "dgr.md",),
+        (
+            Col("run", "run"),
+            Col("epochs", "epochs_run"),
+            Col("selected epoch", "best_epoch"),
+            Col("valid Recall@20", "valid_recall@20", "f4"),
+            Col("test Recall@20", "test_recall@20", "f4"),
+            Col("test vs LightGCN", "test_recall_change_vs_lightgcn", "pct"),
+        ),
+        rows="runs",
+    ),
     Table(
         "dgr_step",
         "bench_dgr_step_cpu.json",

@@ -16,7 +16,8 @@
 # RUN names (default: all): base (LightGCN), dgr_paper (the paper's settings: GMP with
 # self-loops, alpha 0.1,1.1,0, Z = degree sum; LEC lambda1 1e-2, lambda2 5e-6), gmp_paper,
 # gmp_official (no self-loops, Z = 2 x degree sum), gmp_a01 (official, alpha 0.1 every layer),
-# lec_only (lambda1 1e-2), lec_small (lambda1 5e-4, lambda2 5e-7: the official Gowalla values).
+# lec_only (lambda1 1e-2), lec_small (lambda1 5e-4, lambda2 5e-7: the official Gowalla values),
+# dgr_sparse (gmp_official with lec_small's LEC).
 # Environment: PYTHON (default python), EPOCHS (80), RESUME.
 set -uo pipefail
 
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/../.."
 py=${PYTHON:-python}
 data=${FASTGCN_SHARED_DATA:-../shared/data}/yelp_lightgnn
 runs=("$@")
-[ ${#runs[@]} -eq 0 ] && runs=(base dgr_paper gmp_paper gmp_official gmp_a01 lec_only lec_small)
+[ ${#runs[@]} -eq 0 ] && runs=(base dgr_paper gmp_paper gmp_official gmp_a01 lec_only lec_small dgr_sparse)
 if [ ! -f "$out/data/train.txt" ]; then
     "$py" - "$data" "$out/data" <<'EOF'
 import random, sys
@@ -63,6 +64,8 @@ for run in "${runs[@]}"; do
                         --dgr-alpha 0.1) ;;
         lec_only) flags=(--dgr --no-dgr-gmp --lec-pos-weight 1e-2 --lec-neg-weight 5e-6) ;;
         lec_small) flags=(--dgr --no-dgr-gmp --lec-pos-weight 5e-4 --lec-neg-weight 5e-7) ;;
+        dgr_sparse) flags=(--dgr --no-dgr-self-loops --dgr-z twice_degree_sum --dgr-alpha 0.1,1.1,0
+                           --lec-pos-weight 5e-4 --lec-neg-weight 5e-7) ;;
         *) echo "unknown run $run"; status=1; continue ;;
     esac
     [ "${RESUME:-0}" = 1 ] && flags+=(--resume)
