@@ -150,8 +150,9 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def read_run(folder: Path) -> dict | None:
-    """{"value", "epochs", "most_popular"} of a finished run folder; {"running": epoch} for one
-    that has started (a log, no metrics.json); None for none."""
+    """{"value", "epochs", "most_popular"} of a finished run folder; {"running": epoch,
+    "valid_so_far": best valid Recall@20 or None} for one that has started (a log, no
+    metrics.json); None for none."""
     metrics = folder / "metrics.json"
     if metrics.is_file():
         m = json.loads(metrics.read_text())
@@ -159,8 +160,12 @@ def read_run(folder: Path) -> dict | None:
         return {"value": m["test"][METRIC], "epochs": m["epochs_run"], "most_popular": pop}
     log = folder / "log.jsonl"
     if log.is_file():
-        lines = log.read_text().splitlines()
-        return {"running": json.loads(lines[-1])["epoch"] if lines else 0}
+        records = [json.loads(line) for line in log.read_text().splitlines() if line]
+        valid = [r["valid"][METRIC] for r in records if "valid" in r]
+        return {
+            "running": records[-1]["epoch"] if records else 0,
+            "valid_so_far": max(valid, default=None),
+        }
     return None
 
 
@@ -193,10 +198,14 @@ def collect_yelp(runs: Path) -> list[dict]:
         base = done.get(row.baseline, {})
         shared = [s for s in mine if s in base] or list(base)
         base_value, _ = _mean_std([base[s]["value"] for s in shared])
-        running = [r["running"] for r in per_seed[row.method].values() if r and "running" in r]
+        running = [r for r in per_seed[row.method].values() if r and "running" in r]
         status = _status(ours, base_value, row.paper, row.target)
         if ours is None and running:
-            status = f"running (epoch {max(running)})"
+            last = max(running, key=lambda r: r["running"])
+            best = last["valid_so_far"]
+            status = f"running (epoch {last['running']}" + (
+                f", best valid {best:.4f})" if best is not None else ")"
+            )
         out.append(
             {
                 "method": row.method,

@@ -35,7 +35,10 @@ def finished(folder: Path, recall: float, epochs: int = 40, popular: float = 0.0
 
 def started(folder: Path, epoch: int):
     folder.mkdir(parents=True)
-    lines = [json.dumps({"epoch": e, "loss": 1.0}) for e in range(1, epoch + 1)]
+    lines = [
+        json.dumps({"epoch": e, "loss": 1.0, **({"valid": {"recall@20": e / 100}} if e == 2 else {})})
+        for e in range(1, epoch + 1)
+    ]
     (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -68,7 +71,7 @@ def test_yelp_rows_from_run_folders(tmp_path, reproduce, dgr, status):
     assert d["baseline_value"] == pytest.approx(0.115)  # seeds 0 and 1 only
     assert d["seeds"] == 2 and d["epochs"] == 75 and d["status"] == status
     assert "--model lightgcn --dgr" in d["command"] and "--seed $s" in d["command"]
-    assert rows["simgcl"]["ours"] is None and rows["simgcl"]["status"] == "running (epoch 3)"
+    assert rows["simgcl"]["ours"] is None and rows["simgcl"]["status"] == "running (epoch 3, best valid 0.0200)"
     for name in ("xsimgcl", "s-lightgcn", "simgcl+dgr", "lightgnn-student"):
         assert rows[name]["ours"] is None and rows[name]["status"] == "not run", name
 
