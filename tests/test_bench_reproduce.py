@@ -108,3 +108,20 @@ def test_main_writes_the_issue_shape(tmp_path, reproduce, capsys, monkeypatch):
     assert {r["metric"] for r in doc["rows"]} == {"recall@20", "auc"}
     out = capsys.readouterr().out
     assert "not run" in out and "0.0800" in out
+
+
+def test_run_trains_each_seed_once_resuming_a_started_one(tmp_path, reproduce, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    runs = tmp_path / "runs"
+    finished(runs / "lightgcn+dgr" / "seed0", 0.08)  # done: skipped
+    (runs / "lightgcn+dgr" / "seed1").mkdir(parents=True)
+    (runs / "lightgcn+dgr" / "seed1" / "checkpoint.pt").write_bytes(b"")  # started: resumed
+    reproduce.run_row("lightgcn+dgr", runs)
+    assert [a[a.index("--seed") + 1] for a in calls] == ["1", "2"]
+    first = " ".join(calls[0])
+    assert "-m fastgcn_denoise train" in first and "--model lightgcn --dgr" in first
+    assert f"--out {runs}/lightgcn+dgr/seed1" in first and first.endswith("--resume")
+    assert "--resume" not in calls[1]
+    with pytest.raises(SystemExit, match="--run nope: no row with a command"):
+        reproduce.run_row("nope", runs)
