@@ -23,6 +23,7 @@ Where the rows come from:
 
     python -m bench.reproduce                 # collect, print, write the JSON
     python -m bench.reproduce --run simgcl    # train the row's seeds (resuming), then collect
+    python -m bench.reproduce --run simgcl --device cuda   # the same on a GPU
     python -m bench.reproduce --list          # each row's exact command from a fresh clone
 
 The commands run from the repository root with the shared data beside it (``../shared/data``,
@@ -341,9 +342,10 @@ def table(rows: list[dict]) -> str:
                      (head, *body))
 
 
-def run_row(name: str, runs: Path, seeds=None) -> None:
-    """Train ``name``'s seeds (a Yelp row: each seed's command, resuming a started one; another
-    study's row: its ``command`` as it is, from the repository root)."""
+def run_row(name: str, runs: Path, seeds=None, device: str | None = None) -> None:
+    """Train ``name``'s seeds (a Yelp row: each seed's command, resuming a started one, on
+    ``device`` if given; another study's row: its ``command`` as it is, from the repository
+    root)."""
     row = next((r for r in ROWS if r.method == name), None)
     if row is None:
         external = [r for r in collect_external(RESULTS) if r["method"] == name and r.get("command")]
@@ -363,6 +365,7 @@ def run_row(name: str, runs: Path, seeds=None) -> None:
             print(f"{out}: done", flush=True)
             continue
         cmd = row.command(seed, str(runs), str(SHARED_DATA))
+        cmd += f" --device {device}" if device else ""
         cmd += " --resume" if (out / "checkpoint.pt").is_file() else ""
         print(f"$ {cmd}", flush=True)
         argv = shlex.split(cmd)
@@ -374,11 +377,12 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=Path, default=RUNS, help="the Yelp rows' run folders")
     p.add_argument("--run", metavar="METHOD", help="train this row's seeds first (resumable)")
     p.add_argument("--seeds", type=int, nargs="+", help="with --run: only these seeds")
+    p.add_argument("--device", help="with --run: train the Yelp rows on this device (cuda)")
     p.add_argument("--list", action="store_true", help="print each row's command and exit")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder of reproduction.json")
     args = p.parse_args(argv)
     if args.run:
-        run_row(args.run, args.runs, args.seeds)
+        run_row(args.run, args.runs, args.seeds, args.device)
     rows = collect(args.runs)
     if args.list:
         for r in rows:

@@ -117,8 +117,9 @@ def test_run_trains_each_seed_once_resuming_a_started_one(tmp_path, reproduce, m
     finished(runs / "lightgcn+dgr" / "seed0", 0.08)  # done: skipped
     (runs / "lightgcn+dgr" / "seed1").mkdir(parents=True)
     (runs / "lightgcn+dgr" / "seed1" / "checkpoint.pt").write_bytes(b"")  # started: resumed
-    reproduce.run_row("lightgcn+dgr", runs)
+    reproduce.run_row("lightgcn+dgr", runs, device="cuda")
     assert [a[a.index("--seed") + 1] for a in calls] == ["1", "2"]
+    assert all(a[a.index("--device") + 1] == "cuda" for a in calls)
     first = " ".join(calls[0])
     assert "-m fastgcn_denoise train" in first and "--model lightgcn --dgr" in first
     assert f"--out {runs}/lightgcn+dgr/seed1" in first and first.endswith("--resume")
