@@ -37,8 +37,8 @@ with its LightGCN α = (0.1, 1.1, 0.0) (the paper searches each layer's α in [0
 its ML-1M LightGCN uses 1e-2 / 5e-6, its SimGCL 5e-4 / 5e-8, its XSimGCL 1e-1 / 5e-6). LEC is a
 sum over the batch while BPR is a mean, and ω grows as the data gets sparser (small D): at the
 ML-1M λ1 = 1e-2 the LEC term is ~5x the BPR loss at the start on Yelp and LightGCN + LEC trails
-LightGCN by ~10 % Recall@20; the paper's self-loops change the backbone's propagation and did
-no better than the code's GMP.
+LightGCN (−4 % test Recall@20 on a Yelp sample); the paper's self-loops change the backbone's
+propagation (GMP with them: −4 %). These defaults: +4.7 % on that sample (one seed).
 """
 
 from __future__ import annotations
