@@ -112,6 +112,25 @@ SCOREBOARD = (
 )
 M = "methods/"
 TABLES = [
+    # The reproduction table of issue 23 (python -m bench.reproduce): every method, its bar.
+    Table(
+        "reproduction",
+        "reproduction.json",
+        ("reproductions.md",),
+        (
+            Col("method", "method"),
+            Col("data", "data"),
+            Col("metric", "metric"),
+            Col("ours (test)", "ours", "pm4", std="ours_std"),
+            Col("seeds", "seeds"),
+            Col("epochs", "epochs"),
+            Col("baseline", "baseline"),
+            Col("baseline value", "baseline_value", "f4"),
+            Col("paper", "paper", "f4"),
+            Col("target", "status"),
+        ),
+        rows="rows",
+    ),
     # The denoising guide: the scoreboard of the pipeline and the field's denoisers.
     Table(
         "denoise_scoreboard",
@@ -210,6 +229,21 @@ TABLES = [
             Col("Recall@20", "test_recall@20", "f4"),
             Col("NDCG@20", "test_ndcg@20", "f4"),
             Col("s / epoch", "seconds_per_epoch", "s"),
+        ),
+        rows="runs",
+    ),
+    # Which part of DGR helps on the Yelp split (issue 23): the component study on a sample.
+    Table(
+        "dgr_components",
+        "dgr_components_yelp_sub.json",
+        (M + "dgr.md",),
+        (
+            Col("run", "run"),
+            Col("epochs", "epochs_run"),
+            Col("selected epoch", "best_epoch"),
+            Col("valid Recall@20", "valid_recall@20", "f4"),
+            Col("test Recall@20", "test_recall@20", "f4"),
+            Col("test vs LightGCN", "test_recall_change_vs_lightgcn", "pct"),
         ),
         rows="runs",
     ),

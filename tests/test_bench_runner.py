@@ -233,6 +233,7 @@ def test_bench_holds_the_suite_its_harnesses_helpers_and_studies():
         "speed.py",
         "denoise",
         "denoise_scoreboard.py",
+        "reproduce.py",
         "distributed.py",
         "common.py",
         "conftest.py",

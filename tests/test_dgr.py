@@ -69,7 +69,9 @@ def test_gmp_forward_matches_dense(self_loops, z, z_factor):
 def test_gmp_scales_what_is_orthogonal_to_the_smoothing_direction():
     # Paper constants: E = (1 + α)(Ê − m) + m, m the projection onto √d̂; so √d̂ᵀ E = √d̂ᵀ Ê.
     graph = random_graph(10, 8, 0.4, seed=3)
-    plugin = dgr(graph, layers=1, dgr_alpha=(0.7,), dgr_lec=False).to(DEVICE)
+    plugin = dgr(
+        graph, layers=1, dgr_alpha=(0.7,), dgr_self_loops=True, dgr_z="degree_sum", dgr_lec=False
+    ).to(DEVICE)
     torch.manual_seed(1)
     x_u = torch.randn(10, 4, dtype=torch.float64, device=DEVICE)
     x_i = torch.randn(8, 4, dtype=torch.float64, device=DEVICE)
@@ -94,7 +96,7 @@ def test_zero_alpha_and_no_gmp_leave_lightgcn_unchanged():
     torch.manual_seed(0)
     plain = LightGCN(9, 11, dim=4, num_layers=3).double().to(DEVICE)
     want = plain(graph)
-    for config in ({"dgr_gmp": False}, {"dgr_alpha": (0.0,), "dgr_self_loops": False}):
+    for config in ({"dgr_gmp": False}, {"dgr_alpha": (0.0,)}):  # the default GMP: no self-loops
         model = (
             plugged(LightGCN(9, 11, dim=4, num_layers=3), dgr(graph, dgr_lec=False, **config))
             .double()
@@ -153,7 +155,8 @@ def test_lec_and_gmp_on_every_backbone(backbone):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     # GMP is in the layers: the clean forward matches the dense GMP propagation.
     model.eval()
-    want = dense_gmp_layers(model, graph, (0.2, 0.5), True, 1)
+    z_factor = 2 if plugin.config.dgr_z == "twice_degree_sum" else 1
+    want = dense_gmp_layers(model, graph, (0.2, 0.5), plugin.config.dgr_self_loops, z_factor)
     first = 0 if backbone == "lightgcn" else 1  # SimGCL's readout leaves E^(0) out
     torch.testing.assert_close(torch.cat(model(graph)), torch.stack(want[first:]).mean(0))
 

@@ -26,10 +26,12 @@ runs=("$@")
                                lightgcn+gmp lightgcn+lec)
 status=0
 for run in "${runs[@]}"; do
+    # The DGR settings this study ran with (the defaults until issue 23 changed them).
+    paper=(--dgr-self-loops --dgr-z degree_sum --lec-pos-weight 1e-2 --lec-neg-weight 5e-6)
     case $run in
-        *+gmp) flags=(--dgr --no-dgr-lec) ;;
-        *+lec) flags=(--dgr --no-dgr-gmp) ;;
-        *+dgr) flags=(--dgr) ;;
+        *+gmp) flags=(--dgr --no-dgr-lec "${paper[@]}") ;;
+        *+lec) flags=(--dgr --no-dgr-gmp "${paper[@]}") ;;
+        *+dgr) flags=(--dgr "${paper[@]}") ;;
         *) flags=() ;;
     esac
     [ "${RESUME:-0}" = 1 ] && flags+=(--resume)
