@@ -93,7 +93,14 @@ class LightGCN(GraphRecommender):
         ``ops.propagation_rows``: the same terms up to float rounding (tests/
         test_propagation_rows.py), 1.3-1.5x faster a step on Gowalla at 1 thread (the layer
         products on the cached operator, one backward buffer; bench/speed.py lightgcn_epoch)."""
-        if self.plugins or mask_spec is not None or type(self) is not LightGCN:
+        # Under torch.compile the registered ops trace into one graph; the fast path's cached
+        # operator (built from host-side checks) would break it, so the compiled loss keeps them.
+        if (
+            self.plugins
+            or mask_spec is not None
+            or type(self) is not LightGCN
+            or torch.compiler.is_compiling()
+        ):
             return super().loss(graph, batch, mask_spec)
         self._check_graph(graph)
         users, pos, neg = batch
