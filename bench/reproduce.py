@@ -191,7 +191,9 @@ def collect_yelp(runs: Path) -> list[dict]:
     per_seed = {
         row.method: {s: read_run(runs / row.method / f"seed{s}") for s in row.seeds} for row in ROWS
     }
-    done = {m: {s: r for s, r in seeds.items() if r and "value" in r} for m, seeds in per_seed.items()}
+    done = {
+        m: {s: r for s, r in seeds.items() if r and "value" in r} for m, seeds in per_seed.items()
+    }
     out = []
     for row in ROWS:
         mine = done[row.method]
@@ -283,8 +285,18 @@ def collect_lightgnn(results: Path, lightgcn: dict) -> dict:
     return row
 
 
-REQUIRED = ("method", "data", "metric", "ours", "ours_std", "seeds", "epochs", "baseline",
-            "baseline_value", "paper")
+REQUIRED = (
+    "method",
+    "data",
+    "metric",
+    "ours",
+    "ours_std",
+    "seeds",
+    "epochs",
+    "baseline",
+    "baseline_value",
+    "paper",
+)
 
 
 def collect_external(results: Path) -> list[dict]:
@@ -306,8 +318,15 @@ def collect_external(results: Path) -> list[dict]:
         for method, data, metric in expected:
             if (method, data) not in have:
                 out.append(
-                    {**dict.fromkeys(REQUIRED), "method": method, "data": data, "metric": metric,
-                     "seeds": 0, "status": "not run", "source": name}
+                    {
+                        **dict.fromkeys(REQUIRED),
+                        "method": method,
+                        "data": data,
+                        "metric": metric,
+                        "seeds": 0,
+                        "status": "not run",
+                        "source": name,
+                    }
                 )
     return out
 
@@ -329,17 +348,39 @@ def _fmt(v, digits=4) -> str:
 
 def table(rows: list[dict]) -> str:
     """The rows as an aligned text table."""
-    head = ("method", "data", "metric", "ours", "std", "seeds", "epochs", "baseline", "base",
-            "paper", "status")
+    head = (
+        "method",
+        "data",
+        "metric",
+        "ours",
+        "std",
+        "seeds",
+        "epochs",
+        "baseline",
+        "base",
+        "paper",
+        "status",
+    )
     body = [
-        (r["method"], r["data"], r["metric"] or "-", _fmt(r["ours"]), _fmt(r["ours_std"]),
-         _fmt(r["seeds"]), _fmt(r["epochs"]), r["baseline"] or "-", _fmt(r["baseline_value"]),
-         _fmt(r["paper"]), r["status"])
+        (
+            r["method"],
+            r["data"],
+            r["metric"] or "-",
+            _fmt(r["ours"]),
+            _fmt(r["ours_std"]),
+            _fmt(r["seeds"]),
+            _fmt(r["epochs"]),
+            r["baseline"] or "-",
+            _fmt(r["baseline_value"]),
+            _fmt(r["paper"]),
+            r["status"],
+        )
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in
-                     (head, *body))
+    return "\n".join(
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in (head, *body)
+    )
 
 
 def run_row(name: str, runs: Path, seeds=None, device: str | None = None) -> None:
@@ -348,13 +389,17 @@ def run_row(name: str, runs: Path, seeds=None, device: str | None = None) -> Non
     root)."""
     row = next((r for r in ROWS if r.method == name), None)
     if row is None:
-        external = [r for r in collect_external(RESULTS) if r["method"] == name and r.get("command")]
+        external = [
+            r for r in collect_external(RESULTS) if r["method"] == name and r.get("command")
+        ]
         if not external:
             known = [r.method for r in ROWS] + sorted(
                 {m for _, expected in EXTERNAL for m, _, _ in expected}
             )
-            raise SystemExit(f"bench/reproduce.py: --run {name}: no row with a command "
-                             f"(rows: {', '.join(known)})")
+            raise SystemExit(
+                f"bench/reproduce.py: --run {name}: no row with a command "
+                f"(rows: {', '.join(known)})"
+            )
         for r in external:
             print(f"$ {r['command']}", flush=True)
             subprocess.run(r["command"], shell=True, cwd=ROOT, check=True)
@@ -373,7 +418,9 @@ def run_row(name: str, runs: Path, seeds=None, device: str | None = None) -> Non
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.reproduce", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--runs", type=Path, default=RUNS, help="the Yelp rows' run folders")
     p.add_argument("--run", metavar="METHOD", help="train this row's seeds first (resumable)")
     p.add_argument("--seeds", type=int, nargs="+", help="with --run: only these seeds")

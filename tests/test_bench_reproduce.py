@@ -11,8 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if not (ROOT / "bench" / "reproduce.py").is_file():
     pytest.skip(f"no bench/reproduce.py under {ROOT}", allow_module_level=True)
 
-SHAPE = {"method", "data", "metric", "ours", "ours_std", "seeds", "epochs", "baseline",
-         "baseline_value", "paper"}
+SHAPE = {
+    "method",
+    "data",
+    "metric",
+    "ours",
+    "ours_std",
+    "seeds",
+    "epochs",
+    "baseline",
+    "baseline_value",
+    "paper",
+}
 
 
 @pytest.fixture
@@ -36,7 +46,9 @@ def finished(folder: Path, recall: float, epochs: int = 40, popular: float = 0.0
 def started(folder: Path, epoch: int):
     folder.mkdir(parents=True)
     lines = [
-        json.dumps({"epoch": e, "loss": 1.0, **({"valid": {"recall@20": e / 100}} if e == 2 else {})})
+        json.dumps(
+            {"epoch": e, "loss": 1.0, **({"valid": {"recall@20": e / 100}} if e == 2 else {})}
+        )
         for e in range(1, epoch + 1)
     ]
     (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
@@ -71,7 +83,10 @@ def test_yelp_rows_from_run_folders(tmp_path, reproduce, dgr, status):
     assert d["baseline_value"] == pytest.approx(0.115)  # seeds 0 and 1 only
     assert d["seeds"] == 2 and d["epochs"] == 75 and d["status"] == status
     assert "--model lightgcn --dgr" in d["command"] and "--seed $s" in d["command"]
-    assert rows["simgcl"]["ours"] is None and rows["simgcl"]["status"] == "running (epoch 3, best valid 0.0200)"
+    assert (
+        rows["simgcl"]["ours"] is None
+        and rows["simgcl"]["status"] == "running (epoch 3, best valid 0.0200)"
+    )
     for name in ("xsimgcl", "s-lightgcn", "simgcl+dgr", "lightgnn-student"):
         assert rows[name]["ours"] is None and rows[name]["status"] == "not run", name
 
@@ -79,9 +94,20 @@ def test_yelp_rows_from_run_folders(tmp_path, reproduce, dgr, status):
 def test_other_studies_rows_are_taken_and_missing_ones_kept(tmp_path, reproduce):
     results = tmp_path / "results"
     results.mkdir()
-    l0 = {**dict.fromkeys(SHAPE), "method": "l0-sign", "data": "dblp", "metric": "auc",
-          "ours": 0.985, "ours_std": 0.001, "seeds": 5, "epochs": 50, "baseline": "naive-bayes",
-          "baseline_value": 0.978, "paper": 0.9836, "command": "python -m x"}
+    l0 = {
+        **dict.fromkeys(SHAPE),
+        "method": "l0-sign",
+        "data": "dblp",
+        "metric": "auc",
+        "ours": 0.985,
+        "ours_std": 0.001,
+        "seeds": 5,
+        "epochs": 50,
+        "baseline": "naive-bayes",
+        "baseline_value": 0.978,
+        "paper": 0.9836,
+        "command": "python -m x",
+    }
     (results / "reproduction_l0sign.json").write_text(json.dumps({"rows": [l0]}))
     rows = reproduce.collect(tmp_path / "none", results)
 
@@ -93,7 +119,9 @@ def test_other_studies_rows_are_taken_and_missing_ones_kept(tmp_path, reproduce)
 
     del l0["baseline_value"]
     (results / "reproduction_l0sign.json").write_text(json.dumps({"rows": [l0]}))
-    with pytest.raises(ValueError, match=r"reproduction_l0sign.json: rows\[0\] has no baseline_value"):
+    with pytest.raises(
+        ValueError, match=r"reproduction_l0sign.json: rows\[0\] has no baseline_value"
+    ):
         reproduce.collect(tmp_path / "none", results)
 
 
