@@ -34,7 +34,7 @@ from ..ops import truncated_svd
 RANKS = (8, 12, 16, 24, 32, 48, 64, 96, 128)
 DEFAULT_RANK = 32
 _TOP = 20  # the validation cutoff of the rank choice
-_CHUNK = 1024  # validation users scored at once ([chunk, I] dense scores)
+_SCORES = 1 << 24  # dense [users, I] scores held at once in the rank choice (float64: 128 MiB)
 
 
 def normalised_svd(graph, rank: int):
@@ -52,22 +52,21 @@ def _valid_recall(u, s, v, deg_i, graph, valid, ranks) -> dict:
     tu, ti = (t.cpu().numpy() for t in graph.edges())
     vusers = np.unique(vu)
     n_valid = np.bincount(vu, minlength=graph.num_users)
-    vkeys = set((vu * graph.num_items + vi).tolist())
+    vkeys = np.unique(vu * graph.num_items + vi)  # sorted: np.isin on it is a binary search
     hits = {k: 0.0 for k in ranks}
     scale = deg_i.sqrt()[None, :]
-    for start in range(0, vusers.shape[0], _CHUNK):
-        chunk = vusers[start : start + _CHUNK]
+    step = max(1, min(1024, _SCORES // max(graph.num_items, 1)))
+    for start in range(0, vusers.shape[0], step):
+        chunk = vusers[start : start + step]  # sorted
         rows = torch.as_tensor(chunk)
         seen = np.isin(tu, chunk)
-        pos = {int(x): j for j, x in enumerate(chunk)}
-        seen_rows = torch.as_tensor([pos[int(x)] for x in tu[seen]], dtype=torch.long)
+        seen_rows = torch.as_tensor(np.searchsorted(chunk, tu[seen]), dtype=torch.long)
         seen_cols = torch.as_tensor(ti[seen], dtype=torch.long)
         for k in ranks:
             scores = (u[rows, :k] * s[:k]) @ v[:, :k].T * scale
             scores[seen_rows, seen_cols] = -float("inf")
             top = torch.topk(scores, min(_TOP, scores.shape[1]), dim=1).indices.numpy()
-            keys = chunk[:, None] * graph.num_items + top
-            found = np.isin(keys, list(vkeys)).sum(1)
+            found = np.isin(chunk[:, None] * graph.num_items + top, vkeys).sum(1)
             hits[k] += float((found / n_valid[chunk]).sum())
     return {k: hits[k] / max(vusers.shape[0], 1) for k in ranks}
 
