@@ -88,6 +88,7 @@ def test_quick_run(tmp_path, capsys):
         "oracle",
         "mask",
         "item-knn",
+        "spectral",
         "--runs",
         str(tmp_path / "runs"),
         "--out",
@@ -100,10 +101,19 @@ def test_quick_run(tmp_path, capsys):
     assert main(argv) == 0
     payload = json.loads((tmp_path / "out" / "denoise_synthetic_quick.json").read_text())
     rows = {r["denoiser"]: r for r in payload["rows"]}
-    assert set(rows) == {"generator", "known items", "lightgcn", "oracle", "mask", "item-knn"}
+    assert set(rows) == {
+        "generator",
+        "known items",
+        "lightgcn",
+        "oracle",
+        "mask",
+        "item-knn",
+        "spectral",
+    }
     assert rows["generator"]["auc"]["mean"] > 0.8  # the likelihood-ratio ceiling
     assert 0.6 < rows["known items"]["auc"]["mean"] < rows["generator"]["auc"]["mean"]
-    assert rows["item-knn"]["auc"]["mean"] > 0.6 and rows["item-knn"]["recall@20"] is None
+    for name in ("item-knn", "spectral"):
+        assert rows[name]["auc"]["mean"] > 0.6 and rows[name]["recall@20"] is None
     assert rows["lightgcn"]["auc"] is None and rows["lightgcn"]["score_auc"]["mean"] > 0.5
     for name in ("lightgcn", "oracle", "mask"):
         assert 0 < rows[name]["recall@20"]["mean"] < 1

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from fastgcn_denoise.denoisers.knn import item_knn_scores
+from fastgcn_denoise.denoisers.spectral import spectral_scores
 
 
 @dataclass(frozen=True)
 class Denoiser:
     """One row of the benchmark: what to train (``model``, ``plugins``, ``options`` for
-    ``make_config``) or a ``scorer`` (graph -> keep scores [E]) that trains nothing. ``oracle``
+    ``make_config``) or a ``scorer`` ((training graph, data) -> keep scores [E]) that trains
+    nothing. ``oracle``
     trains on the training pairs minus the known noise."""
 
     name: str
@@ -79,7 +83,17 @@ DENOISERS = {
             model="grcn",
         ),
         Denoiser(
-            "item-knn", "leave-user-out item-kNN similarity (no training)", scorer=item_knn_scores
+            "item-knn",
+            "leave-user-out item-kNN similarity (no training)",
+            scorer=lambda graph, data: item_knn_scores(graph),
+        ),
+        Denoiser(
+            "spectral",
+            "fit to a truncated SVD of the normalised graph, its rank chosen on validation "
+            "(no training)",
+            scorer=lambda graph, data: torch.from_numpy(
+                spectral_scores(graph, data.split_graph("valid"))[0]
+            ),
         ),
     ]
 }
@@ -93,4 +107,5 @@ DEFAULT_DENOISERS = (
     "mask-free",
     "dgr",
     "item-knn",
+    "spectral",
 )

@@ -83,7 +83,7 @@ def run_one(
     types = data.noise_types_per_edge(graph)
     t0 = time.perf_counter()
     if denoiser.scorer is not None:
-        scores = denoiser.scorer(graph)
+        scores = denoiser.scorer(graph, data)
         record.update(score_report(_mean_keep(scores), types, setting.kind, None))
         if args.retrain is not None:
             record["retrain"] = _retrain(
@@ -127,7 +127,7 @@ def retrain_cached(
         return _retrain(
             data,
             graph,
-            record_keep(denoiser.scorer(graph)),
+            record_keep(denoiser.scorer(graph, data)),
             data.noise_types_per_edge(graph),
             setting,
             args,

@@ -344,13 +344,14 @@ def _masked_spmm_backward_op(
         wm = w[m : m + 1]
         rum = None if r_u is None else r_u[m : m + 1]
         rim = None if r_i is None else r_i[m : m + 1]
+        ru1, ri1 = (None if r is None else r[0] for r in (rum, rim))  # row m, 1-D
         need_gw = need_w or (need_phi and m in differentiable)
         if need_gw and fused is not None:
             t_u, t_i, gw = fused(
                 g,
                 w[m],
-                None if r_u is None else r_u[m],
-                None if r_i is None else r_i[m],
+                ru1,
+                ri1,
                 x_user,
                 x_item,
                 gy_u,
@@ -374,8 +375,8 @@ def _masked_spmm_backward_op(
                 gw = be.edge_grad(
                     g,
                     w[m],
-                    None if r_u is None else r_u[m],
-                    None if r_i is None else r_i[m],
+                    ru1,
+                    ri1,
                     x_user,
                     x_item,
                     gy_u,
