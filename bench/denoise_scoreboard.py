@@ -137,6 +137,7 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
             "test": {k: summary["retrained"]["test"][k] for k in (HEADLINE, NDCG)},
             "baseline": {k: summary["baseline"]["test"][k] for k in (HEADLINE, NDCG)},
             "detector": summary["detector"],
+            "ranking": summary["ranking"],
             "drop_fraction": summary["drop_fraction"],
             "auc": (summary.get("planted_noise") or {}).get("roc_auc"),
             "grid": [
@@ -233,10 +234,13 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
 
 
 def _current(method: str, cache: Path) -> bool:
-    """Whether a cached pipeline run used today's default detector (others are always current)."""
+    """Whether a cached pipeline run used today's default detector and cut (others are always
+    current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
+    ``ranking``."""
     if method != "pipeline":
         return True
-    return json.loads(cache.read_text()).get("detector") == DEFAULT_DETECTOR
+    rec = json.loads(cache.read_text())
+    return rec.get("detector") == DEFAULT_DETECTOR and "ranking" in rec
 
 
 def _noise_free(records: dict, runs: Path, seed: int) -> dict | None:

@@ -322,6 +322,30 @@ def test_pipeline_export_partitions_the_input(tmp_path, capsys, fmt):
     assert before == {p: p.read_bytes() for p in before}  # the input is untouched
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_within_user_cuts_every_user_alike(seed):
+    """Ranks within each user (ties averaged, shuffled edge order); a cut on them goes by each
+    pair's place among its user's, not by raw scores that sit lower for one user."""
+    from scipy.stats import rankdata
+
+    from fastgcn_denoise.pipelines.clean import lowest_k, within_user
+
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(4), [5, 10, 1, 4])
+    keep = rng.random(users.shape[0]) + 10 * users  # user 3's scores above user 0's ...
+    keep[:5] = [0.1, 0.1, 0.5, 0.7, 0.9]  # user 0: the lowest of all, its two lowest tied
+    perm = rng.permutation(users.shape[0])
+    users, keep = users[perm], keep[perm]
+    ranked = within_user(keep, users)
+    for u in range(4):
+        mine = users == u
+        np.testing.assert_allclose(ranked[mine], rankdata(keep[mine]) / mine.sum())
+    items = np.arange(users.shape[0])  # every pair its own item: only the user floor could bind
+    dropped, _ = lowest_k(ranked, users, items, 4, users.shape[0], 0.15, seed, floor=False)
+    # the 3 lowest places: user 1's 1/10 and 2/10, user 3's 1/4; user 0's raw lows survive
+    assert np.bincount(users[dropped], minlength=4).tolist() == [0, 2, 0, 1]
+
+
 def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
     from fastgcn_denoise.pipelines.clean import lowest_k
 
@@ -378,9 +402,9 @@ def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
     assert code == 2 and "would overwrite the input file" in err and source.read_text() == text
 
 
-def test_knn_spectral_averages_three_equal_votes():
-    """knn-spectral = (rank of kNN + 2 x rank of spectral) / 3, spectral being a mean of two
-    ranks; its rank is chosen on the validation graph."""
+def test_knn_spectral_averages_the_ranks():
+    """knn-spectral = (rank of kNN + rank of spectral) / 2, spectral's rank chosen on the
+    validation graph."""
     from types import SimpleNamespace
 
     from scipy.stats import rankdata
@@ -392,7 +416,7 @@ def test_knn_spectral_averages_three_equal_votes():
     knn, spectral = (detect(n, prep, None, None, None) for n in ("knn", "spectral"))
     both = detect("knn-spectral", prep, None, None, None)
     n = knn.shape[0]
-    np.testing.assert_allclose(both, (rankdata(knn) + 2 * rankdata(spectral)) / (3 * n))
+    np.testing.assert_allclose(both, (rankdata(knn) + rankdata(spectral)) / (2 * n))
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):

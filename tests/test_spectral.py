@@ -18,28 +18,39 @@ def random_graph(seed, num_users=30, num_items=22, count=220):
 
 
 def dense_reference(users, items, num_users, num_items, rank):
-    """(dot, cosine) of the module docstring from numpy's full SVD of the normalised matrix."""
+    """P̂(i | u) of the module docstring from numpy's full SVD of the normalised matrix."""
     r = np.zeros((num_users, num_items))
     r[users, items] = 1.0
     du, di = r.sum(1), r.sum(0)
     rn = r / np.sqrt(np.maximum(du, 1))[:, None] / np.sqrt(np.maximum(di, 1))[None, :]
     u, s, vt = np.linalg.svd(rn)
     a, b = (u[:, :rank] * s[:rank])[users], vt[:rank].T[items]
-    dot = (a * b).sum(1)
-    sb = b * s[:rank]
-    return dot, (a * sb).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(sb, axis=1))
+    own = (b * b).sum(1) * rn[users, items]
+    return ((a * b).sum(1) - own) * np.sqrt(di[items] / du[users])
 
 
 @pytest.mark.parametrize("seed,rank", [(0, 3), (1, 6), (2, 10)])
 def test_scores_match_a_dense_svd(seed, rank):
     graph, users, items = random_graph(seed)
     keep, info = spectral_scores(graph, rank=rank)
-    dot, cosine = dense_reference(users, items, graph.num_users, graph.num_items, rank)
-    assert info["rank"] == rank and info["valid_recall@20"] is None
-    np.testing.assert_allclose(info["dot"], dot, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(info["cosine"], cosine, rtol=1e-6, atol=1e-9)
+    expected = dense_reference(users, items, graph.num_users, graph.num_items, rank)
+    assert info == {"rank": rank, "valid_recall@20": None}
     assert keep.shape == (graph.num_edges,) and keep.dtype == np.float64
-    assert keep.min() > 0 and keep.max() <= 1
+    np.testing.assert_allclose(keep, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_exact_rank_leaves_each_pair_to_its_user_s_other_pairs():
+    """When rank k reproduces R̃ exactly, what is left without the pair's own term is
+    (1 - |V_i|²) / d_u: an item whose column is its own direction (|V_i| = 1) gets 0."""
+    _, users, items = random_graph(4, num_users=12, num_items=8, count=60)
+    twin = items == 7  # item 8 copies item 7's users: R has 9 columns but rank <= 8
+    users, items = np.concatenate([users, users[twin]]), np.concatenate([items, items[twin] + 1])
+    graph = BipartiteGraph(users, items, 12, 9)
+    keep, _ = spectral_scores(graph, rank=8)
+    eu, ei = (t.numpy() for t in graph.edges())
+    _, _, v = normalised_svd(graph, 8)
+    lev = (v.numpy() ** 2).sum(1)
+    np.testing.assert_allclose(keep, (1 - lev[ei]) / np.bincount(eu)[eu], rtol=1e-6, atol=1e-12)
 
 
 def test_singular_values_are_the_normalised_matrix():

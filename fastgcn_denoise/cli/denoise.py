@@ -64,6 +64,14 @@ def add_arguments(p, argv):
         "the number protected is reported)",
     )
     g.add_argument(
+        "--drop-across-users",
+        dest="per_user",
+        action="store_false",
+        help="cut the lowest scores over all interactions at once (default: each user loses the "
+        "same share of its own lowest-scored pairs, since scores compare a user's items better "
+        "than users with each other)",
+    )
+    g.add_argument(
         "--checkpoint",
         metavar="PATH",
         default=None,
@@ -205,6 +213,7 @@ def run(args) -> int:
         drop_fraction=args.drop_fraction,
         fmt=args.format,
         floor=args.floor,
+        per_user=args.per_user,
         plugin_options=options,
     )
     k = f"recall@{config.ks[0]}"

