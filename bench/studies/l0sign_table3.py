@@ -58,7 +58,7 @@ RECIPE = {
     ("DBLP_v1", "sign"): {"patience": 10},
     ("twitter", "l0-sign"): {"l0_weight": 1e-4},
 }
-OPTIONS = ("l0_weight", "l2_weight", "loss", "directed", "init_std", "lr")
+OPTIONS = ("l0_weight", "l2_weight", "loss", "pool", "directed", "init_std", "lr")
 OPTIONS += tuple(SCHEDULE)
 
 
@@ -86,6 +86,7 @@ def run_one(data_name: str, model_name: str, seed: int, args, prepared) -> dict:
         l0_weight=opts.l0_weight,
         l2_weight=opts.l2_weight,
         loss=opts.loss,
+        pool=opts.pool,
         directed=opts.directed,
         init_std=opts.init_std,
     )
@@ -387,6 +388,7 @@ def main(argv=None) -> int:
             "--" + name.replace("_", "-"), type=float, help=unset % getattr(L0SignConfig, name)
         )
     ap.add_argument("--loss", choices=["bce", "mse"], help=unset % L0SignConfig.loss)
+    ap.add_argument("--pool", choices=["mean", "sum"], help="phi, the readout over nodes" + unset % L0SignConfig.pool)
     ap.add_argument(
         "--directed",
         action=argparse.BooleanOptionalAction,
