@@ -72,6 +72,22 @@ def test_logistic_baseline(signal):
         assert out["test"]["auc"] < 0.6, out
 
 
+@pytest.mark.parametrize("edge_prediction", [True, False])
+def test_sum_pool_scales_the_mean_by_the_graph_size(edge_prediction):
+    graphs = FeatureGraphs(
+        "sizes", np.array([0, 2, 5, 5, 9]), np.array([1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        np.array([1, 0, 1, 0], dtype=np.float32), 10,
+    )
+    batch = graphs.batch(np.arange(4))
+    scores = {}
+    for pool in ("mean", "sum"):
+        model = L0SIGN(10, L0SignConfig(edge_prediction=edge_prediction, pool=pool), seed=3).eval()
+        scores[pool] = model(batch)[0] - model.readout.bias
+    k = torch.tensor([2.0, 3.0, 0.0, 4.0])
+    torch.testing.assert_close(scores["sum"], scores["mean"] * k)
+    assert (scores["mean"][[0, 1, 3]] != 0).all()
+
+
 def test_draws_advance_in_training_only():
     graphs = planted(40, k=3)
     model = L0SIGN(graphs.num_features, L0SignConfig(), seed=2)
