@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import sys
@@ -351,6 +352,25 @@ def judge(row: dict) -> dict:
     return row
 
 
+def _carried_over(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows of an earlier scoreboard at ``path`` for (case, threads) not timed now, each
+    marked with that run's ``measured`` date and commit: ``--cases`` re-times a few rows without
+    losing the others."""
+    if not path.exists():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    done = {(r["case"], r["threads"]) for r in rows}
+    env = old.get("environment", {})
+    return [
+        {**r, "measured": r.get("measured") or {k: env.get(k) for k in ("date", "commit")}}
+        for r in old.get("rows", [])
+        if (r.get("case"), r.get("threads")) not in done
+    ]
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
@@ -423,6 +443,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads_before)
     env["graphs"] = [info for _, info in graphs.values()] + list(data.values())
     env["loadavg_end"] = list(os.getloadavg())
+    rows += _carried_over(out / "speed_scoreboard.json", rows)
     path = write_json("speed_scoreboard", {"environment": env, "rows": rows}, out)
     print(f"wrote {path}")
     return 0

@@ -71,3 +71,21 @@ def test_quick_results_never_go_to_bench_results(board, capsys):
     speed, _ = board
     assert speed.main(["--quick", "--out", str(ROOT / "bench" / "results")]) == 2
     assert "never go to bench/results" in capsys.readouterr().err
+
+
+def test_a_partial_run_keeps_the_other_rows(board, tmp_path):
+    """--cases re-times its rows; the earlier file's other rows stay, dated by that run."""
+    speed, data = board
+    (tmp_path / "speed_scoreboard.json").write_text(json.dumps(data))
+    assert speed.main(
+        ["--quick", "--cases", "layer_fwd", "--threads", "1", "--out", str(tmp_path)]
+    ) == 0
+    rows = json.loads((tmp_path / "speed_scoreboard.json").read_text())["rows"]
+    assert sorted((r["case"], r["threads"]) for r in rows) == sorted(
+        (r["case"], r["threads"]) for r in data["rows"]
+    )
+    for r in rows:
+        fresh = (r["case"], r["threads"]) == ("layer_fwd", 1)
+        assert ("measured" in r) != fresh, r
+        if not fresh:
+            assert r["measured"]["date"] == data["environment"]["date"]
