@@ -144,7 +144,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("csr_spmm", &fgd::cpu::csr_spmm,
         "y [R, d] = A x for a CSR A with its values in storage order (CPU tensors)");
   m.def("sign_noise", &fgd::cpu::sign_noise,
-        "[n, V d] views' deviations plus SimGCL's sign-aligned Philox noise (CPU tensors)");
+        "[V, n, d] views' deviations plus SimGCL's sign-aligned Philox noise (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("sddmm_row_standardised", &fgd::cpu::sddmm_row_standardised,
         "sddmm's scores standardised within each CSR row (CPU tensors)");

@@ -30,17 +30,20 @@ def batch_of(graph, seed=0):
 
 def dense_layers(model, graph, eps=None, view=0, seed=None):
     """[E^(0), ..., E^(L)] stacked users then items; with ``eps`` the noise of view ``view``
-    under Philox key ``seed``: counter noise_offset(view, layer) + node * d + column."""
+    under Philox key ``seed``: column c of node v is word c % 4 of counter
+    noise_offset(view, layer) + v ⌈d / 4⌉ + c // 4."""
     lap = dense_laplacian(graph)
     cur = torch.cat([model.user_emb, model.item_emb])
     n, d = cur.shape
-    counters = torch.arange(n, device=DEVICE)[:, None] * d + torch.arange(d, device=DEVICE)
+    q = (d + 3) // 4  # Philox calls per row, four words each
+    counters = torch.arange(n, device=DEVICE)[:, None] * q + torch.arange(q, device=DEVICE)
     outs = [cur]
     for k in range(model.num_layers):
         cur = lap @ cur
         if eps is not None:
             base = noise_offset(view, k, model.num_layers, n, d)
-            u = reference.philox_uniform(seed, base + counters).to(cur.dtype)
+            u = reference.philox_uniform4(seed, base + counters).reshape(n, 4 * q)[:, :d]
+            u = u.to(cur.dtype)
             cur = cur + eps * torch.sign(cur) * F.normalize(u, dim=1)
         outs.append(cur)
     return outs

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ..config import option
 from ..ops import bipartite_operator, dot_logsumexp, propagation_rows, sign_noise
+from ..ops.sign_noise import counters_per_row
 from ..ops.weighted_spmm import csr_product
 from .base import _bpr_terms
 from .lightgcn import LightGCN
@@ -50,15 +51,16 @@ def noise_seed() -> int:
 
 
 def noise_offset(view: int, layer: int, num_layers: int, num_nodes: int, dim: int) -> int:
-    """Counter base of view ``view``'s layer ``layer`` (0-based): node v's column c (users
-    0..U-1, then items U + i) draws the uniform of counter base + v dim + c."""
-    return (view * num_layers + layer) * num_nodes * dim
+    """First Philox counter of view ``view``'s layer ``layer`` (0-based): node v (users 0..U-1,
+    then items U + i) draws counters base + v q .. base + v q + q - 1, q = ⌈dim / 4⌉
+    (``ops.sign_noise``)."""
+    return (view * num_layers + layer) * num_nodes * counters_per_row(dim)
 
 
 def perturb_rows(x: torch.Tensor, eps: float, seed: int, offset: int, backend=None):
     """x + ε · sign(x) ⊙ normalize(u) row-wise (each row moves by ≤ ε in L2); u [n, d] the
-    uniforms of counters offset + r d + c (``ops.sign_noise``)."""
-    return x + sign_noise(x.detach(), eps, seed, [offset], backend=backend)
+    uniforms of row r from Philox counters offset + r ⌈d / 4⌉ + ... (``ops.sign_noise``)."""
+    return x + sign_noise(x.detach(), eps, seed, [offset], backend=backend)[0]
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -153,7 +155,7 @@ class PerturbedLightGCN(LightGCN):
                     x_item,
                     self.noise_eps,
                     seed,
-                    base + self.num_users * x_item.shape[1],
+                    base + self.num_users * counters_per_row(x_item.shape[1]),
                     self.backend,
                 )
             outs.append((x_user, x_item))
@@ -218,11 +220,8 @@ class SimGCL(PerturbedLightGCN):
         terms = _bpr_terms(read[:b], read[b : 2 * b], read[2 * b : 3 * b], ego_sq, self.decay)
         if self.cl_weight > 0:
             clean, dev = read[3 * b :], self.view_deviations(graph, layers, cl_rows)
-            n, d = cl_users.shape[0], self.dim
-            views = [
-                (clean[:n] + dev[:n, v * d : (v + 1) * d], clean[n:] + dev[n:, v * d : (v + 1) * d])
-                for v in range(2)
-            ]
+            n = cl_users.shape[0]
+            views = [(clean[:n] + dev[v, :n], clean[n:] + dev[v, n:]) for v in range(2)]
             terms["cl"] = self.contrast(*views)
             terms["loss"] = terms["loss"] + terms["cl"]
         return terms
@@ -230,18 +229,19 @@ class SimGCL(PerturbedLightGCN):
     @torch.no_grad()
     def view_deviations(self, graph, layers, rows):
         """What the two perturbed passes add to the clean readout on the nodes ``rows`` [n]
-        (users u, items U + i): [n, 2D], view v in columns [vD, (v + 1)D).
+        (users u, items U + i): [2, n, D], view v at [v].
 
         With no plug-in and no mask the propagation Ã is one fixed linear map, and the noise
         Δ^(l) = ε sign(·) ⊙ normalize(u) has no gradient (sign is flat, u is drawn), so a view is
         E_v^(l) = C^(l) + D_v^(l) with C the clean pass (``layers``: C^(1..L) [N, D]) and
         D_v^(l) = Ã D_v^(l-1) + Δ_v^(l), D_v^(0) = 0. The gradient of a view is the clean
         pass's, which autograd already has: the three passes' backward is one (the contrast's
-        gradient joins the clean readout's rows). Only the deviations propagate, both views at
-        once ([·, 2D] columns: the graph's index traffic paid once per layer); the first layer
-        needs no product (D^(1) = Δ^(1)) and the last one only the rows the contrast reads, the
-        noise of those rows only (``ops.sign_noise``: Philox counters per node, the same
-        uniforms as the three explicit passes of ``layer_outputs``).
+        gradient joins the clean readout's rows). Only the deviations propagate (one product
+        per view: each view's [N, D] block in one piece runs 1.5x faster than the two as [N, 2D]
+        columns); the first layer needs no product (D^(1) = Δ^(1)) and the last one only the
+        rows the contrast reads, the noise of those rows only (``ops.sign_noise``: Philox
+        counters per node, the same uniforms as the three explicit passes of
+        ``layer_outputs``).
         """
         num_layers, d = self.num_layers, self.dim
         nodes = self.num_users + self.num_items
@@ -252,11 +252,12 @@ class SimGCL(PerturbedLightGCN):
             last = k == num_layers - 1
             if dev is None:
                 prop = None
-            elif last:
-                crow, col, w = operator_rows(graph, dev.dtype, rows)
-                prop = csr_product(crow, col, None, w, dev, self.backend)
             else:
-                prop = csr_product(pattern.rowptr, pattern.col, None, weight, dev, self.backend)
+                if last:
+                    rowptr, col, w = operator_rows(graph, dev.dtype, rows)
+                else:
+                    rowptr, col, w = pattern.rowptr, pattern.col, weight
+                prop = torch.stack([csr_product(rowptr, col, None, w, x, self.backend) for x in dev])
             offsets = [noise_offset(v, k, num_layers, nodes, d) for v in range(2)]
             dev = sign_noise(
                 layers[k][rows] if last else layers[k],
@@ -267,7 +268,7 @@ class SimGCL(PerturbedLightGCN):
                 nodes=rows if last else None,
                 backend=self.backend,
             )
-            picked = dev if last else dev[rows]
+            picked = dev if last else dev[:, rows]
             total = picked if total is None else total + picked
         return total / num_layers
 

@@ -1,18 +1,21 @@
 """SimGCL's noise (Yu et al., SIGIR'22): sign-aligned, of L2 norm ε per row, from Philox.
 
-    sign_noise(clean [n, d], eps, seed, offsets [V], prop [n, V d] | None, nodes [n] | None)
-        -> out [n, V d],   out_v = prop_v + ε sign(clean + prop_v) ⊙ u_v / max(|u_v|, 1e-12)
-    u_v[r, c] = philox_uniform(seed, offsets[v] + node_r d + c),   node_r = nodes[r] (default r)
+    sign_noise(clean [n, d], eps, seed, offsets [V], prop [V, n, d] | None, nodes [n] | None)
+        -> out [V, n, d],   out_v = prop_v + ε sign(clean + prop_v) ⊙ u_v / max(|u_v|, 1e-12)
+    u_v[r, c] = word c % 4 of Philox(seed, offsets[v] + node_r ⌈d / 4⌉ + ⌊c / 4⌋)
+                (``reference.philox_uniform4``; node_r = nodes[r], default r)
 
-A perturbed layer is E + Δ with Δ = ``sign_noise(E, ...)`` (prop None); SimGCL's views propagate
+A perturbed layer is E + Δ with Δ = ``sign_noise(E, ...)[0]`` (prop None); SimGCL's views propagate
 their deviations D_v from the clean layer C, and D_v = ``sign_noise(C, ..., prop = Â D_v^prev)``
-is the next deviation, the sign that of the perturbed layer's input C + Â D_v^prev. The uniform
-of (node, column) is a function of its counter, so a layer's rows can be drawn without the rest
-(the last layer's contrast rows) and every backend draws the same bits. No gradient: the noise
-has none (sign is flat), and a view's gradient is the clean pass's.
+is the next deviation, the sign that of the perturbed layer's input C + Â D_v^prev. A row's
+uniforms are a function of its node's counters, so a layer's rows can be drawn without the rest
+(the last layer's contrast rows) and every backend draws the same bits; all four words of a
+Philox call are used (the ten rounds are most of the cost). No gradient: the noise has none (sign
+is flat), and a view's gradient is the clean pass's.
 
-Backends: ``reference`` (torch: ``reference.philox_uniform``, any device), ``cpu``
-(csrc/cpu/sign_noise.cpp, one OpenMP pass), ``triton`` (kernels/sign_noise.py, ``tl.rand``; the ``cuda`` backend runs it too).
+Backends: ``reference`` (torch: ``reference.philox_uniform4``, any device), ``cpu``
+(csrc/cpu/sign_noise.cpp, one OpenMP pass), ``triton`` (kernels/sign_noise.py, ``tl.rand4x``; the
+``cuda`` backend runs it too).
 """
 
 from __future__ import annotations
@@ -23,17 +26,24 @@ from . import reference
 from ._backend import BackendUnavailable, resolve_name
 
 
+def counters_per_row(d: int) -> int:
+    """Philox counters a row of width d draws per view: ⌈d / 4⌉ (four words each)."""
+    return (int(d) + 3) // 4
+
+
 def _reference(clean, prop, nodes, offsets, seed, eps):
     n, d = clean.shape
+    q = counters_per_row(d)
     node = nodes if nodes is not None else torch.arange(n, device=clean.device)
-    cols = torch.arange(d, device=clean.device)
+    counters = node[:, None] * q + torch.arange(q, device=clean.device)
     out = []
     for v, offset in enumerate(offsets.tolist()):
-        u = reference.philox_uniform(seed, offset + node[:, None] * d + cols).to(clean.dtype)
+        u = reference.philox_uniform4(seed, offset + counters).reshape(n, 4 * q)[:, :d]
+        u = u.to(clean.dtype)
         scale = eps / torch.linalg.vector_norm(u, dim=1, keepdim=True).clamp_min(1e-12)
-        base = prop[:, v * d : (v + 1) * d] if prop is not None else torch.zeros_like(clean)
+        base = prop[v] if prop is not None else torch.zeros_like(clean)
         out.append(base + torch.sign(clean + base) * (u * scale))
-    return torch.cat(out, 1)
+    return torch.stack(out)
 
 
 def _cpu(clean, prop, nodes, offsets, seed, eps):
@@ -73,14 +83,14 @@ def sign_noise(
     nodes: torch.Tensor | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
-    """[n, V d]: the V views' next deviations (module docstring), without gradient.
+    """[V, n, d]: the V views' next deviations (module docstring), without gradient.
 
     Args:
         clean: float32/float64 [n, d], the clean layer's rows.
         eps: the noise's L2 norm per row and view, ε >= 0.
         seed: the Philox key (64 bits).
-        offsets: V ints, each view's counter base (int64).
-        prop: [n, V d] the views' propagated deviations (None: zero, a plain perturbation).
+        offsets: V ints, each view's first Philox counter (int64).
+        prop: [V, n, d] the views' propagated deviations (None: zero, a plain perturbation).
         nodes: int64 [n] the rows' node ids in the counters (None: 0..n-1).
         backend: force one (default: by device / FASTGCN_BACKEND).
     """
@@ -89,10 +99,10 @@ def sign_noise(
         raise BackendUnavailable(f"sign_noise has no {name!r} kernel; triton covers GPUs")
     n, d = clean.shape
     offsets = torch.as_tensor(offsets, dtype=torch.int64).reshape(-1).to(clean.device)
-    if prop is not None and (prop.shape != (n, offsets.numel() * d) or prop.dtype != clean.dtype):
+    if prop is not None and (prop.shape != (offsets.numel(), n, d) or prop.dtype != clean.dtype):
         raise ValueError(
             f"sign_noise: prop is {tuple(prop.shape)} {prop.dtype}; "
-            f"[{n}, {offsets.numel() * d}] {clean.dtype} expected"
+            f"[{offsets.numel()}, {n}, {d}] {clean.dtype} expected"
         )
     if nodes is not None and nodes.shape != (n,):
         raise ValueError(f"sign_noise: nodes has shape {tuple(nodes.shape)}, ({n},) expected")
