@@ -43,11 +43,13 @@ void sign_noise_kernel(const T* clean, const T* prop, const int64_t* nodes, cons
       const T* c = clean + r * d;
       for (int64_t v = 0; v < views; ++v) {
         const float* uv = u.data() + 32 * runs * v;
-        T sq = 0;
+        T sq = 0;  // a vectorised sum (its order is free: the norm's rounding only)
+#pragma omp simd reduction(+ : sq)
         for (int64_t k = 0; k < d; ++k) sq += static_cast<T>(uv[k]) * static_cast<T>(uv[k]);
         const T scale = eps / std::max(std::sqrt(sq), T(1e-12));  // F.normalize's clamp
         const T* p = prop ? prop + (v * n + r) * d : nullptr;
         T* o = out + (v * n + r) * d;
+#pragma omp simd
         for (int64_t k = 0; k < d; ++k) {
           const T base = p ? p[k] : T(0);
           const T s = c[k] + base;

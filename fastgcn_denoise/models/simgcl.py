@@ -30,6 +30,7 @@ clean evaluation and take α from the DGR plug-in's configuration.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -72,10 +73,26 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     return (dot_logsumexp(a, b, temperature) - (a * b).sum(1) / temperature).mean()
 
 
-def operator_rows(graph, dtype, rows: torch.Tensor):
-    """(crow [n + 1], col, weight): the rows ``rows`` [n] (node ids) of the normalised
-    adjacency ``ops.bipartite_operator`` as a CSR of n rows over all N nodes."""
+def operator_rows(graph, dtype, rows: torch.Tensor | None = None, copies: int = 1):
+    """(crow, col, weight): the rows ``rows`` [n] (node ids; None: all N) of the normalised
+    adjacency Â (``ops.bipartite_operator``) as a CSR of n rows over the N nodes; with
+    ``copies`` = V, the block-diagonal diag(Â[rows], ..., Â[rows]) of V n rows over V N: one
+    product for V stacked [V N, d] blocks (SimGCL's views), each row gathering only d columns."""
     pattern, weight = bipartite_operator(graph, dtype)
+    if rows is None:
+        crow, col = pattern.rowptr, pattern.col
+    else:
+        crow, col, weight = _rows_of(pattern, weight, rows)
+    nodes, nnz = pattern.num_rows, col.shape[0]
+    return (
+        torch.cat([crow[:-1] + v * nnz for v in range(copies)] + [crow[-1:] * copies]),
+        torch.cat([col + v * nodes for v in range(copies)]),
+        weight.repeat(copies),
+    )
+
+
+def _rows_of(pattern, weight, rows):
+    """The CSR (crow, col, weight) of the operator's rows ``rows``."""
     start, count = pattern.rowptr[rows], pattern.rowptr[rows + 1] - pattern.rowptr[rows]
     crow = torch.zeros(rows.shape[0] + 1, dtype=torch.int64, device=rows.device)
     torch.cumsum(count, 0, out=crow[1:])
@@ -85,6 +102,17 @@ def operator_rows(graph, dtype, rows: torch.Tensor):
     )
     entry = start[seg] + torch.arange(total, device=rows.device) - crow[:-1][seg]
     return crow, pattern.col[entry], weight[entry]
+
+
+_VIEWS_OPERATOR = weakref.WeakKeyDictionary()  # graph -> {dtype: operator_rows(copies=2)}
+
+
+def _views_operator(graph, dtype=torch.float32):
+    """``operator_rows(graph, dtype, copies=2)``, cached per graph (immutable)."""
+    cache = _VIEWS_OPERATOR.setdefault(graph, {})
+    if dtype not in cache:
+        cache[dtype] = operator_rows(graph, dtype, copies=2)
+    return cache[dtype]
 
 
 class PerturbedLightGCN(LightGCN):
@@ -236,9 +264,9 @@ class SimGCL(PerturbedLightGCN):
         E_v^(l) = C^(l) + D_v^(l) with C the clean pass (``layers``: C^(1..L) [N, D]) and
         D_v^(l) = Ã D_v^(l-1) + Δ_v^(l), D_v^(0) = 0. The gradient of a view is the clean
         pass's, which autograd already has: the three passes' backward is one (the contrast's
-        gradient joins the clean readout's rows). Only the deviations propagate (one product
-        per view: each view's [N, D] block in one piece runs 1.5x faster than the two as [N, 2D]
-        columns); the first layer needs no product (D^(1) = Δ^(1)) and the last one only the
+        gradient joins the clean readout's rows). Only the deviations propagate, the two views
+        as one product of the block-diagonal diag(Ã, Ã) with the stacked [2N, D] (rows of D
+        columns: 1.5x faster than [N, 2D]); the first layer needs no product (D^(1) = Δ^(1)) and the last one only the
         rows the contrast reads, the noise of those rows only (``ops.sign_noise``: Philox
         counters per node, the same uniforms as the three explicit passes of
         ``layer_outputs``).
@@ -246,7 +274,6 @@ class SimGCL(PerturbedLightGCN):
         num_layers, d = self.num_layers, self.dim
         nodes = self.num_users + self.num_items
         seed = noise_seed()
-        pattern, weight = bipartite_operator(graph, layers[0].dtype)
         dev = total = None
         for k in range(num_layers):
             last = k == num_layers - 1
@@ -254,10 +281,11 @@ class SimGCL(PerturbedLightGCN):
                 prop = None
             else:
                 if last:
-                    rowptr, col, w = operator_rows(graph, dev.dtype, rows)
+                    a = operator_rows(graph, dev.dtype, rows, 2)
                 else:
-                    rowptr, col, w = pattern.rowptr, pattern.col, weight
-                prop = torch.stack([csr_product(rowptr, col, None, w, x, self.backend) for x in dev])
+                    a = _views_operator(graph, dev.dtype)
+                prop = csr_product(a[0], a[1], None, a[2], dev.view(2 * nodes, d), self.backend)
+                prop = prop.view(2, -1, d)
             offsets = [noise_offset(v, k, num_layers, nodes, d) for v in range(2)]
             dev = sign_noise(
                 layers[k][rows] if last else layers[k],
