@@ -217,9 +217,12 @@ class DGR(Plugin):
         if self.lec or len(self.alpha) != num_layers:
             return None
         self._check_graph(graph)
-        d_hat = torch.cat([graph.deg_u, graph.deg_i]).to(self.sqrt_d) + int(loops)
-        if not torch.equal(d_hat.sqrt_(), self.sqrt_d):
-            return None
+        same = getattr(self, "_same_degrees", None)
+        if same is None or same() is not graph:  # checked once per graph (an immutable one)
+            d_hat = torch.cat([graph.deg_u, graph.deg_i]).to(self.sqrt_d) + int(loops)
+            if not torch.equal(d_hat.sqrt_(), self.sqrt_d):
+                return None
+            self._same_degrees = weakref.ref(graph)
         return {"self_loop": loops, "gmp": tuple((1 + a, a / self.z) for a in self.alpha)}
 
     def extra_loss(self, model, graph, layers, batch) -> dict:
