@@ -92,16 +92,18 @@ def operator_rows(graph, dtype, rows: torch.Tensor | None = None, copies: int = 
 
 
 def _rows_of(pattern, weight, rows):
-    """The CSR (crow, col, weight) of the operator's rows ``rows``."""
-    start, count = pattern.rowptr[rows], pattern.rowptr[rows + 1] - pattern.rowptr[rows]
+    """The CSR (crow, col, weight) of the operator's rows ``rows`` (index_select gathers:
+    advanced indexing was 10x slower for these)."""
+    start = torch.index_select(pattern.rowptr, 0, rows)
+    count = torch.index_select(pattern.rowptr, 0, rows + 1) - start
     crow = torch.zeros(rows.shape[0] + 1, dtype=torch.int64, device=rows.device)
     torch.cumsum(count, 0, out=crow[1:])
     total = int(crow[-1])
     seg = torch.repeat_interleave(
         torch.arange(rows.shape[0], device=rows.device), count, output_size=total
     )
-    entry = start[seg] + torch.arange(total, device=rows.device) - crow[:-1][seg]
-    return crow, pattern.col[entry], weight[entry]
+    entry = torch.index_select(start - crow[:-1], 0, seg) + torch.arange(total, device=rows.device)
+    return crow, torch.index_select(pattern.col, 0, entry), torch.index_select(weight, 0, entry)
 
 
 _VIEWS_OPERATOR = weakref.WeakKeyDictionary()  # graph -> {dtype: operator_rows(copies=2)}
@@ -288,7 +290,7 @@ class SimGCL(PerturbedLightGCN):
                 prop = prop.view(2, -1, d)
             offsets = [noise_offset(v, k, num_layers, nodes, d) for v in range(2)]
             dev = sign_noise(
-                layers[k][rows] if last else layers[k],
+                torch.index_select(layers[k], 0, rows) if last else layers[k],
                 self.noise_eps,
                 seed,
                 offsets,
@@ -296,7 +298,7 @@ class SimGCL(PerturbedLightGCN):
                 nodes=rows if last else None,
                 backend=self.backend,
             )
-            picked = dev if last else dev[:, rows]
+            picked = dev if last else torch.index_select(dev, 1, rows)
             total = picked if total is None else total + picked
         return total / num_layers
 
