@@ -31,10 +31,11 @@ FGD_DECLARE_MASKED_SPMM(cuda)
 // Ops with CPU kernels only (on GPUs their triton kernels run; spgemm's GPU path is cuSPARSE
 // through torch.sparse, cooccurrence's too; spmm_backward is the fused spmm + spmm + edge_grad of
 // masked_spmm.cpp): csrc/cpu/arm_grad.cpp, sddmm.cpp, gates.cpp,
-// segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp, csr_spmm.cpp.
+// segment_topk.cpp, cooccurrence.cpp, dot_logsumexp.cpp, spgemm.cpp, csr_spmm.cpp, sign_noise.cpp.
 namespace fgd {
 namespace cpu {
 Tensor csr_spmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+Tensor sign_noise(const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, int64_t, double);
 Tensor arm_grad(const Tensor&, const OptTensor&, const OptTensor&, int64_t, int64_t, double, bool);
 Tensor sddmm(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 Tensor sddmm_row_standardised(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double);
@@ -142,6 +143,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ARM / DisARM logit gradient from the regenerated Philox uniforms (CPU tensors)");
   m.def("csr_spmm", &fgd::cpu::csr_spmm,
         "y [R, d] = A x for a CSR A with its values in storage order (CPU tensors)");
+  m.def("sign_noise", &fgd::cpu::sign_noise,
+        "[V, n, d] views' deviations plus SimGCL's sign-aligned Philox noise (CPU tensors)");
   m.def("sddmm", &fgd::cpu::sddmm, "out [nnz] = <a[row], b[col]> on a CSR pattern (CPU tensors)");
   m.def("sddmm_row_standardised", &fgd::cpu::sddmm_row_standardised,
         "sddmm's scores standardised within each CSR row (CPU tensors)");

@@ -91,6 +91,46 @@ def test_gmp_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b: plugin.after_layer(0, graph, a, b), (x_u, x_i))
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(dgr_self_loops=True, dgr_z="degree_sum"),  # the speed scoreboard's gmp_overhead row
+        dict(dgr_self_loops=False, dgr_z="twice_degree_sum"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gmp_step_on_propagation_rows_is_the_layerwise_step(config, dtype):
+    # LightGCN + GMP (no LEC) trains on ops.propagation_rows; the plug-in's after_layer path
+    # (GraphRecommender.loss) is the truth: every term and the embeddings' gradients.
+    graph = random_graph(14, 10, 0.3, seed=6).to(DEVICE)  # with isolated nodes
+    plugin = dgr(graph, dgr_alpha=(0.1, 1.1, 0.1), dgr_lec=False, **config)
+    assert plugin.propagation_rows_args(graph, 3) is not None
+    torch.manual_seed(0)
+    model = plugged(LightGCN(14, 10, dim=6, num_layers=3), plugin).to(DEVICE, dtype)
+    gen = torch.Generator().manual_seed(2)
+    users = torch.randint(14, (20,), generator=gen).to(DEVICE)
+    items = torch.randint(10, (40,), generator=gen).to(DEVICE)
+    batch = Batch(users, items[:20], items[20:])
+    params = (model.user_emb, model.item_emb)
+    fast = model.loss(graph, batch)
+    fast_grads = torch.autograd.grad(fast["loss"], params)
+    slow = super(LightGCN, model).loss(graph, batch)
+    slow_grads = torch.autograd.grad(slow["loss"], params)
+    assert set(fast) == set(slow) == {"loss", "bpr", "reg"}
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], **tol, msg=name)
+    for a, b in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_gmp_with_lec_or_another_graph_keeps_the_layerwise_path():
+    graph = random_graph(14, 10, 0.3, seed=6)
+    assert dgr(graph).propagation_rows_args(graph, 3) is None  # LEC: a loss on the layers
+    other = random_graph(14, 10, 0.3, seed=7)
+    assert dgr(graph, dgr_lec=False).propagation_rows_args(other, 3) is None
+
+
 def test_zero_alpha_and_no_gmp_leave_lightgcn_unchanged():
     graph = random_graph(9, 11, 0.3, seed=5)
     torch.manual_seed(0)

@@ -20,14 +20,24 @@ def embeddings(graph, d, dtype, seed=0):
     ]
 
 
-def truth(graph, x_user, x_item, rows, num_layers):
-    """The readout through the op's definition: masked_spmm layers (reference), then gathers."""
+def truth(graph, x_user, x_item, rows, num_layers, weights=None, self_loop=False, gmp=None):
+    """(readout, ego, layers 1..K) through the op's definition: masked_spmm layers (reference),
+    each desmoothed by GMP's β x − c r (rᵀ x) when given, then gathers."""
+    r = (torch.cat([graph.deg_u, graph.deg_i]).to(x_user.dtype) + int(self_loop)).sqrt()
     layers = [torch.cat([x_user, x_item])]
     x_u, x_i = x_user, x_item
-    for _ in range(num_layers):
-        x_u, x_i = ops.masked_spmm(graph, x_u, x_i, backend="reference")
-        layers.append(torch.cat([x_u, x_i]))
-    return torch.stack([x[rows] for x in layers]).mean(0), layers[0][rows]
+    for k in range(num_layers):
+        x_u, x_i = ops.masked_spmm(graph, x_u, x_i, backend="reference", self_loop=self_loop)
+        x = torch.cat([x_u, x_i])
+        if gmp is not None:
+            beta, c = gmp[k]
+            x = beta * x - c * torch.outer(r, r @ x)
+            x_u, x_i = x[: graph.num_users], x[graph.num_users :]
+        layers.append(x)
+    if weights is None:
+        weights = [1 / (num_layers + 1)] * (num_layers + 1)
+    read = sum(w * x[rows] for w, x in zip(weights, layers))
+    return read, layers[0][rows], layers[1:]
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -37,7 +47,7 @@ def test_values_and_gradients_match_the_layers(backend, num_layers):
     x_user, x_item = embeddings(graph, 5, torch.float64)
     rows = torch.tensor([0, 3, 3, 7 + 2, 7 + 8, 0, 6, 7 + 2], device=DEVICE)  # repeats
     mean, ego = ops.propagation_rows(graph, x_user, x_item, rows, num_layers, backend=backend)
-    want_mean, want_ego = truth(graph, x_user, x_item, rows, num_layers)
+    want_mean, want_ego, _ = truth(graph, x_user, x_item, rows, num_layers)
     torch.testing.assert_close(mean, want_mean)
     torch.testing.assert_close(ego, want_ego)
     gen = torch.Generator().manual_seed(1)
@@ -60,6 +70,36 @@ def test_gradcheck(backend):
     rows = torch.tensor([1, 5 + 0, 5 + 4, 1], device=DEVICE)
     assert torch.autograd.gradcheck(
         lambda u, i: ops.propagation_rows(graph, u, i, rows, 2, backend=backend), (x_user, x_item)
+    )
+
+
+OPTIONS = {  # the options of the models built on the op (SimGCL's readout, DGR's GMP)
+    "weights": dict(weights=(0.0, 0.5, 0.5)),
+    "self_loop": dict(self_loop=True),
+    "gmp": dict(gmp=((1.1, 0.01), (2.1, 0.05))),
+    "gmp_self_loop": dict(gmp=((0.3, 0.2), (1.4, -0.03)), self_loop=True, weights=(0.2, 0.3, 0.5)),
+}
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+@pytest.mark.parametrize("option", OPTIONS)
+def test_options_values_gradients_and_kept_layers(backend, option):
+    graph = random_graph(7, 9, 0.35, seed=4).to(DEVICE)  # with isolated nodes
+    x_user, x_item = embeddings(graph, 4, torch.float64, seed=5)
+    rows = torch.tensor([1, 7 + 2, 7 + 2, 6, 7 + 8, 0], device=DEVICE)
+    kw = OPTIONS[option]
+    read, ego, *layers = ops.propagation_rows(
+        graph, x_user, x_item, rows, 2, backend=backend, keep_layers=True, **kw
+    )
+    want_read, want_ego, want_layers = truth(graph, x_user, x_item, rows, 2, **kw)
+    torch.testing.assert_close(read, want_read)
+    torch.testing.assert_close(ego, want_ego)
+    assert len(layers) == 2 and not any(x.requires_grad for x in layers)
+    for got, want in zip(layers, want_layers):
+        torch.testing.assert_close(got, want.detach())
+    assert torch.autograd.gradcheck(
+        lambda u, i: ops.propagation_rows(graph, u, i, rows, 2, backend=backend, **kw),
+        (x_user, x_item),
     )
 
 
@@ -94,3 +134,7 @@ def test_bad_inputs_are_refused():
         ops.propagation_rows(graph, x_user, x_item, rows, -1)
     with pytest.raises(ValueError, match="the graph has 4 users and 5 items"):
         ops.propagation_rows(graph, x_item, x_user, rows, 1)
+    with pytest.raises(ValueError, match="weights has 3 values, num_layers \\+ 1 = 2 needed"):
+        ops.propagation_rows(graph, x_user, x_item, rows, 1, weights=(1, 1, 1))
+    with pytest.raises(ValueError, match="gmp has 2 \\(beta, c\\) pairs for 1 layers"):
+        ops.propagation_rows(graph, x_user, x_item, rows, 1, gmp=((1, 0), (1, 0)))

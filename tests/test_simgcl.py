@@ -7,9 +7,17 @@ from conftest import DEVICE, random_graph
 from test_models import dense_laplacian, split
 
 from fastgcn_denoise.models.base import Batch, Plugin
-from fastgcn_denoise.models.simgcl import SimGCL, info_nce, perturb_rows, propagate_rows
+from fastgcn_denoise.models.simgcl import (
+    SimGCL,
+    info_nce,
+    noise_offset,
+    noise_seed,
+    operator_rows,
+    perturb_rows,
+)
 from fastgcn_denoise.models.xsimgcl import XSimGCL
-from fastgcn_denoise.ops import masked_spmm
+from fastgcn_denoise.ops import masked_spmm, reference
+from fastgcn_denoise.ops.weighted_spmm import csr_product
 
 
 def batch_of(graph, seed=0):
@@ -20,17 +28,23 @@ def batch_of(graph, seed=0):
     return Batch(users[pick], pos[pick], neg)
 
 
-def dense_layers(model, graph, eps=None):
-    """[E^(0), ..., E^(L)] stacked users then items; noise drawn as the model draws it."""
+def dense_layers(model, graph, eps=None, view=0, seed=None):
+    """[E^(0), ..., E^(L)] stacked users then items; with ``eps`` the noise of view ``view``
+    under Philox key ``seed``: column c of node v is word c % 4 of counter
+    noise_offset(view, layer) + v ⌈d / 4⌉ + c // 4."""
     lap = dense_laplacian(graph)
     cur = torch.cat([model.user_emb, model.item_emb])
+    n, d = cur.shape
+    q = (d + 3) // 4  # Philox calls per row, four words each
+    counters = torch.arange(n, device=DEVICE)[:, None] * q + torch.arange(q, device=DEVICE)
     outs = [cur]
-    for _ in range(model.num_layers):
+    for k in range(model.num_layers):
         cur = lap @ cur
         if eps is not None:
-            u, i = split(cur, graph)
-            noise = [F.normalize(torch.rand_like(x), dim=1) for x in (u, i)]
-            cur = cur + eps * torch.sign(cur) * torch.cat(noise)
+            base = noise_offset(view, k, model.num_layers, n, d)
+            u = reference.philox_uniform4(seed, base + counters).reshape(n, 4 * q)[:, :d]
+            u = u.to(cur.dtype)
+            cur = cur + eps * torch.sign(cur) * F.normalize(u, dim=1)
         outs.append(cur)
     return outs
 
@@ -54,7 +68,7 @@ def dense_info_nce(a, b, tau):
 def test_perturb_rows_is_sign_aligned_with_norm_eps():
     torch.manual_seed(0)
     x = torch.randn(50, 7, dtype=torch.float64)
-    delta = perturb_rows(x, 0.3) - x
+    delta = perturb_rows(x, 0.3, seed=123, offset=0) - x
     torch.testing.assert_close(delta.norm(dim=1), torch.full((50,), 0.3, dtype=torch.float64))
     assert (torch.sign(delta) == torch.sign(x)).all()
 
@@ -83,9 +97,11 @@ def test_simgcl_forward_and_loss_match_dense(layers):
     torch.manual_seed(5)
     terms = model.loss(graph, batch)
     torch.manual_seed(5)
+    seed = noise_seed()  # the model's one draw of the step
     bpr, reg = dense_bpr(want, graph, batch, model)
     views = [
-        split(torch.stack(dense_layers(model, graph, 0.25)[1:]).mean(0), graph) for _ in range(2)
+        split(torch.stack(dense_layers(model, graph, 0.25, v, seed)[1:]).mean(0), graph)
+        for v in range(2)
     ]
     users, items = torch.unique(batch.users), torch.unique(batch.pos)
     cl = 0.7 * (
@@ -119,7 +135,7 @@ def test_xsimgcl_loss_matches_dense(cl_layer):
     torch.manual_seed(7)
     terms = model.loss(graph, batch)
     torch.manual_seed(7)
-    layers = dense_layers(model, graph, 0.2)  # one perturbed pass feeds BPR and the contrast
+    layers = dense_layers(model, graph, 0.2, 0, noise_seed())  # one pass: BPR and the contrast
     final = torch.stack(layers[1:]).mean(0)
     bpr, reg = dense_bpr(final, graph, batch, model)
     users, items = torch.unique(batch.users), torch.unique(batch.pos)
@@ -186,14 +202,15 @@ def test_simgcl_one_pass_backward_matches_three_passes(layers):
     torch.testing.assert_close(fi, si, rtol=1e-10, atol=1e-14)
 
 
-def test_propagate_rows_is_masked_spmm_on_those_rows():
-    graph = random_graph(13, 17, 0.25, seed=5)
+def test_operator_rows_are_masked_spmm_on_those_rows():
+    graph = random_graph(13, 17, 0.25, seed=5).to(DEVICE)
     gen = torch.Generator().manual_seed(1)
     x = (
         torch.randn(13, 6, generator=gen, dtype=torch.float64).to(DEVICE),
         torch.randn(17, 6, generator=gen, dtype=torch.float64).to(DEVICE),
     )
-    rows = (torch.tensor([0, 4, 4, 12], device=DEVICE), torch.tensor([16, 2, 0], device=DEVICE))
-    want = masked_spmm(graph, *x)
-    for got, full, r in zip(propagate_rows(graph, x, rows), want, rows):
-        torch.testing.assert_close(got, full[r], rtol=1e-12, atol=1e-14)
+    rows = torch.tensor([0, 4, 4, 12, 13 + 16, 13 + 2, 13 + 0], device=DEVICE)
+    crow, col, w = operator_rows(graph, torch.float64, rows)
+    got = csr_product(crow, col, None, w, torch.cat(x))
+    want = torch.cat(masked_spmm(graph, *x))[rows]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)

@@ -209,6 +209,22 @@ class DGR(Plugin):
         r_i = self.sqrt_d[self.num_users :].to(x_item.dtype)
         return _RankOneCorrection.apply(x_user, x_item, r_u, r_i, 1 + alpha, alpha / self.z)
 
+    def propagation_rows_args(self, graph, num_layers: int) -> dict | None:
+        """GMP alone as ``ops.propagation_rows`` arguments: its self-loops and (1 + α, α / Z)
+        per layer (the op's r = √d̂ of ``graph`` is this plug-in's own when ``graph`` has the
+        training graph's degrees). None with LEC (a loss term on the layers) or other degrees."""
+        loops = self.config.dgr_gmp and self.config.dgr_self_loops
+        if self.lec or len(self.alpha) != num_layers:
+            return None
+        self._check_graph(graph)
+        same = getattr(self, "_same_degrees", None)
+        if same is None or same() is not graph:  # checked once per graph (an immutable one)
+            d_hat = torch.cat([graph.deg_u, graph.deg_i]).to(self.sqrt_d) + int(loops)
+            if not torch.equal(d_hat.sqrt_(), self.sqrt_d):
+                return None
+            self._same_degrees = weakref.ref(graph)
+        return {"self_loop": loops, "gmp": tuple((1 + a, a / self.z) for a in self.alpha)}
+
     def extra_loss(self, model, graph, layers, batch) -> dict:
         """{"lec": λ1 L_pos − λ2 L_neg} on the readout rows of the batch's users and of its
         positive items' neighbours ({} without LEC)."""

@@ -10,6 +10,8 @@ backbone through three seams, the same for every backbone:
     after_layer(layer, graph, x_user, x_item)    rewrite a layer's output (DGR's desmoothing)
     extra_loss(model, graph, layers, batch)      named loss terms added to the total (L0, LEC)
 
+(and, for a plug-in whose seams amount to ``ops.propagation_rows`` options, such as DGR's GMP,
+``propagation_rows_args``: a plain LightGCN's step then keeps its fast path)
 and denoisers report ``keep_scores(graph)``: one score per training interaction ([E] or [K, E],
 edge-id order, higher = keep), which ``denoise`` exports and the noise benchmark judges.
 """
@@ -72,6 +74,12 @@ class Plugin(nn.Module):
         return {}
 
     def keep_scores(self, graph):
+        return None
+
+    def propagation_rows_args(self, graph, num_layers: int) -> dict | None:
+        """What the plug-in does to a plain LightGCN, as ``ops.propagation_rows`` keyword
+        arguments (``self_loop``, ``gmp``), when its seams amount to them and it adds no loss
+        term; None otherwise (the model then runs its layers one by one)."""
         return None
 
 

@@ -4,7 +4,7 @@
     non-linearity),  final = mean(E^(0), ..., E^(K)),  score(u, i) = <final_u, final_i>.
 
 Each layer is one ``masked_spmm`` call (``GraphRecommender.propagate``), so masks, edge weights
-and plug-ins apply per layer. A plain LightGCN's training loss (no plug-in, no mask) instead runs
+and plug-ins apply per layer. A plain LightGCN's training loss (no mask, no plug-in but DGR's GMP) instead runs
 ``ops.propagation_rows``: the same propagation as one product per layer over the cached
 normalised adjacency, read out at the batch's rows only, with one hand-written backward.
 """
@@ -89,14 +89,17 @@ class LightGCN(GraphRecommender):
         return mean([u for u, _ in layers]), mean([i for _, i in layers])
 
     def loss(self, graph, batch: Batch, mask_spec=None) -> dict:
-        """``GraphRecommender.loss``; for a plain LightGCN (this class, no plug-in, no mask) on
-        ``ops.propagation_rows``: the same terms up to float rounding (tests/
-        test_propagation_rows.py), 1.3-1.5x faster a step on Gowalla at 1 thread (the layer
-        products on the cached operator, one backward buffer; bench/speed.py lightgcn_epoch)."""
+        """``GraphRecommender.loss``; for a plain LightGCN (this class, no mask, no plug-in or one
+        with ``propagation_rows_args``, e.g. DGR's GMP without LEC) on ``ops.propagation_rows``:
+        the same terms up to float rounding (tests/test_propagation_rows.py, tests/test_dgr.py),
+        1.3-1.5x faster a step on Gowalla at 1 thread (the layer products on the cached
+        operator, one backward buffer; bench/speed.py lightgcn_epoch)."""
         # Under torch.compile the registered ops trace into one graph; the fast path's cached
         # operator (built from host-side checks) would break it, so the compiled loss keeps them.
+        plugin_args = [p.propagation_rows_args(graph, self.num_layers) for p in self.plugins]
         if (
-            self.plugins
+            len(plugin_args) > 1
+            or None in plugin_args
             or mask_spec is not None
             or type(self) is not LightGCN
             or torch.compiler.is_compiling()
@@ -107,7 +110,13 @@ class LightGCN(GraphRecommender):
         b = users.shape[0]
         rows = torch.cat([users, pos + self.num_users, neg + self.num_users])
         mean, ego = propagation_rows(
-            graph, self.user_emb, self.item_emb, rows, self.num_layers, self.backend
+            graph,
+            self.user_emb,
+            self.item_emb,
+            rows,
+            self.num_layers,
+            self.backend,
+            **(plugin_args[0] if plugin_args else {}),
         )
         return _bpr_terms(mean[:b], mean[b : 2 * b], mean[2 * b :], ego.pow(2).sum(), self.decay)
 

@@ -9,10 +9,13 @@ embedding's signs and of fixed L2 norm ε per row (``perturb_rows``):
 
 v1, v2 are the readouts of two independently perturbed passes; the InfoNCE terms run over the
 batch's distinct users and distinct positive items, with cosine similarity / τ (``info_nce``).
+The uniforms u come from Philox (``ops.sign_noise``), one key per step drawn from torch's
+generator, one counter per (view, layer, node, column): any row of any layer can be drawn alone.
 So a step is three propagation passes (one clean, two perturbed), as in the official code;
-without plug-ins they are computed as one clean pass plus the views' deviations from it, with
-one backward (``SimGCL.view_deviations``; same values and gradients). Evaluation uses the clean
-pass. The noise comes after the plug-ins' ``after_layer`` (DGR's GMP
+without plug-ins they are computed as one clean pass on ``ops.propagation_rows`` (LightGCN's
+fast step, read out at the batch's and the contrast's rows) plus the views' deviations from it,
+with one backward (``SimGCL.view_deviations``; same values and gradients). Evaluation uses the
+clean pass. The noise comes after the plug-ins' ``after_layer`` (DGR's GMP
 desmooths the propagated embeddings, then the layer is perturbed).
 
 Defaults: the authors' settings for Yelp2018 (their SELFRec library's configuration; DGR's own
@@ -27,22 +30,38 @@ clean evaluation and take α from the DGR plug-in's configuration.
 
 from __future__ import annotations
 
-import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..config import option
-from ..ops import dot_logsumexp, masked_spmm
+from ..ops import bipartite_operator, dot_logsumexp, propagation_rows, sign_noise
+from ..ops.sign_noise import counters_per_row
+from ..ops.weighted_spmm import csr_product
+from .base import _bpr_terms
 from .lightgcn import LightGCN
 from .registry import register_model
 
 
-def perturb_rows(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """x + ε · sign(x) ⊙ normalize(U(0, 1) noise) row-wise (each row moves by ≤ ε in L2)."""
-    noise = F.normalize(torch.rand_like(x), dim=1)
-    return x + eps * torch.sign(x) * noise
+def noise_seed() -> int:
+    """One step's Philox key for the noise, drawn from torch's default generator (so
+    ``torch.manual_seed`` fixes the noise)."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
+
+
+def noise_offset(view: int, layer: int, num_layers: int, num_nodes: int, dim: int) -> int:
+    """First Philox counter of view ``view``'s layer ``layer`` (0-based): node v (users 0..U-1,
+    then items U + i) draws counters base + v q .. base + v q + q - 1, q = ⌈dim / 4⌉
+    (``ops.sign_noise``)."""
+    return (view * num_layers + layer) * num_nodes * counters_per_row(dim)
+
+
+def perturb_rows(x: torch.Tensor, eps: float, seed: int, offset: int, backend=None):
+    """x + ε · sign(x) ⊙ normalize(u) row-wise (each row moves by ≤ ε in L2); u [n, d] the
+    uniforms of row r from Philox counters offset + r ⌈d / 4⌉ + ... (``ops.sign_noise``)."""
+    return x + sign_noise(x.detach(), eps, seed, [offset], backend=backend)[0]
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,6 +71,50 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     """
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     return (dot_logsumexp(a, b, temperature) - (a * b).sum(1) / temperature).mean()
+
+
+def operator_rows(graph, dtype, rows: torch.Tensor | None = None, copies: int = 1):
+    """(crow, col, weight): the rows ``rows`` [n] (node ids; None: all N) of the normalised
+    adjacency Â (``ops.bipartite_operator``) as a CSR of n rows over the N nodes; with
+    ``copies`` = V, the block-diagonal diag(Â[rows], ..., Â[rows]) of V n rows over V N: one
+    product for V stacked [V N, d] blocks (SimGCL's views), each row gathering only d columns."""
+    pattern, weight = bipartite_operator(graph, dtype)
+    if rows is None:
+        crow, col = pattern.rowptr, pattern.col
+    else:
+        crow, col, weight = _rows_of(pattern, weight, rows)
+    nodes, nnz = pattern.num_rows, col.shape[0]
+    return (
+        torch.cat([crow[:-1] + v * nnz for v in range(copies)] + [crow[-1:] * copies]),
+        torch.cat([col + v * nodes for v in range(copies)]),
+        weight.repeat(copies),
+    )
+
+
+def _rows_of(pattern, weight, rows):
+    """The CSR (crow, col, weight) of the operator's rows ``rows`` (index_select gathers:
+    advanced indexing was 10x slower for these)."""
+    start = torch.index_select(pattern.rowptr, 0, rows)
+    count = torch.index_select(pattern.rowptr, 0, rows + 1) - start
+    crow = torch.zeros(rows.shape[0] + 1, dtype=torch.int64, device=rows.device)
+    torch.cumsum(count, 0, out=crow[1:])
+    total = int(crow[-1])
+    seg = torch.repeat_interleave(
+        torch.arange(rows.shape[0], device=rows.device), count, output_size=total
+    )
+    entry = torch.index_select(start - crow[:-1], 0, seg) + torch.arange(total, device=rows.device)
+    return crow, torch.index_select(pattern.col, 0, entry), torch.index_select(weight, 0, entry)
+
+
+_VIEWS_OPERATOR = weakref.WeakKeyDictionary()  # graph -> {dtype: operator_rows(copies=2)}
+
+
+def _views_operator(graph, dtype=torch.float32):
+    """``operator_rows(graph, dtype, copies=2)``, cached per graph (immutable)."""
+    cache = _VIEWS_OPERATOR.setdefault(graph, {})
+    if dtype not in cache:
+        cache[dtype] = operator_rows(graph, dtype, copies=2)
+    return cache[dtype]
 
 
 class PerturbedLightGCN(LightGCN):
@@ -94,19 +157,36 @@ class PerturbedLightGCN(LightGCN):
         torch.nn.init.xavier_uniform_(self.user_emb)
         torch.nn.init.xavier_uniform_(self.item_emb)
 
-    def layer_outputs(self, graph, batch=None, mask_spec=None, perturbed: bool | None = None):
+    def layer_outputs(
+        self,
+        graph,
+        batch=None,
+        mask_spec=None,
+        perturbed: bool | None = None,
+        view: int = 0,
+        seed: int | None = None,
+    ):
         """[(E_user^(k), E_item^(k)) for k = 0..L]; each propagated layer perturbed when
-        ``perturbed`` (default: a training step of a model with ``perturb_training``)."""
+        ``perturbed`` (default: a training step of a model with ``perturb_training``), with the
+        uniforms of view ``view`` under Philox key ``seed`` (default: ``noise_seed()``)."""
         if perturbed is None:
             perturbed = self.perturb_training and batch is not None
         self._check_graph(graph, mask_spec)
+        if perturbed and seed is None:
+            seed = noise_seed()
+        nodes = self.num_users + self.num_items
         outs = [(self.user_emb, self.item_emb)]
         for k in range(self.num_layers):
             x_user, x_item = self.propagate(graph, *outs[-1], k, batch, mask_spec)
             if perturbed:
-                x_user, x_item = (
-                    perturb_rows(x_user, self.noise_eps),
-                    perturb_rows(x_item, self.noise_eps),
+                base = noise_offset(view, k, self.num_layers, nodes, x_user.shape[1])
+                x_user = perturb_rows(x_user, self.noise_eps, seed, base, self.backend)
+                x_item = perturb_rows(
+                    x_item,
+                    self.noise_eps,
+                    seed,
+                    base + self.num_users * counters_per_row(x_item.shape[1]),
+                    self.backend,
                 )
             outs.append((x_user, x_item))
         return outs
@@ -134,123 +214,93 @@ class SimGCL(PerturbedLightGCN):
 
     def loss(self, graph, batch, mask_spec=None) -> dict:
         """The clean pass's terms (BPR, L2, plug-ins) plus "cl" from two perturbed passes."""
-        if self.cl_weight == 0 or self.plugins or mask_spec is not None:
+        if self.plugins or mask_spec is not None or torch.compiler.is_compiling():
             terms = super().loss(graph, batch, mask_spec)
             if self.cl_weight > 0:
                 users, items = torch.unique(batch.users), torch.unique(batch.pos)
+                seed = noise_seed()
                 views = [
                     self.readout_rows(
-                        self.layer_outputs(graph, batch, mask_spec, perturbed=True), users, items
+                        self.layer_outputs(graph, batch, mask_spec, True, v, seed), users, items
                     )
-                    for _ in range(2)
+                    for v in range(2)
                 ]
                 terms["cl"] = self.contrast(*views)
                 terms["loss"] = terms["loss"] + terms["cl"]
             return terms
-        layers = self.layer_outputs(graph, batch)
-        terms = self.batch_loss(layers, batch, self.decay)
-        users, items = torch.unique(batch.users), torch.unique(batch.pos)
-        clean = self.readout_rows(layers, users, items)
-        dev_u, dev_i = self.view_deviations(graph, layers, users, items)
-        d = self.dim
-        views = [
-            (clean[0] + dev_u[:, v * d : (v + 1) * d], clean[1] + dev_i[:, v * d : (v + 1) * d])
-            for v in range(2)
-        ]
-        terms["cl"] = self.contrast(*views)
-        terms["loss"] = terms["loss"] + terms["cl"]
+        self._check_graph(graph)
+        users, pos, neg = batch
+        b, n_users, k = users.shape[0], self.num_users, self.num_layers
+        rows = [users, pos + n_users, neg + n_users]
+        if self.cl_weight > 0:
+            cl_users, cl_items = torch.unique(users), torch.unique(pos)
+            cl_rows = torch.cat([cl_users, cl_items + n_users])
+            rows.append(cl_rows)
+        read, ego, *layers = propagation_rows(
+            graph,
+            self.user_emb,
+            self.item_emb,
+            torch.cat(rows),
+            k,
+            self.backend,
+            weights=(0.0,) + (1.0 / k,) * k,
+            keep_layers=self.cl_weight > 0,
+        )
+        ego_sq = ego[: 3 * b].pow(2).sum()
+        terms = _bpr_terms(read[:b], read[b : 2 * b], read[2 * b : 3 * b], ego_sq, self.decay)
+        if self.cl_weight > 0:
+            clean, dev = read[3 * b :], self.view_deviations(graph, layers, cl_rows)
+            n = cl_users.shape[0]
+            views = [(clean[:n] + dev[v, :n], clean[n:] + dev[v, n:]) for v in range(2)]
+            terms["cl"] = self.contrast(*views)
+            terms["loss"] = terms["loss"] + terms["cl"]
         return terms
 
     @torch.no_grad()
-    def view_deviations(self, graph, layers, users, items):
-        """What the two perturbed passes add to the clean readout on rows ``users``, ``items``:
-        ([n, 2D], [m, 2D]), view v in columns [vD, (v + 1)D).
+    def view_deviations(self, graph, layers, rows):
+        """What the two perturbed passes add to the clean readout on the nodes ``rows`` [n]
+        (users u, items U + i): [2, n, D], view v at [v].
 
         With no plug-in and no mask the propagation Ã is one fixed linear map, and the noise
         Δ^(l) = ε sign(·) ⊙ normalize(u) has no gradient (sign is flat, u is drawn), so a view is
-        E_v^(l) = C^(l) + D_v^(l) with C the clean pass and D_v^(l) = Ã D_v^(l-1) + Δ_v^(l),
-        D_v^(0) = 0. The gradient of a view is the clean pass's, which autograd already has: the
-        three passes' backward is one (the contrast's gradient joins the clean layers'). Only
-        the deviations propagate, both views at once ([·, 2D] columns: the graph's index traffic
-        paid once per layer); the first layer needs no product (D^(1) = Δ^(1)) and the last one
-        only the rows the contrast reads. The noise is drawn in the order and shapes of two
-        separate passes (view 1's layers, then view 2's), so the same seed gives the same
-        uniforms as the three-pass computation.
+        E_v^(l) = C^(l) + D_v^(l) with C the clean pass (``layers``: C^(1..L) [N, D]) and
+        D_v^(l) = Ã D_v^(l-1) + Δ_v^(l), D_v^(0) = 0. The gradient of a view is the clean
+        pass's, which autograd already has: the three passes' backward is one (the contrast's
+        gradient joins the clean readout's rows). Only the deviations propagate, the two views
+        as one product of the block-diagonal diag(Ã, Ã) with the stacked [2N, D] (rows of D
+        columns: 1.5x faster than [N, 2D]); the first layer needs no product (D^(1) = Δ^(1)) and the last one only the
+        rows the contrast reads, the noise of those rows only (``ops.sign_noise``: Philox
+        counters per node, the same uniforms as the three explicit passes of
+        ``layer_outputs``).
         """
         num_layers, d = self.num_layers, self.dim
-        draws = [
-            [(torch.rand_like(c_u), torch.rand_like(c_i)) for c_u, c_i in layers[1:]]
-            for _ in range(2)
-        ]
-        rows = (users, items)
-        dev = sums = None
+        nodes = self.num_users + self.num_items
+        seed = noise_seed()
+        dev = total = None
         for k in range(num_layers):
             last = k == num_layers - 1
             if dev is None:
                 prop = None
-            elif last:
-                prop = propagate_rows(graph, dev, rows)
             else:
-                prop = masked_spmm(graph, *dev, backend=self.backend)
-            out = []
-            for side in range(2):
-                clean = layers[k + 1][side].detach()
                 if last:
-                    clean = clean[rows[side]]
-                if prop is None:
-                    delta = torch.empty(
-                        clean.shape[0], 2 * d, dtype=clean.dtype, device=clean.device
-                    )
-                    sign = torch.sign(clean)
-                for v in range(2):
-                    u = draws[v][k][side]
-                    u = u[rows[side]] if last else u
-                    # u ε / |u| (F.normalize's clamp) times sign(E_v^(l) before its noise)
-                    u = u * (self.noise_eps / u.norm(dim=1, keepdim=True).clamp_min(1e-12))
-                    if prop is None:
-                        torch.mul(u, sign, out=delta[:, v * d : (v + 1) * d])
-                    else:
-                        p = prop[side][:, v * d : (v + 1) * d]
-                        p.addcmul_(u, torch.add(clean, p).sign_())
-                out.append(delta if prop is None else prop[side])
-            dev = tuple(out)
-            picked = dev if last else (dev[0][users], dev[1][items])
-            sums = picked if sums is None else (sums[0] + picked[0], sums[1] + picked[1])
-        return sums[0] / num_layers, sums[1] / num_layers
-
-
-def propagate_rows(graph, x, rows):
-    """Rows ``rows`` = (users [n], items [m]) of one plain propagation (``masked_spmm`` with no
-    mask, weights or self-loops) of x = (x_user [U, c], x_item [I, c]): ([n, c], [m, c]).
-
-    The rows' slice of the CSR with Â_ui = 1 / sqrt(deg_u deg_i), times x (torch's CSR product):
-    the contrast reads a few thousand rows of the last layer, not the whole graph's product.
-    """
-    out = []
-    for side, (rowptr, col, deg, deg_col) in enumerate(
-        (
-            (graph.rowptr_u, graph.col_item, graph.deg_u, graph.deg_i),
-            (graph.rowptr_i, graph.col_user, graph.deg_i, graph.deg_u),
-        )
-    ):
-        r, src = rows[side], x[1 - side]
-        count = deg[r]
-        crow = torch.zeros(r.shape[0] + 1, dtype=torch.int64, device=r.device)
-        torch.cumsum(count, 0, out=crow[1:])
-        total = int(crow[-1])
-        seg = torch.repeat_interleave(
-            torch.arange(r.shape[0], device=r.device), count, output_size=total
-        )
-        edge = rowptr[r][seg] + torch.arange(total, device=r.device) - crow[:-1][seg]
-        nbr = col[edge]
-        w = (count[seg] * deg_col[nbr]).to(src.dtype).rsqrt()
-        with warnings.catch_warnings():  # torch's one-time "sparse CSR is in beta" notice
-            warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-            sub = torch.sparse_csr_tensor(
-                crow, nbr, w, size=(r.shape[0], src.shape[0]), check_invariants=False
+                    a = operator_rows(graph, dev.dtype, rows, 2)
+                else:
+                    a = _views_operator(graph, dev.dtype)
+                prop = csr_product(a[0], a[1], None, a[2], dev.view(2 * nodes, d), self.backend)
+                prop = prop.view(2, -1, d)
+            offsets = [noise_offset(v, k, num_layers, nodes, d) for v in range(2)]
+            dev = sign_noise(
+                torch.index_select(layers[k], 0, rows) if last else layers[k],
+                self.noise_eps,
+                seed,
+                offsets,
+                prop=prop,
+                nodes=rows if last else None,
+                backend=self.backend,
             )
-        out.append(sub @ src)
-    return tuple(out)
+            picked = dev if last else torch.index_select(dev, 1, rows)
+            total = picked if total is None else total + picked
+        return total / num_layers
 
 
 @dataclass

@@ -14,6 +14,7 @@ from .propagation_rows import propagation_rows
 from .row_standardised_sddmm import row_standardised_sddmm
 from .sddmm import sddmm
 from .segment_topk import segment_topk
+from .sign_noise import sign_noise
 from .spgemm import CSRMatrix, power_sum, spgemm
 from .truncated_svd import truncated_svd
 from .weighted_spmm import CSRPattern, bipartite_operator, directed_spmm, weighted_spmm
@@ -49,6 +50,7 @@ __all__ = [
     "all_pairs_interaction",
     "pair_gates",
     "segment_topk",
+    "sign_noise",
     "item_cooccurrence",
     "lec_neighbors",
     "LECNeighbors",

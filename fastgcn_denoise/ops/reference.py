@@ -60,6 +60,21 @@ def philox_uniform(seed: int, counters: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32) * torch.tensor(_UNIFORM_SCALE, dtype=torch.float32)
 
 
+def philox_uniform4(seed: int, counters: torch.Tensor) -> torch.Tensor:
+    """float32 [..., 4]: the uniforms of all four output words of each counter's Philox call,
+    word w at [..., w]; equals ``tl.rand4x(seed, counters)`` stacked (word 0 is
+    ``philox_uniform``)."""
+    seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    counters = counters.to(torch.int64)
+    c0 = counters & _M32
+    c1 = (counters >> 32) & _M32
+    zero = torch.zeros_like(c0)
+    words = torch.stack(philox4x32(c0, c1, zero, zero, seed & _M32, seed >> 32), -1)
+    words = torch.where(words >= 2**31, words - 2**32, words)
+    words = torch.where(words < 0, -words - 1, words)
+    return words.to(torch.float32) * torch.tensor(_UNIFORM_SCALE, dtype=torch.float32)
+
+
 def edge_uniforms(seed: int, offset: int, num_edges: int, device=None) -> torch.Tensor:
     """[E] float32: the uniform of edge e is philox_uniform(seed, offset + e)."""
     counters = torch.arange(num_edges, dtype=torch.int64, device=device) + int(offset)

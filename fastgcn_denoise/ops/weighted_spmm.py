@@ -157,37 +157,52 @@ class CSRPattern:
         )
 
 
-# Per graph: {(dtype, normalize): (pattern, weight)}, built once (a graph is immutable).
+# Per graph: {(dtype, normalize, self_loop): (pattern, weight)}, built once (a graph is immutable).
 _OPERATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def bipartite_operator(graph, dtype: torch.dtype = torch.float32, normalize: bool = True):
+def bipartite_operator(
+    graph, dtype: torch.dtype = torch.float32, normalize: bool = True, self_loop: bool = False
+):
     """(pattern, weight): the bipartite graph's unmasked, unweighted propagation as one
     homogeneous [N, N] product, N = U + I (users first), cached per graph.
 
-    ``weight`` [2E] is r_u r_i with r = deg^-1/2 (``normalize``; computed in float64, then cast
+    ``weight`` [nnz] is r_u r_i with r = deg^-1/2 (``normalize``; computed in float64, then cast
     to ``dtype``) or ones. A is symmetric with symmetric values: its transpose is itself, entry
     for entry, so the backward product runs on the same CSR (``t_perm`` None: positions are entry
     ids) and reads the weights in order instead of through a permutation. ``weighted_spmm(pattern,
     weight, x)`` is then ``masked_spmm(graph, x[:U], x[U:])`` (renormalised or not) in one piece:
     no degree pass, no per-call mask buffer, no concatenation of the two sides.
+    ``self_loop``: A + I (nnz = 2E + N, each row's diagonal entry in column order; with
+    ``normalize`` r = (deg + 1)^-1/2), ``masked_spmm(..., self_loop=True)``.
     """
     cache = _OPERATORS.setdefault(graph, {})
-    key = (dtype, bool(normalize))
+    key = (dtype, bool(normalize), bool(self_loop))
     if key not in cache:
         device, e, u = graph.device, graph.num_edges, graph.num_users
         rowptr = torch.cat([graph.rowptr_u, graph.rowptr_i[1:] + e])
         col = torch.cat([graph.col_item + u, graph.col_user])
         n = u + graph.num_items
-        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
+        rows = torch.repeat_interleave(
+            torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
+        )
+        deg = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64)
+        if self_loop:
+            # A user's columns (items, >= U) all follow it, an item's (users, < U) all precede
+            # it: sorted by 3 row + (0 | 1 | 2), the diagonal comes first in user rows and last
+            # in item rows, the stable sort keeps the edges' column order.
+            diag = torch.arange(n, device=device)
+            place = torch.cat([rows * 3 + 1, diag * 3 + (diag >= u).long() * 2])
+            order = torch.argsort(place, stable=True)
+            rows, col = torch.cat([rows, diag])[order], torch.cat([col, diag])[order]
+            rowptr = rowptr + torch.arange(n + 1, device=device)
+            deg = deg + 1
         if normalize:
-            r = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64).clamp_min(1).rsqrt()
-            rows = torch.repeat_interleave(
-                torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
-            )
+            r = deg.clamp_min(1).rsqrt()
             weight = (r[rows] * r[col]).to(dtype)
         else:
-            weight = torch.ones(2 * e, dtype=dtype, device=device)
+            weight = torch.ones(col.shape[0], dtype=dtype, device=device)
+        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
         cache[key] = (pattern, weight)
     return cache[key]
 
