@@ -77,9 +77,10 @@ def test_a_partial_run_keeps_the_other_rows(board, tmp_path):
     """--cases re-times its rows; the earlier file's other rows stay, dated by that run."""
     speed, data = board
     (tmp_path / "speed_scoreboard.json").write_text(json.dumps(data))
-    assert speed.main(
-        ["--quick", "--cases", "layer_fwd", "--threads", "1", "--out", str(tmp_path)]
-    ) == 0
+    assert (
+        speed.main(["--quick", "--cases", "layer_fwd", "--threads", "1", "--out", str(tmp_path)])
+        == 0
+    )
     rows = json.loads((tmp_path / "speed_scoreboard.json").read_text())["rows"]
     assert sorted((r["case"], r["threads"]) for r in rows) == sorted(
         (r["case"], r["threads"]) for r in data["rows"]

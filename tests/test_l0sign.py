@@ -75,8 +75,11 @@ def test_logistic_baseline(signal):
 @pytest.mark.parametrize("edge_prediction", [True, False])
 def test_sum_pool_scales_the_mean_by_the_graph_size(edge_prediction):
     graphs = FeatureGraphs(
-        "sizes", np.array([0, 2, 5, 5, 9]), np.array([1, 2, 3, 4, 5, 6, 7, 8, 9]),
-        np.array([1, 0, 1, 0], dtype=np.float32), 10,
+        "sizes",
+        np.array([0, 2, 5, 5, 9]),
+        np.array([1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        np.array([1, 0, 1, 0], dtype=np.float32),
+        10,
     )
     batch = graphs.batch(np.arange(4))
     scores = {}

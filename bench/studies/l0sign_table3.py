@@ -402,7 +402,11 @@ def main(argv=None) -> int:
             "--" + name.replace("_", "-"), type=float, help=unset % getattr(L0SignConfig, name)
         )
     ap.add_argument("--loss", choices=["bce", "mse"], help=unset % L0SignConfig.loss)
-    ap.add_argument("--pool", choices=["mean", "sum"], help="phi, the readout over nodes" + unset % L0SignConfig.pool)
+    ap.add_argument(
+        "--pool",
+        choices=["mean", "sum"],
+        help="phi, the readout over nodes" + unset % L0SignConfig.pool,
+    )
     ap.add_argument(
         "--directed",
         action=argparse.BooleanOptionalAction,

@@ -99,7 +99,9 @@ class L0SignConfig:
     )
     directed: bool = option(True, "aggregate pair (i<=j) only at j (official code), not at both")
     pool: str = option(
-        "mean", "phi, the graph readout over nodes: mean (the paper's experiments) or sum", choices=POOLS
+        "mean",
+        "phi, the graph readout over nodes: mean (the paper's experiments) or sum",
+        choices=POOLS,
     )
     loss: str = option(
         "mse", "prediction loss: bce (logistic) or mse (official code)", choices=LOSSES
