@@ -2,12 +2,12 @@
 // y[r] = sum_{j in row r} w[j] x[col[j]]. Semantics: ops/weighted_spmm.py (the product when the
 // pattern's positions are its entry ids: no permutation, no renormalisation, one weight row).
 //
-// Why not masked_spmm.cpp's spmm: its prefetch looks kPrefetch edges ahead *within* a row, so
-// every row starts with cold gathers; at Gowalla's ~23 entries a row (the bipartite operator)
-// that is a fifth of the gathers. Here the lookahead runs over the flat entry array, across row
-// ends, and further (kLookahead): one LightGCN layer on Gowalla, d = 64, 1 thread, in turns on
-// the shared 2-core EPYC: the in-row prefetch of 4 1.2-1.5x slower than a flat lookahead of 16;
-// flat 16 / 24 / 32 / 48 / 64 / 96 / 128: 27 / 22 / 21 / 18-21 / 20 / 22 / 27 ms.
+// The lookahead runs over the flat entry array, across row ends (kLookahead): a prefetch within
+// a row only starts every row with cold gathers; at Gowalla's ~23 entries a row (the bipartite
+// operator) that is a fifth of the gathers. One LightGCN layer on Gowalla, d = 64, 1 thread, in
+// turns on the shared 2-core EPYC: an in-row prefetch of 4 1.2-1.5x slower than a flat lookahead
+// of 16; flat 16 / 24 / 32 / 48 / 64 / 96 / 128: 27 / 22 / 21 / 18-21 / 20 / 22 / 27 ms.
+// masked_spmm.cpp's products and sddmm.cpp's dot products use the same lookahead.
 #include <torch/extension.h>
 
 #include <algorithm>

@@ -15,7 +15,10 @@ namespace cpu {
 namespace {
 
 constexpr int kRowChunk = 64;  // rows per dynamic OpenMP chunk (degrees are long-tailed)
-constexpr int kPrefetch = 4;   // gathered rows fetched ahead: the products are gather-latency bound
+// Edges ahead whose gathered rows are fetched: the products are gather-latency bound. The
+// lookahead runs over the flat edge array, across row ends (as csr_spmm.cpp's, which measured the
+// distances), so a row does not start with cold gathers (Gowalla's rows average ~23 edges).
+constexpr int64_t kLookahead = 48;
 
 template <typename T>
 inline T rsqrt_or_zero(T d) { return d > T(0) ? T(1) / std::sqrt(d) : T(0); }
@@ -123,10 +126,15 @@ void edge_weights_kernel(const T* phi, const T* p, const T* q, const T* omega,
 template <typename T>
 void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, const T* w, T one,
                          int64_t num_rows, T* r) {
+  const int64_t num_edges = rowptr[num_rows];
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t row = 0; row < num_rows; ++row) {
     T s = one;
-    for (int64_t j = rowptr[row]; j < rowptr[row + 1]; ++j) s += w[eid ? eid[j] : j];
+    for (int64_t j = rowptr[row]; j < rowptr[row + 1]; ++j) {
+      if (eid && j + kLookahead < num_edges)  // through the permutation: a random read
+        __builtin_prefetch(w + eid[j + kLookahead]);
+      s += w[eid ? eid[j] : j];
+    }
     r[row] = rsqrt_or_zero(s);
   }
 }
@@ -140,21 +148,25 @@ void degree_rsqrt_kernel(const int64_t* rowptr, const int64_t* eid, const T* w, 
 template <typename T>
 constexpr int64_t kWideCols = 256 / sizeof(T);
 
-// acc[m][k] += sum_j w[m, eid_j] r_col[m, col_j] x[col_j, k0 + k] over the edges of one row, for
-// k < n (n == KC when kFull: a compile-time trip count, so acc is register-allocated).
+// One row's block of columns k0 .. k0 + n: y[m, r, k0 + k] = r_row[m, r] * sum_j w[m, eid_j]
+// r_col[m, col_j] x[col_j, k0 + k] (+ r_row^2 x_self[r, k0 + k]). The accumulators are this
+// function's own, with a compile-time trip count when kFull (n == KC), so they live in registers
+// across the row (declared in the caller for both instantiations, they were a stack array that
+// every edge loaded and stored).
 template <typename T, int M, int64_t KC, bool kFull>
-inline void accumulate_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_col,
-                           const T* x, int64_t begin, int64_t end, int64_t num_cols,
-                           int64_t num_edges, int64_t d, int64_t k0, int64_t n,
-                           T (&acc)[M][KC]) {
+inline void spmm_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_row,
+                     const T* r_col, const T* x, const T* x_self, T* y, int64_t r, int64_t begin,
+                     int64_t end, int64_t num_rows, int64_t num_cols, int64_t num_edges, int64_t d,
+                     int64_t k0, int64_t n) {
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t len = kFull ? KC : n;
+  T acc[M][KC] = {};
   for (int64_t j = begin; j < end; ++j) {
-    if (j + kPrefetch < end) {  // the gathers are the latency: fetch kPrefetch edges ahead
-      const T* ahead = x + col[j + kPrefetch] * d + k0;
+    if (j + kLookahead < num_edges) {  // past the row's end too: the next rows' gathers
+      const T* ahead = x + col[j + kLookahead] * d + k0;
       for (int64_t k = 0; k < len; k += kLine) __builtin_prefetch(ahead + k);
       if (eid)  // item side: w is read through the permutation, a random access too
-        for (int m = 0; m < M; ++m) __builtin_prefetch(w + m * num_edges + eid[j + kPrefetch]);
+        for (int m = 0; m < M; ++m) __builtin_prefetch(w + m * num_edges + eid[j + kLookahead]);
     }
     const int64_t c = col[j];
     const int64_t e = eid ? eid[j] : j;
@@ -167,6 +179,16 @@ inline void accumulate_row(const int64_t* col, const int64_t* eid, const T* w, c
       for (int m = 0; m < M; ++m) acc[m][k] += coef[m] * v;
     }
   }
+  for (int m = 0; m < M; ++m) {
+    const T rr = r_row ? r_row[m * num_rows + r] : T(1);
+    const T ss = rr * rr;
+    const T* xs = x_self ? x_self + r * d + k0 : nullptr;
+    T* ym = y + (m * num_rows + r) * d + k0;
+    if (xs)
+      for (int64_t k = 0; k < len; ++k) ym[k] = rr * acc[m][k] + ss * xs[k];
+    else
+      for (int64_t k = 0; k < len; ++k) ym[k] = rr * acc[m][k];
+  }
 }
 
 // y[m, r] = r_row[m, r] * sum_j w[m, eid_j] r_col[m, col_j] x[col_j] (+ r_row^2 x_self[r]).
@@ -174,29 +196,17 @@ template <typename T, int M, int64_t KC>
 void spmm_kernel(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
                  const T* r_row, const T* r_col, const T* x, const T* x_self, T* y, int64_t num_rows,
                  int64_t num_cols, int64_t num_edges, int64_t d) {
-  constexpr int64_t kC = KC;
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < num_rows; ++r) {
     const int64_t begin = rowptr[r], end = rowptr[r + 1];
-    for (int64_t k0 = 0; k0 < d; k0 += kC) {
-      const int64_t n = std::min(kC, d - k0);
-      T acc[M][kC] = {};
-      if (n == kC)
-        accumulate_row<T, M, KC, true>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d,
-                                       k0, n, acc);
+    for (int64_t k0 = 0; k0 < d; k0 += KC) {
+      const int64_t n = std::min(KC, d - k0);
+      if (n == KC)
+        spmm_row<T, M, KC, true>(col, eid, w, r_row, r_col, x, x_self, y, r, begin, end, num_rows,
+                                 num_cols, num_edges, d, k0, n);
       else
-        accumulate_row<T, M, KC, false>(col, eid, w, r_col, x, begin, end, num_cols, num_edges, d,
-                                        k0, n, acc);
-      for (int m = 0; m < M; ++m) {
-        const T rr = r_row ? r_row[m * num_rows + r] : T(1);
-        const T ss = rr * rr;
-        const T* xs = x_self ? x_self + r * d + k0 : nullptr;
-        T* ym = y + (m * num_rows + r) * d + k0;
-        if (xs)
-          for (int64_t k = 0; k < n; ++k) ym[k] = rr * acc[m][k] + ss * xs[k];
-        else
-          for (int64_t k = 0; k < n; ++k) ym[k] = rr * acc[m][k];
-      }
+        spmm_row<T, M, KC, false>(col, eid, w, r_row, r_col, x, x_self, y, r, begin, end,
+                                  num_rows, num_cols, num_edges, d, k0, n);
     }
   }
 }
@@ -247,29 +257,33 @@ void edge_grad_kernel(const int64_t* pu, const int64_t* ci, const int64_t* pi, c
 //                         dL/dw_e = r_u r_i G_e - 1/2 r_u^2 s_u - 1/2 r_i^2 t_i (edge_grad_kernel).
 // r_u == nullptr: no renormalisation (dL/dw = G). gx_u/gx_i null: not formed (G still is).
 
-// One row of either pass: acc[k] += w_e r_col gy_col[col, k0 + k] (k < n; n == KC when kFull, so
-// acc is register-allocated) and G_e (+)= <gy_col[col], x_row> over the block, for each edge j
-// of the row (edge id eid[j], or j itself in CSR(R)).
+// One row's block of columns k0 .. k0 + n of either pass: for each edge j of the row (edge id
+// eid[j], or j itself in CSR(R)), G_e (+)= <gy_col[col_j], x_row> over the block and, when gx is
+// given, gx[r, k0 + k] = r_row sum_j w_e r_col gy_col[col_j, k0 + k] (+ r_row^2 g_self[r]). The
+// accumulators are the function's own (as spmm_row's: registers when kFull).
 template <typename T, int64_t KC, bool kFull>
-inline void backward_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_col,
-                         const T* g_col, const T* x_row, int64_t begin, int64_t end, int64_t d,
-                         int64_t k0, int64_t n, bool need_acc, bool add, T (&acc)[KC], T* G) {
+inline void backward_row(const int64_t* col, const int64_t* eid, const T* w, const T* r_row,
+                         const T* r_col, const T* g_col, const T* x, const T* g_self,
+                         bool self_loop, bool add, int64_t r, int64_t begin, int64_t end,
+                         int64_t num_edges, int64_t d, int64_t k0, int64_t n, T* gx, T* G) {
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t len = kFull ? KC : n;
+  const T* x_row = x + r * d + k0;
+  T acc[KC] = {};
   for (int64_t j = begin; j < end; ++j) {
-    if (j + kPrefetch < end) {  // the gathers are the latency: fetch kPrefetch edges ahead
-      const T* ahead = g_col + col[j + kPrefetch] * d + k0;
+    if (j + kLookahead < num_edges) {  // past the row's end too, as spmm_row
+      const T* ahead = g_col + col[j + kLookahead] * d + k0;
       for (int64_t k = 0; k < len; k += kLine) __builtin_prefetch(ahead + k);
       if (eid) {
-        __builtin_prefetch(w + eid[j + kPrefetch]);
-        __builtin_prefetch(G + eid[j + kPrefetch]);
+        __builtin_prefetch(w + eid[j + kLookahead]);
+        __builtin_prefetch(G + eid[j + kLookahead]);
       }
     }
     const int64_t c = col[j];
     const int64_t e = eid ? eid[j] : j;
     const T* gc = g_col + c * d + k0;
     T dot = 0;
-    if (need_acc) {
+    if (gx) {
       const T coef = w[e] * (r_col ? r_col[c] : T(1));
 #pragma omp simd reduction(+ : dot)
       for (int64_t k = 0; k < len; ++k) {
@@ -283,33 +297,33 @@ inline void backward_row(const int64_t* col, const int64_t* eid, const T* w, con
     }
     G[e] = add ? G[e] + dot : dot;
   }
+  if (gx) {
+    const T rr = r_row ? r_row[r] : T(1);
+    const T* gs = g_self + r * d + k0;
+    T* y = gx + r * d + k0;
+    for (int64_t k = 0; k < len; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gs[k] : T(0));
+  }
 }
 
-// One pass of backward_row over every row of a CSR, writing gx (when given) with the epilogue
-// y = r_row acc (+ r_row^2 g_self). ``add``: G accumulates onto the other pass's half.
+// One pass of backward_row over every row of a CSR. ``add``: G accumulates onto the other
+// pass's half.
 template <typename T, int64_t KC>
 void backward_pass(const int64_t* rowptr, const int64_t* col, const int64_t* eid, const T* w,
                    const T* r_row, const T* r_col, const T* g_col, const T* x, const T* g_self,
                    bool self_loop, bool add, int64_t num_rows, int64_t d, T* gx, T* G) {
+  const int64_t num_edges = rowptr[num_rows];
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < num_rows; ++r) {
     const int64_t begin = rowptr[r], end = rowptr[r + 1];
     for (int64_t k0 = 0; k0 < d; k0 += KC) {
       const int64_t n = std::min(KC, d - k0);
       const bool add_k = add || k0 > 0;
-      T acc[KC] = {};
       if (n == KC)
-        backward_row<T, KC, true>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
-                                  n, gx != nullptr, add_k, acc, G);
+        backward_row<T, KC, true>(col, eid, w, r_row, r_col, g_col, x, g_self, self_loop, add_k,
+                                  r, begin, end, num_edges, d, k0, n, gx, G);
       else
-        backward_row<T, KC, false>(col, eid, w, r_col, g_col, x + r * d + k0, begin, end, d, k0,
-                                   n, gx != nullptr, add_k, acc, G);
-      if (gx) {
-        const T rr = r_row ? r_row[r] : T(1);
-        const T* gs = g_self + r * d + k0;
-        T* y = gx + r * d + k0;
-        for (int64_t k = 0; k < n; ++k) y[k] = rr * acc[k] + (self_loop ? rr * rr * gs[k] : T(0));
-      }
+        backward_row<T, KC, false>(col, eid, w, r_row, r_col, g_col, x, g_self, self_loop, add_k,
+                                   r, begin, end, num_edges, d, k0, n, gx, G);
     }
   }
 }
@@ -320,6 +334,7 @@ void spmm_backward_kernel(const int64_t* pu, const int64_t* ci, const int64_t* p
                           const T* ri, const T* xu, const T* xi, const T* gu, const T* gi,
                           bool self_loop, int64_t nu, int64_t ni, int64_t d, T* gxu, T* gxi,
                           T* G) {
+  const int64_t num_edges = pu[nu];
   backward_pass<T, KC>(pu, ci, nullptr, w, ru, ri, gi, xu, gu, self_loop, false, nu, d, gxu, G);
   backward_pass<T, KC>(pi, cu, eid, w, ri, ru, gu, xi, gi, self_loop, true, ni, d, gxi, G);
   if (!ru) return;
@@ -327,7 +342,13 @@ void spmm_backward_kernel(const int64_t* pu, const int64_t* ci, const int64_t* p
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t i = 0; i < ni; ++i) {
     T t = 0;
-    for (int64_t j = pi[i]; j < pi[i + 1]; ++j) t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
+    for (int64_t j = pi[i]; j < pi[i + 1]; ++j) {
+      if (j + kLookahead < num_edges) {  // G and w are read through the permutation
+        __builtin_prefetch(G + eid[j + kLookahead]);
+        __builtin_prefetch(w + eid[j + kLookahead]);
+      }
+      t += G[eid[j]] * ru[cu[j]] * w[eid[j]];
+    }
     t *= ri[i];
     if (self_loop) t += 2 * ri[i] * ri[i] * dot(gi + i * d, xi + i * d, d);
     ht_i[i] = T(0.5) * ri[i] * ri[i] * t;

@@ -5,25 +5,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace fgd {
 namespace cpu {
 namespace {
 
 constexpr int kRowChunk = 64;  // rows per dynamic chunk: degrees are long-tailed
+// Positions ahead whose gathered b rows are fetched, over the flat position array (across row
+// ends), as csr_spmm.cpp's lookahead: the dot products are gather-latency bound. The prefetch is
+// written in each loop: in a helper function of its own GCC 12 finds no side effect and drops the
+// call (no prefetch instruction was left in this file's object code).
+constexpr int64_t kLookahead = 48;
 
-template <typename T>
+// <a, b> over k entries; K > 0: k == K at compile time (a fixed trip count: the reduction is a
+// few vector FMAs and one horizontal sum; with a runtime k it measured as slow as a whole SpMM on
+// Gowalla at k = 64).
+template <typename T, int64_t K>
+inline T dot_k(const T* a, const T* b, int64_t k) {
+  const int64_t n = K > 0 ? K : k;
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t t = 0; t < n; ++t) s += a[t] * b[t];
+  return s;
+}
+
+// Calls kernel.template operator()<K>() with K = k for the common widths, else K = 0.
+template <typename F>
+void with_width(int64_t k, F&& kernel) {
+  if (k == 64)
+    kernel(std::integral_constant<int64_t, 64>{});
+  else if (k == 32)
+    kernel(std::integral_constant<int64_t, 32>{});
+  else
+    kernel(std::integral_constant<int64_t, 0>{});
+}
+
+template <typename T, int64_t K>
 void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T* b, int64_t rows,
                   int64_t k, T* out) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t nnz = rowptr[rows], n = K > 0 ? K : k;
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < rows; ++r) {
     const T* ar = a + r * k;
     for (int64_t j = rowptr[r]; j < rowptr[r + 1]; ++j) {
-      const T* bc = b + col[j] * k;
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t t = 0; t < k; ++t) s += ar[t] * bc[t];
-      out[j] = s;
+      if (j + kLookahead < nnz) {
+        const T* ahead = b + col[j + kLookahead] * k;
+        for (int64_t t = 0; t < n; t += kLine) __builtin_prefetch(ahead + t);
+      }
+      out[j] = dot_k<T, K>(ar, b + col[j] * k, k);
     }
   }
 }
@@ -32,19 +63,22 @@ void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T
 // The same scores standardised within each row: out[j] = (s_j - mean_r) / max(std_r, eps) over
 // the row's positions (population std; a row of one gets 0). The row's scores stay in cache
 // between the dot products and the two moments, summed in double.
-template <typename T>
+template <typename T, int64_t K>
 void row_standardised_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T* b,
                              int64_t rows, int64_t k, double eps, T* out) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t nnz = rowptr[rows], n = K > 0 ? K : k;
 #pragma omp parallel for schedule(dynamic, kRowChunk)
   for (int64_t r = 0; r < rows; ++r) {
     const T* ar = a + r * k;
     const int64_t begin = rowptr[r], end = rowptr[r + 1];
     double sum = 0;
     for (int64_t j = begin; j < end; ++j) {
-      const T* bc = b + col[j] * k;
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t t = 0; t < k; ++t) s += ar[t] * bc[t];
+      if (j + kLookahead < nnz) {
+        const T* ahead = b + col[j + kLookahead] * k;
+        for (int64_t t = 0; t < n; t += kLine) __builtin_prefetch(ahead + t);
+      }
+      const T s = dot_k<T, K>(ar, b + col[j] * k, k);
       out[j] = s;
       sum += s;
     }
@@ -74,8 +108,11 @@ torch::Tensor sddmm(const torch::Tensor& rowptr, const torch::Tensor& col, const
   auto ac = a.contiguous(), bc = b.contiguous();
   auto out = torch::empty({cl.numel()}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sddmm", [&] {
-    sddmm_kernel<scalar_t>(rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(), ac.data_ptr<scalar_t>(),
-                           bc.data_ptr<scalar_t>(), ac.size(0), ac.size(1), out.data_ptr<scalar_t>());
+    with_width(ac.size(1), [&](auto width) {
+      sddmm_kernel<scalar_t, decltype(width)::value>(
+          rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(), ac.data_ptr<scalar_t>(),
+          bc.data_ptr<scalar_t>(), ac.size(0), ac.size(1), out.data_ptr<scalar_t>());
+    });
   });
   return out;
 }
@@ -95,9 +132,11 @@ torch::Tensor sddmm_row_standardised(const torch::Tensor& rowptr, const torch::T
   auto ac = a.contiguous(), bc = b.contiguous();
   auto out = torch::empty({cl.numel()}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sddmm_row_standardised", [&] {
-    row_standardised_kernel<scalar_t>(rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(),
-                                      ac.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), ac.size(0),
-                                      ac.size(1), eps, out.data_ptr<scalar_t>());
+    with_width(ac.size(1), [&](auto width) {
+      row_standardised_kernel<scalar_t, decltype(width)::value>(
+          rp.data_ptr<int64_t>(), cl.data_ptr<int64_t>(), ac.data_ptr<scalar_t>(),
+          bc.data_ptr<scalar_t>(), ac.size(0), ac.size(1), eps, out.data_ptr<scalar_t>());
+    });
   });
   return out;
 }

@@ -469,15 +469,10 @@ class EdgeMask(Plugin):
             terms["l0"] = self.control.l0 * self.keep_prob(logits).mean()
         if reweight:
             # mean_b keep_b * bpr_b = the backbone's mean bpr_b + this correction, on the triples'
-            # rows only (the readouts are row-wise, as the backbone's batch loss); index_select,
-            # not indexing: half the time each way (its backward is an index_add)
-            keep = self.keep_prob(logits.detach()[:, ids]).mean(0)
-            users, pos, neg = batch
-            items = torch.cat([pos, neg])
-            f_user, f_item = model.readout(
-                [(x_u.index_select(0, users), x_i.index_select(0, items)) for x_u, x_i in layers]
-            )
-            n = pos.shape[0]
+            # rows the backbone's batch loss read out (``batch_readout``: gathered once a step)
+            keep = self.keep_prob(logits.detach().index_select(1, ids)).mean(0)
+            f_user, f_item = model.batch_readout(layers, batch)
+            n = batch.pos.shape[0]
             bpr = torch.nn.functional.softplus(
                 (f_user * f_item[n:]).sum(-1) - (f_user * f_item[:n]).sum(-1)
             )

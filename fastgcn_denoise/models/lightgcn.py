@@ -82,8 +82,10 @@ class LightGCN(GraphRecommender):
 
         def mean(xs):
             total = xs[0]
-            for x in xs[1:]:
-                total = total + x
+            for k, x in enumerate(xs[1:]):
+                # in place after the first sum (a fresh [n, d] buffer per add was a page-faulting
+                # allocation per layer on full tables)
+                total = total + x if k == 0 else total.add_(x)
             return total / len(xs)
 
         return mean([u for u, _ in layers]), mean([i for _, i in layers])
