@@ -391,6 +391,58 @@ void forward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
   }
 }
 
+// Lanes 0, 1, ... (the gate's lanes are the block's pairs in order).
+constexpr int kIdentity[kNB] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static_assert(kNB == 32, "kIdentity lists the kNB lanes");
+
+// The gradient of a = x_i * x_j into the per-position rows: out[pos_i] += ga x_j and
+// out[pos_j] += ga x_i, for the lanes q < count (pair lane[q] of the block; ga [n][L] lane-major).
+// Consecutive pairs of a row share i (counter order), so out[pos_i] is summed in registers over
+// a run of them and written once per run.
+template <typename T, int N>
+inline void scatter_pair_rows(const T* __restrict x, const PairBlock& bk, const int* lane, int count,
+                              const T* __restrict ga, int L, int64_t n_, T* __restrict out) {
+  constexpr int kMax = N ? N : 64;  // a run's sum in registers up to this width
+  const int64_t n = width<N>(n_);
+  T acc[kMax];
+  int64_t run = -1;
+  const T* xi = nullptr;
+  if (n > kMax) {
+    for (int q = 0; q < count; ++q) {
+      const int p = lane[q];
+      const T* xa = x + bk.f_i[p] * n;
+      const T* xb = x + bk.f_j[p] * n;
+      T* gi = out + bk.pos_i[p] * n;
+      T* gj = out + bk.pos_j[p] * n;
+      for (int64_t c = 0; c < n; ++c) {
+        gi[c] += ga[c * L + q] * xb[c];
+        gj[c] += ga[c * L + q] * xa[c];
+      }
+    }
+    return;
+  }
+  for (int q = 0; q < count; ++q) {
+    const int p = lane[q];
+    if (bk.pos_i[p] != run) {
+      if (run >= 0)
+        for (int64_t c = 0; c < n; ++c) out[run * n + c] += acc[c];
+      run = bk.pos_i[p];
+      xi = x + bk.f_i[p] * n;
+      for (int64_t c = 0; c < n; ++c) acc[c] = T(0);
+    }
+    const T* xj = x + bk.f_j[p] * n;
+    T* gj = out + bk.pos_j[p] * n;
+    for (int64_t c = 0; c < n; ++c) {
+      const T g = ga[c * L + q];
+      acc[c] += g * xj[c];
+      gj[c] += g * xi[c];
+    }
+  }
+  if (run >= 0)
+    for (int64_t c = 0; c < n; ++c) out[run * n + c] += acc[c];
+}
+
 // Offsets of the weight gradients (nn.Linear layouts) in the flat accumulator, in kW-lane units.
 struct GradLayout {
   int64_t w1, b1, w2, b2, gw1, gb1, gw2, gb2, size;
@@ -439,9 +491,10 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
     Lanes<T> ln(m);
     PairBlock blk;
     // Per lane: w = d pooled / d message summed over the ends, <G, z>, and h's backward rows.
-    std::vector<T> w(kNB), gz_dot(kNB), gz(d * kNH), G(d * kNH), dh(H * kNH), da(d * kNH),
-        gl(kNB), dre(Hg * kNB), re(Hg * kNB), dae(b * kNB);
+    std::vector<T> w(kNB), gz_dot(kNB), gz(d * kNH), dh(H * kNH), da(d * kNH), gl(kNB),
+        dre(Hg * kNB), re(Hg * kNB), dae(b * kNB);
     T sw[kNH], g2[kNH], wl[kNH], dot[kNH];
+    int64_t grow[kNH];
     for_each_block(ptr, nodes, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
       block_gates<T, S>(m, sc, bk, ln);
       std::fill(w.begin(), w.end(), T(0));
@@ -449,7 +502,7 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
       for (int r0 = 0; r0 < ln.num_kept; r0 += kNH) {
         run_h<T, S>(m, bk, ln, r0);
         const int count = std::min(kNH, ln.num_kept - r0);
-        // Per lane its weight, s w, 2 g_l2 and G = g_pooled of its graph (pad lanes: 0 weights).
+        // Per lane its weight, s w, 2 g_l2 and its graph's row of g_pooled (pad lanes: 0 weights).
         for (int q = 0; q < kNH; ++q) {
           const bool valid = q < count;
           const int p = ln.kept[valid ? r0 + q : r0];
@@ -459,18 +512,19 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
           wl[q] = wp;
           sw[q] = valid ? ln.s[p] * wp : T(0);
           g2[q] = valid ? T(2) * g_l2[g] : T(0);
-          for (int64_t c = 0; c < d; ++c) G[c * kNH + q] = g_pooled[g * d + c];
+          grow[q] = g * d;
         }
-        // gz = s w G + 2 g_l2 z (0 on the pad lanes) and <G, z>, across the lanes.
+        // gz = s w G + 2 g_l2 z (0 on the pad lanes) and <G, z>, across the lanes (G gathered
+        // per lane: scalar stores read back as vectors would stall on store forwarding).
         for (int q = 0; q < kNH; ++q) dot[q] = T(0);
         for (int64_t c = 0; c < d; ++c) {
-          const T* Gc = G.data() + c * kNH;
           const T* zc = ln.z.data() + c * kNH;
           T* gzc = gz.data() + c * kNH;
 #pragma omp simd
           for (int q = 0; q < kNH; ++q) {
-            dot[q] += Gc[q] * zc[q];
-            gzc[q] = sw[q] * Gc[q] + g2[q] * zc[q];
+            const T G = g_pooled[grow[q] + c];
+            dot[q] += G * zc[q];
+            gzc[q] = sw[q] * G + g2[q] * zc[q];
           }
         }
         for (int q = 0; q < count; ++q) {
@@ -487,18 +541,7 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
         lanes_sum_acc<kNH>(A + o.b1 * W, dh.data(), H);
         lanes_outer_acc<kNH, S::D, S::H>(A + o.w1 * W, dh.data(), ln.a.data(), d, H);
         lanes_linear_t<kNH, S::D, S::H>(m.w1, dh.data(), d, H, da.data());
-        for (int q = 0; q < count; ++q) {
-          const int p = ln.kept[r0 + q];
-          const T* ui = m.node_emb + bk.f_i[p] * d;
-          const T* uj = m.node_emb + bk.f_j[p] * d;
-          T* gi = g_pos + bk.pos_i[p] * d;
-          T* gj = g_pos + bk.pos_j[p] * d;
-          for (int64_t c = 0; c < d; ++c) {
-            const T dac = da[c * kNH + q];
-            gi[c] += dac * uj[c];
-            gj[c] += dac * ui[c];
-          }
-        }
+        scatter_pair_rows<T, S::D>(m.node_emb, bk, ln.kept + r0, count, da.data(), kNH, d, g_pos);
       }
       if (!m.gated) return;
       // gate backward: ds/dlogit and the L0 term (pad lanes 0), then the gate MLP and edge rows.
@@ -522,17 +565,7 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
       lanes_sum_acc<kNB>(A + o.gb1 * W, dre.data(), Hg);
       lanes_outer_acc<kNB, S::B, S::G>(A + o.gw1 * W, dre.data(), ln.ae.data(), b, Hg);
       lanes_linear_t<kNB, S::B, S::G>(m.gw1, dre.data(), b, Hg, dae.data());
-      for (int p = 0; p < bk.n; ++p) {
-        const T* ei = m.edge_emb + bk.f_i[p] * b;
-        const T* ej = m.edge_emb + bk.f_j[p] * b;
-        T* gi = g_epos + bk.pos_i[p] * b;
-        T* gj = g_epos + bk.pos_j[p] * b;
-        for (int64_t c = 0; c < b; ++c) {
-          const T dc = dae[c * kNB + p];
-          gi[c] += dc * ej[c];
-          gj[c] += dc * ei[c];
-        }
-      }
+      scatter_pair_rows<T, S::B>(m.edge_emb, bk, kIdentity, bk.n, dae.data(), kNB, b, g_epos);
     });
   }
   g_weights.assign(o.size, T(0));
