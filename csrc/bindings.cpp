@@ -47,9 +47,9 @@ std::vector<Tensor> cosine_attention_forward(const Tensor&, const Tensor&, const
                                              const Tensor&, const Tensor&, const Tensor&, double);
 Tensor cosine_attention_backward(const Tensor&, const Tensor&, const OptTensor&, const Tensor&, const OptTensor&,
                                  const Tensor&, const Tensor&);
-std::vector<Tensor> all_pairs_forward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
+std::vector<Tensor> all_pairs_forward(const Tensor&, const Tensor&, const std::vector<Tensor>&,
                                       int64_t, int64_t, int64_t, double, double, double, double, bool);
-std::vector<Tensor> all_pairs_backward(const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
+std::vector<Tensor> all_pairs_backward(const Tensor&, const Tensor&, const std::vector<Tensor>&,
                                        int64_t, int64_t, int64_t, double, double, double, double, bool,
                                        const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 std::vector<Tensor> segment_topk(const Tensor&, const Tensor&, int64_t, bool);
@@ -156,7 +156,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("all_pairs_forward", &fgd::cpu::all_pairs_forward,
         "L0-SIGN all-pairs pass: [pooled, l0, l2, kept, counts] (CPU tensors)");
   m.def("all_pairs_backward", &fgd::cpu::all_pairs_backward,
-        "gradients of the all-pairs pass: [per-position rows, per-position edge rows, 8 weights]");
+        "gradients of the all-pairs pass: [node_emb, edge_emb, 8 weights] (CPU tensors)");
   m.def("segment_topk", &fgd::cpu::segment_topk,
         "[pos, val] of each CSR row's k largest/smallest values (CPU tensors)");
   m.def("cooccurrence", &fgd::cpu::cooccurrence,

@@ -1,14 +1,17 @@
 // CPU (OpenMP) kernels of ops.all_pairs_interaction (L0-SIGN's gated all-pairs pass); semantics in
 // fastgcn_denoise/ops/all_pairs.py. Each thread owns a contiguous range of graphs and walks their
 // pairs i <= j in counter order, kNB = kPhiloxBlock pairs at a time (a block may span graphs: the
-// counters of a thread's pairs are consecutive). A block is laid out pair-major in lanes ("lane"
+// counters of a thread's pairs are consecutive, from the pair count of the graphs before its range). A block is laid out pair-major in lanes ("lane"
 // = one pair; every array below is [rows][lanes]), so that each MLP layer is a run of vector
 // FMAs across pairs with the weights broadcast, and the gates' exp/log run as one simd loop:
 // per pair, the old one-pair-at-a-time loops were chains of dependent FMAs (latency bound) and
 // four scalar libm calls. h runs only on the kept pairs of a block, compacted into kNH lanes.
 // Backward recomputes the block (uniforms regenerated) from the per-node kept counts saved by
-// forward; the weight gradients accumulate in per-thread, kAW-lane accumulators, reduced over the
-// lanes and then the threads in order at the end: deterministic for a given thread count.
+// forward; the weight gradients accumulate in per-thread accumulators of one SIMD register per
+// weight (kW lanes: the products of a block's lanes fold into it, so each weight costs one load
+// and one store per block), reduced over the lanes and then the threads in order at the end:
+// deterministic for a given thread count. The per-position gradients are summed into the tables
+// at the end, in position order.
 // Every lane of a simd loop runs (pad lanes repeat a real pair), so a pair's gate has the same
 // bits in forward and backward wherever its block starts (vector libm rounds as itself).
 #include <torch/extension.h>
@@ -27,8 +30,7 @@ namespace {
 using torch::Tensor;
 
 constexpr int kNB = kPhiloxBlock;  // pairs per block (the gate lanes)
-constexpr int kNH = 16;            // lanes of h (the kept pairs of a block, in one or two runs)
-constexpr int kAW = 8;             // lanes of the weight-gradient accumulators
+constexpr int kNH = 32;            // lanes of h (the kept pairs of a block, in one run)
 
 // Widths known at compile time (0: given at run time). The paper's model (d = b = 8, hidden 32)
 // runs a specialisation whose loops the compiler unrolls.
@@ -123,31 +125,48 @@ inline void lanes_linear_t(const T* __restrict w, const T* __restrict in, int64_
     }
 }
 
-// acc[o, i][l] += sum over the lanes p = l (mod kAW) of a[o][p] c[i][p]: the weight gradient
-// sum_p a_p c_p^T ([no, ni], nn.Linear layout) in kAW-lane partial sums.
+// acc[o, i][l] += sum over the lanes p = l (mod kW) of a[o][p] c[i][p]: the weight gradient
+// sum_p a_p c_p^T ([no, ni], nn.Linear layout) in kW-lane partial sums. Rows of a are held in
+// registers kOT at a time, so that each c row is loaded once per kOT outputs.
 template <int L, int NI, int NO, typename T>
 inline void lanes_outer_acc(T* __restrict acc, const T* __restrict a, const T* __restrict c,
                             int64_t ni_, int64_t no_) {
+  constexpr int W = kW<T>, C = L / W, kOT = 4;
+  static_assert(L % W == 0, "lanes must fill whole registers");
   const int64_t ni = width<NI>(ni_), no = width<NO>(no_);
-  for (int64_t o = 0; o < no; ++o) {
-    const T* ao = a + o * L;
+  int64_t o = 0;
+  for (; o + kOT <= no; o += kOT) {
+    Vec<T, W> ar[kOT][C];
+    for (int t = 0; t < kOT; ++t)
+      for (int q = 0; q < C; ++q) ar[t][q] = load<W>(a + (o + t) * L + q * W);
     for (int64_t i = 0; i < ni; ++i) {
-      const T* ci = c + i * L;
-      T* dst = acc + (o * ni + i) * kAW;
-      Vec<T, kAW> s = load<kAW>(dst);
-      for (int q = 0; q < L / kAW; ++q) s += load<kAW>(ao + q * kAW) * load<kAW>(ci + q * kAW);
-      store<kAW>(dst, s);
+      Vec<T, W> cr[C];
+      for (int q = 0; q < C; ++q) cr[q] = load<W>(c + i * L + q * W);
+      for (int t = 0; t < kOT; ++t) {
+        T* dst = acc + ((o + t) * ni + i) * W;
+        Vec<T, W> s = load<W>(dst);
+        for (int q = 0; q < C; ++q) s += ar[t][q] * cr[q];
+        store<W>(dst, s);
+      }
     }
   }
+  for (; o < no; ++o)
+    for (int64_t i = 0; i < ni; ++i) {
+      T* dst = acc + (o * ni + i) * W;
+      Vec<T, W> s = load<W>(dst);
+      for (int q = 0; q < C; ++q) s += load<W>(a + o * L + q * W) * load<W>(c + i * L + q * W);
+      store<W>(dst, s);
+    }
 }
 
-// acc[o][l] += sum over the lanes p = l (mod kAW) of a[o][p] (a bias gradient).
+// acc[o][l] += sum over the lanes p = l (mod kW) of a[o][p] (a bias gradient).
 template <int L, typename T>
 inline void lanes_sum_acc(T* __restrict acc, const T* __restrict a, int64_t no) {
+  constexpr int W = kW<T>;
   for (int64_t o = 0; o < no; ++o) {
-    Vec<T, kAW> s = load<kAW>(acc + o * kAW);
-    for (int q = 0; q < L / kAW; ++q) s += load<kAW>(a + o * L + q * kAW);
-    store<kAW>(acc + o * kAW, s);
+    Vec<T, W> s = load<W>(acc + o * W);
+    for (int q = 0; q < L / W; ++q) s += load<W>(a + o * L + q * W);
+    store<W>(acc + o * W, s);
   }
 }
 
@@ -177,11 +196,22 @@ struct PairBlock {
   uint64_t first = 0;
 };
 
-// Walks the pairs of graphs [g0, g1) in counter order and calls run(block) for every full block
-// and the last partial one. Pad lanes repeat the block's first pair (their results are ignored).
+// Counter of graph g0's first pair: the pairs k(k+1)/2 of the graphs before it.
+inline uint64_t pairs_before(const int64_t* ptr, int64_t g0) {
+  uint64_t n = 0;
+  for (int64_t g = 0; g < g0; ++g) {
+    const uint64_t k = static_cast<uint64_t>(ptr[g + 1] - ptr[g]);
+    n += k * (k + 1) / 2;
+  }
+  return n;
+}
+
+// Walks the pairs of graphs [g0, g1) in counter order (the first one's counter offset + the pairs
+// before g0) and calls run(block) for every full block and the last partial one. Pad lanes repeat
+// the block's first pair (their results are ignored).
 template <typename F>
-void for_each_block(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t g0,
-                    int64_t g1, uint64_t offset, PairBlock& blk, F&& run) {
+void for_each_block(const int64_t* ptr, const int64_t* nodes, int64_t g0, int64_t g1,
+                    uint64_t offset, PairBlock& blk, F&& run) {
   blk.n = 0;
   auto flush = [&] {
     for (int p = blk.n; p < kNB; ++p) {
@@ -194,9 +224,9 @@ void for_each_block(const int64_t* ptr, const int64_t* nodes, const int64_t* pai
     run(blk);
     blk.n = 0;
   };
+  uint64_t counter = offset + pairs_before(ptr, g0);
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t base = ptr[g], k = ptr[g + 1] - base;
-    uint64_t counter = offset + static_cast<uint64_t>(pair_ptr[g]);
     for (int64_t i = 0; i < k; ++i)
       for (int64_t j = i; j < k; ++j, ++counter) {
         if (blk.n == 0) blk.first = counter;
@@ -300,7 +330,7 @@ inline void thread_range(int64_t num_graphs, int t, int nt, int64_t* g0, int64_t
 }
 
 template <typename T, typename S>
-void forward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t num_graphs,
+void forward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs,
                   const Model<T>& m, const Scalars& sc, T* pooled, T* l0, T* l2, int64_t* kept,
                   int32_t* counts, T* agg) {
   const int64_t d = width<S::D>(m.d);
@@ -317,7 +347,7 @@ void forward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_
     std::fill(kept + g0, kept + g1, int64_t(0));
     Lanes<T> ln(m);
     PairBlock blk;
-    for_each_block(ptr, nodes, pair_ptr, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
+    for_each_block(ptr, nodes, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
       block_gates<T, S>(m, sc, bk, ln);
       if (m.gated)
         for (int p = 0; p < bk.n; ++p) l0[bk.graph[p]] += ln.pi[p];
@@ -361,7 +391,59 @@ void forward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_
   }
 }
 
-// Offsets of the weight gradients (nn.Linear layouts) in the flat accumulator, in kAW-lane units.
+// Lanes 0, 1, ... (the gate's lanes are the block's pairs in order).
+constexpr int kIdentity[kNB] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static_assert(kNB == 32, "kIdentity lists the kNB lanes");
+
+// The gradient of a = x_i * x_j into the per-position rows: out[pos_i] += ga x_j and
+// out[pos_j] += ga x_i, for the lanes q < count (pair lane[q] of the block; ga [n][L] lane-major).
+// Consecutive pairs of a row share i (counter order), so out[pos_i] is summed in registers over
+// a run of them and written once per run.
+template <typename T, int N>
+inline void scatter_pair_rows(const T* __restrict x, const PairBlock& bk, const int* lane, int count,
+                              const T* __restrict ga, int L, int64_t n_, T* __restrict out) {
+  constexpr int kMax = N ? N : 64;  // a run's sum in registers up to this width
+  const int64_t n = width<N>(n_);
+  T acc[kMax];
+  int64_t run = -1;
+  const T* xi = nullptr;
+  if (n > kMax) {
+    for (int q = 0; q < count; ++q) {
+      const int p = lane[q];
+      const T* xa = x + bk.f_i[p] * n;
+      const T* xb = x + bk.f_j[p] * n;
+      T* gi = out + bk.pos_i[p] * n;
+      T* gj = out + bk.pos_j[p] * n;
+      for (int64_t c = 0; c < n; ++c) {
+        gi[c] += ga[c * L + q] * xb[c];
+        gj[c] += ga[c * L + q] * xa[c];
+      }
+    }
+    return;
+  }
+  for (int q = 0; q < count; ++q) {
+    const int p = lane[q];
+    if (bk.pos_i[p] != run) {
+      if (run >= 0)
+        for (int64_t c = 0; c < n; ++c) out[run * n + c] += acc[c];
+      run = bk.pos_i[p];
+      xi = x + bk.f_i[p] * n;
+      for (int64_t c = 0; c < n; ++c) acc[c] = T(0);
+    }
+    const T* xj = x + bk.f_j[p] * n;
+    T* gj = out + bk.pos_j[p] * n;
+    for (int64_t c = 0; c < n; ++c) {
+      const T g = ga[c * L + q];
+      acc[c] += g * xj[c];
+      gj[c] += g * xi[c];
+    }
+  }
+  if (run >= 0)
+    for (int64_t c = 0; c < n; ++c) out[run * n + c] += acc[c];
+}
+
+// Offsets of the weight gradients (nn.Linear layouts) in the flat accumulator, in kW-lane units.
 struct GradLayout {
   int64_t w1, b1, w2, b2, gw1, gb1, gw2, gb2, size;
   GradLayout(int64_t d, int64_t b, int64_t H, int64_t Hg) {
@@ -378,9 +460,10 @@ struct GradLayout {
 };
 
 template <typename T, typename S>
-void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair_ptr, int64_t num_graphs,
-                   const Model<T>& m, const Scalars& sc, const int32_t* counts, const T* g_pooled,
-                   const T* g_l0, const T* g_l2, T* g_pos, T* g_epos, std::vector<T>& g_weights) {
+void backward_impl(const int64_t* ptr, const int64_t* nodes, int64_t num_graphs, const Model<T>& m,
+                   const Scalars& sc, const int32_t* counts, const T* g_pooled, const T* g_l0,
+                   const T* g_l2, T* g_pos, T* g_epos, std::vector<T>& g_weights) {
+  constexpr int W = kW<T>;
   const int64_t d = width<S::D>(m.d), b = width<S::B>(m.b), H = width<S::H>(m.hidden),
                 Hg = width<S::G>(m.g_hidden);
   const GradLayout o(d, b, H, Hg);
@@ -390,68 +473,75 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     std::vector<T>& acc = partial[t];
-    acc.assign(o.size * kAW, T(0));
+    acc.assign(o.size * W, T(0));
     T* A = acc.data();
     int64_t g0, g1;
     thread_range(num_graphs, t, nt, &g0, &g1);
     const int64_t n0 = ptr[g0], n1 = ptr[g1];
     std::fill(g_pos + n0 * d, g_pos + n1 * d, T(0));
     if (m.gated) std::fill(g_epos + n0 * b, g_epos + n1 * b, T(0));
+    // d pooled / d (message into node n) = 1 / (k count_n), the mean over its kept pairs and then
+    // over the graph's nodes (0 where nothing is kept: no kept pair delivers there).
+    std::vector<T> w_node(n1 - n0);
+    for (int64_t g = g0; g < g1; ++g) {
+      const T inv_k = T(1) / T(ptr[g + 1] - ptr[g]);
+      for (int64_t n = ptr[g]; n < ptr[g + 1]; ++n)
+        w_node[n - n0] = counts[n] ? inv_k / T(counts[n]) : T(0);
+    }
     Lanes<T> ln(m);
     PairBlock blk;
     // Per lane: w = d pooled / d message summed over the ends, <G, z>, and h's backward rows.
     std::vector<T> w(kNB), gz_dot(kNB), gz(d * kNH), dh(H * kNH), da(d * kNH), gl(kNB),
         dre(Hg * kNB), re(Hg * kNB), dae(b * kNB);
-    for_each_block(ptr, nodes, pair_ptr, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
+    T sw[kNH], g2[kNH], wl[kNH], dot[kNH];
+    int64_t grow[kNH];
+    for_each_block(ptr, nodes, g0, g1, sc.offset, blk, [&](const PairBlock& bk) {
       block_gates<T, S>(m, sc, bk, ln);
       std::fill(w.begin(), w.end(), T(0));
       std::fill(gz_dot.begin(), gz_dot.end(), T(0));
       for (int r0 = 0; r0 < ln.num_kept; r0 += kNH) {
         run_h<T, S>(m, bk, ln, r0);
         const int count = std::min(kNH, ln.num_kept - r0);
-        // gz = s w G + 2 g_l2 z on the valid lanes, 0 on the pad lanes.
+        // Per lane its weight, s w, 2 g_l2 and its graph's row of g_pooled (pad lanes: 0 weights).
         for (int q = 0; q < kNH; ++q) {
-          const int p = ln.kept[r0 + q < ln.num_kept ? r0 + q : r0];
-          const int64_t g = bk.graph[p], pi = bk.pos_i[p], pj = bk.pos_j[p];
-          const int64_t k = ptr[g + 1] - ptr[g];
-          const T inv_k = T(1) / T(k);
-          T wp = inv_k / T(counts[pj]);
-          if (!sc.directed && pi != pj) wp += inv_k / T(counts[pi]);
           const bool valid = q < count;
-          const T* G = g_pooled + g * d;
-          const T sw = valid ? ln.s[p] * wp : T(0), g2 = valid ? T(2) * g_l2[g] : T(0);
-          T dot = T(0);
-          for (int64_t c = 0; c < d; ++c) {
-            const T zc = ln.z[c * kNH + q];
-            dot += G[c] * zc;
-            gz[c * kNH + q] = sw * G[c] + g2 * zc;
-          }
-          if (valid) {
-            w[p] = wp;
-            gz_dot[p] = dot;
+          const int p = ln.kept[valid ? r0 + q : r0];
+          const int64_t g = bk.graph[p], pi = bk.pos_i[p], pj = bk.pos_j[p];
+          T wp = w_node[pj - n0];
+          if (!sc.directed && pi != pj) wp += w_node[pi - n0];
+          wl[q] = wp;
+          sw[q] = valid ? ln.s[p] * wp : T(0);
+          g2[q] = valid ? T(2) * g_l2[g] : T(0);
+          grow[q] = g * d;
+        }
+        // gz = s w G + 2 g_l2 z (0 on the pad lanes) and <G, z>, across the lanes (G gathered
+        // per lane: scalar stores read back as vectors would stall on store forwarding).
+        for (int q = 0; q < kNH; ++q) dot[q] = T(0);
+        for (int64_t c = 0; c < d; ++c) {
+          const T* zc = ln.z.data() + c * kNH;
+          T* gzc = gz.data() + c * kNH;
+#pragma omp simd
+          for (int q = 0; q < kNH; ++q) {
+            const T G = g_pooled[grow[q] + c];
+            dot[q] += G * zc[q];
+            gzc[q] = sw[q] * G + g2[q] * zc[q];
           }
         }
+        for (int q = 0; q < count; ++q) {
+          const int p = ln.kept[r0 + q];
+          w[p] = wl[q];
+          gz_dot[p] = dot[q];
+        }
         // h backward: W2, b2, then through the ReLU into W1, b1 and a = u_i * u_j.
-        lanes_sum_acc<kNH>(A + o.b2 * kAW, gz.data(), d);
-        lanes_outer_acc<kNH, S::H, S::D>(A + o.w2 * kAW, gz.data(), ln.r.data(), H, d);
+        lanes_sum_acc<kNH>(A + o.b2 * W, gz.data(), d);
+        lanes_outer_acc<kNH, S::H, S::D>(A + o.w2 * W, gz.data(), ln.r.data(), H, d);
         lanes_linear_t<kNH, S::H, S::D>(m.w2, gz.data(), H, d, dh.data());
         for (int64_t n = 0; n < H * kNH; ++n)
           if (!(ln.hpre[n] > T(0))) dh[n] = T(0);
-        lanes_sum_acc<kNH>(A + o.b1 * kAW, dh.data(), H);
-        lanes_outer_acc<kNH, S::D, S::H>(A + o.w1 * kAW, dh.data(), ln.a.data(), d, H);
+        lanes_sum_acc<kNH>(A + o.b1 * W, dh.data(), H);
+        lanes_outer_acc<kNH, S::D, S::H>(A + o.w1 * W, dh.data(), ln.a.data(), d, H);
         lanes_linear_t<kNH, S::D, S::H>(m.w1, dh.data(), d, H, da.data());
-        for (int q = 0; q < count; ++q) {
-          const int p = ln.kept[r0 + q];
-          const T* ui = m.node_emb + bk.f_i[p] * d;
-          const T* uj = m.node_emb + bk.f_j[p] * d;
-          T* gi = g_pos + bk.pos_i[p] * d;
-          T* gj = g_pos + bk.pos_j[p] * d;
-          for (int64_t c = 0; c < d; ++c) {
-            const T dac = da[c * kNH + q];
-            gi[c] += dac * uj[c];
-            gj[c] += dac * ui[c];
-          }
-        }
+        scatter_pair_rows<T, S::D>(m.node_emb, bk, ln.kept + r0, count, da.data(), kNH, d, g_pos);
       }
       if (!m.gated) return;
       // gate backward: ds/dlogit and the L0 term (pad lanes 0), then the gate MLP and edge rows.
@@ -470,35 +560,34 @@ void backward_impl(const int64_t* ptr, const int64_t* nodes, const int64_t* pair
           dre[n] = ln.epre[n] > T(0) ? gl[p] * wg : T(0);
         }
       }
-      lanes_sum_acc<kNB>(A + o.gb2 * kAW, gl.data(), 1);
-      lanes_outer_acc<kNB, S::G, 1>(A + o.gw2 * kAW, gl.data(), re.data(), Hg, 1);
-      lanes_sum_acc<kNB>(A + o.gb1 * kAW, dre.data(), Hg);
-      lanes_outer_acc<kNB, S::B, S::G>(A + o.gw1 * kAW, dre.data(), ln.ae.data(), b, Hg);
+      lanes_sum_acc<kNB>(A + o.gb2 * W, gl.data(), 1);
+      lanes_outer_acc<kNB, S::G, 1>(A + o.gw2 * W, gl.data(), re.data(), Hg, 1);
+      lanes_sum_acc<kNB>(A + o.gb1 * W, dre.data(), Hg);
+      lanes_outer_acc<kNB, S::B, S::G>(A + o.gw1 * W, dre.data(), ln.ae.data(), b, Hg);
       lanes_linear_t<kNB, S::B, S::G>(m.gw1, dre.data(), b, Hg, dae.data());
-      for (int p = 0; p < bk.n; ++p) {
-        const T* ei = m.edge_emb + bk.f_i[p] * b;
-        const T* ej = m.edge_emb + bk.f_j[p] * b;
-        T* gi = g_epos + bk.pos_i[p] * b;
-        T* gj = g_epos + bk.pos_j[p] * b;
-        for (int64_t c = 0; c < b; ++c) {
-          const T dc = dae[c * kNB + p];
-          gi[c] += dc * ej[c];
-          gj[c] += dc * ei[c];
-        }
-      }
+      scatter_pair_rows<T, S::B>(m.edge_emb, bk, kIdentity, bk.n, dae.data(), kNB, b, g_epos);
     });
   }
   g_weights.assign(o.size, T(0));
   for (const auto& acc : partial)  // a thread the runtime did not start has no buffer
-    for (size_t n = 0; n < acc.size(); ++n) g_weights[n / kAW] += acc[n];
+    for (size_t n = 0; n < acc.size(); ++n) g_weights[n / W] += acc[n];
 }
 
-void check_inputs(const Tensor& ptr, const Tensor& nodes, const Tensor& pair_ptr,
-                  const std::vector<Tensor>& t) {
+// table[nodes[n]] += rows[n] for every position n in order: the gradient of a table lookup.
+template <typename T>
+void scatter_rows(const int64_t* nodes, int64_t num_nodes, const T* rows, int64_t width, T* table) {
+  for (int64_t n = 0; n < num_nodes; ++n) {
+    T* dst = table + nodes[n] * width;
+    const T* src = rows + n * width;
+    for (int64_t c = 0; c < width; ++c) dst[c] += src[c];
+  }
+}
+
+void check_inputs(const Tensor& ptr, const Tensor& nodes, const std::vector<Tensor>& t) {
   TORCH_CHECK(t.size() == 10, "all_pairs (cpu): expected 10 tensors");
-  for (const Tensor* x : {&ptr, &nodes, &pair_ptr}) {
+  for (const Tensor* x : {&ptr, &nodes}) {
     TORCH_CHECK(x->device().is_cpu() && x->scalar_type() == at::kLong && x->is_contiguous(),
-                "all_pairs (cpu): ptr, nodes, pair_ptr must be contiguous int64 CPU tensors");
+                "all_pairs (cpu): ptr and nodes must be contiguous int64 CPU tensors");
   }
   for (const auto& x : t) {
     TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.scalar_type() == t[0].scalar_type(),
@@ -522,11 +611,11 @@ Scalars scalars(int64_t kind, int64_t seed, int64_t offset, double tau, double g
 
 }  // namespace
 
-std::vector<Tensor> all_pairs_forward(const Tensor& ptr, const Tensor& nodes, const Tensor& pair_ptr,
+std::vector<Tensor> all_pairs_forward(const Tensor& ptr, const Tensor& nodes,
                                       const std::vector<Tensor>& tensors, int64_t kind, int64_t seed,
                                       int64_t offset, double tau, double gamma, double zeta, double shift,
                                       bool directed) {
-  check_inputs(ptr, nodes, pair_ptr, tensors);
+  check_inputs(ptr, nodes, tensors);
   const Scalars sc = scalars(kind, seed, offset, tau, gamma, zeta, shift, directed);
   const int64_t num_graphs = ptr.size(0) - 1;
   const auto& emb = tensors[0];
@@ -540,7 +629,7 @@ std::vector<Tensor> all_pairs_forward(const Tensor& ptr, const Tensor& nodes, co
     const Model<scalar_t> m(tensors, kind >= 0);
     auto run = [&](auto sizes) {
       forward_impl<scalar_t, decltype(sizes)>(
-          ptr.data_ptr<int64_t>(), nodes.data_ptr<int64_t>(), pair_ptr.data_ptr<int64_t>(), num_graphs, m, sc,
+          ptr.data_ptr<int64_t>(), nodes.data_ptr<int64_t>(), num_graphs, m, sc,
           pooled.data_ptr<scalar_t>(), l0.data_ptr<scalar_t>(), l2.data_ptr<scalar_t>(), kept.data_ptr<int64_t>(),
           counts.data_ptr<int32_t>(), agg.data_ptr<scalar_t>());
     };
@@ -549,33 +638,38 @@ std::vector<Tensor> all_pairs_forward(const Tensor& ptr, const Tensor& nodes, co
   return {pooled, l0, l2, kept, counts};
 }
 
-std::vector<Tensor> all_pairs_backward(const Tensor& ptr, const Tensor& nodes, const Tensor& pair_ptr,
+// Returns the gradients of the ten tensors: node_emb [F, d], edge_emb [F, b] (the per-position
+// ones summed into the tables), then the eight weights (zeros for the gate's without one).
+std::vector<Tensor> all_pairs_backward(const Tensor& ptr, const Tensor& nodes,
                                        const std::vector<Tensor>& tensors, int64_t kind, int64_t seed,
                                        int64_t offset, double tau, double gamma, double zeta, double shift,
                                        bool directed, const Tensor& counts, const Tensor& g_pooled,
                                        const Tensor& g_l0, const Tensor& g_l2) {
-  check_inputs(ptr, nodes, pair_ptr, tensors);
+  check_inputs(ptr, nodes, tensors);
   const Scalars sc = scalars(kind, seed, offset, tau, gamma, zeta, shift, directed);
-  const int64_t num_graphs = ptr.size(0) - 1;
+  const int64_t num_graphs = ptr.size(0) - 1, num_nodes = nodes.size(0);
   const auto& emb = tensors[0];
   for (const Tensor* x : {&g_pooled, &g_l0, &g_l2})
     TORCH_CHECK(x->is_contiguous() && x->scalar_type() == emb.scalar_type(),
                 "all_pairs (cpu): output gradients must be contiguous, in the embeddings' dtype");
-  TORCH_CHECK(counts.scalar_type() == at::kInt && counts.numel() == nodes.numel(),
+  TORCH_CHECK(counts.scalar_type() == at::kInt && counts.numel() == num_nodes,
               "all_pairs (cpu): counts must be int32 [N] from forward");
-  auto g_pos = torch::empty({nodes.size(0), emb.size(1)}, emb.options());
-  auto g_epos = torch::zeros({nodes.size(0), tensors[1].size(1)}, emb.options());
-  std::vector<Tensor> out{g_pos, g_epos};
+  auto g_node = torch::zeros_like(emb);
+  auto g_edge = torch::zeros_like(tensors[1]);
+  std::vector<Tensor> out{g_node, g_edge};
   AT_DISPATCH_FLOATING_TYPES(emb.scalar_type(), "all_pairs_backward_cpu", [&] {
     const Model<scalar_t> m(tensors, kind >= 0);
-    std::vector<scalar_t> gw;
+    std::vector<scalar_t> gw, g_pos(num_nodes * m.d), g_epos(m.gated ? num_nodes * m.b : 0);
     auto run = [&](auto sizes) {
       backward_impl<scalar_t, decltype(sizes)>(
-          ptr.data_ptr<int64_t>(), nodes.data_ptr<int64_t>(), pair_ptr.data_ptr<int64_t>(), num_graphs, m, sc,
-          counts.data_ptr<int32_t>(), g_pooled.data_ptr<scalar_t>(), g_l0.data_ptr<scalar_t>(),
-          g_l2.data_ptr<scalar_t>(), g_pos.data_ptr<scalar_t>(), g_epos.data_ptr<scalar_t>(), gw);
+          ptr.data_ptr<int64_t>(), nodes.data_ptr<int64_t>(), num_graphs, m, sc, counts.data_ptr<int32_t>(),
+          g_pooled.data_ptr<scalar_t>(), g_l0.data_ptr<scalar_t>(), g_l2.data_ptr<scalar_t>(), g_pos.data(),
+          g_epos.data(), gw);
     };
     if (paper_sizes(m)) run(PaperSizes{}); else run(RuntimeSizes{});
+    scatter_rows(nodes.data_ptr<int64_t>(), num_nodes, g_pos.data(), m.d, g_node.data_ptr<scalar_t>());
+    if (m.gated)
+      scatter_rows(nodes.data_ptr<int64_t>(), num_nodes, g_epos.data(), m.b, g_edge.data_ptr<scalar_t>());
     const GradLayout o(m.d, m.b, m.hidden, m.g_hidden);
     auto opts = emb.options();
     auto from = [&](int64_t at, std::vector<int64_t> shape) {

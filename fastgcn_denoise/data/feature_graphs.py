@@ -13,6 +13,7 @@ In memory a set of graphs is CSR-like: ``ptr`` [G + 1] (graph g's nodes are
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,12 @@ class FeatureGraphBatch:
     @property
     def num_graphs(self) -> int:
         return int(self.ptr.shape[0]) - 1
+
+    @functools.cached_property
+    def num_pairs(self) -> int:
+        """Pairs i <= j over the graphs, sum of k(k+1)/2 (once per batch, on the host)."""
+        k = np.diff(self.ptr.cpu().numpy())
+        return int((k * (k + 1) // 2).sum())
 
     def to(self, device) -> "FeatureGraphBatch":
         return FeatureGraphBatch(

@@ -197,8 +197,7 @@ class L0SIGN(nn.Module):
             **gate,
         )
         if self.training and c.edge_prediction:
-            k = batch.ptr.diff()
-            self.draws += (k * (k + 1) // 2).sum()
+            self.draws += batch.num_pairs
         return out
 
     def forward(self, batch: FeatureGraphBatch):
@@ -225,14 +224,12 @@ class L0SIGN(nn.Module):
             pred = nn.functional.mse_loss(score, y)
         l0, l2 = out.l0.mean(), out.l2.mean()
         total = pred + c.l0_weight * l0 + c.l2_weight * l2
-        k = batch.ptr.diff()
-        pairs = (k * (k + 1) // 2).sum().clamp_min(1)
         return {
             "loss": total,
             "pred": pred.detach(),
             "l0": l0.detach(),
             "l2": l2.detach(),
-            "kept": out.kept.sum() / pairs,
+            "kept": out.kept.sum() / max(batch.num_pairs, 1),
         }
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:

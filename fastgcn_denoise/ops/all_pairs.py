@@ -43,9 +43,11 @@ one destination node at a time against chunks of sources).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..modes import GATE_ID, GATE_KINDS
@@ -74,6 +76,7 @@ def pair_pointers(ptr: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@functools.lru_cache(maxsize=64)  # a few tensor ops per call otherwise, on every training step
 def l0_shift(kind: str, temperature: float, gamma: float, zeta: float) -> float:
     """The constant c with ``l0_probability(l) = sigmoid(l + c)`` (read off ``l0_probability``
     at 0, so the kernels use its one definition: -tau log(-gamma / zeta) for hard concrete)."""
@@ -215,14 +218,26 @@ def reference_terms(
     return pooled, l0, l2, kept, counts
 
 
-def _reference_forward(ptr, nodes, pair_ptr, node_emb, edge_emb, *rest):
+def _into_tables(nodes, tensors, g_pos, g_epos, g_weights):
+    """The per-position gradients summed into the tables (a feature can occur in many graphs)."""
+    node_emb, edge_emb = tensors[0], tensors[1]
+    g_node = torch.zeros_like(node_emb).index_add_(0, nodes, g_pos.to(node_emb.dtype))
+    g_edge = torch.zeros_like(edge_emb)
+    if edge_emb.numel():
+        g_edge.index_add_(0, nodes, g_epos.to(edge_emb.dtype))
+    return [g_node, g_edge, *g_weights]
+
+
+def _reference_forward(ptr, nodes, node_emb, edge_emb, *rest):
     with torch.no_grad():
-        return reference_terms(ptr, pair_ptr, node_emb[nodes], edge_emb[nodes], *rest)
+        return reference_terms(ptr, pair_pointers(ptr), node_emb[nodes], edge_emb[nodes], *rest)
 
 
 def _reference_backward(inputs, counts, g_pooled, g_l0, g_l2):
-    """(g_pos [N, d], g_epos [N, b], 8 weight gradients) by autograd through reference_terms."""
-    ptr, nodes, pair_ptr, (node_emb, edge_emb, *weights), scalars = inputs
+    """The ten tensors' gradients by autograd through reference_terms."""
+    ptr, nodes, tensors, scalars = inputs
+    node_emb, edge_emb, *weights = tensors
+    pair_ptr = pair_pointers(ptr)
     with torch.enable_grad():
         leaves = [
             t.detach().requires_grad_(t.numel() > 0)
@@ -239,11 +254,12 @@ def _reference_backward(inputs, counts, g_pooled, g_l0, g_l2):
             else ()
         )
     out = [next(grads, None) if t.requires_grad else None for t in leaves]
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(out, leaves)]
+    out = [torch.zeros_like(t) if g is None else g for g, t in zip(out, leaves)]
+    return _into_tables(nodes, tensors, *out[:2], out[2:])
 
 
 # --------------------------------------------------------------------------- compiled / triton
-def _cpu_forward(ptr, nodes, pair_ptr, *rest):
+def _cpu_forward(ptr, nodes, *rest):
     from .. import _C
 
     if not hasattr(_C, "all_pairs_forward"):
@@ -258,7 +274,6 @@ def _cpu_forward(ptr, nodes, pair_ptr, *rest):
         _C.all_pairs_forward(
             ptr,
             nodes,
-            pair_ptr,
             list(tensors),
             kind,
             _i64(seed),
@@ -276,11 +291,10 @@ def _cpu_backward(inputs, counts, g_pooled, g_l0, g_l2):
     from .. import _C
     from ._cpp_backend import _i64
 
-    ptr, nodes, pair_ptr, tensors, (kind, seed, offset, tau, gamma, zeta, shift, directed) = inputs
+    ptr, nodes, tensors, (kind, seed, offset, tau, gamma, zeta, shift, directed) = inputs
     return _C.all_pairs_backward(
         ptr,
         nodes,
-        pair_ptr,
         list(tensors),
         kind,
         _i64(seed),
@@ -297,17 +311,20 @@ def _cpu_backward(inputs, counts, g_pooled, g_l0, g_l2):
     )
 
 
-def _triton_forward(ptr, nodes, pair_ptr, *rest):
+def _triton_forward(ptr, nodes, *rest):
     from fastgcn_denoise.kernels.all_pairs import forward
 
-    return forward(ptr, nodes, pair_ptr, rest[:10], *rest[10:])
+    return forward(ptr, nodes, pair_pointers(ptr), rest[:10], *rest[10:])
 
 
 def _triton_backward(inputs, counts, g_pooled, g_l0, g_l2):
     from fastgcn_denoise.kernels.all_pairs import backward
 
-    ptr, nodes, pair_ptr, tensors, scalars = inputs
-    return backward(ptr, nodes, pair_ptr, tensors, *scalars, counts, g_pooled, g_l0, g_l2)
+    ptr, nodes, tensors, scalars = inputs
+    g_pos, g_epos, *g_weights = backward(
+        ptr, nodes, pair_pointers(ptr), tensors, *scalars, counts, g_pooled, g_l0, g_l2
+    )
+    return _into_tables(nodes, tensors, g_pos, g_epos, g_weights)
 
 
 _IMPLS = {
@@ -318,7 +335,9 @@ _IMPLS = {
 
 
 def all_pairs_kernels(device: torch.device, backend: str | None = None):
-    """(forward, backward) primitives of the chosen backend (no autograd)."""
+    """(forward, backward) primitives of the chosen backend (no autograd): forward(ptr, nodes,
+    *tensors, *scalars) -> (pooled, l0, l2, kept, counts [N] int32); backward((ptr, nodes, tensors,
+    scalars), counts, g_pooled, g_l0, g_l2) -> the ten tensors' gradients (tables [F, .])."""
     name = resolve_name(device, backend)
     if name not in _IMPLS:
         raise BackendUnavailable(
@@ -329,18 +348,18 @@ def all_pairs_kernels(device: torch.device, backend: str | None = None):
 
 class _AllPairs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ptr, nodes, pair_ptr, scalars, backend, *tensors):
+    def forward(ctx, ptr, nodes, scalars, backend, *tensors):
         fwd, bwd = all_pairs_kernels(nodes.device, backend)
-        pooled, l0, l2, kept, counts = fwd(ptr, nodes, pair_ptr, *tensors, *scalars)
+        pooled, l0, l2, kept, counts = fwd(ptr, nodes, *tensors, *scalars)
         ctx.backward_kernel, ctx.scalars = bwd, scalars
-        ctx.save_for_backward(ptr, nodes, pair_ptr, counts, *tensors)
+        ctx.save_for_backward(ptr, nodes, counts, *tensors)
         ctx.mark_non_differentiable(kept)
         return pooled, l0, l2, kept
 
     @staticmethod
     def backward(ctx, g_pooled, g_l0, g_l2, _g_kept):
-        ptr, nodes, pair_ptr, counts, *tensors = ctx.saved_tensors
-        node_emb, edge_emb = tensors[0], tensors[1]
+        ptr, nodes, counts, *tensors = ctx.saved_tensors
+        node_emb = tensors[0]
         num_graphs = ptr.shape[0] - 1
         g_pooled = (
             node_emb.new_zeros(num_graphs, node_emb.shape[1])
@@ -349,15 +368,10 @@ class _AllPairs(torch.autograd.Function):
         )
         g_l0 = node_emb.new_zeros(num_graphs) if g_l0 is None else g_l0.contiguous()
         g_l2 = node_emb.new_zeros(num_graphs) if g_l2 is None else g_l2.contiguous()
-        g_pos, g_epos, *g_weights = ctx.backward_kernel(
-            (ptr, nodes, pair_ptr, tensors, ctx.scalars), counts, g_pooled, g_l0, g_l2
+        grads = ctx.backward_kernel(
+            (ptr, nodes, tensors, ctx.scalars), counts, g_pooled, g_l0, g_l2
         )
-        # Per-position gradients into the tables (a feature can occur in many graphs).
-        g_node = torch.zeros_like(node_emb).index_add_(0, nodes, g_pos.to(node_emb.dtype))
-        g_edge = torch.zeros_like(edge_emb)
-        if edge_emb.numel():
-            g_edge.index_add_(0, nodes, g_epos.to(edge_emb.dtype))
-        return (None, None, None, None, None, g_node, g_edge, *g_weights)
+        return (None, None, None, None, *grads)
 
 
 def _check_tensor(name, t, shape, dtype, device):
@@ -376,19 +390,22 @@ def _check_batch(ptr, nodes, num_features, device):
             raise ValueError(f"{name} must be a 1-D int64 tensor")
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but node_emb is on {device}")
+    # On the CPU the checks run in numpy (no copy): a few microseconds against a few torch ops'
+    # dispatch each, on every training step of a small batch.
+    lib, p, n = (np, ptr.numpy(), nodes.numpy()) if device.type == "cpu" else (torch, ptr, nodes)
     if (
-        ptr.shape[0] < 1
-        or int(ptr[0]) != 0
-        or int(ptr[-1]) != nodes.shape[0]
-        or (ptr.shape[0] > 1 and bool((ptr.diff() < 0).any()))
+        p.shape[0] < 1
+        or int(p[0]) != 0
+        or int(p[-1]) != n.shape[0]
+        or (p.shape[0] > 1 and bool((lib.diff(p) < 0).any()))
     ):
         raise ValueError(
             f"ptr must start at 0, be non-decreasing and end at len(nodes) = "
             f"{nodes.shape[0]} (got ptr[0] = {int(ptr[0]) if ptr.numel() else None}, "
             f"ptr[-1] = {int(ptr[-1]) if ptr.numel() else None})"
         )
-    if nodes.numel():
-        lo, hi = (int(v) for v in torch.aminmax(nodes))
+    if n.shape[0]:
+        lo, hi = int(n.min()), int(n.max())
         if lo < 0 or hi >= num_features:
             bad = int(torch.nonzero((nodes < 0) | (nodes >= num_features))[0])
             raise ValueError(
@@ -494,7 +511,7 @@ def all_pairs_interaction(
         bool(directed),
     )
     pooled, l0, l2, kept = _AllPairs.apply(
-        ptr.contiguous(), nodes.contiguous(), pair_pointers(ptr), scalars, backend, *tensors
+        ptr.contiguous(), nodes.contiguous(), scalars, backend, *tensors
     )
     return AllPairsResult(pooled, l0, l2, kept)
 
