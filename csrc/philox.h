@@ -101,36 +101,35 @@ inline void mulhilo_x8(__m256i a, __m256i c, __m256i* hi, __m256i* lo) {
   *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
 }
 
-inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
-  constexpr int kVecs = kPhiloxBlock / 8;
-  __m256i c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
-  const uint32_t first_lo = static_cast<uint32_t>(first), first_hi = static_cast<uint32_t>(first >> 32);
-  // The counter's high word is the same in all lanes unless the low word wraps inside the block.
-  const bool wraps = first_lo > 0xFFFFFFFFu - (kPhiloxBlock - 1);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int v = 0; v < kVecs; ++v) {
-    if (!wraps) {
-      c0[v] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first_lo + 8 * v)), lane);
-      c1[v] = _mm256_set1_epi32(static_cast<int>(first_hi));
-    } else {
-      alignas(32) uint32_t lo[8], hi[8];
-      for (int l = 0; l < 8; ++l) {
-        const uint64_t c = first + static_cast<uint64_t>(8 * v + l);
-        lo[l] = static_cast<uint32_t>(c);
-        hi[l] = static_cast<uint32_t>(c >> 32);
-      }
-      c0[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-      c1[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+// 8 consecutive counters first .. first + 7 as the (c0, c1) words of one vector, c2 = c3 = 0.
+inline void philox_counters_x8(uint64_t first, __m256i* c0, __m256i* c1, __m256i* c2, __m256i* c3) {
+  const uint32_t lo0 = static_cast<uint32_t>(first), hi0 = static_cast<uint32_t>(first >> 32);
+  if (lo0 <= 0xFFFFFFFFu - 7) {  // the high word is the same in all lanes
+    *c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    *c1 = _mm256_set1_epi32(static_cast<int>(hi0));
+  } else {  // the low word wraps inside the run
+    alignas(32) uint32_t lo[8], hi[8];
+    for (int l = 0; l < 8; ++l) {
+      const uint64_t c = first + static_cast<uint64_t>(l);
+      lo[l] = static_cast<uint32_t>(c);
+      hi[l] = static_cast<uint32_t>(c >> 32);
     }
-    c2[v] = c3[v] = _mm256_setzero_si256();
+    *c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
+    *c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
   }
+  *c2 = *c3 = _mm256_setzero_si256();
+}
+
+// The 10 Philox-4x32 rounds on N vectors of 8 counters at once (words c0..c3 in place).
+template <int N>
+inline void philox_rounds_x8(uint64_t seed, __m256i* c0, __m256i* c1, __m256i* c2, __m256i* c3) {
   const __m256i ma = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m256i mb = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int r = 0; r < 10; ++r) {
     const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
     const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
-    for (int v = 0; v < kVecs; ++v) {
+    for (int v = 0; v < N; ++v) {
       __m256i hi_b, lo_b, hi_a, lo_a;
       mulhilo_x8(mb, c2[v], &hi_b, &lo_b);
       mulhilo_x8(ma, c0[v], &hi_a, &lo_a);
@@ -142,11 +141,20 @@ inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  for (int v = 0; v < kVecs; ++v) {
-    // x < 0 -> ~x is x ^ (x >> 31) (arithmetic shift); then float32(x) * scale, as tl.rand.
-    const __m256i x = _mm256_xor_si256(c0[v], _mm256_srai_epi32(c0[v], 31));
-    _mm256_storeu_ps(u + 8 * v, _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(4.6566127342e-10f)));
-  }
+}
+
+// x < 0 -> ~x is x ^ (x >> 31) (arithmetic shift); then float32(x) * scale, as tl.rand.
+inline __m256 philox_to_uniform_x8(__m256i x) {
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_xor_si256(x, _mm256_srai_epi32(x, 31))),
+                       _mm256_set1_ps(4.6566127342e-10f));
+}
+
+inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
+  constexpr int kVecs = kPhiloxBlock / 8;
+  __m256i c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
+  for (int v = 0; v < kVecs; ++v) philox_counters_x8(first + 8 * v, c0 + v, c1 + v, c2 + v, c3 + v);
+  philox_rounds_x8<kVecs>(seed, c0, c1, c2, c3);
+  for (int v = 0; v < kVecs; ++v) _mm256_storeu_ps(u + 8 * v, philox_to_uniform_x8(c0[v]));
 }
 
 // Host only: all four words of 4 runs of 8 consecutive counters, start[v] .. start[v] + 7, as
@@ -154,50 +162,12 @@ inline void philox_uniform_block(uint64_t seed, uint64_t first, float* u) {
 // as tl.rand4x interleaved). Four uniforms per call of the 10 rounds instead of one.
 inline void philox_uniform4_x4(uint64_t seed, const uint64_t* start, float* u) {
   __m256i c0[4], c1[4], c2[4], c3[4];
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int v = 0; v < 4; ++v) {
-    const uint32_t lo0 = static_cast<uint32_t>(start[v]), hi0 = static_cast<uint32_t>(start[v] >> 32);
-    if (lo0 <= 0xFFFFFFFFu - 7) {
-      c0[v] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo0)), lane);
-      c1[v] = _mm256_set1_epi32(static_cast<int>(hi0));
-    } else {  // the low word wraps inside the run
-      alignas(32) uint32_t lo[8], hi[8];
-      for (int l = 0; l < 8; ++l) {
-        const uint64_t c = start[v] + static_cast<uint64_t>(l);
-        lo[l] = static_cast<uint32_t>(c);
-        hi[l] = static_cast<uint32_t>(c >> 32);
-      }
-      c0[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-      c1[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
-    }
-    c2[v] = c3[v] = _mm256_setzero_si256();
-  }
-  const __m256i ma = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
-  const __m256i mb = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
-    const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
-    for (int v = 0; v < 4; ++v) {
-      __m256i hi_b, lo_b, hi_a, lo_a;
-      mulhilo_x8(mb, c2[v], &hi_b, &lo_b);
-      mulhilo_x8(ma, c0[v], &hi_a, &lo_a);
-      c0[v] = _mm256_xor_si256(_mm256_xor_si256(hi_b, c1[v]), key0);
-      c1[v] = lo_b;
-      c2[v] = _mm256_xor_si256(_mm256_xor_si256(hi_a, c3[v]), key1);
-      c3[v] = lo_a;
-    }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  const __m256 scale = _mm256_set1_ps(4.6566127342e-10f);
-  auto to_uniform = [&](__m256i x) {
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_xor_si256(x, _mm256_srai_epi32(x, 31))), scale);
-  };
+  for (int v = 0; v < 4; ++v) philox_counters_x8(start[v], c0 + v, c1 + v, c2 + v, c3 + v);
+  philox_rounds_x8<4>(seed, c0, c1, c2, c3);
   for (int v = 0; v < 4; ++v) {
     // 4 words x 8 lanes -> 8 lanes x 4 words: the 4x8 transpose of unpack, shuffle, permute.
-    const __m256 a0 = to_uniform(c0[v]), a1 = to_uniform(c1[v]);
-    const __m256 a2 = to_uniform(c2[v]), a3 = to_uniform(c3[v]);
+    const __m256 a0 = philox_to_uniform_x8(c0[v]), a1 = philox_to_uniform_x8(c1[v]);
+    const __m256 a2 = philox_to_uniform_x8(c2[v]), a3 = philox_to_uniform_x8(c3[v]);
     const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
     const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
     const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
