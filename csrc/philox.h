@@ -27,8 +27,8 @@ FGD_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   return static_cast<uint32_t>(p);
 }
 
-// First output word of Philox4x32-10 with key (seed lo, seed hi), counter (c lo, c hi, 0, 0).
-FGD_HD uint32_t philox_word0(uint64_t seed, uint64_t counter) {
+// The four output words of Philox4x32-10 with key (seed lo, seed hi), counter (c lo, c hi, 0, 0).
+FGD_HD void philox_words(uint64_t seed, uint64_t counter, uint32_t out[4]) {
   uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
   uint32_t c2 = 0, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
@@ -46,7 +46,17 @@ FGD_HD uint32_t philox_word0(uint64_t seed, uint64_t counter) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  return c0;
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
+
+// First output word (the one tl.rand keeps); the compiler drops the other three's stores.
+FGD_HD uint32_t philox_word0(uint64_t seed, uint64_t counter) {
+  uint32_t w[4];
+  philox_words(seed, counter, w);
+  return w[0];
 }
 
 // A 32-bit word as a uniform in [0, 1) exactly as Triton's uint_to_uniform_float: int32 view,
@@ -64,24 +74,9 @@ FGD_HD float philox_uniform(uint64_t seed, uint64_t counter) {
 // The four uniforms of one Philox4x32-10 call (key seed, counter (c lo, c hi, 0, 0)): u[w] of
 // output word w, as Triton's tl.rand4x.
 FGD_HD void philox_uniform4(uint64_t seed, uint64_t counter, float* u) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
-  uint32_t c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    uint32_t hi_b, hi_a;
-    const uint32_t lo_b = mulhilo(0xCD9E8D57u, c2, &hi_b);
-    const uint32_t lo_a = mulhilo(0xD2511F53u, c0, &hi_a);
-    c0 = hi_b ^ c1 ^ k0;
-    c1 = lo_b;
-    c2 = hi_a ^ c3 ^ k1;
-    c3 = lo_a;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  u[0] = word_uniform(c0);
-  u[1] = word_uniform(c1);
-  u[2] = word_uniform(c2);
-  u[3] = word_uniform(c3);
+  uint32_t w[4];
+  philox_words(seed, counter, w);
+  for (int i = 0; i < 4; ++i) u[i] = word_uniform(w[i]);
 }
 
 // Host only: the uniforms of the kPhiloxBlock consecutive counters first, first + 1, ... (same bits
