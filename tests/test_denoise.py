@@ -420,8 +420,9 @@ def test_knn_spectral_averages_the_ranks():
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector flag: the knn-spectral detector, a grid chosen on validation, the metrics side by
-    side, the known noise's AUC; a plug-in flag alone picks that plug-in as the detector."""
+    """No detector flag: the knn-spectral detector cut within each user, a grid chosen on
+    validation, the metrics side by side, the known noise's AUC; a plug-in flag alone picks that
+    plug-in as the detector (here cut across users)."""
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
     out = tmp_path / "dn"
@@ -431,7 +432,7 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
-    assert summary["detector"] == "knn-spectral"
+    assert summary["detector"] == "knn-spectral" and summary["ranking"] == "within each user"
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
     best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
     assert summary["drop_fraction"] == best["fraction"]
@@ -448,12 +449,14 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
             "0",
             "--drop-fraction",
             "0.1",
+            "--drop-across-users",
             *TINY,
         ]
     )
     assert code == 0
     summary = json.loads((tmp_path / "m" / "denoise.json").read_text())
     assert summary["detector"] == "mask" and (tmp_path / "m" / "detector-mask").is_dir()
+    assert summary["ranking"] == "across users"
 
 
 # ---------------------------------------------------------------------- the scoreboard
