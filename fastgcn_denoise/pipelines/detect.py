@@ -5,9 +5,9 @@ Each returns float64 [E] in the training graph's edge-id order, higher = keep:
     knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training)
     knn-lift   the same with lift (co-occurrence over what popularity predicts)
     spectral   P̂(i | u) of a truncated SVD of the normalised graph, its rank chosen on
-               validation (``denoisers.spectral``; no training; the default: see
+               validation (``denoisers.spectral``; no training)
+    knn-spectral  ranks of knn and spectral, averaged (the default: see
                ``denoise.DEFAULT_DETECTOR``)
-    knn-spectral  ranks of knn and spectral, averaged
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
     ensemble   rank average of knn-lift and score
     mask, dgr, t-ce, r-ce, rgcf
