@@ -62,15 +62,16 @@ def spmm(rowptr, col, eid, w, r_row, r_col, x, x_self):
     return _C.spmm(rowptr, col, eid, w, r_row, r_col, x, x_self)
 
 
+def _both_csrs(graph):
+    """CSR(R) and CSR(Rᵀ) with its edge ids: what the kernels that walk both sides take."""
+    return graph.rowptr_u, graph.col_item, graph.rowptr_i, graph.col_user, graph.perm
+
+
 def spmm_backward(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop, need_xu, need_xi):
     """(dL/dx_user | None, dL/dx_item | None, dL/dw [E]) of one propagation (w [E]), CPU tensors:
     ``spmm`` twice and ``edge_grad`` fused into two passes over the gathered rows."""
-    gx_u, gx_i, gw = _C.spmm_backward(
-        graph.rowptr_u,
-        graph.col_item,
-        graph.rowptr_i,
-        graph.col_user,
-        graph.perm,
+    return _C.spmm_backward(
+        *_both_csrs(graph),
         w,
         r_u,
         r_i,
@@ -82,16 +83,11 @@ def spmm_backward(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop, need_xu, 
         need_xu,
         need_xi,
     )
-    return gx_u, gx_i, gw
 
 
 def edge_grad(graph, w, r_u, r_i, x_u, x_i, gy_u, gy_i, self_loop):
     return _C.edge_grad(
-        graph.rowptr_u,
-        graph.col_item,
-        graph.rowptr_i,
-        graph.col_user,
-        graph.perm,
+        *_both_csrs(graph),
         w,
         r_u,
         r_i,

@@ -56,13 +56,15 @@ def within_user(keep, users) -> np.ndarray:
     from scipy.stats import rankdata
 
     keep = np.asarray(keep, dtype=np.float64)
-    users = np.asarray(users)
-    order = np.argsort(users, kind="stable")
-    bounds = np.flatnonzero(np.diff(users[order])) + 1
-    out = np.empty_like(keep)
-    for group in np.split(order, bounds):
-        out[group] = rankdata(keep[group]) / group.shape[0]
-    return out
+    users = np.asarray(users, dtype=np.int64)
+    if keep.shape[0] == 0:
+        return keep.copy()
+    # One ranking of (user, score) keys: equal keys, hence shared mean ranks, only within a user;
+    # a user's ranks then start after the pairs of all lower user ids.
+    dense = rankdata(keep, method="dense").astype(np.int64)
+    ranks = rankdata(users * (int(dense.max()) + 1) + dense)
+    count = np.bincount(users)
+    return (ranks - (np.cumsum(count) - count)[users]) / count[users]
 
 
 def lowest_k(
