@@ -328,7 +328,8 @@ def test_within_user_cuts_every_user_alike(seed):
     pair's place among its user's, not by raw scores that sit lower for one user."""
     from scipy.stats import rankdata
 
-    from fastgcn_denoise.pipelines.clean import lowest_k, within_user
+    from fastgcn_denoise.denoisers.ranking import within_user
+    from fastgcn_denoise.pipelines.clean import lowest_k
 
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(4), [5, 10, 1, 4])
@@ -403,20 +404,27 @@ def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
 
 
 def test_knn_spectral_averages_the_ranks():
-    """knn-spectral = (rank of kNN + rank of spectral) / 2, spectral's rank chosen on the
-    validation graph."""
+    """knn-spectral = (rank of kNN / d_i^b + rank of P̂ / d_i^b) / 2, the spectral rank and the
+    one exponent b chosen on the validation graph and reported."""
     from types import SimpleNamespace
 
     from scipy.stats import rankdata
 
+    from fastgcn_denoise.denoisers.spectral import spectral_scores
     from fastgcn_denoise.pipelines.detect import detect
 
     data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
     prep = SimpleNamespace(train=data.train_graph(), valid=data.split_graph("valid"))
-    knn, spectral = (detect(n, prep, None, None, None) for n in ("knn", "spectral"))
-    both = detect("knn-spectral", prep, None, None, None)
+    knn = detect("knn", prep, None, None, None)
+    report = {}
+    both = detect("knn-spectral", prep, None, None, None, report=report)
+    beta = report["spectral"]["popularity_exponent"]
+    assert set(report["spectral"]["exponent_share"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
+    items = prep.train.edges()[1].numpy()
+    degree = np.maximum(np.bincount(items, minlength=prep.train.num_items), 1.0)[items] ** beta
+    raw, _ = spectral_scores(prep.train, prep.valid, noise_model=False)
     n = knn.shape[0]
-    np.testing.assert_allclose(both, (rankdata(knn) + rankdata(spectral)) / (2 * n))
+    np.testing.assert_allclose(both, (rankdata(knn / degree) + rankdata(raw / degree)) / (2 * n))
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):

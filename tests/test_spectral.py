@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from fastgcn_denoise import BipartiteGraph
-from fastgcn_denoise.denoisers.spectral import normalised_svd, spectral_scores
+from fastgcn_denoise.denoisers.spectral import (
+    normalised_svd,
+    spectral_pair_scores,
+    spectral_scores,
+)
 
 
 def random_graph(seed, num_users=30, num_items=22, count=220):
@@ -34,7 +38,12 @@ def test_scores_match_a_dense_svd(seed, rank):
     graph, users, items = random_graph(seed)
     keep, info = spectral_scores(graph, rank=rank)
     expected = dense_reference(users, items, graph.num_users, graph.num_items, rank)
-    assert info == {"rank": rank, "valid_recall@20": None}
+    assert info == {
+        "rank": rank,
+        "valid_recall@20": None,
+        "popularity_exponent": 0.0,
+        "exponent_share": None,
+    }
     assert keep.shape == (graph.num_edges,) and keep.dtype == np.float64
     np.testing.assert_allclose(keep, expected, rtol=1e-6, atol=1e-9)
 
@@ -105,3 +114,33 @@ def test_bad_rank_and_tiny_graph_are_refused():
     tiny = BipartiteGraph(np.array([0]), np.array([0]), 1, 1)
     with pytest.raises(ValueError, match="at least 2"):
         spectral_scores(tiny)
+
+
+def test_validation_scores_are_p_hat_over_the_chosen_power_of_the_degree():
+    """With a validation graph the keep score is P̂ / d_i^b, b the reported exponent; without
+    one (or the same fit at a fixed rank) it is P̂."""
+    graph, users, items, held = communities(4)
+    vu, vi = map(np.array, zip(*held))
+    valid = BipartiteGraph(vu, vi, graph.num_users, graph.num_items)
+    keep, info = spectral_scores(graph, valid, ranks=(2, 4))
+    plain, _ = spectral_scores(graph, rank=info["rank"])
+    degree = np.bincount(items, minlength=graph.num_items)[items]
+    np.testing.assert_allclose(keep, plain / degree ** info["popularity_exponent"], rtol=1e-10)
+    assert set(info["exponent_share"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+@pytest.mark.parametrize("seed,rank", [(0, 3), (1, 6)])
+def test_pair_scores_of_absent_pairs_match_a_dense_svd(seed, rank):
+    """Out-of-sample P̂: the rank-k reconstruction of the normalised matrix at (u, i) times
+    sqrt(d_i / d_u), nothing taken out (the pair is not in the fit)."""
+    graph, users, items = random_graph(seed)
+    r = np.zeros((graph.num_users, graph.num_items))
+    r[users, items] = 1.0
+    du, di = r.sum(1), r.sum(0)
+    rn = r / np.sqrt(np.maximum(du, 1))[:, None] / np.sqrt(np.maximum(di, 1))[None, :]
+    u, s, vt = np.linalg.svd(rn)
+    approx = (u[:, :rank] * s[:rank]) @ vt[:rank]
+    pu, pi = np.nonzero((r == 0) & (du[:, None] > 0))
+    want = approx[pu, pi] * np.sqrt(di[pi] / du[pu])
+    got = spectral_pair_scores(graph, rank, pu, pi)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)

@@ -71,3 +71,27 @@ def item_knn_scores(
         if progress is not None:
             progress(stop - start)
     return torch.from_numpy(out)
+
+
+def item_knn_pair_scores(graph, users, items, chunk: int = 512) -> np.ndarray:
+    """The cosine score of pairs (users [n], items [n]) that are *not* edges of ``graph``:
+    the mean over u's items j of C_ij / sqrt(d_i (d_j − 1)) (u does not count towards C_ij or
+    d_i, it does towards d_j); 0 for a user without items or an item nobody has (float64 [n])."""
+    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    gu, gi = (t.cpu().numpy() for t in graph.edges())
+    r = sp.csr_matrix((np.ones(gu.shape[0]), (gu, gi)), shape=(graph.num_users, graph.num_items))
+    co = (r.T @ r).tocsr()
+    deg_i = np.asarray(r.sum(0)).ravel()
+    deg_u = np.asarray(r.sum(1)).ravel()
+    d1 = deg_i - 1.0
+    rw = (r @ sp.diags(np.where(d1 > 0, 1.0 / np.sqrt(np.maximum(d1, 1.0)), 0.0))).tocsr()
+    out = np.zeros(users.shape[0])
+    order = np.argsort(users, kind="stable")
+    for start in range(0, order.shape[0], chunk):
+        pick = order[start : start + chunk]
+        rows, local = np.unique(users[pick], return_inverse=True)
+        block = (rw[rows] @ co).tocsr()  # Σ_j w_j C_j· of the chunk's users
+        total = np.asarray(block[local, items[pick]]).ravel()
+        scale = np.sqrt(np.maximum(deg_i[items[pick]], 1.0)) * np.maximum(deg_u[users[pick]], 1.0)
+        out[pick] = total / scale
+    return out

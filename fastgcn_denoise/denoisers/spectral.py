@@ -7,22 +7,27 @@ reconstructed entry is ``Σ_j R̃_uj V_j · V_i``, and the pair's own term ``w_u
 interaction vouching for itself: large for rare items at a high rank) is taken out. Undoing the
 normalisation turns the rest into the share of u's interactions the model expects on i:
 
-    keep(u, i) = P̂(i | u) = (a_u · b_i − w_ui |b_i|²) · sqrt(d_i / d_u),   a_u = (U S)_u, b_i = V_i
+    P̂(i | u) = (a_u · b_i − w_ui |b_i|²) · sqrt(d_i / d_u),   a_u = (U S)_u, b_i = V_i
+    keep(u, i) = P̂(i | u) / d_i^β
 
-and the interactions the model finds least likely are the first to go. Why: the Bayes-optimal
+the odds of a preference against noise that falls on item i with probability ∝ d_i^β (β = 0:
+random misclicks; β = 1: noise that follows popularity; ``noise_model``), and the interactions
+the model finds least likely are the first to go. Why: the Bayes-optimal
 detector of random misclicks on the built-in data ranks by the generator's own P(i | u), and P̂
 is its low-rank estimate (ROC AUC against uniform noise at 10 %, seed 0: 0.849; the earlier mean
 rank of ``a_u · b_i`` and the user-item angle: 0.790). Without the own term the AUC on the Gowalla
 subsample falls from 0.846 to 0.803 at rank 32 and from 0.754 to 0.704 at 128. The user-item angle
 (popularity taken out) finds popularity-shaped noise better (0.808 vs 0.707 at 10 %), but
-averaged in it lowers the AUC against uniform noise to 0.822, so it is not part of the score.
+averaged in it lowers the AUC against uniform noise to 0.822; the noise model's β, chosen per
+data set, divides popularity out only where the noise follows it.
 
 The rank is chosen on the validation split when one is given: the ``k`` of ``RANKS`` whose
 reconstruction, with the items' degrees put back (``a_u · b_i · sqrt(d_i)``, the pure-SVD
 recommender of the normalised matrix, which orders u's items as P̂ does), has the best
 validation Recall@20, train items excluded. On the built-in data it picks the generator's true
-number of topics. Without a validation split: ``DEFAULT_RANK``. No training; one truncated SVD at
-the largest candidate rank (the smaller ones are its leading columns).
+number of topics. Without a validation split: ``DEFAULT_RANK`` and β = 0. No training; one
+truncated SVD at the largest candidate rank (the smaller ones are its leading columns) and one at
+the chosen rank without the pairs held out to choose β (``noise_model``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 
 from ..ops import truncated_svd
+from .noise_model import choose_exponent
 
 RANKS = (8, 12, 16, 24, 32, 48, 64, 96, 128)
 DEFAULT_RANK = 32
@@ -75,15 +81,43 @@ def _valid_recall(u, s, v, deg_i, graph, valid, ranks) -> dict:
     return {k: hits[k] / max(vusers.shape[0], 1) for k in ranks}
 
 
-def spectral_scores(graph, valid=None, rank: int | None = None, ranks=RANKS):
-    """P̂(i | u) of every training edge (float64 [E], edge-id order; higher = keep), and a report.
+def _p_hat(u, s, v, k, deg_u, deg_i, users, items, own: bool) -> torch.Tensor:
+    """P̂(i | u) of the pairs (users [n], items [n]) at rank k, the pair's own term taken out when
+    ``own`` (a training pair) (float64 [n])."""
+    b = v[items, :k]
+    dot = (u[users, :k] * s[:k] * b).sum(1)
+    if own:
+        dot = dot - (b * b).sum(1) * (deg_u[users] * deg_i[items]).rsqrt()
+    return dot * (deg_i[items] / deg_u[users]).sqrt()
+
+
+def spectral_pair_scores(graph, rank: int, users, items) -> np.ndarray:
+    """P̂(i | u) of pairs (users [n], items [n]) that are not edges of ``graph``, from its own
+    rank-``rank`` fit (no own term to take out) (float64 [n]). Every user must have an edge in
+    ``graph`` (P̂ divides by its degree)."""
+    graph_users, graph_items = graph.edges()
+    u, s, v = normalised_svd(graph, min(rank, min(graph.num_users, graph.num_items) - 1))
+    deg_u = torch.bincount(graph_users, minlength=graph.num_users).double()
+    deg_i = torch.bincount(graph_items, minlength=graph.num_items).double()
+    users, items = torch.as_tensor(users), torch.as_tensor(items)
+    return _p_hat(u, s, v, s.shape[0], deg_u, deg_i, users, items, own=False).cpu().numpy()
+
+
+def spectral_scores(
+    graph, valid=None, rank: int | None = None, ranks=RANKS, noise_model: bool = True
+):
+    """Keep scores P̂(i | u) / d_i^β of every training edge (float64 [E], edge-id order; higher =
+    keep), and a report.
 
     Args:
         graph: the training ``BipartiteGraph``. valid: the validation graph that chooses the rank
-            among ``ranks`` (ignored when ``rank`` is given). rank: a fixed rank.
+            among ``ranks`` (ignored when ``rank`` is given) and the popularity exponent β
+            (``noise_model.choose_exponent``; 0 without it). rank: a fixed rank.
+            noise_model: False: β = 0 (raw P̂; a detector with more parts chooses β itself).
 
     Returns:
-        (keep [E], {"rank": k, "valid_recall@20": {k: recall} or None}).
+        (keep [E], {"rank": k, "valid_recall@20": {k: recall} or None, "popularity_exponent": β,
+        "exponent_share": {β: validation share} or None}).
     """
     limit = min(graph.num_users, graph.num_items) - 1
     if limit < 1:
@@ -108,7 +142,12 @@ def spectral_scores(graph, valid=None, rank: int | None = None, ranks=RANKS):
     else:
         k = candidates[0]
     deg_u = torch.bincount(users, minlength=graph.num_users).double()
-    b = v[items, :k]
-    own = (b * b).sum(1) * (deg_u[users] * deg_i[items]).rsqrt()
-    keep = ((u[users, :k] * s[:k] * b).sum(1) - own) * (deg_i[items] / deg_u[users]).sqrt()
-    return keep.cpu().numpy(), {"rank": k, "valid_recall@20": recall}
+    keep = _p_hat(u, s, v, k, deg_u, deg_i, users, items, own=True).cpu().numpy()
+    beta, shares = 0.0, None
+    if noise_model and valid is not None and valid.num_edges:
+        beta, shares = choose_exponent(
+            graph, valid, [lambda fit, pu, pi: spectral_pair_scores(fit, k, pu, pi)]
+        )
+        keep = keep / np.maximum(deg_i[items].cpu().numpy(), 1.0) ** beta
+    report = {"rank": k, "valid_recall@20": recall, "popularity_exponent": beta}
+    return keep, report | {"exponent_share": shares}

@@ -9,7 +9,7 @@
   item's last remaining training pair; the next-lowest droppable one is dropped instead, and the
   number protected is reported.
 
-``within_user`` turns keep scores into each interaction's place among its own user's (the
+``within_user`` (``denoisers.ranking``) turns keep scores into each interaction's place among its own user's (the
 pipeline's default): the lowest ``fraction`` is then cut from every user alike instead of from
 the users whose scores run low. Why: a score compares a user's items well but users with each
 other poorly (a broad taste spreads its probability thin), and noise comes per user. On the
@@ -48,23 +48,6 @@ def _tie_warnings(keep: np.ndarray, order: np.ndarray, count: int) -> list[str]:
                 f"{inside} of them, chosen in a seeded random order, are dropped"
             )
     return warnings
-
-
-def within_user(keep, users) -> np.ndarray:
-    """Each interaction's rank among its user's, scaled to (0, 1] (float64 [E]; the user's
-    highest-scored pair gets 1, ties share their mean rank). keep: float [E]; users: int64 [E]."""
-    from scipy.stats import rankdata
-
-    keep = np.asarray(keep, dtype=np.float64)
-    users = np.asarray(users, dtype=np.int64)
-    if keep.shape[0] == 0:
-        return keep.copy()
-    # One ranking of (user, score) keys: equal keys, hence shared mean ranks, only within a user;
-    # a user's ranks then start after the pairs of all lower user ids.
-    dense = rankdata(keep, method="dense").astype(np.int64)
-    ranks = rankdata(users * (int(dense.max()) + 1) + dense)
-    count = np.bincount(users)
-    return (ranks - (np.cumsum(count) - count)[users]) / count[users]
 
 
 def lowest_k(

@@ -39,8 +39,9 @@ import numpy as np
 
 from ..data import save_npz
 from ..data.noise import NOISE_CODE
+from ..denoisers.ranking import within_user
 from . import export
-from .clean import lowest_k, within_user
+from .clean import lowest_k
 from .detect import DETECTORS, detect
 from .train import restore_run, train
 
@@ -340,8 +341,24 @@ def denoise(
         disable=not progress,
         file=sys.stderr,
     )
-    keep = detect(detector, prep, model, config, out, plugin_options, progress=knn_bar.update)
+    chosen_by_detector: dict = {}
+    keep = detect(
+        detector,
+        prep,
+        model,
+        config,
+        out,
+        plugin_options,
+        progress=knn_bar.update,
+        report=chosen_by_detector,
+    )
     knn_bar.close()
+    if "spectral" in chosen_by_detector:
+        fit = chosen_by_detector["spectral"]
+        say(
+            f"[detect] spectral fit: rank {fit['rank']}, noise model q(i) ~ degree^"
+            f"{fit['popularity_exponent']:g} (chosen on validation)"
+        )
     t_detect = time.perf_counter() - t1
     bar.update(1 + (DETECTORS[detector].plugin is not None))
     users, items = (t.cpu().numpy() for t in prep.train.edges())
@@ -426,6 +443,7 @@ def denoise(
         "data": prep.info["name"],
         "detector": detector,
         "detector_summary": DETECTORS[detector].summary,
+        "detector_choices": chosen_by_detector,
         "selection": rule,
         "ranking": "within each user" if per_user else "across users",
         "drop_fraction": chosen["fraction"],

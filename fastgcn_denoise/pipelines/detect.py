@@ -4,10 +4,11 @@ Each returns float64 [E] in the training graph's edge-id order, higher = keep:
 
     knn        leave-user-out item-kNN, cosine similarity (``denoisers.knn``; no training)
     knn-lift   the same with lift (co-occurrence over what popularity predicts)
-    spectral   P̂(i | u) of a truncated SVD of the normalised graph, its rank chosen on
-               validation (``denoisers.spectral``; no training)
-    knn-spectral  ranks of knn and spectral, averaged (the default: see
-               ``denoise.DEFAULT_DETECTOR``)
+    spectral   P̂(i | u) / d_i^β of a truncated SVD of the normalised graph: the odds of a
+               preference against noise q(i) ∝ d_i^β, rank and β chosen on validation
+               (``denoisers.spectral``; no training)
+    knn-spectral  ranks of knn / d_i^β and P̂ / d_i^β averaged, one β chosen on validation for
+               the pair (the default: see ``denoise.DEFAULT_DETECTOR``)
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
     ensemble   rank average of knn-lift and score
     mask, dgr, t-ce, r-ce, rgcf
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..denoisers.knn import item_knn_scores
-from ..denoisers.spectral import spectral_scores
+from ..denoisers.knn import item_knn_pair_scores, item_knn_scores
+from ..denoisers.noise_model import choose_exponent
+from ..denoisers.spectral import spectral_pair_scores, spectral_scores
 from ..ops import sddmm
 
 
@@ -44,13 +46,13 @@ DETECTORS = {
         Detector("knn-lift", "leave-user-out item-kNN, lift (popularity-corrected; no training)"),
         Detector(
             "spectral",
-            "P(i | u) of a truncated SVD of the normalised graph, rank chosen on validation "
-            "(no training)",
+            "P(i | u) / d_i^b of a truncated SVD of the normalised graph, rank and popularity "
+            "exponent b chosen on validation (no training)",
         ),
         Detector(
             "knn-spectral",
-            "item-kNN and the spectral fit, ranks averaged (no training)",
-            parts=("knn", "spectral"),
+            "item-kNN and the spectral fit, both over d_i^b (b chosen on validation), ranks "
+            "averaged (no training)",
         ),
         Detector("score", "the noisy baseline's own score <f_u, f_i>"),
         Detector("ensemble", "rank average of knn-lift and score", parts=("knn-lift", "score")),
@@ -85,13 +87,21 @@ def own_scores(model, graph) -> np.ndarray:
 
 
 def detect(
-    name: str, prep, baseline, config, out, plugin_options: dict | None = None, progress=None
+    name: str,
+    prep,
+    baseline,
+    config,
+    out,
+    plugin_options: dict | None = None,
+    progress=None,
+    report: dict | None = None,
 ) -> np.ndarray:
     """Keep scores of detector ``name`` for ``prep.train`` (float64 [E]).
 
     ``baseline``: the backbone trained on the noisy graph; ``config``: its ``TrainConfig`` (a
     trained detector reuses it with its plug-in, writing to ``out``/detector-NAME);
-    ``progress``: an optional callable(users done) for the kNN detectors.
+    ``progress``: an optional callable(users done) for the kNN detectors; ``report``: a dict
+    that receives what the detector chose (the spectral fit's rank and popularity exponent).
     """
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
@@ -109,7 +119,29 @@ def detect(
         sim = "cosine" if name == "knn" else "lift"
         return item_knn_scores(graph, sim, progress=progress).numpy()
     if name == "spectral":
-        return spectral_scores(graph, prep.valid)[0]
+        keep, info = spectral_scores(graph, prep.valid)
+        if report is not None:
+            report["spectral"] = info
+        return keep
+    if name == "knn-spectral":
+        # One noise model for both parts: β chosen on their combined score (``noise_model``).
+        spectral, info = spectral_scores(graph, prep.valid, noise_model=False)
+        knn = item_knn_scores(graph, progress=progress).numpy()
+        beta, shares = 0.0, None
+        if prep.valid is not None and prep.valid.num_edges:
+            beta, shares = choose_exponent(
+                graph,
+                prep.valid,
+                [
+                    lambda fit, u, i: spectral_pair_scores(fit, info["rank"], u, i),
+                    item_knn_pair_scores,
+                ],
+            )
+        if report is not None:
+            report["spectral"] = info | {"popularity_exponent": beta, "exponent_share": shares}
+        items = graph.edges()[1].cpu().numpy()
+        degree = np.maximum(np.bincount(items, minlength=graph.num_items), 1.0)[items] ** beta
+        return np.mean([_ranks(knn / degree), _ranks(spectral / degree)], axis=0)
     if name == "score":
         return own_scores(baseline, graph)
     from .train import restore_run, train
