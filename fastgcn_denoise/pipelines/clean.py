@@ -9,13 +9,13 @@
   item's last remaining training pair; the next-lowest droppable one is dropped instead, and the
   number protected is reported.
 
-``within_user`` (``denoisers.ranking``) turns keep scores into each interaction's place among its own user's (the
-pipeline's default): the lowest ``fraction`` is then cut from every user alike instead of from
-the users whose scores run low. Why: a score compares a user's items well but users with each
-other poorly (a broad taste spreads its probability thin), and noise comes per user. On the
-built-in data (uniform noise at 10 %) it lifted the ROC AUC of the spectral keep scores (then
-without the own term) from 0.849 to 0.860, and a LightGCN retrained without the lowest 20 % from
-0.2204 to 0.2234 (seed 0; noisy 0.2200, without the noise 0.2284).
+``within_user`` (``denoisers.ranking``) turns keep scores into each interaction's place among its
+own user's (the pipeline's default): the lowest ``fraction`` is then cut from every user alike
+instead of from the users whose scores run low. Why: a score compares a user's items well but
+users with each other poorly (a broad taste spreads its probability thin), and noise comes per
+user. On the built-in data (uniform noise at 10 %) it lifted the ROC AUC of the spectral keep
+scores (then without the own term) from 0.849 to 0.860, and a LightGCN retrained without the
+lowest 20 % from 0.2204 to 0.2234 (seed 0; noisy 0.2200, without the noise 0.2284).
 """
 
 from __future__ import annotations
