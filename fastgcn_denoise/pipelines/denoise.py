@@ -55,8 +55,8 @@ from .train import restore_run, train
 # 0.2228 / 0.2397 for the previous mix cut across users. Over 3 seeds (bench/results/
 # denoise_scoreboard.json) the pipeline recovers 21 % / 7 % / 8 % of the gap at uniform 10 % /
 # 20 % and popularity 10 % (the previous default: 14 % / -7 % / 29 %) and costs 1.0 % on the clean
-# graph; on Gowalla +16 % / -37 % on seed 0 (previously -90 % / -98 %), -12 % / -18 % over seeds
-# 0-1. Neither needs training.
+# graph; on Gowalla +16 % / -37 % on seed 0 (previously -90 % / -98 %), -22 % / -3 % over seeds
+# 0-2. Neither needs training.
 # Both parts are divided by d_i^beta, the noise model chosen on validation (denoisers/
 # noise_model.py): against popularity-shaped noise at 10 % the AUC rose from 0.692 to 0.778 (3
 # seeds), against uniform noise it stays (beta = 0); the retrained recall did not follow (7 % of
