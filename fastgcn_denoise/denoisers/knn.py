@@ -23,6 +23,21 @@ import torch
 SIMILARITIES = ("cosine", "lift")
 
 
+def _cooccurrence(graph):
+    """(R [U, I] csr of ones, C = RᵀR [I, I] csr with C_ii = d_i, d − 1 per item [I]) of the
+    graph's edges, and its (users [E], items [E]) as numpy."""
+    users, items = (t.cpu().numpy() for t in graph.edges())
+    ones = np.ones(users.shape[0])
+    r = sp.csr_matrix((ones, (users, items)), shape=(graph.num_users, graph.num_items))
+    co = (r.T @ r).tocsr()
+    return r, co, np.asarray(r.sum(0)).ravel() - 1.0, users, items
+
+
+def _cosine_weights(d1: np.ndarray) -> np.ndarray:
+    """1 / sqrt(d − 1) per item, 0 for an item no other user has."""
+    return np.where(d1 > 0, 1.0 / np.sqrt(np.maximum(d1, 1.0)), 0.0)
+
+
 def item_knn_scores(
     graph, similarity: str = "cosine", chunk: int = 512, progress=None
 ) -> torch.Tensor:
@@ -35,22 +50,18 @@ def item_knn_scores(
         raise ValueError(
             f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}"
         )
-    users, items = (t.cpu().numpy() for t in graph.edges())
-    num_users, num_items, num_edges = graph.num_users, graph.num_items, users.shape[0]
-    out = np.zeros(num_edges)
+    num_users, num_edges = graph.num_users, graph.num_edges
     if num_edges == 0:
-        return torch.from_numpy(out)
-    r = sp.csr_matrix((np.ones(num_edges), (users, items)), shape=(num_users, num_items))
-    co = (r.T @ r).tocsr()  # C [I, I], C_ii = d_i
-    d1 = np.asarray(r.sum(0)).ravel() - 1.0  # d − 1 per item
+        return torch.zeros(0, dtype=torch.float64)
+    r, co, d1, users, items = _cooccurrence(graph)
+    out = np.zeros(num_edges)
     # S_ui = Σ_{j ∈ u} w_j (C_ij − 1[j ≠ i]·1 − 1[j = i]·C_ii) over j ≠ i, with w_j the j-side
     # factor: (R W C)_ui − d_i w_i (drops j = i) − (Σ_{j∈u} w_j − w_i) (the −1 of each j ≠ i).
-    safe = np.maximum(d1, 1.0)
     if similarity == "cosine":
-        w = np.where(d1 > 0, 1.0 / np.sqrt(safe), 0.0)
+        w = _cosine_weights(d1)
         g = w  # i-side factor
     else:
-        w = np.where(d1 > 0, 1.0 / safe, 0.0)
+        w = np.where(d1 > 0, 1.0 / np.maximum(d1, 1.0), 0.0)
         g = w * num_edges
     rw = r @ sp.diags(w)
     wsum = np.asarray(rw.sum(1)).ravel()  # Σ_{j ∈ u} w_j
@@ -78,13 +89,10 @@ def item_knn_pair_scores(graph, users, items, chunk: int = 512) -> np.ndarray:
     the mean over u's items j of C_ij / sqrt(d_i (d_j − 1)) (u does not count towards C_ij or
     d_i, it does towards d_j); 0 for a user without items or an item nobody has (float64 [n])."""
     users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
-    gu, gi = (t.cpu().numpy() for t in graph.edges())
-    r = sp.csr_matrix((np.ones(gu.shape[0]), (gu, gi)), shape=(graph.num_users, graph.num_items))
-    co = (r.T @ r).tocsr()
-    deg_i = np.asarray(r.sum(0)).ravel()
+    r, co, d1, _, _ = _cooccurrence(graph)
+    deg_i = d1 + 1.0
     deg_u = np.asarray(r.sum(1)).ravel()
-    d1 = deg_i - 1.0
-    rw = (r @ sp.diags(np.where(d1 > 0, 1.0 / np.sqrt(np.maximum(d1, 1.0)), 0.0))).tocsr()
+    rw = (r @ sp.diags(_cosine_weights(d1))).tocsr()
     out = np.zeros(users.shape[0])
     order = np.argsort(users, kind="stable")
     for start in range(0, order.shape[0], chunk):
