@@ -7,7 +7,8 @@ selection, the rows
     oracle        LightGCN on the same graph without the known noise
     pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults
     pipeline-D    the same with detector D instead of the default (``detect.DETECTORS``:
-                  pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-ensemble)
+                  pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-topic,
+                  pipeline-knn-topic, pipeline-ensemble)
     t-ce, r-ce, rgcf, mask, dgr   LightGCN with that plug-in (its paper's defaults; T-CE's
                   ramp scaled to the data, see ``--tce-ramp-epochs``)
     knn-retrain   item-kNN keep scores, the lowest 20 % dropped, LightGCN retrained
@@ -55,7 +56,10 @@ METHODS = (
     "lightgcn",
     "oracle",
     "pipeline",
-    *(f"pipeline-{d}" for d in ("knn", "spectral", "knn-spectral", "ensemble")),
+    *(
+        f"pipeline-{d}"
+        for d in ("knn", "spectral", "knn-spectral", "topic", "knn-topic", "ensemble")
+    ),
     "t-ce",
     "r-ce",
     "rgcf",

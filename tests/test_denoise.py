@@ -347,6 +347,25 @@ def test_within_user_cuts_every_user_alike(seed):
     assert np.bincount(users[dropped], minlength=4).tolist() == [0, 2, 0, 1]
 
 
+def test_within_user_ranks_do_not_warn_of_ties_the_raw_scores_lack():
+    """Within-user ranks repeat across users (1/12, 2/12, ... for every user): the warning that
+    the scores hardly rank the interactions reads the detector's own scores."""
+    from fastgcn_denoise.denoisers.ranking import within_user
+    from fastgcn_denoise.pipelines.clean import lowest_k
+
+    users = np.repeat(np.arange(16), 12)
+    items = np.tile(np.arange(12), 16)
+    raw = np.random.default_rng(0).random(users.shape[0])  # no ties
+    ranked = within_user(raw, users)
+    _, told = lowest_k(ranked, users, items, 16, 12, 0.25, seed=0)
+    _, quiet = lowest_k(ranked, users, items, 16, 12, 0.25, seed=0, raw=raw)
+    assert any("hardly rank" in w for w in told["warnings"])
+    assert not any("hardly rank" in w for w in quiet["warnings"])
+    tied = np.round(raw, 0)  # two values: the raw scores do hardly rank
+    _, warned = lowest_k(within_user(tied, users), users, items, 16, 12, 0.25, seed=0, raw=tied)
+    assert any("hardly rank" in w for w in warned["warnings"])
+
+
 def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
     from fastgcn_denoise.pipelines.clean import lowest_k
 
@@ -403,32 +422,42 @@ def test_pipeline_never_overwrites_the_input(tmp_path, capsys):
     assert code == 2 and "would overwrite the input file" in err and source.read_text() == text
 
 
-def test_knn_spectral_averages_the_ranks():
-    """knn-spectral = (rank of kNN / d_i^b + rank of P̂ / d_i^b) / 2, the spectral rank and the
-    one exponent b chosen on the validation graph and reported."""
+@pytest.mark.parametrize("fit", ["spectral", "topic"])
+def test_knn_and_a_fit_average_the_ranks(fit):
+    """knn-FIT = (rank of kNN / d_i^b + rank of P̂ / d_i^b) / 2, the fit's size (SVD rank or
+    topics) and the one exponent b chosen on the validation graph and reported."""
     from types import SimpleNamespace
 
     from scipy.stats import rankdata
 
     from fastgcn_denoise.denoisers.spectral import spectral_scores
+    from fastgcn_denoise.denoisers.topic import topic_scores
     from fastgcn_denoise.pipelines.detect import detect
 
     data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
     prep = SimpleNamespace(train=data.train_graph(), valid=data.split_graph("valid"))
     knn = detect("knn", prep, None, None, None)
     report = {}
-    both = detect("knn-spectral", prep, None, None, None, report=report)
-    beta = report["spectral"]["popularity_exponent"]
-    assert set(report["spectral"]["exponent_share"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
+    both = detect(f"knn-{fit}", prep, None, None, None, report=report)
+    beta = report[fit]["popularity_exponent"]
+    assert set(report[fit]["exponent_share"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
     items = prep.train.edges()[1].numpy()
     degree = np.maximum(np.bincount(items, minlength=prep.train.num_items), 1.0)[items] ** beta
-    raw, _ = spectral_scores(prep.train, prep.valid, noise_model=False)
+    scores = spectral_scores if fit == "spectral" else topic_scores
+    raw, _ = scores(prep.train, prep.valid, noise_model=False)
     n = knn.shape[0]
     np.testing.assert_allclose(both, (rankdata(knn / degree) + rankdata(raw / degree)) / (2 * n))
+    # the topic detector alone: the fit over d_i^b with its own choice of b, reported
+    if fit == "topic":
+        report = {}
+        alone = detect("topic", prep, None, None, None, report=report)
+        keep, info = topic_scores(prep.train, prep.valid)
+        np.testing.assert_allclose(alone, keep)
+        assert report["topic"] == info
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector flag: the knn-spectral detector cut within each user, a grid chosen on
+    """No detector flag: the topic detector cut within each user, a grid chosen on
     validation, the metrics side by side, the known noise's AUC; a plug-in flag alone picks that
     plug-in as the detector (here cut across users)."""
     data = tmp_path / "tiny.npz"
@@ -440,7 +469,8 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
-    assert summary["detector"] == "knn-spectral" and summary["ranking"] == "within each user"
+    assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
+    assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
     best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
     assert summary["drop_fraction"] == best["fraction"]

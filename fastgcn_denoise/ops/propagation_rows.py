@@ -35,6 +35,8 @@ r it is added to the buffer's initial value instead of a zero fill, and the prod
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from .weighted_spmm import bipartite_operator, csr_product
@@ -44,6 +46,22 @@ def _product(pattern, weight, x, backend):
     """Â x: ``weighted_spmm``'s kernel without the op's per-call check of ``weight`` (the
     operator's own values, finite by construction) and without autograd."""
     return csr_product(pattern.rowptr, pattern.col, None, weight, x, backend)
+
+
+# Per graph: {(dtype, self_loop): (r [N], rᵀr)}, GMP's smoothing vector, built once per graph
+# (an immutable one) instead of a few passes over the N degrees every step.
+_SQRT_DEGREES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _sqrt_degrees(graph, dtype: torch.dtype, self_loop: bool):
+    """(r = sqrt(d̂) [N] in ``dtype``, rᵀr = Σ d̂ as a float), d̂ the degrees (+ 1 with
+    self-loops)."""
+    cache = _SQRT_DEGREES.setdefault(graph, {})
+    key = (dtype, bool(self_loop))
+    if key not in cache:
+        degree = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64) + int(self_loop)
+        cache[key] = (degree.sqrt().to(dtype), float(degree.sum()))
+    return cache[key]
 
 
 def _gmp_scalars(gmp, num_layers: int, rr: float):
@@ -151,9 +169,8 @@ def propagation_rows(
     if gmp is None:
         r, b, rank_one = x_user.new_empty(0), [1.0] * (k + 1), 0.0
     else:
-        degree = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64) + int(self_loop)
-        r = degree.sqrt().to(x_user.dtype)
-        b, m = _gmp_scalars(gmp, k, float(degree.sum()))
+        r, rr = _sqrt_degrees(graph, x_user.dtype, self_loop)
+        b, m = _gmp_scalars(gmp, k, rr)
         rank_one = sum(w * mk for w, mk in zip(weights, m))
     coefs = tuple(w * bk for w, bk in zip(weights, b))
     keep = (b, m if gmp is not None else None) if keep_layers else None

@@ -28,13 +28,13 @@ _TIED_AT_CUT = 0.05
 _TIED_OVERALL = 0.5
 
 
-def _tie_warnings(keep: np.ndarray, order: np.ndarray, count: int) -> list[str]:
+def _tie_warnings(keep: np.ndarray, order: np.ndarray, count: int, raw: np.ndarray) -> list[str]:
     warnings = []
-    _, inverse, sizes = np.unique(keep, return_inverse=True, return_counts=True)
+    _, inverse, sizes = np.unique(raw, return_inverse=True, return_counts=True)
     tied = float((sizes[inverse] > 1).mean())
     if tied >= _TIED_OVERALL:
         warnings.append(
-            f"{tied:.0%} of the {keep.size} keep scores are tied with another: "
+            f"{tied:.0%} of the {raw.size} keep scores are tied with another: "
             "the scores hardly rank the interactions; ties are broken in a seeded "
             "random order"
         )
@@ -59,13 +59,16 @@ def lowest_k(
     fraction: float,
     seed: int = 0,
     floor: bool = True,
+    raw=None,
 ) -> tuple[np.ndarray, dict]:
     """Drop the ``fraction`` of the interactions with the lowest ``keep`` score.
 
     Args:
         keep: float [E] keep scores (higher = keep). users, items: int64 [E] the interactions.
         fraction: in [0, 1). seed: the tie-breaking order. floor: never drop a user's or an
-            item's last remaining pair.
+            item's last remaining pair. raw: float [E], the detector's scores when ``keep``
+            is made from them (``within_user`` ranks, tied across users by construction): the
+            warning about scores that hardly rank the interactions reads these (default keep).
 
     Returns:
         (dropped bool [E], info {"dropped", "protected", "warnings"}).
@@ -99,7 +102,8 @@ def lowest_k(
                     break
             else:
                 protected += 1
-    warnings = _tie_warnings(keep, order, count)
+    raw = keep if raw is None else np.asarray(raw, dtype=np.float64)
+    warnings = _tie_warnings(keep, order, count, raw)
     if protected:
         warnings.append(
             f"{protected} interactions among the lowest-scored were kept: each was "

@@ -8,7 +8,10 @@ Each returns float64 [E] in the training graph's edge-id order, higher = keep:
                preference against noise q(i) ∝ d_i^β, rank and β chosen on validation
                (``denoisers.spectral``; no training)
     knn-spectral  ranks of knn / d_i^β and P̂ / d_i^β averaged, one β chosen on validation for
-               the pair (the default: see ``denoise.DEFAULT_DETECTOR``)
+               the pair
+    topic      P̂(i | u) / d_i^β of a PLSA topic model, each pair scored without itself, the
+               number of topics and β chosen on validation (``denoisers.topic``; no training)
+    knn-topic  ranks of knn / d_i^β and the topic model's P̂ / d_i^β averaged, as knn-spectral
     score      the noisy baseline's own score <f_u, f_i> (free: the baseline is trained anyway)
     ensemble   rank average of knn-lift and score
     mask, dgr, t-ce, r-ce, rgcf
@@ -28,6 +31,7 @@ import torch
 from ..denoisers.knn import item_knn_pair_scores, item_knn_scores
 from ..denoisers.noise_model import choose_exponent
 from ..denoisers.spectral import spectral_pair_scores, spectral_scores
+from ..denoisers.topic import topic_pair_scores, topic_scores
 from ..ops import sddmm
 
 
@@ -52,6 +56,16 @@ DETECTORS = {
         Detector(
             "knn-spectral",
             "item-kNN and the spectral fit, both over d_i^b (b chosen on validation), ranks "
+            "averaged (no training)",
+        ),
+        Detector(
+            "topic",
+            "P(i | u) / d_i^b of a PLSA topic model without the pair itself, topics and "
+            "popularity exponent b chosen on validation (no training)",
+        ),
+        Detector(
+            "knn-topic",
+            "item-kNN and the topic model, both over d_i^b (b chosen on validation), ranks "
             "averaged (no training)",
         ),
         Detector("score", "the noisy baseline's own score <f_u, f_i>"),
@@ -84,6 +98,31 @@ def own_scores(model, graph) -> np.ndarray:
             return sddmm(graph, f_user.contiguous(), f_item.contiguous()).double().cpu().numpy()
     finally:
         model.train(was)
+
+
+def _knn_and_fit(fit: str, graph, valid, progress, report) -> np.ndarray:
+    """knn-spectral / knn-topic: the ranks of knn / d_i^β and of the fit's P̂ / d_i^β averaged,
+    one β chosen on the combined score (``noise_model``: a β for each part picked β = 0 for kNN
+    too often, its signal being weaker)."""
+    if fit == "spectral":
+        scores, info = spectral_scores(graph, valid, noise_model=False)
+        size = info["rank"]
+        part = spectral_pair_scores
+    else:
+        scores, info = topic_scores(graph, valid, noise_model=False)
+        size = info["topics"]
+        part = topic_pair_scores
+    knn = item_knn_scores(graph, progress=progress).numpy()
+    beta, shares = 0.0, None
+    if valid is not None and valid.num_edges:
+        beta, shares = choose_exponent(
+            graph, valid, [lambda g, u, i: part(g, size, u, i), item_knn_pair_scores]
+        )
+    if report is not None:
+        report[fit] = info | {"popularity_exponent": beta, "exponent_share": shares}
+    items = graph.edges()[1].cpu().numpy()
+    degree = np.maximum(np.bincount(items, minlength=graph.num_items), 1.0)[items] ** beta
+    return np.mean([_ranks(knn / degree), _ranks(scores / degree)], axis=0)
 
 
 def detect(
@@ -123,25 +162,13 @@ def detect(
         if report is not None:
             report["spectral"] = info
         return keep
-    if name == "knn-spectral":
-        # One noise model for both parts: β chosen on their combined score (``noise_model``).
-        spectral, info = spectral_scores(graph, prep.valid, noise_model=False)
-        knn = item_knn_scores(graph, progress=progress).numpy()
-        beta, shares = 0.0, None
-        if prep.valid is not None and prep.valid.num_edges:
-            beta, shares = choose_exponent(
-                graph,
-                prep.valid,
-                [
-                    lambda fit, u, i: spectral_pair_scores(fit, info["rank"], u, i),
-                    item_knn_pair_scores,
-                ],
-            )
+    if name == "topic":
+        keep, info = topic_scores(graph, prep.valid)
         if report is not None:
-            report["spectral"] = info | {"popularity_exponent": beta, "exponent_share": shares}
-        items = graph.edges()[1].cpu().numpy()
-        degree = np.maximum(np.bincount(items, minlength=graph.num_items), 1.0)[items] ** beta
-        return np.mean([_ranks(knn / degree), _ranks(spectral / degree)], axis=0)
+            report["topic"] = info
+        return keep
+    if name in ("knn-spectral", "knn-topic"):
+        return _knn_and_fit(name.removeprefix("knn-"), graph, prep.valid, progress, report)
     if name == "score":
         return own_scores(baseline, graph)
     from .train import restore_run, train
