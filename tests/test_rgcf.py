@@ -4,10 +4,11 @@ augmentation; the plug-in on every ranking backbone."""
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICE, backend_params, random_graph
 
 from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.data import make_synthetic, save_npz
-from fastgcn_denoise.denoisers.rgcf import RGCF
+from fastgcn_denoise.denoisers.rgcf import RGCF, edge_reliability, reliability
 from fastgcn_denoise.models import LightGCN
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
@@ -33,6 +34,29 @@ def dense_reference(model, users, items, threshold):
         torch.stack([x for x, _ in layers]).mean(0),
         torch.stack([y for _, y in layers]).mean(0),
     )
+
+
+@pytest.mark.parametrize("backend", backend_params(("reference", "cpu", "triton")))
+@pytest.mark.parametrize("shape", [(7, 5, 0.5), (30, 22, 0.2)])
+def test_edge_reliability_matches_the_gathered_cosine(backend, shape):
+    """The fused SDDMM of the normalised tables against cosine_similarity on gathered rows:
+    values and both tables' gradients (float64), empty rows included."""
+    graph = random_graph(*shape, seed=shape[0]).to(DEVICE)
+    gen = torch.Generator().manual_seed(shape[1])
+    xu = torch.randn(graph.num_users, 6, generator=gen, dtype=torch.float64).to(DEVICE)
+    xi = torch.randn(graph.num_items, 6, generator=gen, dtype=torch.float64).to(DEVICE)
+    weight = torch.rand(graph.num_edges, generator=gen, dtype=torch.float64).to(DEVICE)
+    grads = []
+    for fn in (
+        lambda a, b: edge_reliability(graph, a, b, backend),
+        lambda a, b: reliability(a, b, *graph.edges()),
+    ):
+        a, b = xu.clone().requires_grad_(), xi.clone().requires_grad_()
+        r = fn(a, b)
+        (r * weight).sum().backward()
+        grads.append((r.detach(), a.grad, b.grad))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.6])

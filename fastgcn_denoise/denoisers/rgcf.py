@@ -37,6 +37,7 @@ from ..graph import BipartiteGraph
 from ..models.base import Plugin
 from ..models.registry import register_plugin
 from ..models.simgcl import info_nce
+from ..ops import sddmm
 
 
 @dataclass
@@ -72,6 +73,23 @@ def reliability(
 ) -> torch.Tensor:
     """(cos(x_user[users], x_item[items]) + 1) / 2, float [n] (differentiable)."""
     return (F.cosine_similarity(x_user[users], x_item[items], dim=-1) + 1) / 2
+
+
+def edge_reliability(
+    graph, x_user: torch.Tensor, x_item: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """``reliability`` of every edge of ``graph`` (float [E], edge-id order; differentiable);
+    ``backend`` forces the SDDMM's.
+
+    One fused SDDMM of the row-normalised tables instead of two [E, d] gathers: the gathered
+    version and its autograd (the norms, divisions and their backward over [E, d]) took 90 % of
+    a training step on the LightGNN Yelp split (1.9 s a step against 17 ms for LightGCN's).
+    F.normalize's eps (a row norm floor) stands where cosine_similarity floors the product of the
+    two norms: the same value for any embedding of norm above 1e-8.
+    """
+    a = F.normalize(x_user, dim=-1, eps=1e-8)
+    b = F.normalize(x_item, dim=-1, eps=1e-8)
+    return (sddmm(graph, a, b, backend) + 1) / 2
 
 
 class RGCF(Plugin):
@@ -113,8 +131,7 @@ class RGCF(Plugin):
     def edge_weights(self, graph) -> torch.Tensor:
         """Reliability per edge of ``graph`` [E], 0 below the threshold."""
         model = self._model()
-        users, items = graph.edges()
-        r = reliability(model.user_emb, model.item_emb, users, items)
+        r = edge_reliability(graph, model.user_emb, model.item_emb)
         return torch.where(r >= self.threshold, r, torch.zeros_like(r))
 
     def layer_kwargs(self, layer, graph, batch):
