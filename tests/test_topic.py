@@ -4,8 +4,8 @@ without the pair, and the choice of the number of topics on validation."""
 import numpy as np
 import pytest
 import torch
+from conftest import random_graph
 
-from fastgcn_denoise import BipartiteGraph
 from fastgcn_denoise.data import make_synthetic
 from fastgcn_denoise.denoisers import topic
 from fastgcn_denoise.denoisers.noise_model import EXPONENTS
@@ -13,14 +13,9 @@ from fastgcn_denoise.denoisers.topic import TopicFit, topic_pair_scores, topic_s
 from fastgcn_denoise.pipelines.denoise import roc_auc
 
 
-def random_graph(seed, num_users=25, num_items=18, count=180):
-    rng = np.random.default_rng(seed)
-    pairs = {
-        (int(u), int(i))
-        for u, i in zip(rng.integers(0, num_users, count), rng.integers(0, num_items, count))
-    }
-    users, items = map(np.array, zip(*sorted(pairs)))
-    return BipartiteGraph(users, items, num_users, num_items)
+def graph_of(seed):
+    """A random 25 x 18 graph, its last user and item without edges."""
+    return random_graph(25, 18, 0.35, seed=seed)
 
 
 def numpy_em(users, items, num_users, num_items, k, theta, phi, steps):
@@ -40,7 +35,7 @@ def numpy_em(users, items, num_users, num_items, k, theta, phi, steps):
 
 @pytest.mark.parametrize("seed,k,steps", [(0, 2, 1), (1, 3, 5), (2, 5, 20)])
 def test_fit_matches_a_dense_em(seed, k, steps):
-    graph = random_graph(seed)
+    graph = graph_of(seed)
     fit = TopicFit(graph, k, seed=seed, iterations=steps)
     # the same initial point as the fit's
     gen = torch.Generator().manual_seed(seed)
@@ -59,7 +54,7 @@ def test_fit_matches_a_dense_em(seed, k, steps):
 
 
 def test_leave_one_out_is_the_counts_without_the_pair():
-    graph = random_graph(3)
+    graph = graph_of(3)
     fit = TopicFit(graph, 4, iterations=30)
     users, items = (t.numpy() for t in graph.edges())
     loo = fit.leave_one_out()
@@ -78,7 +73,7 @@ def test_leave_one_out_is_the_counts_without_the_pair():
 
 
 def test_pair_scores_are_the_fitted_probabilities():
-    graph = random_graph(4)
+    graph = graph_of(4)
     users, items = np.array([0, 3, 7]), np.array([1, 2, 5])
     got = topic_pair_scores(graph, 3, users, items)
     fit = TopicFit(graph, 3)
@@ -108,7 +103,7 @@ def test_finds_planted_noise_and_chooses_the_generator_s_topics():
 
 
 def test_without_validation_the_default_and_no_popularity_exponent():
-    graph = random_graph(5)
+    graph = graph_of(5)
     keep, info = topic_scores(graph)
     assert info == {
         "topics": topic.DEFAULT_TOPICS,
@@ -122,4 +117,4 @@ def test_without_validation_the_default_and_no_popularity_exponent():
 @pytest.mark.parametrize("topics", [0, -2])
 def test_bad_number_of_topics_is_refused(topics):
     with pytest.raises(ValueError, match="topics must be >= 1"):
-        topic_scores(random_graph(6), topics=topics)
+        topic_scores(graph_of(6), topics=topics)
