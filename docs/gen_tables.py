@@ -146,6 +146,13 @@ TABLES = [
         SCOREBOARD,
         rows="rows",
     ),
+    Table(
+        "denoise_scoreboard_yelp",
+        "denoise_scoreboard_yelp.json",
+        ("denoising.md",),
+        SCOREBOARD,
+        rows="rows",
+    ),
     # The denoising guide: the noise benchmark (bench/denoise/).
     Table(
         "denoise_injected",
