@@ -58,11 +58,19 @@ def test_leave_one_out_is_the_counts_without_the_pair():
     fit = TopicFit(graph, 4, iterations=30)
     users, items = (t.numpy() for t in graph.edges())
     loo = fit.leave_one_out()
-    theta, phi = fit.theta().numpy(), fit.phi().numpy()
+    theta, phi = (x.numpy() for x in fit.e_step_params)
     n, m = fit.n.numpy(), fit.m.numpy()
+    # the responsibilities taken out are exactly those that make up the counts
+    every_r = theta[users] * phi[items]
+    every_r /= every_r.sum(1, keepdims=True)
+    np.testing.assert_allclose(
+        np.add.reduceat(every_r, np.r_[0, np.flatnonzero(np.diff(users)) + 1]),
+        n[np.unique(users)],
+        rtol=1e-9,
+    )
     for e in range(0, graph.num_edges, 7):
         u, i = users[e], items[e]
-        r = theta[u] * phi[i] / (theta[u] * phi[i]).sum()
+        r = every_r[e]
         n_u = n[u] - r + topic.ALPHA_USER
         m_minus = m.copy()
         m_minus[i] -= r

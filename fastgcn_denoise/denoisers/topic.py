@@ -78,8 +78,11 @@ class TopicFit:
         self._e_step(theta, phi)
 
     def _e_step(self, theta, phi) -> float:
-        """Expected counts self.n, self.m under (θ, φ); returns the log-likelihood of the edges."""
+        """Expected counts self.n, self.m under (θ, φ), kept as self.e_step_params (the
+        responsibilities that leave-one-out takes out are these); returns the edges'
+        log-likelihood."""
         g = self.graph
+        self.e_step_params = (theta, phi)
         p = sddmm(g, theta, phi)  # [E], edge-id order
         w = p.reciprocal()
         self.n = theta * csr_product(g.rowptr_u, g.col_item, None, w, phi)
@@ -106,7 +109,7 @@ class TopicFit:
         """P̂_-(i | u) of every edge, in edge-id order (module docstring) (float64 [E])."""
         users, items = self.graph.edges()
         out = torch.empty(users.shape[0], dtype=torch.float64, device=users.device)
-        theta, phi = self.theta(), self.phi()
+        theta, phi = self.e_step_params  # the pair's own r_uik inside n and m, exactly
         topic_mass = self.m.sum(0)
         step = max(1, _CHUNK // self.topics)
         for lo in range(0, users.shape[0], step):
