@@ -5,8 +5,10 @@ selection, the rows
 
     lightgcn      LightGCN on the noisy graph (the pipeline's own baseline run)
     oracle        LightGCN on the same graph without the known noise
-    pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults
-    pipeline-D    the same with detector D instead of the default (``detect.DETECTORS``:
+    pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults (the topic
+                  detector, every pair weighted by its rank: ``--action weight``)
+    pipeline-drop the same with ``--action drop`` (its grid of drop fractions)
+    pipeline-D    ``--action drop`` with detector D instead of the default (``detect.DETECTORS``:
                   pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-topic,
                   pipeline-knn-topic, pipeline-ensemble)
     t-ce, r-ce, rgcf, mask, dgr   LightGCN with that plug-in (its paper's defaults; T-CE's
@@ -45,7 +47,7 @@ import torch
 from fastgcn_denoise.data import inject_noise, load_dataset, make_synthetic, save_npz
 from fastgcn_denoise.denoisers.knn import item_knn_scores
 from fastgcn_denoise.pipelines.clean import lowest_k
-from fastgcn_denoise.pipelines.denoise import DEFAULT_DETECTOR, denoise, roc_auc
+from fastgcn_denoise.pipelines.denoise import DEFAULT_ACTION, DEFAULT_DETECTOR, denoise, roc_auc
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
@@ -56,6 +58,7 @@ METHODS = (
     "lightgcn",
     "oracle",
     "pipeline",
+    "pipeline-drop",
     *(
         f"pipeline-{d}"
         for d in ("knn", "spectral", "knn-spectral", "topic", "knn-topic", "ensemble")
@@ -133,19 +136,25 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
     if method in ("lightgcn", "oracle"):
         rec = _result(train(make_config("lightgcn", **_options(args, seed, folder / "run", path))))
     elif method.startswith("pipeline"):
+        variant = method.removeprefix("pipeline").removeprefix("-")
+        choice = {} if not variant else {"action": "drop"}
+        if variant not in ("", "drop"):
+            choice["detector"] = variant
         summary = denoise(
-            make_config("lightgcn", **_options(args, seed, folder / "run", path)),
-            **({"detector": method.removeprefix("pipeline-")} if method != "pipeline" else {}),
+            make_config("lightgcn", **_options(args, seed, folder / "run", path)), **choice
         )
         rec = {
             "test": {k: summary["retrained"]["test"][k] for k in (HEADLINE, NDCG)},
             "baseline": {k: summary["baseline"]["test"][k] for k in (HEADLINE, NDCG)},
             "detector": summary["detector"],
             "ranking": summary["ranking"],
+            "action": summary["action"],
+            "chosen": summary["chosen"],
             "drop_fraction": summary["drop_fraction"],
             "auc": (summary.get("planted_noise") or {}).get("roc_auc"),
             "grid": [
-                {k: r[k] for k in ("fraction", "dropped", "valid", "test")} for r in summary["grid"]
+                {k: r[k] for k in ("action", "fraction", "dropped", "valid", "test")}
+                for r in summary["grid"]
             ],
             "timing": summary["timing"],
         }
@@ -238,13 +247,17 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
 
 
 def _current(method: str, cache: Path) -> bool:
-    """Whether a cached pipeline run used today's default detector and cut (others are always
+    """Whether a cached pipeline run used today's default detector and action (others are always
     current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
-    ``ranking``."""
+    ``ranking``; runs from before the weight action no ``action``."""
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
-    return rec.get("detector") == DEFAULT_DETECTOR and "ranking" in rec
+    return (
+        rec.get("detector") == DEFAULT_DETECTOR
+        and "ranking" in rec
+        and rec.get("action") == DEFAULT_ACTION
+    )
 
 
 def _noise_free(records: dict, runs: Path, seed: int) -> dict | None:

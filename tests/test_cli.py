@@ -230,10 +230,11 @@ def test_help_without_model_lists_the_models_and_how_to_see_their_flags(capsys):
         assert f"  {name} " in text and " ".join(entry.summary.split()) in flat, name
     assert "fastgcn-denoise train --model NAME --help shows a model's flags" in flat
     assert "lightgcn options (the default model)" in text
-    # One model's view is much shorter than every flag's; it names the other models.
+    # One model's view is much shorter than every flag's; it names the other models. (The
+    # plug-ins' flags are in both views, a ranking model's and all: they set the floor.)
     grcn = help_text(capsys, "train", "--model", "grcn", "--help")
     every = help_text(capsys, "train", "--help-all")
-    assert len(grcn.splitlines()) < 0.6 * len(every.splitlines())
+    assert len(grcn.splitlines()) < 0.65 * len(every.splitlines())
     assert "Shown: the flags of --model grcn. Other models:" in " ".join(grcn.split())
     assert "(default: 64 for lightgcn; grcn: 64, l0-sign: 8," in " ".join(every.split())  # --dim
 

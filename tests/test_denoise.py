@@ -401,6 +401,9 @@ def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
         (["--valid-fraction", "0", "--select", "last"], "--valid-fraction"),
         (["--detector", "knn", "--mask"], "--mask"),
         (["--detector", "telepathy"], "--detector"),
+        (["--action", "weight", "--drop-fraction", "0.1"], "--drop-fraction"),
+        (["--action", "drop", "--reweight-loss"], "--reweight-loss"),
+        (["--edge-weights"], "--edge-weights"),
     ],
 )
 def test_pipeline_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, argv, flag):
@@ -457,20 +460,55 @@ def test_knn_and_a_fit_average_the_ranks(fit):
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector flag: the topic detector cut within each user, a grid chosen on
-    validation, the metrics side by side, the known noise's AUC; a plug-in flag alone picks that
-    plug-in as the detector (here cut across users)."""
+    """No detector or action flag: the topic detector, every pair weighted by its rank within its
+    user, the weighted model against the baseline on validation, the metrics side by side, the
+    known noise's AUC, the weights exported; --action drop tries the grid; a plug-in flag alone
+    picks that plug-in as the detector (here cut across users)."""
+    from fastgcn_denoise.data import load_npz
+
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
     out = tmp_path / "dn"
     code = main(["denoise", "--data", str(data), "--out", str(out), *TINY])
     stdout = capsys.readouterr().out
     assert code == 0, stdout
-    assert "baseline (data as given)" in stdout and "retrained on cleaned" in stdout
+    assert "baseline (data as given)" in stdout and "weighted" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
     assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
+    assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
+    assert [r["action"] for r in summary["grid"]] == ["none", "weight"]
+    best = max(summary["grid"], key=lambda r: r["valid"]["recall@5"])
+    assert summary["chosen"] == ("weighted" if best["action"] == "weight" else "baseline")
+    assert summary["retrained"]["test"] == best["test"]
+    # the weights: each pair's rank among its user's keep scores (in (0, 1], summing to
+    # (n + 1) / 2 over a user's n pairs), in the retrain's data
+    with open(out / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    weighted = load_npz(out / "retrain-weight" / "data.npz")
+    users, items = weighted.train
+    w = weighted.train_weight.astype(np.float64)
+    n = np.bincount(users)
+    np.testing.assert_allclose(np.bincount(users, weights=w)[n > 0], (n[n > 0] + 1) / 2)
+    keep = {(int(r["user"]), int(r["item"])): float(r["keep_mean"]) for r in rows}
+    score = np.array([keep[(u, i)] for u, i in zip(users, items)])
+    for u in range(3):  # the order within a user follows the keep scores (CSV-rounded)
+        mine = users == u
+        a, b = np.meshgrid(score[mine], score[mine])
+        wa, wb = np.meshgrid(w[mine], w[mine])
+        assert ((wa > wb) | (a <= b + 1e-5)).all()
+    if summary["chosen"] == "weighted":
+        exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
+        got = [exported[(u, i)] for u, i in zip(users, items)]
+        np.testing.assert_allclose(got, w, atol=1e-6)
+    run = json.loads((out / "retrain-weight" / "metrics.json").read_text())["config"]
+    assert run["plugins"] == {"edge-weights": {"reweight_loss": False}}
+    code = main(
+        ["denoise", "--data", str(data), "--out", str(tmp_path / "d"), "--action", "drop", *TINY]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "d" / "denoise.json").read_text())
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
     best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
     assert summary["drop_fraction"] == best["fraction"]

@@ -20,14 +20,37 @@ def embeddings(graph, d, dtype, seed=0):
     ]
 
 
-def truth(graph, x_user, x_item, rows, num_layers, weights=None, self_loop=False, gmp=None):
+def truth(
+    graph,
+    x_user,
+    x_item,
+    rows,
+    num_layers,
+    weights=None,
+    self_loop=False,
+    gmp=None,
+    edge_weight=None,
+):
     """(readout, ego, layers 1..K) through the op's definition: masked_spmm layers (reference),
     each desmoothed by GMP's β x − c r (rᵀ x) when given, then gathers."""
-    r = (torch.cat([graph.deg_u, graph.deg_i]).to(x_user.dtype) + int(self_loop)).sqrt()
+    if edge_weight is None:
+        degree = torch.cat([graph.deg_u, graph.deg_i]).to(x_user.dtype)
+    else:
+        users, items = graph.edges()
+        w = edge_weight.to(x_user.dtype)
+        degree = torch.cat(
+            [
+                torch.zeros(graph.num_users, dtype=w.dtype).index_add(0, users, w),
+                torch.zeros(graph.num_items, dtype=w.dtype).index_add(0, items, w),
+            ]
+        )
+    r = (degree + int(self_loop)).sqrt()
     layers = [torch.cat([x_user, x_item])]
     x_u, x_i = x_user, x_item
     for k in range(num_layers):
-        x_u, x_i = ops.masked_spmm(graph, x_u, x_i, backend="reference", self_loop=self_loop)
+        x_u, x_i = ops.masked_spmm(
+            graph, x_u, x_i, backend="reference", self_loop=self_loop, edge_weight=edge_weight
+        )
         x = torch.cat([x_u, x_i])
         if gmp is not None:
             beta, c = gmp[k]
@@ -78,7 +101,22 @@ OPTIONS = {  # the options of the models built on the op (SimGCL's readout, DGR'
     "self_loop": dict(self_loop=True),
     "gmp": dict(gmp=((1.1, 0.01), (2.1, 0.05))),
     "gmp_self_loop": dict(gmp=((0.3, 0.2), (1.4, -0.03)), self_loop=True, weights=(0.2, 0.3, 0.5)),
+    "edge_weight": dict(edge_weight=True),  # the denoisers' fixed soft weights (built per graph)
+    "edge_weight_gmp_self_loop": dict(
+        edge_weight=True, gmp=((1.1, 0.01), (2.1, 0.05)), self_loop=True
+    ),
 }
+
+
+def soft_weights(graph):
+    """Per-edge weights in [0, 2) with zeros: edge 0, and every edge of the first user with two
+    or more (a user with edges whose weighted degree is 0)."""
+    gen = torch.Generator().manual_seed(9)
+    w = 2 * torch.rand(graph.num_edges, generator=gen, dtype=torch.float64)
+    w[0] = 0.0
+    users = graph.edges()[0].cpu()
+    w[users == int((graph.deg_u.cpu() >= 2).nonzero()[0])] = 0.0
+    return w.to(DEVICE)
 
 
 @pytest.mark.parametrize("backend", BACKEND)
@@ -87,7 +125,9 @@ def test_options_values_gradients_and_kept_layers(backend, option):
     graph = random_graph(7, 9, 0.35, seed=4).to(DEVICE)  # with isolated nodes
     x_user, x_item = embeddings(graph, 4, torch.float64, seed=5)
     rows = torch.tensor([1, 7 + 2, 7 + 2, 6, 7 + 8, 0], device=DEVICE)
-    kw = OPTIONS[option]
+    kw = dict(OPTIONS[option])
+    if "edge_weight" in kw:
+        kw["edge_weight"] = soft_weights(graph)
     read, ego, *layers = ops.propagation_rows(
         graph, x_user, x_item, rows, 2, backend=backend, keep_layers=True, **kw
     )
@@ -138,3 +178,11 @@ def test_bad_inputs_are_refused():
         ops.propagation_rows(graph, x_user, x_item, rows, 1, weights=(1, 1, 1))
     with pytest.raises(ValueError, match="gmp has 2 \\(beta, c\\) pairs for 1 layers"):
         ops.propagation_rows(graph, x_user, x_item, rows, 1, gmp=((1, 0), (1, 0)))
+    bad = torch.ones(graph.num_edges, device=DEVICE)
+    bad[2] = -1.0
+    with pytest.raises(ValueError, match="finite and >= 0; edge 2 has -1.0"):
+        ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad)
+    with pytest.raises(ValueError, match="must be a \\[num_edges\\]"):
+        ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad[:-1])
+    with pytest.raises(ValueError, match="fixed \\(no gradient\\)"):
+        ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad.abs().requires_grad_())

@@ -25,7 +25,7 @@ def _fractions(text: str) -> tuple:
 
 
 def add_arguments(p, argv):
-    from ..pipelines.denoise import DEFAULT_DETECTOR, DEFAULT_GRID
+    from ..pipelines.denoise import ACTIONS, DEFAULT_ACTION, DEFAULT_DETECTOR, DEFAULT_GRID
     from ..pipelines.detect import DETECTORS
 
     add_run_flags(p, help_view(argv), model="lightgcn", out=DEFAULT_OUT)
@@ -40,12 +40,23 @@ def add_arguments(p, argv):
         "plug-in)",
     )
     g.add_argument(
+        "--action",
+        choices=ACTIONS,
+        default=None,
+        help="what the keep scores do: weight = retrain with every interaction weighted by its "
+        "score's rank among its user's, in the propagation (nothing is dropped); drop = retrain "
+        "without the lowest-scored share (--drop-grid / --drop-fraction). The baseline wins "
+        f"when it is better on validation (default: {DEFAULT_ACTION}; drop with "
+        "--drop-grid or --drop-fraction). With --reweight-loss (the edge-weights plug-in's "
+        "option) the weights also count in the BPR loss",
+    )
+    g.add_argument(
         "--drop-grid",
         type=_fractions,
-        default=DEFAULT_GRID,
+        default=None,
         metavar="F,F,...",
-        help="drop fractions tried (the lowest-scored interactions, each retrained); the best on "
-        "validation wins, no cleaning (0) included (default: "
+        help="--action drop: drop fractions tried (the lowest-scored interactions, each "
+        "retrained); the best on validation wins, no cleaning (0) included (default: "
         f"{','.join(map(str, DEFAULT_GRID))})",
     )
     g.add_argument(
@@ -53,8 +64,8 @@ def add_arguments(p, argv):
         type=number(0, 1, False, True),
         default=None,
         metavar="F",
-        help="drop exactly this fraction instead of choosing on validation (with --checkpoint: "
-        "instead of --threshold)",
+        help="--action drop: drop exactly this fraction instead of choosing on validation (with "
+        "--checkpoint: instead of --threshold)",
     )
     g.add_argument(
         "--no-floor",
@@ -100,9 +111,10 @@ def add_arguments(p, argv):
     )
     p.epilog = (
         "By default: trains the backbone on the data as given (the baseline), scores every "
-        "training interaction with the detector, drops the lowest-scored share for each fraction "
-        "of --drop-grid and retrains, keeps the fraction with the best validation metric (no "
-        "cleaning included), and writes to --out: keep_probabilities.csv, cleaned.* and "
+        "training interaction with the detector, retrains with every interaction weighted by "
+        "its score's rank among its user's (--action drop: without the lowest-scored share, "
+        "for each fraction of --drop-grid), keeps the better of the two on validation, and "
+        "writes to --out: keep_probabilities.csv (with the weights), cleaned.* and "
         "dropped.* (together exactly the input's interactions, in its format and ids; pairs "
         "added by --noise in neither), denoise.json (the retrained model's validation and test "
         "metrics beside the baseline's; ROC AUC against the noise when it is known) and the runs. "
@@ -111,17 +123,30 @@ def add_arguments(p, argv):
     )
 
 
-def _print_noise(noise: dict | None) -> None:
+def _print_noise(noise: dict | None, weighted: dict | None = None) -> None:
+    """The detector against the known noise; ``weighted``: the weighted model's grid row (its
+    mean weights are printed instead of the drop counts)."""
     if not noise:
         return
-    print(
-        f"against the {noise['count']} known noisy interactions: ROC AUC "
-        f"{noise['roc_auc']:.3f}, dropped precision {noise['dropped_precision']:.3f}, "
-        f"recall {noise['dropped_recall']:.3f}"
-    )
+    if weighted is not None:
+        print(
+            f"against the {noise['count']} known noisy interactions: ROC AUC "
+            f"{noise['roc_auc']:.3f}; mean weight {weighted['weight_mean_noise']:.3f} on them, "
+            f"{weighted['weight_mean_clean']:.3f} on the clean ones"
+        )
+    else:
+        print(
+            f"against the {noise['count']} known noisy interactions: ROC AUC "
+            f"{noise['roc_auc']:.3f}, dropped precision {noise['dropped_precision']:.3f}, "
+            f"recall {noise['dropped_recall']:.3f}"
+        )
     for kind, row in noise["by_type"].items():
-        auc = f", ROC AUC {row['roc_auc']:.3f} against the clean ones" if "roc_auc" in row else ""
-        print(f"  {kind}: {row['dropped']} of {row['count']} dropped{auc}")
+        auc = f"ROC AUC {row['roc_auc']:.3f} against the clean ones" if "roc_auc" in row else ""
+        if weighted is not None:
+            if auc:
+                print(f"  {kind}: {row['count']}, {auc}")
+            continue
+        print(f"  {kind}: {row['dropped']} of {row['count']} dropped" + (f", {auc}" if auc else ""))
 
 
 def _export_checkpoint(args, checkpoint, out, data) -> int:
@@ -152,7 +177,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..models import MODELS
-    from ..pipelines.denoise import DEFAULT_DETECTOR, denoise
+    from ..pipelines.denoise import DEFAULT_ACTION, DEFAULT_DETECTOR, DEFAULT_GRID, denoise
     from ..pipelines.detect import DETECTORS
     from ..pipelines.train import train
 
@@ -162,6 +187,13 @@ def run(args) -> int:
         out = getattr(args, "out", str(Path(args.checkpoint).parent / "denoise"))
         return _export_checkpoint(args, args.checkpoint, out, data)
     given = vars(args)
+    # the weight action's own plug-in: its option is the pipeline's, its switch is not a detector
+    reweight_loss = bool(given.pop("plugin:edge-weights:reweight_loss", None))
+    if given.pop("plugin:edge-weights", False):
+        raise UsageError(
+            "--edge-weights trains on weights the data already holds; the pipeline's "
+            "--action weight adds the plug-in to its retrained model itself"
+        )
     plugins = sorted(
         k.split(":")[1] for k in given if k.startswith("plugin:") and k.count(":") == 1
     )
@@ -183,8 +215,15 @@ def run(args) -> int:
     if args.threshold is not None:
         raise UsageError(
             "--threshold applies to --checkpoint and --model s-lightgcn/s-ngcf; the pipeline "
-            "drops a fraction (--drop-grid or --drop-fraction)"
+            "weighs the interactions, or drops a fraction (--drop-grid or --drop-fraction)"
         )
+    dropping = args.drop_grid is not None or args.drop_fraction is not None
+    action = args.action or ("drop" if dropping else DEFAULT_ACTION)
+    if action == "weight" and dropping:
+        flag = "--drop-grid" if args.drop_grid is not None else "--drop-fraction"
+        raise UsageError(f"{flag} applies to --action drop; --action weight drops nothing")
+    if action == "drop" and reweight_loss:
+        raise UsageError("--reweight-loss applies to --action weight")
     detector = args.detector
     if detector is None:
         single = len(plugins) == 1 and plugins[0] in DETECTORS
@@ -209,24 +248,47 @@ def run(args) -> int:
     summary = denoise(
         config,
         detector=detector,
-        grid=args.drop_grid,
+        grid=args.drop_grid or DEFAULT_GRID,
         drop_fraction=args.drop_fraction,
         fmt=args.format,
         floor=args.floor,
         per_user=args.per_user,
         plugin_options=options,
+        action=action,
+        reweight_loss=reweight_loss,
     )
     k = f"recall@{config.ks[0]}"
-    base, new = summary["baseline"], summary["retrained"]
-    print(
-        f"detector {detector}: dropped {summary['dropped']} of {summary['scored']} training "
-        f"interactions (fraction {summary['drop_fraction']:g}, {summary['selection']}; "
-        f"{summary['protected']} protected as a user's or item's last pair)"
-    )
+    base = summary["baseline"]
+    if summary["chosen"] == "weighted":
+        print(
+            f"detector {detector}: every one of the {summary['scored']} training interactions "
+            f"weighted by its score's rank ({summary['selection']}: the weighted model)"
+        )
+    else:
+        print(
+            f"detector {detector}: dropped {summary['dropped']} of {summary['scored']} training "
+            f"interactions (fraction {summary['drop_fraction']:g}, {summary['selection']}; "
+            f"{summary['protected']} protected as a user's or item's last pair)"
+        )
     print(f"{'':28s}{'valid ' + k:>16s}{'test ' + k:>16s}")
-    for name, row in (("baseline (data as given)", base), ("retrained on cleaned", new)):
+    rows = [("baseline (data as given)", base)]
+    rows += [
+        (f"weighted{' (chosen)' * (summary['chosen'] == 'weighted')}", r)
+        for r in summary["grid"]
+        if r["action"] == "weight"
+    ]
+    chosen = summary["drop_fraction"] if summary["chosen"] == "drop" else None
+    rows += [
+        (f"dropped {r['fraction']:g}{' (chosen)' * (r['fraction'] == chosen)}", r)
+        for r in summary["grid"]
+        if r["action"] == "drop"
+    ]
+    for name, row in rows:
         print(f"{name:28s}{row['valid'].get(k, float('nan')):16.4f}{row['test'][k]:16.4f}")
-    _print_noise(summary.get("planted_noise"))
+    weighted = [r for r in summary["grid"] if r["action"] == "weight"]
+    _print_noise(
+        summary.get("planted_noise"), weighted[0] if summary["chosen"] == "weighted" else None
+    )
     t = summary["timing"]
     test_part = (
         f", of which {summary['test_in_cleaned']} are the test part of the file, in cleaned.*"

@@ -18,7 +18,7 @@ Pairs = tuple  # (users int64 [n], items int64 [n]) numpy arrays
 
 # Fields holding one value per training pair (same order as ``train``): subsetting train
 # subsets them too (``InteractionData.take_train``).
-PER_TRAIN_PAIR = ("noise", "noise_type")
+PER_TRAIN_PAIR = ("noise", "noise_type", "train_weight")
 
 
 @dataclass
@@ -31,6 +31,8 @@ class InteractionData:
     each flagged pair is, when known (None: flags without types).
     ``user_ids`` / ``item_ids`` hold the original ids (index = contiguous id) when the source used
     arbitrary ids, so exports can be written back in the input's own ids.
+    ``train_weight`` (float32, same order, >= 0) weighs each training pair, when set: a
+    denoiser's soft keep scores, read by the ``edge-weights`` plug-in (``denoisers/reweight.py``).
     ``features`` maps a modality name to its item content matrix (float32 [num_items, width], row
     i = item i; see ``data/features.py``), or is None when the data set has no content.
 
@@ -52,6 +54,7 @@ class InteractionData:
     item_ids: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     features: dict | None = None
+    train_weight: np.ndarray | None = None
 
     def take_train(self, keep: np.ndarray) -> InteractionData:
         """A copy whose ``train`` (and every per-training-pair field) is ``train[keep]``.
@@ -86,6 +89,10 @@ class InteractionData:
     def noise_per_edge(self, graph: BipartiteGraph) -> np.ndarray | None:
         """The noise flags in ``graph``'s edge-id order (bool [E]); None when unknown."""
         return None if self.noise is None else self._per_edge(self.noise).astype(bool)
+
+    def weight_per_edge(self, graph: BipartiteGraph) -> np.ndarray | None:
+        """``train_weight`` in ``graph``'s edge-id order (float32 [E]); None when unset."""
+        return None if self.train_weight is None else self._per_edge(self.train_weight)
 
     def noise_types_per_edge(self, graph: BipartiteGraph) -> np.ndarray | None:
         """The noise type codes in ``graph``'s edge-id order (int8 [E], 0 = clean); None when the

@@ -6,7 +6,7 @@
 ``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
 ``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
 ``valid_{users,items}``, ``noise`` (bool, per train pair), ``noise_type`` (int8, per train
-pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
+pair), ``train_weight`` (float32 >= 0, per train pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
 ``feature__<name>`` (float32 item features).
 """
 
@@ -578,6 +578,8 @@ def save_npz(data: InteractionData, path: str | os.PathLike) -> None:
         arrays["noise"] = np.asarray(data.noise, dtype=bool)
     if data.noise_type is not None:
         arrays["noise_type"] = np.asarray(data.noise_type, dtype=np.int8)
+    if data.train_weight is not None:
+        arrays["train_weight"] = np.asarray(data.train_weight, dtype=np.float32)
     for key in ("user_ids", "item_ids"):
         ids = getattr(data, key)
         if ids is not None:
@@ -632,6 +634,7 @@ def _npz_data(f) -> InteractionData:
     lengths = {
         "noise": train[0].shape[0],
         "noise_type": train[0].shape[0],
+        "train_weight": train[0].shape[0],
         "user_ids": sizes["num_users"],
         "item_ids": sizes["num_items"],
     }
@@ -641,6 +644,10 @@ def _npz_data(f) -> InteractionData:
             extra[key] = f[key]
             if extra[key].shape != (n,):
                 raise ValueError(f"{key} has shape {extra[key].shape}, expected ({n},)")
+    if "train_weight" in extra:
+        weight = extra["train_weight"]
+        if weight.dtype.kind != "f" or not np.isfinite(weight).all() or (weight < 0).any():
+            raise ValueError("train_weight must be floats, finite and >= 0")
     features = {k[len(_FEATURE_KEY) :]: f[k] for k in f.files if k.startswith(_FEATURE_KEY)}
     for name, matrix in features.items():
         if matrix.ndim != 2 or matrix.shape[0] != sizes["num_items"]:

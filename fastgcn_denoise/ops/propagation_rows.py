@@ -14,7 +14,9 @@ Options for the models built on the same propagation:
   ``self_loop``  Â with self-loops, D̂^-1/2 (A + I) D̂^-1/2, D̂ = D + I;
   ``gmp``        DGR's desmoothing on every layer, X_{k+1} = β_k Â X_k − c_k r rᵀ Â X_k with
                  r = sqrt(d̂) (d̂ the degrees, + 1 with self-loops), one (β_k, c_k) per layer;
-  ``keep_layers`` also return X_1..X_K (full, without gradient: SimGCL's noise reads their signs).
+  ``keep_layers`` also return X_1..X_K (full, without gradient: SimGCL's noise reads their signs);
+  ``edge_weight`` fixed per-edge weights w: Â = D_w^-1/2 (A ⊙ w) D_w^-1/2 with the weighted degrees
+                 (a denoiser's soft keep scores, ``denoisers.reweight``).
 
 GMP costs no extra pass: r is Â's eigenvector of eigenvalue 1 (with self-loops Â r =
 D̂^-1/2 (A + I) 1 = D̂^-1/2 d̂ = r, likewise without; r_v = 0 for an isolated node), so rᵀ Â^k X_0 = rᵀ X_0 =: s
@@ -53,9 +55,23 @@ def _product(pattern, weight, x, backend):
 _SQRT_DEGREES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _sqrt_degrees(graph, dtype: torch.dtype, self_loop: bool):
+def _sqrt_degrees(graph, dtype: torch.dtype, self_loop: bool, edge_weight=None):
     """(r = sqrt(d̂) [N] in ``dtype``, rᵀr = Σ d̂ as a float), d̂ the degrees (+ 1 with
-    self-loops)."""
+    self-loops); with ``edge_weight`` [E] the weighted degrees (not cached)."""
+    if edge_weight is not None:
+        w = edge_weight.to(torch.float64)
+        users, items = graph.edges()
+        degree = torch.cat(
+            [
+                torch.zeros(graph.num_users, dtype=torch.float64, device=w.device).index_add_(
+                    0, users, w
+                ),
+                torch.zeros(graph.num_items, dtype=torch.float64, device=w.device).index_add_(
+                    0, items, w
+                ),
+            ]
+        ) + int(self_loop)
+        return degree.sqrt().to(dtype), float(degree.sum())
     cache = _SQRT_DEGREES.setdefault(graph, {})
     key = (dtype, bool(self_loop))
     if key not in cache:
@@ -133,6 +149,7 @@ def propagation_rows(
     self_loop: bool = False,
     gmp=None,
     keep_layers: bool = False,
+    edge_weight: torch.Tensor | None = None,
 ):
     """(sum_k w_k X_k[rows], X_0[rows]), both [n, d] (module docstring); with ``keep_layers``
     also X_1..X_K, each [N, d] without gradient.
@@ -147,6 +164,9 @@ def propagation_rows(
         self_loop: propagate with self-loops.
         gmp: K pairs (β_k, c_k) of DGR's desmoothing after layer k + 1 (None: none).
         keep_layers: also return the layers X_1..X_K.
+        edge_weight: fixed per-edge weights w [E] (edge-id order, >= 0, no gradient): Â is then
+            D_w^-1/2 (A ⊙ w) D_w^-1/2 with the weighted degrees, ``masked_spmm(...,
+            edge_weight=w)`` (``bipartite_operator``; GMP's r = sqrt of those degrees).
     """
     if num_layers < 0:
         raise ValueError(f"propagation_rows: num_layers must be >= 0, got {num_layers}")
@@ -165,11 +185,13 @@ def propagation_rows(
         )
     if gmp is not None and len(gmp) != k:
         raise ValueError(f"propagation_rows: gmp has {len(gmp)} (beta, c) pairs for {k} layers")
-    pattern, weight = bipartite_operator(graph, x_user.dtype, self_loop=self_loop)
+    pattern, weight = bipartite_operator(
+        graph, x_user.dtype, self_loop=self_loop, edge_weight=edge_weight
+    )
     if gmp is None:
         r, b, rank_one = x_user.new_empty(0), [1.0] * (k + 1), 0.0
     else:
-        r, rr = _sqrt_degrees(graph, x_user.dtype, self_loop)
+        r, rr = _sqrt_degrees(graph, x_user.dtype, self_loop, edge_weight)
         b, m = _gmp_scalars(gmp, k, rr)
         rank_one = sum(w * mk for w, mk in zip(weights, m))
     coefs = tuple(w * bk for w, bk in zip(weights, b))

@@ -157,15 +157,45 @@ class CSRPattern:
         )
 
 
-# Per graph: {(dtype, normalize, self_loop): (pattern, weight)}, built once (a graph is immutable).
+# Per graph: {(dtype, normalize, self_loop): (pattern, weight)}, built once (a graph is immutable);
+# with edge weights, {(..., id, version): (weakref to the weights, pattern, weight)}.
 _OPERATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def check_edge_weight(graph, edge_weight: torch.Tensor, where: str) -> None:
+    """ValueError unless ``edge_weight`` is a float [E] tensor on the graph's device with finite
+    values >= 0 and no gradient (``where`` names the caller)."""
+    if not isinstance(edge_weight, torch.Tensor) or edge_weight.shape != (graph.num_edges,):
+        got = tuple(edge_weight.shape) if isinstance(edge_weight, torch.Tensor) else edge_weight
+        raise ValueError(
+            f"{where}: edge_weight must be a [num_edges] = [{graph.num_edges}] tensor, got {got}"
+        )
+    if not edge_weight.is_floating_point():
+        raise ValueError(f"{where}: edge_weight must be floating point, got {edge_weight.dtype}")
+    if edge_weight.device != graph.device:
+        raise ValueError(
+            f"{where}: edge_weight is on {edge_weight.device} but the graph on {graph.device}"
+        )
+    if edge_weight.requires_grad:
+        raise ValueError(f"{where}: edge_weight is fixed (no gradient); detach it")
+    bad = ~torch.isfinite(edge_weight) | (edge_weight < 0)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{where}: edge_weight must be finite and >= 0; edge {first} has "
+            f"{float(edge_weight[first])}"
+        )
+
+
 def bipartite_operator(
-    graph, dtype: torch.dtype = torch.float32, normalize: bool = True, self_loop: bool = False
+    graph,
+    dtype: torch.dtype = torch.float32,
+    normalize: bool = True,
+    self_loop: bool = False,
+    edge_weight: torch.Tensor | None = None,
 ):
-    """(pattern, weight): the bipartite graph's unmasked, unweighted propagation as one
-    homogeneous [N, N] product, N = U + I (users first), cached per graph.
+    """(pattern, weight): the bipartite graph's unmasked propagation as one homogeneous [N, N]
+    product, N = U + I (users first), cached per graph (and per ``edge_weight`` tensor).
 
     ``weight`` [nnz] is r_u r_i with r = deg^-1/2 (``normalize``; computed in float64, then cast
     to ``dtype``) or ones. A is symmetric with symmetric values: its transpose is itself, entry
@@ -175,36 +205,64 @@ def bipartite_operator(
     no degree pass, no per-call mask buffer, no concatenation of the two sides.
     ``self_loop``: A + I (nnz = 2E + N, each row's diagonal entry in column order; with
     ``normalize`` r = (deg + 1)^-1/2), ``masked_spmm(..., self_loop=True)``.
+    ``edge_weight`` [E] (edge-id order, >= 0, fixed): A ⊙ w, its degrees the weighted ones
+    (r = (sum of the row's w)^-1/2, 0 for a row without weight): ``masked_spmm(...,
+    edge_weight=w)``. The cache holds it while that tensor lives and is not modified in place.
     """
     cache = _OPERATORS.setdefault(graph, {})
     key = (dtype, bool(normalize), bool(self_loop))
-    if key not in cache:
-        device, e, u = graph.device, graph.num_edges, graph.num_users
-        rowptr = torch.cat([graph.rowptr_u, graph.rowptr_i[1:] + e])
-        col = torch.cat([graph.col_item + u, graph.col_user])
-        n = u + graph.num_items
-        rows = torch.repeat_interleave(
-            torch.arange(n, device=device), rowptr.diff(), output_size=2 * e
-        )
+    if edge_weight is not None:
+        check_edge_weight(graph, edge_weight, "bipartite_operator")
+        key += (id(edge_weight), edge_weight._version)
+        hit = cache.get(key)
+        if hit is not None and hit[0]() is edge_weight:
+            return hit[1:]
+        for stale in [k for k, v in cache.items() if len(k) > 3 and v[0]() is None]:
+            del cache[stale]
+    elif key in cache:
+        return cache[key]
+    device, e, u = graph.device, graph.num_edges, graph.num_users
+    rowptr = torch.cat([graph.rowptr_u, graph.rowptr_i[1:] + e])
+    col = torch.cat([graph.col_item + u, graph.col_user])
+    n = u + graph.num_items
+    rows = torch.repeat_interleave(torch.arange(n, device=device), rowptr.diff(), output_size=2 * e)
+    if edge_weight is None:
+        entry = None
         deg = torch.cat([graph.deg_u, graph.deg_i]).to(torch.float64)
-        if self_loop:
-            # A user's columns (items, >= U) all follow it, an item's (users, < U) all precede
-            # it: sorted by 3 row + (0 | 1 | 2), the diagonal comes first in user rows and last
-            # in item rows, the stable sort keeps the edges' column order.
-            diag = torch.arange(n, device=device)
-            place = torch.cat([rows * 3 + 1, diag * 3 + (diag >= u).long() * 2])
-            order = torch.argsort(place, stable=True)
-            rows, col = torch.cat([rows, diag])[order], torch.cat([col, diag])[order]
-            rowptr = rowptr + torch.arange(n + 1, device=device)
-            deg = deg + 1
-        if normalize:
-            r = deg.clamp_min(1).rsqrt()
-            weight = (r[rows] * r[col]).to(dtype)
-        else:
-            weight = torch.ones(col.shape[0], dtype=dtype, device=device)
-        pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
+    else:
+        w = edge_weight.detach().to(torch.float64)
+        entry = torch.cat([w, w[graph.perm]])  # user rows in edge order, item rows via perm
+        deg = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, rows, entry)
+    if self_loop:
+        # A user's columns (items, >= U) all follow it, an item's (users, < U) all precede
+        # it: sorted by 3 row + (0 | 1 | 2), the diagonal comes first in user rows and last
+        # in item rows, the stable sort keeps the edges' column order.
+        diag = torch.arange(n, device=device)
+        place = torch.cat([rows * 3 + 1, diag * 3 + (diag >= u).long() * 2])
+        order = torch.argsort(place, stable=True)
+        rows, col = torch.cat([rows, diag])[order], torch.cat([col, diag])[order]
+        if entry is not None:
+            entry = torch.cat([entry, torch.ones(n, dtype=torch.float64, device=device)])[order]
+        rowptr = rowptr + torch.arange(n + 1, device=device)
+        deg = deg + 1
+    if normalize:
+        # Weighted degrees may be below 1; a row of weight 0 has only zero entries.
+        floor = 1.0 if edge_weight is None else torch.finfo(torch.float64).tiny
+        r = torch.where(deg > 0, deg.clamp_min(floor).rsqrt(), torch.zeros_like(deg))
+        weight = r[rows] * r[col]
+        weight = (weight if entry is None else weight * entry).to(dtype)
+    else:
+        weight = (
+            torch.ones(col.shape[0], dtype=dtype, device=device)
+            if entry is None
+            else entry.to(dtype)
+        )
+    pattern = CSRPattern(rowptr, col, rowptr, col, None, n, n)
+    if edge_weight is None:
         cache[key] = (pattern, weight)
-    return cache[key]
+    else:
+        cache[key] = (weakref.ref(edge_weight), pattern, weight)
+    return pattern, weight
 
 
 def csr_product(rowptr, col, eid, weight, x, backend=None) -> torch.Tensor:

@@ -81,6 +81,7 @@ def write_export(
     out,
     fmt: str | None,
     types: np.ndarray | None,
+    weight: np.ndarray | None = None,
 ) -> dict:
     """Write keep_probabilities.csv, cleaned.<ext> and dropped.<ext>; return the counts.
 
@@ -88,6 +89,7 @@ def write_export(
         data: the run's ``InteractionData`` (ids, format). given: (users, items) from
             ``given_pairs``. graph_pairs: (users, items) [E] of the scored training edges.
         keep: [K, E] keep scores. dropped: bool [E]. types: noise type codes [E] or None.
+        weight: the training weight of each edge [E] (``denoise --action weight``) or None.
     """
     fmt = fmt or default_format(data)
     if fmt not in EXTENSIONS:
@@ -114,12 +116,14 @@ def write_export(
             ["user", "item"]
             + layers
             + ["keep_mean", "dropped"]
+            + ([] if weight is None else ["weight"])
             + ([] if types is None else ["noise"])
             + (["injected"] if injected.any() else [])
         )
         cols = [out_users.tolist(), out_items.tolist()]
         cols += [np.round(row, 6).tolist() for row in keep] if keep.shape[0] > 1 else []
         cols += [np.round(keep.mean(0), 6).tolist(), dropped.astype(int).tolist()]
+        cols += [] if weight is None else [np.round(weight, 6).tolist()]
         cols += [] if types is None else [names[types].tolist()]
         cols += [injected.astype(int).tolist()] if injected.any() else []
         writer.writerows(zip(*cols))
