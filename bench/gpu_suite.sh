@@ -50,7 +50,8 @@ test_files=(test_masked_spmm.py test_weighted_spmm.py test_gates.py test_arm_gra
             test_segment_topk.py test_cosine_attention.py test_dot_logsumexp.py test_all_pairs.py
             test_eval.py test_sgcn.py test_l0sign.py test_cooccurrence.py test_nuclear_norm.py
             test_library.py test_backend_select.py test_distributed.py test_propagation_rows.py
-            test_row_standardised_sddmm.py test_sign_noise.py test_simgcl.py test_rgcf.py)
+            test_row_standardised_sddmm.py test_sign_noise.py test_simgcl.py test_rgcf.py
+            test_reweight.py)
 export FASTGCN_SHARED_DATA=${FASTGCN_SHARED_DATA:-$(pwd)/../shared/data}
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$out/triton_cache}  # shared by smoke and tests
 status=0

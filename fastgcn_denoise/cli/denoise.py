@@ -303,6 +303,11 @@ def run(args) -> int:
         f"training; written to {config.out}/ (cleaned.* + dropped.* = the {summary['given']} "
         f"interactions given{test_part}{injected})"
     )
+    if summary["chosen"] == "weighted":
+        print(
+            f"the weights: column weight of {config.out}/keep_probabilities.csv; "
+            f"{config.out}/retrain-weight/data.npz trains on them with --edge-weights"
+        )
     for w in summary["warnings"]:
         print(f"warning: {w}")
     return 0

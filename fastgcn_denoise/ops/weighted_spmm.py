@@ -212,11 +212,11 @@ def bipartite_operator(
     cache = _OPERATORS.setdefault(graph, {})
     key = (dtype, bool(normalize), bool(self_loop))
     if edge_weight is not None:
-        check_edge_weight(graph, edge_weight, "bipartite_operator")
         key += (id(edge_weight), edge_weight._version)
         hit = cache.get(key)
         if hit is not None and hit[0]() is edge_weight:
-            return hit[1:]
+            return hit[1:]  # checked when it was built, unchanged since
+        check_edge_weight(graph, edge_weight, "bipartite_operator")
         for stale in [k for k, v in cache.items() if len(k) > 3 and v[0]() is None]:
             del cache[stale]
     elif key in cache:
