@@ -322,6 +322,36 @@ def test_pipeline_export_partitions_the_input(tmp_path, capsys, fmt):
     assert before == {p: p.read_bytes() for p in before}  # the input is untouched
 
 
+def test_weighted_export_of_a_users_own_file(tmp_path, capsys):
+    """The default (weight) action on a CSV log with string ids: nothing dropped, cleaned.csv is
+    every interaction given, each training pair's weight in its own ids, in (0, 1]."""
+    source, given, ext = _pairs_file(tmp_path, "csv")
+    out = tmp_path / "dn"
+    code = main(["denoise", "--data", str(source), "--out", str(out), *TINY])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    summary = json.loads((out / "denoise.json").read_text())
+    assert summary["action"] == "weight" and summary["dropped"] == 0
+    assert set(_read_pairs(out / f"cleaned.{ext}")) == given
+    assert _read_pairs(out / f"dropped.{ext}") == []
+    with open(out / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["user"], r["item"]) for r in rows} <= given
+    # the retrain's weights, one per training pair, back in the file's own ids
+    from fastgcn_denoise.data import load_npz
+
+    weighted = load_npz(out / "retrain-weight" / "data.npz")
+    users = np.asarray(weighted.user_ids)[weighted.train[0]]
+    items = np.asarray(weighted.item_ids)[weighted.train[1]]
+    assert set(zip(users.tolist(), items.tolist())) <= given
+    w = weighted.train_weight
+    assert w.shape == users.shape and ((w > 0) & (w <= 1)).all()
+    if summary["chosen"] == "weighted":
+        assert "the weights:" in stdout and "weight" in rows[0]
+    else:
+        assert "weight" not in rows[0]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_within_user_cuts_every_user_alike(seed):
     """Ranks within each user (ties averaged, shuffled edge order); a cut on them goes by each
