@@ -7,7 +7,7 @@ import torch
 from conftest import DEVICE, random_graph
 
 from fastgcn_denoise import ops
-from fastgcn_denoise.data import load_npz, make_synthetic, save_npz
+from fastgcn_denoise.data import inject_noise, load_npz, make_synthetic, save_npz
 from fastgcn_denoise.denoisers.reweight import EdgeWeights
 from fastgcn_denoise.graph import BipartiteGraph
 from fastgcn_denoise.models import Batch, LightGCN
@@ -126,9 +126,14 @@ def test_train_reads_the_weights_from_the_data_and_restores_them(tmp_path):
     np.testing.assert_allclose(
         model.plugins[0].weight.numpy(), prep.data.weight_per_edge(prep.train)
     )
-    # a split keeps each pair's weight with it
+    # a split keeps each pair's weight with it; injected noise pairs weigh 1
     kept = prep.data.take_train(np.arange(0, prep.data.train[0].shape[0], 2))
     np.testing.assert_array_equal(kept.train_weight, prep.data.train_weight[::2])
+    noisy = inject_noise(data, 0.2, seed=1)
+    n = data.train[0].shape[0]
+    assert noisy.train_weight.shape == noisy.train[0].shape and noisy.train[0].shape[0] > n
+    np.testing.assert_array_equal(noisy.train_weight[:n], data.train_weight)
+    assert (noisy.train_weight[n:] == 1).all()
 
 
 def test_malformed_weights_in_a_file_are_refused(tmp_path):

@@ -6,8 +6,8 @@
 ``.npz`` layout (written by ``save_npz``): ``format`` = "fastgcn_denoise.InteractionData/1",
 ``name``, ``num_users``, ``num_items``, ``{train,test}_{users,items}`` (int64), optionally
 ``valid_{users,items}``, ``noise`` (bool, per train pair), ``noise_type`` (int8, per train
-pair), ``train_weight`` (float32 >= 0, per train pair), ``user_ids``/``item_ids`` (original ids, int64 or unicode), ``meta`` (a JSON string) and
-``feature__<name>`` (float32 item features).
+pair), ``train_weight`` (float32 >= 0, per train pair), ``user_ids``/``item_ids`` (original ids,
+int64 or unicode), ``meta`` (a JSON string) and ``feature__<name>`` (float32 item features).
 """
 
 from __future__ import annotations

@@ -130,5 +130,10 @@ def inject_noise(
         train=(np.concatenate([data.train[0], users]), np.concatenate([data.train[1], items])),
         noise=np.concatenate([old, np.ones(users.shape[0], dtype=bool)]),
         noise_type=np.concatenate([old_types, np.full(users.shape[0], NOISE_CODE[kind], np.int8)]),
+        # weights given with the data (``train_weight``) stay with their pairs; an added pair
+        # weighs 1, as an unweighted one
+        train_weight=None
+        if data.train_weight is None
+        else np.concatenate([data.train_weight, np.ones(users.shape[0], np.float32)]),
         meta=meta,
     )
