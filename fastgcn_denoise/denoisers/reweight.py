@@ -8,8 +8,8 @@ writes them) and propagates over the weighted, renormalised adjacency
 
 in every layer, at training and at evaluation (``masked_spmm(..., edge_weight=w)``; a plain
 LightGCN keeps its fused ``ops.propagation_rows`` step). A pair of weight 0 is gone from the
-graph; a user whose pairs all weigh the same keeps plain LightGCN's mixing among them. With
-``reweight_loss`` each BPR triple (u, i, j) also counts w_ui:
+graph, and weights that are all equal give plain LightGCN back. With ``reweight_loss`` each BPR
+triple (u, i, j) also counts w_ui:
 
     L_bpr = sum_b w_(u_b, i_b) softplus(s_(u_b, j_b) - s_(u_b, i_b)) / sum_b w_(u_b, i_b)
 
