@@ -182,7 +182,7 @@ def test_bad_inputs_are_refused():
     bad[2] = -1.0
     with pytest.raises(ValueError, match="finite and >= 0; edge 2 has -1.0"):
         ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad)
-    with pytest.raises(ValueError, match="must be a \\[num_edges\\]"):
+    with pytest.raises(ValueError, match="must have shape \\[num_edges\\]"):
         ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad[:-1])
     with pytest.raises(ValueError, match="fixed \\(no gradient\\)"):
         ops.propagation_rows(graph, x_user, x_item, rows, 1, edge_weight=bad.abs().requires_grad_())

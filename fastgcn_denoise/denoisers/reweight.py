@@ -59,13 +59,13 @@ class EdgeWeights(Plugin):
         self.register_buffer("weight", weight.to(torch.float32))
         self.loss = bool(loss)
 
-    def _weights_for(self, graph, dtype=torch.float32) -> torch.Tensor:
+    def _weights_for(self, graph) -> torch.Tensor:
         if graph.num_edges != self.weight.shape[0]:
             raise ValueError(
                 f"edge-weights holds {self.weight.shape[0]} weights (the training graph's edges) "
                 f"but this graph has {graph.num_edges} edges"
             )
-        return self.weight if dtype == self.weight.dtype else self.weight.to(dtype)
+        return self.weight
 
     def layer_kwargs(self, layer, graph, batch):
         return {"edge_weight": self._weights_for(graph)}
@@ -81,7 +81,7 @@ class EdgeWeights(Plugin):
         users, pos, neg = batch
         u, it = model.batch_readout(layers, batch)  # the rows the backbone's BPR read (memo)
         terms = F.softplus((u * it[pos.shape[0] :]).sum(-1) - (u * it[: pos.shape[0]]).sum(-1))
-        w = self._weights_for(graph, terms.dtype)[edge_ids(graph, users, pos)]
+        w = self._weights_for(graph)[edge_ids(graph, users, pos)].to(terms.dtype)
         weighted = (w * terms).sum() / w.sum().clamp_min(torch.finfo(terms.dtype).tiny)
         return {"reweight": weighted - terms.mean()}  # replaces the backbone's own BPR mean
 

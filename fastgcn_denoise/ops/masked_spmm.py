@@ -71,6 +71,20 @@ def _check_finite(name: str, t: torch.Tensor, where: str = "edge") -> None:
         raise ValueError(f"{name} has non-finite values (first at {where} {first})")
 
 
+def check_edge_tensor(graph, name: str, t, where: str = "") -> None:
+    """ValueError unless ``t`` is a floating-point [num_edges] tensor on the graph's device
+    (``where``: the caller, prefixed to the message)."""
+    if not isinstance(t, torch.Tensor) or t.shape != (graph.num_edges,):
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(
+            f"{where}{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}"
+        )
+    if not t.is_floating_point():
+        raise ValueError(f"{where}{name} must be floating point, got {t.dtype}")
+    if t.device != graph.device:
+        raise ValueError(f"{where}{name} is on {t.device} but the graph is on {graph.device}")
+
+
 def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize, holdout):
     """Shapes, dtypes and devices (the values are checked in the op: ``_check_values``)."""
     if mode not in MODE_ID:
@@ -99,17 +113,8 @@ def _check_inputs(graph, x_user, x_item, logits, edge_weight, mode, renormalize,
     if mode != "ones" and logits is None:
         raise ValueError(f"mode {mode!r} needs logits (one per edge)")
     for name, t in (("logits", logits), ("edge_weight", edge_weight)):
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor) or t.shape != (graph.num_edges,):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(
-                f"{name} must have shape [num_edges] = [{graph.num_edges}], got {shape}"
-            )
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be floating point, got {t.dtype}")
-        if t.device != graph.device:
-            raise ValueError(f"{name} is on {t.device} but the graph is on {graph.device}")
+        if t is not None:
+            check_edge_tensor(graph, name, t)
     if holdout is not None:
         if (
             not isinstance(holdout, torch.Tensor)

@@ -41,7 +41,7 @@ import weakref
 
 import torch
 
-from .weighted_spmm import bipartite_operator, csr_product
+from .weighted_spmm import bipartite_operator, csr_product, weighted_degrees
 
 
 def _product(pattern, weight, x, backend):
@@ -59,18 +59,7 @@ def _sqrt_degrees(graph, dtype: torch.dtype, self_loop: bool, edge_weight=None):
     """(r = sqrt(d̂) [N] in ``dtype``, rᵀr = Σ d̂ as a float), d̂ the degrees (+ 1 with
     self-loops); with ``edge_weight`` [E] the weighted degrees (not cached)."""
     if edge_weight is not None:
-        w = edge_weight.to(torch.float64)
-        users, items = graph.edges()
-        degree = torch.cat(
-            [
-                torch.zeros(graph.num_users, dtype=torch.float64, device=w.device).index_add_(
-                    0, users, w
-                ),
-                torch.zeros(graph.num_items, dtype=torch.float64, device=w.device).index_add_(
-                    0, items, w
-                ),
-            ]
-        ) + int(self_loop)
+        degree = weighted_degrees(graph, edge_weight) + int(self_loop)
         return degree.sqrt().to(dtype), float(degree.sum())
     cache = _SQRT_DEGREES.setdefault(graph, {})
     key = (dtype, bool(self_loop))

@@ -29,6 +29,7 @@ import torch
 from ..graph import check_count, check_csr, check_ids, index_tensor
 from . import _library as library
 from ._backend import BackendUnavailable, get_backend, resolve_name
+from .masked_spmm import _check_finite, check_edge_tensor
 from .sddmm import sddmm_kernel
 
 
@@ -165,26 +166,24 @@ _OPERATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def check_edge_weight(graph, edge_weight: torch.Tensor, where: str) -> None:
     """ValueError unless ``edge_weight`` is a float [E] tensor on the graph's device with finite
     values >= 0 and no gradient (``where`` names the caller)."""
-    if not isinstance(edge_weight, torch.Tensor) or edge_weight.shape != (graph.num_edges,):
-        got = tuple(edge_weight.shape) if isinstance(edge_weight, torch.Tensor) else edge_weight
-        raise ValueError(
-            f"{where}: edge_weight must be a [num_edges] = [{graph.num_edges}] tensor, got {got}"
-        )
-    if not edge_weight.is_floating_point():
-        raise ValueError(f"{where}: edge_weight must be floating point, got {edge_weight.dtype}")
-    if edge_weight.device != graph.device:
-        raise ValueError(
-            f"{where}: edge_weight is on {edge_weight.device} but the graph on {graph.device}"
-        )
+    check_edge_tensor(graph, "edge_weight", edge_weight, f"{where}: ")
     if edge_weight.requires_grad:
         raise ValueError(f"{where}: edge_weight is fixed (no gradient); detach it")
-    bad = ~torch.isfinite(edge_weight) | (edge_weight < 0)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0])
+    _check_finite(f"{where}: edge_weight", edge_weight)
+    if bool((edge_weight < 0).any()):
+        first = int((edge_weight < 0).nonzero()[0])
         raise ValueError(
             f"{where}: edge_weight must be finite and >= 0; edge {first} has "
             f"{float(edge_weight[first])}"
         )
+
+
+def weighted_degrees(graph, edge_weight: torch.Tensor) -> torch.Tensor:
+    """Each node's sum of its edges' weights, users then items (float64 [U + I])."""
+    w = edge_weight.detach().to(torch.float64)
+    users, items = graph.edges()
+    degree = torch.zeros(graph.num_users + graph.num_items, dtype=torch.float64, device=w.device)
+    return degree.index_add_(0, users, w).index_add_(0, items + graph.num_users, w)
 
 
 def bipartite_operator(
@@ -232,7 +231,7 @@ def bipartite_operator(
     else:
         w = edge_weight.detach().to(torch.float64)
         entry = torch.cat([w, w[graph.perm]])  # user rows in edge order, item rows via perm
-        deg = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, rows, entry)
+        deg = weighted_degrees(graph, w)
     if self_loop:
         # A user's columns (items, >= U) all follow it, an item's (users, < U) all precede
         # it: sorted by 3 row + (0 | 1 | 2), the diagonal comes first in user rows and last
