@@ -23,6 +23,11 @@ it keeps threads spinning briefly between the many short parallel regions of a s
 project's 2-core CPU. On a loaded machine, though, active spinning made MKL's LAPACK calls 100x
 slower (a 1000 x 1000 eigh: 16 s instead of 0.16 s); set PASSIVE there. Each JSON records the
 policy it ran under (``omp_wait_policy``) and the load average at the start (``loadavg``).
+
+Importing this package also sets glibc's heap top pad, as the command line does
+(``fastgcn_denoise._runtime.keep_heap``: a step's large temporaries are then not unmapped and
+faulted in again each time); ours and the peer run in one process, so both sides have it. Each
+JSON records it (``malloc_top_pad``: bytes, or null where it was not set).
 """
 
 import os
@@ -45,3 +50,8 @@ def _root_behind_site_packages() -> None:
 
 
 _root_behind_site_packages()
+
+
+from fastgcn_denoise import _runtime  # noqa: E402  (after the move; it imports no torch)
+
+MALLOC_TOP_PAD = _runtime.HEAP_TOP_PAD if _runtime.keep_heap() else None

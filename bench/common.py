@@ -26,6 +26,8 @@ import torch
 
 from fastgcn_denoise import BipartiteGraph, ops
 
+from . import MALLOC_TOP_PAD
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SHARED_DATA = Path(os.environ.get("FASTGCN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -284,6 +286,7 @@ def environment(device="cpu") -> dict:
         "package": pkg,
         "versions": versions,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_top_pad": MALLOC_TOP_PAD,  # bytes (bench/__init__.py), or None
         # The machine's load when the run started (1, 5, 15 min): a shared machine shows here.
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "backends": ops.availability(device),

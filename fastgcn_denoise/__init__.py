@@ -1,7 +1,9 @@
 """fastgcn_denoise: fused kernels and models for denoising graph-convolutional recommenders."""
 
+from ._runtime import keep_heap
+
 __version__ = "0.1.0"
-__all__ = ["BipartiteGraph", "__version__"]
+__all__ = ["BipartiteGraph", "__version__", "keep_heap"]
 
 
 def __getattr__(name):
