@@ -117,6 +117,16 @@ def test_other_studies_rows_are_taken_and_missing_ones_kept(tmp_path, reproduce)
     assert by_method(rows, "tiktok")["grcn"]["status"] == "not run"
     assert all(SHAPE <= set(r) for r in rows)  # every row, run or not, has the issue's fields
 
+    # above the paper but below one of its baselines: missed (issue 23: never below either)
+    for lr, status in ((0.986, "missed"), (0.984, "met")):
+        baselines = {"naive-bayes": 0.978, "logistic-regression": lr}
+        (results / "reproduction_l0sign.json").write_text(
+            json.dumps({"rows": [{**l0, "baselines": baselines}]})
+        )
+        got = by_method(reproduce.collect(tmp_path / "none", results), "dblp")["l0-sign"]
+        assert got["status"] == status
+        assert got["target"] == "paper and logistic-regression and naive-bayes"
+
     del l0["baseline_value"]
     (results / "reproduction_l0sign.json").write_text(json.dumps({"rows": [l0]}))
     with pytest.raises(
