@@ -140,8 +140,11 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
         choice = {} if not variant else {"action": "drop"}
         if variant not in ("", "drop"):
             choice["detector"] = variant
+        # resumed: the sub-runs an earlier pipeline finished in the folder are only evaluated
         summary = denoise(
-            make_config("lightgcn", **_options(args, seed, folder / "run", path)), **choice
+            make_config("lightgcn", **_options(args, seed, folder / "run", path)),
+            resume=True,
+            **choice,
         )
         rec = {
             "test": {k: summary["retrained"]["test"][k] for k in (HEADLINE, NDCG)},
@@ -150,10 +153,12 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
             "ranking": summary["ranking"],
             "action": summary["action"],
             "chosen": summary["chosen"],
+            "loss_weights": summary["loss_weights"],
             "drop_fraction": summary["drop_fraction"],
             "auc": (summary.get("planted_noise") or {}).get("roc_auc"),
             "grid": [
                 {k: r[k] for k in ("action", "fraction", "dropped", "valid", "test")}
+                | {"loss_weights": r.get("loss_weights", False)}
                 for r in summary["grid"]
             ],
             "timing": summary["timing"],
@@ -249,7 +254,9 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
 def _current(method: str, cache: Path) -> bool:
     """Whether a cached pipeline run used today's default detector and action (others are always
     current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
-    ``ranking``; runs from before the weight action no ``action``."""
+    ``ranking``; runs from before the weight action no ``action``; runs from before the weight
+    action's second candidate (the weights in the loss too) no weighted run with
+    ``loss_weights``."""
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
@@ -257,6 +264,7 @@ def _current(method: str, cache: Path) -> bool:
         rec.get("detector") == DEFAULT_DETECTOR
         and "ranking" in rec
         and rec.get("action") == DEFAULT_ACTION
+        and any(r.get("loss_weights") for r in rec.get("grid", ()))
     )
 
 

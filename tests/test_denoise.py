@@ -433,6 +433,7 @@ def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
         (["--detector", "telepathy"], "--detector"),
         (["--action", "weight", "--drop-fraction", "0.1"], "--drop-fraction"),
         (["--action", "drop", "--reweight-loss"], "--reweight-loss"),
+        (["--action", "drop", "--no-reweight-loss"], "--no-reweight-loss"),
         (["--edge-weights"], "--edge-weights"),
     ],
 )
@@ -491,9 +492,10 @@ def test_knn_and_a_fit_average_the_ranks(fit):
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     """No detector or action flag: the topic detector, every pair weighted by its rank within its
-    user, the weighted model against the baseline on validation, the metrics side by side, the
-    known noise's AUC, the weights exported; --action drop tries the grid; a plug-in flag alone
-    picks that plug-in as the detector (here cut across users)."""
+    user, the model retrained with the weights in its propagation and with them in its loss too,
+    the best of those and the baseline on validation, the metrics side by side, the known noise's
+    AUC, the weights exported; --resume trains nothing again; --action drop tries the grid; a
+    plug-in flag alone picks that plug-in as the detector (here cut across users)."""
     from fastgcn_denoise.data import load_npz
 
     data = tmp_path / "tiny.npz"
@@ -508,10 +510,13 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
     assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
-    assert [r["action"] for r in summary["grid"]] == ["none", "weight"]
+    assert [r["action"] for r in summary["grid"]] == ["none", "weight", "weight"]
+    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False, True]
     best = max(summary["grid"], key=lambda r: r["valid"]["recall@5"])
     assert summary["chosen"] == ("weighted" if best["action"] == "weight" else "baseline")
+    assert summary["loss_weights"] == bool(best.get("loss_weights"))
     assert summary["retrained"]["test"] == best["test"]
+    assert stdout.count("(chosen)") == (summary["chosen"] == "weighted")
     # the weights: each pair's rank among its user's keep scores (in (0, 1], summing to
     # (n + 1) / 2 over a user's n pairs), in the retrain's data
     with open(out / "keep_probabilities.csv") as f:
@@ -532,8 +537,22 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
         exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
         got = [exported[(u, i)] for u, i in zip(users, items)]
         np.testing.assert_allclose(got, w, atol=1e-6)
-    run = json.loads((out / "retrain-weight" / "metrics.json").read_text())["config"]
-    assert run["plugins"] == {"edge-weights": {"reweight_loss": False}}
+    for folder, loss in (("retrain-weight", False), ("retrain-weight-loss", True)):
+        run = json.loads((out / folder / "metrics.json").read_text())["config"]
+        assert run["plugins"] == {"edge-weights": {"reweight_loss": loss}}
+    # again with --resume: every run is finished, so nothing trains; the same summary
+    logs = {f: (out / f / "log.jsonl").read_text() for f in ("baseline", "retrain-weight")}
+    assert main(["denoise", "--data", str(data), "--out", str(out), "--resume", *TINY]) == 0
+    again = json.loads((out / "denoise.json").read_text())
+    assert [r["test"] for r in again["grid"]] == [r["test"] for r in summary["grid"]]
+    assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
+    # one way only: --no-reweight-loss
+    code = main(
+        ["denoise", "--data", str(data), "--out", str(tmp_path / "p"), "--no-reweight-loss", *TINY]
+    )
+    assert code == 0
+    one = json.loads((tmp_path / "p" / "denoise.json").read_text())
+    assert [r.get("loss_weights") for r in one["grid"]] == [None, False]
     code = main(
         ["denoise", "--data", str(data), "--out", str(tmp_path / "d"), "--action", "drop", *TINY]
     )

@@ -44,11 +44,13 @@ def add_arguments(p, argv):
         choices=ACTIONS,
         default=None,
         help="what the keep scores do: weight = retrain with every interaction weighted by its "
-        "score's rank among its user's, in the propagation (nothing is dropped); drop = retrain "
-        "without the lowest-scored share (--drop-grid / --drop-fraction). The baseline wins "
-        f"when it is better on validation (default: {DEFAULT_ACTION}; drop with "
-        "--drop-grid or --drop-fraction). With --reweight-loss (the edge-weights plug-in's "
-        "option) the weights also count in the BPR loss",
+        "score's rank among its user's (nothing is dropped), twice: the weights in the "
+        "propagation, and in the propagation and the BPR loss (--reweight-loss keeps only the "
+        "second, --no-reweight-loss only the first); drop = retrain without the lowest-scored "
+        "share (--drop-grid / --drop-fraction). The candidate best on validation wins, the "
+        f"baseline included (default: {DEFAULT_ACTION}; drop with --drop-grid or "
+        "--drop-fraction). --resume resumes the run folders of OUT that have a checkpoint "
+        "(an interrupted pipeline trains only what is missing)",
     )
     g.add_argument(
         "--drop-grid",
@@ -188,7 +190,7 @@ def run(args) -> int:
         return _export_checkpoint(args, args.checkpoint, out, data)
     given = vars(args)
     # the weight action's own plug-in: its option is the pipeline's, its switch is not a detector
-    reweight_loss = bool(given.pop("plugin:edge-weights:reweight_loss", None))
+    reweight_loss = given.pop("plugin:edge-weights:reweight_loss", None)  # None: both ways
     if given.pop("plugin:edge-weights", False):
         raise UsageError(
             "--edge-weights trains on weights the data already holds; the pipeline's "
@@ -222,8 +224,9 @@ def run(args) -> int:
     if action == "weight" and dropping:
         flag = "--drop-grid" if args.drop_grid is not None else "--drop-fraction"
         raise UsageError(f"{flag} applies to --action drop; --action weight drops nothing")
-    if action == "drop" and reweight_loss:
-        raise UsageError("--reweight-loss applies to --action weight")
+    if action == "drop" and reweight_loss is not None:
+        flag = "--reweight-loss" if reweight_loss else "--no-reweight-loss"
+        raise UsageError(f"{flag} applies to --action weight")
     detector = args.detector
     if detector is None:
         single = len(plugins) == 1 and plugins[0] in DETECTORS
@@ -244,6 +247,8 @@ def run(args) -> int:
         if key.count(":") == 2:
             options[key.split(":")[2]] = given[key]
         del given[key]
+    # --resume is the pipeline's (its run folders), not one run's: OUT holds no checkpoint itself
+    resume, args.resume = bool(getattr(args, "resume", False)), False
     config = train_config(args, model="lightgcn", out=DEFAULT_OUT)
     summary = denoise(
         config,
@@ -256,6 +261,7 @@ def run(args) -> int:
         plugin_options=options,
         action=action,
         reweight_loss=reweight_loss,
+        resume=resume,
     )
     k = f"recall@{config.ks[0]}"
     base = summary["baseline"]
@@ -272,11 +278,11 @@ def run(args) -> int:
         )
     print(f"{'':28s}{'valid ' + k:>16s}{'test ' + k:>16s}")
     rows = [("baseline (data as given)", base)]
-    rows += [
-        (f"weighted{' (chosen)' * (summary['chosen'] == 'weighted')}", r)
-        for r in summary["grid"]
-        if r["action"] == "weight"
-    ]
+    for r in summary["grid"]:
+        if r["action"] == "weight":
+            name = "weighted" + " + loss" * bool(r.get("loss_weights"))
+            mine = summary["chosen"] == "weighted" and summary["loss_weights"] == r["loss_weights"]
+            rows.append((name + " (chosen)" * mine, r))
     chosen = summary["drop_fraction"] if summary["chosen"] == "drop" else None
     rows += [
         (f"dropped {r['fraction']:g}{' (chosen)' * (r['fraction'] == chosen)}", r)
@@ -288,7 +294,7 @@ def run(args) -> int:
     weighted = [r for r in summary["grid"] if r["action"] == "weight"]
     _print_noise(
         summary.get("planted_noise"), weighted[0] if summary["chosen"] == "weighted" else None
-    )
+    )  # the weights are the same in both weighted runs
     t = summary["timing"]
     test_part = (
         f", of which {summary['test_in_cleaned']} are the test part of the file, in cleaned.*"
@@ -306,7 +312,9 @@ def run(args) -> int:
     if summary["chosen"] == "weighted":
         print(
             f"the weights: column weight of {config.out}/keep_probabilities.csv; "
-            f"{config.out}/retrain-weight/data.npz trains on them with --edge-weights"
+            f"{summary['retrained']['run']}/data.npz trains on them with --edge-weights"
+            + " --reweight-loss"
+            * summary["loss_weights"]
         )
     for w in summary["warnings"]:
         print(f"warning: {w}")

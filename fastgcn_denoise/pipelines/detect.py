@@ -134,13 +134,15 @@ def detect(
     plugin_options: dict | None = None,
     progress=None,
     report: dict | None = None,
+    resume: bool = False,
 ) -> np.ndarray:
     """Keep scores of detector ``name`` for ``prep.train`` (float64 [E]).
 
     ``baseline``: the backbone trained on the noisy graph; ``config``: its ``TrainConfig`` (a
     trained detector reuses it with its plug-in, writing to ``out``/detector-NAME);
     ``progress``: an optional callable(users done) for the kNN detectors; ``report``: a dict
-    that receives what the detector chose (the spectral fit's rank and popularity exponent).
+    that receives what the detector chose (the spectral fit's rank and popularity exponent);
+    ``resume``: a trained detector's run resumes from its checkpoint when it has one.
     """
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
@@ -149,7 +151,9 @@ def detect(
     if det.parts:
         return np.mean(
             [
-                _ranks(detect(p, prep, baseline, config, out, plugin_options, progress))
+                _ranks(
+                    detect(p, prep, baseline, config, out, plugin_options, progress, None, resume)
+                )
                 for p in det.parts
             ],
             axis=0,
@@ -174,8 +178,9 @@ def detect(
     from .train import restore_run, train
 
     run = Path(out) / f"detector-{name}"
+    again = resume and (run / "checkpoint.pt").exists()
     cfg = dataclasses.replace(
-        config, plugins={det.plugin: dict(plugin_options or {})}, out=str(run)
+        config, plugins={det.plugin: dict(plugin_options or {})}, out=str(run), resume=again
     )
     train(cfg)
     _, _, dprep, model = restore_run(run / "checkpoint.pt")
