@@ -8,6 +8,9 @@ selection, the rows
     pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults (the topic
                   detector, every pair weighted by its rank: ``--action weight``)
     pipeline-drop the same with ``--action drop`` (its grid of drop fractions)
+    pipeline-both the weight action with both weighted retrains as candidates (the weights in the
+                  propagation; in the propagation and the BPR loss: ``reweight_loss=None``),
+                  run in the pipeline row's folder (resumed: only the second retrain trains)
     pipeline-D    ``--action drop`` with detector D instead of the default (``detect.DETECTORS``:
                   pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-topic,
                   pipeline-knn-topic, pipeline-ensemble)
@@ -59,6 +62,7 @@ METHODS = (
     "oracle",
     "pipeline",
     "pipeline-drop",
+    "pipeline-both",
     *(
         f"pipeline-{d}"
         for d in ("knn", "spectral", "knn-spectral", "topic", "knn-topic", "ensemble")
@@ -128,6 +132,8 @@ def _result(res: dict) -> dict:
 
 def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
     """Train one row's model for one setting and seed; its record."""
+    if method == "pipeline-both":  # the default pipeline's runs are its first candidates
+        folder = folder.parent / "pipeline"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "data.npz"
     save_npz(clean if method == "oracle" else data, path)
@@ -137,8 +143,10 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
         rec = _result(train(make_config("lightgcn", **_options(args, seed, folder / "run", path))))
     elif method.startswith("pipeline"):
         variant = method.removeprefix("pipeline").removeprefix("-")
-        choice = {} if not variant else {"action": "drop"}
-        if variant not in ("", "drop"):
+        choice = {"reweight_loss": None} if variant == "both" else {}
+        if variant not in ("", "both"):
+            choice["action"] = "drop"
+        if variant not in ("", "drop", "both"):
             choice["detector"] = variant
         # resumed: the sub-runs an earlier pipeline finished in the folder are only evaluated
         summary = denoise(
@@ -254,9 +262,8 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
 def _current(method: str, cache: Path) -> bool:
     """Whether a cached pipeline run used today's default detector and action (others are always
     current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
-    ``ranking``; runs from before the weight action no ``action``; runs from before the weight
-    action's second candidate (the weights in the loss too) no weighted run with
-    ``loss_weights``."""
+    ``ranking``; runs from before the weight action no ``action``; runs that also had the
+    loss-weighted retrain as a candidate (``denoise(reweight_loss=None)``) are not the default."""
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
@@ -264,7 +271,7 @@ def _current(method: str, cache: Path) -> bool:
         rec.get("detector") == DEFAULT_DETECTOR
         and "ranking" in rec
         and rec.get("action") == DEFAULT_ACTION
-        and any(r.get("loss_weights") for r in rec.get("grid", ()))
+        and not any(r.get("loss_weights") for r in rec.get("grid", ()))
     )
 
 

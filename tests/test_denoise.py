@@ -10,7 +10,7 @@ import torch
 
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_dataset, load_pairs, make_synthetic, save_npz
-from fastgcn_denoise.pipelines.denoise import denoise_checkpoint, roc_auc
+from fastgcn_denoise.pipelines.denoise import denoise, denoise_checkpoint, roc_auc
 from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
 
@@ -433,7 +433,6 @@ def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
         (["--detector", "telepathy"], "--detector"),
         (["--action", "weight", "--drop-fraction", "0.1"], "--drop-fraction"),
         (["--action", "drop", "--reweight-loss"], "--reweight-loss"),
-        (["--action", "drop", "--no-reweight-loss"], "--no-reweight-loss"),
         (["--edge-weights"], "--edge-weights"),
     ],
 )
@@ -492,10 +491,10 @@ def test_knn_and_a_fit_average_the_ranks(fit):
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     """No detector or action flag: the topic detector, every pair weighted by its rank within its
-    user, the model retrained with the weights in its propagation and with them in its loss too,
-    the best of those and the baseline on validation, the metrics side by side, the known noise's
-    AUC, the weights exported; --resume trains nothing again; --action drop tries the grid; a
-    plug-in flag alone picks that plug-in as the detector (here cut across users)."""
+    user, the weighted model against the baseline on validation, the metrics side by side, the
+    known noise's AUC, the weights exported; --resume trains nothing again; from Python, both
+    weighted retrains (propagation; propagation and loss) as candidates; --action drop tries the
+    grid; a plug-in flag alone picks that plug-in as the detector (here cut across users)."""
     from fastgcn_denoise.data import load_npz
 
     data = tmp_path / "tiny.npz"
@@ -510,12 +509,11 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
     assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
-    assert [r["action"] for r in summary["grid"]] == ["none", "weight", "weight"]
-    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False, True]
+    assert [r["action"] for r in summary["grid"]] == ["none", "weight"]
+    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False]
     best = max(summary["grid"], key=lambda r: r["valid"]["recall@5"])
     assert summary["chosen"] == ("weighted" if best["action"] == "weight" else "baseline")
-    assert summary["loss_weights"] == bool(best.get("loss_weights"))
-    assert summary["retrained"]["test"] == best["test"]
+    assert summary["retrained"]["test"] == best["test"] and not summary["loss_weights"]
     assert stdout.count("(chosen)") == (summary["chosen"] == "weighted")
     # the weights: each pair's rank among its user's keep scores (in (0, 1], summing to
     # (n + 1) / 2 over a user's n pairs), in the retrain's data
@@ -537,22 +535,39 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
         exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
         got = [exported[(u, i)] for u, i in zip(users, items)]
         np.testing.assert_allclose(got, w, atol=1e-6)
-    for folder, loss in (("retrain-weight", False), ("retrain-weight-loss", True)):
-        run = json.loads((out / folder / "metrics.json").read_text())["config"]
-        assert run["plugins"] == {"edge-weights": {"reweight_loss": loss}}
+    run = json.loads((out / "retrain-weight" / "metrics.json").read_text())["config"]
+    assert run["plugins"] == {"edge-weights": {"reweight_loss": False}}
     # again with --resume: every run is finished, so nothing trains; the same summary
     logs = {f: (out / f / "log.jsonl").read_text() for f in ("baseline", "retrain-weight")}
     assert main(["denoise", "--data", str(data), "--out", str(out), "--resume", *TINY]) == 0
     again = json.loads((out / "denoise.json").read_text())
     assert [r["test"] for r in again["grid"]] == [r["test"] for r in summary["grid"]]
     assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
-    # one way only: --no-reweight-loss
-    code = main(
-        ["denoise", "--data", str(data), "--out", str(tmp_path / "p"), "--no-reweight-loss", *TINY]
+    # both weighted retrains as candidates (Python): the resumed folder trains only the second
+    both = denoise(
+        make_config(
+            "lightgcn",
+            data=str(data),
+            out=str(out),
+            epochs=2,
+            eval_every=1,
+            dim=8,
+            layers=2,
+            batch_size=128,
+            ks=(5,),
+            progress=False,
+            verbose=False,
+        ),
+        reweight_loss=None,
+        resume=True,
     )
-    assert code == 0
-    one = json.loads((tmp_path / "p" / "denoise.json").read_text())
-    assert [r.get("loss_weights") for r in one["grid"]] == [None, False]
+    assert [r.get("loss_weights") for r in both["grid"]] == [None, False, True]
+    assert both["grid"][1]["test"] == summary["grid"][1]["test"]
+    best = max(both["grid"], key=lambda r: r["valid"]["recall@5"])
+    assert both["retrained"]["test"] == best["test"]
+    assert both["loss_weights"] == bool(best.get("loss_weights"))
+    run = json.loads((out / "retrain-weight-loss" / "metrics.json").read_text())["config"]
+    assert run["plugins"] == {"edge-weights": {"reweight_loss": True}}
     code = main(
         ["denoise", "--data", str(data), "--out", str(tmp_path / "d"), "--action", "drop", *TINY]
     )
@@ -658,6 +673,19 @@ def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
     assert sb.main(argv + ["--cached-only"]) == 0
     again = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
     assert again["rows"] == payload["rows"]
+    # pipeline-both: in the pipeline's folder, only the loss-weighted retrain is new
+    folder = tmp_path / "synthetic" / "uniform-0.2-s0"
+    baseline_log = (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text()
+    assert sb.main(argv[:-3] + ["pipeline-both", "--runs", str(tmp_path)]) == 0
+    both = json.loads((folder / "pipeline-both.json").read_text())
+    assert [g["loss_weights"] for g in both["grid"]] == [False, False, True]
+    assert (
+        both["grid"][1]["test"]
+        == json.loads((folder / "pipeline.json").read_text())["grid"][1]["test"]
+    )
+    assert (folder / "pipeline" / "run" / "retrain-weight-loss" / "metrics.json").exists()
+    assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == baseline_log
+    assert not (folder / "pipeline-both").exists()
 
 
 def test_scoreboard_real_data_path_subsamples_and_injects(tmp_path):

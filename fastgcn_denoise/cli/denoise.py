@@ -44,13 +44,12 @@ def add_arguments(p, argv):
         choices=ACTIONS,
         default=None,
         help="what the keep scores do: weight = retrain with every interaction weighted by its "
-        "score's rank among its user's (nothing is dropped), twice: the weights in the "
-        "propagation, and in the propagation and the BPR loss (--reweight-loss keeps only the "
-        "second, --no-reweight-loss only the first); drop = retrain without the lowest-scored "
-        "share (--drop-grid / --drop-fraction). The candidate best on validation wins, the "
-        f"baseline included (default: {DEFAULT_ACTION}; drop with --drop-grid or "
-        "--drop-fraction). --resume resumes the run folders of OUT that have a checkpoint "
-        "(an interrupted pipeline trains only what is missing)",
+        "score's rank among its user's, in the propagation (nothing is dropped); drop = retrain "
+        "without the lowest-scored share (--drop-grid / --drop-fraction). The baseline wins "
+        f"when it is better on validation (default: {DEFAULT_ACTION}; drop with "
+        "--drop-grid or --drop-fraction). With --reweight-loss (the edge-weights plug-in's "
+        "option) the weights also count in the BPR loss. --resume resumes the run folders of "
+        "OUT that have a checkpoint (an interrupted pipeline trains only what is missing)",
     )
     g.add_argument(
         "--drop-grid",
@@ -190,7 +189,7 @@ def run(args) -> int:
         return _export_checkpoint(args, args.checkpoint, out, data)
     given = vars(args)
     # the weight action's own plug-in: its option is the pipeline's, its switch is not a detector
-    reweight_loss = given.pop("plugin:edge-weights:reweight_loss", None)  # None: both ways
+    reweight_loss = bool(given.pop("plugin:edge-weights:reweight_loss", None))
     if given.pop("plugin:edge-weights", False):
         raise UsageError(
             "--edge-weights trains on weights the data already holds; the pipeline's "
@@ -224,9 +223,8 @@ def run(args) -> int:
     if action == "weight" and dropping:
         flag = "--drop-grid" if args.drop_grid is not None else "--drop-fraction"
         raise UsageError(f"{flag} applies to --action drop; --action weight drops nothing")
-    if action == "drop" and reweight_loss is not None:
-        flag = "--reweight-loss" if reweight_loss else "--no-reweight-loss"
-        raise UsageError(f"{flag} applies to --action weight")
+    if action == "drop" and reweight_loss:
+        raise UsageError("--reweight-loss applies to --action weight")
     detector = args.detector
     if detector is None:
         single = len(plugins) == 1 and plugins[0] in DETECTORS

@@ -7,10 +7,10 @@ The pipeline (``denoise``, the default of ``fastgcn-denoise denoise``):
 2. **detect**: a detector (``detect.DETECTORS``) gives every training interaction a keep score;
 3. **clean + retrain**, by ``action``:
    - ``weight`` (default): every training pair weighs its keep score's rank among its user's
-     pairs, in (0, 1] (``denoisers.ranking.within_user``), and the backbone is retrained twice
-     (``denoisers.reweight``, plug-in ``edge-weights``): with those weights in its propagation,
-     and with them in its propagation and its BPR loss (each triple weighs its positive pair's
-     weight); ``reweight_loss`` True / False keeps one of the two;
+     pairs, in (0, 1] (``denoisers.ranking.within_user``), and the backbone is retrained with
+     those weights in its propagation (``denoisers.reweight``, plug-in ``edge-weights``);
+     ``reweight_loss`` True puts them in its BPR loss too (each triple weighs its positive
+     pair's weight), None retrains both ways;
    - ``drop``: for each drop fraction of ``grid``, the lowest-scored interactions are dropped
      (``clean.lowest_k``: seeded tie order, per-user/per-item floor) and the backbone is
      retrained on the cleaned graph;
@@ -33,7 +33,7 @@ Files written to ``out``:
     cleaned.<ext>, dropped.<ext>   see ``export``: together exactly the user's interactions
                              (with the weight action nothing is dropped)
     denoise.json             the summary
-    baseline/, detector-*/, retrain-F/, retrain-weight/, retrain-weight-loss/   the runs
+    baseline/, detector-*/, retrain-F/, retrain-weight/ (retrain-weight-loss/)   the runs
                              (checkpoints, logs, metrics; retrain-weight*/data.npz holds the
                              weights)
 
@@ -79,18 +79,21 @@ DEFAULT_GRID = (0.1, 0.2)
 # 167 % / 115 % / 147 % of the noisy-to-clean gap at uniform 10 % / 20 % and popularity 10 %,
 # against 39 % / 63 % / 60 % for the best cut of the drop grid, and lifts the clean graph by 2 %
 # (the cut: -0.7 %); the no-option run goes from 0.2227 to 0.2303 (oracle 0.2298) in 1.9x one
-# training. On the Yelp split (3 seeds, denoise_scoreboard_yelp.json) it recovers 149 % / 78 % at
+# training (2.5x with both weighted retrains as candidates: bench/results/
+# denoise_default_builtin.json, "both"). On the Yelp split (3 seeds, denoise_scoreboard_yelp.json) it recovers 149 % / 78 % at
 # uniform / popularity 10 % (drop: 33 % / -25 %), 20 % at uniform 20 %, and lifts the clean graph
 # by 3 %: there it is mostly a better-weighted LightGCN. On the Gowalla subsample both barely move
 # LightGCN at 10 % (weight +5 % / +6 %, drop -28 % / +15 %; validation keeps the baseline in 7 of
 # 9 runs, clean ones included); at uniform 20 % the weight action recovers 33 %.
-# Why the weights also go into the loss, as a second candidate (validation picks): the noisy
-# positives stay in BPR when only the propagation is weighted. Seed 0, test Recall@20 (noisy
-# LightGCN / propagation only / propagation and loss / clean LightGCN): Yelp uniform 20 % 0.0660
-# / 0.0664 / 0.0707 / 0.0741 (seed 1: 0.0675 / 0.0695 / 0.0718 / 0.0723), uniform 10 % 0.0731 /
-# 0.0744 / 0.0751 / 0.0741; Gowalla uniform 20 % 0.2257 / 0.2331 / 0.2346; on the built-in data
-# with popularity-shaped noise the loss weights cost 0.0035 (seeds 0, 1), which validation is
-# left to see.
+# Why the weights stay out of the loss by default: the noisy positives stay in BPR when only the
+# propagation is weighted, and weighting the loss too lifts some rows, but validation cannot tell
+# which. With both retrains as candidates (reweight_loss None; the scoreboards' pipeline-both
+# rows, 3 seeds), test Recall@20 against the propagation-only default: Yelp uniform 10 % 0.0750 vs
+# 0.0745, uniform 20 % 0.0704 vs 0.0684 (49 % of the gap vs 20 %), but popularity 10 % 0.0725 vs
+# 0.0734 (35 % vs 78 %: below the issue's 40 %) and the clean graph 0.0742 vs 0.0761 (validation
+# chose the loss-weighted run where it lost: clean seed 0 valid 0.0793 vs 0.0784, test 0.0702 vs
+# 0.0753); Gowalla uniform 20 % 0.2343 vs 0.2330, popularity 10 % 0.2350 vs 0.2366; on the
+# built-in data with popularity-shaped noise the loss weights cost 0.0035 (seeds 0, 1).
 ACTIONS = ("weight", "drop")
 DEFAULT_ACTION = "weight"
 
@@ -353,7 +356,7 @@ def denoise(
     plugin_options: dict | None = None,
     say=None,
     action: str = DEFAULT_ACTION,
-    reweight_loss: bool | None = None,
+    reweight_loss: bool | None = False,
     resume: bool = False,
 ) -> dict:
     """Run the pipeline of the module docstring for the ``TrainConfig`` ``config`` (its ``out``
@@ -369,11 +372,11 @@ def denoise(
             plugin_options: options of a trained detector's plug-in.
         say: callable(str) for one line per stage (default: stderr when config.verbose).
         action: "weight" (retrain with each pair weighted by its rank) or "drop" (``grid`` /
-            ``drop_fraction``); module docstring. reweight_loss: None (default) retrains the
-            weight action both ways, validation picks; True only with the weights in the BPR
-            loss too (each triple by its positive's weight, ``denoisers.reweight``); False only
-            in the propagation. resume: resume the run folders that have a checkpoint and
-            write the export anew (module docstring).
+            ``drop_fraction``); module docstring. reweight_loss: the weight action's weights
+            in the propagation only (False, the default), also in the BPR loss (True: each
+            triple by its positive's weight, ``denoisers.reweight``), or both retrains with
+            validation choosing (None). resume: resume the run folders that have a checkpoint
+            and write the export anew (module docstring).
     """
     from tqdm.auto import tqdm
 
@@ -386,9 +389,8 @@ def denoise(
             f"--drop-fraction {drop_fraction:g} applies to --action drop; the weight action "
             "keeps every interaction"
         )
-    if action == "drop" and reweight_loss is not None:
-        flag = "--reweight-loss" if reweight_loss else "--no-reweight-loss"
-        raise ValueError(f"{flag} applies to --action weight")
+    if action == "drop" and reweight_loss is not False:
+        raise ValueError("--reweight-loss applies to --action weight")
     fractions = [drop_fraction] if drop_fraction is not None else sorted(set(grid))
     if drop_fraction is not None and not 0.0 <= drop_fraction < 1.0:
         raise ValueError(f"--drop-fraction {drop_fraction}: must be in [0, 1)")
