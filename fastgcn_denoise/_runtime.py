@@ -39,6 +39,7 @@ DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 HEAP_TOP_PAD = 1 << 30  # bytes glibc keeps mapped above its heap's top (module docstring)
 _M_TOP_PAD = -2  # mallopt's parameter number in glibc's malloc.h
 _GROW_BLOCK = 96 << 10  # below glibc's default mmap threshold
+_heap_kept = None  # the pad this process set, once set
 
 
 def _user_tuned_malloc(environ) -> bool:
@@ -51,10 +52,13 @@ def _user_tuned_malloc(environ) -> bool:
 def keep_heap(environ=os.environ, pad: int = HEAP_TOP_PAD) -> bool:
     """``mallopt(M_TOP_PAD, pad)`` on glibc unless the user tuned malloc (module docstring);
     returns whether it was set. Anything else (another C library, no ``mallopt``): False."""
+    global _heap_kept
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if _user_tuned_malloc(environ):
         return False
+    if _heap_kept == pad:  # the command line may run more than once in a process (tests)
+        return True
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         if not libc.mallopt(_M_TOP_PAD, ctypes.c_int(int(pad))):
@@ -76,6 +80,7 @@ def keep_heap(environ=os.environ, pad: int = HEAP_TOP_PAD) -> bool:
         blocks.append(block)
     for block in blocks:
         libc.free(block)
+    _heap_kept = pad
     return True
 
 

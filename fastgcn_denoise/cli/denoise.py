@@ -292,7 +292,7 @@ def run(args) -> int:
     weighted = [r for r in summary["grid"] if r["action"] == "weight"]
     _print_noise(
         summary.get("planted_noise"), weighted[0] if summary["chosen"] == "weighted" else None
-    )  # the weights are the same in both weighted runs
+    )
     t = summary["timing"]
     test_part = (
         f", of which {summary['test_in_cleaned']} are the test part of the file, in cleaned.*"
@@ -311,8 +311,7 @@ def run(args) -> int:
         print(
             f"the weights: column weight of {config.out}/keep_probabilities.csv; "
             f"{summary['retrained']['run']}/data.npz trains on them with --edge-weights"
-            + " --reweight-loss"
-            * summary["loss_weights"]
+            + (" --reweight-loss" if summary["loss_weights"] else "")
         )
     for w in summary["warnings"]:
         print(f"warning: {w}")

@@ -80,11 +80,12 @@ DEFAULT_GRID = (0.1, 0.2)
 # against 39 % / 63 % / 60 % for the best cut of the drop grid, and lifts the clean graph by 2 %
 # (the cut: -0.7 %); the no-option run goes from 0.2227 to 0.2303 (oracle 0.2298) in 1.9x one
 # training (2.5x with both weighted retrains as candidates: bench/results/
-# denoise_default_builtin.json, "both"). On the Yelp split (3 seeds, denoise_scoreboard_yelp.json) it recovers 149 % / 78 % at
-# uniform / popularity 10 % (drop: 33 % / -25 %), 20 % at uniform 20 %, and lifts the clean graph
-# by 3 %: there it is mostly a better-weighted LightGCN. On the Gowalla subsample both barely move
-# LightGCN at 10 % (weight +5 % / +6 %, drop -28 % / +15 %; validation keeps the baseline in 7 of
-# 9 runs, clean ones included); at uniform 20 % the weight action recovers 33 %.
+# denoise_default_builtin.json, "both"). On the Yelp split (3 seeds, denoise_scoreboard_yelp.json)
+# it recovers 149 % / 78 % at uniform / popularity 10 % (drop: 33 % / -25 %), 20 % at uniform
+# 20 %, and lifts the clean graph by 3 %: there it is mostly a better-weighted LightGCN. On the
+# Gowalla subsample both barely move LightGCN at 10 % (weight +5 % / +6 %, drop -28 % / +15 %;
+# validation keeps the baseline in 7 of 9 runs, clean ones included); at uniform 20 % the weight
+# action recovers 33 %.
 # Why the weights stay out of the loss by default: the noisy positives stay in BPR when only the
 # propagation is weighted, and weighting the loss too lifts some rows, but validation cannot tell
 # which. With both retrains as candidates (reweight_loss None; the scoreboards' pipeline-both
@@ -318,7 +319,7 @@ def _in_data_order(prep, per_edge: np.ndarray) -> np.ndarray:
 
 
 def _train(config, resume: bool):
-    """``train(config)``, resumed from ``config.out``'s checkpoint when ``resume`` and it has one."""
+    """``train(config)``, resumed from ``config.out``'s checkpoint if ``resume`` and it has one."""
     again = resume and (Path(config.out) / "checkpoint.pt").exists()
     return train(dataclasses.replace(config, resume=again))
 
