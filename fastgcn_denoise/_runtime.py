@@ -17,7 +17,7 @@ temporaries ([N, d] layers, their gradients, SimGCL's [2N, d] views). By default
 block above its mmap threshold (at most 32 MiB) with a fresh mmap and unmaps it when freed, and
 trims the heap's free top beyond twice that threshold: either way the memory goes back to the OS
 and every page is faulted in anew at the next step. On Gowalla (1 thread) a LightGCN step took
-10,000-14,000 minor page faults and 60-78 ms, a SimGCL step 29,000-30,000 and 185-190 ms.
+10,000-14,000 minor page faults and 60-78 ms, a SimGCL step 28,500-30,300 and 183-190 ms.
 ``mallopt(M_TOP_PAD, 1 GiB)`` (and one growth of the heap right away) keeps 1 GiB mapped above
 the heap's top, which then serves the large blocks too: 220-570 faults and 41-48 ms, 0-440 and
 119-125 ms (brk calls in the run 920 -> 9; peak resident memory 860 -> 880-900 MB). Smaller pads
