@@ -109,9 +109,9 @@ ROWS = (
     # lambda 0.2, not SimGCL's Yelp2018 0.5: chosen on this split's validation Recall@20 (seed 0,
     # best epoch: 0.0886 at lambda 0.2 against 0.0761 at 0.5; the paper tunes lambda per data
     # set over {0.01, ..., 1}). DGR's SimGCL rows use the same backbone. Both are validated every
-    # epoch: SimGCL + DGR peaks at epochs 5-7 and falls after (valid 0.0902 at 7, 0.0875 at 10,
+    # epoch: SimGCL + DGR peaks at epochs 6-7 and falls after (valid 0.0902 at 7, 0.0875 at 10,
     # seed 0), which a 5-epoch grid misses (test 0.0870 / 0.0850 / 0.0845 on seeds 0-2 at epochs
-    # 10 / 5 / 5, against 0.0893 / 0.0884 at epoch 7); SimGCL alone peaks at 15-16 either way.
+    # 10 / 5 / 5, against 0.0893 / 0.0884 / 0.0868 at 7 / 7 / 6); SimGCL alone peaks at 15-16.
     Row(
         "simgcl",
         "--model simgcl --cl-weight 0.2",
