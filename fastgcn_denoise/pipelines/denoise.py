@@ -58,7 +58,7 @@ from ..denoisers.ranking import within_user
 from . import export
 from .clean import lowest_k
 from .detect import DETECTORS, detect
-from .train import restore_run, train
+from .train import restore_run, train_or_resume
 
 # Why topic (a PLSA topic model's P̂(i | u) of each pair without itself, over d_i^beta with the
 # popularity exponent beta chosen on validation; denoisers/topic.py), cut within each user: it
@@ -318,20 +318,14 @@ def _in_data_order(prep, per_edge: np.ndarray) -> np.ndarray:
     return np.asarray(per_edge, dtype=np.float32)[at]
 
 
-def _train(config, resume: bool):
-    """``train(config)``, resumed from ``config.out``'s checkpoint if ``resume`` and it has one."""
-    again = resume and (Path(config.out) / "checkpoint.pt").exists()
-    return train(dataclasses.replace(config, resume=again))
-
-
 def _retrain(config, data, folder: Path, plugins: dict | None = None, resume: bool = False):
     """Train ``config``'s backbone on ``data`` (saved as ``folder/data.npz``) into ``folder``
-    (resumed as ``_train``); (the training result, seconds)."""
+    (resumed as ``train_or_resume``); (the training result, seconds)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_npz(data, folder / "data.npz")
     t0 = time.perf_counter()
     # the npz holds the split data, its noise and features: nothing is loaded or added again
-    res = _train(
+    res = train_or_resume(
         dataclasses.replace(
             config,
             data=str(folder / "data.npz"),
@@ -432,7 +426,7 @@ def denoise(
     t0 = time.perf_counter()
 
     say(f"[baseline] training {config.model} on the data as given")
-    base = _train(dataclasses.replace(config, out=str(out / "baseline")), resume)
+    base = train_or_resume(dataclasses.replace(config, out=str(out / "baseline")), resume)
     t_base = time.perf_counter() - t0
     bar.update(1)
     _, _, prep, model = restore_run(out / "baseline" / "checkpoint.pt", device=config.device)
@@ -532,6 +526,11 @@ def denoise(
         # typical pair, 1 / n for the least; no pair leaves the graph.
         weight = ranked if per_user else within_user(keep, np.zeros_like(users))
         data_w = dataclasses.replace(prep.data, train_weight=_in_data_order(prep, weight))
+        stats = {"weight_mean": float(weight.mean())}
+        if types is not None:
+            noisy = types > 0
+            stats["weight_mean_noise"] = float(weight[noisy].mean()) if noisy.any() else None
+            stats["weight_mean_clean"] = float(weight[~noisy].mean())
         for loss_weights in loss_variants:
             say(
                 f"[retrain weight{' + loss' * loss_weights}] {config.model} with every "
@@ -551,16 +550,12 @@ def denoise(
                 | {
                     "dropped": 0,
                     "protected": 0,
-                    "weight_mean": float(weight.mean()),
+                    **stats,
                     **_metrics(res, headline),
                     "seconds": seconds,
                     "warnings": [],
                 }
             )
-            if types is not None:
-                noisy = types > 0
-                runs[-1]["weight_mean_noise"] = float(weight[noisy].mean()) if noisy.any() else None
-                runs[-1]["weight_mean_clean"] = float(weight[~noisy].mean())
             bar.update(1)
     bar.close()
     if drop_fraction is not None:

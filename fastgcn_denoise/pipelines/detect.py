@@ -152,7 +152,7 @@ def detect(
         return np.mean(
             [
                 _ranks(
-                    detect(p, prep, baseline, config, out, plugin_options, progress, None, resume)
+                    detect(p, prep, baseline, config, out, plugin_options, progress, resume=resume)
                 )
                 for p in det.parts
             ],
@@ -175,14 +175,13 @@ def detect(
         return _knn_and_fit(name.removeprefix("knn-"), graph, prep.valid, progress, report)
     if name == "score":
         return own_scores(baseline, graph)
-    from .train import restore_run, train
+    from .train import restore_run, train_or_resume
 
     run = Path(out) / f"detector-{name}"
-    again = resume and (run / "checkpoint.pt").exists()
     cfg = dataclasses.replace(
-        config, plugins={det.plugin: dict(plugin_options or {})}, out=str(run), resume=again
+        config, plugins={det.plugin: dict(plugin_options or {})}, out=str(run)
     )
-    train(cfg)
+    train_or_resume(cfg, resume)
     _, _, dprep, model = restore_run(run / "checkpoint.pt")
     if dprep.train.num_edges != graph.num_edges:
         raise RuntimeError(

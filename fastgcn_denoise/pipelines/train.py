@@ -475,6 +475,13 @@ def train(config: TrainConfig) -> dict:
         return _fit(config, task, prep, ckpt, t_data, lock_notes)
 
 
+def train_or_resume(config: TrainConfig, resume: bool) -> dict:
+    """``train(config)``, resumed from ``config.out``'s checkpoint if ``resume`` and it has one
+    (the runs of a pipeline: an interrupted one trains only what is missing)."""
+    again = resume and (Path(config.out) / "checkpoint.pt").exists()
+    return train(dataclasses.replace(config, resume=again))
+
+
 def loop_state() -> dict:
     """The training loop's counters at epoch 0 (saved in every checkpoint, restored on resume)."""
     return {
