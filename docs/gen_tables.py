@@ -641,7 +641,7 @@ FIGURES = [
         vs=("teacher", {"key": "teacher"}),
     ),
     Figure(
-        "GRCN, TikTok, 3 seeds: test Recall@20",
+        "GRCN, TikTok, 5 seeds: test Recall@20",
         "reproduction_grcn.json",
         Col("", "ours", "pm4", std="ours_std"),
         "methods/grcn.md",

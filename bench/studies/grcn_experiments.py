@@ -4,7 +4,7 @@ Study: does GRCN beat LightGCN and most-popular on TikTok, which of its parts ca
 it beat LightGCN under injected noise? Answer: bench/results/reproduction_grcn.json (the rows
 bench/reproduce.py gathers), grcn_ablation.json, grcn_tiktok.json and grcn_noise.json (+ .png).
 
-    python -m bench.studies.grcn_experiments reproduce [--seeds 0 1 2] [--resume]
+    python -m bench.studies.grcn_experiments reproduce [--seeds 0 1 2 3 4] [--resume]
     python -m bench.studies.grcn_experiments ablation [--resume]
     python -m bench.studies.grcn_experiments tiktok [--epochs 60] [--set lr=0.001 --set grcn_routing=3 ...]
     python -m bench.studies.grcn_experiments noise [--ratios 0.1 0.2] [--epochs 60]
@@ -276,7 +276,9 @@ def main(argv=None) -> int:
         metavar="FIELD=VALUE",
         help="an option of the loop or of a model, for every run that has it (repeatable)",
     )
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="reproduce: seeds")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="reproduce: seeds"
+    )
     ap.add_argument(
         "--resume",
         action="store_true",
