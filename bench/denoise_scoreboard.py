@@ -6,11 +6,11 @@ selection, the rows
     lightgcn      LightGCN on the noisy graph (the pipeline's own baseline run)
     oracle        LightGCN on the same graph without the known noise
     pipeline      ``fastgcn_denoise.pipelines.denoise.denoise`` with its defaults (the topic
-                  detector, every pair weighted by its rank: ``--action weight``)
+                  detector, the weight action with its ``DEFAULT_WEIGHTINGS`` as candidates)
     pipeline-drop the same with ``--action drop`` (its grid of drop fractions)
-    pipeline-both the weight action with both weighted retrains as candidates (the weights in the
-                  propagation; in the propagation and the BPR loss: ``reweight_loss=None``),
-                  run in the pipeline row's folder (resumed: only the second retrain trains)
+    pipeline-both the weight action with the rank weights in the propagation, and in the
+                  propagation and the BPR loss, as candidates (``BOTH_WEIGHTINGS``), run in the
+                  pipeline row's folder (resumed: only the missing retrain trains)
     pipeline-D    ``--action drop`` with detector D instead of the default (``detect.DETECTORS``:
                   pipeline-knn, pipeline-spectral, pipeline-knn-spectral, pipeline-topic,
                   pipeline-knn-topic, pipeline-ensemble)
@@ -50,7 +50,13 @@ import torch
 from fastgcn_denoise.data import inject_noise, load_dataset, make_synthetic, save_npz
 from fastgcn_denoise.denoisers.knn import item_knn_scores
 from fastgcn_denoise.pipelines.clean import lowest_k
-from fastgcn_denoise.pipelines.denoise import DEFAULT_ACTION, DEFAULT_DETECTOR, denoise, roc_auc
+from fastgcn_denoise.pipelines.denoise import (
+    DEFAULT_ACTION,
+    DEFAULT_DETECTOR,
+    DEFAULT_WEIGHTINGS,
+    denoise,
+    roc_auc,
+)
 from fastgcn_denoise.pipelines.train import make_config, restore_run, train
 
 from .common import RESULTS, SHARED_DATA, environment, write_json
@@ -77,6 +83,9 @@ METHODS = (
 DEFAULT_METHODS = ("lightgcn", "oracle", "pipeline", "t-ce", "r-ce", "rgcf", "knn-retrain")
 PLUGIN_METHODS = ("t-ce", "r-ce", "rgcf", "mask", "dgr")
 REAL = {"gowalla": "gowalla", "yelp": "yelp_lightgnn"}
+# pipeline-both: the rank weights in the propagation, and in the propagation and the loss (the
+# candidates before knees; kept as a row of its own)
+BOTH_WEIGHTINGS = ("1", "1:loss")
 QUICK_SIZES = {"num_users": 200, "num_items": 120, "dim": 8, "avg_degree": 12}
 
 
@@ -143,7 +152,7 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
         rec = _result(train(make_config("lightgcn", **_options(args, seed, folder / "run", path))))
     elif method.startswith("pipeline"):
         variant = method.removeprefix("pipeline").removeprefix("-")
-        choice = {"reweight_loss": None} if variant == "both" else {}
+        choice = {"weightings": BOTH_WEIGHTINGS} if variant == "both" else {}
         if variant not in ("", "both"):
             choice["action"] = "drop"
         if variant not in ("", "drop", "both"):
@@ -162,11 +171,12 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
             "action": summary["action"],
             "chosen": summary["chosen"],
             "loss_weights": summary["loss_weights"],
+            "knee": summary["knee"],
             "drop_fraction": summary["drop_fraction"],
             "auc": (summary.get("planted_noise") or {}).get("roc_auc"),
             "grid": [
                 {k: r[k] for k in ("action", "fraction", "dropped", "valid", "test")}
-                | {"loss_weights": r.get("loss_weights", False)}
+                | {"knee": r.get("knee"), "loss_weights": r.get("loss_weights", False)}
                 for r in summary["grid"]
             ],
             "timing": summary["timing"],
@@ -262,16 +272,22 @@ def rows_of(records: dict, data_name: str) -> list[dict]:
 def _current(method: str, cache: Path) -> bool:
     """Whether a cached pipeline run used today's default detector and action (others are always
     current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
-    ``ranking``; runs from before the weight action no ``action``; runs that also had the
-    loss-weighted retrain as a candidate (``denoise(reweight_loss=None)``) are not the default."""
+    ``ranking``; runs from before the weight action no ``action``; runs whose weighted
+    candidates were not today's ``DEFAULT_WEIGHTINGS`` (rows without a knee had knee 1) are not
+    the default."""
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
+    weighted = {
+        (r.get("knee") or 1.0, bool(r.get("loss_weights")))
+        for r in rec.get("grid", ())
+        if r.get("action") == "weight"
+    }
     return (
         rec.get("detector") == DEFAULT_DETECTOR
         and "ranking" in rec
         and rec.get("action") == DEFAULT_ACTION
-        and not any(r.get("loss_weights") for r in rec.get("grid", ()))
+        and weighted == {(w.knee, w.loss) for w in DEFAULT_WEIGHTINGS}
     )
 
 

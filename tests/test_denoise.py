@@ -10,7 +10,7 @@ import torch
 
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_dataset, load_pairs, make_synthetic, save_npz
-from fastgcn_denoise.pipelines.denoise import denoise, denoise_checkpoint, roc_auc
+from fastgcn_denoise.pipelines.denoise import Weighting, denoise, denoise_checkpoint, roc_auc
 from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
 
@@ -423,6 +423,32 @@ def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
 
 
 @pytest.mark.parametrize(
+    "text,knee,loss,run",
+    [
+        ("1", 1.0, False, "retrain-weight"),
+        ("1:loss", 1.0, True, "retrain-weight-loss"),
+        ("0.5:loss", 0.5, True, "retrain-weight-k0.5-loss"),
+        ("0.25", 0.25, False, "retrain-weight-k0.25"),
+    ],
+)
+def test_weighting_parses_and_ramps(text, knee, loss, run):
+    """KNEE[:loss]: weight min(1, r / knee) of the within-user rank r; its run folder's name
+    (knee 1 keeps the names of the runs from before knees, so they resume)."""
+    w = Weighting.parse(text)
+    assert (w.knee, w.loss, w.run_name, str(w)) == (knee, loss, run, text)
+    ranks = np.array([0.1, 0.2, 0.25, 0.5, 0.75, 1.0])
+    expected = np.array([min(1.0, r / knee) for r in ranks])
+    np.testing.assert_allclose(w.weights(ranks), expected)
+    assert (w.weights(ranks) <= 1).all() and w.weights(ranks)[-1] == 1.0
+
+
+@pytest.mark.parametrize("text", ["0", "-0.5", "1.01", "0.5:prop", "half", ""])
+def test_weighting_rejects_bad_text(text):
+    with pytest.raises(ValueError, match="--weighting"):
+        Weighting.parse(text)
+
+
+@pytest.mark.parametrize(
     "argv,flag",
     [
         (["--drop-grid", "0.1,1.5"], "--drop-grid"),
@@ -432,7 +458,13 @@ def test_lowest_k_ties_are_seeded_random_and_the_floor_holds():
         (["--detector", "knn", "--mask"], "--mask"),
         (["--detector", "telepathy"], "--detector"),
         (["--action", "weight", "--drop-fraction", "0.1"], "--drop-fraction"),
-        (["--action", "drop", "--reweight-loss"], "--reweight-loss"),
+        (["--reweight-loss"], "--reweight-loss"),
+        (["--action", "drop", "--weighting", "0.5"], "--weighting"),
+        (["--weighting", "0"], "--weighting"),
+        (["--weighting", "1.5:loss"], "--weighting"),
+        (["--weighting", "0.5:prop"], "--weighting"),
+        (["--weighting", "half"], "--weighting"),
+        (["--weighting", "0.5", "--weighting", "0.5"], "--weighting"),
         (["--edge-weights"], "--edge-weights"),
     ],
 )
@@ -491,10 +523,11 @@ def test_knn_and_a_fit_average_the_ranks(fit):
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     """No detector or action flag: the topic detector, every pair weighted by its rank within its
-    user, the weighted model against the baseline on validation, the metrics side by side, the
-    known noise's AUC, the weights exported; --resume trains nothing again; from Python, both
-    weighted retrains (propagation; propagation and loss) as candidates; --action drop tries the
-    grid; a plug-in flag alone picks that plug-in as the detector (here cut across users)."""
+    user (in the propagation) and by the ramp of knee 0.5 (in the propagation and the loss), the
+    weighted models against the baseline on validation, the metrics side by side, the known
+    noise's AUC, the chosen weights exported; --resume trains nothing again; from Python, other
+    weightings as candidates; --action drop tries the grid; a plug-in flag alone picks that
+    plug-in as the detector (here cut across users)."""
     from fastgcn_denoise.data import load_npz
 
     data = tmp_path / "tiny.npz"
@@ -509,12 +542,16 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
     assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
-    assert [r["action"] for r in summary["grid"]] == ["none", "weight"]
-    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False]
+    assert [r["action"] for r in summary["grid"]] == ["none", "weight", "weight"]
+    assert [r.get("knee") for r in summary["grid"]] == [None, 1.0, 0.5]
+    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False, True]
     best = max(summary["grid"], key=lambda r: r["valid"]["recall@5"])
     assert summary["chosen"] == ("weighted" if best["action"] == "weight" else "baseline")
-    assert summary["retrained"]["test"] == best["test"] and not summary["loss_weights"]
+    assert summary["retrained"]["test"] == best["test"]
+    assert summary["loss_weights"] == bool(best.get("loss_weights"))
+    assert summary["knee"] == best.get("knee")
     assert stdout.count("(chosen)") == (summary["chosen"] == "weighted")
+    assert "weighted 1 " in stdout and "weighted 0.5:loss" in stdout
     # the weights: each pair's rank among its user's keep scores (in (0, 1], summing to
     # (n + 1) / 2 over a user's n pairs), in the retrain's data
     with open(out / "keep_probabilities.csv") as f:
@@ -531,19 +568,28 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
         a, b = np.meshgrid(score[mine], score[mine])
         wa, wb = np.meshgrid(w[mine], w[mine])
         assert ((wa > wb) | (a <= b + 1e-5)).all()
+    # the ramp: min(1, rank / 0.5), the same pairs in the same order
+    ramp = load_npz(out / "retrain-weight-k0.5-loss" / "data.npz")
+    assert np.array_equal(ramp.train[0], users) and np.array_equal(ramp.train[1], items)
+    np.testing.assert_allclose(ramp.train_weight, np.minimum(1.0, w / 0.5), rtol=1e-6)
     if summary["chosen"] == "weighted":
         exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
         got = [exported[(u, i)] for u, i in zip(users, items)]
-        np.testing.assert_allclose(got, w, atol=1e-6)
-    run = json.loads((out / "retrain-weight" / "metrics.json").read_text())["config"]
-    assert run["plugins"] == {"edge-weights": {"reweight_loss": False}}
+        chosen_w = w if summary["knee"] == 1.0 else ramp.train_weight
+        np.testing.assert_allclose(got, chosen_w, atol=1e-6)
+    for folder, loss in (("retrain-weight", False), ("retrain-weight-k0.5-loss", True)):
+        run = json.loads((out / folder / "metrics.json").read_text())["config"]
+        assert run["plugins"] == {"edge-weights": {"reweight_loss": loss}}
     # again with --resume: every run is finished, so nothing trains; the same summary
-    logs = {f: (out / f / "log.jsonl").read_text() for f in ("baseline", "retrain-weight")}
+    logs = {
+        f: (out / f / "log.jsonl").read_text()
+        for f in ("baseline", "retrain-weight", "retrain-weight-k0.5-loss")
+    }
     assert main(["denoise", "--data", str(data), "--out", str(out), "--resume", *TINY]) == 0
     again = json.loads((out / "denoise.json").read_text())
     assert [r["test"] for r in again["grid"]] == [r["test"] for r in summary["grid"]]
     assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
-    # both weighted retrains as candidates (Python): the resumed folder trains only the second
+    # other weightings (Python): the resumed folder trains only the new one
     both = denoise(
         make_config(
             "lightgcn",
@@ -558,10 +604,11 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
             progress=False,
             verbose=False,
         ),
-        reweight_loss=None,
+        weightings=["1", Weighting(1.0, True)],
         resume=True,
     )
     assert [r.get("loss_weights") for r in both["grid"]] == [None, False, True]
+    assert [r.get("knee") for r in both["grid"]] == [None, 1.0, 1.0]
     assert both["grid"][1]["test"] == summary["grid"][1]["test"]
     best = max(both["grid"], key=lambda r: r["valid"]["recall@5"])
     assert both["retrained"]["test"] == best["test"]

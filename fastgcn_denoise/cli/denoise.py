@@ -24,8 +24,24 @@ def _fractions(text: str) -> tuple:
     return values
 
 
+def _weighting(text: str):
+    """``--weighting``: KNEE or KNEE:loss."""
+    from ..pipelines.denoise import Weighting
+
+    try:
+        return Weighting.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--weighting {text!r}: ")) from None
+
+
 def add_arguments(p, argv):
-    from ..pipelines.denoise import ACTIONS, DEFAULT_ACTION, DEFAULT_DETECTOR, DEFAULT_GRID
+    from ..pipelines.denoise import (
+        ACTIONS,
+        DEFAULT_ACTION,
+        DEFAULT_DETECTOR,
+        DEFAULT_GRID,
+        DEFAULT_WEIGHTINGS,
+    )
     from ..pipelines.detect import DETECTORS
 
     add_run_flags(p, help_view(argv), model="lightgcn", out=DEFAULT_OUT)
@@ -44,12 +60,23 @@ def add_arguments(p, argv):
         choices=ACTIONS,
         default=None,
         help="what the keep scores do: weight = retrain with every interaction weighted by its "
-        "score's rank among its user's, in the propagation (nothing is dropped); drop = retrain "
+        "score's rank among its user's (--weighting; nothing is dropped); drop = retrain "
         "without the lowest-scored share (--drop-grid / --drop-fraction). The baseline wins "
         f"when it is better on validation (default: {DEFAULT_ACTION}; drop with "
-        "--drop-grid or --drop-fraction). With --reweight-loss (the edge-weights plug-in's "
-        "option) the weights also count in the BPR loss. --resume resumes the run folders of "
-        "OUT that have a checkpoint (an interrupted pipeline trains only what is missing)",
+        "--drop-grid or --drop-fraction). --resume resumes the run folders of OUT that have a "
+        "checkpoint (an interrupted pipeline trains only what is missing)",
+    )
+    g.add_argument(
+        "--weighting",
+        type=_weighting,
+        action="append",
+        default=None,
+        metavar="KNEE[:loss]",
+        help="--action weight: one weighted retrain (repeat the flag for several; validation "
+        "chooses among them and the baseline): a pair of rank r in (0, 1] among its user's "
+        "pairs weighs min(1, r / KNEE) in the propagation, and with :loss in the BPR loss too "
+        "(KNEE 1: the rank itself; 0.5: the upper half of each user's pairs keeps weight 1). "
+        f"Default: {' and '.join(map(str, DEFAULT_WEIGHTINGS))}",
     )
     g.add_argument(
         "--drop-grid",
@@ -113,8 +140,9 @@ def add_arguments(p, argv):
     p.epilog = (
         "By default: trains the backbone on the data as given (the baseline), scores every "
         "training interaction with the detector, retrains with every interaction weighted by "
-        "its score's rank among its user's (--action drop: without the lowest-scored share, "
-        "for each fraction of --drop-grid), keeps the better of the two on validation, and "
+        "its score's rank among its user's, once per --weighting (--action drop: without the "
+        "lowest-scored share, for each fraction of --drop-grid), keeps the best on validation "
+        "(the baseline included), and "
         "writes to --out: keep_probabilities.csv (with the weights), cleaned.* and "
         "dropped.* (together exactly the input's interactions, in its format and ids; pairs "
         "added by --noise in neither), denoise.json (the retrained model's validation and test "
@@ -122,6 +150,11 @@ def add_arguments(p, argv):
         "--model s-lightgcn / s-ngcf or --checkpoint export a denoiser's own masks instead."
         "\n\n" + (p.epilog or "")
     )
+
+
+def _same_run(chosen: dict, row: dict) -> bool:
+    """Whether grid ``row`` is the chosen run (the summary's ``retrained`` is it plus its path)."""
+    return all(chosen.get(k) == row.get(k) for k in ("action", "fraction", "knee", "loss_weights"))
 
 
 def _print_noise(noise: dict | None, weighted: dict | None = None) -> None:
@@ -178,7 +211,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..models import MODELS
-    from ..pipelines.denoise import DEFAULT_ACTION, DEFAULT_DETECTOR, DEFAULT_GRID, denoise
+    from ..pipelines.denoise import (
+        DEFAULT_ACTION,
+        DEFAULT_DETECTOR,
+        DEFAULT_GRID,
+        Weighting,
+        denoise,
+    )
     from ..pipelines.detect import DETECTORS
     from ..pipelines.train import train
 
@@ -189,7 +228,11 @@ def run(args) -> int:
         return _export_checkpoint(args, args.checkpoint, out, data)
     given = vars(args)
     # the weight action's own plug-in: its option is the pipeline's, its switch is not a detector
-    reweight_loss = bool(given.pop("plugin:edge-weights:reweight_loss", None))
+    if given.pop("plugin:edge-weights:reweight_loss", None):
+        raise UsageError(
+            "--reweight-loss: the pipeline weighs the loss per --weighting (KNEE:loss, e.g. "
+            "--weighting 1:loss for the rank weights in the propagation and the loss)"
+        )
     if given.pop("plugin:edge-weights", False):
         raise UsageError(
             "--edge-weights trains on weights the data already holds; the pipeline's "
@@ -223,8 +266,8 @@ def run(args) -> int:
     if action == "weight" and dropping:
         flag = "--drop-grid" if args.drop_grid is not None else "--drop-fraction"
         raise UsageError(f"{flag} applies to --action drop; --action weight drops nothing")
-    if action == "drop" and reweight_loss:
-        raise UsageError("--reweight-loss applies to --action weight")
+    if action == "drop" and args.weighting is not None:
+        raise UsageError("--weighting applies to --action weight; --action drop weighs nothing")
     detector = args.detector
     if detector is None:
         single = len(plugins) == 1 and plugins[0] in DETECTORS
@@ -258,7 +301,7 @@ def run(args) -> int:
         per_user=args.per_user,
         plugin_options=options,
         action=action,
-        reweight_loss=reweight_loss,
+        weightings=args.weighting,
         resume=resume,
     )
     k = f"recall@{config.ks[0]}"
@@ -266,7 +309,8 @@ def run(args) -> int:
     if summary["chosen"] == "weighted":
         print(
             f"detector {detector}: every one of the {summary['scored']} training interactions "
-            f"weighted by its score's rank ({summary['selection']}: the weighted model)"
+            f"weighted, weighting {Weighting(summary['knee'], summary['loss_weights'])} chosen "
+            f"({summary['selection']})"
         )
     else:
         print(
@@ -278,8 +322,8 @@ def run(args) -> int:
     rows = [("baseline (data as given)", base)]
     for r in summary["grid"]:
         if r["action"] == "weight":
-            name = "weighted" + " + loss" * bool(r.get("loss_weights"))
-            mine = summary["chosen"] == "weighted" and summary["loss_weights"] == r["loss_weights"]
+            name = f"weighted {r['knee']:g}" + ":loss" * bool(r.get("loss_weights"))
+            mine = summary["chosen"] == "weighted" and _same_run(summary["retrained"], r)
             rows.append((name + " (chosen)" * mine, r))
     chosen = summary["drop_fraction"] if summary["chosen"] == "drop" else None
     rows += [
@@ -289,9 +333,9 @@ def run(args) -> int:
     ]
     for name, row in rows:
         print(f"{name:28s}{row['valid'].get(k, float('nan')):16.4f}{row['test'][k]:16.4f}")
-    weighted = [r for r in summary["grid"] if r["action"] == "weight"]
     _print_noise(
-        summary.get("planted_noise"), weighted[0] if summary["chosen"] == "weighted" else None
+        summary.get("planted_noise"),
+        summary["retrained"] if summary["chosen"] == "weighted" else None,
     )
     t = summary["timing"]
     test_part = (

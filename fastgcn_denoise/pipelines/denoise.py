@@ -6,11 +6,12 @@ The pipeline (``denoise``, the default of ``fastgcn-denoise denoise``):
    (noise included); its validation and test metrics are the "before";
 2. **detect**: a detector (``detect.DETECTORS``) gives every training interaction a keep score;
 3. **clean + retrain**, by ``action``:
-   - ``weight`` (default): every training pair weighs its keep score's rank among its user's
-     pairs, in (0, 1] (``denoisers.ranking.within_user``), and the backbone is retrained with
-     those weights in its propagation (``denoisers.reweight``, plug-in ``edge-weights``);
-     ``reweight_loss`` True puts them in its BPR loss too (each triple weighs its positive
-     pair's weight), None retrains both ways;
+   - ``weight`` (default): every training pair gets the rank r of its keep score among its
+     user's pairs, in (0, 1] (``denoisers.ranking.within_user``), and the backbone is retrained
+     once per ``Weighting`` of ``weightings``: weight min(1, r / knee) in its propagation
+     (``denoisers.reweight``, plug-in ``edge-weights``), and with ``loss`` in its BPR loss too
+     (each triple weighs its positive pair's weight). The defaults: r itself in the propagation,
+     and the ramp of knee 0.5 (the upper half of each user's pairs at 1) in both;
    - ``drop``: for each drop fraction of ``grid``, the lowest-scored interactions are dropped
      (``clean.lowest_k``: seeded tie order, per-user/per-item floor) and the backbone is
      retrained on the cleaned graph;
@@ -33,7 +34,7 @@ Files written to ``out``:
     cleaned.<ext>, dropped.<ext>   see ``export``: together exactly the user's interactions
                              (with the weight action nothing is dropped)
     denoise.json             the summary
-    baseline/, detector-*/, retrain-F/, retrain-weight/ (retrain-weight-loss/)   the runs
+    baseline/, detector-*/, retrain-F/, retrain-weight[-kKNEE][-loss]/   the runs
                              (checkpoints, logs, metrics; retrain-weight*/data.npz holds the
                              weights)
 
@@ -97,6 +98,53 @@ DEFAULT_GRID = (0.1, 0.2)
 # built-in data with popularity-shaped noise the loss weights cost 0.0035 (seeds 0, 1).
 ACTIONS = ("weight", "drop")
 DEFAULT_ACTION = "weight"
+
+
+@dataclasses.dataclass(frozen=True)
+class Weighting:
+    """One weighted retrain of the weight action: a pair of within-user rank r in (0, 1] weighs
+    min(1, r / knee) in the propagation, and with ``loss`` in the BPR loss too.
+
+    knee 1 weighs every pair by its rank; a smaller knee leaves the top 1 - knee of each user's
+    pairs at 1 and ramps the rest down to 1 / (n knee), so the likely-clean pairs keep their
+    full weight in the loss.
+    """
+
+    knee: float = 1.0
+    loss: bool = False
+
+    def __post_init__(self):
+        if not 0.0 < self.knee <= 1.0:
+            raise ValueError(f"--weighting knee {self.knee:g}: must be in (0, 1]")
+
+    @classmethod
+    def parse(cls, text: str) -> "Weighting":
+        """``KNEE`` (propagation only) or ``KNEE:loss`` (propagation and loss), e.g. ``0.5:loss``."""
+        knee, _, where = text.partition(":")
+        if where not in ("", "loss"):
+            raise ValueError(f"--weighting {text!r}: expected KNEE or KNEE:loss, e.g. 0.5:loss")
+        try:
+            value = float(knee)
+        except ValueError:
+            raise ValueError(
+                f"--weighting {text!r}: the knee must be a number in (0, 1], e.g. 0.5:loss"
+            ) from None
+        return cls(value, where == "loss")
+
+    def weights(self, ranked: np.ndarray) -> np.ndarray:
+        """float64 [E]: the pairs' weights from their within-user ranks ``ranked`` [E]."""
+        return np.minimum(1.0, np.asarray(ranked, dtype=np.float64) / self.knee)
+
+    @property
+    def run_name(self) -> str:
+        """Its run folder (knee 1: the names of the runs before knees existed, so they resume)."""
+        return "retrain-weight" + (f"-k{self.knee:g}" * (self.knee != 1.0)) + "-loss" * self.loss
+
+    def __str__(self) -> str:
+        return f"{self.knee:g}" + ":loss" * self.loss
+
+
+DEFAULT_WEIGHTINGS = (Weighting(1.0, False), Weighting(0.5, True))
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -301,7 +349,7 @@ def _metrics(result: dict, headline: str) -> dict:
 
 def _run_name(row: dict) -> str:
     if row.get("action") == "weight":
-        return "retrain-weight-loss" if row.get("loss_weights") else "retrain-weight"
+        return Weighting(row.get("knee", 1.0), bool(row.get("loss_weights"))).run_name
     return "baseline" if row["fraction"] == 0 else f"retrain-{row['fraction']:g}"
 
 
@@ -351,7 +399,7 @@ def denoise(
     plugin_options: dict | None = None,
     say=None,
     action: str = DEFAULT_ACTION,
-    reweight_loss: bool | None = False,
+    weightings=None,
     resume: bool = False,
 ) -> dict:
     """Run the pipeline of the module docstring for the ``TrainConfig`` ``config`` (its ``out``
@@ -367,11 +415,10 @@ def denoise(
             plugin_options: options of a trained detector's plug-in.
         say: callable(str) for one line per stage (default: stderr when config.verbose).
         action: "weight" (retrain with each pair weighted by its rank) or "drop" (``grid`` /
-            ``drop_fraction``); module docstring. reweight_loss: the weight action's weights
-            in the propagation only (False, the default), also in the BPR loss (True: each
-            triple by its positive's weight, ``denoisers.reweight``), or both retrains with
-            validation choosing (None). resume: resume the run folders that have a checkpoint
-            and write the export anew (module docstring).
+            ``drop_fraction``); module docstring. weightings: the weight action's retrains,
+            ``Weighting`` s (or their ``KNEE[:loss]`` texts), validation choosing among them
+            and the baseline (None: ``DEFAULT_WEIGHTINGS``). resume: resume the run folders
+            that have a checkpoint and write the export anew (module docstring).
     """
     from tqdm.auto import tqdm
 
@@ -384,8 +431,17 @@ def denoise(
             f"--drop-fraction {drop_fraction:g} applies to --action drop; the weight action "
             "keeps every interaction"
         )
-    if action == "drop" and reweight_loss is not False:
-        raise ValueError("--reweight-loss applies to --action weight")
+    if action == "drop" and weightings is not None:
+        raise ValueError("--weighting applies to --action weight")
+    weightings = [
+        w if isinstance(w, Weighting) else Weighting.parse(str(w))
+        for w in (DEFAULT_WEIGHTINGS if weightings is None else weightings)
+    ]
+    if action == "weight" and (not weightings or len(set(weightings)) < len(weightings)):
+        raise ValueError(
+            "--weighting: give one or more distinct weightings (KNEE or KNEE:loss), got "
+            + (", ".join(map(str, weightings)) or "none")
+        )
     fractions = [drop_fraction] if drop_fraction is not None else sorted(set(grid))
     if drop_fraction is not None and not 0.0 <= drop_fraction < 1.0:
         raise ValueError(f"--drop-fraction {drop_fraction}: must be in [0, 1)")
@@ -411,8 +467,7 @@ def denoise(
     progress = sys.stderr.isatty() if config.progress is None else bool(config.progress)
     if action == "weight":
         fractions = []
-    loss_variants = (False, True) if reweight_loss is None else (bool(reweight_loss),)
-    retrains = len([f for f in fractions if f > 0]) if action == "drop" else len(loss_variants)
+    retrains = len([f for f in fractions if f > 0]) if action == "drop" else len(weightings)
     stages = 2 + retrains + (DETECTORS[detector].plugin is not None)
     bar = tqdm(
         total=stages,
@@ -520,29 +575,31 @@ def denoise(
             row["dropped_precision"] = float((types[dropped] > 0).mean()) if dropped.any() else None
         runs.append(row)
         bar.update(1)
-    weight = None
+    weights = {}  # knee -> the pairs' weights [E] (edge-id order)
     if action == "weight":
         # Each pair's rank in (0, 1]: 1 for its user's (or, across users, the data's) most
         # typical pair, 1 / n for the least; no pair leaves the graph.
-        weight = ranked if per_user else within_user(keep, np.zeros_like(users))
-        data_w = dataclasses.replace(prep.data, train_weight=_in_data_order(prep, weight))
-        stats = {"weight_mean": float(weight.mean())}
-        if types is not None:
-            noisy = types > 0
-            stats["weight_mean_noise"] = float(weight[noisy].mean()) if noisy.any() else None
-            stats["weight_mean_clean"] = float(weight[~noisy].mean())
-        for loss_weights in loss_variants:
+        rank = ranked if per_user else within_user(keep, np.zeros_like(users))
+        for w in weightings:
+            if w.knee not in weights:
+                weights[w.knee] = w.weights(rank)
+            weight = weights[w.knee]
+            stats = {"weight_mean": float(weight.mean())}
+            if types is not None:
+                noisy = types > 0
+                stats["weight_mean_noise"] = float(weight[noisy].mean()) if noisy.any() else None
+                stats["weight_mean_clean"] = float(weight[~noisy].mean())
             say(
-                f"[retrain weight{' + loss' * loss_weights}] {config.model} with every "
-                "interaction weighted by its keep score's rank in the propagation"
-                + (" and in the loss" if loss_weights else "")
+                f"[retrain weight {w}] {config.model} with every interaction weighted by "
+                f"min(1, its keep score's rank / {w.knee:g}) in the propagation"
+                + (" and in the loss" if w.loss else "")
             )
-            row = {"fraction": 0.0, "action": "weight", "loss_weights": loss_weights}
+            row = {"fraction": 0.0, "action": "weight", "knee": w.knee, "loss_weights": w.loss}
             res, seconds = _retrain(
                 config,
-                data_w,
-                out / _run_name(row),
-                {"edge-weights": {"reweight_loss": loss_weights}},
+                dataclasses.replace(prep.data, train_weight=_in_data_order(prep, weight)),
+                out / w.run_name,
+                {"edge-weights": {"reweight_loss": w.loss}},
                 resume,
             )
             runs.append(
@@ -568,7 +625,8 @@ def denoise(
         )
         rule = f"the best validation {headline} among " + (
             "the baseline and the weighted model"
-            + ("s (propagation; propagation and loss)" if len(loss_variants) > 1 else "")
+            + ("s" * (len(weightings) > 1))
+            + f" (weighting {', '.join(map(str, weightings))})"
             if action == "weight"
             else "fractions 0 (no cleaning), " + ", ".join(f"{f:g}" for f in fractions)
         )
@@ -585,7 +643,7 @@ def denoise(
         out,
         fmt,
         types,
-        weight if weighted else None,
+        weights[chosen["knee"]] if weighted else None,
     )
     total = time.perf_counter() - t0
     summary = {
@@ -593,6 +651,7 @@ def denoise(
         "action": action,
         "chosen": "weighted" if weighted else ("baseline" if chosen["fraction"] == 0 else "drop"),
         "loss_weights": bool(chosen.get("loss_weights", False)),
+        "knee": chosen.get("knee"),
         "model": config.model,
         "data": prep.info["name"],
         "detector": detector,
