@@ -76,26 +76,28 @@ from .train import restore_run, train_or_resume
 DEFAULT_DETECTOR = "topic"
 DEFAULT_GRID = (0.1, 0.2)
 # Why weight (module docstring, 3.): over 3 seeds of the built-in data (bench/results/
-# denoise_scoreboard.json) retraining with each pair weighted by its within-user rank recovers
-# 167 % / 115 % / 147 % of the noisy-to-clean gap at uniform 10 % / 20 % and popularity 10 %,
-# against 39 % / 63 % / 60 % for the best cut of the drop grid, and lifts the clean graph by 2 %
-# (the cut: -0.7 %); the no-option run goes from 0.2227 to 0.2303 (oracle 0.2298) in 1.9x one
-# training (2.5x with both weighted retrains as candidates: bench/results/
-# denoise_default_builtin.json, "both"). On the Yelp split (3 seeds, denoise_scoreboard_yelp.json)
-# it recovers 149 % / 78 % at uniform / popularity 10 % (drop: 33 % / -25 %), 20 % at uniform
-# 20 %, and lifts the clean graph by 3 %: there it is mostly a better-weighted LightGCN. On the
-# Gowalla subsample both barely move LightGCN at 10 % (weight +5 % / +6 %, drop -28 % / +15 %;
-# validation keeps the baseline in 7 of 9 runs, clean ones included); at uniform 20 % the weight
-# action recovers 33 %.
-# Why the weights stay out of the loss by default: the noisy positives stay in BPR when only the
-# propagation is weighted, and weighting the loss too lifts some rows, but validation cannot tell
-# which. With both retrains as candidates (reweight_loss None; the scoreboards' pipeline-both
-# rows, 3 seeds), test Recall@20 against the propagation-only default: Yelp uniform 10 % 0.0750 vs
-# 0.0745, uniform 20 % 0.0704 vs 0.0684 (49 % of the gap vs 20 %), but popularity 10 % 0.0725 vs
-# 0.0734 (35 % vs 78 %: below the issue's 40 %) and the clean graph 0.0742 vs 0.0761 (validation
-# chose the loss-weighted run where it lost: clean seed 0 valid 0.0793 vs 0.0784, test 0.0702 vs
-# 0.0753); Gowalla uniform 20 % 0.2343 vs 0.2330, popularity 10 % 0.2350 vs 0.2366; on the
-# built-in data with popularity-shaped noise the loss weights cost 0.0035 (seeds 0, 1).
+# denoise_scoreboard.json) retraining with each pair weighted recovers 167 % / 121 % / 150 % of
+# the noisy-to-clean gap at uniform 10 % / 20 % and popularity 10 %, against 39 % / 63 % / 60 %
+# for the best cut of the drop grid, and lifts the clean graph by 1.6 % (the cut: -0.7 %); the
+# no-option run goes from 0.2227 to 0.2303 (oracle 0.2298) in 2.6x one training (bench/results/
+# denoise_default_builtin.json). On the Yelp split (denoise_scoreboard_yelp.json) it recovers
+# 155 % / 97 % at uniform / popularity 10 % (drop: 33 % / -25 %), 36 % at uniform 20 %, and lifts
+# the clean graph by 2 %; on the Gowalla subsample (denoise_scoreboard_gowalla.json) 19 % / 24 %
+# at 10 % and 45 % at uniform 20 %, the clean graph untouched (validation keeps the baseline).
+# Why these two weightings (``Weighting``): the rank weights in the propagation (knee 1) are the
+# better model on the built-in data and the ramp of knee 0.5 in the propagation and the BPR loss
+# on real data, where the noisy positives left in the loss cost more than the propagation's
+# mistakes (Yelp uniform 20 %, seed 0: the oracle's 0/1 weights in the propagation only 0.0689,
+# the rank weights in the loss too 0.0704, the oracle 0.0741). The ramp leaves the upper half of
+# each user's pairs at 1: the rank weights in the loss also down-weighted the clean positives and
+# cost the clean Yelp graph 0.0761 -> 0.0742 (the scoreboards' pipeline-both rows). 3 seeds with
+# the rank weights alone -> with both candidates: Gowalla 5 % / 33 % / 6 % -> 19 % / 45 % / 24 %
+# (uniform 10 % / 20 %, popularity 10 %), Yelp 149 % / 20 % / 78 % -> 155 % / 36 % / 97 %, Yelp
+# clean +3.0 % -> +2.0 %, built-in about the same (validation chose knee 1 in 7 of its 12 runs,
+# the ramp on the clean graph). Knees tried with the loss weighted (seed 0): 0.5 was the best on
+# 5 of the 6 noisy rows of Gowalla and the built-in data (0.3 on Gowalla uniform 10 %: 0.2448
+# against 0.2430; 0.2 trailed both); with the weights in the propagation only every knee gained
+# less than with the loss.
 ACTIONS = ("weight", "drop")
 DEFAULT_ACTION = "weight"
 
