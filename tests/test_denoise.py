@@ -31,23 +31,16 @@ def test_roc_auc_matches_pair_counting(seed):
     assert np.isnan(roc_auc([1.0, 2.0], [0, 0]))
 
 
-def _train_tiny(tmp_path, data, **kw):
-    config = make_config(
-        model="s-lightgcn",
-        data=str(data),
-        out=str(tmp_path / "run"),
-        epochs=2,
-        eval_every=1,
-        dim=8,
-        layers=2,
-        batch_size=64,
-        ks=(5,),
-        svd_rank=4,
-        progress=False,
-        verbose=False,
-        **kw,
+def _tiny_config(model, data, out, **kw):
+    """A two-epoch run on a tiny graph (the Python side of ``TINY``)."""
+    options = dict(epochs=2, eval_every=1, dim=8, layers=2, batch_size=128, ks=(5,))
+    return make_config(
+        model=model, data=str(data), out=str(out), progress=False, verbose=False, **options | kw
     )
-    train(config)
+
+
+def _train_tiny(tmp_path, data, **kw):
+    train(_tiny_config("s-lightgcn", data, tmp_path / "run", batch_size=64, svd_rank=4, **kw))
     return tmp_path / "run" / "checkpoint.pt"
 
 
@@ -591,21 +584,7 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
     # other weightings (Python): the resumed folder trains only the new one
     both = denoise(
-        make_config(
-            "lightgcn",
-            data=str(data),
-            out=str(out),
-            epochs=2,
-            eval_every=1,
-            dim=8,
-            layers=2,
-            batch_size=128,
-            ks=(5,),
-            progress=False,
-            verbose=False,
-        ),
-        weightings=["1", Weighting(1.0, True)],
-        resume=True,
+        _tiny_config("lightgcn", data, out), weightings=["1", Weighting(1.0, True)], resume=True
     )
     assert [r.get("loss_weights") for r in both["grid"]] == [None, False, True]
     assert [r.get("knee") for r in both["grid"]] == [None, 1.0, 1.0]
