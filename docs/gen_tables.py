@@ -592,7 +592,7 @@ FIGURES = [
         vs=("LightGCN", {"denoiser": "lightgcn", "ratio": 0.1}),
     ),
     Figure(
-        "`denoise` (topic detector, weighted retrain), built-in data + 10% noise, 3 seeds: share "
+        "`denoise` (auto detector, weighted retrain), built-in data + 10% noise, 3 seeds: share "
         "of the noisy-to-clean Recall@20 gap recovered",
         "denoise_scoreboard.json",
         Col("", "gap_recovered", "pct"),

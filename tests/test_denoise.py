@@ -514,8 +514,38 @@ def test_knn_and_a_fit_average_the_ranks(fit):
         assert report["topic"] == info
 
 
+def test_auto_detector_takes_the_better_calibration(monkeypatch):
+    """auto: topic or knn-topic, whichever has the higher calibration AUC (the within-user AUC of
+    the training pairs against uniform non-pairs added to them), its scores exactly the chosen
+    detector's, the choice and both AUCs reported; without pairs to add, the first choice."""
+    from types import SimpleNamespace
+
+    from fastgcn_denoise.pipelines import detect as detect_module
+    from fastgcn_denoise.pipelines.detect import calibration_auc, detect
+
+    data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
+    prep = SimpleNamespace(data=data, train=data.train_graph(), valid=data.split_graph("valid"))
+    report = {}
+    keep = detect("auto", prep, None, None, None, report=report)
+    aucs = {c: calibration_auc(c, prep, 0) for c in ("topic", "knn-topic")}
+    assert report["auto"] == {"chosen": max(aucs, key=aucs.get), "calibration_auc": aucs}
+    np.testing.assert_array_equal(keep, detect(report["auto"]["chosen"], prep, None, None, None))
+    # the planted preferences stand out from uniform non-pairs; another seed, other pairs
+    assert all(0.6 < a <= 1.0 for a in aucs.values()), aucs
+    assert calibration_auc("topic", prep, 1) != aucs["topic"]
+    assert calibration_auc("knn", prep, 0) > 0.6
+    monkeypatch.setattr(detect_module, "CALIBRATION_RATIO", 0.0)
+    report = {}
+    keep = detect("auto", prep, None, None, None, report=report)
+    assert report["auto"] == {
+        "chosen": "topic",
+        "calibration_auc": {"topic": None, "knn-topic": None},
+    }
+    np.testing.assert_array_equal(keep, detect("topic", prep, None, None, None))
+
+
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector or action flag: the topic detector, every pair weighted by its rank within its
+    """No detector or action flag: the auto detector (topic or knn-topic), every pair weighted by its rank within its
     user (in the propagation) and by the ramp of knee 0.5 (in the propagation and the loss), the
     weighted models against the baseline on validation, the metrics side by side, the known
     noise's AUC, the chosen weights exported; --resume trains nothing again; from Python, other
@@ -532,7 +562,10 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert "baseline (data as given)" in stdout and "weighted" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())
-    assert summary["detector"] == "topic" and summary["ranking"] == "within each user"
+    assert summary["detector"] == "auto" and summary["ranking"] == "within each user"
+    assert summary["detector_used"] == summary["detector_choices"]["auto"]["chosen"]
+    assert summary["detector_used"] in ("topic", "knn-topic")
+    assert f"detector auto ({summary['detector_used']})" in stdout
     assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
     assert [r["action"] for r in summary["grid"]] == ["none", "weight", "weight"]
@@ -712,6 +745,40 @@ def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
     assert (folder / "pipeline" / "run" / "retrain-weight-loss" / "metrics.json").exists()
     assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == baseline_log
     assert not (folder / "pipeline-both").exists()
+
+
+def test_scoreboard_relabels_a_topic_run_only_when_auto_chooses_topic(tmp_path, monkeypatch):
+    """A cached pipeline run of the topic detector stands for the auto default when auto chooses
+    topic on the same data (nothing trains, the grid is the cached one); when auto chooses
+    knn-topic the pipeline runs again."""
+    import functools
+
+    from fastgcn_denoise.pipelines import detect as detect_module
+
+    sb = _scoreboard()
+    argv = ["--quick", "--seeds", "0", "--settings", "uniform:0.2", "--methods", "pipeline"]
+    argv += ["--runs", str(tmp_path)]
+    folder = tmp_path / "synthetic" / "uniform-0.2-s0"
+    with monkeypatch.context() as m:  # the default before auto
+        m.setattr(sb, "denoise", functools.partial(sb.denoise, detector="topic"))
+        m.setattr(sb, "DEFAULT_DETECTOR", "topic")
+        assert sb.main(argv) == 0
+    topic_run = (folder / "pipeline.json").read_text()
+    assert json.loads(topic_run)["detector"] == "topic"
+    log = (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text()
+    for chosen in ("topic", "knn-topic"):
+        (folder / "pipeline.json").write_text(topic_run)
+        aucs = {chosen: 0.9, ({"topic", "knn-topic"} - {chosen}).pop(): 0.8}
+        monkeypatch.setattr(detect_module, "calibration_auc", lambda name, prep, seed=0: aucs[name])
+        assert sb.main(argv) == 0
+        rec = json.loads((folder / "pipeline.json").read_text())
+        assert rec["detector"] == "auto" and rec["detector_used"] == chosen
+        if chosen == "topic":
+            assert rec["grid"] == json.loads(topic_run)["grid"] and "from" in rec
+            assert rec["calibration_auc"] == aucs
+            assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == log
+        else:
+            assert "from" not in rec
 
 
 def test_scoreboard_real_data_path_subsamples_and_injects(tmp_path):

@@ -306,6 +306,8 @@ def run(args) -> int:
     )
     k = f"recall@{config.ks[0]}"
     base = summary["baseline"]
+    if summary["detector_used"] != detector:
+        detector = f"{detector} ({summary['detector_used']})"
     if summary["chosen"] == "weighted":
         print(
             f"detector {detector}: every one of the {summary['scored']} training interactions "
