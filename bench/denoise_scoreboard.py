@@ -52,6 +52,7 @@ from fastgcn_denoise.data import inject_noise, load_dataset, make_synthetic, sav
 from fastgcn_denoise.denoisers.knn import item_knn_scores
 from fastgcn_denoise.pipelines.clean import lowest_k
 from fastgcn_denoise.pipelines.denoise import (
+    CLEAN_BELOW,
     DEFAULT_ACTION,
     DEFAULT_DETECTOR,
     DEFAULT_WEIGHTINGS,
@@ -170,6 +171,8 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
             "baseline": {k: summary["baseline"]["test"][k] for k in (HEADLINE, NDCG)},
             "detector": summary["detector"],
             "detector_used": summary["detector_used"],
+            "looks_clean": summary["looks_clean"],
+            "noise_rate": (summary["detector_choices"].get("auto") or {}).get("noise_rate"),
             "ranking": summary["ranking"],
             "action": summary["action"],
             "chosen": summary["chosen"],
@@ -277,7 +280,7 @@ def _current(method: str, cache: Path, detector: str = DEFAULT_DETECTOR) -> bool
     current). Runs from before the within-user cut, whose knn-spectral was another mix, have no
     ``ranking``; runs from before the weight action no ``action``; runs whose weighted
     candidates were not today's ``DEFAULT_WEIGHTINGS`` (rows without a knee had knee 1) are not
-    the default."""
+    the default; nor are auto runs from before its clean-log check (no ``looks_clean``)."""
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
@@ -288,9 +291,10 @@ def _current(method: str, cache: Path, detector: str = DEFAULT_DETECTOR) -> bool
     }
     return (
         rec.get("detector") == detector
+        and (detector != "auto" or "looks_clean" in rec)
         and "ranking" in rec
         and rec.get("action") == DEFAULT_ACTION
-        and weighted == {(w.knee, w.loss) for w in DEFAULT_WEIGHTINGS}
+        and (rec.get("looks_clean") or weighted == {(w.knee, w.loss) for w in DEFAULT_WEIGHTINGS})
     )
 
 
@@ -312,12 +316,15 @@ def _auto_chose_topic(cache: Path, args, data, seed: int) -> dict | None:
         detect("auto", prepare_data(config), None, config, None, report=report)
     finally:
         path.unlink(missing_ok=True)
-    if report["auto"]["chosen"] != "topic":
-        return None
+    rate = report["auto"]["noise_rate"]
+    if report["auto"]["chosen"] != "topic" or (rate is not None and rate < CLEAN_BELOW):
+        return None  # another detector, or a log that looks clean: the pipeline runs
     return rec | {
         "detector": "auto",
         "detector_used": "topic",
         "calibration_auc": report["auto"]["calibration_auc"],
+        "noise_rate": rate,
+        "looks_clean": False,
         "from": "the cached topic run (auto chose topic)",
     }
 

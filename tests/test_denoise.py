@@ -517,31 +517,76 @@ def test_knn_and_a_fit_average_the_ranks(fit):
 def test_auto_detector_takes_the_better_calibration(monkeypatch):
     """auto: topic or knn-topic, whichever has the higher calibration AUC (the within-user AUC of
     the training pairs against uniform non-pairs added to them), its scores exactly the chosen
-    detector's, the choice and both AUCs reported; without pairs to add, the first choice."""
+    detector's, the choice, both AUCs and the chosen one's noise rate reported; without pairs to
+    add, the first choice."""
     from types import SimpleNamespace
 
     from fastgcn_denoise.pipelines import detect as detect_module
-    from fastgcn_denoise.pipelines.detect import calibration_auc, detect
+    from fastgcn_denoise.pipelines.detect import calibrate, detect
 
     data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
     prep = SimpleNamespace(data=data, train=data.train_graph(), valid=data.split_graph("valid"))
     report = {}
     keep = detect("auto", prep, None, None, None, report=report)
-    aucs = {c: calibration_auc(c, prep, 0) for c in ("topic", "knn-topic")}
-    assert report["auto"] == {"chosen": max(aucs, key=aucs.get), "calibration_auc": aucs}
-    np.testing.assert_array_equal(keep, detect(report["auto"]["chosen"], prep, None, None, None))
+    found = {c: calibrate(c, prep, 0) for c in ("topic", "knn-topic")}
+    aucs = {c: f["auc"] for c, f in found.items()}
+    best = max(aucs, key=aucs.get)
+    assert report["auto"] == {
+        "chosen": best,
+        "calibration_auc": aucs,
+        "noise_rate": found[best]["noise_rate"],
+    }
+    np.testing.assert_array_equal(keep, detect(best, prep, None, None, None))
     # the planted preferences stand out from uniform non-pairs; another seed, other pairs
     assert all(0.6 < a <= 1.0 for a in aucs.values()), aucs
-    assert calibration_auc("topic", prep, 1) != aucs["topic"]
-    assert calibration_auc("knn", prep, 0) > 0.6
+    assert calibrate("topic", prep, 1)["auc"] != aucs["topic"]
+    assert calibrate("knn", prep, 0)["auc"] > 0.6
+    assert all(0.0 <= f["noise_rate"] <= 1.0 for f in found.values())
     monkeypatch.setattr(detect_module, "CALIBRATION_RATIO", 0.0)
     report = {}
     keep = detect("auto", prep, None, None, None, report=report)
     assert report["auto"] == {
         "chosen": "topic",
         "calibration_auc": {"topic": None, "knn-topic": None},
+        "noise_rate": None,
     }
     np.testing.assert_array_equal(keep, detect("topic", prep, None, None, None))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3])
+def test_noise_rate_recovers_the_mixture_share(share):
+    """Clean scores above every noise score: each threshold's ratio is the noise share itself;
+    clean scores overlapping the noise make it an upper bound."""
+    from fastgcn_denoise.pipelines.detect import noise_rate
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    noise = rng.random(n)
+    log = np.r_[2 + rng.random(int(n * (1 - share))), rng.random(int(n * share))]
+    assert noise_rate(log, noise) == pytest.approx(share, abs=0.02)
+    # clean scores spread over [0, 4): a quarter of the clean share below every threshold
+    overlapping = np.r_[4 * rng.random(int(n * (1 - share))), rng.random(int(n * share))]
+    assert noise_rate(overlapping, noise) == pytest.approx(share + (1 - share) / 4, abs=0.02)
+
+
+def test_pipeline_keeps_the_baseline_of_a_log_that_looks_clean(tmp_path, capsys, monkeypatch):
+    """auto's noise estimate below CLEAN_BELOW: nothing is retrained, the baseline is the result,
+    and the summary and the printout say why."""
+    from fastgcn_denoise.pipelines import denoise as denoise_module
+
+    monkeypatch.setattr(denoise_module, "CLEAN_BELOW", 1.01)  # every log looks clean
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
+    out = tmp_path / "dn"
+    code = main(["denoise", "--data", str(data), "--out", str(out), *TINY])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    summary = json.loads((out / "denoise.json").read_text())
+    assert summary["looks_clean"] and summary["chosen"] == "baseline"
+    assert [r["action"] for r in summary["grid"]] == ["none"]
+    assert summary["retrained"]["test"] == summary["baseline"]["test"]
+    assert "the data look clean" in summary["selection"] and "look clean" in stdout
+    assert not list(out.glob("retrain-*"))
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
@@ -769,7 +814,11 @@ def test_scoreboard_relabels_a_topic_run_only_when_auto_chooses_topic(tmp_path, 
     for chosen in ("topic", "knn-topic"):
         (folder / "pipeline.json").write_text(topic_run)
         aucs = {chosen: 0.9, ({"topic", "knn-topic"} - {chosen}).pop(): 0.8}
-        monkeypatch.setattr(detect_module, "calibration_auc", lambda name, prep, seed=0: aucs[name])
+        monkeypatch.setattr(
+            detect_module,
+            "calibrate",
+            lambda name, prep, seed=0: {"auc": aucs[name], "noise_rate": 0.1},
+        )
         assert sb.main(argv) == 0
         rec = json.loads((folder / "pipeline.json").read_text())
         assert rec["detector"] == "auto" and rec["detector_used"] == chosen
