@@ -298,15 +298,20 @@ def _current(method: str, cache: Path, detector: str = DEFAULT_DETECTOR) -> bool
     )
 
 
+RELABELLED = "the cached topic run (auto chose topic)"
+
+
 def _auto_chose_topic(cache: Path, args, data, seed: int) -> dict | None:
     """A cached pipeline run of the ``topic`` detector, relabelled as today's default when the
     default (``auto``) chooses ``topic`` on the same data: the pipeline then computes exactly what
-    the cached run did (same scores, same retrains), so it is not trained again. None when the
-    cache is another candidate set or ``auto`` chooses otherwise."""
+    the cached run did (same scores, same retrains), so it is not trained again. A run relabelled
+    before the clean-log check gains its noise estimate the same way. None when the cache is
+    another candidate set, or ``auto`` chooses otherwise or finds the log clean."""
     rec = json.loads(cache.read_text())
-    if DEFAULT_DETECTOR != "auto" or rec.get("detector") != "topic":
+    relabelled = rec.get("detector") == "auto" and rec.get("from") == RELABELLED
+    if DEFAULT_DETECTOR != "auto" or (relabelled and "looks_clean" in rec):
         return None
-    if not _current("pipeline", cache, detector="topic"):
+    if not (relabelled or _current("pipeline", cache, detector="topic")):
         return None
     path = cache.parent / "data.npz"
     save_npz(data, path)
@@ -325,7 +330,7 @@ def _auto_chose_topic(cache: Path, args, data, seed: int) -> dict | None:
         "calibration_auc": report["auto"]["calibration_auc"],
         "noise_rate": rate,
         "looks_clean": False,
-        "from": "the cached topic run (auto chose topic)",
+        "from": RELABELLED,
     }
 
 

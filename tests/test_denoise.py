@@ -824,7 +824,14 @@ def test_scoreboard_relabels_a_topic_run_only_when_auto_chooses_topic(tmp_path, 
         assert rec["detector"] == "auto" and rec["detector_used"] == chosen
         if chosen == "topic":
             assert rec["grid"] == json.loads(topic_run)["grid"] and "from" in rec
-            assert rec["calibration_auc"] == aucs
+            assert rec["calibration_auc"] == aucs and rec["looks_clean"] is False
+            assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == log
+            # relabelled before the clean-log check: it gains the estimate, nothing trains
+            old = {k: v for k, v in rec.items() if k not in ("looks_clean", "noise_rate")}
+            (folder / "pipeline.json").write_text(json.dumps(old))
+            assert sb.main(argv) == 0
+            again = json.loads((folder / "pipeline.json").read_text())
+            assert again == rec
             assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == log
         else:
             assert "from" not in rec

@@ -78,9 +78,9 @@ DEFAULT_GRID = (0.1, 0.2)
 # keeps the baseline and trains nothing more. Why: on a clean log a retrain can only lose, yet
 # validation, a tenth of the log's pairs, took a weighted model on 2 of the 3 clean Gowalla
 # subsamples and cost 1.1 % of test recall on average (one seed -3.4 %). The estimate there is
-# 0.2-0.5 % on the clean graph against 5-17 % on every noisy one of the scoreboards (Gowalla,
-# Yelp split and built-in data, seed 0); the built-in data's and Yelp's clean graphs read
-# 5.8 % and 8.6 % (their detectors describe those logs less well) and are weighted as before.
+# 0.2-0.6 % on the clean graph (3 seeds) against 6.8-19 % on the noisy ones (seed 0); the
+# built-in data's and Yelp's clean graphs read 6.2 % and 8.6 % (their detectors describe those
+# logs less well) and are weighted as before.
 CLEAN_BELOW = 0.02
 # Why weight (module docstring, 3.): over 3 seeds of the built-in data (bench/results/
 # denoise_scoreboard.json) retraining with each pair weighted recovers 167 % / 121 % / 150 % of

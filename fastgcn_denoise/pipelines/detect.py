@@ -173,9 +173,10 @@ def calibrate(name: str, prep, seed: int = 0) -> dict | None:
     built-in data 0.872 / 0.866, calibration 0.834 / 0.825 (docs/denoising.md has every run,
     and the popularity-shaped noise it can misjudge). Uniform pairs only: pairs drawn by
     popularity put the two in the wrong order in 3 of 4 Gowalla runs tried.
-    The noise rate this way is close on Gowalla (seed 0: 0.002 on the clean subsample, 0.099 and
-    0.166 where uniform noise is 9.4 % and 16.6 % of the pairs) and high on logs a detector
-    describes less well (built-in data 0.058 clean, 0.152 at 9.2 %; Yelp split 0.086 clean).
+    The noise rate this way is close on Gowalla (knn-topic, seed 0: 0.002 on the clean
+    subsample, 0.099 and 0.187 where uniform noise is 9.4 % and 16.6 % of the pairs, 0.068 with
+    9.4 % popularity-shaped) and high on logs a detector describes less well (topic: built-in
+    data 0.062 clean, 0.171 at 9.2 % uniform; Yelp split 0.086 clean, 0.322 at 17 % uniform).
     None when no pair can be added.
     """
     graph = prep.train
