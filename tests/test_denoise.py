@@ -569,18 +569,25 @@ def test_noise_rate_recovers_the_mixture_share(share):
     assert noise_rate(overlapping, noise) == pytest.approx(share + (1 - share) / 4, abs=0.02)
 
 
-def test_pipeline_keeps_the_baseline_of_a_log_that_looks_clean(tmp_path, capsys, monkeypatch):
-    """auto's noise estimate below CLEAN_BELOW: nothing is retrained, the baseline is the result,
-    and the summary and the printout say why."""
-    from fastgcn_denoise.pipelines import denoise as denoise_module
-
-    monkeypatch.setattr(denoise_module, "CLEAN_BELOW", 1.01)  # every log looks clean
+def _default_pipeline(tmp_path, capsys):
+    """`denoise` with no detector or action flag on a tiny generated log: (its data file, the
+    output folder, what it printed)."""
     data = tmp_path / "tiny.npz"
     save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
     out = tmp_path / "dn"
     code = main(["denoise", "--data", str(data), "--out", str(out), *TINY])
     stdout = capsys.readouterr().out
     assert code == 0, stdout
+    return data, out, stdout
+
+
+def test_pipeline_keeps_the_baseline_of_a_log_that_looks_clean(tmp_path, capsys, monkeypatch):
+    """auto's noise estimate below CLEAN_BELOW: nothing is retrained, the baseline is the result,
+    and the summary and the printout say why."""
+    from fastgcn_denoise.pipelines import denoise as denoise_module
+
+    monkeypatch.setattr(denoise_module, "CLEAN_BELOW", 1.01)  # every log looks clean
+    data, out, stdout = _default_pipeline(tmp_path, capsys)
     summary = json.loads((out / "denoise.json").read_text())
     assert summary["looks_clean"] and summary["chosen"] == "baseline"
     assert [r["action"] for r in summary["grid"]] == ["none"]
@@ -590,20 +597,15 @@ def test_pipeline_keeps_the_baseline_of_a_log_that_looks_clean(tmp_path, capsys,
 
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
-    """No detector or action flag: the auto detector (topic or knn-topic), every pair weighted by its rank within its
-    user (in the propagation) and by the ramp of knee 0.5 (in the propagation and the loss), the
+    """No detector or action flag: the auto detector (topic or knn-topic), every pair weighted by
+    its rank within its user (in the propagation) and by the ramp of knee 0.5 (in the propagation and the loss), the
     weighted models against the baseline on validation, the metrics side by side, the known
     noise's AUC, the chosen weights exported; --resume trains nothing again; from Python, other
     weightings as candidates; --action drop tries the grid; a plug-in flag alone picks that
     plug-in as the detector (here cut across users)."""
     from fastgcn_denoise.data import load_npz
 
-    data = tmp_path / "tiny.npz"
-    save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
-    out = tmp_path / "dn"
-    code = main(["denoise", "--data", str(data), "--out", str(out), *TINY])
-    stdout = capsys.readouterr().out
-    assert code == 0, stdout
+    data, out, stdout = _default_pipeline(tmp_path, capsys)
     assert "baseline (data as given)" in stdout and "weighted" in stdout
     assert "ROC AUC" in stdout
     summary = json.loads((out / "denoise.json").read_text())

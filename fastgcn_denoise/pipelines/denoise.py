@@ -69,9 +69,10 @@ from .train import restore_run, train_or_resume
 # within-user ROC AUC against 10 % injected uniform noise, seed 0, 0.872 / 0.866 built-in,
 # 0.872 / 0.836 Yelp, 0.926 / 0.945 Gowalla (knn-spectral, item-kNN, spectral and the trained
 # detectors trail these two: docs/denoising.md). The calibration chose topic in all 12 Yelp
-# runs of the scoreboard and 9 of the 12 built-in ones, knn-topic on Gowalla (the scoreboards'
-# pipeline rows and docs/denoising.md have the figures). A cut of the lowest-scored pairs
-# (--action drop) recovered at most 39 % / 63 % / 60 % on the built-in data with topic.
+# runs of the scoreboards and 9 of the 12 built-in ones, knn-topic in 11 of the 12 Gowalla
+# ones; the Gowalla rows went from 19 % / 45 % / 24 % of the gap (topic) to 36 % / 57 % / 27 %.
+# A cut of the lowest-scored pairs (--action drop) recovered at most 39 % / 63 % / 60 % on the
+# built-in data with topic.
 DEFAULT_DETECTOR = "auto"
 DEFAULT_GRID = (0.1, 0.2)
 # Below this noise rate, as the auto detector estimates it (detect.noise_rate), the pipeline
@@ -82,15 +83,17 @@ DEFAULT_GRID = (0.1, 0.2)
 # built-in data's and Yelp's clean graphs read 6.2 % and 8.6 % (their detectors describe those
 # logs less well) and are weighted as before.
 CLEAN_BELOW = 0.02
-# Why weight (module docstring, 3.): over 3 seeds of the built-in data (bench/results/
-# denoise_scoreboard.json) retraining with each pair weighted recovers 167 % / 121 % / 150 % of
-# the noisy-to-clean gap at uniform 10 % / 20 % and popularity 10 %, against 39 % / 63 % / 60 %
-# for the best cut of the drop grid, and lifts the clean graph by 1.6 % (the cut: -0.7 %); the
-# no-option run goes from 0.2227 to 0.2303 (oracle 0.2298) in 2.6x one training (bench/results/
-# denoise_default_builtin.json). On the Yelp split (denoise_scoreboard_yelp.json) it recovers
-# 155 % / 97 % at uniform / popularity 10 % (drop: 33 % / -25 %), 36 % at uniform 20 %, and lifts
-# the clean graph by 2 %; on the Gowalla subsample (denoise_scoreboard_gowalla.json) 19 % / 24 %
-# at 10 % and 45 % at uniform 20 %, the clean graph untouched (validation keeps the baseline).
+# Why weight (module docstring, 3.; figures with the topic detector, the default then): over 3
+# seeds of the built-in data (bench/results/denoise_scoreboard.json) retraining with each pair
+# weighted recovers 167 % / 121 % / 150 % of the noisy-to-clean gap at uniform 10 % / 20 % and
+# popularity 10 %, against 39 % / 63 % / 60 % for the best cut of the drop grid, and lifts the
+# clean graph by 1.6 % (the cut: -0.7 %); the no-option run goes from 0.2227 to 0.2303 (oracle
+# 0.2298) in 2.6x one training, 2.95x with auto's calibration
+# (bench/results/denoise_default_builtin.json). On the Yelp split (denoise_scoreboard_yelp.json) it
+# recovers 155 % / 97 % at uniform / popularity 10 % (drop: 33 % / -25 %), 36 % at uniform 20 %,
+# and lifts the clean graph by 2 %; on the Gowalla subsample (denoise_scoreboard_gowalla.json) 19 %
+# / 24 % at 10 % and 45 % at uniform 20 %, the clean graph untouched (validation keeps the
+# baseline).
 # Why these two weightings (``Weighting``): the rank weights in the propagation (knee 1) are the
 # better model on the built-in data and the ramp of knee 0.5 in the propagation and the BPR loss
 # on real data, where the noisy positives left in the loss cost more than the propagation's

@@ -47,7 +47,7 @@ class Detector:
     summary: str
     plugin: str | None = None  # trained: the backbone with this plug-in
     parts: tuple = ()  # an ensemble: the detectors whose ranks are averaged
-    choices: tuple = ()  # a choice: the detectors ``calibration_auc`` chooses among
+    choices: tuple = ()  # a choice: the detectors ``calibrate`` chooses among
 
 
 DETECTORS = {
@@ -170,9 +170,10 @@ def calibrate(name: str, prep, seed: int = 0) -> dict | None:
     same noise as training. Against injected uniform noise (within-user ROC AUC, seed 0) the
     calibration orders topic and knn-topic as the known noise does: Yelp split 0.872 / 0.836,
     calibration 0.811 / 0.785; Gowalla subsample 0.926 / 0.945, calibration 0.884 / 0.899;
-    built-in data 0.872 / 0.866, calibration 0.834 / 0.825 (docs/denoising.md has every run,
-    and the popularity-shaped noise it can misjudge). Uniform pairs only: pairs drawn by
-    popularity put the two in the wrong order in 3 of 4 Gowalla runs tried.
+    built-in data 0.872 / 0.866, calibration 0.834 / 0.825 (docs/denoising.md has the
+    scoreboards' choices, and the popularity-shaped noise it can misjudge). Uniform pairs only:
+    pairs drawn by popularity put the two in the wrong order in 3 of 4 Gowalla runs tried.
+
     The noise rate this way is close on Gowalla (knn-topic, seed 0: 0.002 on the clean
     subsample, 0.099 and 0.187 where uniform noise is 9.4 % and 16.6 % of the pairs, 0.068 with
     9.4 % popularity-shaped) and high on logs a detector describes less well (topic: built-in
