@@ -528,7 +528,7 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
     prep = SimpleNamespace(data=data, train=data.train_graph(), valid=data.split_graph("valid"))
     report = {}
     keep = detect("auto", prep, None, None, None, report=report)
-    found = {c: calibrate(c, prep, 0) for c in ("topic", "knn-topic")}
+    found = calibrate(("topic", "knn-topic"), prep, 0)
     aucs = {c: f["auc"] for c, f in found.items()}
     best = max(aucs, key=aucs.get)
     assert report["auto"] == {
@@ -539,8 +539,10 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
     np.testing.assert_array_equal(keep, detect(best, prep, None, None, None))
     # the planted preferences stand out from uniform non-pairs; another seed, other pairs
     assert all(0.6 < a <= 1.0 for a in aucs.values()), aucs
-    assert calibrate("topic", prep, 1)["auc"] != aucs["topic"]
-    assert calibrate("knn", prep, 0)["auc"] > 0.6
+    assert calibrate(["topic"], prep, 1)["topic"]["auc"] != aucs["topic"]
+    assert calibrate(["knn"], prep, 0)["knn"]["auc"] > 0.6
+    # the topic fits of the calibration graph are shared, not changed: alone, the same figures
+    assert calibrate(["knn-topic"], prep, 0) == {"knn-topic": found["knn-topic"]}
     assert all(0.0 <= f["noise_rate"] <= 1.0 for f in found.values())
     monkeypatch.setattr(detect_module, "CALIBRATION_RATIO", 0.0)
     report = {}
@@ -819,7 +821,7 @@ def test_scoreboard_relabels_a_topic_run_only_when_auto_chooses_topic(tmp_path, 
         monkeypatch.setattr(
             detect_module,
             "calibrate",
-            lambda name, prep, seed=0: {"auc": aucs[name], "noise_rate": 0.1},
+            lambda names, prep, seed=0: {n: {"auc": aucs[n], "noise_rate": 0.1} for n in names},
         )
         assert sb.main(argv) == 0
         rec = json.loads((folder / "pipeline.json").read_text())

@@ -123,10 +123,22 @@ class TopicFit:
         return out.cpu().numpy()
 
 
+def topic_fit(graph, topics: int) -> TopicFit:
+    """``TopicFit(graph, topics)``, taken from ``graph.topic_fits`` (a dict) when the graph has
+    one, and kept there: a caller that scores one graph with several detectors (the auto
+    detector's calibration graph) gives it one, so the fits are made once."""
+    fits = getattr(graph, "topic_fits", None)
+    if fits is None:
+        return TopicFit(graph, topics)
+    if topics not in fits:
+        fits[topics] = TopicFit(graph, topics)
+    return fits[topics]
+
+
 def topic_pair_scores(graph, topics: int, users, items) -> np.ndarray:
     """P̂(i | u) of pairs (users [n], items [n]) that are not edges of ``graph``, from its own
     ``topics``-topic fit (float64 [n])."""
-    return TopicFit(graph, topics).pair_scores(users, items)
+    return topic_fit(graph, topics).pair_scores(users, items)
 
 
 def _valid_loglik(fit: TopicFit, valid) -> float:
@@ -163,12 +175,12 @@ def topic_scores(
     if len(ks) > 1:
         loglik = {}
         for k in ks:
-            fits[k] = TopicFit(graph, k)
+            fits[k] = topic_fit(graph, k)
             loglik[k] = _valid_loglik(fits[k], valid)
         k = max(ks, key=lambda c: (loglik[c], -c))
     else:
         k = ks[0]
-        fits[k] = TopicFit(graph, k)
+        fits[k] = topic_fit(graph, k)
     keep = fits[k].leave_one_out()
     beta, shares = 0.0, None
     if noise_model and has_valid:

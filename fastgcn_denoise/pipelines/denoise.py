@@ -88,7 +88,7 @@ CLEAN_BELOW = 0.02
 # weighted recovers 167 % / 121 % / 150 % of the noisy-to-clean gap at uniform 10 % / 20 % and
 # popularity 10 %, against 39 % / 63 % / 60 % for the best cut of the drop grid, and lifts the
 # clean graph by 1.6 % (the cut: -0.7 %); the no-option run goes from 0.2227 to 0.2303 (oracle
-# 0.2298) in 2.6x one training, 2.95x with auto's calibration
+# 0.2298) in 2.6x one training, 2.87x with auto's calibration
 # (bench/results/denoise_default_builtin.json). On the Yelp split (denoise_scoreboard_yelp.json) it
 # recovers 155 % / 97 % at uniform / popularity 10 % (drop: 33 % / -25 %), 36 % at uniform 20 %,
 # and lifts the clean graph by 2 %; on the Gowalla subsample (denoise_scoreboard_gowalla.json) 19 %

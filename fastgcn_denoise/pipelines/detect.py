@@ -156,11 +156,11 @@ def noise_rate(log_scores: np.ndarray, noise_scores: np.ndarray) -> float:
     return float(min(np.mean(log_scores <= t) / np.mean(noise_scores <= t) for t in ts))
 
 
-def calibrate(name: str, prep, seed: int = 0) -> dict | None:
-    """How well detector ``name`` separates the log's pairs from known noise, and how much
-    noise it sees in the log: {"auc": the mean over users of the within-user ROC AUC of the
-    training pairs against non-pairs added to them, "noise_rate": ``noise_rate`` of the
-    training pairs' scores with the added pairs' as the noise sample}.
+def calibrate(names, prep, seed: int = 0) -> dict | None:
+    """How well each detector of ``names`` separates the log's pairs from known noise, and how
+    much noise it sees in the log: {name: {"auc": the mean over users of the within-user ROC
+    AUC of the training pairs against non-pairs added to them, "noise_rate": ``noise_rate`` of
+    the training pairs' scores with the added pairs' as the noise sample}}.
 
     ``CALIBRATION_RATIO`` times as many pairs as the graph has are added (seeded): each one's
     user that of a training pair drawn at random, its item drawn uniformly from those the user
@@ -197,15 +197,19 @@ def calibrate(name: str, prep, seed: int = 0) -> dict | None:
     added = type(graph)(
         np.r_[users, added_users], np.r_[items, added_items], graph.num_users, num_items
     ).to(graph.device)
+    added.topic_fits = {}  # the detectors share their topic fits of this graph
     with_added = copy.copy(prep)
     with_added.train = added
-    keep = detect(name, with_added, None, None, None)
     all_users, all_items = (t.cpu().numpy() for t in added.edges())
     is_added = np.isin(all_users * num_items + all_items, added_users * num_items + added_items)
-    return {
-        "auc": float(np.nanmean(above_within(keep, all_users, ~is_added, graph.num_users))),
-        "noise_rate": noise_rate(keep[~is_added], keep[is_added]),
-    }
+    found = {}
+    for name in names:
+        keep = detect(name, with_added, None, None, None)
+        found[name] = {
+            "auc": float(np.nanmean(above_within(keep, all_users, ~is_added, graph.num_users))),
+            "noise_rate": noise_rate(keep[~is_added], keep[is_added]),
+        }
+    return found
 
 
 def detect(
@@ -233,7 +237,7 @@ def detect(
     graph = prep.train
     if det.choices:
         seed = config.seed if config is not None else 0
-        found = {c: calibrate(c, prep, seed) for c in det.choices}
+        found = calibrate(det.choices, prep, seed) or dict.fromkeys(det.choices)
         aucs = {c: None if f is None else f["auc"] for c, f in found.items()}
         best = max(det.choices, key=lambda c: -1.0 if aucs[c] is None else aucs[c])
         if report is not None:
