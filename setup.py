@@ -87,7 +87,9 @@ ext_modules, cmdclass = _ext_modules()
 
 setup(
     # Every package under fastgcn_denoise/ (a new subpackage needs no edit here), and the Triton
-    # kernels, which live in kernels/ beside it and install as fastgcn_denoise.kernels.
+    # kernels, which live in kernels/ beside it and install as fastgcn_denoise.kernels (in the
+    # source tree fastgcn_denoise/kernels is a link to kernels/, so tools that import the source
+    # tree, lint-imports among them, see the installed layout).
     packages=sorted(
         {
             p

@@ -694,8 +694,8 @@ def _check_main(a) -> int:
         env = dict(os.environ)
         env.pop("TRITON_INTERPRET", None)
         if side:
-            # No empty entry: it would put the working directory, the source tree (which
-            # has no fastgcn_denoise/kernels), before the installed package.
+            # No empty entry: it would put the working directory, the source tree, before the
+            # installed package whose compiled parts this checks.
             rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
             env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(side), *rest])
         cmd = [
