@@ -527,13 +527,14 @@ def denoise(
         resume=resume,
     )
     knn_bar.close()
-    clean_log = False
+    clean_log, used = False, detector
     if DETECTORS[detector].choices:  # a choice among detectors (auto)
         pick = chosen_by_detector[detector]
+        used = pick["chosen"]
         aucs = ", ".join(
             f"{c} {'-' if a is None else f'{a:.3f}'}" for c, a in pick["calibration_auc"].items()
         )
-        say(f"[detect] {detector}: {pick['chosen']} (calibration ROC AUC {aucs})")
+        say(f"[detect] {detector}: {used} (calibration ROC AUC {aucs})")
         rate = pick["noise_rate"]
         clean_log = rate is not None and rate < CLEAN_BELOW and drop_fraction is None
         if rate is not None:
@@ -686,9 +687,7 @@ def denoise(
         "model": config.model,
         "data": prep.info["name"],
         "detector": detector,
-        "detector_used": chosen_by_detector[detector]["chosen"]
-        if DETECTORS[detector].choices
-        else detector,
+        "detector_used": used,
         "detector_summary": DETECTORS[detector].summary,
         "looks_clean": clean_log,
         "detector_choices": chosen_by_detector,
