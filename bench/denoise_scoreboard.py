@@ -56,6 +56,7 @@ from fastgcn_denoise.pipelines.denoise import (
     DEFAULT_ACTION,
     DEFAULT_DETECTOR,
     DEFAULT_WEIGHTINGS,
+    Weighting,
     denoise,
     roc_auc,
 )
@@ -178,11 +179,16 @@ def run_method(method: str, args, data, clean, seed: int, folder: Path) -> dict:
             "chosen": summary["chosen"],
             "loss_weights": summary["loss_weights"],
             "knee": summary["knee"],
+            "posterior": summary["posterior"],
             "drop_fraction": summary["drop_fraction"],
             "auc": (summary.get("planted_noise") or {}).get("roc_auc"),
             "grid": [
                 {k: r[k] for k in ("action", "fraction", "dropped", "valid", "test")}
-                | {"knee": r.get("knee"), "loss_weights": r.get("loss_weights", False)}
+                | {
+                    "knee": r.get("knee"),
+                    "posterior": r.get("posterior", False),
+                    "loss_weights": r.get("loss_weights", False),
+                }
                 for r in summary["grid"]
             ],
             "timing": summary["timing"],
@@ -284,17 +290,13 @@ def _current(method: str, cache: Path, detector: str = DEFAULT_DETECTOR) -> bool
     if method != "pipeline":
         return True
     rec = json.loads(cache.read_text())
-    weighted = {
-        (r.get("knee") or 1.0, bool(r.get("loss_weights")))
-        for r in rec.get("grid", ())
-        if r.get("action") == "weight"
-    }
+    weighted = {Weighting.of(r) for r in rec.get("grid", ()) if r.get("action") == "weight"}
     return (
         rec.get("detector") == detector
         and (detector != "auto" or "looks_clean" in rec)
         and "ranking" in rec
         and rec.get("action") == DEFAULT_ACTION
-        and (rec.get("looks_clean") or weighted == {(w.knee, w.loss) for w in DEFAULT_WEIGHTINGS})
+        and (rec.get("looks_clean") or weighted == set(DEFAULT_WEIGHTINGS))
     )
 
 

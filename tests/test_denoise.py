@@ -11,6 +11,7 @@ import torch
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_dataset, load_pairs, make_synthetic, save_npz
 from fastgcn_denoise.pipelines.denoise import Weighting, denoise, denoise_checkpoint, roc_auc
+from fastgcn_denoise.pipelines.detect import POSTERIOR_FLOOR
 from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
 
@@ -435,7 +436,87 @@ def test_weighting_parses_and_ramps(text, knee, loss, run):
     assert (w.weights(ranks) <= 1).all() and w.weights(ranks)[-1] == 1.0
 
 
-@pytest.mark.parametrize("text", ["0", "-0.5", "1.01", "0.5:prop", "half", ""])
+@pytest.mark.parametrize("loss", [False, True])
+def test_posterior_weighting_parses_and_takes_the_clean_probability(loss):
+    """posterior[:loss]: weights 1 - P(noise | score), given by the pipeline; its run folder;
+    the grid row it leaves names it back."""
+    text = "posterior" + ":loss" * loss
+    w = Weighting.parse(text)
+    assert w.posterior and w.loss == loss and str(w) == text and w.source == "posterior"
+    assert w.run_name == "retrain-weight-posterior" + "-loss" * loss
+    clean = np.array([0.2, 0.9, 1.0])
+    np.testing.assert_array_equal(w.weights(np.array([0.1, 0.5, 1.0]), clean), clean)
+    with pytest.raises(ValueError, match="posterior"):
+        w.weights(np.array([0.5]))
+    row = {"action": "weight", "knee": None, "posterior": True, "loss_weights": loss}
+    assert Weighting.of(row) == w
+    assert Weighting.of({"knee": 0.5, "loss_weights": True}) == Weighting.parse("0.5:loss")
+
+
+def test_posterior_weighting_calibrates_a_detector_of_its_own(tmp_path, monkeypatch):
+    """posterior weights with a named detector (no auto report): the pipeline calibrates that
+    detector alone; a graph with no non-pair to add is a clear error naming the flag."""
+    from fastgcn_denoise.data import load_npz
+    from fastgcn_denoise.pipelines import denoise as denoise_module
+    from fastgcn_denoise.pipelines.detect import calibrate
+
+    data = tmp_path / "tiny.npz"
+    save_npz(make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2), data)
+    calls = []
+
+    def counted(names, prep, seed=0):
+        calls.append(list(names))
+        return calibrate(names, prep, seed)
+
+    monkeypatch.setattr(denoise_module, "calibrate", counted)
+    summary = denoise(
+        _tiny_config("lightgcn", data, tmp_path / "dn"),
+        detector="topic",
+        weightings=["posterior"],
+    )
+    assert calls == [["topic"]] and "auto" not in summary["detector_choices"]
+    assert summary["grid"][1]["posterior"] and not summary["grid"][1]["loss_weights"]
+    w = load_npz(tmp_path / "dn" / "retrain-weight-posterior" / "data.npz").train_weight
+    assert ((w >= POSTERIOR_FLOOR) & (w <= 1)).all() and w.min() < 1
+    monkeypatch.setattr(denoise_module, "calibrate", lambda names, prep, seed=0: None)
+    with pytest.raises(ValueError, match="--weighting posterior"):
+        denoise(
+            _tiny_config("lightgcn", data, tmp_path / "dn2"),
+            detector="topic",
+            weightings=["posterior"],
+        )
+
+
+@pytest.mark.parametrize("share", [0.1, 0.3])
+def test_noise_posterior_recovers_the_mixture_posterior(share):
+    """A log of clean N(2, 1) and noise N(0, 1) scores, a separate noise sample: the estimate per
+    quantile bin of the log is the true P(noise | bin) (from the planted labels), within the
+    sampling error; the weights 1 - P fall on the noise."""
+    from fastgcn_denoise.pipelines.detect import noise_posterior, noise_rate, posterior_weights
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    noisy = rng.random(n) < share
+    log = np.where(noisy, rng.normal(0, 1, n), rng.normal(2, 1, n))
+    sample = rng.normal(0, 1, 20_000)
+    post = noise_posterior(log, sample, noise_rate(log, sample), bins=20)
+    bins = np.minimum((np.argsort(np.argsort(log)) / n * 20).astype(int), 19)
+    truth = np.bincount(bins, weights=noisy, minlength=20) / np.bincount(bins, minlength=20)
+    # the rate estimate is an upper bound (clean scores reach into the noise's), so a little high
+    np.testing.assert_allclose(post, truth, atol=0.06)
+    assert (np.diff(post) <= 0).all()
+    w = posterior_weights(log, post)
+    np.testing.assert_allclose(w, np.maximum(1 - post[bins], POSTERIOR_FLOOR))
+    assert w[noisy].mean() + 0.3 < w[~noisy].mean()
+    # tied scores share one bin, and a constant log (no information) is one bin's posterior
+    assert len(set(posterior_weights(np.ones(10), post))) == 1
+    # a pair judged certain noise keeps the floor: no log loses its graph
+    assert (posterior_weights(log, np.ones(20)) == POSTERIOR_FLOOR).all()
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "-0.5", "1.01", "0.5:prop", "half", "", "posterior:prop", "prior"]
+)
 def test_weighting_rejects_bad_text(text):
     with pytest.raises(ValueError, match="--weighting"):
         Weighting.parse(text)
@@ -458,6 +539,8 @@ def test_weighting_rejects_bad_text(text):
         (["--weighting", "0.5:prop"], "--weighting"),
         (["--weighting", "half"], "--weighting"),
         (["--weighting", "0.5", "--weighting", "0.5"], "--weighting"),
+        (["--detector", "score", "--weighting", "posterior"], "--weighting"),
+        (["--mask", "--weighting", "posterior:loss"], "--weighting"),
         (["--edge-weights"], "--edge-weights"),
     ],
 )
@@ -522,7 +605,7 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
     from types import SimpleNamespace
 
     from fastgcn_denoise.pipelines import detect as detect_module
-    from fastgcn_denoise.pipelines.detect import calibrate, detect
+    from fastgcn_denoise.pipelines.detect import POSTERIOR_BINS, calibrate, detect
 
     data = make_synthetic(num_users=120, num_items=80, dim=4, avg_degree=10, seed=2)
     prep = SimpleNamespace(data=data, train=data.train_graph(), valid=data.split_graph("valid"))
@@ -535,6 +618,7 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
         "chosen": best,
         "calibration_auc": aucs,
         "noise_rate": found[best]["noise_rate"],
+        "noise_posterior": found[best]["noise_posterior"],
     }
     np.testing.assert_array_equal(keep, detect(best, prep, None, None, None))
     # the planted preferences stand out from uniform non-pairs; another seed, other pairs
@@ -544,6 +628,10 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
     # the topic fits of the calibration graph are shared, not changed: alone, the same figures
     assert calibrate(["knn-topic"], prep, 0) == {"knn-topic": found["knn-topic"]}
     assert all(0.0 <= f["noise_rate"] <= 1.0 for f in found.values())
+    for f in found.values():  # P(noise | score bin): in [0, 1], never rising with the score
+        post = np.asarray(f["noise_posterior"])
+        assert post.shape == (POSTERIOR_BINS,) and ((post >= 0) & (post <= 1)).all()
+        assert (np.diff(post) <= 0).all() and post[0] > post[-1]
     monkeypatch.setattr(detect_module, "CALIBRATION_RATIO", 0.0)
     report = {}
     keep = detect("auto", prep, None, None, None, report=report)
@@ -551,6 +639,7 @@ def test_auto_detector_takes_the_better_calibration(monkeypatch):
         "chosen": "topic",
         "calibration_auc": {"topic": None, "knn-topic": None},
         "noise_rate": None,
+        "noise_posterior": None,
     }
     np.testing.assert_array_equal(keep, detect("topic", prep, None, None, None))
 
@@ -676,6 +765,21 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert both["loss_weights"] == bool(best.get("loss_weights"))
     run = json.loads((out / "retrain-weight-loss" / "metrics.json").read_text())["config"]
     assert run["plugins"] == {"edge-weights": {"reweight_loss": True}}
+    # the posterior weights: 1 - P(noise | score bin) of the calibration auto reported, floored,
+    # the same pairs in the same order, never lower for a pair its user ranks higher
+    post = denoise(_tiny_config("lightgcn", data, out), weightings=["posterior:loss"], resume=True)
+    assert post["grid"][1]["posterior"] and post["grid"][1]["loss_weights"]
+    assert post["grid"][1]["knee"] is None
+    assert post["posterior"] == (post["chosen"] == "weighted")
+    weighted = load_npz(out / "retrain-weight-posterior-loss" / "data.npz")
+    assert np.array_equal(weighted.train[0], users) and np.array_equal(weighted.train[1], items)
+    p_noise = np.asarray(post["detector_choices"]["auto"]["noise_posterior"])
+    floored = np.maximum(1 - p_noise, POSTERIOR_FLOOR)
+    gap = np.abs(weighted.train_weight.astype(np.float64)[:, None] - floored[None, :])
+    assert (gap.min(1) < 1e-6).all()
+    a, b = np.meshgrid(w, w)
+    wa, wb = np.meshgrid(weighted.train_weight, weighted.train_weight)
+    assert ((wa >= wb - 1e-6) | (a < b) | (users[:, None] != users[None, :])).all()
     code = main(
         ["denoise", "--data", str(data), "--out", str(tmp_path / "d"), "--action", "drop", *TINY]
     )

@@ -25,7 +25,7 @@ def _fractions(text: str) -> tuple:
 
 
 def _weighting(text: str):
-    """``--weighting``: KNEE or KNEE:loss."""
+    """``--weighting``: KNEE, KNEE:loss, posterior or posterior:loss."""
     from ..pipelines.denoise import Weighting
 
     try:
@@ -71,11 +71,13 @@ def add_arguments(p, argv):
         type=_weighting,
         action="append",
         default=None,
-        metavar="KNEE[:loss]",
+        metavar="KNEE|posterior[:loss]",
         help="--action weight: one weighted retrain (repeat the flag for several; validation "
         "chooses among them and the baseline): a pair of rank r in (0, 1] among its user's "
         "pairs weighs min(1, r / KNEE) in the propagation, and with :loss in the BPR loss too "
-        "(KNEE 1: the rank itself; 0.5: the upper half of each user's pairs keeps weight 1). "
+        "(KNEE 1: the rank itself; 0.5: the upper half of each user's pairs keeps weight 1); "
+        "posterior[:loss]: each pair weighs 1 - P(noise | its keep score), estimated from "
+        "uniformly drawn non-pairs added to the graph and the noise rate they imply. "
         f"Default: {' and '.join(map(str, DEFAULT_WEIGHTINGS))}",
     )
     g.add_argument(
@@ -154,7 +156,10 @@ def add_arguments(p, argv):
 
 def _same_run(chosen: dict, row: dict) -> bool:
     """Whether grid ``row`` is the chosen run (the summary's ``retrained`` is it plus its path)."""
-    return all(chosen.get(k) == row.get(k) for k in ("action", "fraction", "knee", "loss_weights"))
+    return all(
+        chosen.get(k) == row.get(k)
+        for k in ("action", "fraction", "knee", "posterior", "loss_weights")
+    )
 
 
 def _print_noise(noise: dict | None, weighted: dict | None = None) -> None:
@@ -311,7 +316,7 @@ def run(args) -> int:
     if summary["chosen"] == "weighted":
         print(
             f"detector {detector}: every one of the {summary['scored']} training interactions "
-            f"weighted, weighting {Weighting(summary['knee'], summary['loss_weights'])} chosen "
+            f"weighted, weighting {Weighting.of(summary)} chosen "
             f"({summary['selection']})"
         )
     else:
@@ -324,7 +329,7 @@ def run(args) -> int:
     rows = [("baseline (data as given)", base)]
     for r in summary["grid"]:
         if r["action"] == "weight":
-            name = f"weighted {r['knee']:g}" + ":loss" * bool(r.get("loss_weights"))
+            name = f"weighted {Weighting.of(r)}"
             mine = summary["chosen"] == "weighted" and _same_run(summary["retrained"], r)
             rows.append((name + " (chosen)" * mine, r))
     chosen = summary["drop_fraction"] if summary["chosen"] == "drop" else None

@@ -49,6 +49,16 @@ class Detector:
     parts: tuple = ()  # an ensemble: the detectors whose ranks are averaged
     choices: tuple = ()  # a choice: the detectors ``calibrate`` chooses among
 
+    @property
+    def training_free(self) -> bool:
+        """Whether it scores a graph alone, without the baseline or a training (what
+        ``calibrate`` can run on the graph with non-pairs added)."""
+        return (
+            self.plugin is None
+            and self.name != "score"
+            and all(DETECTORS[p].training_free for p in self.parts)
+        )
+
 
 DETECTORS = {
     d.name: d
@@ -156,11 +166,60 @@ def noise_rate(log_scores: np.ndarray, noise_scores: np.ndarray) -> float:
     return float(min(np.mean(log_scores <= t) / np.mean(noise_scores <= t) for t in ts))
 
 
+# Quantile bins of the log's scores over which ``noise_posterior`` estimates P(noise | score).
+POSTERIOR_BINS = 40
+
+
+def noise_posterior(
+    log_scores: np.ndarray, noise_scores: np.ndarray, rate: float, bins: int = POSTERIOR_BINS
+) -> np.ndarray:
+    """P(noise | a pair's score lies in quantile bin b of the log's scores), float64 [bins],
+    b = 0 holding the log's lowest-scored pairs; non-increasing in b.
+
+    The log is a mixture (1 - r) clean + r noise, so in bin b, P(noise | b) = r f_noise(b) /
+    f_log(b), with f_noise the share of the known noise sample (``noise_scores``) whose score
+    falls in the bin and f_log the log's own share (1 / bins up to ties); r = ``rate``
+    (``noise_rate``). Clipped to [0, 1] and made non-increasing from the top bin down (a higher
+    score never means more noise): where the sample is thin, a bin takes the largest value of
+    the bins above it.
+    """
+    log_scores = np.sort(np.asarray(log_scores, dtype=np.float64))
+    f_log = np.bincount(_quantile_bins(log_scores, log_scores, bins), minlength=bins)
+    f_noise = np.bincount(_quantile_bins(log_scores, noise_scores, bins), minlength=bins)
+    post = rate * (f_noise / max(len(noise_scores), 1)) / np.maximum(f_log / len(log_scores), 1e-12)
+    post = np.clip(post, 0.0, 1.0)
+    return np.maximum.accumulate(post[::-1])[::-1]
+
+
+def _quantile_bins(sorted_log: np.ndarray, scores: np.ndarray, bins: int) -> np.ndarray:
+    """int64 [n]: the quantile bin (0 .. bins - 1) of each score among the sorted log scores
+    (its mid-rank among ties, so tied pairs share a bin)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    lo = np.searchsorted(sorted_log, scores, side="left")
+    hi = np.searchsorted(sorted_log, scores, side="right")
+    q = (lo + hi) / (2.0 * max(len(sorted_log), 1))
+    return np.minimum((q * bins).astype(np.int64), bins - 1)
+
+
+# The least weight ``posterior_weights`` gives: a pair judged certain noise still counts a little,
+# as the rank weights' least, 1 / n, does (and a log whose every pair reads as noise keeps a graph).
+POSTERIOR_FLOOR = 0.01
+
+
+def posterior_weights(keep: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+    """float64 [E]: 1 - P(noise) of each pair, at least ``POSTERIOR_FLOOR``, from its keep
+    score's quantile among ``keep`` (the log's scores) and the bins of ``noise_posterior``."""
+    keep = np.asarray(keep, dtype=np.float64)
+    p_noise = np.asarray(posterior)[_quantile_bins(np.sort(keep), keep, len(posterior))]
+    return np.maximum(1.0 - p_noise, POSTERIOR_FLOOR)
+
+
 def calibrate(names, prep, seed: int = 0) -> dict | None:
     """How well each detector of ``names`` separates the log's pairs from known noise, and how
     much noise it sees in the log: {name: {"auc": the mean over users of the within-user ROC
     AUC of the training pairs against non-pairs added to them, "noise_rate": ``noise_rate`` of
-    the training pairs' scores with the added pairs' as the noise sample}}.
+    the training pairs' scores with the added pairs' as the noise sample, "noise_posterior":
+    ``noise_posterior`` of the same (a list of ``POSTERIOR_BINS`` floats)}}.
 
     ``CALIBRATION_RATIO`` times as many pairs as the graph has are added (seeded): each one's
     user that of a training pair drawn at random, its item drawn uniformly from those the user
@@ -205,9 +264,11 @@ def calibrate(names, prep, seed: int = 0) -> dict | None:
     found = {}
     for name in names:
         keep = detect(name, with_added, None, None, None)
+        rate = noise_rate(keep[~is_added], keep[is_added])
         found[name] = {
             "auc": float(np.nanmean(above_within(keep, all_users, ~is_added, graph.num_users))),
-            "noise_rate": noise_rate(keep[~is_added], keep[is_added]),
+            "noise_rate": rate,
+            "noise_posterior": noise_posterior(keep[~is_added], keep[is_added], rate).tolist(),
         }
     return found
 
@@ -244,7 +305,7 @@ def detect(
             report[name] = {
                 "chosen": best,
                 "calibration_auc": aucs,
-                "noise_rate": None if found[best] is None else found[best]["noise_rate"],
+                **{key: (found[best] or {}).get(key) for key in ("noise_rate", "noise_posterior")},
             }
         return detect(best, prep, baseline, config, out, plugin_options, progress, report, resume)
     if det.parts:
