@@ -59,6 +59,7 @@ from fastgcn_denoise.pipelines.denoise import (
     Weighting,
     denoise,
     roc_auc,
+    validation_choice,
 )
 from fastgcn_denoise.pipelines.detect import detect
 from fastgcn_denoise.pipelines.train import make_config, prepare_data, restore_run, train
@@ -300,6 +301,28 @@ def _current(method: str, cache: Path, detector: str = DEFAULT_DETECTOR) -> bool
     )
 
 
+def _rechosen(rec: dict) -> dict:
+    """A cached pipeline record with its choice made again by today's ``validation_choice`` from
+    the validation metrics its grid keeps: what a rerun would choose, as its candidates' runs
+    would not change (records of other methods, or without every validation metric, as they
+    are)."""
+    grid = rec.get("grid")
+    if not grid or not all(r.get("valid") for r in grid):
+        return rec
+    best = validation_choice(grid)
+    # records from before the weight action have no "action": a fraction > 0 was a drop
+    action = best.get("action") or ("drop" if best["fraction"] > 0 else "none")
+    chosen = {"weight": "weighted", "drop": "drop", "none": "baseline"}[action]
+    return rec | {
+        "test": {k: best["test"][k] for k in (HEADLINE, NDCG)},
+        "chosen": chosen,
+        "drop_fraction": best["fraction"],
+        "knee": best.get("knee"),
+        "posterior": best.get("posterior", False),
+        "loss_weights": best.get("loss_weights", False),
+    }
+
+
 RELABELLED = "the cached topic run (auto chose topic)"
 
 
@@ -468,7 +491,7 @@ def main(argv=None) -> int:
                 if cache.exists() and not args.fresh and method == "pipeline":
                     reused = _auto_chose_topic(cache, args, data, seed)
                 if cache.exists() and not args.fresh and _current(method, cache):
-                    rec = json.loads(cache.read_text())
+                    rec = _rechosen(json.loads(cache.read_text()))
                 elif reused is not None:
                     rec = reused
                     cache.write_text(json.dumps(rec, indent=1))

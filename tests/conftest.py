@@ -44,6 +44,33 @@ def backend_params(implemented=BACKENDS):
     ]
 
 
+def check_gradients(fn, inputs, backend: str, reference: str = "reference"):
+    """``torch.autograd.gradcheck`` of ``fn(backend, *inputs)`` (float64 leaves). For Triton under
+    the interpreter, where gradcheck's hundreds of probes are a launch each (30 s a case), the
+    vector-Jacobian products against seeded random cotangents equal those of ``reference``
+    instead: the caller's parametrisation gradchecks that backend on the same inputs."""
+    if backend != "triton" or os.environ.get("TRITON_INTERPRET") != "1":
+        assert torch.autograd.gradcheck(lambda *x: fn(backend, *x), tuple(inputs))
+        return
+
+    def differentiable(out):
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return [o for o in outs if o is not None and o.requires_grad]
+
+    got, want = differentiable(fn(backend, *inputs)), differentiable(fn(reference, *inputs))
+    assert len(got) == len(want) > 0
+    gen = torch.Generator().manual_seed(0)
+    cotangents = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in want]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    grads = torch.autograd.grad(got, inputs, cotangents, allow_unused=True)
+    expected = torch.autograd.grad(want, inputs, cotangents, allow_unused=True)
+    for a, b in zip(grads, expected):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
 def check_refused(call, backend: str, op: str):
     """``call(backend)`` must raise BackendUnavailable with a reason: that the op has no kernel
     for ``backend`` where the backend runs here, else why the backend cannot run here."""

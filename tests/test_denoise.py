@@ -10,7 +10,16 @@ import torch
 
 from fastgcn_denoise.cli import main
 from fastgcn_denoise.data import load_dataset, load_pairs, make_synthetic, save_npz
-from fastgcn_denoise.pipelines.denoise import Weighting, denoise, denoise_checkpoint, roc_auc
+from fastgcn_denoise.pipelines.denoise import (
+    DEFAULT_WEIGHTINGS,
+    DEFAULT_WEIGHTINGS_TRAINED,
+    Weighting,
+    default_weightings,
+    denoise,
+    denoise_checkpoint,
+    roc_auc,
+    validation_choice,
+)
 from fastgcn_denoise.pipelines.detect import POSTERIOR_FLOOR
 from fastgcn_denoise.pipelines.train import load_checkpoint, make_config, train
 
@@ -334,7 +343,7 @@ def test_weighted_export_of_a_users_own_file(tmp_path, capsys):
     # the retrain's weights, one per training pair, back in the file's own ids
     from fastgcn_denoise.data import load_npz
 
-    weighted = load_npz(out / "retrain-weight" / "data.npz")
+    weighted = load_npz(out / "retrain-weight-k0.5-loss" / "data.npz")
     users = np.asarray(weighted.user_ids)[weighted.train[0]]
     items = np.asarray(weighted.item_ids)[weighted.train[1]]
     assert set(zip(users.tolist(), items.tolist())) <= given
@@ -514,6 +523,38 @@ def test_noise_posterior_recovers_the_mixture_posterior(share):
     assert (posterior_weights(log, np.ones(20)) == POSTERIOR_FLOOR).all()
 
 
+def test_validation_choice_sums_every_metric_relative_to_the_mean():
+    """The candidate ahead on the metrics together wins over one ahead on the headline alone;
+    equal scores go to the smaller drop fraction; a metric not every run reports is left out."""
+
+    def run(fraction, recall20, ndcg20, recall50, **extra):
+        valid = {"recall@20": recall20, "ndcg@20": ndcg20, "recall@50": recall50}
+        return {"fraction": fraction, "valid": valid | extra}
+
+    headline = run(0.1, 0.201, 0.100, 0.300)
+    together = run(0.2, 0.200, 0.104, 0.306)
+    assert validation_choice([headline, together]) is together
+    assert validation_choice([headline, run(0.2, 0.199, 0.100, 0.300)]) is headline
+    twins = [run(0.2, 0.2, 0.1, 0.3), run(0.1, 0.2, 0.1, 0.3), run(0.3, 0.2, 0.1, 0.3)]
+    assert validation_choice(twins) is twins[1]
+    # relative: a 1 % lead on a small metric outweighs a 0.5 % lead on a large one
+    small = run(0.0, 0.2, 0.0101, 0.3)
+    large = run(0.1, 0.201, 0.0100, 0.3)
+    assert validation_choice([small, large]) is small
+    # a metric only one run reports cannot make it win
+    extra = run(0.1, 0.199, 0.1, 0.3, **{"ndcg@50": 0.5})
+    assert validation_choice([run(0.0, 0.2, 0.1, 0.3), extra])["fraction"] == 0.0
+
+
+def test_default_weightings_need_a_calibration_for_the_posterior():
+    """The posterior candidate is a default only where the detector can be calibrated."""
+    assert any(w.posterior for w in DEFAULT_WEIGHTINGS)
+    assert default_weightings("auto") == DEFAULT_WEIGHTINGS
+    assert default_weightings("topic") == DEFAULT_WEIGHTINGS
+    assert default_weightings("mask") == DEFAULT_WEIGHTINGS_TRAINED
+    assert not any(w.posterior for w in DEFAULT_WEIGHTINGS_TRAINED)
+
+
 @pytest.mark.parametrize(
     "text", ["0", "-0.5", "1.01", "0.5:prop", "half", "", "posterior:prop", "prior"]
 )
@@ -689,11 +730,11 @@ def test_pipeline_keeps_the_baseline_of_a_log_that_looks_clean(tmp_path, capsys,
 
 def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     """No detector or action flag: the auto detector (topic or knn-topic), every pair weighted by
-    its rank within its user (in the propagation) and by the ramp of knee 0.5 (in the propagation and the loss), the
-    weighted models against the baseline on validation, the metrics side by side, the known
-    noise's AUC, the chosen weights exported; --resume trains nothing again; from Python, other
-    weightings as candidates; --action drop tries the grid; a plug-in flag alone picks that
-    plug-in as the detector (here cut across users)."""
+    the ramp of knee 0.5 of its rank within its user and by its posterior weight (each in the
+    propagation and the loss), the weighted models against the baseline on validation, the
+    metrics side by side, the known noise's AUC, the chosen weights exported; --resume trains
+    nothing again; from Python, other weightings as candidates; --action drop tries the grid; a
+    plug-in flag alone picks that plug-in as the detector (here cut across users)."""
     from fastgcn_denoise.data import load_npz
 
     data, out, stdout = _default_pipeline(tmp_path, capsys)
@@ -707,17 +748,35 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     assert summary["action"] == "weight" and summary["dropped"] == 0
     assert summary["detector_choices"]["topic"]["topics"] in (8, 16, 32, 64)
     assert [r["action"] for r in summary["grid"]] == ["none", "weight", "weight"]
-    assert [r.get("knee") for r in summary["grid"]] == [None, 1.0, 0.5]
-    assert [r.get("loss_weights") for r in summary["grid"]] == [None, False, True]
-    best = max(summary["grid"], key=lambda r: r["valid"]["recall@5"])
+    assert [r.get("knee") for r in summary["grid"]] == [None, 0.5, None]
+    assert [r.get("posterior") for r in summary["grid"]] == [None, False, True]
+    assert [r.get("loss_weights") for r in summary["grid"]] == [None, True, True]
+    best = validation_choice(summary["grid"])
     assert summary["chosen"] == ("weighted" if best["action"] == "weight" else "baseline")
     assert summary["retrained"]["test"] == best["test"]
     assert summary["loss_weights"] == bool(best.get("loss_weights"))
     assert summary["knee"] == best.get("knee")
     assert stdout.count("(chosen)") == (summary["chosen"] == "weighted")
-    assert "weighted 1 " in stdout and "weighted 0.5:loss" in stdout
-    # the weights: each pair's rank among its user's keep scores (in (0, 1], summing to
-    # (n + 1) / 2 over a user's n pairs), in the retrain's data
+    assert "weighted 0.5:loss" in stdout and "weighted posterior:loss" in stdout
+    resumed = ("baseline", "retrain-weight-k0.5-loss", "retrain-weight-posterior-loss")
+    logs = {f: (out / f / "log.jsonl").read_text() for f in resumed}
+    for folder in resumed[1:]:
+        run = json.loads((out / folder / "metrics.json").read_text())["config"]
+        assert run["plugins"] == {"edge-weights": {"reweight_loss": True}}
+    # other weightings (Python): the resumed folder trains only the new ones
+    both = denoise(
+        _tiny_config("lightgcn", data, out), weightings=["1", Weighting(1.0, True)], resume=True
+    )
+    assert [r.get("loss_weights") for r in both["grid"]] == [None, False, True]
+    assert [r.get("knee") for r in both["grid"]] == [None, 1.0, 1.0]
+    assert both["grid"][0]["test"] == summary["grid"][0]["test"]
+    best = validation_choice(both["grid"])
+    assert both["retrained"]["test"] == best["test"]
+    assert both["loss_weights"] == bool(best.get("loss_weights"))
+    run = json.loads((out / "retrain-weight-loss" / "metrics.json").read_text())["config"]
+    assert run["plugins"] == {"edge-weights": {"reweight_loss": True}}
+    # the rank weights (knee 1): each pair's rank among its user's keep scores (in (0, 1],
+    # summing to (n + 1) / 2 over a user's n pairs), in the retrain's data
     with open(out / "keep_probabilities.csv") as f:
         rows = list(csv.DictReader(f))
     weighted = load_npz(out / "retrain-weight" / "data.npz")
@@ -736,40 +795,12 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     ramp = load_npz(out / "retrain-weight-k0.5-loss" / "data.npz")
     assert np.array_equal(ramp.train[0], users) and np.array_equal(ramp.train[1], items)
     np.testing.assert_allclose(ramp.train_weight, np.minimum(1.0, w / 0.5), rtol=1e-6)
-    if summary["chosen"] == "weighted":
-        exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
-        got = [exported[(u, i)] for u, i in zip(users, items)]
-        chosen_w = w if summary["knee"] == 1.0 else ramp.train_weight
-        np.testing.assert_allclose(got, chosen_w, atol=1e-6)
-    for folder, loss in (("retrain-weight", False), ("retrain-weight-k0.5-loss", True)):
-        run = json.loads((out / folder / "metrics.json").read_text())["config"]
-        assert run["plugins"] == {"edge-weights": {"reweight_loss": loss}}
-    # again with --resume: every run is finished, so nothing trains; the same summary
-    logs = {
-        f: (out / f / "log.jsonl").read_text()
-        for f in ("baseline", "retrain-weight", "retrain-weight-k0.5-loss")
-    }
-    assert main(["denoise", "--data", str(data), "--out", str(out), "--resume", *TINY]) == 0
-    again = json.loads((out / "denoise.json").read_text())
-    assert [r["test"] for r in again["grid"]] == [r["test"] for r in summary["grid"]]
-    assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
-    # other weightings (Python): the resumed folder trains only the new one
-    both = denoise(
-        _tiny_config("lightgcn", data, out), weightings=["1", Weighting(1.0, True)], resume=True
-    )
-    assert [r.get("loss_weights") for r in both["grid"]] == [None, False, True]
-    assert [r.get("knee") for r in both["grid"]] == [None, 1.0, 1.0]
-    assert both["grid"][1]["test"] == summary["grid"][1]["test"]
-    best = max(both["grid"], key=lambda r: r["valid"]["recall@5"])
-    assert both["retrained"]["test"] == best["test"]
-    assert both["loss_weights"] == bool(best.get("loss_weights"))
-    run = json.loads((out / "retrain-weight-loss" / "metrics.json").read_text())["config"]
-    assert run["plugins"] == {"edge-weights": {"reweight_loss": True}}
     # the posterior weights: 1 - P(noise | score bin) of the calibration auto reported, floored,
     # the same pairs in the same order, never lower for a pair its user ranks higher
     post = denoise(_tiny_config("lightgcn", data, out), weightings=["posterior:loss"], resume=True)
     assert post["grid"][1]["posterior"] and post["grid"][1]["loss_weights"]
     assert post["grid"][1]["knee"] is None
+    assert post["grid"][1]["test"] == summary["grid"][2]["test"]  # resumed, not retrained
     assert post["posterior"] == (post["chosen"] == "weighted")
     weighted = load_npz(out / "retrain-weight-posterior-loss" / "data.npz")
     assert np.array_equal(weighted.train[0], users) and np.array_equal(weighted.train[1], items)
@@ -780,13 +811,28 @@ def test_pipeline_default_reports_before_and_after(tmp_path, capsys):
     a, b = np.meshgrid(w, w)
     wa, wb = np.meshgrid(weighted.train_weight, weighted.train_weight)
     assert ((wa >= wb - 1e-6) | (a < b) | (users[:, None] != users[None, :])).all()
+    # again with --resume: every run is finished, so nothing trains; the same summary, and the
+    # default's chosen weights in the export (the runs above wrote their own)
+    assert main(["denoise", "--data", str(data), "--out", str(out), "--resume", *TINY]) == 0
+    again = json.loads((out / "denoise.json").read_text())
+    assert [r["test"] for r in again["grid"]] == [r["test"] for r in summary["grid"]]
+    assert {f: (out / f / "log.jsonl").read_text() for f in logs} == logs
+    with open(out / "keep_probabilities.csv") as f:
+        rows = list(csv.DictReader(f))
+    if summary["chosen"] == "weighted":
+        exported = {(int(r["user"]), int(r["item"])): float(r["weight"]) for r in rows}
+        got = [exported[(u, i)] for u, i in zip(users, items)]
+        chosen_w = weighted.train_weight if summary["posterior"] else ramp.train_weight
+        np.testing.assert_allclose(got, chosen_w, atol=1e-6)
+    else:
+        assert "weight" not in rows[0]
     code = main(
         ["denoise", "--data", str(data), "--out", str(tmp_path / "d"), "--action", "drop", *TINY]
     )
     assert code == 0
     summary = json.loads((tmp_path / "d" / "denoise.json").read_text())
     assert [r["fraction"] for r in summary["grid"]] == [0, 0.1, 0.2]
-    best = max(summary["grid"], key=lambda r: (r["valid"]["recall@5"], -r["fraction"]))
+    best = validation_choice(summary["grid"])
     assert summary["drop_fraction"] == best["fraction"]
     assert summary["retrained"]["test"] == best["test"]
     code = main(
@@ -859,6 +905,34 @@ def test_scoreboard_rows_have_the_issue_shape_and_the_gap():
     assert rows["lightgcn"]["gap_recovered"] is None and rows["oracle"]["auc"] is None
 
 
+def test_scoreboard_rechooses_a_cached_record_with_todays_rule():
+    """A cached pipeline record takes the candidate ``validation_choice`` picks from its grid's
+    validation metrics (its test figures with it); records without a grid are left as they are,
+    and grid rows from before the weight action (no "action") read as drops or the baseline."""
+    sb = _scoreboard()
+
+    def row(fraction, r20, n20, test, **extra):
+        return {
+            "fraction": fraction,
+            "valid": {"recall@20": r20, "ndcg@20": n20},
+            "test": {"recall@20": test, "ndcg@20": test / 2},
+            **extra,
+        }
+
+    grid = [
+        row(0.0, 0.200, 0.100, 0.21, action="none"),
+        row(0.0, 0.201, 0.100, 0.22, action="weight", knee=0.5, loss_weights=True),
+        row(0.0, 0.200, 0.104, 0.23, action="weight", posterior=True, loss_weights=True),
+    ]
+    rec = {"test": {"recall@20": 0.22, "ndcg@20": 0.11}, "chosen": "weighted", "grid": grid}
+    again = sb._rechosen(rec)
+    assert again["test"] == {"recall@20": 0.23, "ndcg@20": 0.115}
+    assert again["posterior"] and again["knee"] is None and again["chosen"] == "weighted"
+    assert sb._rechosen({"test": {"recall@20": 0.2}}) == {"test": {"recall@20": 0.2}}
+    old = {"test": {}, "grid": [row(0.0, 0.2, 0.1, 0.21), row(0.1, 0.2, 0.11, 0.2)]}
+    assert sb._rechosen(old)["chosen"] == "drop" and sb._rechosen(old)["drop_fraction"] == 0.1
+
+
 def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
     sb = _scoreboard()
     argv = [
@@ -885,17 +959,19 @@ def test_scoreboard_quick_run_resumes_from_its_cache(tmp_path):
     assert sb.main(argv + ["--cached-only"]) == 0
     again = json.loads((tmp_path / "synthetic" / "denoise_scoreboard.json").read_text())
     assert again["rows"] == payload["rows"]
-    # pipeline-both: in the pipeline's folder, only the loss-weighted retrain is new
+    # pipeline-both: in the pipeline's folder, its baseline reused (not trained again)
     folder = tmp_path / "synthetic" / "uniform-0.2-s0"
     baseline_log = (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text()
     assert sb.main(argv[:-3] + ["pipeline-both", "--runs", str(tmp_path)]) == 0
     both = json.loads((folder / "pipeline-both.json").read_text())
     assert [g["loss_weights"] for g in both["grid"]] == [False, False, True]
+    assert [g["knee"] for g in both["grid"]] == [None, 1.0, 1.0]
     assert (
-        both["grid"][1]["test"]
-        == json.loads((folder / "pipeline.json").read_text())["grid"][1]["test"]
+        both["grid"][0]["test"]
+        == json.loads((folder / "pipeline.json").read_text())["grid"][0]["test"]
     )
-    assert (folder / "pipeline" / "run" / "retrain-weight-loss" / "metrics.json").exists()
+    for run in ("retrain-weight", "retrain-weight-loss"):
+        assert (folder / "pipeline" / "run" / run / "metrics.json").exists()
     assert (folder / "pipeline" / "run" / "baseline" / "log.jsonl").read_text() == baseline_log
     assert not (folder / "pipeline-both").exists()
 

@@ -31,18 +31,23 @@ def weights(graph, seed=0):
     return torch.rand(graph.num_edges, generator=gen, dtype=torch.float64) + 0.05
 
 
-def test_fused_step_is_the_weighted_layers():
-    """A LightGCN with edge weights keeps its fused step (propagation_rows with edge_weight);
-    it equals the generic step's masked_spmm layers with edge_weight, values and gradients."""
+@pytest.mark.parametrize("loss", [False, True])
+def test_fused_step_is_the_weighted_layers(loss):
+    """A LightGCN with edge weights keeps its fused step (propagation_rows with edge_weight),
+    with the weighted loss too; it equals the generic step's masked_spmm layers with
+    edge_weight, every term, values and gradients."""
     graph = random_graph(20, 25, 0.2, seed=1).to(DEVICE)
-    model, batch = model_and_batch(graph, weights(graph))
+    model, batch = model_and_batch(graph, weights(graph), loss)
+    model.train()
     assert model.plugins[0].propagation_rows_args(graph, 3) is not None
     fast = model.loss(graph, batch)
     fast_grads = torch.autograd.grad(fast["loss"], (model.user_emb, model.item_emb))
     slow = GraphRecommender.loss(model, graph, batch)
     slow_grads = torch.autograd.grad(slow["loss"], (model.user_emb, model.item_emb))
-    for name in ("loss", "bpr", "reg"):
+    assert set(fast) == set(slow) == {"loss", "bpr", "reg"} | ({"reweight"} if loss else set())
+    for name in fast:
         torch.testing.assert_close(fast[name], slow[name])
+    assert model._rows is None  # the step's memo is not kept
     for a, b in zip(fast_grads, slow_grads):
         torch.testing.assert_close(a, b)
     # and the weights change the propagation: not the unweighted one
@@ -78,7 +83,6 @@ def test_weighted_loss_by_hand():
     graph = random_graph(15, 18, 0.25, seed=4).to(DEVICE)
     w = weights(graph, seed=5)
     model, batch = model_and_batch(graph, w, loss=True)
-    assert model.plugins[0].propagation_rows_args(graph, 3) is None
     model.train()
     terms = model.loss(graph, batch)
     user_emb, item_emb = model(graph)

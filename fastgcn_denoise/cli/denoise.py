@@ -41,6 +41,7 @@ def add_arguments(p, argv):
         DEFAULT_DETECTOR,
         DEFAULT_GRID,
         DEFAULT_WEIGHTINGS,
+        DEFAULT_WEIGHTINGS_TRAINED,
     )
     from ..pipelines.detect import DETECTORS
 
@@ -78,7 +79,9 @@ def add_arguments(p, argv):
         "(KNEE 1: the rank itself; 0.5: the upper half of each user's pairs keeps weight 1); "
         "posterior[:loss]: each pair weighs 1 - P(noise | its keep score), estimated from "
         "uniformly drawn non-pairs added to the graph and the noise rate they imply. "
-        f"Default: {' and '.join(map(str, DEFAULT_WEIGHTINGS))}",
+        f"Default: {' and '.join(map(str, DEFAULT_WEIGHTINGS))} ("
+        f"{' and '.join(map(str, DEFAULT_WEIGHTINGS_TRAINED))} with a detector that needs the "
+        "baseline or a training)",
     )
     g.add_argument(
         "--drop-grid",

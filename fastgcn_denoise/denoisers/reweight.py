@@ -13,7 +13,8 @@ triple (u, i, j) also counts w_ui:
 
     L_bpr = sum_b w_(u_b, i_b) softplus(s_(u_b, j_b) - s_(u_b, i_b)) / sum_b w_(u_b, i_b)
 
-(a noisy positive is then pulled less; the generic, slower per-layer step).
+(a noisy positive is then pulled less; a plain LightGCN keeps its fused step here too, the
+term reading the batch's rows it already read out).
 
 Why weights and not a cut: a cut takes real pairs along with the noise (at 10 % uniform noise on
 the built-in data the lowest 10 % of each user's pairs is about half noise); weights by each
@@ -71,9 +72,9 @@ class EdgeWeights(Plugin):
         return {"edge_weight": self._weights_for(graph)}
 
     def propagation_rows_args(self, graph, num_layers: int) -> dict | None:
-        """The weights alone as ``ops.propagation_rows``' ``edge_weight``; None with the loss
-        weighting (a loss term of its own)."""
-        return None if self.loss else {"edge_weight": self._weights_for(graph)}
+        """The weights as ``ops.propagation_rows``' ``edge_weight`` (the loss weighting reads
+        the batch's rows through ``batch_readout`` alone, so it keeps the fused step too)."""
+        return {"edge_weight": self._weights_for(graph)}
 
     def extra_loss(self, model, graph, layers, batch):
         if not self.loss or not self.training or batch is None:

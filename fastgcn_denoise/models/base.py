@@ -78,8 +78,10 @@ class Plugin(nn.Module):
 
     def propagation_rows_args(self, graph, num_layers: int) -> dict | None:
         """What the plug-in does to a plain LightGCN, as ``ops.propagation_rows`` keyword
-        arguments (``self_loop``, ``gmp``), when its seams amount to them and it adds no loss
-        term; None otherwise (the model then runs its layers one by one)."""
+        arguments (``self_loop``, ``gmp``, ``edge_weight``), when its seams amount to them and
+        its ``extra_loss`` reads the layers only through ``model.batch_readout`` (the fused step
+        forms no layer: it passes an opaque token for them); None otherwise (the model then runs
+        its layers one by one)."""
         return None
 
 
@@ -172,15 +174,20 @@ class GraphRecommender(nn.Module):
         layers = self.layer_outputs(graph, batch, mask_spec)
         self._rows = (layers, batch, None)  # batch_readout's memo, for this call only
         try:
-            terms = self.batch_loss(layers, batch, self.decay)
-            for p in self.plugins:
-                for name, value in p.extra_loss(self, graph, layers, batch).items():
-                    if name in terms:
-                        raise ValueError(f"loss term {name!r} is reported twice")
-                    terms[name] = value
-                    terms["loss"] = terms["loss"] + value
+            return self.add_plugin_terms(
+                self.batch_loss(layers, batch, self.decay), graph, layers, batch
+            )
         finally:
             self._rows = None  # the memo must not keep the step's layers alive
+
+    def add_plugin_terms(self, terms: dict, graph, layers, batch: Batch) -> dict:
+        """``terms`` with every plug-in's ``extra_loss`` terms added (and to "loss")."""
+        for p in self.plugins:
+            for name, value in p.extra_loss(self, graph, layers, batch).items():
+                if name in terms:
+                    raise ValueError(f"loss term {name!r} is reported twice")
+                terms[name] = value
+                terms["loss"] = terms["loss"] + value
         return terms
 
     def batch_readout(self, layers, batch: Batch):
