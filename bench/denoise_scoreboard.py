@@ -57,6 +57,7 @@ from fastgcn_denoise.pipelines.denoise import (
     DEFAULT_DETECTOR,
     DEFAULT_WEIGHTINGS,
     Weighting,
+    chosen_kind,
     denoise,
     roc_auc,
     validation_choice,
@@ -310,12 +311,9 @@ def _rechosen(rec: dict) -> dict:
     if not grid or not all(r.get("valid") for r in grid):
         return rec
     best = validation_choice(grid)
-    # records from before the weight action have no "action": a fraction > 0 was a drop
-    action = best.get("action") or ("drop" if best["fraction"] > 0 else "none")
-    chosen = {"weight": "weighted", "drop": "drop", "none": "baseline"}[action]
     return rec | {
         "test": {k: best["test"][k] for k in (HEADLINE, NDCG)},
-        "chosen": chosen,
+        "chosen": chosen_kind(best),
         "drop_fraction": best["fraction"],
         "knee": best.get("knee"),
         "posterior": best.get("posterior", False),

@@ -206,11 +206,20 @@ def validation_choice(runs: list[dict]) -> dict:
     (the runs of one pipeline share their config, so they all do)."""
     shared = set.intersection(*({m for m, v in r["valid"].items() if v is not None} for r in runs))
     means = {m: sum(r["valid"][m] for r in runs) / len(runs) for m in sorted(shared)}
+    means = {m: mean for m, mean in means.items() if mean > 0}
 
     def score(run):
-        return sum(run["valid"][m] / mean for m, mean in means.items() if mean > 0)
+        return sum(run["valid"][m] / mean for m, mean in means.items())
 
     return max(runs, key=lambda r: (score(r), -r["fraction"]))
+
+
+def chosen_kind(run: dict) -> str:
+    """ "weighted", "drop" or "baseline": what a grid row of the pipeline is (rows of records from
+    before the weight action have no "action": a fraction > 0 was a drop)."""
+    if run.get("action") == "weight":
+        return "weighted"
+    return "drop" if run["fraction"] > 0 else "baseline"
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -765,7 +774,7 @@ def denoise(
     summary = {
         "pipeline": "detect -> clean -> retrain",
         "action": action,
-        "chosen": "weighted" if weighted else ("baseline" if chosen["fraction"] == 0 else "drop"),
+        "chosen": chosen_kind(chosen),
         "loss_weights": bool(chosen.get("loss_weights", False)),
         "knee": chosen.get("knee"),
         "posterior": bool(chosen.get("posterior", False)),
